@@ -48,7 +48,7 @@ def azel_from_direction(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if np.any(norm == 0):
         raise ValueError("direction has zero length")
     x, y, z = v[..., 0], v[..., 1], v[..., 2]
-    az = np.degrees(np.arctan2(-x, -z))
+    az = np.degrees(np.arctan2(0.0 - x, 0.0 - z))  # 0.0 - avoids -0.0 giving -180 straight up
     el = np.degrees(np.arcsin(np.clip(y / norm, -1.0, 1.0)))
     return az, el
 
