@@ -1,0 +1,126 @@
+"""The `jaeger` command: dataset generation, evaluation, training.
+
+Every failure a user can cause ends with exit status 2 and one line saying what was wrong.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from jaeger_ros.dataset import DEFAULT_RESOLUTION, SPLITS, TASK_LETTERS
+
+
+def _resolution(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"resolution must look like 672x378, got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"resolution must be positive, got {text!r}")
+    return w, h
+
+
+def _tasks(text: str) -> list[str]:
+    letters = [t.strip().upper() for t in text.split(",") if t.strip()]
+    bad = [t for t in letters if t not in TASK_LETTERS]
+    if bad or not letters:
+        raise argparse.ArgumentTypeError(f"tasks must be a comma list of {','.join(TASK_LETTERS)}, got {text!r}")
+    return letters
+
+
+def _cmd_generate(args: argparse.Namespace) -> None:
+    from jaeger_ros.dataset import generate
+
+    counts = generate(args.out, args.split, args.num, seed=args.seed, tasks=args.tasks,
+                      workers=args.workers, speech_dir=args.speech_dir, resolution=args.resolution)
+    print(json.dumps({"out": str(Path(args.out) / args.split), "entries": counts}))
+
+
+def _method(spec: str):
+    """'classical' or a checkpoint directory / 'default' (the shipped tiny model)."""
+    if spec == "classical":
+        from jaeger_ros.classical.method import ClassicalMethod
+
+        return ClassicalMethod()
+    from jaeger_ros.model.predictor import JaegerMethod
+
+    return JaegerMethod.from_checkpoint(spec)
+
+
+def _cmd_eval(args: argparse.Namespace) -> None:
+    from jaeger_ros.evaluation import evaluate, format_table
+
+    if (args.method is None) == (args.checkpoint is None):
+        raise ValueError("give exactly one of --method classical or --checkpoint DIR|default")
+    specs = [args.method or args.checkpoint] + ([args.compare] if args.compare else [])
+    reports = []
+    for k, spec in enumerate(specs):
+        out = None
+        if args.out:
+            out = Path(args.out) if k == 0 else Path(args.out) / f"compare_{spec.replace('/', '_')}"
+        reports.append(evaluate(_method(spec), args.data, split=args.split, tasks=args.tasks, out_dir=out))
+    print(format_table(reports))
+    if args.out:
+        print(f"report written to {args.out}")
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from jaeger_ros.model.train import train_from_config
+
+    out = train_from_config(args.config, args.data, args.out, resume=args.resume)
+    print(f"checkpoint written to {out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jaeger", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ds = sub.add_parser("dataset", help="SpatialSceneQA-format datasets")
+    ds_sub = ds.add_subparsers(dest="dataset_command", required=True)
+    gen = ds_sub.add_parser("generate", help="simulate and write a split")
+    gen.add_argument("--out", required=True, help="dataset root; the split goes to OUT/SPLIT")
+    gen.add_argument("--split", required=True, choices=SPLITS)
+    gen.add_argument("--num", required=True, type=int, help="entries per task")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--tasks", type=_tasks, default=list(TASK_LETTERS), help="e.g. A,B,C,D,E")
+    gen.add_argument("--workers", type=int, default=1)
+    gen.add_argument("--speech-dir", default=None, help="dry speech (e.g. LibriSpeech flac) instead of espeak-ng")
+    gen.add_argument("--resolution", type=_resolution, default=DEFAULT_RESOLUTION, help="WxH, default 672x378")
+    gen.set_defaults(func=_cmd_generate)
+
+    ev = sub.add_parser("eval", help="evaluate a method on a dataset split")
+    ev.add_argument("--method", choices=["classical"], default=None)
+    ev.add_argument("--checkpoint", default=None, help="checkpoint dir or 'default'")
+    ev.add_argument("--compare", default=None, help="a second method/checkpoint for a side-by-side table")
+    ev.add_argument("--data", required=True)
+    ev.add_argument("--split", default="test", choices=SPLITS)
+    ev.add_argument("--tasks", type=_tasks, default=None)
+    ev.add_argument("--out", default=None, help="report folder (report.json, report.md, PNG plots)")
+    ev.set_defaults(func=_cmd_eval)
+
+    tr = sub.add_parser("train", help="train a JAEGER checkpoint")
+    tr.add_argument("--config", required=True)
+    tr.add_argument("--data", required=True, nargs="+", help="one or more dataset roots")
+    tr.add_argument("--out", default=None)
+    tr.add_argument("--resume", action="store_true")
+    tr.set_defaults(func=_cmd_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError, ImportError) as e:
+        print(f"jaeger: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("jaeger: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,435 @@
+"""SpatialSceneQA-format datasets: generate sample folders from the simulator, read them back.
+
+Layout (ours, readable by the official scorers' conventions)::
+
+    DATA/<split>/task1_00000/   rgb.png, depth.png (8-bit, d = px/255*10 m, as the official
+                                 release), depth_mm.png (uint16 millimetres, exact), mask.png,
+                                 metadata.json, ir.npy | ir_male.npy + ir_female.npy,
+                                 foa_ls.wav (4-ch float32, 16 kHz)
+    DATA/<split>/manifests/{A,B,C,D,E}.json   {"annotation": [...]} in the official schema
+
+task1 folders hold one talking loudspeaker (tasks A, C, D); task2 folders hold a male and a
+female talker on two loudspeakers (tasks B, E). Manifest paths are relative to DATA.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from functools import cached_property
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+from PIL import Image
+
+from jaeger_ros import answers, foa as foa_io
+from jaeger_ros.geometry import Box3D, Intrinsics, azel_from_direction
+
+TASK_LETTERS = ("A", "B", "C", "D", "E")
+SPLITS = ("train", "val", "test")
+DEPTH_PNG_MAX_M = 10.0  # official 8-bit depth: d = px / 255 * 10 m
+DEFAULT_RESOLUTION = (672, 378)  # the model's input resolution in the reference
+FORMAT = "jaeger_ros.sample/1"
+_SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
+_MANIFEST_TASK = {"A": "spatial_doa", "B": "multi_spatial_doa", "C": "visual_grounding",
+                  "D": "single_source", "E": "dual_source"}
+_LETTER_OF_TASK = {"spatial_doa": "A", "multi_spatial_doa": "B", "visual_grounding": "C",
+                   "single_source": "D", "dual_source": "E", "starss23": "A"}
+
+
+# --------------------------------------------------------------------------- manifests
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One annotation of a manifest, field for field as the official files spell them."""
+
+    path: str
+    task: str
+    text: str
+    gender: str | None = None
+    num_speakers: int | None = None
+    target_label: str | None = None
+    obj_category: list[str] | None = None
+
+    @property
+    def letter(self) -> str:
+        """Task letter A-E. Official task-2 DoA files name their task "multi_spatial_doa"."""
+        if self.task not in _LETTER_OF_TASK:
+            raise ValueError(f"unknown manifest task {self.task!r}")
+        return _LETTER_OF_TASK[self.task]
+
+    @property
+    def target_gender(self) -> str | None:
+        """"male"/"female" for tasks that ask for one voice, normalising "M"/"F"."""
+        if self.gender is None:
+            return None
+        return {"m": "male", "f": "female"}.get(self.gender.lower(), self.gender.lower())
+
+    def to_dict(self) -> dict[str, Any]:
+        # Key order of the official files, per task.
+        order = {
+            "A": ("path", "text", "task", "gender"),
+            "B": ("path", "text", "task", "gender"),
+            "C": ("path", "task", "text", "obj_category"),
+            "D": ("path", "num_speakers", "text", "task"),
+            "E": ("path", "num_speakers", "target_label", "task", "gender", "text"),
+        }[self.letter]
+        return {k: getattr(self, k) for k in order if getattr(self, k) is not None}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ManifestEntry":
+        missing = [k for k in ("path", "task", "text") if k not in d]
+        if missing:
+            raise ValueError(f"manifest entry lacks {missing}: {d}")
+        return cls(path=d["path"], task=d["task"], text=d["text"], gender=d.get("gender"),
+                   num_speakers=d.get("num_speakers"), target_label=d.get("target_label"),
+                   obj_category=d.get("obj_category"))
+
+
+def read_manifest(path: str | Path) -> list[ManifestEntry]:
+    """Entries of an official-schema manifest ({"annotation": [...]})."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"manifest not found: {p}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{p}: not valid JSON ({e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("annotation"), list):
+        raise ValueError(f"{p}: expected an object with an 'annotation' list")
+    return [ManifestEntry.from_dict(d) for d in data["annotation"]]
+
+
+def write_manifest(path: str | Path, entries: Iterable[ManifestEntry]) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps({"annotation": [e.to_dict() for e in entries]}, indent=1))
+
+
+def find_manifests(data_dir: str | Path, split: str) -> dict[str, Path]:
+    """Letter -> manifest file of a generated split (those present)."""
+    folder = Path(data_dir) / split / "manifests"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no manifests for split {split!r} in {data_dir} "
+                                f"(expected {folder})")
+    return {letter: folder / f"{letter}.json" for letter in TASK_LETTERS
+            if (folder / f"{letter}.json").is_file()}
+
+
+def resolve_sample_path(data_dir: str | Path, entry: ManifestEntry) -> Path:
+    p = Path(entry.path)
+    return p if p.is_absolute() else Path(data_dir) / p
+
+
+# --------------------------------------------------------------------------- reading
+
+class Sample:
+    """Lazy view of one sample folder (ours or an official SpatialSceneQA one).
+
+    Official folders carry no order/normalisation metadata; pass `foa_order` and
+    `foa_normalization` to say what they hold (default: AmbiX, ACN/SN3D).
+    """
+
+    def __init__(self, folder: str | Path, foa_order: str | None = None,
+                 foa_normalization: str | None = None) -> None:
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise FileNotFoundError(f"sample folder not found: {self.folder}")
+        meta_path = self.folder / "metadata.json"
+        self.metadata: dict[str, Any] = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        declared = self.metadata.get("foa", {})
+        self.foa_order = foa_order or declared.get("channel_order", foa_io.DEFAULT_ORDER)
+        self.foa_normalization = (foa_normalization
+                                  or declared.get("normalization", foa_io.DEFAULT_NORMALIZATION))
+
+    def __repr__(self) -> str:
+        return f"Sample({str(self.folder)!r})"
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.metadata.get("sample_rate", foa_io.SAMPLE_RATE))
+
+    @cached_property
+    def intrinsics(self) -> Intrinsics:
+        if "intrinsics" in self.metadata:
+            return Intrinsics.from_dict(self.metadata["intrinsics"])
+        h, w = self.rgb().shape[:2]
+        return Intrinsics.from_hfov(w, h, 90.0)
+
+    def rgb(self) -> np.ndarray:
+        return np.asarray(Image.open(self.folder / "rgb.png").convert("RGB"))
+
+    def depth(self) -> np.ndarray:
+        """Planar depth in metres, float32; 0 where there is no return."""
+        exact = self.folder / "depth_mm.png"
+        if exact.is_file():
+            return np.asarray(Image.open(exact), dtype=np.float32) / 1000.0
+        coarse = np.asarray(Image.open(self.folder / "depth.png").convert("L"), dtype=np.float32)
+        return coarse / 255.0 * DEPTH_PNG_MAX_M
+
+    def instance_mask(self) -> np.ndarray | None:
+        p = self.folder / "mask.png"
+        return np.asarray(Image.open(p), dtype=np.int32) if p.is_file() else None
+
+    def foa(self) -> np.ndarray:
+        """(4, N) float32 in ACN/SN3D whatever the file holds."""
+        data, rate = foa_io.read_foa_wav(self.folder / "foa_ls.wav")
+        if rate != self.sample_rate:
+            raise ValueError(f"{self.folder}/foa_ls.wav is {rate} Hz, metadata says {self.sample_rate}")
+        return foa_io.convert(data, self.foa_order, self.foa_normalization)
+
+    def boxes(self) -> list[Box3D]:
+        """Loudspeaker boxes in the camera frame, bbox-id order (left to right)."""
+        return [Box3D(b["center"], b["size"], b.get("label", "speaker"))
+                for b in self.metadata.get("boxes", [])]
+
+    def sources(self) -> list[dict[str, Any]]:
+        return list(self.metadata.get("sources", []))
+
+
+def load_sample(folder: str | Path, foa_order: str | None = None,
+                foa_normalization: str | None = None) -> Sample:
+    return Sample(folder, foa_order, foa_normalization)
+
+
+def iter_entries(data_dir: str | Path, split: str,
+                 tasks: Iterable[str] | None = None) -> Iterator[tuple[str, ManifestEntry, Path]]:
+    """(letter, entry, sample folder) over a generated split's manifests."""
+    wanted = set(tasks) if tasks else set(TASK_LETTERS)
+    for letter, path in find_manifests(data_dir, split).items():
+        if letter in wanted:
+            for entry in read_manifest(path):
+                yield letter, entry, resolve_sample_path(data_dir, entry)
+
+
+# --------------------------------------------------------------------------- generation
+
+@dataclass(frozen=True)
+class _Job:
+    name: str           # folder name, e.g. "task1_00003"
+    family: str         # "single" (A/C), "match" (D) or "dual" (B/E)
+    index: int
+    seed: int
+    split: str
+    letters: tuple[str, ...]
+
+
+def plan_jobs(split: str, num: int, seed: int, tasks: Iterable[str]) -> list[_Job]:
+    """Folders needed so that every requested task gets `num` entries (deterministic)."""
+    letters = _check_tasks(tasks)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if num <= 0:
+        raise ValueError(f"--num must be positive, got {num}")
+    families = [("single", tuple(t for t in "AC" if t in letters)),
+                ("match", tuple(t for t in "D" if t in letters)),
+                ("dual", tuple(t for t in "BE" if t in letters))]
+    jobs: list[_Job] = []
+    counters = {"task1": 0, "task2": 0}
+    for i in range(num):
+        for fam_code, (family, fam_letters) in enumerate(families):
+            if not fam_letters:
+                continue
+            prefix = "task2" if family == "dual" else "task1"
+            name = f"{prefix}_{counters[prefix]:05d}"
+            counters[prefix] += 1
+            job_seed = int(np.random.SeedSequence([seed, _SPLIT_CODE[split], fam_code, i])
+                           .generate_state(1)[0])
+            jobs.append(_Job(name, family, i, job_seed, split, fam_letters))
+    return jobs
+
+
+def _check_tasks(tasks: Iterable[str]) -> tuple[str, ...]:
+    letters = tuple(t.strip().upper() for t in tasks if t.strip())
+    bad = [t for t in letters if t not in TASK_LETTERS]
+    if bad or not letters:
+        raise ValueError(f"tasks must be letters from {','.join(TASK_LETTERS)}, got {list(tasks)}")
+    return letters
+
+
+# Per-process state of generator workers (the speech bank caches synthesised speech).
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(split: str, seed: int, speech_dir: str | None, resolution: tuple[int, int]) -> None:
+    from sim_bridge.speech import SpeechBank
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _WORKER["bank"] = SpeechBank(split, seed, speech_dir=speech_dir)
+    _WORKER["intrinsics"] = Intrinsics.from_hfov(resolution[0], resolution[1], 90.0)
+
+
+def _num_loudspeakers(family: str, rng: np.random.Generator) -> int:
+    if family == "single":  # close to the official grounding mix (1: 31%, 2: 56%, 3: 13%)
+        return int(rng.choice([1, 2, 3], p=[0.31, 0.56, 0.13]))
+    return int(rng.choice([2, 3], p=[0.75, 0.25]))
+
+
+def _make_sample(job: _Job, out_split_dir: str) -> list[tuple[str, dict[str, Any]]]:
+    """Simulate, render and write one folder; return (letter, manifest dict) pairs."""
+    from sim_bridge.acoustics import convolve_foa, foa_rir, mix_sources
+    from sim_bridge.render import render
+    from sim_bridge.scene import sample_scene
+
+    rng = np.random.default_rng(job.seed)
+    intr: Intrinsics = _WORKER["intrinsics"]
+    bank = _WORKER["bank"]
+    scene = sample_scene(rng, job.split, _num_loudspeakers(job.family, rng), intr,
+                         scene_id=f"{job.split}/{job.name}")
+    frame = render(scene, intr)
+
+    boxes = scene.loudspeaker_boxes_camera()
+    order = sorted(range(len(boxes)), key=lambda i: boxes[i].center[0])  # bbox ids left to right
+    rank_of = {spk: rank for rank, spk in enumerate(order)}
+
+    if job.family == "dual":
+        talkers = rng.choice(len(boxes), size=2, replace=False)
+        genders = ["male", "female"]
+    else:
+        talkers = [int(rng.integers(len(boxes)))]
+        genders = [str(rng.choice(["male", "female"]))]
+
+    camera_rot = scene.world_from_camera()[:3, :3]
+    folder = Path(out_split_dir) / job.name
+    folder.mkdir(parents=True, exist_ok=True)
+    wet, sources = [], []
+    for spk, gender in zip(talkers, genders):
+        spk = int(spk)
+        rir = foa_rir(scene.room, scene.loudspeakers[spk].acoustic_center, scene.camera_position,
+                      camera_rot, foa_io.SAMPLE_RATE, rng=rng)
+        ir_name = f"ir_{gender}.npy" if job.family == "dual" else "ir.npy"
+        np.save(folder / ir_name, rir.astype(np.float32))
+        wet.append(convolve_foa(bank.utterance(gender, rng), rir))
+        direction = scene.source_direction_camera(spk)
+        az, el = azel_from_direction(direction)
+        sources.append({"gender": gender, "azimuth_deg": float(az), "elevation_deg": float(el),
+                        "direction": [float(v) for v in direction],
+                        "distance_m": float(np.linalg.norm(
+                            np.asarray(scene.loudspeakers[spk].acoustic_center) - scene.camera_position)),
+                        "loudspeaker": rank_of[spk], "ir_file": ir_name})
+    mix = mix_sources(wet)
+    peak = float(np.max(np.abs(mix)))
+    if peak > 0:
+        mix = mix * (0.5 / peak)  # one gain for all channels keeps the spatial cues
+    foa_io.write_foa_wav(folder / "foa_ls.wav", mix.astype(np.float32), foa_io.SAMPLE_RATE)
+
+    Image.fromarray(frame.rgb).save(folder / "rgb.png")
+    depth = np.nan_to_num(frame.depth, nan=0.0, posinf=0.0)
+    Image.fromarray(np.clip(np.round(depth / DEPTH_PNG_MAX_M * 255.0), 0, 255).astype(np.uint8)).save(
+        folder / "depth.png")
+    Image.fromarray(np.clip(np.round(depth * 1000.0), 0, 65535).astype(np.uint16)).save(folder / "depth_mm.png")
+    mask = np.zeros_like(frame.instance, dtype=np.uint8)  # bbox id + 1, 0 = background
+    for spk, rank in rank_of.items():
+        mask[frame.instance == spk + 1] = rank + 1
+    Image.fromarray(mask).save(folder / "mask.png")
+
+    sorted_boxes = [boxes[i] for i in order]
+    metadata = {
+        "format": FORMAT, "split": job.split, "name": job.name, "family": job.family,
+        "sample_rate": foa_io.SAMPLE_RATE,
+        "foa": {"channel_order": foa_io.DEFAULT_ORDER, "normalization": foa_io.DEFAULT_NORMALIZATION,
+                "channels": list(foa_io.ACN), "axes": "x forward (-z camera), y left, z up"},
+        "intrinsics": intr.to_dict(),
+        "depth": {"depth.png": "uint8, d = px/255*10 m", "depth_mm.png": "uint16 millimetres",
+                  "kind": "planar (camera -z)"},
+        "frame": "camera: x right, y up, z backward",
+        "boxes": [{"bbox_id": r, "label": b.label, "center": b.center.tolist(), "size": b.size.tolist(),
+                   "shape_id": int(scene.loudspeakers[order[r]].shape.shape_id),
+                   "pixels": int(np.sum(frame.instance == order[r] + 1))}
+                  for r, b in enumerate(sorted_boxes)],
+        "sources": sources,
+        "rt60_sabine_s": scene.room.sabine_rt60(),
+        "scene": scene.to_dict(),
+    }
+    (folder / "metadata.json").write_text(json.dumps(metadata, indent=1))
+    return _manifest_entries(job, sorted_boxes, sources)
+
+
+def _manifest_entries(job: _Job, boxes: list[Box3D],
+                      sources: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    path = f"{job.split}/{job.name}"
+    n = len(boxes)
+    out: list[tuple[str, dict[str, Any]]] = []
+    for letter in job.letters:
+        if letter == "A":
+            s = sources[0]
+            out.append(("A", ManifestEntry(path, _MANIFEST_TASK["A"],
+                                           answers.format_doa(s["azimuth_deg"], s["elevation_deg"]),
+                                           gender=s["gender"][0].upper()).to_dict()))
+        elif letter == "C":
+            out.append(("C", ManifestEntry(path, _MANIFEST_TASK["C"], answers.format_boxes(boxes),
+                                           obj_category=[b.label for b in boxes]).to_dict()))
+        elif letter == "D":
+            label = answers.match_label(sources[0]["loudspeaker"], n)
+            out.append(("D", ManifestEntry(path, _MANIFEST_TASK["D"], label, num_speakers=n).to_dict()))
+        else:  # B and E ask for one of the two voices, alternating male/female
+            s = sources[job.index % 2]
+            if letter == "B":
+                out.append(("B", ManifestEntry(path, _MANIFEST_TASK["B"],
+                                               answers.format_doa(s["azimuth_deg"], s["elevation_deg"]),
+                                               gender=s["gender"][0].upper()).to_dict()))
+            else:
+                label = answers.match_label(s["loudspeaker"], n)
+                out.append(("E", ManifestEntry(path, _MANIFEST_TASK["E"], label, gender=s["gender"],
+                                               num_speakers=n,
+                                               target_label=answers.target_label(s["gender"], label)
+                                               ).to_dict()))
+    return out
+
+
+def _run_job(args: tuple[_Job, str]) -> list[tuple[str, dict[str, Any]]]:
+    return _make_sample(*args)
+
+
+def _collect(per_task: dict[str, list[ManifestEntry]],
+             entries: list[tuple[str, dict[str, Any]]]) -> None:
+    for letter, entry in entries:
+        per_task[letter].append(ManifestEntry.from_dict(entry))
+
+
+def generate(out_dir: str | Path, split: str, num: int, seed: int = 0,
+             tasks: Iterable[str] = TASK_LETTERS, workers: int = 1,
+             speech_dir: str | Path | None = None,
+             resolution: tuple[int, int] = DEFAULT_RESOLUTION, progress: bool = True) -> dict[str, int]:
+    """Write `num` entries per requested task for one split; returns entries per task.
+
+    The split is written to a temporary folder beside its destination and renamed when
+    complete, so a failure never leaves a half-written split behind.
+    """
+    from tqdm import tqdm
+
+    jobs = plan_jobs(split, num, seed, tasks)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final = out_dir / split
+    tmp = Path(tempfile.mkdtemp(prefix=f".{split}-", dir=out_dir))
+    init_args = (split, seed, str(speech_dir) if speech_dir else None, tuple(resolution))
+    per_task: dict[str, list[ManifestEntry]] = {t: [] for t in _check_tasks(tasks)}
+    try:
+        work = [(job, str(tmp)) for job in jobs]
+        with tqdm(total=len(jobs), desc=f"generate {split}", unit="sample", disable=not progress) as bar:
+            if workers <= 1:
+                _init_worker(*init_args)
+                results: Iterable[list[tuple[str, dict[str, Any]]]] = map(_run_job, work)
+                for entries in results:
+                    _collect(per_task, entries)
+                    bar.update()
+            else:
+                with get_context("spawn").Pool(workers, initializer=_init_worker,
+                                               initargs=init_args) as pool:
+                    for entries in pool.imap(_run_job, work, chunksize=1):  # keeps job order
+                        _collect(per_task, entries)
+                        bar.update()
+        for letter, entries in per_task.items():
+            write_manifest(tmp / "manifests" / f"{letter}.json", entries)
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {letter: len(entries) for letter, entries in per_task.items()}
