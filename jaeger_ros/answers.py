@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence, Union
+from typing import Literal, Mapping, Sequence, Union
 
 import numpy as np
 

@@ -21,14 +21,11 @@ needs_official = pytest.mark.skipif(
            "beside the repository); they are the ground truth for the answer formats")
 
 
-def _manifests() -> dict[str, list[dict]]:
-    return {p.name: json.loads(p.read_text())["annotation"]
-            for p in sorted(OFFICIAL.glob("*.json")) if not p.name.startswith("prompts__")}
-
-
 @pytest.fixture(scope="module")
 def manifests() -> dict[str, list[dict]]:
-    return _manifests()
+    """File name -> annotation list of every official manifest (prompt files excluded)."""
+    return {p.name: json.loads(p.read_text())["annotation"]
+            for p in sorted(OFFICIAL.glob("*.json")) if not p.name.startswith("prompts__")}
 
 
 # ----------------------------------------------------------------------------- round trip

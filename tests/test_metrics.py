@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaeger_ros import answers, metrics
+from jaeger_ros import metrics
 from jaeger_ros.answers import DoaAnswer
 from jaeger_ros.geometry import Box3D
 
