@@ -108,8 +108,7 @@ def stft(x: np.ndarray, n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:
         raise ValueError(f"n_fft and hop must be positive, got {n_fft}, {hop}")
     pad = n_fft // 2
     padded = np.pad(a, ((0, 0), (pad, pad)), mode="reflect" if a.shape[1] > pad else "constant")
-    n_frames = 1 + (padded.shape[1] - n_fft) // hop
-    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=1)[:, ::hop][:, :n_frames]
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=1)[:, ::hop]  # (C, T, n_fft)
     spec = np.fft.rfft(frames * get_window("hann", n_fft), axis=-1)  # (C, T, F)
     return np.swapaxes(spec, 1, 2)
 

@@ -133,7 +133,7 @@ def _diffuse_tail(rng: np.random.Generator, level: float, rt60: float, start: in
     envelope = np.sqrt(level) * np.exp(-_DECAY_60DB * t / rt60)
     fade = min(n, max(1, int(0.002 * sample_rate)))
     envelope[:fade] *= 0.5 - 0.5 * np.cos(np.pi * (np.arange(fade) + 0.5) / fade)
-    std = np.array([1.0, 1.0, 1.0, 1.0]) / np.array([1.0, np.sqrt(3.0), np.sqrt(3.0), np.sqrt(3.0)])
+    std = np.array([1.0, 3.0 ** -0.5, 3.0 ** -0.5, 3.0 ** -0.5])
     out[:, start:] = rng.standard_normal((4, n)) * std[:, None] * envelope[None]
     return out
 
@@ -159,7 +159,7 @@ def foa_rir(room: Room, source: np.ndarray, receiver: np.ndarray, world_from_rec
     src = np.asarray(source, dtype=float).reshape(3)
     rcv = np.asarray(receiver, dtype=float).reshape(3)
     rot = np.asarray(world_from_receiver, dtype=float)
-    if rot.shape != (3, 3) or not np.allclose(rot.T @ rot, np.eye(3), atol=1e-6):
+    if rot.shape != (3, 3) or not np.allclose(rot.T @ rot, np.eye(3), atol=1e-6) or np.linalg.det(rot) < 0:
         raise ValueError(f"world_from_receiver must be a 3x3 rotation, got {rot.tolist()}")
     if not room.contains(rcv):
         raise ValueError(f"receiver {rcv} is outside the room {room.size}")

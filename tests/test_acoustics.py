@@ -160,6 +160,8 @@ def test_bad_inputs_raise() -> None:
         ac.foa_rir(room, inside, np.array([1.0, -0.1, 1.0]), np.eye(3))
     with pytest.raises(ValueError, match="rotation"):
         ac.foa_rir(room, inside, np.array([2.0, 1.0, 1.0]), np.eye(3) * 2)
+    with pytest.raises(ValueError, match="rotation"):
+        ac.foa_rir(room, inside, np.array([2.0, 1.0, 1.0]), np.diag([1.0, 1.0, -1.0]))  # a mirror
     with pytest.raises(ValueError, match="coincide"):
         ac.foa_rir(room, inside, inside, np.eye(3))
     with pytest.raises(ValueError, match="decay"):
