@@ -1,0 +1,171 @@
+"""sim_bridge ROS 2 node: publishes the live simulated world (sim_bridge.live) in real time.
+
+Topics (every name a parameter): colour image (rgb8), depth image (32FC1 metres, NaN = no
+return), camera_info, FOA audio chunks (jaeger_ros/FoaAudio, stamped at their FIRST sample),
+ground truth (jaeger_ros/SimGroundTruth, stamped like the frame it describes) and TF
+(map -> base_link -> camera_link -> camera_color_optical_frame). Sensor topics use the
+sensor-data QoS (best effort, keep last 5); ground truth is reliable.
+
+TF: tf2_msgs/TFMessage on /tf (and the fixed camera_link -> optical on /tf_static, transient
+local) when tf2_msgs is importable; otherwise (no tf2_msgs wheel exists) each transform is a
+geometry_msgs/TransformStamped on `transform_topic` (default /sim/transforms).
+
+Pacing: a 5 ms timer compares the ROS clock with the schedule: frame k is captured at
+t0 + k / camera_rate_hz and published then; audio chunk j covers [t0 + j c, t0 + (j+1) c)
+and is published once its last sample has been "captured" (at its end), as a sound card does.
+Audio is synthesised one chunk ahead, so the ground truth of a frame already knows which
+loudspeakers are talking at its stamp.
+"""
+from __future__ import annotations
+
+import sys
+
+import rclpy
+from geometry_msgs.msg import TransformStamped, Vector3
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+
+from jaeger_ros import ros_convert as rc
+from jaeger_ros.geometry import camera_to_optical
+from jaeger_ros.msg import FoaAudio, SimGroundTruth, SimSource
+from sim_bridge.live import GroundTruth, LiveConfig, LiveWorld
+
+try:
+    from tf2_msgs.msg import TFMessage
+except ImportError:  # no tf2_msgs wheel: fall back to TransformStamped on a documented topic
+    TFMessage = None
+
+STATIC_TF = ("camera_link", "camera_color_optical_frame")
+
+
+def ground_truth_to_msg(gt: GroundTruth, frame_id: str) -> SimGroundTruth:
+    header = rc.make_header(gt.time, frame_id)
+    sources = [SimSource(gender=s.gender, loudspeaker=s.loudspeaker, label=s.label, active=s.active,
+                         active_for_s=float(s.active_for_s), azimuth_deg=s.azimuth_deg,
+                         elevation_deg=s.elevation_deg,
+                         direction=rc.vector_to_msg(camera_to_optical(s.direction)))
+               for s in gt.sources]
+    return SimGroundTruth(header=header, scene_id=gt.scene_id, scenario=gt.scenario,
+                          boxes=[rc.box_to_msg(b, i) for i, b in enumerate(gt.boxes)], sources=sources,
+                          camera_pose=rc.pose_to_msg(gt.map_from_optical),
+                          room_size=Vector3(x=float(gt.room_size_map[0]), y=float(gt.room_size_map[1]),
+                                            z=float(gt.room_size_map[2])))
+
+
+class SimBridgeNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("sim_bridge", **kwargs)
+        p = {name: self.declare_parameter(name, default).value for name, default in (
+            ("scenario", "single"), ("min_loudspeakers", 2), ("max_loudspeakers", 3), ("split", "test"),
+            ("seed", 0), ("scene_period_s", 8.0), ("camera_rate_hz", 10.0), ("chunk_s", 0.05),
+            ("width", 640), ("height", 480), ("hfov_deg", 90.0), ("speech_dir", ""), ("speech_pool", 8),
+            ("noise_rms", 1e-4), ("audio_channel_order", "ACN"), ("audio_normalization", "SN3D"),
+            ("optical_frame", "camera_color_optical_frame"),
+            ("color_topic", "/camera/color/image_raw"), ("depth_topic", "/camera/depth/image_raw"),
+            ("camera_info_topic", "/camera/color/camera_info"), ("audio_topic", "/audio/foa"),
+            ("ground_truth_topic", "/sim/ground_truth"), ("transform_topic", "/sim/transforms"))}
+        self.p = p
+        if p["camera_rate_hz"] <= 0:
+            raise ValueError(f"camera_rate_hz must be positive, got {p['camera_rate_hz']}")
+        self.world = LiveWorld(LiveConfig(
+            scenario=p["scenario"], min_loudspeakers=p["min_loudspeakers"], max_loudspeakers=p["max_loudspeakers"],
+            split=p["split"], seed=p["seed"], scene_period_s=p["scene_period_s"], chunk_s=p["chunk_s"],
+            width=p["width"], height=p["height"], hfov_deg=p["hfov_deg"], noise_rms=p["noise_rms"],
+            speech_pool=p["speech_pool"], speech_dir=p["speech_dir"] or None))
+        sensor = qos_profile_sensor_data
+        self.pub_rgb = self.create_publisher(Image, p["color_topic"], sensor)
+        self.pub_depth = self.create_publisher(Image, p["depth_topic"], sensor)
+        self.pub_info = self.create_publisher(CameraInfo, p["camera_info_topic"], sensor)
+        self.pub_audio = self.create_publisher(FoaAudio, p["audio_topic"], sensor)
+        self.pub_gt = self.create_publisher(SimGroundTruth, p["ground_truth_topic"], 10)
+        if TFMessage is not None:  # pragma: no cover - no tf2_msgs wheel here
+            self.pub_tf = self.create_publisher(TFMessage, "/tf", 100)
+            latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                                 reliability=ReliabilityPolicy.RELIABLE)
+            self.pub_tf_static = self.create_publisher(TFMessage, "/tf_static", latched)
+        else:
+            self.pub_tf = self.create_publisher(TransformStamped, p["transform_topic"], 100)
+        self._cache: dict[int, tuple[Image, Image]] = {}
+        self._static_sent = False
+        self._pending_audio: list[tuple[float, object]] = []
+        start = self.get_clock().now().nanoseconds * 1e-9
+        self.get_logger().info(f"building the first scene ({p['scenario']}, seed {p['seed']})")
+        self.world.start(start)
+        self.t0 = start
+        self.frames_published = 0
+        self.chunks_published = 0
+        self.timer = self.create_timer(0.005, self._tick)
+        self.get_logger().info(
+            f"sim_bridge live: {p['width']}x{p['height']} at {p['camera_rate_hz']} Hz, FOA chunks of "
+            f"{self.world.chunk} samples at {self.world.sample_rate} Hz, TF via "
+            f"{'/tf' if TFMessage is not None else p['transform_topic']}")
+
+    def _frame_msgs(self, scene_id: int, rgb, depth) -> tuple[Image, Image]:
+        """Image messages of a scene (static camera: converted once, re-stamped per frame)."""
+        if scene_id not in self._cache:
+            header = rc.make_header(0.0, self.p["optical_frame"])
+            self._cache = {scene_id: (rc.numpy_to_image(rgb, "rgb8", header), rc.depth_to_image(depth, header))}
+        return self._cache[scene_id]
+
+    def _tick(self) -> None:
+        now = self.get_clock().now().nanoseconds * 1e-9
+        # synthesise audio one chunk ahead of the capture clock; publish chunks that are complete
+        while self.world.next_chunk_time <= now + self.world.chunk / self.world.sample_rate:
+            self._pending_audio.append(self.world.next_chunk())
+        chunk_s = self.world.chunk / self.world.sample_rate
+        while self._pending_audio and self._pending_audio[0][0] + chunk_s <= now:
+            t, samples = self._pending_audio.pop(0)
+            self.pub_audio.publish(rc.foa_to_msg(samples, self.world.sample_rate, rc.make_header(t, self.p["optical_frame"]),
+                                                 self.p["audio_channel_order"], self.p["audio_normalization"]))
+            self.chunks_published += 1
+        next_frame = self.t0 + self.frames_published / self.p["camera_rate_hz"]
+        if next_frame <= now:
+            self._publish_frame(next_frame)
+            # after a stall, skip frames that are already late rather than bursting them out
+            self.frames_published = max(self.frames_published + 1,
+                                        int((now - self.t0) * self.p["camera_rate_hz"]))
+
+    def _publish_frame(self, t: float) -> None:
+        rgb, depth, scene_id = self.world.frame(t)
+        stamp = rc.seconds_to_stamp(t)
+        img, dep = self._frame_msgs(scene_id, rgb, depth)
+        img.header.stamp = stamp
+        dep.header.stamp = stamp
+        info = rc.intrinsics_to_camera_info(self.world.intrinsics, rc.make_header(stamp, self.p["optical_frame"]))
+        self.pub_rgb.publish(img)
+        self.pub_depth.publish(dep)
+        self.pub_info.publish(info)
+        self.pub_gt.publish(ground_truth_to_msg(self.world.ground_truth(t), self.p["optical_frame"]))
+        self._publish_tf(t)
+
+    def _publish_tf(self, t: float) -> None:
+        frames = dict(self.world.transforms(t))
+        if self.p["optical_frame"] != STATIC_TF[1]:
+            frames[(STATIC_TF[0], self.p["optical_frame"])] = frames.pop(STATIC_TF)
+        msgs = {key: rc.transform_to_msg(m, key[0], key[1], t) for key, m in frames.items()}
+        if TFMessage is None:
+            for msg in msgs.values():
+                self.pub_tf.publish(msg)
+            return
+        static = [m for (parent, _), m in msgs.items() if parent == STATIC_TF[0]]  # pragma: no cover
+        if not self._static_sent:  # pragma: no cover
+            self.pub_tf_static.publish(TFMessage(transforms=static))
+            self._static_sent = True
+        self.pub_tf.publish(TFMessage(transforms=[m for m in msgs.values() if m not in static]))  # pragma: no cover
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = SimBridgeNode()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
