@@ -1,0 +1,191 @@
+"""One config dataclass for every JAEGER preset, read from YAML; unknown keys fail loudly.
+
+Why one dataclass: the tiny CPU preset and the Qwen2.5-Omni-7B preset run the same model
+code; only the thinker's size (random init vs a local pretrained path), the input
+resolution and the fine-tuning recipe differ.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+IV_KINDS = ("neural", "classical", "none")
+"""Spatial audio path: Neural IV, Classical IV, or none (W channel only: the no-FOA ablation)."""
+PRESETS = ("tiny", "qwen2.5-omni-7b")
+BOX_UNITS = ("m", "cm")
+IV_DIM = 1203
+"""3 x 401 intensity-vector features per frame (n_fft 800 at 16 kHz)."""
+
+# Token strings of Qwen2.5-Omni's tokenizer that the thinker and the prompt format need.
+SPECIAL_TOKENS = {
+    "pad": "<|endoftext|>",
+    "im_start": "<|im_start|>",
+    "im_end": "<|im_end|>",
+    "audio": "<|AUDIO|>",
+    "audio_bos": "<|audio_bos|>",
+    "audio_eos": "<|audio_eos|>",
+    "image": "<|IMAGE|>",
+    "video": "<|VIDEO|>",
+    "vision_bos": "<|vision_bos|>",
+    "vision_eos": "<|vision_eos|>",
+}
+
+
+@dataclass
+class JaegerConfig:
+    """Model + input-pipeline settings (the training recipe lives in TrainConfig)."""
+
+    preset: str = "tiny"
+    """"tiny" (random init, own tokenizer) or "qwen2.5-omni-7b" (pretrained, LoRA)."""
+    iv: str = "neural"
+    """Spatial audio path: "neural", "classical" or "none" (no FOA: W only)."""
+    depth_pe: bool = True
+    """Add the depth back-projection 3D sinusoidal PE to the vision patch features."""
+    image_size: tuple[int, int] = (280, 168)
+    """(width, height) the RGB-D frame is resized to; multiples of patch_size * merge."""
+    max_audio_seconds: float = 8.0
+    """Longer audio is cut (the reference reads at most 13 s)."""
+    box_units: str = "cm"
+    """Units the model writes boxes in: "cm" integers (the official model's target) or "m"."""
+    max_new_tokens: int = 160
+    """Generation budget: three boxes in centimetres need about 130 tokens."""
+    thinker: dict[str, Any] = field(default_factory=dict)
+    """tiny: {"text": {...}, "audio": {...}, "vision": {...}} Qwen2.5-Omni sub-config kwargs."""
+    tokenizer_vocab_size: int = 512
+    """tiny: BPE vocabulary size (digits are always single tokens)."""
+    base_model_path: str | None = None
+    """qwen2.5-omni-7b: local folder with the thinker/processor/tokenizer (no downloads)."""
+    lora: dict[str, Any] = field(default_factory=lambda: {
+        "r": 64, "alpha": 128, "dropout": 0.05,
+        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]})
+    """qwen2.5-omni-7b: peft LoRA on the LLM decoder."""
+    dtype: str = "float32"
+    """Weights dtype when loading a pretrained thinker ("bfloat16" for the 7B preset)."""
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {PRESETS}, got {self.preset!r}")
+        if self.iv not in IV_KINDS:
+            raise ValueError(f"iv must be one of {IV_KINDS}, got {self.iv!r}")
+        if self.box_units not in BOX_UNITS:
+            raise ValueError(f"box_units must be one of {BOX_UNITS}, got {self.box_units!r}")
+        size = tuple(int(v) for v in self.image_size)
+        if len(size) != 2 or min(size) <= 0:
+            raise ValueError(f"image_size must be (width, height) > 0, got {self.image_size}")
+        self.image_size = size  # type: ignore[assignment]
+        if self.max_audio_seconds <= 0:
+            raise ValueError(f"max_audio_seconds must be positive, got {self.max_audio_seconds}")
+        if self.preset == "qwen2.5-omni-7b" and not self.base_model_path:
+            raise ValueError("the qwen2.5-omni-7b preset needs base_model_path (a local folder)")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["image_size"] = list(self.image_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "JaegerConfig":
+        return cls(**_checked(cls, d, "model config"))
+
+    def replace(self, **changes: Any) -> "JaegerConfig":
+        """A copy with some fields changed (unknown names -> ValueError)."""
+        return JaegerConfig.from_dict({**self.to_dict(), **_checked(JaegerConfig, changes, "override")})
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "JaegerConfig":
+        return cls.from_dict(_read_mapping(path))
+
+
+@dataclass
+class TrainConfig:
+    """Training recipe (config/train_tiny.yaml)."""
+
+    model: str | dict[str, Any] = "config/tiny.yaml"
+    """Model config: a YAML path (relative to this file's folder or the CWD) or a mapping."""
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    """Fields of the model config to change (e.g. iv: classical for an ablation)."""
+    tasks: tuple[str, ...] = ("A", "B", "C", "D", "E")
+    source_weights: list[float] | None = None
+    """Sampling weight of each --data root (default: proportional to its size)."""
+    trainable: dict[str, list[str]] | None = None
+    """7B selective fine-tuning: task letter -> module groups ("audio", "vision", "iv", "proj");
+    None trains everything (tiny)."""
+    max_steps: int = 2000
+    batch_size: int = 16
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.05
+    warmup_steps: int = 200
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    eval_every: int = 500
+    eval_samples: int = 64
+    """Validation entries per task for the periodic check (loss + answer accuracy)."""
+    save_every: int = 500
+    seed: int = 0
+    mixed_precision: str = "no"
+    """accelerate's mixed precision: "no", "bf16" or "fp16"."""
+    num_workers: int = 0
+    """Loader processes for preloading sample folders (0 = in this process)."""
+    log_every: int = 20
+
+    def __post_init__(self) -> None:
+        self.tasks = tuple(str(t).upper() for t in self.tasks)
+        bad = [t for t in self.tasks if t not in "ABCDE" or len(t) != 1]
+        if bad or not self.tasks:
+            raise ValueError(f"tasks must be letters A-E, got {self.tasks}")
+        for name in ("max_steps", "batch_size", "eval_every", "save_every", "log_every"):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.lr <= 0 or self.warmup_steps < 0:
+            raise ValueError(f"lr must be > 0 and warmup_steps >= 0, got {self.lr}, {self.warmup_steps}")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(f"mixed_precision must be no/bf16/fp16, got {self.mixed_precision!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["tasks"] = list(self.tasks)
+        return d
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        return cls(**_checked(cls, _read_mapping(path), str(path)))
+
+    def model_config(self, base_dir: str | Path | None = None) -> JaegerConfig:
+        """The model config this recipe trains, with its overrides applied."""
+        if isinstance(self.model, dict):
+            cfg = JaegerConfig.from_dict(self.model)
+        else:
+            path = Path(self.model)
+            candidates = [path] if path.is_absolute() else [Path(base_dir or ".") / path, path,
+                                                              Path(base_dir or ".") / path.name]
+            found = next((p for p in candidates if p.is_file()), None)
+            if found is None:
+                raise FileNotFoundError(f"model config {self.model} not found (tried {candidates})")
+            cfg = JaegerConfig.load(found)
+        return cfg.replace(**self.model_overrides) if self.model_overrides else cfg
+
+
+def _read_mapping(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config not found: {p}")
+    data = yaml.safe_load(p.read_text()) if p.suffix in (".yaml", ".yml") else json.loads(p.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{p}: expected a mapping of settings")
+    return data
+
+
+def _checked(cls: type, d: dict[str, Any], what: str) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"{what}: unknown setting(s) {unknown}; known: {sorted(names)}")
+    return dict(d)

@@ -1,0 +1,247 @@
+"""Dataset -> model inputs: log-mel of W, fixed-length FOA, patches + depth PE, prompts, labels.
+
+Audio is cut or zero-padded to a fixed `max_audio_seconds` window: the Neural IV's
+GroupNorm pools statistics over the whole window, so a fixed window keeps a sample's
+features independent of whatever else is in its batch, and every sample of a task then
+has the same number of audio tokens.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy.signal import resample_poly
+
+from jaeger_ros import answers
+from jaeger_ros.foa import SAMPLE_RATE
+from jaeger_ros.geometry import Intrinsics
+from jaeger_ros.model.config import JaegerConfig, SPECIAL_TOKENS
+from jaeger_ros.model.depth_pe import depth_pe, grid_for, merged_tokens, patchify, raster_to_processor_order, \
+    tower_order
+
+N_MELS = 128
+MEL_N_FFT = 400
+MEL_HOP = 160
+"""Whisper / Qwen2.5-Omni feature extractor: 25 ms windows, 10 ms hop, 128 mel bins."""
+AUDIO_TASKS = frozenset("ABDE")
+VISION_TASKS = frozenset("CDE")
+IGNORE_INDEX = -100
+
+
+@lru_cache(maxsize=1)
+def _mel_filters() -> torch.Tensor:
+    from transformers.audio_utils import mel_filter_bank
+
+    fb = mel_filter_bank(num_frequency_bins=1 + MEL_N_FFT // 2, num_mel_filters=N_MELS, min_frequency=0.0,
+                         max_frequency=8000.0, sampling_rate=SAMPLE_RATE, norm="slaney", mel_scale="slaney")
+    return torch.from_numpy(fb).float()  # (F, 128)
+
+
+def log_mel(wave: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """(N,) 16 kHz mono -> (128, N // 160) log-mel exactly as WhisperFeatureExtractor
+    (power STFT, Slaney mel, log10, 8 dB dynamic range below the max, (x + 4) / 4)."""
+    x = torch.as_tensor(np.asarray(wave, dtype=np.float32) if not torch.is_tensor(wave) else wave).float()
+    if x.ndim != 1 or x.numel() < MEL_N_FFT:
+        raise ValueError(f"audio must be 1-D with at least {MEL_N_FFT} samples, got {tuple(x.shape)}")
+    spec = torch.stft(x, MEL_N_FFT, MEL_HOP, window=torch.hann_window(MEL_N_FFT), center=True,
+                      pad_mode="reflect", return_complex=True).abs() ** 2  # (F, T+1)
+    mel = (_mel_filters().T @ spec[:, :-1]).clamp(min=1e-10).log10()
+    mel = torch.maximum(mel, mel.max() - 8.0)
+    return (mel + 4.0) / 4.0
+
+
+def audio_token_count(n_mel_frames: int) -> int:
+    """Audio tower tokens of n mel frames (conv stride 2, then average-pool 2)."""
+    return ((n_mel_frames - 1) // 2 + 1 - 2) // 2 + 1
+
+
+@dataclass
+class ModelInputs:
+    """One sample's model-ready tensors (None for a modality the task does not use)."""
+
+    foa: torch.Tensor | None = None
+    """(4, N) float32 ACN/SN3D, fixed N = max_audio_seconds * 16 kHz."""
+    mel: torch.Tensor | None = None
+    """(128, N // 160) log-mel of W."""
+    patches: torch.Tensor | None = None
+    """(gh*gw, 3*tps*ps*ps) processor-order patch rows."""
+    grid: tuple[int, int, int] | None = None
+    pe: torch.Tensor | None = None
+    """(gh*gw, vision hidden) depth PE, processor order (None without depth PE)."""
+
+
+class InputBuilder:
+    """Turns raw arrays into ModelInputs and prompts into token ids for one model config."""
+
+    def __init__(self, config: JaegerConfig, tokenizer: Any, vision: dict[str, Any]) -> None:
+        self.config = config
+        self.tokenizer = tokenizer
+        self.patch_size = int(vision.get("patch_size", 14))
+        self.merge = int(vision.get("spatial_merge_size", 2))
+        self.tps = int(vision.get("temporal_patch_size", 2))
+        self.window_size = int(vision.get("window_size", 112))
+        self.vision_dim = int(vision["hidden_size"])
+        self.grid_hw = grid_for(config.image_size, self.patch_size, self.merge)
+        self.n_samples = int(round(config.max_audio_seconds * SAMPLE_RATE))
+        self.n_audio_tokens = audio_token_count(self.n_samples // MEL_HOP)
+        self.n_image_tokens = merged_tokens(self.grid_hw, self.merge)
+        self._to_processor = raster_to_processor_order(*self.grid_hw, self.merge)
+
+    # ------------------------------------------------------------------ arrays
+    def audio(self, foa: np.ndarray, sample_rate: int) -> tuple[torch.Tensor, torch.Tensor]:
+        a = np.asarray(foa, dtype=np.float32)
+        if a.ndim != 2 or a.shape[0] != 4 or a.shape[1] == 0:
+            raise ValueError(f"FOA must have shape (4, N > 0), got {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError("FOA contains NaN or infinite samples")
+        if int(sample_rate) != SAMPLE_RATE:
+            if sample_rate <= 0:
+                raise ValueError(f"sample rate must be positive, got {sample_rate}")
+            g = np.gcd(int(sample_rate), SAMPLE_RATE)
+            a = resample_poly(a, SAMPLE_RATE // g, int(sample_rate) // g, axis=1).astype(np.float32)
+        fixed = np.zeros((4, self.n_samples), dtype=np.float32)
+        n = min(a.shape[1], self.n_samples)
+        fixed[:, :n] = a[:, :n]
+        t = torch.from_numpy(fixed)
+        return t, log_mel(t[0])
+
+    def vision(self, rgb: np.ndarray, depth: np.ndarray | None, intrinsics: Intrinsics | None
+               ) -> tuple[torch.Tensor, tuple[int, int, int], torch.Tensor | None]:
+        img = np.asarray(rgb)
+        if img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError(f"rgb must be (H, W, 3), got {img.shape}")
+        w, h = self.config.image_size
+        resized = np.asarray(Image.fromarray(img.astype(np.uint8)).resize((w, h), Image.BICUBIC))
+        patches, grid = patchify(resized, self.patch_size, self.merge, self.tps)
+        pe = None
+        if self.config.depth_pe:
+            if depth is None or intrinsics is None:
+                raise ValueError("this model uses the depth PE: depth and intrinsics are required")
+            d = np.asarray(depth, dtype=np.float32)
+            if d.ndim != 2:
+                raise ValueError(f"depth must be (H, W), got {d.shape}")
+            if d.shape != (intrinsics.height, intrinsics.width):
+                raise ValueError(f"depth {d.shape} does not match intrinsics {intrinsics.height}x{intrinsics.width}")
+            small = np.asarray(Image.fromarray(d).resize((w, h), Image.NEAREST))
+            pe = depth_pe(small, intrinsics.scaled(w, h), self.grid_hw, self.vision_dim)[self._to_processor]
+        return patches, grid, pe
+
+    def inputs(self, task: str, rgb=None, depth=None, intrinsics=None, foa=None, sample_rate=SAMPLE_RATE
+               ) -> ModelInputs:
+        out = ModelInputs()
+        if task in AUDIO_TASKS:
+            if foa is None:
+                raise ValueError(f"task {task} needs FOA audio")
+            out.foa, out.mel = self.audio(foa, sample_rate)
+        if task in VISION_TASKS:
+            if rgb is None:
+                raise ValueError(f"task {task} needs an RGB image")
+            out.patches, out.grid, out.pe = self.vision(rgb, depth, intrinsics)
+        return out
+
+    # ------------------------------------------------------------------ text
+    def prompt(self, task: str, instruction: str) -> str:
+        """Chat-template prompt with the modality placeholders (image first, then audio)."""
+        parts = []
+        if task in VISION_TASKS:
+            parts.append(SPECIAL_TOKENS["vision_bos"] + SPECIAL_TOKENS["image"] * self.n_image_tokens
+                         + SPECIAL_TOKENS["vision_eos"])
+        if task in AUDIO_TASKS:
+            parts.append(SPECIAL_TOKENS["audio_bos"] + SPECIAL_TOKENS["audio"] * self.n_audio_tokens
+                         + SPECIAL_TOKENS["audio_eos"])
+        return answers.CHAT_TEMPLATE.format("".join(parts) + instruction)
+
+    def target(self, task: str, official_text: str) -> str:
+        """The string the model learns to write: the official answer, boxes in config units."""
+        if task == "C" and self.config.box_units == "cm":
+            return answers.format_boxes(answers.parse_boxes(official_text, "m"), "cm")
+        return official_text
+
+    def encode(self, prompt: str, target: str | None) -> tuple[list[int], list[int]]:
+        """input ids and labels; the loss covers only the answer and its <|im_end|>."""
+        p = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        if target is None:
+            return p, [IGNORE_INDEX] * len(p)
+        a = self.tokenizer(target + SPECIAL_TOKENS["im_end"], add_special_tokens=False)["input_ids"]
+        return p + a, [IGNORE_INDEX] * len(p) + a
+
+    # ------------------------------------------------------------------ batching
+    def collate(self, items: Sequence[tuple[list[int], list[int], ModelInputs]], padding_side: str = "right"
+                ) -> dict[str, Any]:
+        """Pad token ids, stack audio, concatenate image patches (+ PE in the tower's order)."""
+        pad = self.tokenizer.pad_token_id
+        longest = max(len(ids) for ids, _, _ in items)
+        input_ids, labels, mask = [], [], []
+        for ids, lab, _ in items:
+            n = longest - len(ids)
+            if padding_side == "left":
+                input_ids.append([pad] * n + ids), labels.append([IGNORE_INDEX] * n + lab)
+                mask.append([0] * n + [1] * len(ids))
+            else:
+                input_ids.append(ids + [pad] * n), labels.append(lab + [IGNORE_INDEX] * n)
+                mask.append([1] * len(ids) + [0] * n)
+        batch: dict[str, Any] = {"input_ids": torch.tensor(input_ids), "attention_mask": torch.tensor(mask),
+                                 "labels": torch.tensor(labels)}
+        audio = [x for _, _, x in items if x.foa is not None]
+        if audio:
+            batch["foa"] = torch.stack([x.foa for x in audio])
+            batch["input_features"] = torch.stack([x.mel for x in audio])
+            batch["feature_attention_mask"] = torch.ones(len(audio), audio[0].mel.shape[1], dtype=torch.long)
+        images = [x for _, _, x in items if x.patches is not None]
+        if images:
+            grids = [x.grid for x in images]
+            batch["pixel_values"] = torch.cat([x.patches for x in images])
+            batch["image_grid_thw"] = torch.tensor(grids)
+            if self.config.depth_pe:
+                pe = torch.cat([x.pe for x in images])
+                batch["depth_pe"] = pe[tower_order(grids, self.window_size, self.patch_size, self.merge)]
+        return batch
+
+
+# ---------------------------------------------------------------------- dataset
+
+
+@dataclass(frozen=True)
+class Example:
+    """One manifest entry resolved for training: task letter, sample folder, official answer."""
+
+    task: str
+    folder: str
+    answer: str
+    gender: str | None
+    obj_category: tuple[str, ...] | None
+
+
+def load_examples(data_dir: str | Path, split: str, tasks: Sequence[str]) -> list[Example]:
+    from jaeger_ros.dataset import iter_entries
+
+    out = []
+    for letter, entry, folder in iter_entries(data_dir, split, tasks):
+        out.append(Example(letter, str(folder), entry.text, entry.target_gender,
+                           tuple(entry.obj_category) if entry.obj_category else None))
+    if not out:
+        raise ValueError(f"no entries for tasks {list(tasks)} in {data_dir}/{split}")
+    return out
+
+
+def read_folder(folder: str) -> dict[str, Any]:
+    """Raw arrays of one sample folder (dataset reader), for preloading."""
+    from jaeger_ros.dataset import load_sample
+
+    s = load_sample(folder)
+    return {"rgb": s.rgb(), "depth": s.depth(), "intrinsics": s.intrinsics, "foa": s.foa(),
+            "sample_rate": s.sample_rate}
+
+
+def instruction(task: str, example: Example, rng: random.Random | None) -> str:
+    """Official prompt: a random train template when rng is given, else the test prompt."""
+    prompts = answers.packaged_prompts("train") if rng is not None else None
+    return answers.build_prompt(task, rng if rng is not None else 0, gender=example.gender,
+                                obj_category=list(example.obj_category) if example.obj_category else ["speaker"],
+                                prompts=prompts)

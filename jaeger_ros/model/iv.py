@@ -1,0 +1,114 @@
+"""Spatial audio path: Classical IV and Neural IV features (1203 dims per 20 ms frame).
+
+Both take ACN/SN3D FOA (W, Y, Z, X) at 16 kHz and give 50 frames/s; the features are
+later resampled to the audio tower's token rate (25 tokens/s) and concatenated to its
+hidden states (see modeling.py). Axis order of the features is ambisonic (X fwd, Y left, Z up).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from jaeger_ros.foa import ACN, ENERGY_EPS, HOP, N_FFT
+
+IV_FRAME_RATE = 50
+"""IV frames per second at 16 kHz (hop 320; Neural IV total stride 320)."""
+NEURAL_IV_CHANNELS = 401
+NEURAL_IV_KERNELS = (10, 3, 3, 3, 3, 2, 2)
+NEURAL_IV_STRIDES = (5, 2, 2, 2, 2, 2, 2)
+_XYZ = [ACN.index("X"), ACN.index("Y"), ACN.index("Z")]
+
+
+def _check_foa_batch(foa: torch.Tensor) -> torch.Tensor:
+    if foa.ndim != 3 or foa.shape[1] != 4:
+        raise ValueError(f"FOA batch must have shape (B, 4, N), got {tuple(foa.shape)}")
+    return foa
+
+
+class ClassicalIV(nn.Module):
+    """JAEGER's Classical IV in torch (same numbers as jaeger_ros.foa.classical_iv_features):
+    per STFT bin I_C = Re(conj(W) C) / (eps + |W|^2 + (|X|^2+|Y|^2+|Z|^2)/3), C in X, Y, Z."""
+
+    def __init__(self, n_fft: int = N_FFT, hop: int = HOP) -> None:
+        super().__init__()
+        self.n_fft, self.hop = n_fft, hop
+        self.register_buffer("window", torch.hann_window(n_fft, periodic=True, dtype=torch.float64),
+                             persistent=False)
+
+    @property
+    def out_dim(self) -> int:
+        return 3 * (self.n_fft // 2 + 1)
+
+    def forward(self, foa: torch.Tensor) -> torch.Tensor:
+        """(B, 4, N) -> (B, T, 1203) with T = 1 + N // hop."""
+        x = _check_foa_batch(foa).double()
+        b, c, n = x.shape
+        spec = torch.stft(x.reshape(b * c, n), self.n_fft, self.hop, window=self.window.to(x.device),
+                          center=True, pad_mode="reflect" if n > self.n_fft // 2 else "constant",
+                          return_complex=True).reshape(b, c, self.n_fft // 2 + 1, -1)  # (B, 4, F, T)
+        w, xyz = spec[:, 0], spec[:, _XYZ]
+        intensity = (w.conj()[:, None] * xyz).real  # (B, 3, F, T)
+        energy = ENERGY_EPS + w.abs() ** 2 + (xyz.abs() ** 2).sum(1) / 3.0  # (B, F, T)
+        feats = intensity / energy[:, None]
+        return feats.permute(0, 3, 1, 2).reshape(b, feats.shape[-1], -1).float()  # (B, T, 3F)
+
+
+class NeuralIV(nn.Module):
+    """JAEGER's Neural IV: one 7-layer 1-D CNN applied to each FOA channel (kernels
+    10,3,3,3,3,2,2; strides 5,2,2,2,2,2,2 -> 50 frames/s; GroupNorm(1) after each conv;
+    401 channels), h_C = f_W * f_C for C in X, Y, Z, a Linear-ReLU-Linear per axis,
+    concatenated -> 1203 dims. The CNN is shared by the four channels so that W and the
+    dipoles are embedded in one space, which the product f_W * f_C relies on."""
+
+    def __init__(self, channels: int = NEURAL_IV_CHANNELS) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_ch = 1
+        for k, s in zip(NEURAL_IV_KERNELS, NEURAL_IV_STRIDES):
+            layers += [nn.Conv1d(in_ch, channels, k, stride=s, bias=False), nn.GroupNorm(1, channels), nn.GELU()]
+            in_ch = channels
+        self.cnn = nn.Sequential(*layers)
+        self.heads = nn.ModuleList(nn.Sequential(nn.Linear(channels, channels), nn.ReLU(),
+                                                 nn.Linear(channels, channels)) for _ in range(3))
+        self.channels = channels
+
+    @property
+    def out_dim(self) -> int:
+        return 3 * self.channels
+
+    @staticmethod
+    def num_frames(n_samples: int) -> int:
+        """Output frames of the CNN for n_samples input samples (no padding)."""
+        n = int(n_samples)
+        for k, s in zip(NEURAL_IV_KERNELS, NEURAL_IV_STRIDES):
+            n = (n - k) // s + 1
+        return max(n, 0)
+
+    def forward(self, foa: torch.Tensor) -> torch.Tensor:
+        """(B, 4, N) -> (B, T, 1203), T = num_frames(N)."""
+        x = _check_foa_batch(foa)
+        b, c, n = x.shape
+        if self.num_frames(n) < 1:
+            raise ValueError(f"FOA too short for Neural IV: {n} samples")
+        f = self.cnn(x.reshape(b * c, 1, n).to(self.cnn[0].weight.dtype))  # (B*4, ch, T)
+        f = f.reshape(b, c, self.channels, -1).transpose(2, 3)  # (B, 4, T, ch)
+        f_w = f[:, 0]
+        return torch.cat([head(f_w * f[:, idx]) for head, idx in zip(self.heads, _XYZ)], dim=-1)
+
+
+def iv_frames(kind: str, n_samples: int) -> int:
+    """Frames the chosen IV module gives for n_samples of 16 kHz audio."""
+    if kind == "neural":
+        return NeuralIV.num_frames(n_samples)
+    return 1 + int(n_samples) // HOP
+
+
+def resample_to_tokens(features: torch.Tensor, n_tokens: int) -> torch.Tensor:
+    """(T, D) frame features -> (n_tokens, D) by adaptive averaging over time (50 frames/s
+    onto the audio tower's 25 tokens/s: pairs of frames are averaged)."""
+    if features.ndim != 2 or features.shape[0] == 0:
+        raise ValueError(f"features must be (T > 0, D), got {tuple(features.shape)}")
+    if n_tokens <= 0:
+        raise ValueError(f"n_tokens must be positive, got {n_tokens}")
+    return F.adaptive_avg_pool1d(features.T[None], n_tokens)[0].T

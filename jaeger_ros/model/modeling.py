@@ -1,0 +1,268 @@
+"""JAEGER on transformers' Qwen2.5-Omni thinker.
+
+Two surgical changes to the thinker, made by swapping its modules (so the stock forward,
+mrope indexing and generation are reused unchanged):
+
+* audio tower: `ln_post` and `proj` become a LayerNorm/Linear over d_model + 1203; the
+  IV features of each audio, resampled to its token count, are concatenated to the tower's
+  pooled hidden states right before them (IVFusionNorm);
+* vision tower: the patch merger is wrapped so that the depth 3D PE is added to the patch
+  features it receives (DepthPEMerger), rows already in the tower's window order.
+
+Both modules read per-forward side inputs that JaegerModel sets just before calling the
+thinker and clears right after.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from jaeger_ros.model.config import IV_DIM, JaegerConfig
+from jaeger_ros.model.data import InputBuilder
+from jaeger_ros.model.iv import ClassicalIV, NeuralIV, iv_frames, resample_to_tokens
+from jaeger_ros.model.tokenizer import load_tokenizer, special_ids, train_tokenizer
+
+WEIGHTS = "model.safetensors"
+CONFIG = "jaeger_config.json"
+
+
+class IVFusionNorm(nn.Module):
+    """Replaces the audio tower's ln_post: LayerNorm([hidden ; IV]) over d_model + 1203."""
+
+    def __init__(self, d_model: int, iv_dim: int = IV_DIM, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model + iv_dim, eps=eps)
+        self.pending: torch.Tensor | None = None
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self.pending is None:
+            raise ValueError("IV features were not set: call the thinker through JaegerModel")
+        if self.pending.shape[0] != hidden.shape[0]:
+            raise ValueError(f"IV features cover {self.pending.shape[0]} audio tokens, "
+                             f"the audio tower produced {hidden.shape[0]}")
+        return self.norm(torch.cat([hidden, self.pending.to(hidden.dtype)], dim=-1))
+
+
+class DepthPEMerger(nn.Module):
+    """Wraps the vision tower's patch merger: adds the depth PE to its input rows."""
+
+    def __init__(self, merger: nn.Module) -> None:
+        super().__init__()
+        self.merger = merger
+        self.pending: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pending is not None:
+            if self.pending.shape != x.shape:
+                raise ValueError(f"depth PE {tuple(self.pending.shape)} does not match patch features "
+                                 f"{tuple(x.shape)}")
+            x = x + self.pending.to(x.dtype)
+        return self.merger(x)
+
+
+def tiny_thinker_config(config: JaegerConfig, tokenizer: Any):
+    """Qwen2_5OmniThinkerConfig of the tiny preset (sizes from config.thinker, token ids
+    from our tokenizer)."""
+    from transformers import Qwen2_5OmniThinkerConfig
+
+    sizes = config.thinker
+    missing = [k for k in ("text", "audio", "vision") if k not in sizes]
+    if missing:
+        raise ValueError(f"tiny preset: thinker config lacks {missing}")
+    ids = special_ids(tokenizer)
+    text = {"vocab_size": len(tokenizer), "pad_token_id": ids["pad"], "eos_token_id": ids["im_end"],
+            **sizes["text"]}
+    return Qwen2_5OmniThinkerConfig(
+        text_config=text, audio_config=dict(sizes["audio"]), vision_config=dict(sizes["vision"]),
+        audio_token_index=ids["audio"], image_token_index=ids["image"], video_token_index=ids["video"],
+        audio_start_token_id=ids["audio_bos"], audio_end_token_id=ids["audio_eos"],
+        vision_start_token_id=ids["vision_bos"], vision_end_token_id=ids["vision_eos"],
+        pad_token_id=ids["pad"], tie_word_embeddings=bool(sizes["text"].get("tie_word_embeddings", False)))
+
+
+class JaegerModel(nn.Module):
+    """Qwen2.5-Omni thinker + IV spatial audio path + depth PE, trained on SpatialSceneQA."""
+
+    def __init__(self, config: JaegerConfig, thinker: nn.Module, tokenizer: Any) -> None:
+        super().__init__()
+        self.config = config
+        self.thinker = thinker
+        self.tokenizer = tokenizer
+        self.token_ids = special_ids(tokenizer)
+        base = self.base_thinker
+        vision_cfg = base.config.vision_config
+        self.builder = InputBuilder(config, tokenizer, {
+            "patch_size": vision_cfg.patch_size, "spatial_merge_size": vision_cfg.spatial_merge_size,
+            "temporal_patch_size": vision_cfg.temporal_patch_size, "window_size": vision_cfg.window_size,
+            "hidden_size": vision_cfg.hidden_size})
+        self.iv: nn.Module | None = {"neural": NeuralIV, "classical": ClassicalIV}.get(config.iv, lambda: None)()
+        audio = base.model.audio_tower
+        if self.iv is not None and not isinstance(audio.ln_post, IVFusionNorm):
+            _install_iv_fusion(audio)
+        if config.depth_pe and not isinstance(base.model.visual.merger, DepthPEMerger):
+            base.model.visual.merger = DepthPEMerger(base.model.visual.merger)
+
+    # ------------------------------------------------------------------ construction
+    @property
+    def base_thinker(self) -> nn.Module:
+        """The Qwen2_5OmniThinkerForConditionalGeneration (under a peft wrapper if any)."""
+        t = self.thinker
+        return t.get_base_model() if hasattr(t, "get_base_model") else t
+
+    @classmethod
+    def build_tiny(cls, config: JaegerConfig, tokenizer: Any = None, seed: int = 0) -> "JaegerModel":
+        """Random-init tiny preset (tokenizer trained on the prompt/answer corpus if not given)."""
+        from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+
+        if config.preset != "tiny":
+            raise ValueError(f"build_tiny needs the tiny preset, got {config.preset!r}")
+        tokenizer = tokenizer or train_tokenizer(config.tokenizer_vocab_size, seed)
+        torch.manual_seed(seed)
+        thinker = Qwen2_5OmniThinkerForConditionalGeneration(tiny_thinker_config(config, tokenizer))
+        return cls(config, thinker, tokenizer)
+
+    @classmethod
+    def from_config(cls, config: JaegerConfig, seed: int = 0) -> "JaegerModel":
+        if config.preset == "tiny":
+            return cls.build_tiny(config, seed=seed)
+        from jaeger_ros.model.lora import build_lora_model
+
+        return build_lora_model(config)
+
+    # ------------------------------------------------------------------ forward
+    def _set_side_inputs(self, batch: dict[str, Any]) -> None:
+        base = self.base_thinker.model
+        if self.iv is not None and "foa" in batch:
+            foa = batch["foa"]
+            feats = self.iv(foa)  # (B_audio, T_iv, 1203)
+            n_tok = self.builder.n_audio_tokens
+            n_frames = iv_frames(self.config.iv, foa.shape[-1])
+            base.audio_tower.ln_post.pending = torch.cat(
+                [resample_to_tokens(f[:n_frames], n_tok) for f in feats])
+        if self.config.depth_pe and "depth_pe" in batch:
+            base.visual.merger.pending = batch["depth_pe"]
+
+    def _clear_side_inputs(self) -> None:
+        base = self.base_thinker.model
+        if isinstance(base.audio_tower.ln_post, IVFusionNorm):
+            base.audio_tower.ln_post.pending = None
+        if isinstance(base.visual.merger, DepthPEMerger):
+            base.visual.merger.pending = None
+
+    @staticmethod
+    def _thinker_kwargs(batch: dict[str, Any]) -> dict[str, Any]:
+        keys = ("input_ids", "attention_mask", "input_features", "feature_attention_mask", "pixel_values",
+                "image_grid_thw")
+        return {k: batch[k] for k in keys if k in batch}
+
+    def forward(self, batch: dict[str, Any]) -> Any:
+        """Teacher-forced forward; `.loss` is the mean cross-entropy over answer tokens."""
+        try:
+            self._set_side_inputs(batch)
+            return self.thinker(**self._thinker_kwargs(batch), labels=batch.get("labels"))
+        finally:
+            self._clear_side_inputs()
+
+    @torch.no_grad()
+    def generate(self, batch: dict[str, Any], max_new_tokens: int | None = None) -> tuple[list[str], list[float]]:
+        """Greedy answers of a left-padded batch: (texts, mean token probability of each)."""
+        kwargs = self._thinker_kwargs(batch)
+        prompt_len = kwargs["input_ids"].shape[1]
+        try:
+            self._set_side_inputs(batch)
+            out = self.thinker.generate(**kwargs, max_new_tokens=max_new_tokens or self.config.max_new_tokens,
+                                        do_sample=False, eos_token_id=self.token_ids["im_end"],
+                                        pad_token_id=self.token_ids["pad"], output_scores=True,
+                                        return_dict_in_generate=True)
+        finally:
+            self._clear_side_inputs()
+        new = out.sequences[:, prompt_len:]
+        probs = torch.stack([s.float().softmax(-1).max(-1).values for s in out.scores], dim=1)  # (B, steps)
+        texts, confidences = [], []
+        for row, p in zip(new, probs):
+            ends = (row == self.token_ids["im_end"]).nonzero()
+            n = int(ends[0]) + 1 if len(ends) else len(row)
+            texts.append(self.tokenizer.decode(row[:n], skip_special_tokens=True))
+            confidences.append(float(p[:n].mean()) if n else 0.0)
+        return texts, confidences
+
+    # ------------------------------------------------------------------ persistence
+    def save_pretrained(self, out_dir: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """config + tokenizer + safetensors (the tiny preset: whole model; LoRA: adapters and
+        the trained non-LLM modules, via lora.py)."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        self.config.save(out / CONFIG)
+        self.tokenizer.save_pretrained(str(out))
+        if self.config.preset != "tiny":
+            from jaeger_ros.model.lora import save_lora
+
+            save_lora(self, out)
+            return out
+        state = {k: v.detach().to(dtype or v.dtype).contiguous().cpu() for k, v in self.state_dict().items()
+                 if not k.startswith("thinker.lm_head.") or not self._tied()}
+        save_file(state, str(out / WEIGHTS), metadata={"format": "jaeger_ros.model/1"})
+        return out
+
+    def _tied(self) -> bool:
+        return bool(getattr(self.base_thinker.config.get_text_config(), "tie_word_embeddings", False))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> "JaegerModel":
+        p = Path(path)
+        if not (p / CONFIG).is_file():
+            raise FileNotFoundError(f"not a JAEGER checkpoint (no {CONFIG}): {p}")
+        config = JaegerConfig.load(p / CONFIG)
+        tokenizer = load_tokenizer(p)
+        if config.preset != "tiny":
+            from jaeger_ros.model.lora import load_lora
+
+            return load_lora(config, p, tokenizer).to(device)
+        model = cls.build_tiny(config, tokenizer)
+        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(p / WEIGHTS)).items()}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not (k.startswith("thinker.lm_head.") and model._tied())]
+        if missing or unexpected:
+            raise ValueError(f"{p}: checkpoint does not match its config (missing {missing[:5]}, "
+                             f"unexpected {unexpected[:5]})")
+        if model._tied():
+            model.base_thinker.tie_weights()
+        return model.to(device).eval()
+
+
+def _install_iv_fusion(audio_tower: nn.Module) -> None:
+    """Swap ln_post/proj for their d_model + 1203 versions, keeping pretrained weights in
+    the d_model part and starting the IV columns of the projection at zero, so a pretrained
+    tower's output is unchanged by the IV at initialisation."""
+    d_model = audio_tower.ln_post.normalized_shape[0]
+    old_norm, old_proj = audio_tower.ln_post, audio_tower.proj
+    norm = IVFusionNorm(d_model, IV_DIM, eps=old_norm.eps)
+    proj = nn.Linear(d_model + IV_DIM, old_proj.out_features, bias=old_proj.bias is not None)
+    with torch.no_grad():
+        norm.norm.weight[:d_model].copy_(old_norm.weight)
+        norm.norm.bias[:d_model].copy_(old_norm.bias)
+        proj.weight.zero_()
+        proj.weight[:, :d_model].copy_(old_proj.weight)
+        if old_proj.bias is not None:
+            proj.bias.copy_(old_proj.bias)
+    audio_tower.ln_post = norm.to(old_proj.weight.device, old_proj.weight.dtype)
+    audio_tower.proj = proj.to(old_proj.weight.device, old_proj.weight.dtype)
+
+
+def describe(model: JaegerModel) -> dict[str, Any]:
+    """Parameter counts per part (for logs and the benchmark)."""
+    base = model.base_thinker.model
+    parts = {"audio_tower": base.audio_tower, "vision": base.visual, "llm": base.language_model}
+    out = {name: sum(p.numel() for p in m.parameters()) for name, m in parts.items()}
+    out["iv"] = sum(p.numel() for p in model.iv.parameters()) if model.iv is not None else 0
+    out["total"] = sum(p.numel() for p in model.parameters())
+    return out
+
+
+def config_json(model: JaegerModel) -> str:
+    return json.dumps(model.config.to_dict(), indent=1)

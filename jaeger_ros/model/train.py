@@ -1,0 +1,338 @@
+"""Training loop on accelerate: one process on a CPU, or DDP under `accelerate launch`/torchrun.
+
+The batch of step s on rank r depends only on (seed, s, r), so a resumed run draws exactly
+the batches the uninterrupted one would have; model, optimizer, schedule and torch RNG
+states are restored from `OUT/last/`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import yaml
+
+from jaeger_ros.model.config import JaegerConfig, TrainConfig
+from jaeger_ros.model.data import AUDIO_TASKS, VISION_TASKS, Example, InputBuilder, ModelInputs, instruction, \
+    load_examples, read_folder
+from jaeger_ros.model.modeling import JaegerModel
+
+LAST = "last"
+LOG = "train_log.jsonl"
+
+
+# ---------------------------------------------------------------------- preloading
+
+def _preload_one(args: tuple[dict[str, Any], dict[str, Any], str, str]) -> tuple[str, dict[str, np.ndarray | Any]]:
+    cfg_dict, vision, folder, letters = args
+    builder = InputBuilder(JaegerConfig.from_dict(cfg_dict), None, vision)
+    raw = read_folder(folder)
+    out: dict[str, Any] = {}
+    if set(letters) & AUDIO_TASKS:
+        foa, mel = builder.audio(raw["foa"], raw["sample_rate"])
+        out["foa"], out["mel"] = foa.half().numpy(), mel.half().numpy()
+    if set(letters) & VISION_TASKS:
+        patches, grid, pe = builder.vision(raw["rgb"], raw["depth"], raw["intrinsics"])
+        out["patches"], out["grid"] = patches.half().numpy(), grid
+        out["pe"] = pe.half().numpy() if pe is not None else None
+    return folder, out
+
+
+def preload(builder: InputBuilder, examples: Sequence[Example], workers: int = 0,
+            desc: str = "preload") -> dict[str, dict[str, Any]]:
+    """Folder -> model-ready arrays (float16) for every folder the examples use."""
+    from tqdm import tqdm
+
+    needs: dict[str, set[str]] = {}
+    for ex in examples:
+        needs.setdefault(ex.folder, set()).add(ex.task)
+    vision = {"patch_size": builder.patch_size, "spatial_merge_size": builder.merge,
+              "temporal_patch_size": builder.tps, "window_size": builder.window_size,
+              "hidden_size": builder.vision_dim}
+    jobs = [(builder.config.to_dict(), vision, f, "".join(sorted(t))) for f, t in needs.items()]
+    out: dict[str, dict[str, Any]] = {}
+    with tqdm(total=len(jobs), desc=desc, unit="folder", disable=len(jobs) < 50) as bar:
+        if workers <= 1:
+            results = map(_preload_one, jobs)
+            for folder, arrays in results:
+                out[folder] = arrays
+                bar.update()
+        else:
+            with get_context("spawn").Pool(workers) as pool:
+                for folder, arrays in pool.imap_unordered(_preload_one, jobs, chunksize=8):
+                    out[folder] = arrays
+                    bar.update()
+    return out
+
+
+def model_inputs(arrays: dict[str, Any], task: str) -> ModelInputs:
+    """The parts of a preloaded folder that a task uses, as float32 tensors."""
+    x = ModelInputs()
+    if task in AUDIO_TASKS:
+        x.foa, x.mel = torch.from_numpy(arrays["foa"]).float(), torch.from_numpy(arrays["mel"]).float()
+    if task in VISION_TASKS:
+        x.patches, x.grid = torch.from_numpy(arrays["patches"]).float(), tuple(arrays["grid"])
+        x.pe = torch.from_numpy(arrays["pe"]).float() if arrays.get("pe") is not None else None
+    return x
+
+
+def make_item(builder: InputBuilder, ex: Example, arrays: dict[str, Any], rng: random.Random | None,
+              with_answer: bool = True) -> tuple[list[int], list[int], ModelInputs]:
+    """Token ids + labels + inputs; rng picks a train prompt template (None: the test prompt)."""
+    prompt = builder.prompt(ex.task, instruction(ex.task, ex, rng))
+    ids, labels = builder.encode(prompt, builder.target(ex.task, ex.answer) if with_answer else None)
+    return ids, labels, model_inputs(arrays, ex.task)
+
+
+# ---------------------------------------------------------------------- schedule
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warm-up to 1, then cosine down to min_ratio at `total`."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or "norm" in name or "embed" in name else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+# ---------------------------------------------------------------------- evaluation
+
+def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+@torch.no_grad()
+def evaluate_examples(model: JaegerModel, examples: Sequence[Example], arrays: dict[str, dict[str, Any]],
+                      batch_size: int = 32) -> dict[str, Any]:
+    """Greedy answers on examples (test prompts) -> per-task summaries of jaeger_ros.metrics,
+    plus the raw generations."""
+    from jaeger_ros import metrics
+    from jaeger_ros.model.predictor import JaegerPredictor
+
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    predictor = JaegerPredictor(model)
+    by_task: dict[str, list[Example]] = {}
+    for ex in examples:
+        by_task.setdefault(ex.task, []).append(ex)
+    report: dict[str, Any] = {}
+    for task, exs in sorted(by_task.items()):
+        texts, raw = [], []
+        for i in range(0, len(exs), batch_size):
+            chunk = exs[i:i + batch_size]
+            items = [make_item(model.builder, ex, arrays[ex.folder], None, with_answer=False) for ex in chunk]
+            gen, conf = model.generate(_to(model.builder.collate(items, padding_side="left"), device))
+            for ex, g, c in zip(chunk, gen, conf):
+                n = len(ex.obj_category) if ex.obj_category else None
+                texts.append(predictor.parse(task, g, c, n).official_text() or g)
+                raw.append(g)
+        summary = metrics.summarise(task, texts, [ex.answer for ex in exs])
+        summary["n"] = len(exs)
+        report[task] = summary
+        report.setdefault("_generations", {})[task] = [
+            {"folder": ex.folder, "truth": ex.answer, "answer": t, "raw": r} for ex, t, r in zip(exs, texts, raw)]
+    model.train(was_training)
+    return report
+
+
+def headline(report: dict[str, Any]) -> dict[str, float | None]:
+    """The Table-2 style numbers of an evaluate_examples report."""
+    def get(task: str, *keys: str) -> float | None:
+        d = report.get(task, {})
+        for k in keys:
+            if d.get(k) is not None:
+                return d[k]
+        return None
+    return {"A_az_median": get("A", "az_median"), "A_el_median": get("A", "el_median"),
+            "B_az_median": get("B", "az_median"), "B_el_median": get("B", "el_median"),
+            "C_iou_mean": get("C", "iou_mean"), "C_offset_mean": get("C", "offset_mean"),
+            "D_acc": get("D", "accuracy"), "E_acc": get("E", "accuracy")}
+
+
+# ---------------------------------------------------------------------- training
+
+class _Sources:
+    """Several datasets sampled with per-source weights; example choice is a pure function
+    of (seed, step, rank, slot)."""
+
+    def __init__(self, sources: list[list[Example]], weights: list[float] | None, seed: int) -> None:
+        if weights is not None and len(weights) != len(sources):
+            raise ValueError(f"{len(weights)} source weights for {len(sources)} data roots")
+        w = np.asarray(weights if weights is not None else [len(s) for s in sources], dtype=float)
+        if np.any(w < 0) or w.sum() <= 0:
+            raise ValueError(f"source weights must be >= 0 with a positive sum, got {w.tolist()}")
+        self.sources, self.p, self.seed = sources, w / w.sum(), seed
+
+    def batch(self, step: int, rank: int, size: int) -> tuple[list[Example], random.Random]:
+        rng = np.random.default_rng([self.seed, step, rank])
+        src = rng.choice(len(self.sources), size=size, p=self.p)
+        picks = [self.sources[s][int(rng.integers(len(self.sources[s])))] for s in src]
+        return picks, random.Random(int(rng.integers(2 ** 31)))
+
+
+def train_from_config(config_path: str | Path, data_dirs: Sequence[str] | str, out_dir: str | Path | None = None,
+                      resume: bool = False) -> Path:
+    """`jaeger train`: train the recipe in `config_path` on the train splits of `data_dirs`
+    (validating on the first root's val split when it has one). Returns the checkpoint folder."""
+    config_path = Path(config_path)
+    tc = TrainConfig.load(config_path)
+    model_cfg = tc.model_config(base_dir=config_path.parent)
+    out = Path(out_dir) if out_dir else Path("runs") / config_path.stem
+    return train(tc, model_cfg, [str(d) for d in ([data_dirs] if isinstance(data_dirs, (str, Path)) else data_dirs)],
+                 out, resume=resume)
+
+
+def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], out: Path, resume: bool = False,
+          progress: bool = True) -> Path:
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+    from tqdm import tqdm
+
+    if not data_dirs:
+        raise ValueError("give at least one data root")
+    accel = Accelerator(mixed_precision=tc.mixed_precision,
+                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    out = Path(out)
+    last = out / LAST
+    if resume and not (last / "state.json").is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint to resume in {last}")
+    if accel.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+
+    model = JaegerModel.from_config(model_cfg, seed=tc.seed)
+    if resume:
+        model.load_state_dict(_load_state(last / "model.safetensors"), strict=True)
+    if tc.trainable is not None:
+        from jaeger_ros.model.lora import set_trainable
+
+        set_trainable(model, tc.trainable, tc.tasks)
+    builder = model.builder
+
+    sources = [load_examples(d, "train", tc.tasks) for d in data_dirs]
+    arrays: dict[str, dict[str, Any]] = {}
+    for exs in sources:
+        arrays.update(preload(builder, exs, tc.num_workers, desc="preload train"))
+    val_examples: list[Example] = []
+    val_root = Path(data_dirs[0]) / "val" / "manifests"
+    if val_root.is_dir():
+        all_val = load_examples(data_dirs[0], "val", tc.tasks)
+        per_task: dict[str, list[Example]] = {}
+        for ex in all_val:
+            per_task.setdefault(ex.task, []).append(ex)
+        val_examples = [ex for exs in per_task.values() for ex in exs[:tc.eval_samples]]
+        arrays.update(preload(builder, val_examples, tc.num_workers, desc="preload val"))
+    sampler = _Sources(sources, tc.source_weights, tc.seed)
+
+    optimizer = torch.optim.AdamW(_param_groups(model, tc.weight_decay), lr=tc.lr, betas=(0.9, 0.95))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio))
+    start = 0
+    if resume:
+        state = torch.load(last / "optimizer.pt", map_location="cpu", weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        start = int(json.loads((last / "state.json").read_text())["step"])
+    model, optimizer, scheduler = accel.prepare(model, optimizer, scheduler)
+    raw_model: JaegerModel = accel.unwrap_model(model)
+    if accel.is_main_process:
+        (out / "train_config.yaml").write_text(yaml.safe_dump(
+            {**tc.to_dict(), "model": model_cfg.to_dict(), "data": list(data_dirs)}, sort_keys=False))
+
+    log_path = out / LOG
+    model.train()
+    bar = tqdm(total=tc.max_steps, initial=start, desc="train", disable=not (progress and accel.is_main_process))
+    t0, seen, running = time.perf_counter(), 0, []
+    for step in range(start, tc.max_steps):
+        exs, rng = sampler.batch(step, accel.process_index, tc.batch_size)
+        items = [make_item(builder, ex, arrays[ex.folder], rng) for ex in exs]
+        batch = _to(builder.collate(items), accel.device)
+        loss = model(batch).loss
+        accel.backward(loss)
+        if tc.grad_clip > 0:
+            accel.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        running.append(float(loss.detach()))
+        seen += len(exs) * accel.num_processes
+        bar.update()
+        done = step + 1
+        if done % tc.log_every == 0 or done == tc.max_steps:
+            rate = seen / max(time.perf_counter() - t0, 1e-9)
+            entry = {"step": done, "loss": float(np.mean(running)), "lr": scheduler.get_last_lr()[0],
+                     "samples_per_s": rate}
+            running = []
+            bar.set_postfix(loss=f"{entry['loss']:.3f}")
+            if accel.is_main_process:
+                _append(log_path, entry)
+        if val_examples and (done % tc.eval_every == 0 or done == tc.max_steps):
+            if accel.is_main_process:
+                report = evaluate_examples(raw_model, val_examples, arrays)
+                _append(log_path, {"step": done, "val": headline(report),
+                                   "val_unparsed": {t: r.get("n_unparsed") for t, r in report.items()
+                                                    if isinstance(r, dict) and "n_unparsed" in r}})
+                bar.write(f"step {done} val {json.dumps(headline(report))}")
+            accel.wait_for_everyone()
+        if done % tc.save_every == 0 or done == tc.max_steps:
+            accel.wait_for_everyone()
+            if accel.is_main_process:
+                _save_last(raw_model, optimizer, scheduler, last, done)
+    bar.close()
+    accel.wait_for_everyone()
+    if accel.is_main_process:
+        raw_model.save_pretrained(out, dtype=torch.float16)
+    accel.wait_for_everyone()
+    return out
+
+
+def _append(path: Path, entry: dict[str, Any]) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def _save_last(model: JaegerModel, optimizer: Any, scheduler: Any, last: Path, step: int) -> None:
+    """Full-precision state for exact resume, written beside then renamed (never half-written)."""
+    from safetensors.torch import save_file
+
+    tmp = last.with_name(last.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(_untie(state), str(tmp / "model.safetensors"))
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state()}, tmp / "optimizer.pt")
+    (tmp / "state.json").write_text(json.dumps({"step": step}))
+    shutil.rmtree(last, ignore_errors=True)
+    tmp.rename(last)
+
+
+def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors refuses shared storage (tied embeddings): store independent copies."""
+    seen: dict[int, str] = {}
+    out = {}
+    for k, v in state.items():
+        ptr = v.untyped_storage().data_ptr()
+        out[k] = v.clone() if ptr in seen else v
+        seen.setdefault(ptr, k)
+    return out
+
+
+def _load_state(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
