@@ -12,7 +12,7 @@ impulse response, computed chunk by chunk with overlap-add (the tail of every ch
 into the next), plus a little sensor noise. Scenario "single": one loudspeaker per scene
 talks; "dual": a male and a female loudspeaker talk independently (they overlap at times).
 
-Frames: the simulator's world is y up; `map` is REP-103 (z up): map = (x, -z, y) of world.
+Frames: the simulator's world is y up; `map` is REP-103 (z up): map = (z, x, y) of world.
 """
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ from sim_bridge.scene import sample_scene
 from sim_bridge.speech import SpeechBank
 
 SCENARIOS = ("single", "dual")
-MAP_FROM_WORLD = pose_matrix(np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]]), np.zeros(3))
+MAP_FROM_WORLD = pose_matrix(np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), np.zeros(3))
+"""map (REP-103, z up) <- simulator world (y up): map = (z, x, y) of world, so the room spans
+[0, sz] x [0, sx] x [0, sy] in map."""
 LINK_FROM_OPTICAL = pose_matrix(BODY_FROM_CAMERA @ OPTICAL_FROM_CAMERA.T, np.zeros(3))
 """camera_link (REP-103 body axes) <- camera optical frame: the standard fixed rotation."""
 CAMERA_FROM_OPTICAL = pose_matrix(OPTICAL_FROM_CAMERA.T, np.zeros(3))
@@ -277,7 +279,7 @@ class LiveWorld:
             rank = live.order.index(v.loudspeaker)
             sources.append(SourceTruth(v.gender, rank, match_label(rank, len(live.boxes)), active_for > 0,
                                        active_for, direction, float(az), float(el)))
-        room = np.abs(MAP_FROM_WORLD[:3, :3] @ np.asarray(live.scene.room.size, dtype=float))
+        room = MAP_FROM_WORLD[:3, :3] @ np.asarray(live.scene.room.size, dtype=float)
         return GroundTruth(t, live.index, self.config.scenario, live.boxes, sources, live.map_from_optical, room)
 
     def transforms(self, t: float) -> dict[tuple[str, str], np.ndarray]:
