@@ -49,9 +49,12 @@ def log_mel(wave: np.ndarray | torch.Tensor) -> torch.Tensor:
     x = torch.as_tensor(np.asarray(wave, dtype=np.float32) if not torch.is_tensor(wave) else wave).float()
     if x.ndim != 1 or x.numel() < MEL_N_FFT:
         raise ValueError(f"audio must be 1-D with at least {MEL_N_FFT} samples, got {tuple(x.shape)}")
+    n_frames = x.numel() // MEL_HOP
+    # Whisper zero-pads to 30 s before its centred STFT: trailing zeros, reflection only at the start.
+    x = torch.cat([x, x.new_zeros(MEL_N_FFT // 2)])
     spec = torch.stft(x, MEL_N_FFT, MEL_HOP, window=torch.hann_window(MEL_N_FFT), center=True,
-                      pad_mode="reflect", return_complex=True).abs() ** 2  # (F, T+1)
-    mel = (_mel_filters().T @ spec[:, :-1]).clamp(min=1e-10).log10()
+                      pad_mode="reflect", return_complex=True).abs() ** 2  # (F, T')
+    mel = (_mel_filters().T @ spec[:, :n_frames]).clamp(min=1e-10).log10()
     mel = torch.maximum(mel, mel.max() - 8.0)
     return (mel + 4.0) / 4.0
 

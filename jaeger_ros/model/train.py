@@ -198,13 +198,16 @@ def train_from_config(config_path: str | Path, data_dirs: Sequence[str] | str, o
 
 
 def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], out: Path, resume: bool = False,
-          progress: bool = True) -> Path:
+          progress: bool = True, stop_at: int | None = None) -> Path:
+    """Train (or resume) and write the checkpoint to `out`. `stop_at`: leave after that step
+    with only the resumable state in OUT/last (a job sliced into time-limited runs)."""
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from tqdm import tqdm
 
     if not data_dirs:
         raise ValueError("give at least one data root")
-    accel = Accelerator(mixed_precision=tc.mixed_precision,
+    # cpu=True lets accelerate run DDP over gloo when torchrun starts CPU-only ranks.
+    accel = Accelerator(mixed_precision=tc.mixed_precision, cpu=not torch.cuda.is_available(),
                         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     out = Path(out)
     last = out / LAST
@@ -257,7 +260,8 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
     model.train()
     bar = tqdm(total=tc.max_steps, initial=start, desc="train", disable=not (progress and accel.is_main_process))
     t0, seen, running = time.perf_counter(), 0, []
-    for step in range(start, tc.max_steps):
+    end = tc.max_steps if stop_at is None else min(int(stop_at), tc.max_steps)
+    for step in range(start, end):
         exs, rng = sampler.batch(step, accel.process_index, tc.batch_size)
         items = [make_item(builder, ex, arrays[ex.folder], rng) for ex in exs]
         batch = _to(builder.collate(items), accel.device)
@@ -275,7 +279,7 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
         if done % tc.log_every == 0 or done == tc.max_steps:
             rate = seen / max(time.perf_counter() - t0, 1e-9)
             entry = {"step": done, "loss": float(np.mean(running)), "lr": scheduler.get_last_lr()[0],
-                     "samples_per_s": rate}
+                     "samples_per_s": rate, "world_size": accel.num_processes}
             running = []
             bar.set_postfix(loss=f"{entry['loss']:.3f}")
             if accel.is_main_process:
@@ -288,16 +292,28 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
                                                     if isinstance(r, dict) and "n_unparsed" in r}})
                 bar.write(f"step {done} val {json.dumps(headline(report))}")
             accel.wait_for_everyone()
-        if done % tc.save_every == 0 or done == tc.max_steps:
+        if done % tc.save_every == 0 or done in (tc.max_steps, end):
             accel.wait_for_everyone()
             if accel.is_main_process:
                 _save_last(raw_model, optimizer, scheduler, last, done)
     bar.close()
-    accel.wait_for_everyone()
+    _check_ranks_agree(accel, raw_model)
+    if end < tc.max_steps:
+        return out
     if accel.is_main_process:
         raw_model.save_pretrained(out, dtype=torch.float16)
     accel.wait_for_everyone()
     return out
+
+
+def _check_ranks_agree(accel: Any, model: torch.nn.Module) -> None:
+    """DDP keeps replicas identical; a divergence would mean lost gradient syncs -> RuntimeError."""
+    if accel.num_processes == 1:
+        return
+    total = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
+    sums = accel.gather(total.to(accel.device))
+    if not torch.allclose(sums, sums[0].expand_as(sums), rtol=1e-6, atol=1e-6):
+        raise RuntimeError(f"DDP replicas diverged: parameter sums {sums.tolist()}")
 
 
 def _append(path: Path, entry: dict[str, Any]) -> None:
