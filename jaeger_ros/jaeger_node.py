@@ -34,7 +34,6 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
-from jaeger_ros import answers
 from jaeger_ros import ros_convert as rc
 from jaeger_ros.audio_buffer import FoaRingBuffer
 from jaeger_ros.geometry import Box3D, Intrinsics, camera_to_optical, direction_from_azel
@@ -87,38 +86,35 @@ class ClassicalEstimator:
 
 
 class JaegerEstimator:
-    """The fine-tuned JAEGER model: grounding (task C), DoA (A/B) and matching (D/E) answers."""
+    """The fine-tuned JAEGER model: grounding (task C), then DoA (A/B) and matching (D/E)."""
 
     name = "jaeger"
 
     def __init__(self, checkpoint: str) -> None:
         try:
-            from jaeger_ros.model import JaegerPredictor
+            from jaeger_ros.model import predictor
         except ImportError as err:
-            raise RuntimeError(f"method 'jaeger' needs jaeger_ros.model.JaegerPredictor, which is not "
-                               f"importable ({err}); use method 'classical' or install the model") from err
-        if not checkpoint:
-            raise RuntimeError("method 'jaeger' needs the `checkpoint` parameter (a model directory)")
-        self._model = JaegerPredictor.from_pretrained(checkpoint)
-
-    def _ask(self, task: str, *inputs: Any, target: str | None) -> Any:
-        result = self._model.predict(*inputs, task=task, target=target)
-        return answers.extract_answer(task, result) if isinstance(result, str) else result
+            raise RuntimeError(f"method 'jaeger' needs jaeger_ros.model (torch, transformers), which is not "
+                               f"importable ({err}); use method 'classical' or install the model's requirements") from err
+        self._model = predictor.JaegerPredictor.from_pretrained(checkpoint or "default")
 
     def __call__(self, rgb: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics, foa: np.ndarray | None,
                  sample_rate: int, target: str) -> Estimate:
-        inputs = (rgb, depth, intrinsics, foa, sample_rate)
-        boxes = sorted(self._ask("C", *inputs, target=None) or [], key=lambda b: b.center[0])
+        grounding = self._model.predict(rgb, depth, intrinsics, None, sample_rate, "C")
+        boxes = sorted(grounding.boxes, key=lambda b: b.center[0])
         if foa is None:
             return Estimate(boxes, None, 0.0, -1, "", 0.0)
-        doa = self._ask("B" if target else "A", *inputs, target=target or None)
-        direction = None if doa is None else direction_from_azel(doa.azimuth, doa.elevation)
-        label = self._ask("E" if target else "D", *inputs, target=target or None) if 2 <= len(boxes) <= 3 else None
-        try:
-            rank = answers.rank_from_label(label, len(boxes))
-        except (TypeError, ValueError):  # no label, or one that does not fit the candidates
-            return Estimate(boxes, direction, float(direction is not None), -1, "", 0.0)
-        return Estimate(boxes, direction, 1.0, rank, label, 1.0)
+        voice = target or None
+        doa, match = self._model.predict_batch([
+            dict(rgb=None, depth=None, intrinsics=None, foa=foa, sample_rate=sample_rate, task="B" if voice else "A",
+                 target=voice),
+            dict(rgb=rgb, depth=depth, intrinsics=intrinsics, foa=foa, sample_rate=sample_rate,
+                 task="E" if voice else "D", target=voice, num_candidates=len(boxes) or None)])
+        direction = direction_from_azel(doa.azimuth_deg, doa.elevation_deg) if doa.valid else None
+        if not (match.valid and match.match_index is not None and 0 <= match.match_index < len(boxes)):
+            return Estimate(boxes, direction, doa.confidence if doa.valid else 0.0, -1, "", 0.0)
+        return Estimate(boxes, direction, doa.confidence if doa.valid else 0.0, match.match_index,
+                        str(match.match_label), match.confidence)
 
 
 def make_estimator(method: str, checkpoint: str) -> ClassicalEstimator | JaegerEstimator:

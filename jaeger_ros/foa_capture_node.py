@@ -1,0 +1,134 @@
+"""foa_capture node: a 4-capsule tetrahedral (A-format) microphone -> FoaAudio (B-format) chunks.
+
+Reads a 4-channel ALSA/PortAudio device with `sounddevice` (imported only when the node runs),
+converts each block with a 4x4 A->B matrix and publishes jaeger_ros/FoaAudio on `audio_topic`,
+stamped at the FIRST sample of the chunk: a sample counter anchored at the first block's
+capture time (the stream's ADC time mapped to the ROS clock), so stamps do not jitter with
+callback scheduling.
+
+Axes: the ambisonic axes (X forward, Y left, Z up) are those of the microphone. jaeger_node
+assumes they are aligned with the camera (X = optical +z, Y = optical -x, Z = optical -y):
+mount the microphone that way, front capsule pair towards the scene.
+
+Matrix: `a_to_b_matrix` (16 numbers, row-major, rows W, Y, Z, X in ACN order, SN3D) maps
+capsule signals (columns in device channel order) to B-format. The default is the ideal
+matrix of a tetrahedral array with capsules LFU, RFD, LBD, RBU (Soundfield/Ambeo/Zoom
+H3-VR ordering) and cardioid capsules; replace it with the microphone's calibrated one.
+No capsule-spacing correction filters are applied (fine below ~4 kHz for 1-2 cm arrays).
+"""
+from __future__ import annotations
+
+import queue
+import sys
+from typing import Any
+
+import numpy as np
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+
+from jaeger_ros import ros_convert as rc
+from jaeger_ros.msg import FoaAudio
+
+# Capsule look directions in ambisonic axes (x forward, y left, z up), device channel order.
+TETRA_CAPSULES = {"LFU": (1, 1, 1), "RFD": (1, -1, -1), "LBD": (-1, 1, -1), "RBU": (-1, -1, 1)}
+
+
+def tetrahedral_a_to_b(capsules: tuple[str, ...] = ("LFU", "RFD", "LBD", "RBU")) -> np.ndarray:
+    """Ideal (4, 4) A->B matrix, ACN/SN3D rows (W, Y, Z, X), for cardioid capsules in the given
+    channel order. A plane wave from unit u gives capsule i the gain 0.5 (1 + d_i . u); the
+    tetrahedron's directions sum to zero, so W = 0.5 sum_i a_i = 1 and each dipole
+    (sqrt(3) / 2) sum_i sign_i a_i = u_axis, the SN3D encoding."""
+    try:
+        d = np.array([TETRA_CAPSULES[c] for c in capsules], dtype=float)
+    except KeyError as err:
+        raise ValueError(f"unknown capsule {err}; expected names from {sorted(TETRA_CAPSULES)}") from None
+    if len(capsules) != 4 or len(set(capsules)) != 4:
+        raise ValueError(f"need the 4 distinct capsules {sorted(TETRA_CAPSULES)}, got {capsules}")
+    w = np.full(4, 0.5)
+    x, y, z = (np.sqrt(3.0) / 2.0) * d.T  # d entries are +-1: the signs of each capsule per axis
+    return np.stack([w, y, z, x])
+
+
+def parse_matrix(values: Any) -> np.ndarray:
+    """16 numbers (row-major) -> a finite, invertible (4, 4) matrix."""
+    m = np.asarray(values, dtype=float)
+    if m.size != 16 or not np.all(np.isfinite(m)):
+        raise ValueError(f"a_to_b_matrix needs 16 finite numbers (row-major 4x4), got {m.size}")
+    m = m.reshape(4, 4)
+    if abs(np.linalg.det(m)) < 1e-9:
+        raise ValueError("a_to_b_matrix is singular")
+    return m
+
+
+def a_to_b(block: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """(N, 4) capsule samples (device layout) -> (4, N) float32 B-format."""
+    a = np.asarray(block, dtype=np.float32)
+    if a.ndim != 2 or a.shape[1] != 4:
+        raise ValueError(f"A-format block must have shape (N, 4), got {a.shape}")
+    return (matrix.astype(np.float32) @ a.T).astype(np.float32)
+
+
+class FoaCaptureNode(Node):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("foa_capture", **kwargs)
+        p = {name: self.declare_parameter(name, default).value for name, default in (
+            ("device", ""), ("sample_rate", 16000), ("chunk_s", 0.05), ("frame_id", "camera_color_optical_frame"),
+            ("audio_topic", "/audio/foa"), ("a_to_b_matrix", tetrahedral_a_to_b().reshape(-1).tolist()))}
+        self.p = p
+        self.matrix = parse_matrix(p["a_to_b_matrix"])
+        try:
+            import sounddevice
+        except (ImportError, OSError) as err:  # OSError: PortAudio library missing
+            raise RuntimeError(f"foa_capture needs the `sounddevice` package and PortAudio ({err})") from err
+        self.pub = self.create_publisher(FoaAudio, p["audio_topic"], qos_profile_sensor_data)
+        self._blocks: queue.Queue = queue.Queue(maxsize=100)
+        self._t0: float | None = None
+        self._samples = 0
+        self.chunk = int(round(p["chunk_s"] * p["sample_rate"]))
+        self.stream = sounddevice.InputStream(device=p["device"] or None, channels=4, samplerate=p["sample_rate"],
+                                              blocksize=self.chunk, dtype="float32", callback=self._on_block)
+        self.timer = self.create_timer(p["chunk_s"] / 2.0, self._publish_pending)
+        self.stream.start()
+        self.get_logger().info(f"capturing 4 channels from {p['device'] or 'the default device'} at "
+                               f"{p['sample_rate']} Hz, {self.chunk}-sample chunks -> {p['audio_topic']}")
+
+    def _on_block(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        """PortAudio thread: anchor the clock once, then stamp by sample count."""
+        if self._t0 is None:
+            now = self.get_clock().now().nanoseconds * 1e-9
+            self._t0 = now - max(0.0, time_info.currentTime - time_info.inputBufferAdcTime)
+        if status:
+            self.get_logger().warning(f"audio device status: {status}", throttle_duration_sec=2.0)
+        try:
+            self._blocks.put_nowait((self._t0 + self._samples / self.p["sample_rate"], indata.copy()))
+        except queue.Full:
+            self.get_logger().warning("capture queue full: dropping audio", throttle_duration_sec=2.0)
+        self._samples += frames
+
+    def _publish_pending(self) -> None:
+        while not self._blocks.empty():
+            t, block = self._blocks.get_nowait()
+            self.pub.publish(rc.foa_to_msg(a_to_b(block, self.matrix), self.p["sample_rate"],
+                                           rc.make_header(t, self.p["frame_id"])))
+
+    def destroy_node(self) -> None:
+        self.stream.stop()
+        self.stream.close()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = FoaCaptureNode()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
