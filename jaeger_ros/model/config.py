@@ -135,6 +135,9 @@ class TrainConfig:
     num_workers: int = 0
     """Loader processes for preloading sample folders (0 = in this process)."""
     log_every: int = 20
+    max_minutes: float | None = None
+    """Wall-time budget: after 20 steps the schedule's length is cut to the steps that fit
+    (at most max_steps), so a time-limited job still ends its cosine decay."""
 
     def __post_init__(self) -> None:
         self.tasks = tuple(str(t).upper() for t in self.tasks)

@@ -241,10 +241,12 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
     sampler = _Sources(sources, tc.source_weights, tc.seed)
 
     optimizer = torch.optim.AdamW(_param_groups(model, tc.weight_decay), lr=tc.lr, betas=(0.9, 0.95))
+    total = {"steps": tc.max_steps}  # cut by max_minutes once the step time is known
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio))
+        optimizer, lambda s: lr_factor(s, tc.warmup_steps, total["steps"], tc.min_lr_ratio))
     start = 0
     if resume:
+        total["steps"] = int(json.loads((last / "state.json").read_text()).get("total_steps", tc.max_steps))
         state = torch.load(last / "optimizer.pt", map_location="cpu", weights_only=False)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -260,8 +262,10 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
     model.train()
     bar = tqdm(total=tc.max_steps, initial=start, desc="train", disable=not (progress and accel.is_main_process))
     t0, seen, running = time.perf_counter(), 0, []
-    end = tc.max_steps if stop_at is None else min(int(stop_at), tc.max_steps)
-    for step in range(start, end):
+    end = total["steps"] if stop_at is None else min(int(stop_at), total["steps"])
+    t_start = time.perf_counter()
+    step = start
+    while step < end:
         exs, rng = sampler.batch(step, accel.process_index, tc.batch_size)
         items = [make_item(builder, ex, arrays[ex.folder], rng) for ex in exs]
         batch = _to(builder.collate(items), accel.device)
@@ -276,7 +280,16 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
         seen += len(exs) * accel.num_processes
         bar.update()
         done = step + 1
-        if done % tc.log_every == 0 or done == tc.max_steps:
+        step = done
+        if tc.max_minutes is not None and done == start + 20 and not resume:
+            per_step = (time.perf_counter() - t_start) / 20
+            fits = start + int((tc.max_minutes * 60 - (time.perf_counter() - t_start)) / per_step) + 20
+            fits = int(accel.reduce(torch.tensor([fits], device=accel.device), reduction="min").item()) \
+                if accel.num_processes > 1 else fits
+            total["steps"] = max(done, min(tc.max_steps, fits))
+            end = total["steps"] if stop_at is None else min(int(stop_at), total["steps"])
+            bar.total = total["steps"]
+        if done % tc.log_every == 0 or done == end:
             rate = seen / max(time.perf_counter() - t0, 1e-9)
             entry = {"step": done, "loss": float(np.mean(running)), "lr": scheduler.get_last_lr()[0],
                      "samples_per_s": rate, "world_size": accel.num_processes}
@@ -284,7 +297,7 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
             bar.set_postfix(loss=f"{entry['loss']:.3f}")
             if accel.is_main_process:
                 _append(log_path, entry)
-        if val_examples and (done % tc.eval_every == 0 or done == tc.max_steps):
+        if val_examples and (done % tc.eval_every == 0 or done == total["steps"]):
             if accel.is_main_process:
                 report = evaluate_examples(raw_model, val_examples, arrays)
                 _append(log_path, {"step": done, "val": headline(report),
@@ -292,13 +305,13 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
                                                     if isinstance(r, dict) and "n_unparsed" in r}})
                 bar.write(f"step {done} val {json.dumps(headline(report))}")
             accel.wait_for_everyone()
-        if done % tc.save_every == 0 or done in (tc.max_steps, end):
+        if done % tc.save_every == 0 or done == end:
             accel.wait_for_everyone()
             if accel.is_main_process:
-                _save_last(raw_model, optimizer, scheduler, last, done)
+                _save_last(raw_model, optimizer, scheduler, last, done, total["steps"])
     bar.close()
     _check_ranks_agree(accel, raw_model)
-    if end < tc.max_steps:
+    if end < total["steps"]:
         return out
     if accel.is_main_process:
         raw_model.save_pretrained(out, dtype=torch.float16)
@@ -321,7 +334,7 @@ def _append(path: Path, entry: dict[str, Any]) -> None:
         f.write(json.dumps(entry) + "\n")
 
 
-def _save_last(model: JaegerModel, optimizer: Any, scheduler: Any, last: Path, step: int) -> None:
+def _save_last(model: JaegerModel, optimizer: Any, scheduler: Any, last: Path, step: int, total_steps: int) -> None:
     """Full-precision state for exact resume, written beside then renamed (never half-written)."""
     from safetensors.torch import save_file
 
@@ -332,7 +345,7 @@ def _save_last(model: JaegerModel, optimizer: Any, scheduler: Any, last: Path, s
     save_file(_untie(state), str(tmp / "model.safetensors"))
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "torch_rng": torch.get_rng_state()}, tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step}))
+    (tmp / "state.json").write_text(json.dumps({"step": step, "total_steps": total_steps}))
     shutil.rmtree(last, ignore_errors=True)
     tmp.rename(last)
 

@@ -1,0 +1,95 @@
+"""JAEGER tiny model on this machine: inference latency per task (p50/p95), training samples/s,
+peak memory.
+
+Usage: python benchmarks/bench_model.py [--checkpoint default] [--runs 10] [--train-steps 5]
+Inputs are random arrays of the dataset's shapes (672x378 RGB-D, 4 s of FOA): latency does not
+depend on their content beyond the generated answer's length, which is the task's own.
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from jaeger_ros.geometry import Intrinsics
+from jaeger_ros.model.modeling import JaegerModel, describe
+from jaeger_ros.model.predictor import DEFAULT_CHECKPOINT, JaegerPredictor
+
+ANSWER = {"A": "azimuth: -12; elevation: -20", "B": "azimuth: 30; elevation: -15",
+          "C": "bbox_0=Bbox(speaker, 14, -48, -115, 33, 88, 32)\nbbox_1=Bbox(speaker, 60, -50, -200, 35, 70, 36)",
+          "D": "Left", "E": "Right"}
+
+
+def query(task: str, rng: np.random.Generator) -> dict:
+    intr = Intrinsics.from_hfov(672, 378, 90.0)
+    return dict(rgb=rng.integers(0, 255, (378, 672, 3), dtype=np.uint8),
+                depth=rng.uniform(0.5, 6.0, (378, 672)).astype(np.float32), intrinsics=intr,
+                foa=(rng.normal(size=(4, 64000)) * 0.1).astype(np.float32), sample_rate=16000, task=task,
+                target="male" if task in "BE" else None, num_candidates=2 if task == "C" else None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default="default")
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--train-steps", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    path = DEFAULT_CHECKPOINT if args.checkpoint == "default" else Path(args.checkpoint)
+    predictor = JaegerPredictor.from_pretrained(path)
+    model = predictor.model
+    rng = np.random.default_rng(0)
+    print(f"checkpoint {path}  iv={model.config.iv}  depth_pe={model.config.depth_pe}  "
+          f"params {describe(model)['total'] / 1e6:.2f} M  threads {args.threads}")
+    print(f"{'task':<5} {'runs':>5} {'p50 ms':>9} {'p95 ms':>9} {'answer tokens':>14}")
+    for task in "ABCDE":
+        q = query(task, rng)
+        predictor.predict(**q)  # warm-up
+        times, n_tok = [], 0
+        for _ in range(args.runs):
+            t0 = time.perf_counter()
+            pred = predictor.predict(**q)
+            times.append((time.perf_counter() - t0) * 1000)
+            n_tok = len(model.tokenizer(pred.raw_text, add_special_tokens=False)["input_ids"])
+        print(f"{task:<5} {args.runs:>5} {np.percentile(times, 50):>9.1f} {np.percentile(times, 95):>9.1f} {n_tok:>14}")
+
+    train_model = JaegerModel.build_tiny(model.config, model.tokenizer).train()
+    b = train_model.builder
+    opt = torch.optim.AdamW(train_model.parameters(), lr=1e-4)
+    items = []
+    for i in range(args.batch_size):
+        task = "ABCDE"[i % 5]
+        q = query(task, rng)
+        x = b.inputs(task, q["rgb"], q["depth"], q["intrinsics"], q["foa"], 16000)
+        items.append((*b.encode(b.prompt(task, "Where?"), b.target(task, _official(task))), x))
+    batch = b.collate(items)
+    times = []
+    for _ in range(args.train_steps + 1):
+        t0 = time.perf_counter()
+        train_model(batch).loss.backward()
+        opt.step()
+        opt.zero_grad()
+        times.append(time.perf_counter() - t0)
+    rate = args.batch_size / float(np.median(times[1:]))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"training: batch {args.batch_size}, {rate:.2f} samples/s (median of {args.train_steps} steps)")
+    print(f"peak resident memory: {peak_mb:.0f} MB")
+
+
+def _official(task: str) -> str:
+    """ANSWER in the official units (task C in metres)."""
+    if task != "C":
+        return ANSWER[task]
+    from jaeger_ros import answers
+
+    return answers.format_boxes(answers.parse_boxes(ANSWER["C"], "cm"), "m")
+
+
+if __name__ == "__main__":
+    main()
