@@ -46,6 +46,8 @@ class Scorer:
     def __init__(self, window_s: float) -> None:
         self.window_s = window_s
         self.truth: dict[int, object] = {}
+        self.truth_stamps: list[int] = []  # every frame the simulator published (its ground truth)
+        self.match_stamps: list[int] = []
         self.images: dict[int, object] = {}
         self.received: list[tuple[float, float]] = []  # (receipt time, stamp)
         self.doa_errors: list[float] = []
@@ -62,6 +64,7 @@ class Scorer:
 
     def on_truth(self, msg) -> None:
         self.truth[self.key(msg.header.stamp)] = msg
+        self.truth_stamps.append(self.key(msg.header.stamp))
         if len(self.truth) > 300:
             del self.truth[min(self.truth)]
         self._drain()
@@ -74,6 +77,7 @@ class Scorer:
     def on_match(self, msg) -> None:
         from jaeger_ros.ros_convert import stamp_to_seconds
         self.received.append((time.time(), stamp_to_seconds(msg.header.stamp)))
+        self.match_stamps.append(self.key(msg.header.stamp))
         self.pending.append(msg)
         self._drain()
 
@@ -108,7 +112,13 @@ class Scorer:
         recv = [(r, s) for r, s in self.received if r >= since]
         lat = np.array([r - s for r, s in recv]) * 1000.0
         span = recv[-1][0] - recv[0][0] if len(recv) > 1 else 0.0
+        # frames published while the node was answering (first..last answered stamp) with no answer
+        lo = int(round(recv[0][1] * 1e9)) if recv else 0
+        hi = max(self.match_stamps, default=0)
+        frames = sum(1 for k in self.truth_stamps if lo <= k <= hi)
+        answered = sum(1 for k in set(self.match_stamps) if lo <= k <= hi)
         return {"messages": len(recv), "rate_hz": (len(recv) - 1) / span if span > 0 else 0.0,
+                "frames_published": frames, "frames_without_output": frames - answered,
                 "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
                 "latency_p95_ms": float(np.percentile(lat, 95)) if lat.size else float("nan"),
                 "doa_error_median_deg": float(np.median(self.doa_errors)) if self.doa_errors else float("nan"),
