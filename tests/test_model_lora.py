@@ -44,7 +44,7 @@ def test_lora_wraps_only_the_decoder_projections(model):
     lora = [n for n, _ in model.named_parameters() if "lora_" in n]
     layers = model.base_thinker.config.text_config.num_hidden_layers
     assert len(lora) == layers * 7 * 2  # q,k,v,o,gate,up,down x (A, B)
-    assert all(".language_model.layers." in n for n in lora)
+    assert all(".language_model.layers." in n for n in lora)  # not the towers' projections
     a = dict(model.named_parameters())[next(n for n in lora if "q_proj.lora_A" in n)]
     assert a.shape[0] == 64  # r
     peft_cfg = model.thinker.peft_config["default"]

@@ -15,9 +15,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from jaeger_ros.model.config import JaegerConfig
-from jaeger_ros.model.modeling import WEIGHTS, JaegerModel
+from jaeger_ros.model.modeling import WEIGHTS, JaegerModel, Towers, from_canonical, to_canonical
 
-LLM_LORA_PATTERN = r".*language_model\.layers\.\d+\.(self_attn|mlp)\.({names})"
+LLM_LORA_PATTERN = r"^(?!.*(audio_tower|visual)).*\.layers\.\d+\.(self_attn|mlp)\.({names})"
 """LoRA goes on the decoder only: the audio and vision towers also have q/k/v/gate/up/down
 projections under the same names."""
 PAPER_TRAINABLE: dict[str, list[str]] = {
@@ -71,15 +71,15 @@ def build_lora_model(config: JaegerConfig, tokenizer: Any = None) -> JaegerModel
 
 
 def _group_params(model: JaegerModel, group: str) -> Iterable[nn.Parameter]:
-    base = model.base_thinker.model
+    base = Towers(model.base_thinker)
     if group == "audio":
-        return base.audio_tower.parameters()
+        return base.audio.parameters()
     if group == "vision":
         return base.visual.parameters()
     if group == "iv":
         return model.iv.parameters() if model.iv is not None else iter(())
     if group == "proj":
-        return [*base.audio_tower.ln_post.parameters(), *base.audio_tower.proj.parameters(),
+        return [*base.audio.ln_post.parameters(), *base.audio.proj.parameters(),
                 *base.visual.merger.parameters()]
     raise ValueError(f"unknown trainable group {group!r}; expected one of {GROUPS}")
 
@@ -107,13 +107,13 @@ def trainable_state(model: JaegerModel) -> dict[str, torch.Tensor]:
 
 
 def save_lora(model: JaegerModel, out: Path) -> None:
-    save_file(trainable_state(model), str(Path(out) / WEIGHTS), metadata={"format": "jaeger_ros.lora/1"})
+    save_file(to_canonical(model, trainable_state(model)), str(Path(out) / WEIGHTS), metadata={"format": "jaeger_ros.lora/1"})
 
 
 def load_lora(config: JaegerConfig, path: Path, tokenizer: Any) -> JaegerModel:
     """Rebuild from the base model and load the saved trainable weights (all must be used)."""
     model = build_lora_model(config, tokenizer)
-    state = load_file(str(Path(path) / WEIGHTS))
+    state = from_canonical(model, load_file(str(Path(path) / WEIGHTS)))
     own = dict(model.named_parameters())
     unknown = [k for k in state if k not in own]
     if unknown:

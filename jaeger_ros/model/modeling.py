@@ -65,6 +65,53 @@ class DepthPEMerger(nn.Module):
         return self.merger(x)
 
 
+class Towers:
+    """The thinker's audio tower, vision tower and LLM, wherever this transformers version
+    keeps them (5.2x: thinker.model.{audio_tower, visual, language_model}; earlier 5.x:
+    thinker.{audio_tower, visual} and thinker.model = the LLM)."""
+
+    def __init__(self, thinker: nn.Module) -> None:
+        inner = thinker.model
+        if hasattr(inner, "audio_tower"):
+            self.audio, self.visual, self.llm = inner.audio_tower, inner.visual, inner.language_model
+        else:
+            self.audio, self.visual, self.llm = thinker.audio_tower, thinker.visual, inner
+
+
+CANONICAL_PREFIX = {"audio": "thinker.model.audio_tower.", "visual": "thinker.model.visual.",
+                    "llm": "thinker.model.language_model.", "lm_head": "thinker.lm_head."}
+"""Checkpoint key prefixes (transformers 5.2x layout), so a checkpoint trained under one
+transformers version loads under another."""
+
+
+def _actual_prefixes(model: "JaegerModel") -> dict[str, str]:
+    towers = Towers(model.base_thinker)
+    ids = {id(towers.audio): "audio", id(towers.visual): "visual", id(towers.llm): "llm",
+           id(model.base_thinker.lm_head): "lm_head"}
+    out = {}
+    for name, module in model.named_modules():
+        if id(module) in ids and ids[id(module)] not in out:
+            out[ids[id(module)]] = name + "."
+    return out
+
+
+def to_canonical(model: "JaegerModel", state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    actual = _actual_prefixes(model)
+    return {_swap(k, actual, CANONICAL_PREFIX): v for k, v in state.items()}
+
+
+def from_canonical(model: "JaegerModel", state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    actual = _actual_prefixes(model)
+    return {_swap(k, CANONICAL_PREFIX, actual): v for k, v in state.items()}
+
+
+def _swap(key: str, src: dict[str, str], dst: dict[str, str]) -> str:
+    for part, prefix in src.items():
+        if key.startswith(prefix):
+            return dst[part] + key[len(prefix):]
+    return key
+
+
 def tiny_thinker_config(config: JaegerConfig, tokenizer: Any):
     """Qwen2_5OmniThinkerConfig of the tiny preset (sizes from config.thinker, token ids
     from our tokenizer)."""
@@ -101,11 +148,11 @@ class JaegerModel(nn.Module):
             "temporal_patch_size": vision_cfg.temporal_patch_size, "window_size": vision_cfg.window_size,
             "hidden_size": vision_cfg.hidden_size})
         self.iv: nn.Module | None = {"neural": NeuralIV, "classical": ClassicalIV}.get(config.iv, lambda: None)()
-        audio = base.model.audio_tower
-        if self.iv is not None and not isinstance(audio.ln_post, IVFusionNorm):
-            _install_iv_fusion(audio)
-        if config.depth_pe and not isinstance(base.model.visual.merger, DepthPEMerger):
-            base.model.visual.merger = DepthPEMerger(base.model.visual.merger)
+        towers = Towers(base)
+        if self.iv is not None and not isinstance(towers.audio.ln_post, IVFusionNorm):
+            _install_iv_fusion(towers.audio)
+        if config.depth_pe and not isinstance(towers.visual.merger, DepthPEMerger):
+            towers.visual.merger = DepthPEMerger(towers.visual.merger)
 
     # ------------------------------------------------------------------ construction
     @property
@@ -136,23 +183,23 @@ class JaegerModel(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def _set_side_inputs(self, batch: dict[str, Any]) -> None:
-        base = self.base_thinker.model
+        towers = Towers(self.base_thinker)
         if self.iv is not None and "foa" in batch:
             foa = batch["foa"]
             feats = self.iv(foa)  # (B_audio, T_iv, 1203)
             n_tok = self.builder.n_audio_tokens
             n_frames = iv_frames(self.config.iv, foa.shape[-1])
-            base.audio_tower.ln_post.pending = torch.cat(
+            towers.audio.ln_post.pending = torch.cat(
                 [resample_to_tokens(f[:n_frames], n_tok) for f in feats])
         if self.config.depth_pe and "depth_pe" in batch:
-            base.visual.merger.pending = batch["depth_pe"]
+            towers.visual.merger.pending = batch["depth_pe"]
 
     def _clear_side_inputs(self) -> None:
-        base = self.base_thinker.model
-        if isinstance(base.audio_tower.ln_post, IVFusionNorm):
-            base.audio_tower.ln_post.pending = None
-        if isinstance(base.visual.merger, DepthPEMerger):
-            base.visual.merger.pending = None
+        towers = Towers(self.base_thinker)
+        if isinstance(towers.audio.ln_post, IVFusionNorm):
+            towers.audio.ln_post.pending = None
+        if isinstance(towers.visual.merger, DepthPEMerger):
+            towers.visual.merger.pending = None
 
     @staticmethod
     def _thinker_kwargs(batch: dict[str, Any]) -> dict[str, Any]:
@@ -204,8 +251,9 @@ class JaegerModel(nn.Module):
 
             save_lora(self, out)
             return out
-        state = {k: v.detach().to(dtype or v.dtype).contiguous().cpu() for k, v in self.state_dict().items()
-                 if not k.startswith("thinker.lm_head.") or not self._tied()}
+        state = {k: v.detach().to(dtype or v.dtype).contiguous().cpu()
+                 for k, v in to_canonical(self, self.state_dict()).items()
+                 if not k.startswith(CANONICAL_PREFIX["lm_head"]) or not self._tied()}
         save_file(state, str(out / WEIGHTS), metadata={"format": "jaeger_ros.model/1"})
         return out
 
@@ -225,8 +273,9 @@ class JaegerModel(nn.Module):
             return load_lora(config, p, tokenizer).to(device)
         model = cls.build_tiny(config, tokenizer)
         state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(p / WEIGHTS)).items()}
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not (k.startswith("thinker.lm_head.") and model._tied())]
+        missing, unexpected = model.load_state_dict(from_canonical(model, state), strict=False)
+        head = _actual_prefixes(model)["lm_head"]
+        missing = [k for k in missing if not (k.startswith(head) and model._tied())]
         if missing or unexpected:
             raise ValueError(f"{p}: checkpoint does not match its config (missing {missing[:5]}, "
                              f"unexpected {unexpected[:5]})")
@@ -256,8 +305,8 @@ def _install_iv_fusion(audio_tower: nn.Module) -> None:
 
 def describe(model: JaegerModel) -> dict[str, Any]:
     """Parameter counts per part (for logs and the benchmark)."""
-    base = model.base_thinker.model
-    parts = {"audio_tower": base.audio_tower, "vision": base.visual, "llm": base.language_model}
+    towers = Towers(model.base_thinker)
+    parts = {"audio_tower": towers.audio, "vision": towers.visual, "llm": towers.llm}
     out = {name: sum(p.numel() for p in m.parameters()) for name, m in parts.items()}
     out["iv"] = sum(p.numel() for p in model.iv.parameters()) if model.iv is not None else 0
     out["total"] = sum(p.numel() for p in model.parameters())
