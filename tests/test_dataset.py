@@ -96,7 +96,7 @@ def test_two_source_folders_hold_both_voices(dataset):
 
 def test_generation_is_deterministic(dataset, tmp_path):
     root, _ = dataset
-    generate(tmp_path, "test", 3, seed=7, tasks="D", resolution=RES, progress=False)
+    generate(tmp_path, "test", 3, seed=7, tasks="ABCDE", resolution=RES, progress=False)
     a = read_manifest(find_manifests(root, "test")["D"])
     b = read_manifest(find_manifests(tmp_path, "test")["D"])
     assert a == b
