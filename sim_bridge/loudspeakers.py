@@ -93,7 +93,8 @@ class LoudspeakerShape:
     style: str
     parts: tuple[Part, ...]
     main_driver: int
-    """Index into parts of the driver whose front centre is the acoustic centre."""
+    """Index into parts of the top cone driver (woofer/midrange, below any tweeter): its front
+    centre is the acoustic centre, where speech comes from."""
 
     @property
     def colors(self) -> np.ndarray:

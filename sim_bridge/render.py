@@ -501,13 +501,21 @@ def _pixel_rays(intrinsics: Intrinsics) -> np.ndarray:
 
 def _screen_rect(points_world: np.ndarray, world_from_camera: np.ndarray,
                  intrinsics: Intrinsics) -> tuple[int, int, int, int] | None:
-    """Pixel rectangle (v0, v1, u0, u1) covering the projection of points; None if all behind."""
+    """Pixel rectangle (v0, v1, u0, u1) covering the projection of the convex hull of points
+    (clipped at the near plane, so objects reaching behind the camera stay culled); None if
+    nothing is in front."""
     cam = (points_world - world_from_camera[:3, 3]) @ world_from_camera[:3, :3]
     depth = -cam[:, 2]
-    if np.all(depth <= NEAR):
+    front = depth > NEAR
+    if not front.any():
         return None
-    if np.any(depth <= NEAR):
-        return 0, intrinsics.height, 0, intrinsics.width
+    if not front.all():  # add where segments between front and back points cross the near plane
+        a, b = cam[front], cam[~front]
+        da, db = depth[front][:, None, None], depth[~front][None, :, None]
+        w = (da - 2 * NEAR) / (da - db)
+        crossing = a[:, None, :] + w * (b[None, :, :] - a[:, None, :])
+        cam = np.concatenate([a, crossing.reshape(-1, 3)])
+        depth = -cam[:, 2]
     u = intrinsics.cx + intrinsics.fx * cam[:, 0] / depth
     v = intrinsics.cy - intrinsics.fy * cam[:, 1] / depth
     u0, u1 = max(0, int(np.floor(u.min()))), min(intrinsics.width, int(np.ceil(u.max())) + 1)
@@ -591,17 +599,23 @@ def raycast(scene: "Scene", intrinsics: Intrinsics) -> tuple[np.ndarray, np.ndar
     return out["depth"].astype(np.float32), out["instance"]
 
 
+CONTACT_REACH_M = 0.25
+"""Floor darkening fades to exactly zero at this distance from an object's footprint."""
+
+
 def _contact_shadow(scene: "Scene", out: dict[str, np.ndarray], intrinsics: Intrinsics) -> np.ndarray:
     """(H, W) darkening factor of floor pixels near object footprints (ambient occlusion stand-in)."""
-    factor = np.ones(out["depth"].shape)
+    factor = np.ones(out["depth"].shape, np.float32)
     wfc = scene.world_from_camera()
     floor_px = out["face"] == 2
     footprints = [(spk.footprint(), 0.55) for spk in scene.loudspeakers]
     footprints += [(f.footprint(), 0.45) for f in scene.furniture if f.kind not in ("table", "lamp")]
-    reach = 0.25
     for fp, strength in footprints:
         centre = fp.mean(axis=0)
-        grown = centre + (fp - centre) * (1 + 2 * reach / max(np.linalg.norm(fp[0] - centre), 1e-6))
+        ex, ez = fp[1] - fp[0], fp[3] - fp[0]
+        half = np.array([np.linalg.norm(ex), np.linalg.norm(ez)]) / 2
+        ex, ez = ex / (2 * half[0]), ez / (2 * half[1])
+        grown = centre + np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * (half + CONTACT_REACH_M) @ np.stack([ex, ez])
         rect = _screen_rect(np.column_stack([grown[:, 0], np.zeros(4), grown[:, 1]]), wfc, intrinsics)
         if rect is None:
             continue
@@ -612,13 +626,11 @@ def _contact_shadow(scene: "Scene", out: dict[str, np.ndarray], intrinsics: Intr
         dsel = out["depth"][v0:v1, u0:u1][sel]
         q = np.stack([wfc[0, 3] + dsel * out["dirs"][0, v0:v1, u0:u1][sel],
                       wfc[2, 3] + dsel * out["dirs"][2, v0:v1, u0:u1][sel]], axis=1) - centre
-        ex = (fp[1] - fp[0]) / np.linalg.norm(fp[1] - fp[0])
-        ez = (fp[3] - fp[0]) / np.linalg.norm(fp[3] - fp[0])
-        half = np.array([np.linalg.norm(fp[1] - fp[0]), np.linalg.norm(fp[3] - fp[0])]) / 2
         local = np.abs(np.column_stack([q @ ex, q @ ez])) - half
         dist = np.linalg.norm(np.maximum(local, 0.0), axis=1)
+        weight = np.exp(-dist / 0.07) * np.clip(1.0 - dist / CONTACT_REACH_M, 0.0, None)
         sub = factor[v0:v1, u0:u1]
-        sub[sel] *= 1.0 - strength * np.exp(-dist / 0.07)
+        sub[sel] *= (1.0 - strength * weight).astype(np.float32)
     return factor
 
 

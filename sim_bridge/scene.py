@@ -6,19 +6,21 @@ A Furniture or PlacedLoudspeaker pose is a floor/centre point plus a yaw about +
 
 sample_scene draws rooms, clutter, a camera and loudspeakers under the SpatialSceneQA rules
 (sources 1-4 m away, >= 0.5 m from walls/obstacles/each other, >= 500 px at 1920x1080, visible
-acoustic centre) and checks visibility with the real renderer's instance mask.
+acoustic centre, at most half of the silhouette occluded) and checks visibility with the real
+renderer's instance mask.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from jaeger_ros.geometry import (Box3D, Intrinsics, azel_from_direction, pose_matrix, rotation_x,
+from jaeger_ros.geometry import (Box3D, Intrinsics, azel_from_direction, pose_matrix, project, rotation_x,
                                  rotation_y, transform_points)
-from sim_bridge.loudspeakers import LoudspeakerShape, make_shape, shape_ids, SPLITS
-from sim_bridge.room import SURFACES, Room
+from sim_bridge.loudspeakers import SPLITS, LoudspeakerShape, make_shape, shape_ids
+from sim_bridge.render import raycast
+from sim_bridge.room import Room
 
 FURNITURE_KINDS = ("table", "cabinet", "sofa", "armchair", "shelf", "media", "plant", "lamp")
 WALL_ITEM_KINDS = ("door", "window", "picture")
@@ -30,6 +32,8 @@ DISTANCE_RANGE_M = (1.0, 4.0)
 """Acoustic centre to camera distance."""
 MIN_PIXELS_1080P = 500
 """A loudspeaker must cover this many pixels of a 1920x1080 frame (scaled by pixel count)."""
+MIN_VISIBLE_FRACTION = 0.5
+"""At least this share of a loudspeaker's in-frame silhouette must be unoccluded."""
 AZIMUTH_LIMIT_DEG = 40.0
 ELEVATION_RANGE_DEG = (-25.0, 24.0)
 """Official task-A extremes; sampling keeps sources inside them."""
@@ -454,8 +458,6 @@ def _place_loudspeakers(rng: np.random.Generator, scene: Scene, shapes: list[int
 
 def visibility_problems(scene: Scene, intrinsics: Intrinsics, instance: np.ndarray, depth: np.ndarray) -> list[str]:
     """Why a rendered scene breaks the visibility rules (empty list: it is valid)."""
-    from jaeger_ros.geometry import project
-
     problems = []
     need = min_pixels(intrinsics)
     cam_from_world = scene.camera_from_world()
@@ -463,6 +465,11 @@ def visibility_problems(scene: Scene, intrinsics: Intrinsics, instance: np.ndarr
         count = int(np.sum(instance == i + 1))
         if count < need:
             problems.append(f"loudspeaker {i} covers {count} px < {need}")
+            continue
+        solo = replace(scene, furniture=[], wall_items=[], loudspeakers=[spk])
+        alone = int(np.sum(raycast(solo, intrinsics)[1] == 1))
+        if count < MIN_VISIBLE_FRACTION * alone:
+            problems.append(f"loudspeaker {i}: only {count} of its {alone} px are unoccluded")
             continue
         p = transform_points(cam_from_world, spk.acoustic_center)
         u, v, front = project(p, intrinsics)
@@ -482,8 +489,6 @@ def sample_scene(rng: np.random.Generator, split: str, num_loudspeakers: int, in
     `intrinsics`); raises RuntimeError after MAX_ATTEMPTS failures. Consumes exactly one draw
     from `rng`; the scene itself comes from a stream seeded by that draw and the split.
     """
-    from sim_bridge.render import raycast
-
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}, expected one of {SPLITS}")
     if not 1 <= num_loudspeakers <= 4:

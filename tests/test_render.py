@@ -128,3 +128,24 @@ def test_rendering_is_deterministic():
 def test_camera_outside_the_room_is_rejected():
     with pytest.raises(ValueError, match="inside the room"):
         render(empty_scene(camera=(3.0, 1.5, 8.0)), INTR)
+
+
+def test_screen_space_culling_does_not_change_the_picture(monkeypatch):
+    # A long cabinet reaching from behind the camera to in front of it, plus sampled scenes:
+    # culled and unculled (every primitive tested on every pixel) renders must agree exactly.
+    cab = Furniture([3.8, 0.5, 5.0], [0.6, 1.0, 4.0], 0.0, [0.5, 0.4, 0.3], "cabinet")
+    scenes = [empty_scene(furniture=[cab], pitch=-10.0)]
+    scenes += [sample_scene(np.random.default_rng(seed), "train", 3, INTR) for seed in (31, 32)]
+    culled = [render(s, INTR) for s in scenes]
+    # The cabinet top (y = 1.0) seen 1 m ahead, 0.8 m right, 0.5 m below a level camera.
+    level = render(empty_scene(furniture=[cab]), INTR)
+    assert level.depth[int(round(INTR.cy + INTR.fy * 0.5)), int(round(INTR.cx + INTR.fx * 0.8))] == \
+        pytest.approx(1.0, abs=0.02)
+    import sim_bridge.render as render_module
+    monkeypatch.setattr(render_module, "_screen_rect",
+                        lambda points, wfc, intr: (0, intr.height, 0, intr.width))
+    for s, fast in zip(scenes, culled):
+        full = render(s, INTR)
+        np.testing.assert_array_equal(fast.depth, full.depth)
+        np.testing.assert_array_equal(fast.instance, full.instance)
+        np.testing.assert_array_equal(fast.rgb, full.rgb)

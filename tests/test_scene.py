@@ -106,6 +106,9 @@ def test_sampled_scenes_obey_the_rules(scenes):
             assert abs(az) <= 40.0 and -25.0 <= el <= 24.0
             # Visible: enough pixels, and the acoustic centre's pixel shows this loudspeaker.
             assert np.sum(instance == i + 1) >= need
+            alone = raycast(Scene("solo", s.room, [], [spk], s.camera_position, s.camera_yaw_deg,
+                                  s.camera_pitch_deg), INTR)[1]
+            assert np.sum(instance == i + 1) >= 0.5 * np.sum(alone == 1)  # at most half occluded
             u, v, front = project(transform_points(s.camera_from_world(), spk.acoustic_center), INTR)
             assert front and instance[int(np.round(v)), int(np.round(u))] == i + 1
 
