@@ -1,0 +1,1 @@
+"""Classical signal-processing baseline: intensity-vector DoA, depth-only candidates, matching."""

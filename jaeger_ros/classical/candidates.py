@@ -1,0 +1,131 @@
+"""Loudspeaker candidates from a depth image alone (no ground truth, no learning).
+
+The floor is found first (the largest roughly horizontal plane below the camera), so that
+every point gets a height above it. Points on the floor, high up, or on large vertical planes
+(walls) are removed; the rest are projected onto the floor and grouped into connected blobs.
+Blobs of loudspeaker size (0.45-1.05 m high, 0.12-0.75 m wide) become boxes. Only the front of
+an object is seen, so its depth extent is taken as at least 0.9 x its width (floor-standing
+loudspeakers have near-square footprints).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from jaeger_ros.geometry import Box3D, Intrinsics, backproject
+
+CELL_M = 0.04
+HEIGHT_RANGE_M = (0.45, 1.05)
+WIDTH_RANGE_M = (0.12, 0.75)
+MAX_TOP_M = 1.3            # points higher than this are walls, shelves, lamps, ceiling
+FLOOR_TOL_M = 0.04
+WALL_TOL_M = 0.03
+MIN_WALL_SHARE = 0.06      # a vertical plane holding this share of the points is a wall
+MIN_POINTS = 40
+MAX_DEPTH_M = 6.0
+
+
+def _fit_planes(points: np.ndarray, rng: np.random.Generator, iterations: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random planes through point triples: unit normals (n, 3) and offsets (n,) with n.p + d = 0."""
+    idx = rng.integers(len(points), size=(iterations, 3))
+    a, b, c = points[idx[:, 0]], points[idx[:, 1]], points[idx[:, 2]]
+    n = np.cross(b - a, c - a)
+    norm = np.linalg.norm(n, axis=1)
+    ok = norm > 1e-9
+    n = n[ok] / norm[ok, None]
+    return n, -np.sum(n * a[ok], axis=1)
+
+
+def find_floor(points: np.ndarray, rng: np.random.Generator, iterations: int = 300) -> tuple[np.ndarray, float]:
+    """Floor plane (normal pointing up towards the camera, offset): the best-supported
+    near-horizontal plane at least 0.5 m below the camera."""
+    normals, offsets = _fit_planes(points, rng, iterations)
+    flip = normals[:, 1] < 0                      # orient normals along camera +y (up)
+    normals[flip] *= -1
+    offsets[flip] *= -1
+    plausible = (normals[:, 1] > np.cos(np.radians(35))) & (offsets > 0.5)  # camera height = offset
+    if not np.any(plausible):
+        raise ValueError("no floor plane found in the depth image")
+    normals, offsets = normals[plausible], offsets[plausible]
+    support = (np.abs(points @ normals.T + offsets) < FLOOR_TOL_M).sum(axis=0)
+    best = int(np.argmax(support))
+    # refine by least squares on the inliers
+    inl = points[np.abs(points @ normals[best] + offsets[best]) < FLOOR_TOL_M]
+    centroid = inl.mean(axis=0)
+    _, _, vt = np.linalg.svd(inl - centroid, full_matrices=False)
+    n = vt[2] if vt[2][1] > 0 else -vt[2]
+    return n, float(-n @ centroid)
+
+
+def _remove_walls(points: np.ndarray, up: np.ndarray, rng: np.random.Generator,
+                  max_walls: int = 4, iterations: int = 200) -> np.ndarray:
+    """Mask of points NOT on large vertical planes."""
+    keep = np.ones(len(points), bool)
+    total = len(points)
+    for _ in range(max_walls):
+        rest = points[keep]
+        if len(rest) < MIN_POINTS:
+            break
+        normals, offsets = _fit_planes(rest, rng, iterations)
+        vertical = np.abs(normals @ up) < 0.1
+        if not np.any(vertical):
+            break
+        normals, offsets = normals[vertical], offsets[vertical]
+        support = (np.abs(rest @ normals.T + offsets) < WALL_TOL_M).sum(axis=0)
+        best = int(np.argmax(support))
+        if support[best] < MIN_WALL_SHARE * total:
+            break
+        on_wall = np.abs(points @ normals[best] + offsets[best]) < WALL_TOL_M
+        keep &= ~on_wall
+    return keep
+
+
+def boxes_from_depth(depth: np.ndarray, intrinsics: Intrinsics, stride: int = 3,
+                     seed: int = 0) -> list[Box3D]:
+    """Loudspeaker-sized objects standing on the floor, as camera-frame boxes, left to right."""
+    d = np.asarray(depth, dtype=np.float32)
+    if d.ndim != 2 or d.size == 0:
+        raise ValueError(f"depth must be a non-empty 2-D image, got shape {d.shape}")
+    pts = backproject(d, intrinsics)[::stride, ::stride].reshape(-1, 3)
+    pts = pts[np.all(np.isfinite(pts), axis=1) & (-pts[:, 2] < MAX_DEPTH_M)]
+    if len(pts) < MIN_POINTS:
+        raise ValueError("depth image has too few valid pixels")
+    rng = np.random.default_rng(seed)
+    up, offset = find_floor(pts, rng)
+    height = pts @ up + offset
+    # floor-aligned axes: forward = camera forward projected on the floor, right = forward x up
+    fwd = np.array([0.0, 0.0, -1.0]) - up * (-up[2])
+    fwd /= np.linalg.norm(fwd)
+    right = np.cross(fwd, up)
+    mask = (height > FLOOR_TOL_M) & (height < MAX_TOP_M)
+    mask[mask] &= _remove_walls(pts[mask], up, rng)
+    obj = pts[mask]
+    if len(obj) < MIN_POINTS:
+        return []
+    a, b, h = obj @ right, obj @ fwd, height[mask]
+    ia = np.floor((a - a.min()) / CELL_M).astype(int)
+    ib = np.floor((b - b.min()) / CELL_M).astype(int)
+    grid = np.zeros((ia.max() + 1, ib.max() + 1), bool)
+    grid[ia, ib] = True
+    labels, count = ndimage.label(ndimage.binary_closing(grid, iterations=1) | grid,
+                                  structure=np.ones((3, 3), bool))
+    boxes = []
+    for k in range(1, count + 1):
+        sel = labels[ia, ib] == k
+        if sel.sum() < MIN_POINTS:
+            continue
+        pa, pb, ph = a[sel], b[sel], h[sel]
+        top = np.percentile(ph, 99)
+        width = np.percentile(pa, 98) - np.percentile(pa, 2)
+        if not (HEIGHT_RANGE_M[0] <= top <= HEIGHT_RANGE_M[1] and WIDTH_RANGE_M[0] <= width <= WIDTH_RANGE_M[1]):
+            continue
+        if np.percentile(ph, 2) > 0.25:           # floating: a table top or shelf, not standing
+            continue
+        a0, a1 = np.percentile(pa, 2), np.percentile(pa, 98)
+        b0 = np.percentile(pb, 2)
+        depth_extent = max(np.percentile(pb, 98) - b0, 0.9 * width)
+        corners_floor = np.array([[x, y, z] for x in (a0, a1) for y in (0.0, top) for z in (b0, b0 + depth_extent)])
+        corners = (corners_floor[:, 0:1] * right + (corners_floor[:, 1:2] - offset) * up
+                   + corners_floor[:, 2:3] * fwd)
+        boxes.append(Box3D.from_points(corners))
+    return sorted(boxes, key=lambda box: box.center[0])

@@ -1,0 +1,62 @@
+"""Speaker matching: which candidate box does a direction of arrival point at."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from jaeger_ros import answers
+from jaeger_ros.geometry import Box3D
+
+TEMPERATURE_DEG = 3.0
+"""Softmax temperature over angular distances: boxes 3 deg further away are e times less likely."""
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """index: into the boxes as given; rank: among them sorted by centre x (0 = leftmost);
+    label: the official Left/Center/Right for 2-3 candidates ("" otherwise);
+    confidence: softmax probability of the chosen box over angular distances."""
+
+    index: int
+    rank: int
+    label: str
+    confidence: float
+    angles_deg: tuple[float, ...]
+
+
+def _ray_hits_box(direction: np.ndarray, box: Box3D) -> bool:
+    """Slab test of the ray from the camera origin along `direction`."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t1 = box.min / direction
+        t2 = box.max / direction
+    lo = np.where(direction == 0, np.where((box.min <= 0) & (box.max >= 0), -np.inf, np.inf), np.minimum(t1, t2))
+    hi = np.where(direction == 0, np.where((box.min <= 0) & (box.max >= 0), np.inf, -np.inf), np.maximum(t1, t2))
+    return bool(lo.max() <= hi.min() and hi.min() > 0)
+
+
+def angle_to_box(direction: np.ndarray, box: Box3D) -> float:
+    """Degrees between the ray and the box: 0 if the ray passes through it, else to its centre."""
+    d = np.asarray(direction, float) / np.linalg.norm(direction)
+    if _ray_hits_box(d, box):
+        return 0.0
+    c = box.center / np.linalg.norm(box.center)
+    return float(np.degrees(np.arccos(np.clip(d @ c, -1.0, 1.0))))
+
+
+def match_speaker(direction_cam: np.ndarray, boxes: list[Box3D]) -> MatchResult:
+    """The candidate nearest in angle to `direction_cam` (camera frame)."""
+    if not boxes:
+        raise ValueError("no candidate boxes to match")
+    d = np.asarray(direction_cam, dtype=float).reshape(3)
+    if not np.all(np.isfinite(d)) or np.linalg.norm(d) == 0:
+        raise ValueError(f"invalid direction {d}")
+    angles = np.array([angle_to_box(d, b) for b in boxes])
+    best = int(np.argmin(angles))
+    logits = -angles / TEMPERATURE_DEG
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    order = np.argsort([b.center[0] for b in boxes], kind="stable")
+    rank = int(np.flatnonzero(order == best)[0])
+    label = answers.match_label(rank, len(boxes)) if len(boxes) in (2, 3) else ""
+    return MatchResult(best, rank, label, float(probs[best]), tuple(float(a) for a in angles))
