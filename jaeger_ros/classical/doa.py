@@ -24,6 +24,7 @@ N_FFT = 128                 # 8 ms frames, 1 ms hop: onsets are resolved before 
 HOP = 16
 ONSET_RATIO = 32.0          # a bin votes when its energy jumps 15 dB over the last ONSET_LAG hops
 ONSET_LAG = 8
+MIN_VOTES = 50
 ONSET_RATIO_OVERLAP = 4.0   # with two talkers one's onsets ride on the other's reverberation
 COHERENCE_POWER = 8
 KAPPA = 400.0               # von Mises concentration of the density kernel (~3 deg wide)
@@ -78,7 +79,12 @@ def _votes(foa: np.ndarray, sample_rate: int, band_hz: tuple[float, float] = BAN
         previous = np.zeros_like(e)
         for lag in range(1, ONSET_LAG + 1):
             previous[:, lag:] += e[:, :-lag]
-        keep &= (e / (previous / ONSET_LAG + 1e-12)).reshape(-1) > onset_ratio
+        rise = (e / (previous / ONSET_LAG + 1e-12)).reshape(-1)
+        # Mid-utterance windows have few clean onsets: relax the threshold until enough vote.
+        ratio = onset_ratio
+        while ratio > 1.0 and np.count_nonzero(keep & (rise > ratio)) < MIN_VOTES:
+            ratio /= 2.0
+        keep &= rise > ratio
     if not np.any(keep):
         raise ValueError("FOA has no directional onsets in the speech band (silence?)")
     weights = energy[keep] * coherence[keep] ** COHERENCE_POWER
