@@ -23,6 +23,7 @@ WALL_TOL_M = 0.03
 MIN_WALL_SHARE = 0.06      # a vertical plane holding this share of the points is a wall
 MIN_POINTS = 40
 MAX_DEPTH_M = 6.0
+FLOATING_M = 0.6           # lowest visible point higher than this: not standing on the floor
 
 
 def _fit_planes(points: np.ndarray, rng: np.random.Generator, iterations: int) -> tuple[np.ndarray, np.ndarray]:
@@ -119,7 +120,7 @@ def boxes_from_depth(depth: np.ndarray, intrinsics: Intrinsics, stride: int = 3,
         width = np.percentile(pa, 98) - np.percentile(pa, 2)
         if not (HEIGHT_RANGE_M[0] <= top <= HEIGHT_RANGE_M[1] and WIDTH_RANGE_M[0] <= width <= WIDTH_RANGE_M[1]):
             continue
-        if np.percentile(ph, 2) > 0.25:           # floating: a table top or shelf, not standing
+        if np.percentile(ph, 2) > FLOATING_M:     # a table top or shelf, not standing
             continue
         a0, a1 = np.percentile(pa, 2), np.percentile(pa, 98)
         b0 = np.percentile(pb, 2)

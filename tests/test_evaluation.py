@@ -1,0 +1,66 @@
+"""Evaluation end to end: generated data -> classical method -> report.json/md + plots."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaeger_ros.classical.method import ClassicalMethod
+from jaeger_ros.dataset import generate
+from jaeger_ros.evaluation import evaluate, format_table
+
+KEYS = {"A": {"n", "az_median", "el_median", "gc_median", "az_mean", "el_mean"},
+        "C": {"n", "iou_mean", "iou_median", "offset_mean", "offset_median"},
+        "D": {"n", "accuracy"}}
+KEYS["B"], KEYS["E"] = KEYS["A"], KEYS["D"]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    generate(root, "test", 4, seed=11, tasks="ABCDE", resolution=(448, 252), progress=False)
+    out = tmp_path_factory.mktemp("report")
+    return evaluate(ClassicalMethod(), root, "test", out_dir=out, progress=False), out
+
+
+def test_report_has_the_documented_shape(report):
+    rep, out = report
+    assert rep["method"] == "classical" and rep["split"] == "test"
+    assert set(rep["tasks"]) == set("ABCDE")
+    for letter, keys in KEYS.items():
+        assert keys <= set(rep["tasks"][letter]), letter
+        assert rep["tasks"][letter]["n"] >= 4
+    assert json.loads((out / "report.json").read_text())["tasks"].keys() == rep["tasks"].keys()
+    assert "classical" in (out / "report.md").read_text()
+
+
+def test_classical_figures_are_sane_on_simulated_data(report):
+    rep, _ = report
+    assert rep["tasks"]["A"]["az_median"] < 5.0      # single source: onset intensity DoA
+    assert rep["tasks"]["D"]["accuracy"] >= 75.0     # oracle boxes + DoA
+    assert 0.0 <= rep["tasks"]["C"]["iou_mean"] <= 1.0
+
+
+def test_plots_are_real_images(report):
+    _, out = report
+    names = {p.name for p in out.glob("*.png")}
+    assert {"doa_errors_A.png", "azimuth_polar_A.png", "grounding_iou.png", "matching_confusion_D.png"} <= names
+    for p in out.glob("*.png"):
+        img = np.asarray(Image.open(p))
+        assert img.ndim == 3 and img.shape[0] > 100 and img.std() > 0
+
+
+def test_table_lists_methods_side_by_side(report):
+    rep, _ = report
+    other = {**rep, "method": "other", "tasks": {"D": {"n": 3, "accuracy": 12.5}}}
+    table = format_table([rep, other])
+    lines = table.splitlines()
+    assert lines[0].startswith("method") and "match 1-spk %" in lines[0]
+    row = next(line for line in lines if line.startswith("other "))
+    assert "12.5" in row and row.count("–") == 9        # only D is filled in
+    assert any(line.startswith("paper: JAEGER Neural IV") for line in lines)
+
+
+def test_missing_data_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        evaluate(ClassicalMethod(), tmp_path, "test", progress=False)
