@@ -8,6 +8,7 @@ MSG_STAMP := build/colcon/.msgs-done
 PTH := $(VENV)/lib/python$(PYVER)/site-packages/jaeger_ros_messages.pth
 DEMO_DIR ?= data/demo
 DEMO_N ?= 20
+DEMO_SECONDS ?= 30
 
 .PHONY: setup demo test messages clean bench
 
@@ -44,9 +45,12 @@ $(MSG_STAMP): $(SETUP_STAMP) $(wildcard msg/*.msg) CMakeLists.txt package.xml
 
 messages: $(MSG_STAMP)
 
+# The main job: a small simulated test split scored by the classical baseline (Table-2
+# columns), then the live ROS 2 demo (sim_bridge + jaeger_node as separate processes).
 demo: setup
-	$(VENV)/bin/jaeger dataset generate --out $(DEMO_DIR) --split test --num $(DEMO_N) --seed 0 --tasks A,B,C,D,E
+	$(VENV)/bin/jaeger dataset generate --out $(DEMO_DIR) --split test --num $(DEMO_N) --seed 0 --tasks A,B,C,D,E --workers 2
 	$(VENV)/bin/jaeger eval --method classical --data $(DEMO_DIR) --split test --out reports/demo
+	$(PY) -m jaeger_ros.live_demo --duration $(DEMO_SECONDS) --out reports/live
 
 test: setup
 	$(PY) -m pytest
