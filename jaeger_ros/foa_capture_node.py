@@ -19,16 +19,15 @@ No capsule-spacing correction filters are applied (fine below ~4 kHz for 1-2 cm 
 from __future__ import annotations
 
 import queue
-import sys
 from typing import Any
 
 import numpy as np
-import rclpy
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 
 from jaeger_ros import ros_convert as rc
 from jaeger_ros.msg import FoaAudio
+from jaeger_ros.node_runner import run_node
 
 # Capsule look directions in ambisonic axes (x forward, y left, z up), device channel order.
 TETRA_CAPSULES = {"LFU": (1, 1, 1), "RFD": (1, -1, -1), "LBD": (-1, 1, -1), "RBU": (-1, -1, 1)}
@@ -119,15 +118,7 @@ class FoaCaptureNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = FoaCaptureNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(FoaCaptureNode, args)
 
 
 if __name__ == "__main__":

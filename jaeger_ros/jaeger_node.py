@@ -19,14 +19,12 @@ mismatched sizes, stale stamps) is logged (throttled), counted in /diagnostics a
 """
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import Point
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -39,6 +37,7 @@ from jaeger_ros.audio_buffer import FoaRingBuffer
 from jaeger_ros.geometry import Box3D, Intrinsics, camera_to_optical, direction_from_azel
 from jaeger_ros.msg import BoundingBox3D, BoundingBox3DArray, DoaEstimate, FoaAudio, SpeakerMatch
 from jaeger_ros.sync import subscribe_synchronized
+from jaeger_ros.node_runner import run_node
 
 try:
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -320,15 +319,7 @@ class JaegerNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = JaegerNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(JaegerNode, args)
 
 
 if __name__ == "__main__":

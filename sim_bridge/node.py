@@ -18,9 +18,7 @@ loudspeakers are talking at its stamp.
 """
 from __future__ import annotations
 
-import sys
 
-import rclpy
 from geometry_msgs.msg import TransformStamped, Vector3
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -30,6 +28,7 @@ from jaeger_ros import ros_convert as rc
 from jaeger_ros.geometry import camera_to_optical
 from jaeger_ros.msg import FoaAudio, SimGroundTruth, SimSource
 from sim_bridge.live import GroundTruth, LiveConfig, LiveWorld
+from jaeger_ros.node_runner import run_node
 
 try:
     from tf2_msgs.msg import TFMessage
@@ -156,15 +155,7 @@ class SimBridgeNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = SimBridgeNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(SimBridgeNode, args)
 
 
 if __name__ == "__main__":
