@@ -62,26 +62,29 @@ class Estimate:
 
 
 class ClassicalEstimator:
-    """Depth-only candidates + intensity-vector DoA + nearest-box matching (no learning)."""
+    """Depth-only candidates + intensity-vector DoA held over time by a tracker + nearest-box
+    matching (no learning). The match confidence is the DoA's confidence times the matching
+    probability, so a guess from a reverberant window is not reported as certain."""
 
     name = "classical"
 
     def __init__(self) -> None:
-        from jaeger_ros.classical import candidates, doa, matching
+        from jaeger_ros.classical import candidates, doa, matching, tracking
         self._candidates, self._doa, self._matching = candidates, doa, matching
+        self._tracker = tracking.DoaTracker()
 
     def __call__(self, rgb: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics, foa: np.ndarray | None,
-                 sample_rate: int, target: str) -> Estimate:
+                 sample_rate: int, target: str, stamp: float) -> Estimate:
         boxes = sorted(self._candidates.boxes_from_depth(depth, intrinsics), key=lambda b: b.center[0])
-        if foa is None:
+        est = self._tracker.update(stamp, None if foa is None else self._doa.estimate_doa(foa, sample_rate))
+        if est is None:
             return Estimate(boxes, None, 0.0, -1, "", 0.0)
-        est = self._doa.estimate_doa(foa, sample_rate)
         direction = np.asarray(est.direction, dtype=float)
         if not boxes:
             return Estimate(boxes, direction, float(est.confidence), -1, "", 0.0)
         match = self._matching.match_speaker(direction, boxes)
         return Estimate(boxes, direction, float(est.confidence), int(match.index), match.label,
-                        float(match.confidence))
+                        float(est.confidence * match.confidence))
 
 
 class JaegerEstimator:
@@ -98,7 +101,7 @@ class JaegerEstimator:
         self._model = predictor.JaegerPredictor.from_pretrained(checkpoint or "default")
 
     def __call__(self, rgb: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics, foa: np.ndarray | None,
-                 sample_rate: int, target: str) -> Estimate:
+                 sample_rate: int, target: str, stamp: float) -> Estimate:
         grounding = self._model.predict(rgb, depth, intrinsics, None, sample_rate, "C")
         boxes = sorted(grounding.boxes, key=lambda b: b.center[0])
         if foa is None:
@@ -276,7 +279,8 @@ class JaegerNode(Node):
         # silence (W below min_audio_rms): boxes only, no direction and no talker
         audible = float(np.sqrt(np.mean(window[0].astype(float) ** 2))) >= self.p["min_audio_rms"]
         try:
-            est = self.estimator(rgb, depth, intr, window if audible else None, self.p["sample_rate"], target)
+            est = self.estimator(rgb, depth, intr, window if audible else None, self.p["sample_rate"], target,
+                                 stamp)
         except Exception as err:  # keep running on any estimator failure; it is counted and logged
             self._drop("estimator", f"{type(err).__name__}: {err}")
             return

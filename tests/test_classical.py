@@ -132,3 +132,20 @@ def test_candidates_reject_bad_depth():
         boxes_from_depth(np.zeros((36, 64), np.float32), intr)
     with pytest.raises(ValueError):
         boxes_from_depth(np.zeros((0,), np.float32), intr)
+
+
+def test_tracker_holds_a_confident_direction_through_poor_windows():
+    from jaeger_ros.classical.doa import DoaEstimate
+    from jaeger_ros.classical.tracking import DoaTracker
+
+    good = DoaEstimate(10.0, -5.0, np.array([-0.17, -0.09, -0.98]), 0.95)
+    poor = DoaEstimate(-70.0, 30.0, np.array([0.8, 0.5, -0.3]), 0.3)
+    tracker = DoaTracker(min_confidence=0.8, hold_s=2.0)
+    assert tracker.update(0.0, poor) is poor                  # nothing held yet
+    assert tracker.update(1.0, good) is good
+    held = tracker.update(2.0, poor)                          # a reverberant window after it
+    assert held.azimuth_deg == 10.0 and held.confidence == pytest.approx(0.95 * 0.5)
+    assert tracker.update(2.5, None).azimuth_deg == 10.0      # silence keeps the held direction
+    assert tracker.update(3.5, poor) is poor                  # held too long: back to the window
+    tracker.reset()
+    assert tracker.update(3.6, None) is None
