@@ -115,8 +115,9 @@ class Scorer:
         # frames published while the node was answering (first..last answered stamp) with no answer
         lo = int(round(recv[0][1] * 1e9)) if recv else 0
         hi = max(self.match_stamps, default=0)
-        frames = sum(1 for k in self.truth_stamps if lo <= k <= hi)
-        answered = sum(1 for k in set(self.match_stamps) if lo <= k <= hi)
+        published = {k for k in self.truth_stamps if lo <= k <= hi}
+        frames = len(published)
+        answered = len(published & set(self.match_stamps))  # outputs whose frame we saw published
         return {"messages": len(recv), "rate_hz": (len(recv) - 1) / span if span > 0 else 0.0,
                 "frames_published": frames, "frames_without_output": frames - answered,
                 "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
