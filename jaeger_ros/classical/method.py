@@ -11,8 +11,8 @@ from jaeger_ros.dataset import ManifestEntry, Sample
 class ClassicalMethod:
     """Signal processing on the same inputs as the model.
 
-    A: onset-weighted intensity-vector DoA. B: two density peaks, the male one told by its
-    low-pitch energy (see doa.estimate_by_gender). C: boxes from depth alone
+    A: onset-weighted intensity-vector DoA. B: the density peak of the onsets whose pitch
+    says the requested gender (see doa.estimate_by_gender). C: boxes from depth alone
     (candidates.boxes_from_depth). D/E: the DoA matched to the ORACLE candidate boxes of the
     sample's metadata -- an oracle-box baseline, an upper bound for matching from sound.
     """
