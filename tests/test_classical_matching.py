@@ -1,0 +1,47 @@
+"""Nearest-box speaker matching: ray-box geometry, left-to-right labels, honest confidence."""
+import numpy as np
+import pytest
+
+from jaeger_ros.classical.matching import angle_to_box, match_speaker
+from jaeger_ros.geometry import Box3D, direction_from_azel
+
+
+def _boxes_given_unsorted() -> list[Box3D]:
+    # given in the order centre, right, left: labels must come from x, not list order
+    return [Box3D([0.0, -1.0, -3.0], [0.35, 0.7, 0.35]), Box3D([1.2, -1.0, -3.2], [0.35, 0.7, 0.35]),
+            Box3D([-1.1, -0.9, -2.6], [0.35, 0.7, 0.35])]
+
+
+def test_rays_towards_each_box_pick_it_with_its_left_center_right_label():
+    boxes = _boxes_given_unsorted()
+    for i, label in enumerate(["Center", "Right", "Left"]):
+        for offset in ([0.0, 0.0, 0.0], [0.1, 0.25, 0.0], [-0.12, -0.2, 0.1]):   # anywhere on the box
+            m = match_speaker(boxes[i].center + np.array(offset), boxes)
+            assert (m.index, m.label) == (i, label)
+            assert m.angles_deg[i] == 0.0 and m.confidence > 0.95
+
+
+def test_angle_to_box_is_zero_inside_and_grows_outside():
+    box = Box3D([0.0, -1.0, -3.0], [0.4, 0.8, 0.4])
+    corner_ray = np.array([0.19, -0.61, -2.8])              # just inside a corner of the front face
+    assert angle_to_box(corner_ray, box) == 0.0
+    angles = [angle_to_box(direction_from_azel(az, -18.4), box) for az in (10, 20, 40)]
+    assert 0.0 < angles[0] < angles[1] < angles[2]
+    assert angle_to_box(-box.center, box) == pytest.approx(180.0)   # behind the camera
+
+
+def test_confidence_falls_as_the_direction_becomes_ambiguous():
+    boxes = _boxes_given_unsorted()[:2]
+    a, b = boxes[0].center / np.linalg.norm(boxes[0].center), boxes[1].center / np.linalg.norm(boxes[1].center)
+    confidences = [match_speaker((1 - w) * a + w * b, boxes).confidence for w in (0.0, 0.3, 0.45, 0.5)]
+    assert confidences[0] > confidences[1] > confidences[2] >= confidences[3]
+    assert confidences[3] == pytest.approx(0.5, abs=0.05)   # half way: a coin toss, and says so
+
+
+def test_bad_input_is_rejected_and_one_candidate_has_no_label():
+    boxes = _boxes_given_unsorted()
+    assert match_speaker(boxes[0].center, boxes[:1]).label == ""
+    with pytest.raises(ValueError):
+        match_speaker(np.zeros(3), boxes)
+    with pytest.raises(ValueError):
+        match_speaker(np.array([np.nan, 0.0, -1.0]), boxes)
