@@ -1,13 +1,14 @@
-"""Classical baseline on real acoustics (image-source RIRs + speech) and real renders."""
+"""Classical baseline in a reverberant room (image-source RIRs), input checks and the DoA tracker.
+
+Plane waves, two-talker separation, matching and depth candidates on renders are tested in
+test_classical_doa.py, test_classical_matching.py and test_candidates.py."""
 import numpy as np
 import pytest
 
 from jaeger_ros import foa
 from jaeger_ros.classical.candidates import boxes_from_depth
-from jaeger_ros.classical.doa import estimate_by_gender, estimate_doa, estimate_sources
-from jaeger_ros.classical.matching import angle_to_box, match_speaker
-from jaeger_ros.geometry import (Box3D, Intrinsics, azel_from_direction, box_iou_3d, great_circle_deg,
-                                 rotation_x, rotation_y)
+from jaeger_ros.classical.doa import estimate_doa
+from jaeger_ros.geometry import Intrinsics, azel_from_direction, great_circle_deg, rotation_x, rotation_y
 from sim_bridge.acoustics import convolve_foa, foa_rir, mix_sources
 from sim_bridge.room import Room
 
@@ -19,20 +20,6 @@ def _speech_like(rng: np.random.Generator, seconds: float = 2.0, f0: float = 120
     tone = sum(np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6.28)) / k for k in range(1, 25))
     envelope = (np.sin(2 * np.pi * syllable_hz * t) > 0.2).astype(float)
     return (tone * envelope + 0.05 * rng.standard_normal(t.size) * envelope).astype(np.float32)
-
-
-def _plane_wave(direction_cam: np.ndarray, signal: np.ndarray) -> np.ndarray:
-    return (foa.encode_gains(direction_cam)[:, None] * signal[None]).astype(np.float32)
-
-
-@pytest.mark.parametrize("az, el", [(0, 0), (35, -20), (-40, 10), (120, 30), (-150, -45), (90, 60)])
-def test_plane_wave_direction_is_recovered(az, el):
-    rng = np.random.default_rng(1)
-    d = np.array([-np.sin(np.radians(az)) * np.cos(np.radians(el)), np.sin(np.radians(el)),
-                  -np.cos(np.radians(az)) * np.cos(np.radians(el))])
-    est = estimate_doa(_plane_wave(d, _speech_like(rng)))
-    assert great_circle_deg(est.azimuth_deg, est.elevation_deg, az, el) < 1.0
-    assert 0.9 <= est.confidence <= 1.0
 
 
 def _room_foa(rng, sources, yaw=20.0, pitch=-8.0):
@@ -62,25 +49,6 @@ def test_reverberant_room_single_source_within_a_few_degrees():
         estimate_doa(x).azimuth_deg, estimate_doa(x).elevation_deg, az, el)
 
 
-def test_two_plane_waves_are_both_found():
-    rng = np.random.default_rng(3)
-    a, b = np.array([-0.5, -0.2, -0.84]), np.array([0.6, -0.3, -0.74])
-    # two talkers whose syllables start at different times (as in conversation)
-    sa, sb = _speech_like(rng, f0=110.0), _speech_like(rng, f0=210.0, syllable_hz=4.3)
-    x = _plane_wave(a, sa) + _plane_wave(b, sb)
-    found = estimate_sources(x, max_sources=2)
-    assert len(found) == 2
-    truth = [azel_from_direction(a), azel_from_direction(b)]
-    for az, el in truth:
-        assert min(great_circle_deg(f.azimuth_deg, f.elevation_deg, az, el) for f in found) < 3.0
-    male = estimate_by_gender(x, "male")
-    assert great_circle_deg(male.azimuth_deg, male.elevation_deg, *truth[0]) < 3.0
-    female = estimate_by_gender(x, "female")
-    assert great_circle_deg(female.azimuth_deg, female.elevation_deg, *truth[1]) < 3.0
-    with pytest.raises(ValueError):
-        estimate_by_gender(x, "robot")
-
-
 def test_bad_audio_is_rejected():
     with pytest.raises(ValueError):
         estimate_doa(np.zeros((3, 1000), np.float32))
@@ -90,40 +58,6 @@ def test_bad_audio_is_rejected():
         estimate_doa(bad)
     with pytest.raises(ValueError):
         estimate_doa(np.zeros((4, 4000), np.float32))  # silence has no direction
-
-
-def test_matching_picks_the_box_in_the_direction_and_labels_left_to_right():
-    boxes = [Box3D([0.9, -1.0, -3.0], [0.3, 0.7, 0.3]), Box3D([-1.0, -1.0, -3.0], [0.3, 0.7, 0.3]),
-             Box3D([0.0, -1.1, -2.5], [0.3, 0.7, 0.3])]
-    expected = {0: "Right", 1: "Left", 2: "Center"}
-    for i, box in enumerate(boxes):
-        m = match_speaker(box.center + np.array([0.05, 0.1, 0.0]), boxes)
-        assert (m.index, m.label) == (i, expected[i])
-        assert m.confidence > 0.9
-    assert angle_to_box(boxes[0].center, boxes[0]) == 0.0
-    between = match_speaker((boxes[1].center + boxes[2].center) / 2, boxes)
-    assert between.confidence < 0.7  # ambiguous directions are not confident
-    two = match_speaker(boxes[1].center, boxes[:2])
-    assert two.label == "Left"
-    with pytest.raises(ValueError):
-        match_speaker(np.array([0, 0, -1.0]), [])
-
-
-def test_candidates_from_a_rendered_scene():
-    from sim_bridge.render import render
-    from sim_bridge.scene import sample_scene
-
-    intr = Intrinsics.from_hfov(672, 378)
-    found, total = 0, 0
-    for seed in range(6):
-        scene = sample_scene(np.random.default_rng(seed), "test", 2, intr)
-        frame = render(scene, intr)
-        pred = boxes_from_depth(frame.depth, intr)
-        assert [b.center[0] for b in pred] == sorted(b.center[0] for b in pred)
-        for gt in scene.loudspeaker_boxes_camera():
-            total += 1
-            found += max([box_iou_3d(gt, p) for p in pred], default=0.0) > 0.25
-    assert found / total >= 0.5, f"{found}/{total} loudspeakers found from depth"
 
 
 def test_candidates_reject_bad_depth():
