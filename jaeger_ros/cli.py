@@ -1,4 +1,4 @@
-"""The `jaeger` command: dataset generation, evaluation, training.
+"""The `jaeger` command: dataset generation, bag recording and conversion, evaluation, training.
 
 Every failure a user can cause ends with exit status 2 and one line saying what was wrong.
 """
@@ -36,6 +36,24 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     counts = generate(args.out, args.split, args.num, seed=args.seed, tasks=args.tasks,
                       workers=args.workers, speech_dir=args.speech_dir, resolution=args.resolution)
     print(json.dumps({"out": str(Path(args.out) / args.split), "entries": counts}))
+
+
+def _cmd_record(args: argparse.Namespace) -> None:
+    from jaeger_ros.bag_record import record
+
+    stats = record(args.out, args.duration, scenario=args.scenario, seed=args.seed, storage=args.storage,
+                   width=args.resolution[0], height=args.resolution[1], rate_hz=args.rate,
+                   compress=not args.no_compress)
+    print(json.dumps(stats.to_dict()))
+
+
+def _cmd_from_bag(args: argparse.Namespace) -> None:
+    from jaeger_ros.bag_dataset import convert_bags
+
+    annotations = args.annotation if args.annotation else None
+    report = convert_bags(args.bags, args.out, split=args.split, tasks=args.tasks, window_s=args.window_s,
+                          min_active_s=args.min_active_s, annotations=annotations, allow_gaps=args.allow_gaps)
+    print(json.dumps({"out": str(Path(args.out) / args.split), **report.to_dict()}))
 
 
 def _method(spec: str):
@@ -89,6 +107,28 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--speech-dir", default=None, help="dry speech (e.g. LibriSpeech flac) instead of espeak-ng")
     gen.add_argument("--resolution", type=_resolution, default=DEFAULT_RESOLUTION, help="WxH, default 672x378")
     gen.set_defaults(func=_cmd_generate)
+    fb = ds_sub.add_parser("from-bag", help="convert recorded rosbag2 bags into a split")
+    fb.add_argument("bags", nargs="+", help="rosbag2 folders (mcap or sqlite3)")
+    fb.add_argument("--out", required=True, help="dataset root; the split goes to OUT/SPLIT")
+    fb.add_argument("--split", default="train", choices=SPLITS)
+    fb.add_argument("--tasks", type=_tasks, default=list(TASK_LETTERS), help="e.g. A,C,D")
+    fb.add_argument("--window-s", type=float, default=2.0, help="audio window ending at each frame stamp")
+    fb.add_argument("--min-active-s", type=float, default=0.5, help="how long a voice must have talked")
+    fb.add_argument("--annotation", nargs="+", default=None,
+                    help="sidecar label file per bag (hardware bags without /sim/ground_truth)")
+    fb.add_argument("--allow-gaps", action="store_true", help="skip frames whose window has an audio gap")
+    fb.set_defaults(func=_cmd_from_bag)
+
+    rec = sub.add_parser("record", help="record the simulated live world into a rosbag2")
+    rec.add_argument("--duration", required=True, type=float, help="seconds of stream time")
+    rec.add_argument("--out", required=True, help="bag folder to create")
+    rec.add_argument("--scenario", default="single", choices=["single", "dual"])
+    rec.add_argument("--seed", type=int, default=0)
+    rec.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
+    rec.add_argument("--resolution", type=_resolution, default=(640, 480), help="WxH, default 640x480")
+    rec.add_argument("--rate", type=float, default=10.0, help="camera frames per second")
+    rec.add_argument("--no-compress", action="store_true", help="no zstd (chunks for mcap, messages for sqlite3)")
+    rec.set_defaults(func=_cmd_record)
 
     ev = sub.add_parser("eval", help="evaluate a method on a dataset split")
     ev.add_argument("--method", choices=["classical"], default=None)
@@ -113,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError, ImportError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError, ImportError) as e:
         print(f"jaeger: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
