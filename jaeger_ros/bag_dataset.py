@@ -284,8 +284,8 @@ def _open_reader(path: Path, store: Any) -> Any:
 
     if not path.exists():
         raise FileNotFoundError(f"bag not found: {path}")
-    reader = AnyReader([path], default_typestore=store)
     try:
+        reader = AnyReader([path], default_typestore=store)
         reader.open()
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: not a rosbag2 bag (no metadata.yaml)") from None
@@ -340,10 +340,10 @@ class _Converter:
                       "audio": topics.audio}
             if annotation is None:
                 wanted["ground_truth"] = topics.ground_truth
-            by_topic = {c.topic: c for c in reader.connections}
+            by_topic = {c.topic: c for c in reader.connections if c.msgcount > 0}
             missing = [t for t in wanted.values() if t not in by_topic]
             if missing:
-                raise ValueError(f"{path}: missing topic(s) {', '.join(missing)} (the bag has "
+                raise ValueError(f"{path}: missing topic(s) {', '.join(missing)} (topics with messages: "
                                  f"{', '.join(sorted(by_topic)) or 'none'})")
             for name, topic in wanted.items():
                 if by_topic[topic].msgtype != MSGTYPES[name]:
