@@ -10,7 +10,7 @@ DEMO_DIR ?= data/demo
 DEMO_N ?= 20
 DEMO_SECONDS ?= 30
 
-.PHONY: setup demo test messages clean bench
+.PHONY: setup demo test messages clean bench record
 
 setup: $(SETUP_STAMP) $(MSG_STAMP)
 
@@ -51,6 +51,14 @@ demo: setup
 	$(VENV)/bin/jaeger dataset generate --out $(DEMO_DIR) --split test --num $(DEMO_N) --seed 0 --tasks A,B,C,D,E --workers 2
 	$(VENV)/bin/jaeger eval --method classical --data $(DEMO_DIR) --split test --out reports/demo
 	$(PY) -m jaeger_ros.live_demo --duration $(DEMO_SECONDS) --out reports/live
+
+# A rosbag2 (mcap) of the simulated live world; turn it into a split with
+# `jaeger dataset from-bag $(RECORD_OUT) --out DIR --split train`. Never overwrites a bag.
+RECORD_OUT ?= data/bags/sim
+RECORD_SECONDS ?= 60
+RECORD_ARGS ?= --scenario single --seed 0
+record: setup
+	$(VENV)/bin/jaeger record --duration $(RECORD_SECONDS) --out $(RECORD_OUT) $(RECORD_ARGS)
 
 test: setup
 	$(PY) -m pytest

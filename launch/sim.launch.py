@@ -1,16 +1,24 @@
 """sim_bridge + jaeger_node (+ RViz with rviz:=true): the simulated live world and the estimator.
 
 ros2 launch jaeger_ros sim.launch.py [params_file:=...] [method:=classical|jaeger]
-    [scenario:=single|dual] [target_voice:=male|female] [rviz:=true]
+    [scenario:=single|dual] [target_voice:=male|female] [rviz:=true] [record:=true [bag:=DIR]]
+
+record:=true also runs `ros2 bag record` (mcap) on the sensor, ground-truth and TF topics, for
+`jaeger dataset from-bag`. Without a ROS installation, `jaeger record` writes the same bag
+from the simulator directly (faster than real time).
 """
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+
+RECORDED_TOPICS = ["/camera/color/image_raw", "/camera/depth/image_raw", "/camera/color/camera_info", "/audio/foa",
+                   "/sim/ground_truth", "/tf", "/tf_static", "/sim/transforms"]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -23,6 +31,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("scenario", default_value="single", description="single | dual"),
         DeclareLaunchArgument("target_voice", default_value="", description="'' | male | female"),
         DeclareLaunchArgument("rviz", default_value="false"),
+        DeclareLaunchArgument("record", default_value="false", description="also record a rosbag2 (mcap)"),
+        DeclareLaunchArgument("bag", default_value="jaeger_sim_bag", description="bag folder for record:=true"),
         # 640x480 RGB-D over shared memory without losses (see config/fastdds.xml)
         SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", os.path.join(share, "config", "fastdds.xml")),
         Node(package="jaeger_ros", executable="sim_bridge", name="sim_bridge", output="screen",
@@ -34,4 +44,6 @@ def generate_launch_description() -> LaunchDescription:
         Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
              arguments=["-d", os.path.join(share, "config", "jaeger.rviz")],
              condition=IfCondition(LaunchConfiguration("rviz"))),
+        ExecuteProcess(cmd=["ros2", "bag", "record", "-s", "mcap", "-o", LaunchConfiguration("bag"), *RECORDED_TOPICS],
+                       output="screen", condition=IfCondition(LaunchConfiguration("record"))),
     ])
