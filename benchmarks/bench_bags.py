@@ -37,7 +37,7 @@ def main() -> None:
                          report.frames / conv_s, report.folders / conv_s, report.folders))
     print(f"\nbags: {args.seconds:g} s of sim, {w}x{h} RGB-D at 10 Hz + FOA 16 kHz, "
           f"{'no compression' if args.no_compress else 'zstd'}")
-    print(f"| storage | record (x real time) | MiB per minute of sim | convert frames/s | convert samples/s | samples |")
+    print("| storage | record (x real time) | MiB per minute of sim | convert frames/s | convert samples/s | samples |")
     print("|---|---|---|---|---|---|")
     for storage, speed, mib, fps, sps, n in rows:
         print(f"| {storage} | {speed:.1f} | {mib:.0f} | {fps:.1f} | {sps:.1f} | {n} |")
