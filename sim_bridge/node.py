@@ -88,8 +88,9 @@ class SimBridgeNode(Node):
         self._cache: dict[int, tuple[Image, Image]] = {}
         self._static_sent = False
         self._pending_audio: list[tuple[float, object]] = []
-        start = self.get_clock().now().nanoseconds * 1e-9
         self.get_logger().info(f"building the first scene ({p['scenario']}, seed {p['seed']})")
+        self.world.scene(0)  # before the clock starts: otherwise the first frames are born stale
+        start = self.get_clock().now().nanoseconds * 1e-9
         self.world.start(start)
         self.t0 = start
         self.frames_published = 0

@@ -1,4 +1,4 @@
-"""Classical baseline in a reverberant room (image-source RIRs), input checks and the DoA tracker.
+"""Classical baseline in a reverberant room (image-source RIRs), input checks and the onset pool.
 
 Plane waves, two-talker separation, matching and depth candidates on renders are tested in
 test_classical_doa.py, test_classical_matching.py and test_candidates.py."""
@@ -8,7 +8,7 @@ import pytest
 from jaeger_ros import foa
 from jaeger_ros.classical.candidates import boxes_from_depth
 from jaeger_ros.classical.doa import estimate_doa
-from jaeger_ros.geometry import Intrinsics, azel_from_direction, great_circle_deg, rotation_x, rotation_y
+from jaeger_ros.geometry import Intrinsics, azel_from_direction, direction_from_azel, great_circle_deg, rotation_x, rotation_y
 from sim_bridge.acoustics import convolve_foa, foa_rir, mix_sources
 from sim_bridge.room import Room
 
@@ -68,18 +68,42 @@ def test_candidates_reject_bad_depth():
         boxes_from_depth(np.zeros((0,), np.float32), intr)
 
 
-def test_tracker_holds_a_confident_direction_through_poor_windows():
-    from jaeger_ros.classical.doa import DoaEstimate
-    from jaeger_ros.classical.tracking import DoaTracker
+def test_onset_pool_holds_the_talker_through_windows_without_onsets_and_resets_on_a_scene_change():
+    from jaeger_ros.classical.tracking import OnsetPool
 
-    good = DoaEstimate(10.0, -5.0, np.array([-0.17, -0.09, -0.98]), 0.95)
-    poor = DoaEstimate(-70.0, 30.0, np.array([0.8, 0.5, -0.3]), 0.3)
-    tracker = DoaTracker(min_confidence=0.8, hold_s=2.0)
-    assert tracker.update(0.0, poor) is poor                  # nothing held yet
-    assert tracker.update(1.0, good) is good
-    held = tracker.update(2.0, poor)                          # a reverberant window after it
-    assert held.azimuth_deg == 10.0 and held.confidence == pytest.approx(0.95 * 0.5)
-    assert tracker.update(2.5, None).azimuth_deg == 10.0      # silence keeps the held direction
-    assert tracker.update(3.5, poor) is poor                  # held too long: back to the window
-    tracker.reset()
-    assert tracker.update(3.6, None) is None
+    rng = np.random.default_rng(5)
+    a, [truth_a] = _room_foa(rng, [([1.5, 0.5, 1.8], 120.0)])
+    b, [truth_b] = _room_foa(rng, [([4.2, 0.4, 1.5], 210.0)])
+    rate, window, hop = foa.SAMPLE_RATE, 2400, 1600  # 150 ms windows every 100 ms: some hold no onset
+    pool = OnsetPool(memory_s=3.0)
+
+    def errors(x, t0, truth):
+        out = []
+        for end in range(window, 2 * rate, hop):  # while the 2 s of syllables last
+            est = pool.update(t0 + end / rate, x[:, end - window:end], rate)
+            out.append(great_circle_deg(est.azimuth_deg, est.elevation_deg, *truth))
+        return out
+
+    err_a = errors(a, 0.0, truth_a)
+    assert max(err_a[3:]) < 5.0, [round(e, 1) for e in err_a]  # after the first syllables, every frame points at A
+    held = pool.update(1.95, None, rate)  # silence: the pooled direction is kept
+    assert great_circle_deg(held.azimuth_deg, held.elevation_deg, *truth_a) < 5.0
+    pool.reset(2.0)  # the depth image changed: a new scene
+    err_b = errors(b, 2.0, truth_b)
+    assert max(err_b[3:]) < 5.0, [round(e, 1) for e in err_b]  # A's votes are gone at once (not after memory_s)
+    pool.reset(10.0)
+    assert pool.update(10.1, None, rate) is None
+
+
+def test_a_window_that_starts_mid_sound_does_not_vote_with_its_first_frames():
+    """The window opens on the loud, decaying tail of a sound from A; a quieter sound from B
+    starts halfway. Only B's start is an onset: the first frames must not count as onsets just
+    because nothing precedes them inside the window (live windows start anywhere)."""
+    rng = np.random.default_rng(1)
+    t = np.arange(foa.SAMPLE_RATE // 2) / foa.SAMPLE_RATE
+    tail = rng.standard_normal(t.size) * 0.03 * np.exp(-t / 0.04)
+    burst = np.where(t >= 0.25, rng.standard_normal(t.size) * 0.005, 0.0)
+    x = (foa.encode_gains(direction_from_azel(40.0, 0.0))[:, None] * tail[None]
+         + foa.encode_gains(direction_from_azel(-30.0, 10.0))[:, None] * burst[None]).astype(np.float32)
+    est = estimate_doa(x)
+    assert great_circle_deg(est.azimuth_deg, est.elevation_deg, -30.0, 10.0) < 3.0

@@ -61,14 +61,19 @@ class DoaEstimate:
 
 
 @dataclass(frozen=True)
-class _Votes:
+class Votes:
+    """Per-bin direction votes of onset frames (see the module doc)."""
+
     directions: np.ndarray   # (K, 3) unit, camera frame
     weights: np.ndarray      # (K,)
     times: np.ndarray        # (K,) s, centre of the bin's STFT frame
 
 
 def _votes(foa: np.ndarray, sample_rate: int, band_hz: tuple[float, float] = BAND_HZ,
-           n_fft: int = N_FFT, hop: int = HOP, onset_ratio: float | None = ONSET_RATIO) -> _Votes:
+           n_fft: int = N_FFT, hop: int = HOP, onset_ratio: float | None = ONSET_RATIO,
+           min_votes: int = MIN_VOTES) -> Votes:
+    """Onset votes of (4, N) FOA; the onset threshold is halved until `min_votes` bins pass
+    (0: strict, never relaxed)."""
     a = np.asarray(foa, dtype=np.float64)
     if a.ndim != 2 or a.shape[0] != 4:
         raise ValueError(f"FOA must have shape (4, N), got {a.shape}")
@@ -89,10 +94,14 @@ def _votes(foa: np.ndarray, sample_rate: int, band_hz: tuple[float, float] = BAN
         previous = np.zeros_like(e)
         for lag in range(1, ONSET_LAG + 1):
             previous[:, lag:] += e[:, :-lag]
-        rise = (e / (previous / ONSET_LAG + 1e-12)).reshape(-1)
+        rise = e / (previous / ONSET_LAG + 1e-12)
+        # The first ONSET_LAG frames have no full history: mid-utterance they would look like
+        # onsets (energy over nothing) and let the reverberant field vote.
+        rise[:, :ONSET_LAG] = 0.0
+        rise = rise.reshape(-1)
         # Mid-utterance windows have few clean onsets: relax the threshold until enough vote.
         ratio = onset_ratio
-        while ratio > 1.0 and np.count_nonzero(keep & (rise > ratio)) < MIN_VOTES:
+        while ratio > 1.0 and np.count_nonzero(keep & (rise > ratio)) < min_votes:
             ratio /= 2.0
         keep &= rise > ratio
     if not np.any(keep):
@@ -103,10 +112,10 @@ def _votes(foa: np.ndarray, sample_rate: int, band_hz: tuple[float, float] = BAN
         top = np.argpartition(weights, -_MAX_BINS)[-_MAX_BINS:]
         idx, weights = idx[top], weights[top]
     dirs = foa_core.ambisonic_to_camera(inten[idx] / norm[idx, None])
-    return _Votes(dirs, weights, t[idx])
+    return Votes(dirs, weights, t[idx])
 
 
-def _estimate(votes: _Votes, seed: np.ndarray, total_weight: float,
+def _estimate(votes: Votes, seed: np.ndarray, total_weight: float,
               radius_deg: float = 25.0, iterations: int = 4) -> DoaEstimate:
     """Robust mean: re-average the votes within `radius_deg` of the current direction."""
     direction = seed / np.linalg.norm(seed)
@@ -129,12 +138,22 @@ def _estimate(votes: _Votes, seed: np.ndarray, total_weight: float,
 
 def estimate_doa(foa: np.ndarray, sample_rate: int = foa_core.SAMPLE_RATE) -> DoaEstimate:
     """The dominant source of (4, N) ACN/SN3D FOA."""
-    votes = _votes(foa, sample_rate)
-    peaks = _density_peaks(votes, 1)
-    return _estimate(votes, peaks[0], votes.weights.sum())
+    return estimate_from_votes(_votes(foa, sample_rate))
 
 
-def _density_peaks(votes: _Votes, count: int) -> list[np.ndarray]:
+def strict_onset_votes(foa: np.ndarray, sample_rate: int = foa_core.SAMPLE_RATE) -> Votes:
+    """Only the clean onsets (ONSET_RATIO, never relaxed) of (4, N) FOA, for pooling over a
+    stream: mid-utterance windows then contribute nothing instead of reverberation.
+    Raises ValueError when there is none."""
+    return _votes(foa, sample_rate, min_votes=0)
+
+
+def estimate_from_votes(votes: Votes) -> DoaEstimate:
+    """The dominant direction of a set of votes (the robust mean around the density peak)."""
+    return _estimate(votes, _density_peaks(votes, 1)[0], votes.weights.sum())
+
+
+def _density_peaks(votes: Votes, count: int) -> list[np.ndarray]:
     """Up to `count` maxima of the vote density, at least MIN_PEAK_SEPARATION_DEG apart.
 
     The density is evaluated at the strongest votes themselves (a data-adaptive grid, finer
@@ -232,5 +251,5 @@ def estimate_by_gender(foa: np.ndarray, gender: str,
     # starting together from silence, whose pitch is a compromise) cannot outvote many others.
     _, frame = np.unique(onset.times, return_inverse=True)
     weights = onset.weights / np.sqrt(np.maximum(np.bincount(frame, weights=onset.weights), 1e-300))[frame]
-    own = _Votes(onset.directions[mine], weights[mine], onset.times[mine])
+    own = Votes(onset.directions[mine], weights[mine], onset.times[mine])
     return _estimate(own, _density_peaks(own, 1)[0], weights.sum(), radius_deg=10.0)

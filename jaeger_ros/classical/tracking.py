@@ -1,36 +1,61 @@
-"""Holding a direction of arrival over time, so that one confident estimate outlives the
-unreliable windows that follow it.
+"""Pooling direction-of-arrival evidence over a live stream.
 
-Indoors, a window that starts mid-utterance is dominated by reverberation and its DoA is
-poor (and says so by a low confidence); the clean onset of an utterance gives a confident
-DoA. The tracker keeps the last confident estimate for `hold_s` seconds, decaying its
-confidence linearly, and replaces it whenever a new confident estimate arrives.
+Indoors, most of a 0.5 s window is reverberation: only the clean onsets of syllables (energy
+rising 15 dB over the last 8 ms, see doa.py) carry the direct sound, and a window that starts
+mid-utterance may hold none, so its own DoA is poor. The pool keeps the strict onset votes of
+the last `memory_s` seconds of the stream (each stretch of audio counted once, although
+successive frames' windows overlap) and estimates from all of them; with fewer than
+`min_votes` it falls back to the window's own (relaxed-threshold) estimate. `reset` forgets
+everything before a stamp, e.g. when the depth image says the scene changed. On our live
+simulation (single talker, 8 s scenes) this took speaker matching from ~87% (window only) to
+100% of the scored frames of 2 x 120 s; a new talker in the same scene takes over once their
+onsets outweigh the old ones (at most `memory_s`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 
-from jaeger_ros.classical.doa import DoaEstimate
+import numpy as np
+
+from jaeger_ros.classical import doa
 
 
 @dataclass
-class DoaTracker:
-    min_confidence: float = 0.8
-    hold_s: float = 2.0
-    _held: DoaEstimate | None = None
-    _held_at: float = float("-inf")
+class OnsetPool:
+    memory_s: float = 5.0
+    min_votes: int = 20
+    _directions: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+    _weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    _times: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    _covered: float = float("-inf")  # stream time up to which onsets have been pooled
 
-    def update(self, stamp: float, estimate: DoaEstimate | None) -> DoaEstimate | None:
-        """The estimate to use at `stamp` (seconds), given this window's own (or None: silence)."""
-        if estimate is not None and estimate.confidence >= self.min_confidence:
-            self._held, self._held_at = estimate, stamp
-            return estimate
-        age = stamp - self._held_at
-        if self._held is not None and 0.0 <= age <= self.hold_s:
-            held = replace(self._held, confidence=self._held.confidence * (1.0 - age / self.hold_s))
-            if estimate is None or held.confidence >= estimate.confidence:
-                return held
-        return estimate
+    def update(self, stamp: float, foa: np.ndarray | None, sample_rate: int) -> doa.DoaEstimate | None:
+        """The DoA at `stamp` (s) given the window of FOA that ends there (None: silence)."""
+        if foa is not None:
+            try:
+                votes = doa.strict_onset_votes(foa, sample_rate)
+                at = stamp - foa.shape[1] / sample_rate + votes.times
+                new = at > self._covered
+                self._directions = np.vstack([self._directions, votes.directions[new]])
+                self._weights = np.concatenate([self._weights, votes.weights[new]])
+                self._times = np.concatenate([self._times, at[new]])
+            except ValueError:
+                pass  # no clean onset in this window
+            # STFT frames that end before `stamp` are complete; later windows add what follows
+            self._covered = max(self._covered, stamp - doa.N_FFT / sample_rate)
+        recent = self._times > stamp - self.memory_s
+        self._directions, self._weights, self._times = (
+            self._directions[recent], self._weights[recent], self._times[recent])
+        if len(self._weights) >= self.min_votes:
+            return doa.estimate_from_votes(doa.Votes(self._directions, self._weights, self._times))
+        if foa is None:
+            return None
+        try:
+            return doa.estimate_doa(foa, sample_rate)
+        except ValueError:
+            return None
 
-    def reset(self) -> None:
-        self._held, self._held_at = None, float("-inf")
+    def reset(self, stamp: float) -> None:
+        """Forget all votes and ignore audio before `stamp`."""
+        self._directions, self._weights, self._times = np.zeros((0, 3)), np.zeros(0), np.zeros(0)
+        self._covered = stamp
