@@ -1,9 +1,10 @@
 """Loudspeaker candidates from a depth image alone (no ground truth, no learning).
 
-The floor is found first (the largest roughly horizontal plane below the camera), so that
-every point gets a height above it. Points on the floor, high up, or on large vertical planes
-(walls) are removed; the rest are projected onto the floor and grouped into connected blobs.
-Blobs of loudspeaker size (0.45-1.05 m high, 0.12-0.75 m wide) become boxes. Only the front of
+The floor is found first (the largest roughly horizontal plane below the camera with nothing
+under it), so that every point gets a height above it. Points on the floor, high up, or on
+large vertical planes (walls) are removed; the rest are projected onto the floor and grouped
+into connected blobs. Blobs of loudspeaker size (0.55-1.05 m high, 0.17-0.75 m wide) standing
+on the floor within 4.5 m become boxes. Only the front of
 an object is seen, so its depth extent is taken as at least 0.9 x its width (floor-standing
 loudspeakers have near-square footprints).
 """
@@ -15,15 +16,18 @@ from scipy import ndimage
 from jaeger_ros.geometry import Box3D, Intrinsics, backproject
 
 CELL_M = 0.04
-HEIGHT_RANGE_M = (0.45, 1.05)
-WIDTH_RANGE_M = (0.12, 0.75)
+HEIGHT_RANGE_M = (0.55, 1.05)
+WIDTH_RANGE_M = (0.17, 0.75)
 MAX_TOP_M = 1.3            # points higher than this are walls, shelves, lamps, ceiling
 FLOOR_TOL_M = 0.04
 WALL_TOL_M = 0.03
 MIN_WALL_SHARE = 0.06      # a vertical plane holding this share of the points is a wall
 MIN_POINTS = 40
 MAX_DEPTH_M = 6.0
+MAX_RANGE_M = 4.5          # farther objects are out of the working range (the DoA and depth degrade)
 FLOATING_M = 0.6           # lowest visible point higher than this: not standing on the floor
+BELOW_FLOOR_M = 0.1        # a floor candidate with points this far below it ...
+MAX_BELOW_FLOOR_SHARE = 0.02  # ... (more than this share) is a table top or a seat
 
 
 def _fit_planes(points: np.ndarray, rng: np.random.Generator, iterations: int) -> tuple[np.ndarray, np.ndarray]:
@@ -39,8 +43,16 @@ def _fit_planes(points: np.ndarray, rng: np.random.Generator, iterations: int) -
 
 def find_floor(points: np.ndarray, rng: np.random.Generator, iterations: int = 300) -> tuple[np.ndarray, float]:
     """Floor plane (normal pointing up towards the camera, offset): the best-supported
-    near-horizontal plane at least 0.5 m below the camera."""
+    near-horizontal plane at least 0.5 m below the camera that has (almost) nothing below it.
+
+    A camera looking level or up sees little floor (~4% of the points), so a third of the
+    triples are drawn from the lowest points, and table tops or seat cushions, which can hold
+    more points than the visible floor, are ruled out by the floor under them."""
+    low = points[points[:, 1] <= np.percentile(points[:, 1], 20)]
     normals, offsets = _fit_planes(points, rng, iterations)
+    if len(low) >= 3:
+        low_n, low_d = _fit_planes(low, rng, iterations // 2)
+        normals, offsets = np.concatenate([normals, low_n]), np.concatenate([offsets, low_d])
     flip = normals[:, 1] < 0                      # orient normals along camera +y (up)
     normals[flip] *= -1
     offsets[flip] *= -1
@@ -48,8 +60,12 @@ def find_floor(points: np.ndarray, rng: np.random.Generator, iterations: int = 3
     if not np.any(plausible):
         raise ValueError("no floor plane found in the depth image")
     normals, offsets = normals[plausible], offsets[plausible]
-    support = (np.abs(points @ normals.T + offsets) < FLOOR_TOL_M).sum(axis=0)
-    best = int(np.argmax(support))
+    sample = points[::4]                          # enough to rank planes, 4x cheaper
+    heights = sample @ normals.T + offsets
+    support = (np.abs(heights) < FLOOR_TOL_M).sum(axis=0)
+    below = (heights < -BELOW_FLOOR_M).sum(axis=0)
+    grounded = below <= MAX_BELOW_FLOOR_SHARE * len(sample)
+    best = int(np.argmax(np.where(grounded, support, -1) if np.any(grounded) else support))
     # refine by least squares on the inliers
     inl = points[np.abs(points @ normals[best] + offsets[best]) < FLOOR_TOL_M]
     centroid = inl.mean(axis=0)
@@ -124,6 +140,8 @@ def boxes_from_depth(depth: np.ndarray, intrinsics: Intrinsics, stride: int = 3,
             continue
         a0, a1 = np.percentile(pa, 2), np.percentile(pa, 98)
         b0 = np.percentile(pb, 2)
+        if np.hypot((a0 + a1) / 2, b0) > MAX_RANGE_M:
+            continue
         depth_extent = max(np.percentile(pb, 98) - b0, 0.9 * width)
         corners_floor = np.array([[x, y, z] for x in (a0, a1) for y in (0.0, top) for z in (b0, b0 + depth_extent)])
         corners = (corners_floor[:, 0:1] * right + (corners_floor[:, 1:2] - offset) * up
