@@ -44,12 +44,13 @@ def test_lora_wraps_only_the_decoder_projections(model):
     lora = [n for n, _ in model.named_parameters() if "lora_" in n]
     layers = model.base_thinker.config.text_config.num_hidden_layers
     assert len(lora) == layers * 7 * 2  # q,k,v,o,gate,up,down x (A, B)
-    assert all(".language_model.layers." in n for n in lora)  # not the towers' projections
+    assert not any("audio_tower" in n or "visual" in n for n in lora)  # not the towers' projections
     a = dict(model.named_parameters())[next(n for n in lora if "q_proj.lora_A" in n)]
     assert a.shape[0] == 64  # r
     peft_cfg = model.thinker.peft_config["default"]
     assert peft_cfg.lora_alpha == 128 and peft_cfg.lora_dropout == 0.05
-    frozen_base = [n for n, p in model.named_parameters() if "language_model" in n and "lora_" not in n]
+    frozen_base = [n for n, p in model.named_parameters() if ".layers." in n and "lora_" not in n
+                   and "audio_tower" not in n and "visual" not in n]
     assert frozen_base and not any(dict(model.named_parameters())[n].requires_grad for n in frozen_base)
 
 

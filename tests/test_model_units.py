@@ -13,7 +13,7 @@ from jaeger_ros.model.data import audio_token_count, log_mel
 from jaeger_ros.model.depth_pe import (depth_pe, patchify, pooled_points, raster_to_processor_order,
                                        sine_pe_3d, tower_order, window_index)
 from jaeger_ros.model.iv import ClassicalIV, NeuralIV, resample_to_tokens
-from jaeger_ros.model.modeling import JaegerModel, describe
+from jaeger_ros.model.modeling import JaegerModel, describe, per_sample_loss
 from jaeger_ros.model.predictor import JaegerPredictor
 from jaeger_ros.model.tokenizer import special_ids, train_tokenizer
 
@@ -189,7 +189,7 @@ def test_forward_shapes_and_loss_only_on_answer_tokens(model):
     batch3 = dict(batch, depth_pe=batch["depth_pe"] * 0)
     with torch.no_grad():
         assert not torch.allclose(model(batch3).logits, out.logits, atol=1e-5)
-    assert describe(model)["iv"] > 0
+    assert (describe(model)["iv"] > 0) == (model.config.iv == "neural")  # Classical IV has no weights
 
 
 def test_save_load_round_trip_gives_same_answers(model, tmp_path):
@@ -219,3 +219,18 @@ def test_predictor_reports_malformed_generation_without_raising(model):
         pred.predict(**{**_query("E", np.random.default_rng(2)), "target": None})
     with pytest.raises(ValueError, match="FOA"):
         pred.predict(**{**_query("A", np.random.default_rng(2)), "foa": np.zeros((3, 100))})
+
+
+def test_loss_weighs_each_sample_equally_whatever_its_answer_length():
+    """A one-token answer and a ten-token answer count the same in the batch loss."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 12, 7)
+    labels = torch.full((2, 12), -100)
+    labels[0, 11] = 3  # one answer token
+    labels[1, 2:12] = torch.arange(10) % 7  # ten answer tokens
+    ce = torch.nn.functional.cross_entropy
+    short = ce(logits[0, 10:11], labels[0, 11:12])
+    long = ce(logits[1, 1:11], labels[1, 2:12])
+    assert float(per_sample_loss(logits, labels)) == pytest.approx(float((short + long) / 2), rel=1e-5)
+    token_mean = ce(logits[:, :-1].reshape(-1, 7), labels[:, 1:].reshape(-1))
+    assert float(token_mean) != pytest.approx(float((short + long) / 2), rel=1e-3)

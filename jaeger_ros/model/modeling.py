@@ -208,12 +208,18 @@ class JaegerModel(nn.Module):
         return {k: batch[k] for k in keys if k in batch}
 
     def forward(self, batch: dict[str, Any]) -> Any:
-        """Teacher-forced forward; `.loss` is the mean cross-entropy over answer tokens."""
+        """Teacher-forced forward; `.loss` is the cross-entropy over each sample's answer
+        tokens, averaged per sample and then over the batch: a one-word match answer weighs
+        as much as three boxes of 40 tokens, so mixed-task batches do not train grounding alone."""
         try:
             self._set_side_inputs(batch)
-            return self.thinker(**self._thinker_kwargs(batch), labels=batch.get("labels"))
+            out = self.thinker(**self._thinker_kwargs(batch))
         finally:
             self._clear_side_inputs()
+        labels = batch.get("labels")
+        if labels is not None:
+            out.loss = per_sample_loss(out.logits, labels.to(out.logits.device))
+        return out
 
     @torch.no_grad()
     def generate(self, batch: dict[str, Any], max_new_tokens: int | None = None) -> tuple[list[str], list[float]]:
@@ -282,6 +288,20 @@ class JaegerModel(nn.Module):
         if model._tied():
             model.base_thinker.tie_weights()
         return model.to(device).eval()
+
+
+def per_sample_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """Next-token cross-entropy, mean over each sample's labelled tokens, then over samples
+    that have any."""
+    shift_logits, shift_labels = logits[:, :-1].float(), labels[:, 1:]
+    tok = nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
+                                      ignore_index=ignore_index, reduction="none").view(shift_labels.shape)
+    mask = (shift_labels != ignore_index).float()
+    counts = mask.sum(1)
+    has = counts > 0
+    if not bool(has.any()):
+        return tok.sum() * 0.0
+    return ((tok * mask).sum(1)[has] / counts[has]).mean()
 
 
 def _install_iv_fusion(audio_tower: nn.Module) -> None:
