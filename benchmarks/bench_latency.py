@@ -33,7 +33,9 @@ def main() -> None:
             ("duration (s)", f"{args.duration:.0f}"), ("outputs", s["messages"]),
             ("delivered rate (Hz)", f"{s['rate_hz']:.2f}"), ("latency p50 (ms)", f"{s['latency_p50_ms']:.1f}"),
             ("latency p95 (ms)", f"{s['latency_p95_ms']:.1f}"), ("frames published", s["frames_published"]),
-            ("frames dropped", s["frames_without_output"])]
+            ("frames dropped", s["frames_without_output"]),
+            ("match accuracy (scored frames)", f"{s['correct']}/{s['scored_frames']}"),
+            ("box match (all talker frames)", f"{s['box_correct']}/{s['talker_frames']}")]
     width = max(len(k) for k, _ in rows)
     print("\n| " + "metric".ljust(width) + " | value |\n|" + "-" * (width + 2) + "|-------|")
     for k, v in rows:

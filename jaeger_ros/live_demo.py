@@ -4,9 +4,7 @@ Like `ros2 launch jaeger_ros sim.launch.py` (which needs launch/ros2cli, not ins
 it starts both nodes as their own processes with config/sim.yaml, listens to
 /jaeger/speaker_match, /sim/ground_truth and the colour image, and prints a live line every
 second: output rate, latency (image stamp -> speaker_match received), DoA error and
-speaker-match accuracy. A frame is scored when exactly one voice has been talking for at
-least the node's window (so the window holds that voice only); other frames are counted but
-not scored. At the end it writes last_frame.png (the last scored-or-not frame with projected
+speaker-match accuracy. SCORING_RULE (printed at the start) says which frames count. At the end it writes last_frame.png (the last scored-or-not frame with projected
 boxes, the matched speaker and the DoA), topdown.png (room, camera, boxes, DoA ray) and
 summary.json to --out.
 
@@ -31,6 +29,14 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PARAMS = REPO / "config" / "sim.yaml"
 FASTDDS_PROFILE = REPO / "config" / "fastdds.xml"
 """Large shared-memory segment: without it best-effort readers lose many 640x480 frames."""
+BOX_MATCH_M = 0.3
+SCORING_RULE = (
+    "scoring: a frame is a talker frame when exactly one loudspeaker talks and has talked for at least "
+    "window_s (so the audio window holds that voice only; pauses, scene cuts and utterance starts are not "
+    "scored). match = the Left/Center/Right label, scored on talker frames where the node found as many "
+    "candidates as there are loudspeakers; box match = the matched candidate lies within "
+    f"{BOX_MATCH_M} m of the talker's box, scored on every talker frame (candidate misses and extras count "
+    "as errors).")
 
 
 def _node_command(module: str, params: Path, overrides: dict[str, object]) -> list[str]:
@@ -53,6 +59,8 @@ class Scorer:
         self.doa_errors: list[float] = []
         self.correct = 0
         self.scored = 0
+        self.talker_frames = 0
+        self.box_correct = 0
         self.unscored = 0
         self.missing_truth = 0
         self.pending: deque = deque(maxlen=200)
@@ -99,6 +107,10 @@ class Scorer:
             voices = [s for s in gt.sources if s.active]
             target = next((s for s in talking if s.gender == match.target), None) if match.target else \
                 (talking[0] if len(talking) == 1 and len(voices) == 1 else None)
+            if target is not None:
+                self.talker_frames += 1
+                self.box_correct += int(match.index >= 0 and _distance(match.matched_box,
+                                                                        gt.boxes[target.loudspeaker]) < BOX_MATCH_M)
             if target is None or len(gt.boxes) != len(match.candidates):
                 self.unscored += 1
                 continue
@@ -125,7 +137,15 @@ class Scorer:
                 "doa_error_median_deg": float(np.median(self.doa_errors)) if self.doa_errors else float("nan"),
                 "scored_frames": self.scored, "unscored_frames": self.unscored, "correct": self.correct,
                 "without_ground_truth": self.missing_truth,
-                "match_accuracy": self.correct / self.scored if self.scored else float("nan")}
+                "match_accuracy": self.correct / self.scored if self.scored else float("nan"),
+                "talker_frames": self.talker_frames, "box_correct": self.box_correct,
+                "box_match_accuracy": self.box_correct / self.talker_frames if self.talker_frames else float("nan")}
+
+
+def _distance(a, b) -> float:
+    """Metres between two BoundingBox3D centres."""
+    pa, pb = a.center.position, b.center.position
+    return float(np.linalg.norm([pa.x - pb.x, pa.y - pb.y, pa.z - pb.z]))
 
 
 def _project(points_optical: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -282,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         start = time.time()
         print(f"starting sim_bridge and jaeger_node (ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}) ...", flush=True)
+        print(SCORING_RULE, flush=True)
         while not scorer.received:
             executor.spin_once(timeout_sec=0.1)
             dead = [name for name, p in procs.items() if p.poll() is not None]
@@ -300,12 +321,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"t={time.time() - t_first:5.1f}s  rate {s['rate_hz']:4.1f} Hz  latency p50 "
                       f"{s['latency_p50_ms']:5.1f} ms p95 {s['latency_p95_ms']:5.1f} ms  DoA err median "
                       f"{total['doa_error_median_deg']:5.1f} deg  match {total['correct']}/{total['scored_frames']}"
-                      f" = {100 * total['match_accuracy']:5.1f} %  (unscored {total['unscored_frames']})", flush=True)
+                      f" = {100 * total['match_accuracy']:5.1f} %  (unscored {total['unscored_frames']})  box match "
+                      f"{total['box_correct']}/{total['talker_frames']}", flush=True)
                 for name, p in procs.items():
                     if p.poll() is not None:
                         raise RuntimeError(f"{name} exited with {p.returncode}")
         summary = {"scenario": args.scenario, "method": args.method, "duration_s": args.duration,
-                   "window_s": args.window, **scorer.stats(since=t_first)}
+                   "window_s": args.window, **scorer.stats(since=t_first), "scoring_rule": SCORING_RULE}
         (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
         written = write_pictures(scorer.last, camera_k[0] if camera_k else None, args.out) if scorer.last else []
         print(json.dumps(summary, indent=2))

@@ -215,7 +215,9 @@ def test_live_demo_runs_nodes_as_separate_processes(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["messages"] > 0 and summary["latency_p50_ms"] > 0
     assert (tmp_path / "last_frame.png").stat().st_size > 0 and (tmp_path / "topdown.png").stat().st_size > 0
-    assert "rate" in proc.stdout and "match" in proc.stdout
+    assert "rate" in proc.stdout and "match" in proc.stdout and "scoring:" in proc.stdout
+    # box match scores every talker frame, the label match only those with all candidates found
+    assert summary["talker_frames"] >= summary["scored_frames"] and summary["box_correct"] <= summary["talker_frames"]
 
 
 @pytest.mark.parametrize("name,nodes", [("sim.launch.py", {"sim_bridge", "jaeger_node", "rviz2"}),
