@@ -216,8 +216,10 @@ class JaegerNode(Node):
         self.skipped = 0
         self.latencies: deque[float] = deque(maxlen=200)
         self._done_stamps: deque[float] = deque(maxlen=200)
-        self._pending: tuple[float, Image, Image, CameraInfo] | None = None
-        self._last_stamp = -np.inf
+        # frames waiting for their audio, oldest first: a late audio chunk delays frames, it
+        # does not drop them (a newer frame no longer replaces one still waiting)
+        self._pending: deque[tuple[float, Image, Image, CameraInfo]] = deque()
+        self._last_stamp = -np.inf  # newest accepted frame
 
         outputs = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.pub_doa = self.create_publisher(DoaEstimate, p["doa_topic"], outputs)
@@ -263,26 +265,32 @@ class JaegerNode(Node):
         if stamp - self._last_stamp < 0.9 / self.p["rate_hz"]:
             self.skipped += 1  # above rate_hz: not an error
             return
-        if self._pending is not None:
-            self.skipped += 1  # superseded before its audio arrived
-        self._pending = (stamp, rgb, depth, info)
+        self._last_stamp = stamp
+        self._pending.append((stamp, rgb, depth, info))
         self._try_process()
 
     # --- processing -----------------------------------------------------------------------
     def _try_process(self) -> None:
-        if self._pending is None:
-            return
-        stamp = self._pending[0]
-        window = self.buffer.window(stamp, self.p["window_s"])
-        if window is None:
-            if self._now() - stamp > self.p["stale_after_s"]:
-                self._pending = None
+        while self._pending:
+            stamp = self._pending[0][0]
+            first = self.buffer.start_time
+            if first is not None and stamp - self.p["window_s"] < first - 1.0 / self.p["sample_rate"]:
+                self._pending.popleft()
+                self.skipped += 1  # its window begins before the audio stream did (start-up): not an error
+                continue
+            window = self.buffer.window(stamp, self.p["window_s"])
+            if window is None:
+                if self._now() - stamp <= self.p["stale_after_s"]:
+                    return  # its audio has not all arrived yet
+                self._pending.popleft()
                 self._drop("no_audio", f"no audio covering [{stamp - self.p['window_s']:.3f}, {stamp:.3f}] "
                                        f"(buffer holds {self.buffer.start_time} .. {self.buffer.end_time})")
-            return
-        _, rgb_msg, depth_msg, info_msg = self._pending
-        self._pending = None
-        self._last_stamp = stamp
+                continue
+            _, rgb_msg, depth_msg, info_msg = self._pending.popleft()
+            self._process_frame(stamp, rgb_msg, depth_msg, info_msg, window)
+
+    def _process_frame(self, stamp: float, rgb_msg: Image, depth_msg: Image, info_msg: CameraInfo,
+                       window: np.ndarray) -> None:
         try:
             rgb = rc.rgb_from_image(rgb_msg)
             depth = rc.depth_from_image(depth_msg)
@@ -336,7 +344,7 @@ class JaegerNode(Node):
         elif rate < 0.5 * self.p["rate_hz"]:
             level, message = DiagnosticStatus.WARN, f"output rate {rate:.1f} Hz below half of rate_hz"
         values = {"method": self.estimator.name, "target_voice": self.p["target_voice"] or "(single)",
-                  "processed": self.processed, "skipped_above_rate": self.skipped, "rate_hz": f"{rate:.2f}",
+                  "processed": self.processed, "skipped": self.skipped, "rate_hz": f"{rate:.2f}",
                   "latency_p50_ms": f"{np.percentile(lat, 50):.1f}" if lat.size else "n/a",
                   "latency_p95_ms": f"{np.percentile(lat, 95):.1f}" if lat.size else "n/a",
                   "audio_gaps": self.buffer.stats.gaps, "audio_overlaps": self.buffer.stats.overlaps,
