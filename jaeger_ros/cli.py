@@ -87,7 +87,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 def _cmd_train(args: argparse.Namespace) -> None:
     from jaeger_ros.model.train import train_from_config
 
-    out = train_from_config(args.config, args.data, args.out, resume=args.resume)
+    out = train_from_config(args.config, args.data, args.out, resume=args.resume, init_from=args.init)
     print(f"checkpoint written to {out}")
 
 
@@ -145,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--data", required=True, nargs="+", help="one or more dataset roots")
     tr.add_argument("--out", default=None)
     tr.add_argument("--resume", action="store_true")
+    tr.add_argument("--init", default=None, metavar="DIR|default",
+                    help="fine-tune this checkpoint (default = the packaged one) instead of a fresh model")
     tr.set_defaults(func=_cmd_train)
     return parser
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import Writer
 from rosbags.rosbag2.enums import StoragePlugin
@@ -171,6 +173,17 @@ def test_training_mixes_a_bag_set_and_a_generated_set(bag, tmp_path):
     assert (out / "model.safetensors").is_file()
     method = JaegerMethod.from_checkpoint(out, device="cpu")
     report = evaluate(method, bag_root, split="train", tasks=["D"], progress=False)
+    assert report["tasks"]["D"]["n"] == len(sources[0]) // 3
+
+    # fine-tune that checkpoint on the bag set alone: it starts from its weights, moves them, loads back
+    tuned = train(_tiny_recipe(max_steps=2, init_from=str(out)), _tiny_model_config(), [str(bag_root)],
+                  tmp_path / "tuned", progress=False)
+    before, after = load_file(str(out / "model.safetensors")), load_file(str(tuned / "model.safetensors"))
+    assert before.keys() == after.keys()
+    step = max(float((before[k].float() - after[k].float()).abs().max()) for k in before)
+    assert 0 < step < 0.05  # two small optimiser steps away from the checkpoint, not a fresh init
+    report = evaluate(JaegerMethod.from_checkpoint(tuned, device="cpu"), bag_root, split="train", tasks=["D"],
+                      progress=False)
     assert report["tasks"]["D"]["n"] == len(sources[0]) // 3
 
 

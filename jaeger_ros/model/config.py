@@ -115,6 +115,9 @@ class TrainConfig:
     tasks: tuple[str, ...] = ("A", "B", "C", "D", "E")
     source_weights: list[float] | None = None
     """Sampling weight of each --data root (default: proportional to its size)."""
+    init_from: str | None = None
+    """Start from this checkpoint folder ("default" = the packaged one) instead of a fresh
+    model: fine-tuning, e.g. on bag-derived data. Its own model config is used."""
     trainable: dict[str, list[str]] | None = None
     """7B selective fine-tuning: task letter -> module groups ("audio", "vision", "iv", "proj");
     None trains everything (tiny)."""

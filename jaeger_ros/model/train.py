@@ -186,11 +186,13 @@ class _Sources:
 
 
 def train_from_config(config_path: str | Path, data_dirs: Sequence[str] | str, out_dir: str | Path | None = None,
-                      resume: bool = False) -> Path:
+                      resume: bool = False, init_from: str | None = None) -> Path:
     """`jaeger train`: train the recipe in `config_path` on the train splits of `data_dirs`
     (validating on the first root's val split when it has one). Returns the checkpoint folder."""
     config_path = Path(config_path)
     tc = TrainConfig.load(config_path)
+    if init_from is not None:
+        tc.init_from = init_from
     model_cfg = tc.model_config(base_dir=config_path.parent)
     out = Path(out_dir) if out_dir else Path("runs") / config_path.stem
     return train(tc, model_cfg, [str(d) for d in ([data_dirs] if isinstance(data_dirs, (str, Path)) else data_dirs)],
@@ -216,7 +218,13 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
     if accel.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
 
-    model = JaegerModel.from_config(model_cfg, seed=tc.seed)
+    if tc.init_from:
+        from jaeger_ros.model.predictor import DEFAULT_CHECKPOINT
+
+        model = JaegerModel.from_pretrained(DEFAULT_CHECKPOINT if tc.init_from == "default" else tc.init_from)
+        model_cfg = model.config
+    else:
+        model = JaegerModel.from_config(model_cfg, seed=tc.seed)
     if resume:
         model.load_state_dict(_load_state(last / "model.safetensors"), strict=True)
     if tc.trainable is not None:
