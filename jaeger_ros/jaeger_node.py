@@ -67,7 +67,7 @@ class ClassicalEstimator:
     probability, so a guess from a reverberant window is not reported as certain.
 
     Candidates are recomputed only when the depth image changes (DEPTH_CHANGE_* below): a
-    static scene keeps stable boxes and saves ~40 ms a frame. Such a change also resets the
+    static scene keeps stable boxes and saves 20-50 ms a frame. Such a change also resets the
     DoA pool, so onsets heard before the scene changed do not vote after it."""
 
     name = "classical"
