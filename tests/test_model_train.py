@@ -173,3 +173,30 @@ def test_evaluation_scores_generations_with_official_metrics(data, tmp_path):
     assert set(report) >= set("ABCDE")
     assert report["D"]["n"] == 1 and report["D"]["accuracy"] in (0.0, 100.0)
     assert set(headline(report)) >= {"A_az_median", "C_iou_mean", "E_acc"}
+
+
+def test_input_ablations_remove_only_their_input_and_print_a_table(data, tmp_path, capsys):
+    from jaeger_ros.model.data import load_examples
+    from jaeger_ros.model.modeling import JaegerModel
+    from jaeger_ros.model.report import ablate, main
+    from jaeger_ros.model.train import preload
+
+    model = JaegerModel.build_tiny(model_config())
+    exs = load_examples(data, "val", "ABCDE")
+    arrays = preload(model.builder, exs)
+    no_foa, no_pe = ablate(arrays, "no-foa"), ablate(arrays, "no-depth-pe")
+    for folder, a in arrays.items():
+        if a.get("foa") is not None:
+            assert np.abs(a["foa"][1:]).max() > 0 and not np.any(no_foa[folder]["foa"][1:])
+            np.testing.assert_array_equal(no_foa[folder]["foa"][0], a["foa"][0])  # W kept
+        if a.get("pe") is not None:
+            assert np.abs(a["pe"]).max() > 0 and not np.any(no_pe[folder]["pe"])
+            np.testing.assert_array_equal(no_pe[folder]["patches"], a["patches"])
+    with pytest.raises(ValueError, match="unknown ablation"):
+        ablate(arrays, "no-rgb")
+    model.save_pretrained(tmp_path / "ck")
+    main([str(tmp_path / "ck"), str(data), "--split", "val", "--tasks", "AD", "--ablate", "no-foa,no-depth-pe",
+          "--out", str(tmp_path / "r.json")])
+    rows = [line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert rows == ["inputs", "full", "no-foa", "no-depth-pe"]
+    assert set(json.loads((tmp_path / "r.json").read_text())["_ablations"]) == {"no-foa", "no-depth-pe"}
