@@ -83,10 +83,16 @@ class ClassicalEstimator:
         self._boxes: list[Box3D] = []
 
     def _scene_changed(self, depth: np.ndarray) -> bool:
-        key = np.nan_to_num(depth[::self.DEPTH_STRIDE, ::self.DEPTH_STRIDE], nan=0.0, posinf=0.0)
-        if self._depth_key is not None and key.shape == self._depth_key.shape and \
-                np.mean(np.abs(key - self._depth_key) > self.DEPTH_CHANGE_M) <= self.DEPTH_CHANGE_SHARE:
-            return False
+        """Whether the depth moved since the candidates were computed. Only pixels valid in both
+        frames are compared, so the flickering holes of a real sensor do not count as change."""
+        key = np.nan_to_num(depth[::self.DEPTH_STRIDE, ::self.DEPTH_STRIDE], nan=0.0, posinf=0.0, neginf=0.0)
+        old = self._depth_key
+        if old is not None and key.shape == old.shape:
+            both = (key > 0) & (old > 0)
+            moved = both & (np.abs(key - old) > self.DEPTH_CHANGE_M)
+            if both.sum() >= 0.5 * max((key > 0).sum(), (old > 0).sum()) and \
+                    moved.sum() <= self.DEPTH_CHANGE_SHARE * both.sum():
+                return False
         self._depth_key = key
         return True
 

@@ -107,3 +107,24 @@ def test_a_window_that_starts_mid_sound_does_not_vote_with_its_first_frames():
          + foa.encode_gains(direction_from_azel(-30.0, 10.0))[:, None] * burst[None]).astype(np.float32)
     est = estimate_doa(x)
     assert great_circle_deg(est.azimuth_deg, est.elevation_deg, -30.0, 10.0) < 3.0
+
+
+def test_the_node_estimator_keeps_its_candidates_through_sensor_noise_and_renews_them_on_a_new_scene():
+    """Candidates are recomputed (and the DoA pool reset) only when the depth really changes:
+    centimetre noise and flickering holes of a real sensor keep the scene."""
+    from jaeger_ros.jaeger_node import ClassicalEstimator
+    from sim_bridge.live import LiveConfig, LiveWorld
+
+    world = LiveWorld(LiveConfig(seed=0))
+    first, second = world._build(0), world._build(2)
+    est = ClassicalEstimator()
+    rng = np.random.default_rng(0)
+    rgb = np.zeros(first.depth.shape + (3,), np.uint8)
+    boxes = est(rgb, first.depth, world.intrinsics, None, foa.SAMPLE_RATE, "", 0.0).boxes
+    assert len(boxes) == len(first.boxes)
+    noisy = first.depth + rng.normal(0.0, 0.01, first.depth.shape).astype(np.float32)
+    noisy[rng.random(noisy.shape) < 0.05] = np.nan  # holes
+    again = est(rgb, noisy, world.intrinsics, None, foa.SAMPLE_RATE, "", 0.1).boxes
+    assert again is boxes  # the same list: not recomputed
+    renewed = est(rgb, second.depth, world.intrinsics, None, foa.SAMPLE_RATE, "", 0.2).boxes
+    assert renewed is not boxes and len(renewed) == len(second.boxes)
