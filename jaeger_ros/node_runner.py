@@ -16,6 +16,11 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None
         rclpy.spin(node)
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
         pass
+    except RuntimeError:
+        # SIGINT shuts the context down while a timer callback may still be publishing
+        # ("publisher's context is invalid"): that is the shutdown, not a failure.
+        if rclpy.ok():
+            raise
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
