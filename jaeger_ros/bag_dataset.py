@@ -40,7 +40,8 @@ from jaeger_ros.audio_buffer import FoaRingBuffer
 from jaeger_ros.bag_record import MSGTYPES, Topics, jaeger_typestore
 from jaeger_ros.dataset import (DEPTH_PNG_MAX_M, FORMAT, SPLITS, TASK_LETTERS, ManifestEntry, _Job,
                                 _manifest_entries, write_manifest)
-from jaeger_ros.geometry import Box3D, Intrinsics, azel_from_direction, direction_from_azel, optical_to_camera
+from jaeger_ros.geometry import Box3D, azel_from_direction, direction_from_azel, optical_to_camera
+from jaeger_ros.msg_arrays import camera_info_to_intrinsics, depth_from_image, foa_from_msg, rgb_from_image
 from jaeger_ros.sync import ApproximateTimeMatcher
 
 ANNOTATION_FORMAT = "jaeger_ros.bag_annotation/1"
@@ -204,56 +205,6 @@ class SidecarLabels:
         pass
 
 
-# --------------------------------------------------------------------------- message decoding
-
-def _image_array(msg: Any) -> np.ndarray:
-    enc = {"rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4), "bgra8": (np.uint8, 4),
-           "32FC1": (np.float32, 1), "16UC1": (np.uint16, 1)}
-    if msg.encoding not in enc:
-        raise ValueError(f"unsupported image encoding {msg.encoding!r}")
-    dtype, ch = enc[msg.encoding]
-    dt = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
-    row = msg.width * ch * dt.itemsize
-    buf = np.asarray(msg.data, dtype=np.uint8)
-    if msg.step < row or buf.size != msg.step * msg.height:
-        raise ValueError(f"image of {msg.width}x{msg.height} {msg.encoding} has {buf.size} bytes, step {msg.step}")
-    a = np.ascontiguousarray(buf.reshape(msg.height, msg.step)[:, :row]).view(dt).reshape(msg.height, msg.width, ch)
-    return a.astype(dtype)
-
-
-def rgb_of(msg: Any) -> np.ndarray:
-    a = _image_array(msg)
-    if a.shape[2] < 3:
-        raise ValueError(f"colour image must be rgb8/bgr8/rgba8/bgra8, got {msg.encoding!r}")
-    a = a[..., :3]
-    return np.ascontiguousarray(a[..., ::-1] if msg.encoding.startswith("bgr") else a)
-
-
-def depth_of(msg: Any) -> np.ndarray:
-    """32FC1 metres or 16UC1 millimetres -> float32 metres, 0 = no return."""
-    if msg.encoding not in ("32FC1", "16UC1"):
-        raise ValueError(f"depth image must be 32FC1 (m) or 16UC1 (mm), got {msg.encoding!r}")
-    d = _image_array(msg)[..., 0].astype(np.float32) / (1000.0 if msg.encoding == "16UC1" else 1.0)
-    return np.where(np.isfinite(d) & (d > 0), d, np.float32(0.0)).astype(np.float32)
-
-
-def intrinsics_of(msg: Any) -> Intrinsics:
-    k = np.asarray(msg.k, dtype=float)
-    if msg.width == 0 or msg.height == 0 or k.shape != (9,) or k[0] <= 0 or k[4] <= 0:
-        raise ValueError(f"camera_info has no usable intrinsics (size {msg.width}x{msg.height})")
-    return Intrinsics(int(msg.width), int(msg.height), float(k[0]), float(k[4]), float(k[2]), float(k[5]))
-
-
-def foa_of(msg: Any) -> tuple[np.ndarray, int]:
-    """FoaAudio -> ((4, N) float32 ACN/SN3D, sample rate)."""
-    data = np.asarray(msg.data, dtype=np.float32)
-    if msg.channels != 4 or msg.sample_rate <= 0 or msg.frame_samples == 0 or data.size != 4 * msg.frame_samples:
-        raise ValueError(f"malformed FOA chunk ({msg.channels} channels, {msg.sample_rate} Hz, "
-                         f"{data.size} samples for frame_samples {msg.frame_samples})")
-    planar = data.reshape(4, msg.frame_samples)
-    return foa_io.convert(planar, msg.channel_order, msg.normalization).astype(np.float32), int(msg.sample_rate)
-
-
 # --------------------------------------------------------------------------- reading
 
 @dataclass
@@ -374,7 +325,7 @@ class _Converter:
                 assert isinstance(labels, GroundTruthLabels)  # the topic is read only without a sidecar
                 labels.add(msg)
             elif kind == "audio":
-                samples, rate = foa_of(msg)
+                samples, rate = foa_from_msg(msg)
                 start = _ns(msg.header.stamp)
                 if buffer is None:
                     buffer = FoaRingBuffer(rate, self.window_s + 10.0)
@@ -487,7 +438,7 @@ class _Converter:
     def _write_folder(self, folder: Path, f: _Frame, window: np.ndarray, rate: int, truth: FrameTruth,
                       sources: list[dict[str, Any]], bag: Path, family: str) -> None:
         """The files of `dataset.generate`'s folders that a bag can provide (no mask, no RIRs)."""
-        rgb, depth, intr = rgb_of(f.color), depth_of(f.depth), intrinsics_of(f.info)
+        rgb, depth, intr = rgb_from_image(f.color), depth_from_image(f.depth), camera_info_to_intrinsics(f.info)
         if rgb.shape[:2] != depth.shape or (intr.width, intr.height) != (rgb.shape[1], rgb.shape[0]):
             raise ValueError(f"{bag}: frame at {f.stamp * 1e-9:.3f} s has colour {rgb.shape[1]}x{rgb.shape[0]}, "
                              f"depth {depth.shape[1]}x{depth.shape[0]}, camera_info {intr.width}x{intr.height}")

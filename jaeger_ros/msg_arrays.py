@@ -1,0 +1,91 @@
+"""ROS message -> numpy decoders that read only the messages' fields.
+
+Why a ROS-free module: the nodes decode rclpy messages, and `jaeger dataset from-bag` decodes
+the same message types as `rosbags` deserialises them (plain dataclasses with the same fields),
+without rclpy. Both call these, so both accept and reject exactly the same inputs.
+Depth: 32FC1 in metres (NaN/inf/0 = no return) or 16UC1 in millimetres (0 = no return); the
+core's depth is float32 metres with 0 = no return.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from jaeger_ros import foa as foa_io
+from jaeger_ros.geometry import Intrinsics
+
+try:  # cv_bridge is preferred where a ROS distribution provides it; ours covers the rest.
+    from cv_bridge import CvBridge as _CvBridge
+except ImportError:  # pragma: no cover - depends on the installation
+    _CvBridge = None
+
+# encoding -> (numpy dtype, channels)
+ENCODINGS = {"rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4), "bgra8": (np.uint8, 4),
+             "mono8": (np.uint8, 1), "32FC1": (np.float32, 1), "16UC1": (np.uint16, 1)}
+
+
+def image_to_numpy(msg: Any) -> np.ndarray:
+    """Image -> (H, W) or (H, W, C) array in the message's own encoding (a copy)."""
+    if msg.encoding not in ENCODINGS:
+        raise ValueError(f"unsupported image encoding {msg.encoding!r}; expected one of {sorted(ENCODINGS)}")
+    if msg.width == 0 or msg.height == 0:
+        raise ValueError(f"empty image ({msg.width}x{msg.height})")
+    if _CvBridge is not None:  # pragma: no cover - no cv_bridge here
+        return np.array(_CvBridge().imgmsg_to_cv2(msg, desired_encoding="passthrough"))
+    dtype, channels = ENCODINGS[msg.encoding]
+    dt = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
+    row_bytes = msg.width * channels * dt.itemsize
+    if msg.step < row_bytes:
+        raise ValueError(f"image step {msg.step} < width*channels*itemsize {row_bytes}")
+    buf = np.frombuffer(bytes(msg.data), dtype=np.uint8)
+    if buf.size != msg.step * msg.height:
+        raise ValueError(f"image data has {buf.size} bytes, expected step*height = {msg.step * msg.height}")
+    rows = buf.reshape(msg.height, msg.step)[:, :row_bytes]
+    arr = np.ascontiguousarray(rows).view(dt).reshape(msg.height, msg.width, channels).astype(dtype)
+    return arr[..., 0] if channels == 1 else arr
+
+
+def rgb_from_image(msg: Any) -> np.ndarray:
+    """Colour Image (rgb8/bgr8/rgba8/bgra8) -> (H, W, 3) uint8 RGB."""
+    if msg.encoding not in ("rgb8", "bgr8", "rgba8", "bgra8"):
+        raise ValueError(f"colour image must be rgb8/bgr8/rgba8/bgra8, got {msg.encoding!r}")
+    a = image_to_numpy(msg)[..., :3]
+    return np.ascontiguousarray(a[..., ::-1] if msg.encoding.startswith("bgr") else a)
+
+
+def depth_from_image(msg: Any) -> np.ndarray:
+    """Depth Image (32FC1 metres or 16UC1 millimetres) -> (H, W) float32 metres, 0 = no return."""
+    if msg.encoding == "32FC1":
+        d = image_to_numpy(msg).astype(np.float32)
+    elif msg.encoding == "16UC1":
+        d = image_to_numpy(msg).astype(np.float32) / 1000.0
+    else:
+        raise ValueError(f"depth image must be 32FC1 (m) or 16UC1 (mm), got {msg.encoding!r}")
+    return np.where(np.isfinite(d) & (d > 0), d, np.float32(0.0)).astype(np.float32)
+
+
+def camera_info_to_intrinsics(msg: Any) -> Intrinsics:
+    """CameraInfo (K of the rectified image) -> Intrinsics; ROS and geometry.Intrinsics both put
+    pixel u's centre at integer u, so K maps over unchanged."""
+    k = np.asarray(msg.k, dtype=float)
+    if msg.width == 0 or msg.height == 0 or k.shape != (9,) or k[0] <= 0 or k[4] <= 0:
+        raise ValueError(f"camera_info has no usable intrinsics (size {msg.width}x{msg.height}, K={k.tolist()})")
+    return Intrinsics(int(msg.width), int(msg.height), float(k[0]), float(k[4]), float(k[2]), float(k[5]))
+
+
+def foa_from_msg(msg: Any) -> tuple[np.ndarray, int]:
+    """FoaAudio -> ((4, N) float32 ACN/SN3D, sample rate), converted from the declared order and
+    normalisation. Malformed chunks (channel count, sizes, rate, non-finite samples) -> ValueError."""
+    if msg.channels != 4:
+        raise ValueError(f"FOA chunk has {msg.channels} channels, expected 4")
+    if msg.sample_rate <= 0:
+        raise ValueError(f"FOA chunk has sample rate {msg.sample_rate}")
+    data = np.asarray(msg.data, dtype=np.float32)
+    if msg.frame_samples == 0 or data.size != 4 * msg.frame_samples:
+        raise ValueError(f"FOA chunk has {data.size} samples, expected 4 x frame_samples = {4 * msg.frame_samples}")
+    if not np.all(np.isfinite(data)):
+        raise ValueError("FOA chunk contains NaN or infinite samples")
+    planar = data.reshape(4, msg.frame_samples)
+    out = foa_io.convert(planar, msg.channel_order, msg.normalization)
+    return out.astype(np.float32, copy=False), int(msg.sample_rate)
