@@ -10,14 +10,13 @@ from __future__ import annotations
 import argparse
 import resource
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from jaeger_ros.geometry import Intrinsics
 from jaeger_ros.model.modeling import JaegerModel, describe
-from jaeger_ros.model.predictor import DEFAULT_CHECKPOINT, JaegerPredictor
+from jaeger_ros.model.predictor import JaegerPredictor, checkpoint_path
 
 ANSWER = {"A": "azimuth: -12; elevation: -20", "B": "azimuth: 30; elevation: -15",
           "C": "bbox_0=Bbox(speaker, 14, -48, -115, 33, 88, 32)\nbbox_1=Bbox(speaker, 60, -50, -200, 35, 70, 36)",
@@ -41,7 +40,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    path = DEFAULT_CHECKPOINT if args.checkpoint == "default" else Path(args.checkpoint)
+    path = checkpoint_path(args.checkpoint)
     predictor = JaegerPredictor.from_pretrained(path)
     model = predictor.model
     rng = np.random.default_rng(0)

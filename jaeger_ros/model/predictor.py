@@ -13,10 +13,14 @@ import torch
 
 from jaeger_ros import answers
 from jaeger_ros.geometry import Box3D, Intrinsics
-from jaeger_ros.model.data import ModelInputs
 from jaeger_ros.model.modeling import JaegerModel
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "tiny"
+
+
+def checkpoint_path(spec: str | Path) -> Path:
+    """A checkpoint folder, or "default" for the tiny checkpoint shipped in the package."""
+    return DEFAULT_CHECKPOINT if str(spec) == "default" else Path(spec)
 TASKS = ("A", "B", "C", "D", "E")
 
 
@@ -58,8 +62,7 @@ class JaegerPredictor:
     @classmethod
     def from_pretrained(cls, path: str | Path = "default", device: str = "cpu") -> "JaegerPredictor":
         """`path`: a checkpoint folder, or "default" for the tiny checkpoint shipped in the package."""
-        p = DEFAULT_CHECKPOINT if str(path) == "default" else Path(path)
-        return cls(JaegerModel.from_pretrained(p, device=device))
+        return cls(JaegerModel.from_pretrained(checkpoint_path(path), device=device))
 
     @property
     def device(self) -> torch.device:
@@ -131,7 +134,7 @@ class JaegerMethod:
     @classmethod
     def from_checkpoint(cls, path_or_default: str | Path = "default", device: str | None = None) -> "JaegerMethod":
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        p = DEFAULT_CHECKPOINT if str(path_or_default) == "default" else Path(path_or_default)
+        p = checkpoint_path(path_or_default)
         return cls(JaegerPredictor.from_pretrained(p, device=device), name=f"jaeger:{p.name}")
 
     def answer(self, sample: Any, entry: Any) -> str:

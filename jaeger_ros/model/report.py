@@ -22,7 +22,7 @@ import torch
 
 from jaeger_ros.model.data import load_examples
 from jaeger_ros.model.modeling import JaegerModel
-from jaeger_ros.model.predictor import DEFAULT_CHECKPOINT
+from jaeger_ros.model.predictor import checkpoint_path
 from jaeger_ros.model.train import evaluate_examples, headline, preload
 
 
@@ -52,7 +52,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path, split: str
                         device: str | None = None, ablations: Sequence[str] = ()) -> dict[str, Any]:
     """Per-task metric summaries (jaeger_ros.metrics) + headline numbers + generations;
     with ablations, their headline numbers under `_ablations`."""
-    path = DEFAULT_CHECKPOINT if str(checkpoint) == "default" else Path(checkpoint)
+    path = checkpoint_path(checkpoint)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = JaegerModel.from_pretrained(path, device=device)
     examples = load_examples(data_dir, split, list(tasks))

@@ -219,9 +219,9 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
         out.mkdir(parents=True, exist_ok=True)
 
     if tc.init_from:
-        from jaeger_ros.model.predictor import DEFAULT_CHECKPOINT
+        from jaeger_ros.model.predictor import checkpoint_path
 
-        model = JaegerModel.from_pretrained(DEFAULT_CHECKPOINT if tc.init_from == "default" else tc.init_from)
+        model = JaegerModel.from_pretrained(checkpoint_path(tc.init_from))
         model_cfg = model.config
     else:
         model = JaegerModel.from_config(model_cfg, seed=tc.seed)
