@@ -27,7 +27,7 @@ import json
 import shutil
 import tempfile
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -36,11 +36,12 @@ import yaml
 from PIL import Image
 
 from jaeger_ros import foa as foa_io
+from jaeger_ros.answers import match_label
 from jaeger_ros.audio_buffer import FoaRingBuffer
 from jaeger_ros.bag_record import MSGTYPES, Topics, jaeger_typestore
 from jaeger_ros.dataset import (DEPTH_PNG_MAX_M, FORMAT, SPLITS, TASK_LETTERS, ManifestEntry, _Job,
                                 _manifest_entries, write_manifest)
-from jaeger_ros.geometry import Box3D, azel_from_direction, direction_from_azel, optical_to_camera
+from jaeger_ros.geometry import Box3D, SourceTruth, azel_from_direction, direction_from_azel, optical_to_camera
 from jaeger_ros.msg_arrays import camera_info_to_intrinsics, depth_from_image, foa_from_msg, rgb_from_image
 from jaeger_ros.sync import ApproximateTimeMatcher
 
@@ -52,21 +53,10 @@ MAX_GAP_S = 1.0
 
 
 @dataclass(frozen=True)
-class SourceLabel:
-    gender: str
-    loudspeaker: int  # rank among the left-to-right boxes
-    active: bool
-    active_for_s: float
-    direction: np.ndarray  # JAEGER camera frame, unit
-    azimuth_deg: float
-    elevation_deg: float
-
-
-@dataclass(frozen=True)
 class FrameTruth:
     scene_id: int
     boxes: list[Box3D]  # JAEGER camera frame, left to right
-    sources: list[SourceLabel]
+    sources: list[SourceTruth]
 
 
 def _ns(stamp: Any) -> int:
@@ -92,7 +82,7 @@ class GroundTruthLabels:
         sources = []
         for s in msg.sources:
             d = optical_to_camera(_vec(s.direction))
-            sources.append(SourceLabel(s.gender, int(s.loudspeaker), bool(s.active), float(s.active_for_s),
+            sources.append(SourceTruth(s.gender, int(s.loudspeaker), s.label, bool(s.active), float(s.active_for_s),
                                        d / np.linalg.norm(d), float(s.azimuth_deg), float(s.elevation_deg)))
         if self._stamps and stamp <= self._stamps[-1]:
             raise ValueError(f"clock jump: /sim/ground_truth stamp {stamp * 1e-9:.3f} s is not after "
@@ -150,7 +140,7 @@ class SidecarLabels:
             raise ValueError(f"{p}: not valid JSON/YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(data, dict) or data.get("format") != ANNOTATION_FORMAT:
             raise ValueError(f"{p}: expected a mapping with format: {ANNOTATION_FORMAT}")
-        self.segments: list[tuple[int, int, list[Box3D], list[tuple[SourceLabel, list[tuple[int, int]]]]]] = []
+        self.segments: list[tuple[int, int, list[Box3D], list[tuple[SourceTruth, list[tuple[int, int]]]]]] = []
         try:
             for seg in data["segments"]:
                 self.segments.append(self._segment(seg))
@@ -158,7 +148,7 @@ class SidecarLabels:
             raise ValueError(f"{p}: segment {len(self.segments)}: {e!r}") from None
 
     @staticmethod
-    def _segment(seg: dict[str, Any]) -> tuple[int, int, list[Box3D], list[tuple[SourceLabel, list[tuple[int, int]]]]]:
+    def _segment(seg: dict[str, Any]) -> tuple[int, int, list[Box3D], list[tuple[SourceTruth, list[tuple[int, int]]]]]:
         raw = [Box3D(optical_to_camera(np.asarray(b["center"], float)), np.asarray(b["size"], float),
                      b.get("label", "speaker")) for b in seg["boxes"]]
         order = sorted(range(len(raw)), key=lambda i: raw[i].center[0])
@@ -173,7 +163,8 @@ class SidecarLabels:
                 d = box.center / np.linalg.norm(box.center)
             az, el = azel_from_direction(d)
             spans = [(int(round(a * 1e9)), int(round(b * 1e9))) for a, b in t["intervals"]]
-            talkers.append((SourceLabel(t["gender"], order.index(int(t["loudspeaker"])), False, 0.0, d,
+            rank = order.index(int(t["loudspeaker"]))
+            talkers.append((SourceTruth(t["gender"], rank, match_label(rank, len(raw)), False, 0.0, d,
                                         float(az), float(el)), spans))
         return (int(round(float(seg["start"]) * 1e9)), int(round(float(seg["end"]) * 1e9)),
                 [raw[i] for i in order], talkers)
@@ -190,8 +181,7 @@ class SidecarLabels:
         for src, spans in talkers:
             since = next((s for s, e in spans if s <= stamp < e), None)
             active_for = 0.0 if since is None else (stamp - since) * 1e-9
-            sources.append(SourceLabel(src.gender, src.loudspeaker, since is not None, active_for, src.direction,
-                                       src.azimuth_deg, src.elevation_deg))
+            sources.append(replace(src, active=since is not None, active_for_s=active_for))
         return FrameTruth(k, boxes, sources)
 
     def in_one_scene(self, truth: FrameTruth, start: int) -> bool:

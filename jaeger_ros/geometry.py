@@ -216,6 +216,22 @@ class Box3D:
         return cls((lo + hi) / 2.0, hi - lo, label)
 
 
+@dataclass(frozen=True)
+class SourceTruth:
+    """One talker's ground truth at one instant. The simulator publishes it and the bag
+    converter reads it back (from /sim/ground_truth or a sidecar annotation), so both
+    label the same way."""
+
+    gender: str
+    loudspeaker: int  # rank among the left-to-right boxes
+    label: str  # Left / Center / Right (answers.match_label of the rank)
+    active: bool
+    active_for_s: float
+    direction: np.ndarray  # JAEGER camera frame, unit
+    azimuth_deg: float
+    elevation_deg: float
+
+
 def box_iou_3d(a: Box3D, b: Box3D) -> float:
     """Axis-aligned 3D IoU (volume of intersection over volume of union)."""
     overlap = np.clip(np.minimum(a.max, b.max) - np.maximum(a.min, b.min), 0.0, None)

@@ -23,8 +23,8 @@ import numpy as np
 
 from jaeger_ros import foa
 from jaeger_ros.answers import match_label
-from jaeger_ros.geometry import (BODY_FROM_CAMERA, OPTICAL_FROM_CAMERA, Box3D, Intrinsics, azel_from_direction,
-                                 pose_matrix)
+from jaeger_ros.geometry import (BODY_FROM_CAMERA, OPTICAL_FROM_CAMERA, Box3D, Intrinsics, SourceTruth,
+                                 azel_from_direction, pose_matrix)
 from sim_bridge.acoustics import foa_rir
 from sim_bridge.render import render
 from sim_bridge.scene import sample_scene
@@ -97,18 +97,6 @@ class LiveScene:
     order: list[int]  # order[rank] = loudspeaker index
     voices: list[_Voice]
     map_from_optical: np.ndarray
-
-
-@dataclass(frozen=True)
-class SourceTruth:
-    gender: str
-    loudspeaker: int  # rank in the left-to-right boxes
-    label: str
-    active: bool
-    active_for_s: float
-    direction: np.ndarray  # camera frame, unit
-    azimuth_deg: float
-    elevation_deg: float
 
 
 @dataclass(frozen=True)
