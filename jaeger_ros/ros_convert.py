@@ -25,7 +25,6 @@ from jaeger_ros.msg_arrays import (ENCODINGS, camera_info_to_intrinsics, depth_f
                                  image_to_numpy, rgb_from_image)
 
 
-
 # --- time -------------------------------------------------------------------------------------
 def stamp_to_seconds(stamp: Time) -> float:
     return stamp.sec + stamp.nanosec * 1e-9

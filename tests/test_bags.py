@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from safetensors.torch import load_file
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import Writer

@@ -22,7 +22,7 @@ from jaeger_ros import answers, foa as foa_io
 from jaeger_ros.dataset import ManifestEntry, write_manifest
 from jaeger_ros.geometry import Box3D, Intrinsics, azel_from_direction, project
 from jaeger_ros.model.config import TrainConfig
-from jaeger_ros.model.train import evaluate_examples, headline, train, train_from_config
+from jaeger_ros.model.train import evaluate_examples, headline, train
 
 REPO = Path(__file__).resolve().parents[1]
 

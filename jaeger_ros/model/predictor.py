@@ -16,12 +16,12 @@ from jaeger_ros.geometry import Box3D, Intrinsics
 from jaeger_ros.model.modeling import JaegerModel
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "tiny"
+TASKS = ("A", "B", "C", "D", "E")
 
 
 def checkpoint_path(spec: str | Path) -> Path:
     """A checkpoint folder, or "default" for the tiny checkpoint shipped in the package."""
     return DEFAULT_CHECKPOINT if str(spec) == "default" else Path(spec)
-TASKS = ("A", "B", "C", "D", "E")
 
 
 @dataclass
