@@ -50,7 +50,7 @@ messages: $(MSG_STAMP)
 demo: setup
 	$(VENV)/bin/jaeger dataset generate --out $(DEMO_DIR) --split test --num $(DEMO_N) --seed 0 --tasks A,B,C,D,E --workers 2
 	$(VENV)/bin/jaeger eval --method classical --data $(DEMO_DIR) --split test --out reports/demo
-	$(PY) -m jaeger_ros.live_demo --duration $(DEMO_SECONDS) --out reports/live
+	$(PY) -m jaeger_ros.ros.live_demo --duration $(DEMO_SECONDS) --out reports/live
 
 # A rosbag2 (mcap) of the simulated live world; turn it into a split with
 # `jaeger dataset from-bag $(RECORD_OUT) --out DIR --split train`. Never overwrites a bag.

@@ -10,7 +10,7 @@ setup(
     version="0.1.0",
     description="JAEGER audio-visual spatial hearing for ROS 2",
     packages=find_packages(include=["jaeger_ros", "jaeger_ros.*", "sim_bridge", "sim_bridge.*"]),
-    package_data={"jaeger_ros": ["data/*.json", "checkpoints/**/*"]},
+    package_data={"jaeger_ros": ["core/*.json", "checkpoints/**/*"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/jaeger_ros"]),
         ("share/jaeger_ros", ["package.xml"]),

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from jaeger_ros.geometry import rotation_y
+from jaeger_ros.core.geometry import rotation_y
 from sim_bridge.acoustics import convolve_foa, estimate_rt60, foa_rir
 from sim_bridge.room import Room
 

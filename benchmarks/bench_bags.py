@@ -12,8 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from jaeger_ros.bag_dataset import convert_bags
-from jaeger_ros.bag_record import record
+from jaeger_ros.data.bag_dataset import convert_bags
+from jaeger_ros.data.bag_record import record
 
 
 def main() -> None:

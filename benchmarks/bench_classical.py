@@ -12,8 +12,8 @@ import numpy as np
 
 from jaeger_ros.classical.candidates import boxes_from_depth
 from jaeger_ros.classical.doa import estimate_by_gender, estimate_doa, estimate_sources
-from jaeger_ros.foa import SAMPLE_RATE
-from jaeger_ros.geometry import Intrinsics
+from jaeger_ros.core.foa import SAMPLE_RATE
+from jaeger_ros.core.geometry import Intrinsics
 from sim_bridge.acoustics import convolve_foa, foa_rir, mix_sources
 from sim_bridge.render import render
 from sim_bridge.scene import sample_scene

@@ -9,7 +9,7 @@ import argparse
 import tempfile
 import time
 
-from jaeger_ros.dataset import generate
+from jaeger_ros.data.dataset import generate
 
 
 def main() -> None:

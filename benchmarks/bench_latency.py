@@ -1,7 +1,7 @@
 """End-to-end latency of the ROS pipeline: image stamp -> /jaeger/speaker_match received.
 
 sim_bridge (640x480 RGB-D at 10 Hz, FOA in 50 ms chunks) and jaeger_node run as separate
-processes (python -m jaeger_ros.live_demo); this script reads the demo's summary and prints a
+processes (python -m jaeger_ros.ros.live_demo); this script reads the demo's summary and prints a
 table: p50/p95 latency, delivered rate, frames published while the node ran and frames that
 got no output (dropped). Target on the 2-core dev machine: p95 <= 100 ms, no dropped frames.
 
@@ -14,7 +14,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from jaeger_ros import live_demo
+from jaeger_ros.ros import live_demo
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import torch
 
-from jaeger_ros.geometry import Intrinsics
+from jaeger_ros.core.geometry import Intrinsics
 from jaeger_ros.model.modeling import JaegerModel, describe
 from jaeger_ros.model.predictor import JaegerPredictor, checkpoint_path
 
@@ -85,7 +85,7 @@ def _official(task: str) -> str:
     """ANSWER in the official units (task C in metres)."""
     if task != "C":
         return ANSWER[task]
-    from jaeger_ros import answers
+    from jaeger_ros.core import answers
 
     return answers.format_boxes(answers.parse_boxes(ANSWER["C"], "cm"), "m")
 

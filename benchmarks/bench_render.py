@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from jaeger_ros.geometry import Intrinsics
+from jaeger_ros.core.geometry import Intrinsics
 from sim_bridge.render import raycast, render, scene_primitives
 from sim_bridge.scene import Scene, sample_scene
 

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from jaeger_ros.dataset import DEFAULT_RESOLUTION, SPLITS, TASK_LETTERS
+from jaeger_ros.data.dataset import DEFAULT_RESOLUTION, SPLITS, TASK_LETTERS
 
 
 def _resolution(text: str) -> tuple[int, int]:
@@ -31,7 +31,7 @@ def _tasks(text: str) -> list[str]:
 
 
 def _cmd_generate(args: argparse.Namespace) -> None:
-    from jaeger_ros.dataset import generate
+    from jaeger_ros.data.dataset import generate
 
     counts = generate(args.out, args.split, args.num, seed=args.seed, tasks=args.tasks,
                       workers=args.workers, speech_dir=args.speech_dir, resolution=args.resolution)
@@ -39,7 +39,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 
 
 def _cmd_record(args: argparse.Namespace) -> None:
-    from jaeger_ros.bag_record import record
+    from jaeger_ros.data.bag_record import record
 
     stats = record(args.out, args.duration, scenario=args.scenario, seed=args.seed, storage=args.storage,
                    width=args.resolution[0], height=args.resolution[1], rate_hz=args.rate,
@@ -48,7 +48,7 @@ def _cmd_record(args: argparse.Namespace) -> None:
 
 
 def _cmd_from_bag(args: argparse.Namespace) -> None:
-    from jaeger_ros.bag_dataset import convert_bags
+    from jaeger_ros.data.bag_dataset import convert_bags
 
     annotations = args.annotation if args.annotation else None
     report = convert_bags(args.bags, args.out, split=args.split, tasks=args.tasks, window_s=args.window_s,
@@ -68,7 +68,7 @@ def _method(spec: str):
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
-    from jaeger_ros.evaluation import evaluate, format_table
+    from jaeger_ros.data.evaluation import evaluate, format_table
 
     if (args.method is None) == (args.checkpoint is None):
         raise ValueError("give exactly one of --method classical or --checkpoint DIR|default")

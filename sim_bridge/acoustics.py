@@ -8,7 +8,7 @@ room's Sabine RT60 at negligible cost.
 
 Amplitudes: each arrival is g / r with r in metres (the direct path at 1 m has W = 1) and
 g the product of the reflection coefficients sqrt(1 - alpha) of the surfaces it hit. The
-output is ACN/SN3D, axes aligned with the receiver's camera frame (see jaeger_ros.foa).
+output is ACN/SN3D, axes aligned with the receiver's camera frame (see jaeger_ros.core.foa).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import butter, fftconvolve, sosfilt
 
-from jaeger_ros import foa
+from jaeger_ros.core import foa
 from sim_bridge.room import Room
 
 SPEED_OF_SOUND = 343.0

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from jaeger_ros import foa
-from jaeger_ros.answers import match_label
-from jaeger_ros.geometry import (BODY_FROM_CAMERA, OPTICAL_FROM_CAMERA, Box3D, Intrinsics, SourceTruth,
+from jaeger_ros.core import foa
+from jaeger_ros.core.answers import match_label
+from jaeger_ros.core.geometry import (BODY_FROM_CAMERA, OPTICAL_FROM_CAMERA, Box3D, Intrinsics, SourceTruth,
                                  azel_from_direction, pose_matrix)
 from sim_bridge.acoustics import foa_rir
 from sim_bridge.render import render

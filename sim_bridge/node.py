@@ -24,11 +24,11 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
-from jaeger_ros import ros_convert as rc
-from jaeger_ros.geometry import camera_to_optical
+from jaeger_ros.ros import convert as rc
+from jaeger_ros.core.geometry import camera_to_optical
 from jaeger_ros.msg import FoaAudio, SimGroundTruth, SimSource
 from sim_bridge.live import GroundTruth, LiveConfig, LiveWorld
-from jaeger_ros.node_runner import run_node
+from jaeger_ros.ros.runner import run_node
 
 try:
     from tf2_msgs.msg import TFMessage

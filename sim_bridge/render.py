@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from jaeger_ros.geometry import Intrinsics, rotation_y
+from jaeger_ros.core.geometry import Intrinsics, rotation_y
 from sim_bridge.loudspeakers import PART_FRAMES, half_extents
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from jaeger_ros.geometry import (Box3D, Intrinsics, azel_from_direction, pose_matrix, project, rotation_x,
+from jaeger_ros.core.geometry import (Box3D, Intrinsics, azel_from_direction, pose_matrix, project, rotation_x,
                                  rotation_y, transform_points)
 from sim_bridge.loudspeakers import SPLITS, LoudspeakerShape, make_shape, shape_ids
 from sim_bridge.render import raycast

@@ -14,7 +14,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from jaeger_ros.foa import SAMPLE_RATE
+from jaeger_ros.core.foa import SAMPLE_RATE
 
 GENDERS = ("male", "female")
 SPLITS = ("train", "val", "test")

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jaeger_ros import foa
-from jaeger_ros.geometry import azel_from_direction, great_circle_deg, rotation_x, rotation_y
+from jaeger_ros.core import foa
+from jaeger_ros.core.geometry import azel_from_direction, great_circle_deg, rotation_x, rotation_y
 from sim_bridge import acoustics as ac
 from sim_bridge.room import Room
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaeger_ros import answers
-from jaeger_ros.answers import AnswerParseError, DoaAnswer
-from jaeger_ros.geometry import Box3D
+from jaeger_ros.core import answers
+from jaeger_ros.core.answers import AnswerParseError, DoaAnswer
+from jaeger_ros.core.geometry import Box3D
 
 OFFICIAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "spatialsceneqa"
 needs_official = pytest.mark.skipif(
@@ -299,7 +299,7 @@ def test_task_keys():
 @needs_official
 def test_packaged_prompt_files_equal_the_official_ones():
     for split in ("train", "test"):
-        packaged = Path(answers.__file__).parent / "data" / f"prompts_{split}.json"
+        packaged = Path(answers.__file__).parent / f"prompts_{split}.json"
         assert packaged.read_bytes() == (OFFICIAL / f"prompts__{split}_prompt.json").read_bytes()
 
 

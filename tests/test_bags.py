@@ -18,11 +18,12 @@ from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import Writer
 from rosbags.rosbag2.enums import StoragePlugin
 
-from jaeger_ros import answers, foa as foa_io
-from jaeger_ros.bag_dataset import convert_bags
-from jaeger_ros.bag_record import record
-from jaeger_ros.dataset import find_manifests, generate, read_manifest
-from jaeger_ros.geometry import wrapped_azimuth_error
+from jaeger_ros.core import answers
+from jaeger_ros.core import foa as foa_io
+from jaeger_ros.data.bag_dataset import convert_bags
+from jaeger_ros.data.bag_record import record
+from jaeger_ros.data.dataset import find_manifests, generate, read_manifest
+from jaeger_ros.core.geometry import wrapped_azimuth_error
 
 REPO = Path(__file__).resolve().parents[1]
 JAEGER = [sys.executable, "-m", "jaeger_ros.cli"]
@@ -153,7 +154,7 @@ def _tiny_model_config():
 
 
 def test_training_mixes_a_bag_set_and_a_generated_set(bag, tmp_path):
-    from jaeger_ros.evaluation import evaluate
+    from jaeger_ros.data.evaluation import evaluate
     from jaeger_ros.model.data import load_examples
     from jaeger_ros.model.predictor import JaegerMethod
     from jaeger_ros.model.train import _Sources, train

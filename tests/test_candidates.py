@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from jaeger_ros.classical.candidates import boxes_from_depth
-from jaeger_ros.geometry import Box3D, Intrinsics, box_iou_3d, rotation_x
+from jaeger_ros.core.geometry import Box3D, Intrinsics, box_iou_3d, rotation_x
 
 CAMERA_HEIGHT = 1.5
 

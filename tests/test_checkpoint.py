@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaeger_ros.dataset import generate, iter_entries, load_sample
-from jaeger_ros.geometry import azel_from_direction, wrapped_azimuth_error
+from jaeger_ros.data.dataset import generate, iter_entries, load_sample
+from jaeger_ros.core.geometry import azel_from_direction, wrapped_azimuth_error
 from jaeger_ros.model.predictor import DEFAULT_CHECKPOINT, JaegerMethod, JaegerPredictor, query_for
 
 
@@ -58,7 +58,7 @@ def test_shipped_checkpoint_hears_the_direction_of_a_single_talker(tmp_path, pre
 
 def test_jaeger_node_estimator_runs_the_shipped_checkpoint(samples):
     """The node's `method: jaeger` path (ROS-free part) on one generated task-D sample."""
-    from jaeger_ros.jaeger_node import JaegerEstimator
+    from jaeger_ros.ros.jaeger_node import JaegerEstimator
 
     _, entry, folder = next(iter_entries(samples, "test", ["D"]))
     s = load_sample(folder)

@@ -5,10 +5,10 @@ test_classical_doa.py, test_classical_matching.py and test_candidates.py."""
 import numpy as np
 import pytest
 
-from jaeger_ros import foa
+from jaeger_ros.core import foa
 from jaeger_ros.classical.candidates import boxes_from_depth
 from jaeger_ros.classical.doa import estimate_doa
-from jaeger_ros.geometry import Intrinsics, azel_from_direction, direction_from_azel, great_circle_deg, rotation_x, rotation_y
+from jaeger_ros.core.geometry import Intrinsics, azel_from_direction, direction_from_azel, great_circle_deg, rotation_x, rotation_y
 from sim_bridge.acoustics import convolve_foa, foa_rir, mix_sources
 from sim_bridge.room import Room
 
@@ -112,7 +112,7 @@ def test_a_window_that_starts_mid_sound_does_not_vote_with_its_first_frames():
 def test_the_node_estimator_keeps_its_candidates_through_sensor_noise_and_renews_them_on_a_new_scene():
     """Candidates are recomputed (and the DoA pool reset) only when the depth really changes:
     centimetre noise and flickering holes of a real sensor keep the scene."""
-    from jaeger_ros.jaeger_node import ClassicalEstimator
+    from jaeger_ros.ros.jaeger_node import ClassicalEstimator
     from sim_bridge.live import LiveConfig, LiveWorld
 
     world = LiveWorld(LiveConfig(seed=0))

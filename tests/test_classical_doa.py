@@ -3,9 +3,9 @@ a voice by gender in reverberant two-talker mixtures of real (espeak-ng) speech.
 import numpy as np
 import pytest
 
-from jaeger_ros import foa
+from jaeger_ros.core import foa
 from jaeger_ros.classical.doa import estimate_by_gender, estimate_doa, estimate_sources, pitch_track
-from jaeger_ros.geometry import direction_from_azel, great_circle_deg
+from jaeger_ros.core.geometry import direction_from_azel, great_circle_deg
 
 FS = foa.SAMPLE_RATE
 
@@ -86,7 +86,7 @@ def test_gender_rule_picks_the_requested_talker_in_simulated_two_talker_samples(
     """The dataset's task-B setting, end to end: espeak-ng male + female voices talking at once
     in image-source rooms (RT60 0.3-1 s), FOA read back from the written wav. The direction
     returned for each gender is the requested talker's far more often than a coin would say."""
-    from jaeger_ros.dataset import generate, iter_entries, load_sample
+    from jaeger_ros.data.dataset import generate, iter_entries, load_sample
 
     generate(tmp_path, "test", 10, seed=5, tasks="B", resolution=(224, 126), progress=False)
     right, errors = 0, []

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from jaeger_ros.classical.matching import angle_to_box, match_speaker
-from jaeger_ros.geometry import Box3D, direction_from_azel
+from jaeger_ros.core.geometry import Box3D, direction_from_azel
 
 
 def _boxes_given_unsorted() -> list[Box3D]:

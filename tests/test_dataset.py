@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaeger_ros import answers
-from jaeger_ros.dataset import (ManifestEntry, find_manifests, generate, iter_entries, load_sample,
+from jaeger_ros.core import answers
+from jaeger_ros.data.dataset import (ManifestEntry, find_manifests, generate, iter_entries, load_sample,
                                 plan_jobs, read_manifest)
-from jaeger_ros.geometry import azel_from_direction, backproject, wrapped_azimuth_error
+from jaeger_ros.core.geometry import azel_from_direction, backproject, wrapped_azimuth_error
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "spatialsceneqa"
 RES = (224, 126)  # small frames keep the test quick; the generator defaults to 672x378
@@ -134,7 +134,7 @@ def test_plan_is_deterministic_and_validates():
 
 
 def test_failed_generation_leaves_nothing(tmp_path, monkeypatch):
-    import jaeger_ros.dataset as ds
+    import jaeger_ros.data.dataset as ds
 
     def boom(job, out):
         raise RuntimeError("simulated failure")

@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 
 from jaeger_ros.classical.method import ClassicalMethod
-from jaeger_ros.dataset import generate
-from jaeger_ros.evaluation import evaluate, format_table
+from jaeger_ros.data.dataset import generate
+from jaeger_ros.data.evaluation import evaluate, format_table
 
 KEYS = {"A": {"n", "az_median", "el_median", "gc_median", "az_mean", "el_mean"},
         "C": {"n", "iou_mean", "iou_median", "offset_mean", "offset_median"},

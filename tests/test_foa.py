@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from jaeger_ros import foa
-from jaeger_ros.geometry import azel_from_direction, direction_from_azel, great_circle_deg
+from jaeger_ros.core import foa
+from jaeger_ros.core.geometry import azel_from_direction, direction_from_azel, great_circle_deg
 
 
 def sphere_directions() -> np.ndarray:

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from jaeger_ros import geometry as g
+from jaeger_ros.core import geometry as g
 
 
 @pytest.mark.parametrize("direction, az, el", [

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaeger_ros import metrics
-from jaeger_ros.answers import DoaAnswer
-from jaeger_ros.geometry import Box3D
+from jaeger_ros.core import metrics
+from jaeger_ros.core.answers import DoaAnswer
+from jaeger_ros.core.geometry import Box3D
 
 OFFICIAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "spatialsceneqa"
 needs_official = pytest.mark.skipif(

@@ -18,9 +18,10 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from jaeger_ros import answers, foa as foa_io
-from jaeger_ros.dataset import ManifestEntry, write_manifest
-from jaeger_ros.geometry import Box3D, Intrinsics, azel_from_direction, project
+from jaeger_ros.core import answers
+from jaeger_ros.core import foa as foa_io
+from jaeger_ros.data.dataset import ManifestEntry, write_manifest
+from jaeger_ros.core.geometry import Box3D, Intrinsics, azel_from_direction, project
 from jaeger_ros.model.config import TrainConfig
 from jaeger_ros.model.train import evaluate_examples, headline, train
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from jaeger_ros import foa as foa_io
-from jaeger_ros.geometry import Intrinsics, direction_from_azel
+from jaeger_ros.core import foa as foa_io
+from jaeger_ros.core.geometry import Intrinsics, direction_from_azel
 from jaeger_ros.model.config import IV_DIM, JaegerConfig, TrainConfig
 from jaeger_ros.model.data import audio_token_count, log_mel
 from jaeger_ros.model.depth_pe import (depth_pe, patchify, pooled_points, raster_to_processor_order,

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaeger_ros.geometry import Intrinsics, backproject, transform_points
+from jaeger_ros.core.geometry import Intrinsics, backproject, transform_points
 from sim_bridge.loudspeakers import make_shape
 from sim_bridge.render import RenderResult, raycast, render
 from sim_bridge.room import Room

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from jaeger_ros import foa
-from jaeger_ros.foa_capture_node import TETRA_CAPSULES, a_to_b, parse_matrix, tetrahedral_a_to_b
-from jaeger_ros.geometry import direction_from_azel
+from jaeger_ros.core import foa
+from jaeger_ros.ros.foa_capture_node import TETRA_CAPSULES, a_to_b, parse_matrix, tetrahedral_a_to_b
+from jaeger_ros.core.geometry import direction_from_azel
 
 
 def capsule_signals(direction_cam, capsules, n=4000, seed=0):

@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from jaeger_ros import foa, geometry
-from jaeger_ros import ros_convert as rc
+from jaeger_ros.core import foa
+from jaeger_ros.core import geometry
+from jaeger_ros.ros import convert as rc
 
 
 def header(t=12.25, frame="camera_color_optical_frame"):

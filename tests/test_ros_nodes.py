@@ -23,9 +23,9 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import Marker, MarkerArray
 
-from jaeger_ros import foa
-from jaeger_ros import ros_convert as rc
-from jaeger_ros.geometry import Intrinsics, camera_to_optical, direction_from_azel, great_circle_deg
+from jaeger_ros.core import foa
+from jaeger_ros.ros import convert as rc
+from jaeger_ros.core.geometry import Intrinsics, camera_to_optical, direction_from_azel, great_circle_deg
 from jaeger_ros.msg import DoaEstimate, FoaAudio, SimGroundTruth, SpeakerMatch
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,7 +53,7 @@ def spin_for(executor, seconds, until=lambda: False):
 
 
 def test_sim_bridge_to_jaeger_node_matches_ground_truth(context):
-    from jaeger_ros.jaeger_node import JaegerNode
+    from jaeger_ros.ros.jaeger_node import JaegerNode
     from sim_bridge.node import SimBridgeNode
 
     sim = SimBridgeNode(context=context, parameter_overrides=[
@@ -144,7 +144,7 @@ def _frame(stamp, width=160, height=120, depth_value=2.5, depth_shape=None):
 
 
 def test_malformed_and_unsynchronised_input_is_dropped_and_the_node_keeps_running(context):
-    from jaeger_ros.jaeger_node import JaegerNode
+    from jaeger_ros.ros.jaeger_node import JaegerNode
 
     node = JaegerNode(context=context, parameter_overrides=[Parameter("stale_after_s", value=3.0)])
     src = rclpy.create_node("source", context=context)
@@ -209,7 +209,7 @@ def test_malformed_and_unsynchronised_input_is_dropped_and_the_node_keeps_runnin
 
 def test_live_demo_runs_nodes_as_separate_processes(tmp_path):
     env = dict(os.environ, ROS_DOMAIN_ID=str(random.randint(1, 200)), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    proc = subprocess.run([sys.executable, "-m", "jaeger_ros.live_demo", "--duration", "4", "--out", str(tmp_path)],
+    proc = subprocess.run([sys.executable, "-m", "jaeger_ros.ros.live_demo", "--duration", "4", "--out", str(tmp_path)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=150)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     summary = json.loads((tmp_path / "summary.json").read_text())

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from jaeger_ros.audio_buffer import FoaRingBuffer
-from jaeger_ros.sync import ApproximateTimeMatcher
+from jaeger_ros.core.audio_buffer import FoaRingBuffer
+from jaeger_ros.core.sync import ApproximateTimeMatcher
 
 
 def test_matches_within_slop_only():

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from jaeger_ros.geometry import (Intrinsics, azel_from_direction, pose_matrix, project, rotation_x, rotation_y,
+from jaeger_ros.core.geometry import (Intrinsics, azel_from_direction, pose_matrix, project, rotation_x, rotation_y,
                                  transform_points)
 from sim_bridge import scene as sc
 from sim_bridge.loudspeakers import shape_split

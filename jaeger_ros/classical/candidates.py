@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from jaeger_ros.geometry import Box3D, Intrinsics, backproject
+from jaeger_ros.core.geometry import Box3D, Intrinsics, backproject
 
 CELL_M = 0.04
 HEIGHT_RANGE_M = (0.55, 1.05)

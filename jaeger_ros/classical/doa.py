@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jaeger_ros import foa as foa_core
-from jaeger_ros.geometry import azel_from_direction
+from jaeger_ros.core import foa as foa_core
+from jaeger_ros.core.geometry import azel_from_direction
 
 BAND_HZ = (200.0, 4000.0)
 """Speech band where FOA intensity is reliable (above room modes, below spatial aliasing of

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jaeger_ros import answers
-from jaeger_ros.geometry import Box3D
+from jaeger_ros.core import answers
+from jaeger_ros.core.geometry import Box3D
 
 TEMPERATURE_DEG = 3.0
 """Softmax temperature over angular distances: boxes 3 deg further away are e times less likely."""

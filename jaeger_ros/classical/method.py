@@ -1,11 +1,11 @@
 """The classical baseline as an evaluation Method (see docs/architecture.md)."""
 from __future__ import annotations
 
-from jaeger_ros import answers
+from jaeger_ros.core import answers
 from jaeger_ros.classical.candidates import boxes_from_depth
 from jaeger_ros.classical.doa import estimate_by_gender, estimate_doa
 from jaeger_ros.classical.matching import match_speaker
-from jaeger_ros.dataset import ManifestEntry, Sample
+from jaeger_ros.data.dataset import ManifestEntry, Sample
 
 
 class ClassicalMethod:

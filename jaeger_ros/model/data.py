@@ -18,9 +18,9 @@ import torch
 from PIL import Image
 from scipy.signal import resample_poly
 
-from jaeger_ros import answers
-from jaeger_ros.foa import SAMPLE_RATE
-from jaeger_ros.geometry import Intrinsics
+from jaeger_ros.core import answers
+from jaeger_ros.core.foa import SAMPLE_RATE
+from jaeger_ros.core.geometry import Intrinsics
 from jaeger_ros.model.config import JaegerConfig, SPECIAL_TOKENS
 from jaeger_ros.model.depth_pe import depth_pe, grid_for, merged_tokens, patchify, raster_to_processor_order, \
     tower_order
@@ -222,7 +222,7 @@ class Example:
 
 
 def load_examples(data_dir: str | Path, split: str, tasks: Sequence[str]) -> list[Example]:
-    from jaeger_ros.dataset import iter_entries
+    from jaeger_ros.data.dataset import iter_entries
 
     out = []
     for letter, entry, folder in iter_entries(data_dir, split, tasks):
@@ -235,7 +235,7 @@ def load_examples(data_dir: str | Path, split: str, tasks: Sequence[str]) -> lis
 
 def read_folder(folder: str) -> dict[str, Any]:
     """Raw arrays of one sample folder (dataset reader), for preloading."""
-    from jaeger_ros.dataset import load_sample
+    from jaeger_ros.data.dataset import load_sample
 
     s = load_sample(folder)
     return {"rgb": s.rgb(), "depth": s.depth(), "intrinsics": s.intrinsics, "foa": s.foa(),

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jaeger_ros.foa import ACN, ENERGY_EPS, HOP, N_FFT
+from jaeger_ros.core.foa import ACN, ENERGY_EPS, HOP, N_FFT
 
 IV_FRAME_RATE = 50
 """IV frames per second at 16 kHz (hop 320; Neural IV total stride 320)."""
@@ -27,7 +27,7 @@ def _check_foa_batch(foa: torch.Tensor) -> torch.Tensor:
 
 
 class ClassicalIV(nn.Module):
-    """JAEGER's Classical IV in torch (same numbers as jaeger_ros.foa.classical_iv_features):
+    """JAEGER's Classical IV in torch (same numbers as jaeger_ros.core.foa.classical_iv_features):
     per STFT bin I_C = Re(conj(W) C) / (eps + |W|^2 + (|X|^2+|Y|^2+|Z|^2)/3), C in X, Y, Z."""
 
     def __init__(self, n_fft: int = N_FFT, hop: int = HOP) -> None:

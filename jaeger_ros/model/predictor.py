@@ -11,11 +11,11 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from jaeger_ros import answers
-from jaeger_ros.geometry import Box3D, Intrinsics
+from jaeger_ros.core import answers
+from jaeger_ros.core.geometry import Box3D, Intrinsics
 from jaeger_ros.model.modeling import JaegerModel
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "tiny"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "tiny"
 TASKS = ("A", "B", "C", "D", "E")
 
 
@@ -123,7 +123,7 @@ def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 
 class JaegerMethod:
-    """The Method protocol (jaeger_ros.evaluation) over a JAEGER checkpoint."""
+    """The Method protocol (jaeger_ros.data.evaluation) over a JAEGER checkpoint."""
 
     tasks = frozenset(TASKS)
 

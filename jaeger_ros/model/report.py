@@ -1,6 +1,6 @@
 """Batched evaluation of a checkpoint on a dataset split (GPU or CPU), as a JSON report.
 
-`jaeger eval` (jaeger_ros.evaluation) scores any Method one sample at a time; this module
+`jaeger eval` (jaeger_ros.data.evaluation) scores any Method one sample at a time; this module
 batches generation for training-time checks and ablation tables:
 
     python -m jaeger_ros.model.report CHECKPOINT|default DATA [--split test] [--out report.json]
@@ -50,7 +50,7 @@ def ablate(arrays: dict[str, dict[str, Any]], kind: str) -> dict[str, dict[str, 
 def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path, split: str = "test",
                         tasks: Sequence[str] = "ABCDE", batch_size: int = 64, workers: int = 0,
                         device: str | None = None, ablations: Sequence[str] = ()) -> dict[str, Any]:
-    """Per-task metric summaries (jaeger_ros.metrics) + headline numbers + generations;
+    """Per-task metric summaries (jaeger_ros.core.metrics) + headline numbers + generations;
     with ablations, their headline numbers under `_ablations`."""
     path = checkpoint_path(checkpoint)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")

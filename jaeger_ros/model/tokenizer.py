@@ -14,8 +14,8 @@ import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from jaeger_ros import answers
-from jaeger_ros.geometry import Box3D
+from jaeger_ros.core import answers
+from jaeger_ros.core.geometry import Box3D
 from jaeger_ros.model.config import SPECIAL_TOKENS
 
 

@@ -118,9 +118,9 @@ def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 @torch.no_grad()
 def evaluate_examples(model: JaegerModel, examples: Sequence[Example], arrays: dict[str, dict[str, Any]],
                       batch_size: int = 32) -> dict[str, Any]:
-    """Greedy answers on examples (test prompts) -> per-task summaries of jaeger_ros.metrics,
+    """Greedy answers on examples (test prompts) -> per-task summaries of jaeger_ros.core.metrics,
     plus the raw generations."""
-    from jaeger_ros import metrics
+    from jaeger_ros.core import metrics
     from jaeger_ros.model.predictor import JaegerPredictor
 
     was_training = model.training

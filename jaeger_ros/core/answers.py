@@ -26,7 +26,7 @@ from typing import Literal, Mapping, Sequence, Union
 
 import numpy as np
 
-from jaeger_ros.geometry import Box3D
+from jaeger_ros.core.geometry import Box3D
 
 TASKS: dict[str, str] = {
     "A": "spatial_doa",
@@ -64,7 +64,7 @@ CHAT_TEMPLATE = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
 BoxUnits = Literal["m", "cm"]
 TypedAnswer = Union["DoaAnswer", list[Box3D], str]
 
-_DATA_DIR = Path(__file__).resolve().parent / "data"
+_DATA_DIR = Path(__file__).resolve().parent
 _NUM = r"[+-]?\d+(?:\.\d+)?"
 _DOA_RE = re.compile(rf"azimuth: ({_NUM}); elevation: ({_NUM})")
 _BOX_RE = re.compile(rf"bbox_(\d+)=Bbox\(([^,()\n]+), ({_NUM}), ({_NUM}), ({_NUM}), "

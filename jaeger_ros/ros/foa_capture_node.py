@@ -25,9 +25,9 @@ import numpy as np
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 
-from jaeger_ros import ros_convert as rc
+from jaeger_ros.ros import convert as rc
 from jaeger_ros.msg import FoaAudio
-from jaeger_ros.node_runner import run_node
+from jaeger_ros.ros.runner import run_node
 
 # Capsule look directions in ambisonic axes (x forward, y left, z up), device channel order.
 TETRA_CAPSULES = {"LFU": (1, 1, 1), "RFD": (1, -1, -1), "LBD": (-1, 1, -1), "RBU": (-1, -1, 1)}

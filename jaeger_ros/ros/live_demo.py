@@ -8,7 +8,7 @@ speaker-match accuracy. SCORING_RULE (printed at the start) says which frames co
 boxes, the matched speaker and the DoA), topdown.png (room, camera, boxes, DoA ray) and
 summary.json to --out.
 
-Usage: python -m jaeger_ros.live_demo --duration 30 --out reports/live
+Usage: python -m jaeger_ros.ros.live_demo --duration 30 --out reports/live
 """
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
+from jaeger_ros.core.paths import share_dir
+
+REPO = share_dir()
 DEFAULT_PARAMS = REPO / "config" / "sim.yaml"
 FASTDDS_PROFILE = REPO / "config" / "fastdds.xml"
 """Large shared-memory segment: without it best-effort readers lose many 640x480 frames."""
@@ -83,14 +85,14 @@ class Scorer:
             del self.images[min(self.images)]
 
     def on_match(self, msg) -> None:
-        from jaeger_ros.ros_convert import stamp_to_seconds
+        from jaeger_ros.ros.convert import stamp_to_seconds
         self.received.append((time.time(), stamp_to_seconds(msg.header.stamp)))
         self.match_stamps.append(self.key(msg.header.stamp))
         self.pending.append(msg)
         self._drain()
 
     def _drain(self) -> None:
-        from jaeger_ros.geometry import great_circle_deg
+        from jaeger_ros.core.geometry import great_circle_deg
         newest = max(self.truth, default=0)
         while self.pending:
             key = self.key(self.pending[0].header.stamp)
@@ -169,7 +171,7 @@ def write_pictures(last, info_k: np.ndarray | None, out: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from jaeger_ros import ros_convert as rc
+    from jaeger_ros.ros import convert as rc
     match, gt, image = last
     written = []
     direction = np.array([match.doa.direction.x, match.doa.direction.y, match.doa.direction.z])
@@ -281,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     procs = {
         "sim_bridge": subprocess.Popen(_node_command("sim_bridge.node", args.params,
                                                      {"scenario": args.scenario, "seed": args.seed}), cwd=REPO),
-        "jaeger_node": subprocess.Popen(_node_command("jaeger_ros.jaeger_node", args.params, {
+        "jaeger_node": subprocess.Popen(_node_command("jaeger_ros.ros.jaeger_node", args.params, {
             "method": args.method, "window_s": args.window,
             **({"checkpoint": args.checkpoint} if args.checkpoint else {}),
             **({"target_voice": target} if target else {})}), cwd=REPO),

@@ -32,12 +32,12 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
-from jaeger_ros import ros_convert as rc
-from jaeger_ros.audio_buffer import FoaRingBuffer
-from jaeger_ros.geometry import Box3D, Intrinsics, camera_to_optical, direction_from_azel
+from jaeger_ros.ros import convert as rc
+from jaeger_ros.core.audio_buffer import FoaRingBuffer
+from jaeger_ros.core.geometry import Box3D, Intrinsics, camera_to_optical, direction_from_azel
 from jaeger_ros.msg import BoundingBox3D, BoundingBox3DArray, DoaEstimate, FoaAudio, SpeakerMatch
-from jaeger_ros.sync import subscribe_synchronized
-from jaeger_ros.node_runner import run_node
+from jaeger_ros.core.sync import subscribe_synchronized
+from jaeger_ros.ros.runner import run_node
 
 try:
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue

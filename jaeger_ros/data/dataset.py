@@ -26,8 +26,9 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 from PIL import Image
 
-from jaeger_ros import answers, foa as foa_io
-from jaeger_ros.geometry import Box3D, Intrinsics, azel_from_direction
+from jaeger_ros.core import answers
+from jaeger_ros.core import foa as foa_io
+from jaeger_ros.core.geometry import Box3D, Intrinsics, azel_from_direction
 
 TASK_LETTERS = ("A", "B", "C", "D", "E")
 SPLITS = ("train", "val", "test")

@@ -19,9 +19,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from jaeger_ros.answers import (ANSWER_KIND, MATCH_LABELS, DoaAnswer, extract_answer,
+from jaeger_ros.core.answers import (ANSWER_KIND, MATCH_LABELS, DoaAnswer, extract_answer,
                                 parse_answer, task_key)
-from jaeger_ros.geometry import Box3D, box_iou_3d, center_offset, great_circle_deg, wrapped_azimuth_error
+from jaeger_ros.core.geometry import Box3D, box_iou_3d, center_offset, great_circle_deg, wrapped_azimuth_error
 
 # Worst-case errors charged to an unparsed DoA prediction: the largest wrapped azimuth error
 # and the largest angle between two directions. The elevation error is that of the pole

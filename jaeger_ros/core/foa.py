@@ -17,7 +17,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import get_window
 
-from jaeger_ros.geometry import azel_from_direction
+from jaeger_ros.core.geometry import azel_from_direction
 
 ACN = ("W", "Y", "Z", "X")
 FUMA = ("W", "X", "Y", "Z")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -27,7 +26,8 @@ from typing import Any
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from jaeger_ros.geometry import Box3D, camera_to_optical
+from jaeger_ros.core.geometry import Box3D, camera_to_optical
+from jaeger_ros.core.paths import share_candidates
 
 STORAGES = ("mcap", "sqlite3")
 OPTICAL_FRAME = "camera_color_optical_frame"
@@ -55,9 +55,9 @@ MSGTYPES = {"color": "sensor_msgs/msg/Image", "depth": "sensor_msgs/msg/Image",
 
 def _msg_dir() -> Path:
     """msg/*.msg of this package: the source tree, or share/jaeger_ros/msg when installed."""
-    for candidate in (Path(__file__).resolve().parents[1] / "msg", Path(sys.prefix) / "share" / "jaeger_ros" / "msg"):
-        if candidate.is_dir():
-            return candidate
+    for candidate in share_candidates():
+        if (candidate / "msg").is_dir():
+            return candidate / "msg"
     raise FileNotFoundError("jaeger_ros message definitions (msg/*.msg) not found")
 
 

@@ -35,15 +35,15 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from jaeger_ros import foa as foa_io
-from jaeger_ros.answers import match_label
-from jaeger_ros.audio_buffer import FoaRingBuffer
-from jaeger_ros.bag_record import MSGTYPES, Topics, jaeger_typestore
-from jaeger_ros.dataset import (DEPTH_PNG_MAX_M, FORMAT, SPLITS, TASK_LETTERS, ManifestEntry, _Job,
+from jaeger_ros.core import foa as foa_io
+from jaeger_ros.core.answers import match_label
+from jaeger_ros.core.audio_buffer import FoaRingBuffer
+from jaeger_ros.data.bag_record import MSGTYPES, Topics, jaeger_typestore
+from jaeger_ros.data.dataset import (DEPTH_PNG_MAX_M, FORMAT, SPLITS, TASK_LETTERS, ManifestEntry, _Job,
                                 _manifest_entries, write_manifest)
-from jaeger_ros.geometry import Box3D, SourceTruth, azel_from_direction, direction_from_azel, optical_to_camera
-from jaeger_ros.msg_arrays import camera_info_to_intrinsics, depth_from_image, foa_from_msg, rgb_from_image
-from jaeger_ros.sync import ApproximateTimeMatcher
+from jaeger_ros.core.geometry import Box3D, SourceTruth, azel_from_direction, direction_from_azel, optical_to_camera
+from jaeger_ros.core.msg_arrays import camera_info_to_intrinsics, depth_from_image, foa_from_msg, rgb_from_image
+from jaeger_ros.core.sync import ApproximateTimeMatcher
 
 ANNOTATION_FORMAT = "jaeger_ros.bag_annotation/1"
 SETTLE_S = 0.2

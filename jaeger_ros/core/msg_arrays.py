@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from jaeger_ros import foa as foa_io
-from jaeger_ros.geometry import Intrinsics
+from jaeger_ros.core import foa as foa_io
+from jaeger_ros.core.geometry import Intrinsics
 
 try:  # cv_bridge is preferred where a ROS distribution provides it; ours covers the rest.
     from cv_bridge import CvBridge as _CvBridge

@@ -18,10 +18,10 @@ from geometry_msgs.msg import Pose, Quaternion, TransformStamped, Vector3
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from jaeger_ros import foa as foa_mod
-from jaeger_ros.geometry import Box3D, Intrinsics, azel_from_direction, camera_to_optical, optical_to_camera
+from jaeger_ros.core import foa as foa_mod
+from jaeger_ros.core.geometry import Box3D, Intrinsics, azel_from_direction, camera_to_optical, optical_to_camera
 from jaeger_ros.msg import BoundingBox3D, BoundingBox3DArray, DoaEstimate, FoaAudio
-from jaeger_ros.msg_arrays import (ENCODINGS, camera_info_to_intrinsics, depth_from_image, foa_from_msg,  # noqa: F401
+from jaeger_ros.core.msg_arrays import (ENCODINGS, camera_info_to_intrinsics, depth_from_image, foa_from_msg,  # noqa: F401
                                  image_to_numpy, rgb_from_image)
 
 

@@ -13,9 +13,10 @@ from typing import Any, Iterable, Protocol
 
 import numpy as np
 
-from jaeger_ros import answers, metrics
-from jaeger_ros.dataset import ManifestEntry, Sample, iter_entries, load_sample
-from jaeger_ros.geometry import box_iou_3d, wrapped_azimuth_error
+from jaeger_ros.core import answers
+from jaeger_ros.core import metrics
+from jaeger_ros.data.dataset import ManifestEntry, Sample, iter_entries, load_sample
+from jaeger_ros.core.geometry import box_iou_3d, wrapped_azimuth_error
 
 _COLUMNS = (("DoA single az", "A", "az_median", "{:.2f}°"), ("el", "A", "el_median", "{:.2f}°"),
             ("gc", "A", "gc_median", "{:.2f}°"), ("DoA overlap az", "B", "az_median", "{:.2f}°"),
