@@ -244,16 +244,38 @@ def test_extract_boxes_lenient():
 def test_match_labels_by_candidate_count():
     assert [answers.match_label(r, 2) for r in range(2)] == ["Left", "Right"]
     assert [answers.match_label(r, 3) for r in range(3)] == ["Left", "Center", "Right"]
-    for n in (2, 3):
+    assert answers.match_label(0, 1) == "Center"
+    assert [answers.match_label(r, 4) for r in range(4)] == ["Left", "Left 2", "Right 2", "Right"]
+    assert [answers.match_label(r, 5) for r in range(5)] == ["Left", "Left 2", "Center", "Right 2", "Right"]
+    assert [answers.match_label(r, 6) for r in range(6)] == ["Left", "Left 2", "Left 3", "Right 3", "Right 2",
+                                                             "Right"]
+    for n in range(1, 12):
+        labels = [answers.match_label(r, n) for r in range(n)]
+        assert len(set(labels)) == n and all(labels), labels   # non-empty and unique for every count
+        swap = {"Left": "Right", "Right": "Left", "Center": "Center"}
+        mirrored = [" ".join([swap[lab.split()[0]], *lab.split()[1:]]) for lab in reversed(labels)]
+        assert labels == mirrored                               # mirror image: Left k <-> Right k
         for r in range(n):
-            assert answers.rank_from_label(answers.match_label(r, n), n) == r
-    for bad_n in (0, 1, 4):
-        with pytest.raises(ValueError, match="2 or 3 candidates"):
+            assert answers.rank_from_label(labels[r], n) == r
+    for bad_n in (0, -1):
+        with pytest.raises(ValueError, match="at least 1 candidate"):
             answers.match_label(0, bad_n)
-    with pytest.raises(ValueError, match="rank"):
-        answers.match_label(2, 2)
+    for bad_rank, n in ((2, 2), (-1, 3), (4, 4)):
+        with pytest.raises(ValueError, match="rank"):
+            answers.match_label(bad_rank, n)
     with pytest.raises(ValueError, match="not valid"):
         answers.rank_from_label("Center", 2)
+    with pytest.raises(ValueError, match="not valid"):
+        answers.rank_from_label("Left 2", 3)
+
+
+def test_labels_beyond_three_candidates_are_not_answer_strings():
+    # The official tasks have 2-3 candidates: only their labels may be written or parsed as answers.
+    with pytest.raises(ValueError):
+        answers.format_match("Left 2")
+    with pytest.raises(answers.AnswerParseError):
+        answers.parse_match("Right 2")
+    assert answers.parse_match(answers.format_match(answers.match_label(0, 1))) == "Center"
 
 
 def test_match_strings_and_target_label():

@@ -38,9 +38,22 @@ def test_confidence_falls_as_the_direction_becomes_ambiguous():
     assert confidences[3] == pytest.approx(0.5, abs=0.05)   # half way: a coin toss, and says so
 
 
-def test_bad_input_is_rejected_and_one_candidate_has_no_label():
+def test_every_candidate_count_gets_a_positional_label():
     boxes = _boxes_given_unsorted()
-    assert match_speaker(boxes[0].center, boxes[:1]).label == ""
+    assert match_speaker(boxes[0].center, boxes[:1]).label == "Center"
+    # five boxes in a row, given right to left: the label follows x, not the list order
+    row = [Box3D([x, -1.0, -3.0], [0.3, 0.7, 0.3]) for x in (1.6, 0.8, 0.0, -0.8, -1.6)]
+    labels = [match_speaker(b.center, row).label for b in row]
+    assert labels == ["Right", "Right 2", "Center", "Left 2", "Left"]
+    four = row[:4]
+    assert [match_speaker(b.center, four).rank for b in four] == [3, 2, 1, 0]
+    assert [match_speaker(b.center, four).label for b in four] == ["Right", "Right 2", "Left 2", "Left"]
+
+
+def test_bad_input_is_rejected():
+    boxes = _boxes_given_unsorted()
+    with pytest.raises(ValueError):
+        match_speaker(boxes[0].center, [])
     with pytest.raises(ValueError):
         match_speaker(np.zeros(3), boxes)
     with pytest.raises(ValueError):

@@ -15,7 +15,8 @@ TEMPERATURE_DEG = 3.0
 @dataclass(frozen=True)
 class MatchResult:
     """index: into the boxes as given; rank: among them sorted by centre x (0 = leftmost);
-    label: the official Left/Center/Right for 2-3 candidates ("" otherwise);
+    label: answers.match_label of the rank (the official Left/Center/Right for 2-3 candidates,
+    "Center" for one, "Left k"/"Right k" inside larger rows);
     confidence: softmax probability of the chosen box over angular distances."""
 
     index: int
@@ -58,5 +59,4 @@ def match_speaker(direction_cam: np.ndarray, boxes: list[Box3D]) -> MatchResult:
     probs /= probs.sum()
     order = np.argsort([b.center[0] for b in boxes], kind="stable")
     rank = int(np.flatnonzero(order == best)[0])
-    label = answers.match_label(rank, len(boxes)) if len(boxes) in (2, 3) else ""
-    return MatchResult(best, rank, label, float(probs[best]), tuple(float(a) for a in angles))
+    return MatchResult(best, rank, answers.match_label(rank, len(boxes)), float(probs[best]), tuple(float(a) for a in angles))

@@ -54,8 +54,7 @@ ANSWER_KIND: dict[str, AnswerKind] = {"A": "doa", "B": "doa", "starss23": "doa",
 DOA_DECIMALS: dict[str, int] = {"A": 0, "B": 0, "starss23": 1}
 
 MATCH_LABELS: tuple[str, str, str] = ("Left", "Center", "Right")
-# Label of each rank (0 = leftmost candidate) for each candidate count the dataset uses.
-_LABELS_BY_COUNT: dict[int, tuple[str, ...]] = {2: ("Left", "Right"), 3: ("Left", "Center", "Right")}
+"""The official matching answers (2 or 3 candidates); match_label extends them to any count."""
 GENDERS: tuple[str, str] = ("male", "female")
 
 CHAT_TEMPLATE = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
@@ -262,26 +261,33 @@ def _extract_boxes(text: str, units: BoxUnits) -> list[Box3D] | None:
 # ----------------------------------------------------------------------------- matching
 
 
-def _labels_for(n_candidates: int) -> tuple[str, ...]:
-    # One candidate is rejected rather than called "Center": the official vocabulary only
-    # covers 2-3 candidates (num_speakers is 2 or 3 in every matching manifest) and a
-    # one-candidate question is trivial, so a generator asking for it has a bug.
-    if n_candidates not in _LABELS_BY_COUNT:
-        raise ValueError(f"speaker matching needs 2 or 3 candidates, got {n_candidates}")
-    return _LABELS_BY_COUNT[n_candidates]
-
-
 def match_label(rank: int, n_candidates: int) -> str:
-    """Label of the candidate at ``rank`` (0 = leftmost, candidates sorted by centre x)."""
-    labels = _labels_for(n_candidates)
+    """Label of the candidate at ``rank`` (0 = leftmost, candidates sorted by centre x).
+
+    One rule for every candidate count n >= 1, chosen so that 2 and 3 candidates give exactly
+    the official labels (Left/Right, Left/Center/Right) that the manifests hold:
+    the exact middle rank (n odd) is ``"Center"``; the leftmost is ``"Left"`` and the rightmost
+    ``"Right"``; any other rank is named by its place counted from the nearer end, ``"Left k"``
+    or ``"Right k"`` (k-th from that end, k >= 2). So 1 candidate is ``"Center"`` (the official
+    code has no label for it), 4 are Left, Left 2, Right 2, Right and 5 are Left, Left 2, Center,
+    Right 2, Right. Labels are unique within a count, so :func:`rank_from_label` inverts it.
+    Only Left/Center/Right are answer strings (:func:`format_match`): the official tasks never
+    ask about another count.
+    """
+    if n_candidates < 1:
+        raise ValueError(f"speaker matching needs at least 1 candidate, got {n_candidates}")
     if not 0 <= rank < n_candidates:
         raise ValueError(f"rank {rank} outside 0..{n_candidates - 1}")
-    return labels[rank]
+    twice_offset = 2 * rank - (n_candidates - 1)  # twice the signed distance from the middle
+    if twice_offset == 0:
+        return "Center"
+    side, place = ("Left", rank + 1) if twice_offset < 0 else ("Right", n_candidates - rank)
+    return side if place == 1 else f"{side} {place}"
 
 
 def rank_from_label(label: str, n_candidates: int) -> int:
     """Inverse of :func:`match_label`; ``"Center"`` with 2 candidates is an error."""
-    labels = _labels_for(n_candidates)
+    labels = [match_label(r, n_candidates) for r in range(max(n_candidates, 1))]  # n < 1 raises
     if label not in labels:
         raise ValueError(f"label {label!r} is not valid with {n_candidates} candidates {labels}")
     return labels.index(label)
