@@ -13,6 +13,7 @@ into the next), plus a little sensor noise. Scenario "single": one loudspeaker p
 talks; "dual": a male and a female loudspeaker talk independently (they overlap at times).
 
 Frames: the simulator's world is y up; `map` is REP-103 (z up): map = (z, x, y) of world.
+TF (tf_links): map -> odom -> base_link -> camera_link -> camera_color_optical_frame (REP-105).
 """
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ MAP_FROM_WORLD = pose_matrix(np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1
 LINK_FROM_OPTICAL = pose_matrix(BODY_FROM_CAMERA @ OPTICAL_FROM_CAMERA.T, np.zeros(3))
 """camera_link (REP-103 body axes) <- camera optical frame: the standard fixed rotation."""
 CAMERA_FROM_OPTICAL = pose_matrix(OPTICAL_FROM_CAMERA.T, np.zeros(3))
+MAP_FRAME, ODOM_FRAME, BASE_FRAME, CAMERA_LINK_FRAME = "map", "odom", "base_link", "camera_link"
+OPTICAL_FRAME = "camera_color_optical_frame"
+"""Frame of the colour and depth images (depth is registered to colour) and of the ground truth."""
 
 
 @dataclass(frozen=True)
@@ -270,16 +274,39 @@ class LiveWorld:
         room = MAP_FROM_WORLD[:3, :3] @ np.asarray(live.scene.room.size, dtype=float)
         return GroundTruth(t, live.index, self.config.scenario, live.boxes, sources, live.map_from_optical, room)
 
-    def transforms(self, t: float) -> dict[tuple[str, str], np.ndarray]:
-        """TF tree at time t: map -> base_link (robot on the floor, yaw only) -> camera_link
-        (height and pitch) -> camera_color_optical_frame (fixed), as 4x4 parent_from_child."""
-        live = self.scene(self.scene_index(t))
-        map_from_link = live.map_from_optical @ np.linalg.inv(LINK_FROM_OPTICAL)
-        forward = map_from_link[:3, 0]
-        yaw = np.arctan2(forward[1], forward[0])
-        c, s = np.cos(yaw), np.sin(yaw)
-        map_from_base = pose_matrix(np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]),
-                                    [map_from_link[0, 3], map_from_link[1, 3], 0.0])
-        return {("map", "base_link"): map_from_base,
-                ("base_link", "camera_link"): np.linalg.inv(map_from_base) @ map_from_link,
-                ("camera_link", "camera_color_optical_frame"): LINK_FROM_OPTICAL}
+    def transforms(self, t: float, optical_frame: str = OPTICAL_FRAME) -> list[FrameLink]:
+        """The TF tree at capture time t (see :func:`tf_links`)."""
+        return tf_links(self.scene(self.scene_index(t)).map_from_optical, optical_frame)
+
+
+@dataclass(frozen=True)
+class FrameLink:
+    """One TF edge: `transform` is 4x4 parent_from_child (maps child coordinates into parent).
+    static: it never changes, so it goes once on the latched /tf_static; else on /tf every frame."""
+
+    parent: str
+    child: str
+    transform: np.ndarray
+    static: bool
+
+
+def tf_links(map_from_optical: np.ndarray, optical_frame: str = OPTICAL_FRAME) -> list[FrameLink]:
+    """The REP-105 chain map -> odom -> base_link -> camera_link -> `optical_frame` whose
+    product is `map_from_optical`; the one function both the live node and the bag recorder
+    publish, so live and recorded TF agree.
+
+    map -> odom: identity, static (the simulator's odometry is exact, it never drifts).
+    odom -> base_link: the robot on the floor (z = 0) under the camera, yaw only; /tf.
+    base_link -> camera_link: the camera mount (height and pitch, new each scene); /tf.
+    camera_link -> optical: the fixed REP-103 body -> optical rotation; static.
+    """
+    map_from_link = np.asarray(map_from_optical, dtype=float) @ np.linalg.inv(LINK_FROM_OPTICAL)
+    forward = map_from_link[:3, 0]
+    yaw = np.arctan2(forward[1], forward[0])
+    c, s = np.cos(yaw), np.sin(yaw)
+    odom_from_base = pose_matrix(np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]),
+                                 [map_from_link[0, 3], map_from_link[1, 3], 0.0])
+    return [FrameLink(MAP_FRAME, ODOM_FRAME, np.eye(4), True),
+            FrameLink(ODOM_FRAME, BASE_FRAME, odom_from_base, False),
+            FrameLink(BASE_FRAME, CAMERA_LINK_FRAME, np.linalg.inv(odom_from_base) @ map_from_link, False),
+            FrameLink(CAMERA_LINK_FRAME, optical_frame, LINK_FROM_OPTICAL.copy(), True)]

@@ -1,14 +1,16 @@
 """sim_bridge ROS 2 node: publishes the live simulated world (sim_bridge.live) in real time.
 
-Topics (every name a parameter): colour image (rgb8), depth image (32FC1 metres, NaN = no
+Topics (every name but /tf and /tf_static a parameter): colour image (rgb8), depth image (32FC1 metres, NaN = no
 return), camera_info, FOA audio chunks (jaeger_ros/FoaAudio, stamped at their FIRST sample),
-ground truth (jaeger_ros/SimGroundTruth, stamped like the frame it describes) and TF
-(map -> base_link -> camera_link -> camera_color_optical_frame). Sensor topics use the
-sensor-data QoS (best effort, keep last 5); ground truth is reliable.
+ground truth (jaeger_ros/SimGroundTruth in the optical frame, stamped like the frame it
+describes) and TF. Sensor topics use the sensor-data QoS (best effort, keep last 5); ground
+truth is reliable.
 
-TF: tf2_msgs/TFMessage on /tf (and the fixed camera_link -> optical on /tf_static, transient
-local) when tf2_msgs is importable; otherwise (no tf2_msgs wheel exists) each transform is a
-geometry_msgs/TransformStamped on `transform_topic` (default /sim/transforms).
+TF (tf2_msgs/TFMessage, REP-105 chain from sim_bridge.live.tf_links): map -> odom -> base_link
+-> camera_link -> `optical_frame` (the frame_id of every image, camera_info, audio chunk and
+ground truth). The moving links (odom -> base_link, base_link -> camera_link: new each scene)
+go on /tf with every frame, stamped like it; the fixed ones (map -> odom, camera_link ->
+optical) go once on /tf_static (reliable, transient local: late subscribers get them too).
 
 Pacing: a 5 ms timer compares the ROS clock with the schedule: frame k is captured at
 t0 + k / camera_rate_hz and published then; audio chunk j covers [t0 + j c, t0 + (j+1) c)
@@ -19,23 +21,25 @@ loudspeakers are talking at its stamp.
 from __future__ import annotations
 
 
-from geometry_msgs.msg import TransformStamped, Vector3
+from geometry_msgs.msg import Vector3
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
+from tf2_msgs.msg import TFMessage
 
 from jaeger_ros.ros import convert as rc
 from jaeger_ros.core.geometry import camera_to_optical
 from jaeger_ros.msg import FoaAudio, SimGroundTruth, SimSource
-from sim_bridge.live import GroundTruth, LiveConfig, LiveWorld
+from sim_bridge.live import OPTICAL_FRAME, FrameLink, GroundTruth, LiveConfig, LiveWorld
 from jaeger_ros.ros.runner import run_node
 
-try:
-    from tf2_msgs.msg import TFMessage
-except ImportError:  # no tf2_msgs wheel: fall back to TransformStamped on a documented topic
-    TFMessage = None
+STATIC_TF_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
+"""What tf2's static broadcaster offers: the last message kept for subscribers that join later."""
 
-STATIC_TF = ("camera_link", "camera_color_optical_frame")
+
+def tf_message(links: list[FrameLink], stamp: float) -> TFMessage:
+    return TFMessage(transforms=[rc.transform_to_msg(link.transform, link.parent, link.child, stamp)
+                                 for link in links])
 
 
 def ground_truth_to_msg(gt: GroundTruth, frame_id: str) -> SimGroundTruth:
@@ -60,10 +64,10 @@ class SimBridgeNode(Node):
             ("seed", 0), ("scene_period_s", 8.0), ("camera_rate_hz", 10.0), ("chunk_s", 0.05),
             ("width", 640), ("height", 480), ("hfov_deg", 90.0), ("speech_dir", ""), ("speech_pool", 8),
             ("noise_rms", 1e-4), ("audio_channel_order", "ACN"), ("audio_normalization", "SN3D"),
-            ("optical_frame", "camera_color_optical_frame"),
+            ("optical_frame", OPTICAL_FRAME),
             ("color_topic", "/camera/color/image_raw"), ("depth_topic", "/camera/depth/image_raw"),
             ("camera_info_topic", "/camera/color/camera_info"), ("audio_topic", "/audio/foa"),
-            ("ground_truth_topic", "/sim/ground_truth"), ("transform_topic", "/sim/transforms"))}
+            ("ground_truth_topic", "/sim/ground_truth"))}
         self.p = p
         if p["camera_rate_hz"] <= 0:
             raise ValueError(f"camera_rate_hz must be positive, got {p['camera_rate_hz']}")
@@ -78,13 +82,8 @@ class SimBridgeNode(Node):
         self.pub_info = self.create_publisher(CameraInfo, p["camera_info_topic"], sensor)
         self.pub_audio = self.create_publisher(FoaAudio, p["audio_topic"], sensor)
         self.pub_gt = self.create_publisher(SimGroundTruth, p["ground_truth_topic"], 10)
-        if TFMessage is not None:  # pragma: no cover - no tf2_msgs wheel here
-            self.pub_tf = self.create_publisher(TFMessage, "/tf", 100)
-            latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                                 reliability=ReliabilityPolicy.RELIABLE)
-            self.pub_tf_static = self.create_publisher(TFMessage, "/tf_static", latched)
-        else:
-            self.pub_tf = self.create_publisher(TransformStamped, p["transform_topic"], 100)
+        self.pub_tf = self.create_publisher(TFMessage, "/tf", 100)
+        self.pub_tf_static = self.create_publisher(TFMessage, "/tf_static", STATIC_TF_QOS)
         self._cache: dict[int, tuple[Image, Image]] = {}
         self._static_sent = False
         self._pending_audio: list[tuple[float, object]] = []
@@ -98,8 +97,8 @@ class SimBridgeNode(Node):
         self.timer = self.create_timer(0.005, self._tick)
         self.get_logger().info(
             f"sim_bridge live: {p['width']}x{p['height']} at {p['camera_rate_hz']} Hz, FOA chunks of "
-            f"{self.world.chunk} samples at {self.world.sample_rate} Hz, TF via "
-            f"{'/tf' if TFMessage is not None else p['transform_topic']}")
+            f"{self.world.chunk} samples at {self.world.sample_rate} Hz, TF map -> odom -> base_link -> "
+            f"camera_link -> {p['optical_frame']}")
 
     def _frame_msgs(self, scene_id: int, rgb, depth) -> tuple[Image, Image]:
         """Image messages of a scene (static camera: converted once, re-stamped per frame)."""
@@ -116,7 +115,8 @@ class SimBridgeNode(Node):
         chunk_s = self.world.chunk / self.world.sample_rate
         while self._pending_audio and self._pending_audio[0][0] + chunk_s <= now:
             t, samples = self._pending_audio.pop(0)
-            self.pub_audio.publish(rc.foa_to_msg(samples, self.world.sample_rate, rc.make_header(t, self.p["optical_frame"]),
+            header = rc.make_header(t, self.p["optical_frame"])
+            self.pub_audio.publish(rc.foa_to_msg(samples, self.world.sample_rate, header,
                                                  self.p["audio_channel_order"], self.p["audio_normalization"]))
             self.chunks_published += 1
         next_frame = self.t0 + self.frames_published / self.p["camera_rate_hz"]
@@ -140,19 +140,11 @@ class SimBridgeNode(Node):
         self._publish_tf(t)
 
     def _publish_tf(self, t: float) -> None:
-        frames = dict(self.world.transforms(t))
-        if self.p["optical_frame"] != STATIC_TF[1]:
-            frames[(STATIC_TF[0], self.p["optical_frame"])] = frames.pop(STATIC_TF)
-        msgs = {key: rc.transform_to_msg(m, key[0], key[1], t) for key, m in frames.items()}
-        if TFMessage is None:
-            for msg in msgs.values():
-                self.pub_tf.publish(msg)
-            return
-        static = [m for (parent, _), m in msgs.items() if parent == STATIC_TF[0]]  # pragma: no cover
-        if not self._static_sent:  # pragma: no cover
-            self.pub_tf_static.publish(TFMessage(transforms=static))
+        links = self.world.transforms(t, self.p["optical_frame"])
+        if not self._static_sent:  # fixed for the whole run: once, latched
+            self.pub_tf_static.publish(tf_message([link for link in links if link.static], t))
             self._static_sent = True
-        self.pub_tf.publish(TFMessage(transforms=[m for m in msgs.values() if m not in static]))  # pragma: no cover
+        self.pub_tf.publish(tf_message([link for link in links if not link.static], t))
 
 
 def main(args: list[str] | None = None) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from safetensors.torch import load_file
+from scipy.spatial.transform import Rotation
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import Writer
 from rosbags.rosbag2.enums import StoragePlugin
@@ -79,9 +80,41 @@ def test_bag_holds_every_topic_with_embedded_definitions(bag):
     frames = read_topic(bag, "/camera/color/image_raw")
     assert stamps[0] == stamp_ns(frames[0][1])  # stream and camera share one clock
     assert {(m.width, m.height, m.encoding) for _, m in frames} == {(320, 240, "rgb8")}
-    tf = read_topic(bag, "/tf")[0][1]
-    assert {(x.header.frame_id, x.child_frame_id) for x in tf.transforms} == {("map", "base_link"),
-                                                                                ("base_link", "camera_link")}
+
+
+def _matrix(r, t) -> np.ndarray:
+    """4x4 from a quaternion and a translation (Transform or Pose fields)."""
+    m = np.eye(4)
+    m[:3, :3] = Rotation.from_quat([r.x, r.y, r.z, r.w]).as_matrix()
+    m[:3, 3] = [t.x, t.y, t.z]
+    return m
+
+
+def test_bag_tf_is_the_live_tree_and_composes_to_the_camera_pose(bag):
+    """/tf and /tf_static hold the links sim_bridge publishes live (sim_bridge.live.tf_links):
+    moving links every frame stamped like it, fixed ones once; map -> ... -> optical equals the
+    ground-truth camera pose."""
+    (log_ns, static), = read_topic(bag, "/tf_static")
+    dynamic = read_topic(bag, "/tf")
+    frames = read_topic(bag, "/camera/color/image_raw")
+    truth = {stamp_ns(m): m for _, m in read_topic(bag, "/sim/ground_truth")}
+    optical = frames[0][1].header.frame_id
+    assert optical == "camera_color_optical_frame"
+    assert [(x.header.frame_id, x.child_frame_id) for x in static.transforms] == [("map", "odom"),
+                                                                                  ("camera_link", optical)]
+    assert log_ns == stamp_ns(frames[0][1]) == stamp_ns(static.transforms[0])
+    assert [stamp_ns(x) for _, m in dynamic for x in m.transforms] == [stamp_ns(f) for _, f in frames for _ in (0, 1)]
+    fixed = {x.child_frame_id: _matrix(x.transform.rotation, x.transform.translation) for x in static.transforms}
+    np.testing.assert_allclose(fixed["odom"], np.eye(4), atol=1e-12)
+    for _, msg in dynamic:
+        assert [(x.header.frame_id, x.child_frame_id) for x in msg.transforms] == [("odom", "base_link"),
+                                                                                   ("base_link", "camera_link")]
+        odom_base, base_link = (_matrix(x.transform.rotation, x.transform.translation) for x in msg.transforms)
+        assert all(x.transform.rotation.w >= 0 for x in msg.transforms)
+        assert abs(odom_base[2, 3]) < 1e-9 and odom_base[2, 2] == pytest.approx(1.0)  # on the floor, yaw only
+        gt = truth[stamp_ns(msg.transforms[0])]
+        expected = _matrix(gt.camera_pose.orientation, gt.camera_pose.position)
+        np.testing.assert_allclose(fixed["odom"] @ odom_base @ base_link @ fixed[optical], expected, atol=1e-9)
 
 
 def test_ground_truth_activity_agrees_with_the_recorded_audio(bag):

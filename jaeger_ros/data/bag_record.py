@@ -5,8 +5,10 @@ need not wait for real time. The recorder runs the ROS-free live world (sim_brid
 its own clock and writes what sim_bridge publishes, serialised as CDR with the `rosbags`
 library: colour image (rgb8), depth (32FC1 metres, NaN = no return), camera_info, FOA chunks
 (jaeger_ros/msg/FoaAudio, stamped at their FIRST sample), /sim/ground_truth and TF
-(tf2_msgs/TFMessage on /tf and /tf_static). Every connection embeds its message definition,
-so any rosbag2 reader decodes the bag without this package.
+(tf2_msgs/TFMessage: the links of sim_bridge.live.tf_links, the moving ones on /tf with every
+frame, the fixed ones once on /tf_static, exactly as sim_bridge publishes them). Every
+connection embeds its message definition, so any rosbag2 reader decodes the bag without this
+package.
 
 Time: header stamps are stream time (sample 0 of the FOA stream) plus a start time (the wall
 clock at start unless given). The log time of a message is when sim_bridge would publish it:
@@ -28,10 +30,9 @@ from scipy.spatial.transform import Rotation
 
 from jaeger_ros.core.geometry import Box3D, camera_to_optical
 from jaeger_ros.core.paths import share_candidates
+from sim_bridge.live import OPTICAL_FRAME, FrameLink
 
 STORAGES = ("mcap", "sqlite3")
-OPTICAL_FRAME = "camera_color_optical_frame"
-STATIC_TF = ("camera_link", OPTICAL_FRAME)
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ class _Messages:
         return self.t["geometry_msgs/msg/Vector3"](x=float(v[0]), y=float(v[1]), z=float(v[2]))
 
     def pose(self, transform: np.ndarray) -> Any:
-        q = Rotation.from_matrix(transform[:3, :3]).as_quat()  # x, y, z, w
+        q = Rotation.from_matrix(transform[:3, :3]).as_quat(canonical=True)  # x, y, z, w >= 0 as ros.convert
         return self.t["geometry_msgs/msg/Pose"](
             position=self.t["geometry_msgs/msg/Point"](x=float(transform[0, 3]), y=float(transform[1, 3]),
                                                       z=float(transform[2, 3])),
@@ -149,13 +150,13 @@ class _Messages:
             boxes=[self.box(b, i) for i, b in enumerate(gt.boxes)], sources=sources,
             camera_pose=self.pose(gt.map_from_optical), room_size=self.vector(gt.room_size_map))
 
-    def tf(self, stamp_ns: int, frames: dict[tuple[str, str], np.ndarray]) -> Any:
+    def tf(self, stamp_ns: int, links: list[FrameLink]) -> Any:
         transforms = []
-        for (parent, child), m in frames.items():
-            pose = self.pose(m)
+        for link in links:
+            pose = self.pose(link.transform)
             p = pose.position
             transforms.append(self.t["geometry_msgs/msg/TransformStamped"](
-                header=self.header(stamp_ns, parent), child_frame_id=child,
+                header=self.header(stamp_ns, link.parent), child_frame_id=link.child,
                 transform=self.t["geometry_msgs/msg/Transform"](
                     translation=self.t["geometry_msgs/msg/Vector3"](x=p.x, y=p.y, z=p.z),
                     rotation=pose.orientation)))
@@ -239,11 +240,10 @@ def record(out: str | Path, duration_s: float, scenario: str = "single", seed: i
             write("depth", stamp, make.image(stamp, cache[2], "32FC1"))
             write("camera_info", stamp, make.camera_info(stamp, world.intrinsics))
             write("ground_truth", stamp, make.ground_truth(stamp, world.ground_truth(t)))
-            tf = dict(world.transforms(t))
-            static = {STATIC_TF: tf.pop(STATIC_TF)}
-            if k == 0:
-                write("tf_static", stamp, make.tf(stamp, static))
-            write("tf", stamp, make.tf(stamp, tf))
+            links = world.transforms(t, OPTICAL_FRAME)
+            if k == 0:  # fixed for the whole recording, as sim_bridge latches them
+                write("tf_static", stamp, make.tf(stamp, [link for link in links if link.static]))
+            write("tf", stamp, make.tf(stamp, [link for link in links if not link.static]))
             frames += 1
         while world.next_chunk_time + chunk_s <= duration_s + 1e-9:
             pending.append(world.next_chunk())
