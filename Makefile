@@ -4,53 +4,41 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYVER := 3.11
 SETUP_STAMP := $(VENV)/.setup-done
-MSG_STAMP := build/colcon/.msgs-done
-PTH := $(VENV)/lib/python$(PYVER)/site-packages/jaeger_ros_messages.pth
+WS := build/ws
+PTH := $(VENV)/lib/python$(PYVER)/site-packages/jaeger_ros_workspace.pth
+# Every command below runs in the environment a ROS user has after sourcing the workspace.
+RUN := source $(VENV)/bin/activate && source $(WS)/install/setup.bash &&
 DEMO_DIR ?= data/demo
 DEMO_N ?= 20
 DEMO_SECONDS ?= 30
 
-.PHONY: setup demo test messages clean bench record
+.PHONY: setup workspace demo test clean bench record
 
-setup: $(SETUP_STAMP) $(MSG_STAMP)
+setup: $(SETUP_STAMP) workspace
 
-$(SETUP_STAMP): requirements.txt setup.py
+$(SETUP_STAMP): requirements.txt
 	@command -v espeak-ng >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; }
 	test -x $(PY) || python$(PYVER) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q --no-deps -e . --config-settings editable_mode=compat
 	touch $@
 
-# The ROS wheels' CMake exports point at their build machine's Python; link those paths here.
-$(MSG_STAMP): $(SETUP_STAMP) $(wildcard msg/*.msg) CMakeLists.txt package.xml
-	inc=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])'); \
-	np=$$($(PY) -c 'import numpy, os; print(os.path.dirname(numpy.__file__))'); \
-	mkdir -p /opt/python/cp311-cp311/include /opt/python/cp311-cp311/lib/python3.11/site-packages; \
-	ln -sfn "$$inc" /opt/python/cp311-cp311/include/python3.11; \
-	ln -sfn "$$np" /opt/python/cp311-cp311/lib/python3.11/site-packages/numpy
-	# CMake refuses include paths inside the source dir (the venv is), so build a copy.
-	rm -rf build/colcon && mkdir -p build/colcon/src/jaeger_ros
-	cp -r msg package.xml CMakeLists.txt build/colcon/src/jaeger_ros/
-	source $(VENV)/bin/activate && prefix=$$(realpath $(VENV)) && \
-	AMENT_PREFIX_PATH=$$prefix CMAKE_PREFIX_PATH=$$prefix \
-	colcon --log-base build/colcon/log build --base-paths build/colcon/src \
-		--build-base build/colcon/build --install-base build/colcon/install --merge-install \
-		--cmake-args -DPython3_EXECUTABLE=$$prefix/bin/python -DJAEGER_MESSAGES_ONLY=ON -DBUILD_TESTING=OFF \
-		> build/colcon.log 2>&1 || { tail -40 build/colcon.log; exit 1; }
-	# Generated libraries go where the ROS wheels' loader looks (venv lib); Python code via .pth.
-	ln -sf $$(realpath build/colcon/install/lib)/libjaeger_ros__*.so $(VENV)/lib/
-	realpath build/colcon/install/lib/python$(PYVER)/site-packages > $(PTH)
-	touch $@
-
-messages: $(MSG_STAMP)
+# The full package built by colcon in a workspace (build/ws/src/jaeger_ros -> build/ws/install),
+# exactly as in a user's ROS workspace; rebuilt incrementally on every call (~20 s).
+# For `.venv/bin/python` without sourcing: a .pth to the install and its generated libraries
+# where the ROS wheels' loader looks.
+workspace: $(SETUP_STAMP)
+	tools/workspace.sh $(WS) $(PY) > build/workspace.log 2>&1 || { tail -40 build/workspace.log; exit 1; }
+	realpath $(WS)/install/lib/python$(PYVER)/site-packages > $(PTH)
+	ln -sf $$(realpath $(WS)/install/lib)/lib*__rosidl_*.so $(VENV)/lib/
+	@echo "workspace built: $(WS)/install (log: build/workspace.log)"
 
 # The main job: a small simulated test split scored by the classical baseline (Table-2
 # columns), then the live ROS 2 demo (sim_bridge + jaeger_node as separate processes).
 demo: setup
-	$(VENV)/bin/jaeger dataset generate --out $(DEMO_DIR) --split test --num $(DEMO_N) --seed 0 --tasks A,B,C,D,E --workers 2
-	$(VENV)/bin/jaeger eval --method classical --data $(DEMO_DIR) --split test --out reports/demo
-	$(PY) -m jaeger_ros.ros.live_demo --duration $(DEMO_SECONDS) --out reports/live
+	$(RUN) jaeger dataset generate --out $(DEMO_DIR) --split test --num $(DEMO_N) --seed 0 --tasks A,B,C,D,E --workers 2 --overwrite
+	$(RUN) jaeger eval --method classical --data $(DEMO_DIR) --split test --out reports/demo
+	$(RUN) $(WS)/install/lib/jaeger_ros/live_demo --duration $(DEMO_SECONDS) --out reports/live
 
 # A rosbag2 (mcap) of the simulated live world; turn it into a split with
 # `jaeger dataset from-bag $(RECORD_OUT) --out DIR --split train`. Never overwrites a bag.
@@ -58,13 +46,15 @@ RECORD_OUT ?= data/bags/sim
 RECORD_SECONDS ?= 60
 RECORD_ARGS ?= --scenario single --seed 0
 record: setup
-	$(VENV)/bin/jaeger record --duration $(RECORD_SECONDS) --out $(RECORD_OUT) $(RECORD_ARGS)
+	$(RUN) jaeger record --duration $(RECORD_SECONDS) --out $(RECORD_OUT) $(RECORD_ARGS)
 
+# The installed package is what is tested: pytest's script (not `python -m`) keeps the source
+# tree off sys.path, so `import jaeger_ros` is the workspace install.
 test: setup
-	$(PY) -m pytest
+	$(RUN) pytest
 
 bench: setup
-	$(PY) benchmarks/bench_generate.py
+	$(RUN) python benchmarks/bench_generate.py
 
 clean:
 	rm -rf build $(VENV) reports data/demo

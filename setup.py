@@ -1,8 +1,11 @@
-"""pip-installable view of the package (the `jaeger` CLI and the ROS-free core).
+"""pip-installable view of the package: the `jaeger` CLI and the ROS-free stages.
 
-colcon builds the ROS package from CMakeLists.txt (package.xml build_type ament_cmake);
-this file lets `pip install -e .` put the code and console scripts into a virtualenv.
+colcon builds the ROS package from CMakeLists.txt (package.xml build_type ament_cmake) and
+ignores this file; `pip install '.[hardware]'` serves users without a ROS workspace (the
+generated messages then come from a sourced ROS workspace that has jaeger_ros built).
 """
+from glob import glob
+
 from setuptools import find_packages, setup
 
 setup(
@@ -14,7 +17,10 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/jaeger_ros"]),
         ("share/jaeger_ros", ["package.xml"]),
+        *[(f"share/jaeger_ros/{d}", sorted(glob(f"{d}/*"))) for d in ("config", "launch", "msg")],
     ],
     python_requires=">=3.10",
+    # foa_capture: a 4-channel microphone through PortAudio (apt: libportaudio2)
+    extras_require={"hardware": ["sounddevice>=0.4"]},
     entry_points={"console_scripts": ["jaeger = jaeger_ros.cli:main"]},
 )
