@@ -9,10 +9,12 @@ frame to where the simulator put them in `map`.
 import os
 import random
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import rclpy
+import yaml
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
@@ -150,3 +152,16 @@ def _left_to_right(scene) -> list[int]:
     """Loudspeaker indices in the order of the ground-truth boxes (by camera-frame centre x)."""
     boxes = scene.loudspeaker_boxes_camera()
     return sorted(range(len(boxes)), key=lambda i: boxes[i].center[0])
+
+
+def test_rviz_config_shows_the_tree_camera_and_markers_in_map():
+    config = Path(__file__).resolve().parents[1] / "config"
+    rviz = yaml.safe_load((config / "jaeger.rviz").read_text())["Visualization Manager"]
+    params = yaml.safe_load((config / "sim.yaml").read_text())
+    assert rviz["Global Options"]["Fixed Frame"] == "map"
+    shown = {d["Class"].split("/")[-1]: d for d in rviz["Displays"] if d["Enabled"]}
+    assert {"Grid", "TF", "Image", "MarkerArray"} <= set(shown)
+    assert shown["Grid"]["Plane"] == "XY"  # the floor of a z-up map
+    assert shown["Image"]["Topic"]["Value"] == params["sim_bridge"]["ros__parameters"]["color_topic"]
+    assert shown["Image"]["Topic"]["Reliability Policy"] == "Best Effort"  # sensor-data QoS
+    assert shown["MarkerArray"]["Topic"]["Value"] == params["jaeger_node"]["ros__parameters"]["markers_topic"]
