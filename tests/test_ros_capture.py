@@ -1,10 +1,19 @@
-"""A-format -> B-format matrix of the tetrahedral capture node (the device itself is not tested)."""
+"""A-format -> B-format matrix of the tetrahedral capture node, and its executable failing
+cleanly without sounddevice or the device (a real microphone is not tested)."""
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from jaeger_ros.core import foa
 from jaeger_ros.ros.foa_capture_node import TETRA_CAPSULES, a_to_b, parse_matrix, tetrahedral_a_to_b
 from jaeger_ros.core.geometry import direction_from_azel
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def capsule_signals(direction_cam, capsules, n=4000, seed=0):
@@ -41,3 +50,24 @@ def test_other_channel_orders_and_bad_matrices():
         tetrahedral_a_to_b(("LFU", "RFD", "LBD", "XYZ"))
     with pytest.raises(ValueError, match="shape"):
         a_to_b(np.zeros((10, 3)), tetrahedral_a_to_b())
+
+
+def test_capture_executable_without_sounddevice_or_device_exits_1_with_one_line(tmp_path):
+    """Real process: with sounddevice missing (as here) the one line names the pip extra; where
+    sounddevice is installed, a device that does not exist gives the one line instead."""
+    try:
+        import sounddevice  # noqa: F401
+        missing, args = False, ["--ros-args", "-p", "device:=no such device"]
+    except (ImportError, OSError):
+        missing, args = True, []
+    env = dict(os.environ, ROS_DOMAIN_ID=str(random.randint(1, 200)), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    proc = subprocess.run([sys.executable, "-m", "jaeger_ros.ros.foa_capture_node", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output
+    assert len(output.strip().splitlines()) == 1 and "Traceback" not in output, output
+    assert output.startswith("foa_capture: ")
+    if missing:
+        assert "pip install 'jaeger_ros[hardware]'" in output
+    else:
+        assert "no such device" in output

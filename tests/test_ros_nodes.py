@@ -7,6 +7,7 @@ separate processes; launch files describe the right nodes when `launch` is impor
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -15,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rclpy
-from geometry_msgs.msg import TransformStamped
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
+from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import Marker, MarkerArray
 
 from jaeger_ros.core import foa
@@ -66,8 +67,14 @@ def test_sim_bridge_to_jaeger_node_matches_ground_truth(context):
     listener.create_subscription(MarkerArray, "/jaeger/markers", got["markers"].append, 50)
     listener.create_subscription(SimGroundTruth, "/sim/ground_truth",
                                  lambda m: got["gt"].__setitem__(Scorer.key(m.header.stamp), m), 50)
-    listener.create_subscription(TransformStamped, "/sim/transforms",
-                                 lambda m: got["tf"].__setitem__((m.header.frame_id, m.child_frame_id), m), 50)
+
+    def on_tf(msg: TFMessage) -> None:
+        for t in msg.transforms:
+            got["tf"][(t.header.frame_id, t.child_frame_id)] = t
+
+    listener.create_subscription(TFMessage, "/tf", on_tf, 50)
+    listener.create_subscription(TFMessage, "/tf_static", on_tf, QoSProfile(
+        depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE))
     if DiagnosticArray is not None:
         listener.create_subscription(DiagnosticArray, "/diagnostics", got["diag"].append, 10)
     executor = SingleThreadedExecutor(context=context)
@@ -106,19 +113,24 @@ def test_sim_bridge_to_jaeger_node_matches_ground_truth(context):
     assert [mk.id for mk in boxes] == list(range(len(boxes))) and all(mk.type == Marker.LINE_LIST for mk in boxes)
     assert all(mk.lifetime.nanosec > 0 or mk.lifetime.sec > 0 for mk in last)
     assert all(mk.header.frame_id == OPTICAL for mk in last)
-    # TF chain composes to the camera pose in the ground truth
+    # a matched box always has its position label, on the message and on the marker text
+    assert all(m.label for m in matches if m.index >= 0)
+    talking = [mk.text for ma in got["markers"] for mk in ma.markers if "talking" in mk.text]
+    assert talking and all(re.fullmatch(r"bbox_\d+ \S+ \(talking, [0-9.]+\)", t) for t in talking), talking[:3]
+    # the TF chain (/tf_static and /tf) composes to the camera pose in the ground truth
     tf = {k: rc.pose_from_msg(_as_pose(v)) for k, v in got["tf"].items()}
-    chain = tf[("map", "base_link")] @ tf[("base_link", "camera_link")] @ tf[("camera_link", OPTICAL)]
+    chain = tf[("map", "odom")] @ tf[("odom", "base_link")] @ tf[("base_link", "camera_link")] @ \
+        tf[("camera_link", OPTICAL)]
     latest_gt = max(got["gt"].values(), key=lambda m: Scorer.key(m.header.stamp))
     np.testing.assert_allclose(chain, rc.pose_from_msg(latest_gt.camera_pose), atol=1e-6)
-    assert abs(tf[("map", "base_link")][2, 3]) < 1e-9  # base_link on the floor
+    assert abs(tf[("odom", "base_link")][2, 3]) < 1e-9  # base_link on the floor
     if DiagnosticArray is not None:
         status = got["diag"][-1].status[0]
         assert status.name == "jaeger_node: pipeline"
         assert int(dict((kv.key, kv.value) for kv in status.values)["processed"]) > 0
 
 
-def _as_pose(t: TransformStamped):
+def _as_pose(t):
     from geometry_msgs.msg import Pose
     p = Pose()
     p.position.x, p.position.y, p.position.z = t.transform.translation.x, t.transform.translation.y, t.transform.translation.z

@@ -1,6 +1,8 @@
 """foa_capture node: a 4-capsule tetrahedral (A-format) microphone -> FoaAudio (B-format) chunks.
 
-Reads a 4-channel ALSA/PortAudio device with `sounddevice` (imported only when the node runs),
+Reads a 4-channel ALSA/PortAudio device with `sounddevice` (imported only when the node runs:
+it is the optional `hardware` extra; without it, or without the device, the executable exits 1
+with one line),
 converts each block with a 4x4 A->B matrix and publishes jaeger_ros/FoaAudio on `audio_topic`,
 stamped at the FIRST sample of the chunk: a sample counter anchored at the first block's
 capture time (the stream's ADC time mapped to the ROS clock), so stamps do not jitter with
@@ -27,10 +29,13 @@ from rclpy.qos import qos_profile_sensor_data
 
 from jaeger_ros.ros import convert as rc
 from jaeger_ros.msg import FoaAudio
-from jaeger_ros.ros.runner import run_node
+from jaeger_ros.ros.runner import NodeStartError, run_node
 
 # Capsule look directions in ambisonic axes (x forward, y left, z up), device channel order.
 TETRA_CAPSULES = {"LFU": (1, 1, 1), "RFD": (1, -1, -1), "LBD": (-1, 1, -1), "RBU": (-1, -1, 1)}
+
+
+INSTALL_HINT = "pip install 'jaeger_ros[hardware]' (needs libportaudio2)"
 
 
 def tetrahedral_a_to_b(capsules: tuple[str, ...] = ("LFU", "RFD", "LBD", "RBU")) -> np.ndarray:
@@ -68,27 +73,45 @@ def a_to_b(block: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return (matrix.astype(np.float32) @ a.T).astype(np.float32)
 
 
+PARAMETERS: tuple[tuple[str, Any], ...] = (
+    ("device", ""), ("sample_rate", 16000), ("chunk_s", 0.05), ("frame_id", "camera_color_optical_frame"),
+    ("audio_topic", "/audio/foa"), ("a_to_b_matrix", tetrahedral_a_to_b().reshape(-1).tolist()))
+"""(name, default) of every parameter the node declares."""
+
+
+def open_stream(device: str, sample_rate: int, blocksize: int, callback: Any) -> Any:
+    """A started 4-channel float32 input stream; NodeStartError (one line) when sounddevice,
+    PortAudio or the device is missing."""
+    try:
+        import sounddevice
+    except ImportError:
+        raise NodeStartError(f"foa_capture: sounddevice is not installed: {INSTALL_HINT}") from None
+    except OSError as err:  # sounddevice is there, its PortAudio library is not
+        raise NodeStartError(f"foa_capture: PortAudio not found ({err}): {INSTALL_HINT}") from None
+    try:
+        stream = sounddevice.InputStream(device=device or None, channels=4, samplerate=sample_rate,
+                                         blocksize=blocksize, dtype="float32", callback=callback)
+        stream.start()
+    except (ValueError, sounddevice.PortAudioError) as err:
+        raise NodeStartError(f"foa_capture: cannot open input device {device or '(default)'!r} with 4 channels at "
+                             f"{sample_rate} Hz: {err}") from None
+    return stream
+
+
 class FoaCaptureNode(Node):
     def __init__(self, **kwargs: Any) -> None:
+        self.stream: Any = None  # set first: rclpy destroys a half-built node at shutdown
         super().__init__("foa_capture", **kwargs)
-        p = {name: self.declare_parameter(name, default).value for name, default in (
-            ("device", ""), ("sample_rate", 16000), ("chunk_s", 0.05), ("frame_id", "camera_color_optical_frame"),
-            ("audio_topic", "/audio/foa"), ("a_to_b_matrix", tetrahedral_a_to_b().reshape(-1).tolist()))}
+        p = {name: self.declare_parameter(name, default).value for name, default in PARAMETERS}
         self.p = p
         self.matrix = parse_matrix(p["a_to_b_matrix"])
-        try:
-            import sounddevice
-        except (ImportError, OSError) as err:  # OSError: PortAudio library missing
-            raise RuntimeError(f"foa_capture needs the `sounddevice` package and PortAudio ({err})") from err
         self.pub = self.create_publisher(FoaAudio, p["audio_topic"], qos_profile_sensor_data)
         self._blocks: queue.Queue = queue.Queue(maxsize=100)
         self._t0: float | None = None
         self._samples = 0
         self.chunk = int(round(p["chunk_s"] * p["sample_rate"]))
-        self.stream = sounddevice.InputStream(device=p["device"] or None, channels=4, samplerate=p["sample_rate"],
-                                              blocksize=self.chunk, dtype="float32", callback=self._on_block)
+        self.stream = open_stream(p["device"], p["sample_rate"], self.chunk, self._on_block)
         self.timer = self.create_timer(p["chunk_s"] / 2.0, self._publish_pending)
-        self.stream.start()
         self.get_logger().info(f"capturing 4 channels from {p['device'] or 'the default device'} at "
                                f"{p['sample_rate']} Hz, {self.chunk}-sample chunks -> {p['audio_topic']}")
 
@@ -112,8 +135,9 @@ class FoaCaptureNode(Node):
                                            rc.make_header(t, self.p["frame_id"])))
 
     def destroy_node(self) -> None:
-        self.stream.stop()
-        self.stream.close()
+        if self.stream is not None:
+            self.stream.stop()
+            self.stream.close()
         super().destroy_node()
 
 

@@ -16,23 +16,39 @@ Methods: `classical` (candidates from depth alone, intensity-vector DoA, nearest
 ground truth enters the node) or `jaeger` (the fine-tuned model from `checkpoint`, imported
 only when chosen). Malformed input (wrong channel count or rate, NaN, empty depth,
 mismatched sizes, stale stamps) is logged (throttled), counted in /diagnostics and dropped.
+
+Lifecycle (a managed node): parameters are declared at construction; configure validates them
+and builds the estimator (a bad parameter or checkpoint: one log line, the node stays
+unconfigured); activate subscribes and starts the timers; deactivate stops them; cleanup and
+shutdown release the estimator and the buffers. With `autostart` (default) the node takes itself
+to active at start-up, so no lifecycle manager is needed. While active, missing input (no
+synchronised frame set or no audio for `no_input_warn_s`) is warned about, naming the topics.
+
+Parameters marked LIVE in PARAMETERS change while the node runs; the others are read at
+configure and are rejected while the node is configured ("deactivate + cleanup + configure").
 """
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter, deque
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 from geometry_msgs.msg import Point
-from rclpy.node import Node
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import InvalidTopicNameException
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.validate_topic_name import validate_topic_name
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
 from jaeger_ros.ros import convert as rc
+from jaeger_ros.core import answers
 from jaeger_ros.core.audio_buffer import FoaRingBuffer
 from jaeger_ros.core.geometry import Box3D, Intrinsics, camera_to_optical, direction_from_azel
 from jaeger_ros.msg import BoundingBox3D, BoundingBox3DArray, DoaEstimate, FoaAudio, SpeakerMatch
@@ -145,8 +161,17 @@ class JaegerEstimator:
         direction = direction_from_azel(doa.azimuth_deg, doa.elevation_deg) if doa.valid else None
         if not (match.valid and match.match_index is not None and 0 <= match.match_index < len(boxes)):
             return Estimate(boxes, direction, doa.confidence if doa.valid else 0.0, -1, "", 0.0)
+        # the label follows the index among the boxes in view (the model's own label may name a
+        # position the index does not have)
         return Estimate(boxes, direction, doa.confidence if doa.valid else 0.0, match.match_index,
-                        str(match.match_label), match.confidence)
+                        answers.match_label(match.match_index, len(boxes)), match.confidence)
+
+
+def labelled(est: Estimate) -> Estimate:
+    """`est` with a non-empty label whenever a box is matched (the SpeakerMatch contract)."""
+    if est.index >= 0 and not est.label:
+        return replace(est, label=answers.match_label(est.index, len(est.boxes)))
+    return est
 
 
 def make_estimator(method: str, checkpoint: str) -> ClassicalEstimator | JaegerEstimator:
@@ -196,27 +221,149 @@ def markers_for(est: Estimate, header: Any, lifetime_s: float, arrow_length_m: f
     return out
 
 
-class JaegerNode(Node):
+class Param(NamedTuple):
+    """One parameter of the node: LIVE ones change while it runs, the others at configure."""
+
+    name: str
+    default: Any
+    description: str
+    live: bool
+
+
+PARAMETERS: tuple[Param, ...] = (
+    Param("method", "classical", "estimator: classical | jaeger", False),
+    Param("checkpoint", "", "method jaeger: model folder ('' = the packaged tiny checkpoint)", False),
+    Param("target_voice", "", "voice to locate: '' (single source) | male | female", True),
+    Param("rate_hz", 10.0, "most outputs per second, 0 < rate_hz <= 200", True),
+    Param("window_s", 0.5, "seconds of audio ending at the image stamp, 0 < window_s < audio_buffer_s", True),
+    Param("queue_size", 10, "approximate-time sync queue per image input, 1..1000", False),
+    Param("slop", 0.02, "s, largest stamp spread of a synchronised RGB/depth/info set, 0..1", False),
+    Param("stale_after_s", 1.0, "s, drop frames older than this (or whose audio never came), 0..60", True),
+    Param("audio_buffer_s", 4.0, "s of FOA kept in the ring buffer, 0..60", False),
+    Param("sample_rate", 16000, "Hz, expected FOA sample rate (others are dropped), 1000..192000", False),
+    Param("min_audio_rms", 1e-3, "below this W-channel RMS a window counts as silence, 0..1", True),
+    Param("marker_lifetime_s", 0.5, "s, RViz marker lifetime, 0..60", True),
+    Param("diagnostics_period_s", 1.0, "s between /diagnostics messages (and input checks), 0..60", False),
+    Param("no_input_warn_s", 3.0, "s without a synchronised frame set or audio before a warning, 0..3600", True),
+    Param("autostart", True, "configure and activate at start-up (false: wait for `ros2 lifecycle set`)", True),
+    Param("color_topic", "/camera/color/image_raw", "colour image input (rgb8/bgr8)", False),
+    Param("depth_topic", "/camera/depth/image_raw", "depth image input (32FC1 m or 16UC1 mm), aligned to colour",
+          False),
+    Param("camera_info_topic", "/camera/color/camera_info", "colour camera_info input", False),
+    Param("audio_topic", "/audio/foa", "jaeger_ros/FoaAudio input", False),
+    Param("doa_topic", "/jaeger/doa", "DoaEstimate output", False),
+    Param("detections_topic", "/jaeger/detections", "BoundingBox3DArray output", False),
+    Param("match_topic", "/jaeger/speaker_match", "SpeakerMatch output", False),
+    Param("markers_topic", "/jaeger/markers", "MarkerArray output", False),
+    Param("diagnostics_topic", "/diagnostics", "DiagnosticArray output", False),
+)
+SPECS = {p.name: p for p in PARAMETERS}
+# float parameters: (low, high, low included)
+FLOAT_LIMITS = {"rate_hz": (0.0, 200.0, False), "window_s": (0.0, 10.0, False), "slop": (0.0, 1.0, True),
+                "stale_after_s": (0.0, 60.0, False), "audio_buffer_s": (0.0, 60.0, False),
+                "min_audio_rms": (0.0, 1.0, True), "marker_lifetime_s": (0.0, 60.0, False),
+                "diagnostics_period_s": (0.0, 60.0, False), "no_input_warn_s": (0.0, 3600.0, False)}
+INT_LIMITS = {"queue_size": (1, 1000), "sample_rate": (1000, 192000)}
+CHOICES = {"method": METHODS, "target_voice": VOICES}
+
+
+def check_parameter(name: str, value: Any) -> Any:
+    """`value` of parameter `name`, normalised (an integer where a float is meant becomes a
+    float); ValueError naming the parameter and the reason otherwise."""
+    default = SPECS[name].default
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false, got {value!r}")
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must be a string, got {value!r}")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a number, got {value!r}")
+        value = float(value)
+        low, high, closed = FLOAT_LIMITS[name]
+        if not ((value >= low if closed else value > low) and value <= high):
+            raise ValueError(f"{name} = {value:g} is outside {'[' if closed else '('}{low:g}, {high:g}]")
+    else:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+        low, high = INT_LIMITS[name]
+        if not low <= value <= high:
+            raise ValueError(f"{name} = {value} is outside [{low}, {high}]")
+    if name in CHOICES and value not in CHOICES[name]:
+        raise ValueError(f"{name} must be one of {CHOICES[name]}, got {value!r}")
+    if name.endswith("_topic"):
+        try:
+            validate_topic_name(value)
+        except InvalidTopicNameException:
+            raise ValueError(f"{name}: {value!r} is not a valid topic name") from None
+    return value
+
+
+def check_parameters(values: dict[str, Any]) -> dict[str, Any]:
+    """Every parameter checked and normalised, plus the checks that involve two of them."""
+    out = {name: check_parameter(name, value) for name, value in values.items()}
+    if out["window_s"] >= out["audio_buffer_s"]:
+        raise ValueError(f"window_s = {out['window_s']:g} must be below audio_buffer_s = {out['audio_buffer_s']:g}")
+    return out
+
+
+class _InputTap:
+    """Stands in for the node while the synchroniser subscribes (message_filters or not): it
+    notes when each topic last delivered, for the no-input warning, and keeps every
+    subscription it made, so deactivation can remove them."""
+
+    def __init__(self, node: LifecycleNode) -> None:
+        self._node = node
+        self.arrivals: dict[str, float | None] = {}
+        self.subscriptions: list[Any] = []
+
+    def create_subscription(self, msg_type: type, topic: str, callback: Callable[[Any], None], qos_profile: Any,
+                            **kwargs: Any) -> Any:
+        self.arrivals[topic] = None
+
+        def tapped(msg: Any) -> None:
+            self.arrivals[topic] = time.monotonic()
+            callback(msg)
+
+        sub = self._node.create_subscription(msg_type, topic, tapped, qos_profile, **kwargs)
+        self.subscriptions.append(sub)
+        return sub
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._node, name)
+
+
+class JaegerNode(LifecycleNode):
+    """The managed estimator node (see the module docstring for topics and lifecycle)."""
+
     def __init__(self, **kwargs: Any) -> None:
+        # state first: rclpy destroys a half-built node (interrupted start-up) at shutdown
+        self._phase = "unconfigured"
+        self.p: dict[str, Any] = {}
+        self.estimator: ClassicalEstimator | JaegerEstimator | None = None
+        self.buffer: FoaRingBuffer | None = None
+        self._outputs: list[Any] = []
+        self._inputs: _InputTap | None = None
+        self._sync: list[Any] = []
+        self._tickers: list[Any] = []
+        self._process_timer: Any = None
+        self._active_since = 0.0
+        self._last_set: float | None = None
+        self._reset_counters()
         super().__init__("jaeger_node", **kwargs)
-        p = {name: self.declare_parameter(name, default).value for name, default in (
-            ("method", "classical"), ("checkpoint", ""), ("target_voice", ""), ("rate_hz", 10.0),
-            ("window_s", 0.5), ("queue_size", 10), ("slop", 0.02), ("stale_after_s", 1.0),
-            ("audio_buffer_s", 4.0), ("sample_rate", 16000), ("min_audio_rms", 1e-3),
-            ("marker_lifetime_s", 0.5), ("diagnostics_period_s", 1.0),
-            ("color_topic", "/camera/color/image_raw"), ("depth_topic", "/camera/depth/image_raw"),
-            ("camera_info_topic", "/camera/color/camera_info"), ("audio_topic", "/audio/foa"),
-            ("doa_topic", "/jaeger/doa"), ("detections_topic", "/jaeger/detections"),
-            ("match_topic", "/jaeger/speaker_match"), ("markers_topic", "/jaeger/markers"),
-            ("diagnostics_topic", "/diagnostics"))}
-        if p["target_voice"] not in VOICES:
-            raise ValueError(f"target_voice must be one of {VOICES}, got {p['target_voice']!r}")
-        if p["rate_hz"] <= 0 or p["window_s"] <= 0 or p["window_s"] >= p["audio_buffer_s"]:
-            raise ValueError(f"need rate_hz > 0 and 0 < window_s < audio_buffer_s, got {p['rate_hz']}, "
-                             f"{p['window_s']}, {p['audio_buffer_s']}")
-        self.p = p
-        self.estimator = make_estimator(p["method"], p["checkpoint"])
-        self.buffer = FoaRingBuffer(p["sample_rate"], p["audio_buffer_s"])
+        for spec in PARAMETERS:
+            # numbers are dynamically typed so that `rate_hz:=10` (an integer) is accepted;
+            # check_parameter checks their type and range
+            number = isinstance(spec.default, (int, float)) and not isinstance(spec.default, bool)
+            self.declare_parameter(spec.name, spec.default,
+                                   ParameterDescriptor(description=spec.description, dynamic_typing=number))
+        self.add_on_set_parameters_callback(self._check_change)
+        self.add_post_set_parameters_callback(self._apply_change)
+        if self.get_parameter("autostart").value and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    def _reset_counters(self) -> None:
         self.drops: Counter[str] = Counter()
         self.processed = 0
         self.skipped = 0
@@ -227,22 +374,125 @@ class JaegerNode(Node):
         self._pending: deque[tuple[float, Image, Image, CameraInfo]] = deque()
         self._last_stamp = -np.inf  # newest accepted frame
 
+    # --- parameters -----------------------------------------------------------------------
+    def parameter_values(self) -> dict[str, Any]:
+        return {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS}
+
+    def _check_change(self, params: list[Parameter]) -> SetParametersResult:
+        """Reject bad values with the reason, and configure-time parameters while configured."""
+        values = self.parameter_values()
+        configured = self._phase in ("inactive", "active")
+        try:
+            for param in params:
+                if param.name not in SPECS:
+                    continue
+                if configured and not SPECS[param.name].live and param.value != values[param.name]:
+                    raise ValueError(f"{param.name} is read at configure: deactivate + cleanup + configure to change it")
+                values[param.name] = check_parameter(param.name, param.value)
+            if configured:
+                check_parameters(values)
+        except ValueError as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        return SetParametersResult(successful=True)
+
+    def _apply_change(self, params: list[Parameter]) -> None:
+        """Live parameters take effect at once while configured (the others wait for configure)."""
+        if self._phase not in ("inactive", "active"):
+            return
+        self.p = check_parameters(self.parameter_values())
+        if self._process_timer is not None:
+            self._process_timer.timer_period_ns = int(0.5e9 / self.p["rate_hz"])
+        self.get_logger().info("parameters applied: " + ", ".join(f"{p.name}={self.p[p.name]!r}" for p in params
+                                                                  if p.name in SPECS))
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def _transition(self, before: LifecycleState, after: str, detail: str = "") -> None:
+        self._phase = after
+        self.get_logger().info(f"lifecycle: {before.label} -> {after}" + (f" ({detail})" if detail else ""))
+
+    def _configure_failed(self, why: str) -> TransitionCallbackReturn:
+        self.get_logger().error("lifecycle: configure failed, staying unconfigured: " + " ".join(why.split()))
+        return TransitionCallbackReturn.FAILURE
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            p = check_parameters(self.parameter_values())
+        except ValueError as err:
+            return self._configure_failed(f"parameter {err}")
+        if p["method"] == "jaeger":  # loading takes seconds: say what the node is doing
+            self.get_logger().info(f"lifecycle: configuring (loading checkpoint {p['checkpoint'] or 'default'!r})")
+        try:
+            estimator = make_estimator(p["method"], p["checkpoint"])
+        except Exception as err:  # whatever loading raises (missing file, bad weights, no torch): stay up
+            where = f"checkpoint {p['checkpoint'] or 'default'!r}" if p["method"] == "jaeger" else f"method {p['method']}"
+            return self._configure_failed(f"{where}: {type(err).__name__}: {err}")
+        self.p, self.estimator = p, estimator
+        self.buffer = FoaRingBuffer(p["sample_rate"], p["audio_buffer_s"])
+        self._reset_counters()
         outputs = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.pub_doa = self.create_publisher(DoaEstimate, p["doa_topic"], outputs)
-        self.pub_det = self.create_publisher(BoundingBox3DArray, p["detections_topic"], outputs)
-        self.pub_match = self.create_publisher(SpeakerMatch, p["match_topic"], outputs)
-        self.pub_markers = self.create_publisher(MarkerArray, p["markers_topic"], outputs)
-        self.pub_diag = (self.create_publisher(DiagnosticArray, p["diagnostics_topic"], 10)
-                         if DiagnosticArray is not None else None)
-        self._subs = subscribe_synchronized(
-            self, [(Image, p["color_topic"]), (Image, p["depth_topic"]), (CameraInfo, p["camera_info_topic"])],
+        self.pub_doa = self.create_lifecycle_publisher(DoaEstimate, p["doa_topic"], outputs)
+        self.pub_det = self.create_lifecycle_publisher(BoundingBox3DArray, p["detections_topic"], outputs)
+        self.pub_match = self.create_lifecycle_publisher(SpeakerMatch, p["match_topic"], outputs)
+        self.pub_markers = self.create_lifecycle_publisher(MarkerArray, p["markers_topic"], outputs)
+        self._outputs = [self.pub_doa, self.pub_det, self.pub_match, self.pub_markers]
+        self.pub_diag = None
+        if DiagnosticArray is not None:
+            self.pub_diag = self.create_lifecycle_publisher(DiagnosticArray, p["diagnostics_topic"], 10)
+            self._outputs.append(self.pub_diag)
+        self._transition(state, "inactive", f"method {p['method']}, target '{p['target_voice']}', "
+                                            f"{p['rate_hz']:g} Hz, window {p['window_s']:g} s")
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = super().on_activate(state)  # enables the lifecycle publishers
+        p = self.p
+        self._inputs = _InputTap(self)
+        self._sync = subscribe_synchronized(
+            self._inputs, [(Image, p["color_topic"]), (Image, p["depth_topic"]), (CameraInfo, p["camera_info_topic"])],
             qos_profile_sensor_data, p["queue_size"], p["slop"], self._on_frame)
         audio_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
-        self._audio_sub = self.create_subscription(FoaAudio, p["audio_topic"], self._on_audio, audio_qos)
-        self._timer = self.create_timer(0.5 / p["rate_hz"], self._try_process)
-        self._diag_timer = self.create_timer(p["diagnostics_period_s"], self._publish_diagnostics)
-        self.get_logger().info(f"jaeger_node: method {p['method']}, target '{p['target_voice']}', "
-                               f"{p['rate_hz']} Hz, window {p['window_s']} s")
+        self._inputs.create_subscription(FoaAudio, p["audio_topic"], self._on_audio, audio_qos)
+        self._process_timer = self.create_timer(0.5 / p["rate_hz"], self._try_process)
+        self._tickers = [self._process_timer, self.create_timer(p["diagnostics_period_s"], self._publish_diagnostics)]
+        self._active_since, self._last_set = time.monotonic(), None
+        self._transition(state, "active", "inputs " + ", ".join(self._inputs.arrivals))
+        return result
+
+    def _stop_processing(self) -> None:
+        for timer in self._tickers:
+            self.destroy_timer(timer)
+        if self._inputs is not None:
+            for sub in self._inputs.subscriptions:
+                self.destroy_subscription(sub)
+        self._tickers, self._process_timer, self._inputs, self._sync = [], None, None, []
+        self._pending.clear()
+
+    def _release(self) -> None:
+        """Stop processing and let go of the estimator (model weights), buffers and publishers."""
+        self._stop_processing()
+        for pub in self._outputs:
+            self.destroy_lifecycle_publisher(pub)
+        self._outputs = []
+        self.estimator, self.buffer = None, None
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self._transition(state, "inactive")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self._transition(state, "unconfigured")
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self._transition(state, "finalized")
+        return super().on_shutdown(state)
+
+    def destroy_node(self) -> None:
+        self._release()
+        super().destroy_node()
 
     # --- input ----------------------------------------------------------------------------
     def _drop(self, reason: str, detail: str) -> None:
@@ -264,6 +514,7 @@ class JaegerNode(Node):
         self._try_process()
 
     def _on_frame(self, rgb: Image, depth: Image, info: CameraInfo) -> None:
+        self._last_set = time.monotonic()
         stamp = rc.stamp_to_seconds(rgb.header.stamp)
         if self._now() - stamp > self.p["stale_after_s"]:
             self._drop("stale", f"frame stamped {self._now() - stamp:.2f} s ago")
@@ -317,8 +568,8 @@ class JaegerNode(Node):
         # silence (W below min_audio_rms): boxes only, no direction and no talker
         audible = float(np.sqrt(np.mean(window[0].astype(float) ** 2))) >= self.p["min_audio_rms"]
         try:
-            est = self.estimator(rgb, depth, intr, window if audible else None, self.p["sample_rate"], target,
-                                 stamp)
+            est = labelled(self.estimator(rgb, depth, intr, window if audible else None, self.p["sample_rate"],
+                                          target, stamp))
         except Exception as err:  # keep running on any estimator failure; it is counted and logged
             self._drop("estimator", f"{type(err).__name__}: {err}")
             return
@@ -338,15 +589,41 @@ class JaegerNode(Node):
         self._done_stamps.append(time.monotonic())
 
     # --- diagnostics ----------------------------------------------------------------------
+    def input_report(self) -> str | None:
+        """What is missing when no synchronised frame set or no audio came for no_input_warn_s
+        (None when input flows), naming each input topic and when it last delivered."""
+        if self._inputs is None:
+            return None
+        now, limit = time.monotonic(), self.p["no_input_warn_s"]
+        arrivals = self._inputs.arrivals
+        since_set = now - (self._last_set if self._last_set is not None else self._active_since)
+        audio = arrivals.get(self.p["audio_topic"])
+        since_audio = now - (audio if audio is not None else self._active_since)
+        missing = ([f"no synchronised frame set for {since_set:.1f} s"] if since_set >= limit else []) + \
+                  ([f"no audio for {since_audio:.1f} s"] if since_audio >= limit else [])
+        if not missing:
+            return None
+        topics = ", ".join(f"{topic} ({'never delivered' if at is None else f'last {now - at:.1f} s ago'})"
+                           for topic, at in arrivals.items())
+        hint = ""
+        if all(at is not None and now - at < limit for at in arrivals.values()):
+            hint = f" (all deliver: are colour, depth and camera_info stamped within slop = {self.p['slop']:g} s?)"
+        return f"{' and '.join(missing)}; waiting on {topics}{hint}"
+
     def _publish_diagnostics(self) -> None:
+        stalled = self.input_report()
+        if stalled:
+            self.get_logger().warning(stalled, throttle_duration_sec=5.0)
         if self.pub_diag is None:
             return
         recent = [t for t in self._done_stamps if time.monotonic() - t <= 5.0]
         rate = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
         lat = np.array(self.latencies) * 1000.0
         level, message = DiagnosticStatus.OK, "running"
-        if not recent:
-            level, message = DiagnosticStatus.WARN, "no output in the last 5 s (waiting for synchronised input)"
+        if stalled:
+            level, message = DiagnosticStatus.WARN, stalled
+        elif not recent:
+            level, message = DiagnosticStatus.WARN, "no output in the last 5 s"
         elif rate < 0.5 * self.p["rate_hz"]:
             level, message = DiagnosticStatus.WARN, f"output rate {rate:.1f} Hz below half of rate_hz"
         values = {"method": self.estimator.name, "target_voice": self.p["target_voice"] or "(single)",
@@ -354,7 +631,9 @@ class JaegerNode(Node):
                   "latency_p50_ms": f"{np.percentile(lat, 50):.1f}" if lat.size else "n/a",
                   "latency_p95_ms": f"{np.percentile(lat, 95):.1f}" if lat.size else "n/a",
                   "audio_gaps": self.buffer.stats.gaps, "audio_overlaps": self.buffer.stats.overlaps,
-                  **{f"dropped_{k}": v for k, v in sorted(self.drops.items())}}
+                  **{f"dropped_{k}": v for k, v in sorted(self.drops.items())},
+                  **{f"input {topic}": "never" if at is None else f"{time.monotonic() - at:.1f} s ago"
+                     for topic, at in (self._inputs.arrivals.items() if self._inputs else ())}}
         status = DiagnosticStatus(level=level, name="jaeger_node: pipeline", message=message, hardware_id="jaeger_ros",
                                   values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
         self.pub_diag.publish(DiagnosticArray(header=rc.make_header(self._now(), ""), status=[status]))

@@ -1,26 +1,84 @@
-"""The one `main()` every node executable shares: init, spin, clean shutdown on Ctrl-C."""
+"""The one `main()` every node executable shares: init, spin, and a clean exit on Ctrl-C/SIGTERM.
+
+Why not rclpy's own signal handlers: they shut the context down from inside the signal, so a
+callback that is publishing at that moment fails ("publisher's context is invalid") and a
+lifecycle node can no longer take its shutdown transition. Here SIGINT and SIGTERM raise
+KeyboardInterrupt in the main thread instead, wherever it is (start-up, a callback, spin); the
+executor wakes at least every `POLL_S` to let the interrupt through; the node is then shut
+down in order (a lifecycle node through its shutdown transition, so it releases what it
+holds), and the process exits 0. A second signal during that clean-up is ignored.
+
+A node that cannot start (missing dependency, bad parameter) raises `NodeStartError`,
+ValueError or a parameter exception from its constructor: one line on stderr, exit status 1.
+"""
 from __future__ import annotations
 
+import signal
 import sys
+from types import FrameType
 from typing import Callable
 
 import rclpy
-import rclpy.executors
+from rclpy.exceptions import ParameterException
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+from rclpy.lifecycle import LifecycleNode
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+
+POLL_S = 0.1
+"""Longest time the executor waits before a pending signal is acted on."""
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class NodeStartError(RuntimeError):
+    """A node cannot start; the message is the one line the user sees."""
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    for sig in STOP_SIGNALS:  # the first signal stops the node; later ones must not break the clean-up
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _shut_down(node: Node) -> None:
+    """Release the node: a lifecycle node takes its shutdown transition (releasing its
+    resources in on_shutdown) unless it is mid-transition or already finalized."""
+    if isinstance(node, LifecycleNode):
+        try:
+            node.trigger_shutdown()
+        except _rclpy.RCLError as err:  # mid-transition (interrupted) or already finalized
+            node.get_logger().debug(f"no shutdown transition: {err}")
+    node.destroy_node()
 
 
 def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None:
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = factory()
+    """Create the node from `factory` and spin it until SIGINT/SIGTERM (then return, exit 0)
+    or until it cannot start (then SystemExit(1) after one line on stderr)."""
+    previous = {sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS}
+    node: Node | None = None
     try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+        try:
+            node = factory()
+        except NodeStartError as err:
+            print(" ".join(str(err).split()), file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
+        except (ValueError, ParameterException) as err:  # a bad parameter value
+            print("cannot start: " + " ".join(str(err).split()), file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=POLL_S)
+    except KeyboardInterrupt:
         pass
-    except RuntimeError:
-        # SIGINT shuts the context down while a timer callback may still be publishing
-        # ("publisher's context is invalid"): that is the shutdown, not a failure.
-        if rclpy.ok():
-            raise
     finally:
-        node.destroy_node()
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        if node is not None:
+            _shut_down(node)
         rclpy.try_shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
