@@ -1,13 +1,18 @@
 """The `jaeger` command: dataset generation, bag recording and conversion, evaluation, training.
 
-Every failure a user can cause ends with exit status 2 and one line saying what was wrong.
+Every failure a user can cause (bad paths, bad files, bad config) ends with exit status 2 and
+one line saying what was wrong. Anything else is a bug: one line and exit status 1, or the
+full traceback with JAEGER_DEBUG=1.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+
+import yaml
 
 from jaeger_ros.data.dataset import DEFAULT_RESOLUTION, SPLITS, TASK_LETTERS
 
@@ -34,7 +39,8 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     from jaeger_ros.data.dataset import generate
 
     counts = generate(args.out, args.split, args.num, seed=args.seed, tasks=args.tasks,
-                      workers=args.workers, speech_dir=args.speech_dir, resolution=args.resolution)
+                      workers=args.workers, speech_dir=args.speech_dir, resolution=args.resolution,
+                      overwrite=args.overwrite)
     print(json.dumps({"out": str(Path(args.out) / args.split), "entries": counts}))
 
 
@@ -80,6 +86,11 @@ def _cmd_eval(args: argparse.Namespace) -> None:
             out = Path(args.out) if k == 0 else Path(args.out) / f"compare_{spec.replace('/', '_')}"
         reports.append(evaluate(_method(spec), args.data, split=args.split, tasks=args.tasks, out_dir=out))
     print(format_table(reports))
+    for report in reports:
+        skipped = report["skipped"]
+        if skipped:
+            where = f"listed in {args.out}/report.md" if args.out else "first: " + skipped[0]["error"]
+            print(f"{report['method']}: skipped {len(skipped)} entries whose files could not be read ({where})")
     if args.out:
         print(f"report written to {args.out}")
 
@@ -87,7 +98,12 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 def _cmd_train(args: argparse.Namespace) -> None:
     from jaeger_ros.model.train import train_from_config
 
-    out = train_from_config(args.config, args.data, args.out, resume=args.resume, init_from=args.init)
+    try:
+        out = train_from_config(args.config, args.data, args.out, resume=args.resume, init_from=args.init)
+    except yaml.YAMLError as e:  # its message names no file
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ValueError(f"{args.config}:{where} not valid YAML ({getattr(e, 'problem', None) or e})") from None
     print(f"checkpoint written to {out}")
 
 
@@ -106,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--workers", type=int, default=1)
     gen.add_argument("--speech-dir", default=None, help="dry speech (e.g. LibriSpeech flac) instead of espeak-ng")
     gen.add_argument("--resolution", type=_resolution, default=DEFAULT_RESOLUTION, help="WxH, default 672x378")
+    gen.add_argument("--overwrite", action="store_true",
+                     help="replace the samples and manifests a previous run wrote into OUT/SPLIT (other files stay)")
     gen.set_defaults(func=_cmd_generate)
     fb = ds_sub.add_parser("from-bag", help="convert recorded rosbag2 bags into a split")
     fb.add_argument("bags", nargs="+", help="rosbag2 folders (mcap or sqlite3)")
@@ -155,13 +173,25 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError, ImportError) as e:
-        print(f"jaeger: error: {e}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError, ImportError, yaml.YAMLError) as e:
+        if os.environ.get("JAEGER_DEBUG"):
+            raise
+        print(f"jaeger: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("jaeger: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug: still one line unless asked for the traceback
+        if os.environ.get("JAEGER_DEBUG"):
+            raise
+        print(f"jaeger: internal error: {type(e).__name__}: {_one_line(e)} (JAEGER_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return 1
     return 0
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 if __name__ == "__main__":

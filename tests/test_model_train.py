@@ -201,3 +201,85 @@ def test_input_ablations_remove_only_their_input_and_print_a_table(data, tmp_pat
     rows = [line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     assert rows == ["inputs", "full", "no-foa", "no-depth-pe"]
     assert set(json.loads((tmp_path / "r.json").read_text())["_ablations"]) == {"no-foa", "no-depth-pe"}
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL inside the checkpoint writer (no `except Exception` cleanup runs)."""
+
+
+@pytest.mark.parametrize("kill", ["writing optimizer state", "after moving the old checkpoint away"])
+def test_a_run_killed_while_saving_resumes_exactly(data, tmp_path, monkeypatch, kill):
+    """Kill the save of step 4 part-way, then `--resume`: the run ends exactly as an
+    uninterrupted one (from step 2's checkpoint, or from step 4's when it was complete)."""
+    import jaeger_ros.model.train as train_mod
+
+    full = train(recipe(max_steps=6), model_config(), [str(data)], tmp_path / "full", progress=False)
+    run = tmp_path / "run"
+    real_write, real_rename = train_mod.write_synced, train_mod._rename
+
+    def write(path, payload):  # the save of step 4 is the one that finds step 2 in last/
+        if kill == "writing optimizer state" and Path(path).name == "optimizer.pt" \
+                and train_mod.checkpoint_step(run / "last") == 2:
+            Path(path).write_bytes(payload[:len(payload) // 2])
+            raise _Killed
+        real_write(path, payload)
+
+    def rename(src, dst):
+        real_rename(src, dst)
+        if kill == "after moving the old checkpoint away" and Path(dst).name == ".last.old" \
+                and train_mod.checkpoint_step(Path(dst)) == 2:
+            raise _Killed
+
+    with monkeypatch.context() as mp:
+        mp.setattr(train_mod, "write_synced", write)
+        mp.setattr(train_mod, "_rename", rename)
+        with pytest.raises(_Killed):
+            train(recipe(max_steps=6), model_config(), [str(data)], run, progress=False)
+    assert not (run / "model.safetensors").exists()
+    train(recipe(max_steps=6), model_config(), [str(data)], run, resume=True, progress=False)
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".last")) == []
+    a, b = load_file(str(full / "last" / "model.safetensors")), load_file(str(run / "last" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
+    assert (run / "model.safetensors").is_file()
+    resumed_from = 2 if kill == "writing optimizer state" else 4
+    log = [e for e in map(json.loads, (run / "train_log.jsonl").read_text().splitlines()) if "loss" in e]
+    assert [e["step"] for e in log] == list(range(1, 5)) + list(range(resumed_from + 1, 7))
+
+
+def test_resume_refuses_a_crafted_optimizer_file(data, tmp_path):
+    from jaeger_ros.model.modeling import CheckpointError
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {tmp_path / 'code_ran'}",)
+
+    run = tmp_path / "run"
+    train(recipe(max_steps=4), model_config(), [str(data)], run, progress=False, stop_at=2)
+    marker = json.loads((run / "last" / "COMPLETE").read_text())
+    torch.save({"optimizer": Payload(), "scheduler": {}, "torch_rng": torch.get_rng_state()},
+               run / "last" / "optimizer.pt")
+    marker["files"]["optimizer.pt"] = (run / "last" / "optimizer.pt").stat().st_size  # a "complete" checkpoint
+    (run / "last" / "COMPLETE").write_text(json.dumps(marker))
+    with pytest.raises(CheckpointError) as err:
+        train(recipe(max_steps=4), model_config(), [str(data)], run, resume=True, progress=False)
+    assert not (tmp_path / "code_ran").exists()
+    assert str(err.value).startswith(str(run / "last" / "optimizer.pt")) and "\n" not in str(err.value)
+
+
+def test_training_skips_and_lists_unreadable_samples(tmp_path):
+    root = tmp_path / "data"
+    write_toy_dataset(root, "train", 3)
+    (root / "train" / "task1_00001" / "foa_ls.wav").unlink()
+    rgb = root / "train" / "task2_00002" / "rgb.png"
+    rgb.write_bytes(rgb.read_bytes()[:100])
+    out = train(recipe(max_steps=2), model_config(), [str(root)], tmp_path / "run", progress=False)
+    skipped = json.loads((out / "skipped.json").read_text())
+    assert [s["folder"] for s in skipped] == [str(root / "train" / "task1_00001"), str(root / "train" / "task2_00002")]
+    assert "foa_ls.wav" in skipped[0]["error"] and "rgb.png" in skipped[1]["error"]
+    assert (out / "model.safetensors").is_file()
+    for folder in (root / "train").glob("task*"):
+        (folder / "foa_ls.wav").unlink(missing_ok=True)
+    with pytest.raises(ValueError, match="no readable sample"):
+        train(recipe(max_steps=2, tasks=("A",)), model_config(), [str(root)], tmp_path / "none", progress=False)

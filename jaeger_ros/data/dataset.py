@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from multiprocessing import get_context
@@ -128,65 +130,145 @@ def resolve_sample_path(data_dir: str | Path, entry: ManifestEntry) -> Path:
 
 # --------------------------------------------------------------------------- reading
 
+MAX_IMAGE_PIXELS = 64_000_000
+"""Largest image a sample may hold (64 MP; ours are 0.25 MP): a bigger PNG header is refused
+before any pixel is decoded, so a crafted or corrupt file cannot exhaust memory."""
+
+
+class SampleError(ValueError):
+    """A sample folder that cannot be read; the one-line message names the file and why."""
+
+    def __init__(self, path: str | Path, why: str) -> None:
+        super().__init__(f"{path}: {why}")
+        self.path = str(path)
+        self.why = why
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def read_image(path: str | Path, mode: str | None = None) -> np.ndarray:
+    """Pixels of a PNG (converted to `mode` if given); SampleError when missing, truncated,
+    undecodable or over MAX_IMAGE_PIXELS (checked from the header, before decoding)."""
+    p = Path(path)
+    if not p.is_file():
+        raise SampleError(p, "file not found")
+    try:
+        with warnings.catch_warnings():  # the size is checked here, below PIL's warning threshold
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(p)
+        with img:
+            w, h = img.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise SampleError(p, f"{w}x{h} image is over the {MAX_IMAGE_PIXELS // 1_000_000} MP limit "
+                                     f"(not decoded)")
+            return np.asarray(img.convert(mode) if mode else img)
+    except SampleError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise SampleError(p, f"unreadable image ({_one_line(e)})") from None
+
+
 class Sample:
     """Lazy view of one sample folder (ours or an official SpatialSceneQA one).
 
     Official folders carry no order/normalisation metadata; pass `foa_order` and
-    `foa_normalization` to say what they hold (default: AmbiX, ACN/SN3D).
+    `foa_normalization` to say what they hold (default: AmbiX, ACN/SN3D). Every reader
+    raises SampleError naming the file it could not use.
     """
 
     def __init__(self, folder: str | Path, foa_order: str | None = None,
                  foa_normalization: str | None = None) -> None:
         self.folder = Path(folder)
         if not self.folder.is_dir():
-            raise FileNotFoundError(f"sample folder not found: {self.folder}")
-        meta_path = self.folder / "metadata.json"
-        self.metadata: dict[str, Any] = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+            raise SampleError(self.folder, "sample folder not found")
+        self.metadata_path = self.folder / "metadata.json"
+        self.metadata: dict[str, Any] = self._read_metadata()
         declared = self.metadata.get("foa", {})
+        if not isinstance(declared, dict):
+            raise SampleError(self.metadata_path, f"'foa' must be an object, got {type(declared).__name__}")
         self.foa_order = foa_order or declared.get("channel_order", foa_io.DEFAULT_ORDER)
         self.foa_normalization = (foa_normalization
                                   or declared.get("normalization", foa_io.DEFAULT_NORMALIZATION))
+
+    def _read_metadata(self) -> dict[str, Any]:
+        if not self.metadata_path.is_file():
+            return {}
+        try:
+            data = json.loads(self.metadata_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise SampleError(self.metadata_path, f"not readable JSON ({_one_line(e)})") from None
+        if not isinstance(data, dict):
+            raise SampleError(self.metadata_path, f"expected a JSON object, got a {type(data).__name__}")
+        return data
 
     def __repr__(self) -> str:
         return f"Sample({str(self.folder)!r})"
 
     @property
     def sample_rate(self) -> int:
-        return int(self.metadata.get("sample_rate", foa_io.SAMPLE_RATE))
+        rate = self.metadata.get("sample_rate", foa_io.SAMPLE_RATE)
+        if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not rate > 0:
+            raise SampleError(self.metadata_path, f"sample_rate must be a positive number, got {rate!r}")
+        return int(rate)
 
     @cached_property
     def intrinsics(self) -> Intrinsics:
-        if "intrinsics" in self.metadata:
-            return Intrinsics.from_dict(self.metadata["intrinsics"])
-        h, w = self.rgb().shape[:2]
-        return Intrinsics.from_hfov(w, h, 90.0)
+        if "intrinsics" not in self.metadata:
+            h, w = self.rgb().shape[:2]
+            return Intrinsics.from_hfov(w, h, 90.0)
+        try:
+            intr = Intrinsics.from_dict(self.metadata["intrinsics"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise SampleError(self.metadata_path, f"bad intrinsics ({type(e).__name__}: {_one_line(e)})") from None
+        values = np.array([intr.fx, intr.fy, intr.cx, intr.cy])
+        if intr.width <= 0 or intr.height <= 0 or not np.all(np.isfinite(values)) or intr.fx <= 0 or intr.fy <= 0:
+            raise SampleError(self.metadata_path, f"bad intrinsics {intr.to_dict()} (need a positive size and "
+                                                  f"finite, positive focal lengths)")
+        return intr
 
     def rgb(self) -> np.ndarray:
-        return np.asarray(Image.open(self.folder / "rgb.png").convert("RGB"))
+        return read_image(self.folder / "rgb.png", "RGB")
 
     def depth(self) -> np.ndarray:
         """Planar depth in metres, float32; 0 where there is no return."""
         exact = self.folder / "depth_mm.png"
         if exact.is_file():
-            return np.asarray(Image.open(exact), dtype=np.float32) / 1000.0
-        coarse = np.asarray(Image.open(self.folder / "depth.png").convert("L"), dtype=np.float32)
-        return coarse / 255.0 * DEPTH_PNG_MAX_M
+            d = read_image(exact).astype(np.float32) / 1000.0
+        else:
+            d = read_image(self.folder / "depth.png", "L").astype(np.float32) / 255.0 * DEPTH_PNG_MAX_M
+        if d.ndim != 2:
+            raise SampleError(exact if exact.is_file() else self.folder / "depth.png",
+                              f"depth must be one channel, got shape {d.shape}")
+        return d
 
     def instance_mask(self) -> np.ndarray | None:
         p = self.folder / "mask.png"
-        return np.asarray(Image.open(p), dtype=np.int32) if p.is_file() else None
+        return read_image(p).astype(np.int32) if p.is_file() else None
 
     def foa(self) -> np.ndarray:
         """(4, N) float32 in ACN/SN3D whatever the file holds."""
-        data, rate = foa_io.read_foa_wav(self.folder / "foa_ls.wav")
-        if rate != self.sample_rate:
-            raise ValueError(f"{self.folder}/foa_ls.wav is {rate} Hz, metadata says {self.sample_rate}")
-        return foa_io.convert(data, self.foa_order, self.foa_normalization)
+        path = self.folder / "foa_ls.wav"
+        try:
+            data, rate = foa_io.read_foa_wav(path)
+            if rate != self.sample_rate:
+                raise ValueError(f"{rate} Hz, metadata says {self.sample_rate}")
+            return foa_io.convert(data, self.foa_order, self.foa_normalization)
+        except SampleError:
+            raise
+        except FileNotFoundError:
+            raise SampleError(path, "file not found") from None
+        except (OSError, RuntimeError, ValueError) as e:  # soundfile's errors are RuntimeErrors
+            raise SampleError(path, _one_line(e).removeprefix(f"{path}: ")) from None
 
     def boxes(self) -> list[Box3D]:
         """Loudspeaker boxes in the camera frame, bbox-id order (left to right)."""
-        return [Box3D(b["center"], b["size"], b.get("label", "speaker"))
-                for b in self.metadata.get("boxes", [])]
+        try:
+            return [Box3D(b["center"], b["size"], b.get("label", "speaker"))
+                    for b in self.metadata.get("boxes", [])]
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            raise SampleError(self.metadata_path, f"bad boxes ({type(e).__name__}: {_one_line(e)})") from None
 
     def sources(self) -> list[dict[str, Any]]:
         return list(self.metadata.get("sources", []))
@@ -392,14 +474,95 @@ def _collect(per_task: dict[str, list[ManifestEntry]],
         per_task[letter].append(ManifestEntry.from_dict(entry))
 
 
+_TASK_FOLDER = re.compile(r"task[12]_\d{5}")
+
+
+def _temp_prefix(split: str) -> str:
+    return f".{split}.generating-"
+
+
+def _remove_stale_temps(out_dir: Path, split: str) -> list[Path]:
+    """Remove temporary folders of earlier runs for this split whose process is gone (a killed
+    run); a live run's folder is left alone. Returns the folders removed."""
+    removed = []
+    for tmp in out_dir.glob(_temp_prefix(split) + "*"):
+        pid = tmp.name[len(_temp_prefix(split)):].split("-")[0]
+        if tmp.is_dir() and pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _is_generated_folder(folder: Path) -> bool:
+    """A task folder this generator wrote (its name pattern and our metadata format)."""
+    if not (folder.is_dir() and _TASK_FOLDER.fullmatch(folder.name)):
+        return False
+    try:
+        meta = json.loads((folder / "metadata.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == FORMAT
+
+
+def _check_destination(final: Path, names: set[str], overwrite: bool) -> None:
+    """Refuse a non-empty split without `overwrite`, and any name we would write that holds
+    something the generator did not write."""
+    if not final.exists():
+        return
+    if not final.is_dir():
+        raise FileExistsError(f"{final} exists and is not a folder")
+    if not any(final.iterdir()):
+        return
+    if not overwrite:
+        raise FileExistsError(f"{final} is not empty: give --overwrite to replace the samples and manifests "
+                              f"the generator wrote there (other files are kept)")
+    foreign = [final / n for n in sorted(names) if (final / n).exists() and not _is_generated_folder(final / n)]
+    if foreign:
+        raise FileExistsError(f"{foreign[0]} was not written by the generator; move it away to generate here")
+
+
+def _replace_generated(tmp: Path, final: Path) -> None:
+    """Swap the generator's own files in `final` (task folders, manifests A-E) for those in
+    `tmp`; everything else in `final` stays. Manifests go first and come back last, so an
+    interrupted swap leaves a split that says it is incomplete (no manifest) rather than
+    manifests that point at the wrong samples."""
+    manifests = final / "manifests"
+    for letter in TASK_LETTERS:
+        (manifests / f"{letter}.json").unlink(missing_ok=True)
+    for child in final.iterdir():
+        if _is_generated_folder(child):
+            shutil.rmtree(child)
+    for child in tmp.iterdir():
+        if child.name != "manifests":
+            child.rename(final / child.name)
+    manifests.mkdir(exist_ok=True)
+    for m in (tmp / "manifests").iterdir():
+        m.rename(manifests / m.name)
+    (tmp / "manifests").rmdir()
+    tmp.rmdir()
+
+
 def generate(out_dir: str | Path, split: str, num: int, seed: int = 0,
              tasks: Iterable[str] = TASK_LETTERS, workers: int = 1,
              speech_dir: str | Path | None = None,
-             resolution: tuple[int, int] = DEFAULT_RESOLUTION, progress: bool = True) -> dict[str, int]:
+             resolution: tuple[int, int] = DEFAULT_RESOLUTION, progress: bool = True,
+             overwrite: bool = False) -> dict[str, int]:
     """Write `num` entries per requested task for one split; returns entries per task.
 
-    The split is written to a temporary folder beside its destination and renamed when
-    complete, so a failure never leaves a half-written split behind.
+    The split is written to a temporary folder beside its destination and moved in when
+    complete, so a failure never leaves a half-written split behind; temporary folders of
+    killed runs are removed. A non-empty split is refused unless `overwrite`, which replaces
+    only the task folders and manifests the generator wrote, never other files.
     """
     from tqdm import tqdm
 
@@ -407,7 +570,9 @@ def generate(out_dir: str | Path, split: str, num: int, seed: int = 0,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / split
-    tmp = Path(tempfile.mkdtemp(prefix=f".{split}-", dir=out_dir))
+    _check_destination(final, {job.name for job in jobs}, overwrite)
+    _remove_stale_temps(out_dir, split)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_temp_prefix(split)}{os.getpid()}-", dir=out_dir))
     init_args = (split, seed, str(speech_dir) if speech_dir else None, tuple(resolution))
     per_task: dict[str, list[ManifestEntry]] = {t: [] for t in _check_tasks(tasks)}
     try:
@@ -427,9 +592,12 @@ def generate(out_dir: str | Path, split: str, num: int, seed: int = 0,
                         bar.update()
         for letter, entries in per_task.items():
             write_manifest(tmp / "manifests" / f"{letter}.json", entries)
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
+        if final.is_dir() and any(final.iterdir()):
+            _replace_generated(tmp, final)
+        else:
+            if final.exists():
+                final.rmdir()
+            tmp.rename(final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -2,7 +2,8 @@
 
 A method answers in the official strings; answers are parsed leniently and scored with the
 official metrics, so the classical baseline and the model are judged the same way. A sample
-the method fails on counts as unparsed (worst case), never as skipped.
+the method fails on counts as unparsed (worst case); a sample whose files cannot be read
+(missing, truncated, malformed) is skipped, and the report lists it with the reason.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import numpy as np
 
 from jaeger_ros.core import answers
 from jaeger_ros.core import metrics
-from jaeger_ros.data.dataset import ManifestEntry, Sample, iter_entries, load_sample
+from jaeger_ros.data.dataset import ManifestEntry, Sample, SampleError, find_manifests, load_sample, \
+    read_manifest, resolve_sample_path
 from jaeger_ros.core.geometry import box_iou_3d, wrapped_azimuth_error
 
 _COLUMNS = (("DoA single az", "A", "az_median", "{:.2f}°"), ("el", "A", "el_median", "{:.2f}°"),
@@ -42,28 +44,38 @@ class _TaskItems:
 
 def evaluate(method: Method, data_dir: str | Path, split: str = "test", tasks: Iterable[str] | None = None,
              out_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Report {"method", "data", "split", "tasks": {letter: summary}} (see metrics.summarise)."""
+    """Report {"method", "data", "split", "tasks": {letter: summary}, "skipped": [...]} (see
+    metrics.summarise). Entries whose manifest or sample files cannot be read are skipped and
+    listed ({"task", "path", "error"}, the error naming the file); ValueError when nothing
+    could be scored."""
     from tqdm import tqdm
 
-    wanted = set(tasks) if tasks else set(method.tasks)
-    entries = [(letter, e, f) for letter, e, f in iter_entries(data_dir, split, wanted & set(method.tasks))]
-    if not entries:
+    wanted = (set(tasks) if tasks else set(method.tasks)) & set(method.tasks)
+    entries, skipped = _entries(data_dir, split, wanted)
+    if not entries and not skipped:
         raise ValueError(f"no entries for tasks {sorted(wanted)} in {data_dir}/{split}")
     items: dict[str, _TaskItems] = {}
-    samples: dict[Path, Sample] = {}
+    readable: dict[tuple[Path, str], str | None] = {}
     for letter, entry, folder in tqdm(entries, desc=f"eval {method.name}", unit="item", disable=not progress):
+        problem = _unreadable(folder, letter, readable)
+        if problem is not None:
+            skipped.append({"task": letter, "path": entry.path, "error": problem})
+            continue
         it = items.setdefault(letter, _TaskItems())
-        sample = samples.get(folder) or load_sample(folder)
-        samples = {folder: sample}  # keep one: entries of a folder are adjacent in a manifest
         try:
-            prediction: str | None = method.answer(sample, entry)
+            prediction: str | None = method.answer(load_sample(folder), entry)
         except (ValueError, RuntimeError) as e:  # reported, counted as unparsed
             prediction = None
             it.errors.append(f"{entry.path}: {e}")
         it.predictions.append(prediction)
         it.truths.append(entry.text)
         it.paths.append(entry.path)
-    report: dict[str, Any] = {"method": method.name, "data": str(data_dir), "split": split, "tasks": {}}
+    if not items:
+        first = skipped[0]["error"] if skipped else "no entries"
+        raise ValueError(f"nothing could be scored in {data_dir}/{split}: {len(skipped)} entries skipped "
+                         f"(first: {first})")
+    report: dict[str, Any] = {"method": method.name, "data": str(data_dir), "split": split, "tasks": {},
+                              "skipped": skipped}
     for letter in sorted(items):
         it = items[letter]
         summary = metrics.summarise(letter, it.predictions, it.truths)
@@ -72,6 +84,48 @@ def evaluate(method: Method, data_dir: str | Path, split: str = "test", tasks: I
     if out_dir is not None:
         _write_report(report, items, Path(out_dir))
     return report
+
+
+def _entries(data_dir: str | Path, split: str, letters: set[str]
+             ) -> tuple[list[tuple[str, ManifestEntry, Path]], list[dict[str, str]]]:
+    """(letter, entry, folder) of every readable manifest, and a skip record per unreadable one."""
+    entries, skipped = [], []
+    for letter, path in find_manifests(data_dir, split).items():
+        if letter not in letters:
+            continue
+        try:
+            manifest = read_manifest(path)
+        except ValueError as e:
+            skipped.append({"task": letter, "path": str(path), "error": str(e)})
+            continue
+        entries += [(letter, e, resolve_sample_path(data_dir, e)) for e in manifest]
+    return entries, skipped
+
+
+def _unreadable(folder: Path, letter: str, seen: dict[tuple[Path, str], str | None]) -> str | None:
+    """Why the files a task needs in `folder` cannot be read (None when they can); each folder
+    and modality is read once."""
+    needs = [m for m, tasks in (("audio", "ABDE"), ("vision", "CDE")) if letter in tasks]
+    for modality in needs:
+        key = (folder, modality)
+        if key not in seen:
+            try:
+                sample = load_sample(folder)
+                if modality == "audio":
+                    sample.foa()
+                else:
+                    depth, intr = sample.depth(), sample.intrinsics
+                    sample.rgb()
+                    sample.boxes()
+                    if depth.shape != (intr.height, intr.width):
+                        raise SampleError(folder, f"depth {depth.shape[1]}x{depth.shape[0]} does not match the "
+                                                  f"intrinsics' {intr.width}x{intr.height}")
+                seen[key] = None
+            except SampleError as e:
+                seen[key] = str(e)
+        if seen[key] is not None:
+            return seen[key]
+    return None
 
 
 def _fmt(value: Any, pattern: str) -> str:
@@ -105,6 +159,10 @@ def _write_report(report: dict[str, Any], items: dict[str, _TaskItems], out: Pat
         if it.errors:
             lines += [f"Task {letter}: {len(it.errors)} samples failed (counted as unparsed):", ""]
             lines += [f"- {e}" for e in it.errors[:20]] + [""]
+    skipped = report.get("skipped", [])
+    if skipped:
+        lines += [f"Skipped: {len(skipped)} entries whose files could not be read (not scored):", ""]
+        lines += [f"- task {s['task']}, {s['path']}: {s['error']}" for s in skipped] + [""]
     (out / "report.md").write_text("\n".join(lines))
     _plots(items, out)
 
@@ -135,16 +193,8 @@ def _plots(items: dict[str, _TaskItems], out: Path) -> None:
         fig.tight_layout()
         fig.savefig(out / f"doa_errors_{letter}.png", dpi=100)
         plt.close(fig)
-        fig = plt.figure(figsize=(5, 5))
-        ax = fig.add_subplot(projection="polar")
-        ax.set_theta_zero_location("N")  # azimuth 0 = forward, positive to the left
-        r = np.linspace(0.6, 1.0, len(ta))
-        ax.scatter(np.radians(ta), r, s=12, label="true", color="tab:green")
-        ax.scatter(np.radians(pa), r, s=12, label="predicted", color="tab:red", marker="x")
-        ax.set_rticks([])
-        ax.set_title(f"Task {letter}: azimuth, predicted vs true")
-        ax.legend(loc="lower right")
-        fig.savefig(out / f"azimuth_polar_{letter}.png", dpi=100)
+        fig = azimuth_polar_figure(letter, ta, pa, len(it.predictions) - len(pairs))
+        fig.savefig(out / f"azimuth_polar_{letter}.png", dpi=100, bbox_inches="tight")
         plt.close(fig)
     if "C" in items:
         it = items["C"]
@@ -175,3 +225,39 @@ def _plots(items: dict[str, _TaskItems], out: Path) -> None:
         fig.tight_layout()
         fig.savefig(out / f"matching_confusion_{letter}.png", dpi=100)
         plt.close(fig)
+
+
+def azimuth_polar_figure(letter: str, true_az: np.ndarray, pred_az: np.ndarray, n_unparsed: int = 0) -> Any:
+    """Predicted vs true azimuth in the README's convention: 0 = forward at the top, positive
+    to the left (counter-clockwise), -180..180. Each sample gets its own ring (sorted by true
+    azimuth) and an arc along it from truth to prediction, so the arc length is the error."""
+    import matplotlib.pyplot as plt
+
+    order = np.argsort(true_az)
+    ta, pa = true_az[order], pred_az[order]
+    radius = np.arange(1, len(ta) + 1)
+    fig = plt.figure(figsize=(6.4, 7.0))
+    ax = fig.add_subplot(projection="polar")
+    ax.set_theta_zero_location("N")
+    ax.set_theta_direction(1)  # counter-clockwise: positive azimuth is to the left
+    for r, t, p in zip(radius, ta, pa):
+        err = (p - t + 180.0) % 360.0 - 180.0  # signed, shortest way round
+        arc = np.radians(t + np.linspace(0.0, err, 32))
+        ax.plot(arc, np.full_like(arc, r), color="0.55", lw=1.0)
+    ax.plot([], [], color="0.55", lw=1.0, label="error (arc from true to predicted)")
+    ax.scatter(np.radians(ta), radius, s=18, color="tab:green", label="true azimuth", zorder=3)
+    ax.scatter(np.radians(pa), radius, s=24, color="tab:red", marker="x", label="predicted azimuth", zorder=4)
+    ticks = np.arange(-150, 181, 30)
+    ax.set_thetagrids(np.mod(ticks, 360), [f"{t:+d}°" if t not in (0, 180) else f"{t}°" for t in ticks])
+    ax.set_ylim(0.5, len(ta) + 0.5)
+    ax.set_rorigin(-0.25 * len(ta))  # a hole in the middle keeps the inner rings readable
+    ax.set_rlabel_position(-112.5)
+    ax.set_yticks(radius if len(ta) <= 12 else np.linspace(1, len(ta), 6).round().astype(int))
+    ax.set_xlabel("angle: azimuth (degrees), 0 = forward, + = left, - = right\n"
+                  "radius: sample number, sorted by true azimuth", labelpad=12)
+    title = f"Task {letter}: azimuth, predicted vs true (n = {len(ta)})"
+    if n_unparsed:
+        title += f"\n{n_unparsed} unparsed answers not shown"
+    ax.set_title(title, pad=16)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=2, fontsize=8, frameon=False)
+    return fig

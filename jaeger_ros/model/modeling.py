@@ -15,11 +15,13 @@ thinker and clears right after.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
 from torch import nn
 
 from jaeger_ros.model.config import IV_DIM, JaegerConfig
@@ -29,6 +31,25 @@ from jaeger_ros.model.tokenizer import load_tokenizer, special_ids, train_tokeni
 
 WEIGHTS = "model.safetensors"
 CONFIG = "jaeger_config.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint (folder or file) that cannot be loaded. The message is one line that names
+    the file and says why, so a node or CLI can log it as it is."""
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message on one line (library errors often span several)."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def write_synced(path: Path, data: bytes) -> None:
+    """Write a file and flush it to disk, so a later rename cannot publish a file that a crash
+    left empty."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 class IVFusionNorm(nn.Module):
@@ -260,7 +281,9 @@ class JaegerModel(nn.Module):
         state = {k: v.detach().to(dtype or v.dtype).contiguous().cpu()
                  for k, v in to_canonical(self, self.state_dict()).items()
                  if not k.startswith(CANONICAL_PREFIX["lm_head"]) or not self._tied()}
-        save_file(state, str(out / WEIGHTS), metadata={"format": "jaeger_ros.model/1"})
+        tmp = out / f".{WEIGHTS}.tmp"  # replaced in one step: a crash keeps the old weights whole
+        write_synced(tmp, save(state, metadata={"format": "jaeger_ros.model/1"}))
+        os.replace(tmp, out / WEIGHTS)
         return out
 
     def _tied(self) -> bool:
@@ -268,23 +291,43 @@ class JaegerModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> "JaegerModel":
+        """Load a checkpoint folder; CheckpointError (one line naming the file) when it is
+        missing, unreadable or does not fit its config."""
         p = Path(path)
+        if not p.is_dir():
+            raise CheckpointError(f"{p}: checkpoint folder not found")
         if not (p / CONFIG).is_file():
-            raise FileNotFoundError(f"not a JAEGER checkpoint (no {CONFIG}): {p}")
-        config = JaegerConfig.load(p / CONFIG)
-        tokenizer = load_tokenizer(p)
+            raise CheckpointError(f"{p}: not a JAEGER checkpoint (no {CONFIG})")
+        try:
+            config = JaegerConfig.load(p / CONFIG)
+        except (OSError, ValueError, TypeError) as e:
+            raise CheckpointError(f"{p / CONFIG}: unreadable model config ({one_line(e)})") from e
+        try:
+            tokenizer = load_tokenizer(p)
+        except Exception as e:  # the tokenizers library raises bare Exceptions on a corrupt file
+            raise CheckpointError(f"{p / 'tokenizer.json'}: unreadable tokenizer ({one_line(e)})") from e
         if config.preset != "tiny":
             from jaeger_ros.model.lora import load_lora
 
-            return load_lora(config, p, tokenizer).to(device)
+            try:
+                return load_lora(config, p, tokenizer).to(device)
+            except (OSError, ValueError, RuntimeError, SafetensorError) as e:
+                raise CheckpointError(f"{p}: cannot load the LoRA checkpoint ({one_line(e)})") from e
         model = cls.build_tiny(config, tokenizer)
-        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(p / WEIGHTS)).items()}
-        missing, unexpected = model.load_state_dict(from_canonical(model, state), strict=False)
+        try:
+            stored = load_file(str(p / WEIGHTS))
+        except (OSError, SafetensorError) as e:
+            raise CheckpointError(f"{p / WEIGHTS}: unreadable weights ({one_line(e)})") from e
+        state = {k: v.float() if v.is_floating_point() else v for k, v in stored.items()}
+        try:
+            missing, unexpected = model.load_state_dict(from_canonical(model, state), strict=False)
+        except RuntimeError as e:  # shape mismatches
+            raise CheckpointError(f"{p / WEIGHTS}: does not fit {CONFIG} ({one_line(e)[:300]})") from e
         head = _actual_prefixes(model)["lm_head"]
         missing = [k for k in missing if not (k.startswith(head) and model._tied())]
         if missing or unexpected:
-            raise ValueError(f"{p}: checkpoint does not match its config (missing {missing[:5]}, "
-                             f"unexpected {unexpected[:5]})")
+            raise CheckpointError(f"{p / WEIGHTS}: does not fit {CONFIG} (missing {missing[:5]}, "
+                                  f"unexpected {unexpected[:5]})")
         if model._tied():
             model.base_thinker.tie_weights()
         return model.to(device).eval()

@@ -1,6 +1,8 @@
 """Inference API for nodes and evaluation: JaegerPredictor and the JaegerMethod protocol class.
 
 A malformed generation never raises: the result says `valid=False` and keeps the raw text.
+A checkpoint that cannot be loaded raises CheckpointError (a ValueError) with a one-line
+message naming the file, for a node or CLI to log as it is.
 """
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ import torch
 
 from jaeger_ros.core import answers
 from jaeger_ros.core.geometry import Box3D, Intrinsics
-from jaeger_ros.model.modeling import JaegerModel
+from jaeger_ros.model.modeling import CheckpointError, JaegerModel
+
+__all__ = ["CheckpointError", "JaegerMethod", "JaegerPredictor", "Prediction", "checkpoint_path", "query_for"]
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "tiny"
 TASKS = ("A", "B", "C", "D", "E")
@@ -61,7 +65,8 @@ class JaegerPredictor:
 
     @classmethod
     def from_pretrained(cls, path: str | Path = "default", device: str = "cpu") -> "JaegerPredictor":
-        """`path`: a checkpoint folder, or "default" for the tiny checkpoint shipped in the package."""
+        """`path`: a checkpoint folder, or "default" for the tiny checkpoint shipped in the package.
+        CheckpointError (one line naming the file) when it cannot be loaded."""
         return cls(JaegerModel.from_pretrained(checkpoint_path(path), device=device))
 
     @property

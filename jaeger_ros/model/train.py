@@ -3,13 +3,23 @@
 The batch of step s on rank r depends only on (seed, s, r), so a resumed run draws exactly
 the batches the uninterrupted one would have; model, optimizer, schedule and torch RNG
 states are restored from `OUT/last/`.
+
+A checkpoint is written into a temporary folder beside `last/` (files flushed to disk, then a
+COMPLETE marker), and only then renamed into place; the previous checkpoint is kept until
+the new one is in place. A run killed at any moment leaves at least one complete
+checkpoint, and `resume` picks the newest complete one and removes the leftovers.
+Sample folders that cannot be read are skipped and listed in `OUT/skipped.json`.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
+import os
+import pickle
 import random
 import shutil
+import sys
 import time
 from multiprocessing import get_context
 from pathlib import Path
@@ -22,32 +32,46 @@ import yaml
 from jaeger_ros.model.config import JaegerConfig, TrainConfig
 from jaeger_ros.model.data import AUDIO_TASKS, VISION_TASKS, Example, InputBuilder, ModelInputs, instruction, \
     load_examples, read_folder
-from jaeger_ros.model.modeling import JaegerModel
+from jaeger_ros.model.modeling import CheckpointError, JaegerModel, one_line, write_synced
 
 LAST = "last"
 LOG = "train_log.jsonl"
+SKIPPED = "skipped.json"
+COMPLETE = "COMPLETE"
+"""Marker written last into a checkpoint folder: {"step", "files": {name: bytes}}."""
+_TMP, _OLD = ".last.tmp", ".last.old"
+"""The checkpoint being written, and the previous one while the new one is renamed in."""
+_STATE_FILES = ("model.safetensors", "optimizer.pt", "state.json")
 
 
 # ---------------------------------------------------------------------- preloading
 
-def _preload_one(args: tuple[dict[str, Any], dict[str, Any], str, str]) -> tuple[str, dict[str, np.ndarray | Any]]:
+def _preload_one(args: tuple[dict[str, Any], dict[str, Any], str, str]
+                 ) -> tuple[str, dict[str, np.ndarray | Any] | None, str | None]:
+    """(folder, arrays, None), or (folder, None, why) when its files cannot be read or used."""
     cfg_dict, vision, folder, letters = args
     builder = InputBuilder(JaegerConfig.from_dict(cfg_dict), None, vision)
-    raw = read_folder(folder)
     out: dict[str, Any] = {}
-    if set(letters) & AUDIO_TASKS:
-        foa, mel = builder.audio(raw["foa"], raw["sample_rate"])
-        out["foa"], out["mel"] = foa.half().numpy(), mel.half().numpy()
-    if set(letters) & VISION_TASKS:
-        patches, grid, pe = builder.vision(raw["rgb"], raw["depth"], raw["intrinsics"])
-        out["patches"], out["grid"] = patches.half().numpy(), grid
-        out["pe"] = pe.half().numpy() if pe is not None else None
-    return folder, out
+    try:
+        raw = read_folder(folder)
+        if set(letters) & AUDIO_TASKS:
+            foa, mel = builder.audio(raw["foa"], raw["sample_rate"])
+            out["foa"], out["mel"] = foa.half().numpy(), mel.half().numpy()
+        if set(letters) & VISION_TASKS:
+            patches, grid, pe = builder.vision(raw["rgb"], raw["depth"], raw["intrinsics"])
+            out["patches"], out["grid"] = patches.half().numpy(), grid
+            out["pe"] = pe.half().numpy() if pe is not None else None
+    except (OSError, ValueError) as e:  # SampleError (a ValueError) names the file; others get the folder
+        why = one_line(e)
+        return folder, None, why if folder in why else f"{folder}: {why}"
+    return folder, out, None
 
 
-def preload(builder: InputBuilder, examples: Sequence[Example], workers: int = 0,
-            desc: str = "preload") -> dict[str, dict[str, Any]]:
-    """Folder -> model-ready arrays (float16) for every folder the examples use."""
+def preload(builder: InputBuilder, examples: Sequence[Example], workers: int = 0, desc: str = "preload",
+            skipped: list[dict[str, str]] | None = None) -> dict[str, dict[str, Any]]:
+    """Folder -> model-ready arrays (float16) for every folder the examples use. A folder that
+    cannot be read is left out and listed in `skipped` ({"folder", "error"}) when it is given;
+    without it, ValueError."""
     from tqdm import tqdm
 
     needs: dict[str, set[str]] = {}
@@ -58,17 +82,29 @@ def preload(builder: InputBuilder, examples: Sequence[Example], workers: int = 0
               "hidden_size": builder.vision_dim}
     jobs = [(builder.config.to_dict(), vision, f, "".join(sorted(t))) for f, t in needs.items()]
     out: dict[str, dict[str, Any]] = {}
+    problems: list[dict[str, str]] = []
+
+    def keep(folder: str, arrays: dict[str, Any] | None, why: str | None) -> None:
+        if arrays is None:
+            problems.append({"folder": folder, "error": str(why)})
+        else:
+            out[folder] = arrays
+
     with tqdm(total=len(jobs), desc=desc, unit="folder", disable=len(jobs) < 50) as bar:
         if workers <= 1:
-            results = map(_preload_one, jobs)
-            for folder, arrays in results:
-                out[folder] = arrays
+            for result in map(_preload_one, jobs):
+                keep(*result)
                 bar.update()
         else:
             with get_context("spawn").Pool(workers) as pool:
-                for folder, arrays in pool.imap_unordered(_preload_one, jobs, chunksize=8):
-                    out[folder] = arrays
+                for result in pool.imap_unordered(_preload_one, jobs, chunksize=8):
+                    keep(*result)
                     bar.update()
+    problems.sort(key=lambda p: p["folder"])
+    if skipped is None and problems:
+        raise ValueError(f"{len(problems)} unreadable sample folders, first: {problems[0]['error']}")
+    if skipped is not None:
+        skipped += problems
     return out
 
 
@@ -213,8 +249,12 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
                         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     out = Path(out)
     last = out / LAST
-    if resume and not (last / "state.json").is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint to resume in {last}")
+    if resume:
+        if accel.is_main_process:
+            recover_checkpoint(out)
+        accel.wait_for_everyone()
+        if checkpoint_step(last) is None:
+            raise FileNotFoundError(f"--resume: no complete checkpoint to resume in {out}")
     if accel.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
 
@@ -226,26 +266,36 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
     else:
         model = JaegerModel.from_config(model_cfg, seed=tc.seed)
     if resume:
-        model.load_state_dict(_load_state(last / "model.safetensors"), strict=True)
+        _load_model_state(model, last / "model.safetensors")
     if tc.trainable is not None:
         from jaeger_ros.model.lora import set_trainable
 
         set_trainable(model, tc.trainable, tc.tasks)
     builder = model.builder
 
-    sources = [load_examples(d, "train", tc.tasks) for d in data_dirs]
+    skipped: list[dict[str, str]] = []
     arrays: dict[str, dict[str, Any]] = {}
-    for exs in sources:
-        arrays.update(preload(builder, exs, tc.num_workers, desc="preload train"))
+    sources = []
+    for d in data_dirs:
+        exs = load_examples(d, "train", tc.tasks)
+        arrays.update(preload(builder, exs, tc.num_workers, desc="preload train", skipped=skipped))
+        sources.append([ex for ex in exs if ex.folder in arrays])
+        if not sources[-1]:
+            raise ValueError(f"{d}/train: no readable sample ({len(skipped)} skipped, first: {skipped[0]['error']})")
     val_examples: list[Example] = []
     val_root = Path(data_dirs[0]) / "val" / "manifests"
     if val_root.is_dir():
         all_val = load_examples(data_dirs[0], "val", tc.tasks)
+        arrays.update(preload(builder, all_val, tc.num_workers, desc="preload val", skipped=skipped))
         per_task: dict[str, list[Example]] = {}
         for ex in all_val:
-            per_task.setdefault(ex.task, []).append(ex)
+            if ex.folder in arrays:
+                per_task.setdefault(ex.task, []).append(ex)
         val_examples = [ex for exs in per_task.values() for ex in exs[:tc.eval_samples]]
-        arrays.update(preload(builder, val_examples, tc.num_workers, desc="preload val"))
+    if accel.is_main_process:
+        (out / SKIPPED).write_text(json.dumps(skipped, indent=1))
+        if skipped:
+            print(f"skipped {len(skipped)} unreadable sample folders (listed in {out / SKIPPED})", file=sys.stderr)
     sampler = _Sources(sources, tc.source_weights, tc.seed)
 
     optimizer = torch.optim.AdamW(_param_groups(model, tc.weight_decay), lr=tc.lr, betas=(0.9, 0.95))
@@ -254,12 +304,16 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
         optimizer, lambda s: lr_factor(s, tc.warmup_steps, total["steps"], tc.min_lr_ratio))
     start = 0
     if resume:
-        total["steps"] = int(json.loads((last / "state.json").read_text()).get("total_steps", tc.max_steps))
-        state = torch.load(last / "optimizer.pt", map_location="cpu", weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        start = int(json.loads((last / "state.json").read_text())["step"])
+        progress_state = _read_json(last / "state.json")
+        total["steps"] = int(progress_state.get("total_steps", tc.max_steps))
+        state = load_train_state(last / "optimizer.pt")
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["torch_rng"])
+        except (KeyError, ValueError, TypeError, RuntimeError) as e:
+            raise CheckpointError(f"{last / 'optimizer.pt'}: does not fit this model ({one_line(e)})") from e
+        start = int(progress_state["step"])
     model, optimizer, scheduler = accel.prepare(model, optimizer, scheduler)
     raw_model: JaegerModel = accel.unwrap_model(model)
     if accel.is_main_process:
@@ -316,7 +370,7 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
         if done % tc.save_every == 0 or done == end:
             accel.wait_for_everyone()
             if accel.is_main_process:
-                _save_last(raw_model, optimizer, scheduler, last, done, total["steps"])
+                save_checkpoint(raw_model, optimizer, scheduler, out, done, total["steps"])
     bar.close()
     _check_ranks_agree(accel, raw_model)
     if end < total["steps"]:
@@ -342,20 +396,131 @@ def _append(path: Path, entry: dict[str, Any]) -> None:
         f.write(json.dumps(entry) + "\n")
 
 
-def _save_last(model: JaegerModel, optimizer: Any, scheduler: Any, last: Path, step: int, total_steps: int) -> None:
-    """Full-precision state for exact resume, written beside then renamed (never half-written)."""
-    from safetensors.torch import save_file
-
-    tmp = last.with_name(last.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+def save_checkpoint(model: torch.nn.Module, optimizer: Any, scheduler: Any, out: Path, step: int,
+                    total_steps: int) -> Path:
+    """Full-precision state for exact resume in OUT/last. Every step leaves a complete
+    checkpoint on disk: the new one is complete (marker written last) before the old one
+    leaves `last`, and the old one is deleted only once the new one is in place."""
+    out = Path(out)
+    tmp, old, last = out / _TMP, out / _OLD, out / LAST
+    _remove(tmp)  # leftovers of a save that was killed
+    _remove(old)
     tmp.mkdir(parents=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(_untie(state), str(tmp / "model.safetensors"))
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "torch_rng": torch.get_rng_state()}, tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step, "total_steps": total_steps}))
-    shutil.rmtree(last, ignore_errors=True)
-    tmp.rename(last)
+    blobs = {"model.safetensors": _safetensors_bytes(_untie(state)),
+             "optimizer.pt": _torch_bytes({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                           "torch_rng": torch.get_rng_state()}),
+             "state.json": json.dumps({"step": step, "total_steps": total_steps}).encode()}
+    for name, data in blobs.items():
+        write_synced(tmp / name, data)
+    marker = {"step": step, "files": {name: len(data) for name, data in blobs.items()}}
+    write_synced(tmp / COMPLETE, json.dumps(marker).encode())
+    _sync_dir(tmp)
+    if last.exists():
+        _rename(last, old)
+    _rename(tmp, last)
+    _remove(old)
+    return last
+
+
+def checkpoint_step(folder: Path) -> int | None:
+    """The step of a complete checkpoint folder (marker present, every file at its recorded
+    size), else None."""
+    try:
+        marker = json.loads((folder / COMPLETE).read_text())
+        sizes = marker["files"]
+        if set(sizes) != set(_STATE_FILES):
+            return None
+        if any((folder / name).stat().st_size != size for name, size in sizes.items()):
+            return None
+        return int(marker["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def recover_checkpoint(out: Path) -> Path | None:
+    """Put the newest complete checkpoint of a run (an interrupted save may have left it in
+    the temporary folders) at OUT/last and remove the rest; None when there is none."""
+    out = Path(out)
+    last = out / LAST
+    found = [(step, folder) for folder in (last, out / _OLD, out / _TMP)
+             if (step := checkpoint_step(folder)) is not None]
+    if not found:
+        return None
+    _, best = max(found, key=lambda f: (f[0], f[1] == last))
+    if best != last:
+        _remove(last)
+        _rename(best, last)
+    _remove(out / _OLD)
+    _remove(out / _TMP)
+    return last
+
+
+def load_train_state(path: Path) -> dict[str, Any]:
+    """Optimizer, schedule and RNG state, unpickled with weights_only=True: a file holding
+    anything but tensors and plain values is refused (CheckpointError), never executed."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{path}: refused: it holds objects other than tensors and plain values "
+                              f"({one_line(e).split('.')[0]})") from None
+    except (OSError, RuntimeError, EOFError, ValueError) as e:
+        raise CheckpointError(f"{path}: unreadable training state ({one_line(e)})") from None
+    if not isinstance(state, dict) or not {"optimizer", "scheduler", "torch_rng"} <= set(state):
+        raise CheckpointError(f"{path}: not a training state (needs optimizer, scheduler and torch_rng)")
+    return state
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: unreadable ({one_line(e)})") from None
+    if not isinstance(data, dict) or "step" not in data:
+        raise CheckpointError(f"{path}: expected an object with 'step'")
+    return data
+
+
+def _load_model_state(model: torch.nn.Module, path: Path) -> None:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        model.load_state_dict(load_file(str(path)), strict=True)
+    except (OSError, SafetensorError) as e:
+        raise CheckpointError(f"{path}: unreadable weights ({one_line(e)})") from None
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: does not fit this model ({one_line(e)[:300]})") from None
+
+
+def _safetensors_bytes(state: dict[str, torch.Tensor]) -> bytes:
+    from safetensors.torch import save
+
+    return save(state)
+
+
+def _torch_bytes(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def _sync_dir(folder: Path) -> None:
+    """Flush a folder's entries (new names, renames) to disk."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _rename(src: Path, dst: Path) -> None:
+    os.rename(src, dst)
+    _sync_dir(dst.parent)
+
+
+def _remove(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -367,9 +532,3 @@ def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out[k] = v.clone() if ptr in seen else v
         seen.setdefault(ptr, k)
     return out
-
-
-def _load_state(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    return load_file(str(path))
