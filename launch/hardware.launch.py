@@ -1,28 +1,47 @@
 """jaeger_node + foa_capture (4-channel tetrahedral microphone via sounddevice/ALSA).
 
-ros2 launch jaeger_ros hardware.launch.py device:=hw:2,0 [params_file:=...]
+ros2 launch jaeger_ros hardware.launch.py device:=hw:2,0 [params_file:=...] [method:=jaeger]
 Start the RGB-D camera driver separately (see jaeger.launch.py for its topics). Mount the
 microphone aligned with the camera (front towards the scene, upright); set the calibrated
-A->B matrix as `a_to_b_matrix` in config/hardware.yaml.
+A->B matrix as `a_to_b_matrix` in config/hardware.yaml (or a_to_b_matrix:="[16 numbers]").
+foa_capture needs `pip install 'jaeger_ros[hardware]'` (sounddevice; libportaudio2).
+Node arguments left empty keep the values of params_file (config/hardware.yaml by default).
 """
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+
+from jaeger_ros.ros.launch_args import CAPTURE_ARGUMENTS, LAUNCH_ARGUMENTS, NODE_ARGUMENTS, overrides
+
+ARGUMENTS = (*LAUNCH_ARGUMENTS, *CAPTURE_ARGUMENTS, *NODE_ARGUMENTS)
+
+
+def typed(values: dict) -> dict:
+    """Strings stay strings (launch would read '123' or 'true' as YAML)."""
+    return {k: ParameterValue(v, value_type=str) if isinstance(v, str) else v for k, v in values.items()}
+
+
+def nodes(context: LaunchContext) -> list:
+    values = {arg.name: LaunchConfiguration(arg.name).perform(context) for arg in ARGUMENTS}
+    log = ["--log-level", values["log_level"]]
+    return [
+        Node(package="jaeger_ros", executable="foa_capture", name="foa_capture", output="screen",
+             parameters=[values["params_file"], typed(overrides(CAPTURE_ARGUMENTS, values))], ros_arguments=log),
+        Node(package="jaeger_ros", executable="jaeger_node", name="jaeger_node", output="screen",
+             parameters=[values["params_file"], typed(overrides(NODE_ARGUMENTS, values))], ros_arguments=log),
+    ]
 
 
 def generate_launch_description() -> LaunchDescription:
     share = get_package_share_directory("jaeger_ros")
-    params = LaunchConfiguration("params_file")
+    defaults = {"params_file": os.path.join(share, "config", "hardware.yaml")}
     return LaunchDescription([
-        DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "hardware.yaml")),
-        DeclareLaunchArgument("device", default_value="", description="sounddevice name or ALSA hw:X,Y"),
-        DeclareLaunchArgument("method", default_value="classical"),
-        Node(package="jaeger_ros", executable="foa_capture", name="foa_capture", output="screen",
-             parameters=[params, {"device": LaunchConfiguration("device")}]),
-        Node(package="jaeger_ros", executable="jaeger_node", name="jaeger_node", output="screen",
-             parameters=[params, {"method": LaunchConfiguration("method")}]),
+        *[DeclareLaunchArgument(arg.name, default_value=defaults.get(arg.name, arg.default), description=arg.description)
+          for arg in ARGUMENTS],
+        OpaqueFunction(function=nodes),
     ])

@@ -5,31 +5,38 @@ ros2 launch jaeger_ros jaeger.launch.py \
     depth_topic:=/camera/camera/aligned_depth_to_color/image_raw \
     camera_info_topic:=/camera/camera/color/camera_info audio_topic:=/audio/foa
 (realsense2_camera: start it with align_depth.enable:=true so depth is in the colour frame.)
+Node arguments left empty keep the values of params_file (config/jaeger.yaml by default);
+`ros2 launch jaeger_ros jaeger.launch.py --show-args` lists them all.
 """
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 
-TOPICS = {"color_topic": "/camera/camera/color/image_raw",
-          "depth_topic": "/camera/camera/aligned_depth_to_color/image_raw",
-          "camera_info_topic": "/camera/camera/color/camera_info",
-          "audio_topic": "/audio/foa"}
+from jaeger_ros.ros.launch_args import LAUNCH_ARGUMENTS, NODE_ARGUMENTS, overrides
+
+
+def typed(values: dict) -> dict:
+    """Strings stay strings (launch would read '123' or 'true' as YAML)."""
+    return {k: ParameterValue(v, value_type=str) if isinstance(v, str) else v for k, v in values.items()}
+
+
+def nodes(context: LaunchContext) -> list:
+    values = {arg.name: LaunchConfiguration(arg.name).perform(context) for arg in (*LAUNCH_ARGUMENTS, *NODE_ARGUMENTS)}
+    return [Node(package="jaeger_ros", executable="jaeger_node", name="jaeger_node", output="screen",
+                 parameters=[values["params_file"], typed(overrides(NODE_ARGUMENTS, values))],
+                 ros_arguments=["--log-level", values["log_level"]])]
 
 
 def generate_launch_description() -> LaunchDescription:
     share = get_package_share_directory("jaeger_ros")
-    args = [DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "jaeger.yaml")),
-            DeclareLaunchArgument("method", default_value="classical"),
-            DeclareLaunchArgument("checkpoint", default_value=""),
-            DeclareLaunchArgument("target_voice", default_value="")]
-    args += [DeclareLaunchArgument(name, default_value=default) for name, default in TOPICS.items()]
-    overrides = {name: LaunchConfiguration(name) for name in ("method", "checkpoint", "target_voice", *TOPICS)}
+    defaults = {"params_file": os.path.join(share, "config", "jaeger.yaml")}
     return LaunchDescription([
-        *args,
-        Node(package="jaeger_ros", executable="jaeger_node", name="jaeger_node", output="screen",
-             parameters=[LaunchConfiguration("params_file"), overrides]),
+        *[DeclareLaunchArgument(arg.name, default_value=defaults.get(arg.name, arg.default), description=arg.description)
+          for arg in (*LAUNCH_ARGUMENTS, *NODE_ARGUMENTS)],
+        OpaqueFunction(function=nodes),
     ])

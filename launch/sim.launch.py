@@ -3,47 +3,80 @@
 ros2 launch jaeger_ros sim.launch.py [params_file:=...] [method:=classical|jaeger]
     [scenario:=single|dual] [target_voice:=male|female] [rviz:=true] [record:=true [bag:=DIR]]
 
+Node arguments left empty keep the values of params_file (config/sim.yaml by default).
 record:=true also runs `ros2 bag record` (mcap) on the sensor, ground-truth and TF topics, for
 `jaeger dataset from-bag`. Without a ROS installation, `jaeger record` writes the same bag
-from the simulator directly (faster than real time).
+from the simulator directly (faster than real time). rviz:=true or record:=true where rviz2 or
+`ros2 bag` is not installed: one error line, and the other nodes start as usual.
 """
 import os
+import shutil
 
-from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, SetEnvironmentVariable
-from launch.conditions import IfCondition
+from ament_index_python.packages import PackageNotFoundError, get_package_prefix, get_package_share_directory
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction, SetEnvironmentVariable
+from launch.logging import get_logger
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 
+from jaeger_ros.ros.launch_args import LAUNCH_ARGUMENTS, NODE_ARGUMENTS, SIM_ARGUMENTS, overrides, parse_bool
 
 RECORDED_TOPICS = ["/camera/color/image_raw", "/camera/depth/image_raw", "/camera/color/camera_info", "/audio/foa",
-                   "/sim/ground_truth", "/tf", "/tf_static", "/sim/transforms"]
+                   "/sim/ground_truth", "/tf", "/tf_static"]
+ARGUMENTS = (*LAUNCH_ARGUMENTS, *SIM_ARGUMENTS, *NODE_ARGUMENTS)
+
+
+def typed(values: dict) -> dict:
+    """Strings stay strings (launch would read '123' or 'true' as YAML)."""
+    return {k: ParameterValue(v, value_type=str) if isinstance(v, str) else v for k, v in values.items()}
+
+
+def installed(package: str) -> bool:
+    """Whether a ROS package is in the ament index (where launch_ros finds its executables)."""
+    try:
+        get_package_prefix(package)
+        return True
+    except PackageNotFoundError:
+        return False
+
+
+def nodes(context: LaunchContext, share: str) -> list:
+    values = {arg.name: LaunchConfiguration(arg.name).perform(context) for arg in ARGUMENTS}
+    log = ["--log-level", values["log_level"]]
+    actions = [
+        Node(package="jaeger_ros", executable="sim_bridge", name="sim_bridge", output="screen",
+             parameters=[values["params_file"], typed(overrides(SIM_ARGUMENTS, values))], ros_arguments=log),
+        Node(package="jaeger_ros", executable="jaeger_node", name="jaeger_node", output="screen",
+             parameters=[values["params_file"], typed(overrides(NODE_ARGUMENTS, values))], ros_arguments=log),
+    ]
+    if parse_bool("rviz", LaunchConfiguration("rviz").perform(context)):
+        if installed("rviz2"):
+            actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
+                                arguments=["-d", os.path.join(share, "config", "jaeger.rviz")]))
+        else:
+            get_logger("sim.launch").error("rviz:=true but rviz2 is not installed: starting without RViz")
+    if parse_bool("record", LaunchConfiguration("record").perform(context)):
+        if shutil.which("ros2") and installed("ros2bag"):
+            actions.append(ExecuteProcess(cmd=["ros2", "bag", "record", "-s", "mcap", "-o",
+                                               LaunchConfiguration("bag").perform(context), *RECORDED_TOPICS],
+                                          output="screen"))
+        else:
+            get_logger("sim.launch").error("record:=true but `ros2 bag` is not installed: not recording "
+                                           "(`jaeger record` writes the same bag without ROS)")
+    return actions
 
 
 def generate_launch_description() -> LaunchDescription:
     share = get_package_share_directory("jaeger_ros")
-    params = LaunchConfiguration("params_file")
+    defaults = {"params_file": os.path.join(share, "config", "sim.yaml")}
     return LaunchDescription([
-        DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "sim.yaml")),
-        DeclareLaunchArgument("method", default_value="classical", description="classical | jaeger"),
-        DeclareLaunchArgument("checkpoint", default_value="", description="model folder for method jaeger"),
-        DeclareLaunchArgument("scenario", default_value="single", description="single | dual"),
-        DeclareLaunchArgument("target_voice", default_value="", description="'' | male | female"),
-        DeclareLaunchArgument("rviz", default_value="false"),
+        *[DeclareLaunchArgument(arg.name, default_value=defaults.get(arg.name, arg.default), description=arg.description)
+          for arg in ARGUMENTS],
+        DeclareLaunchArgument("rviz", default_value="false", description="also start RViz with config/jaeger.rviz"),
         DeclareLaunchArgument("record", default_value="false", description="also record a rosbag2 (mcap)"),
         DeclareLaunchArgument("bag", default_value="jaeger_sim_bag", description="bag folder for record:=true"),
         # 640x480 RGB-D over shared memory without losses (see config/fastdds.xml)
         SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", os.path.join(share, "config", "fastdds.xml")),
-        Node(package="jaeger_ros", executable="sim_bridge", name="sim_bridge", output="screen",
-             parameters=[params, {"scenario": LaunchConfiguration("scenario")}]),
-        Node(package="jaeger_ros", executable="jaeger_node", name="jaeger_node", output="screen",
-             parameters=[params, {"method": LaunchConfiguration("method"),
-                                  "checkpoint": LaunchConfiguration("checkpoint"),
-                                  "target_voice": LaunchConfiguration("target_voice")}]),
-        Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
-             arguments=["-d", os.path.join(share, "config", "jaeger.rviz")],
-             condition=IfCondition(LaunchConfiguration("rviz"))),
-        ExecuteProcess(cmd=["ros2", "bag", "record", "-s", "mcap", "-o", LaunchConfiguration("bag"), *RECORDED_TOPICS],
-                       output="screen", condition=IfCondition(LaunchConfiguration("record"))),
+        OpaqueFunction(function=nodes, args=[share]),
     ])
