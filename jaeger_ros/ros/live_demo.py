@@ -2,17 +2,25 @@
 
 Like `ros2 launch jaeger_ros sim.launch.py` (which needs launch/ros2cli, not installable here),
 it starts both nodes as their own processes with config/sim.yaml, listens to
-/jaeger/speaker_match, /sim/ground_truth and the colour image, and prints a live line every
-second: output rate, latency (image stamp -> speaker_match received), DoA error and
-speaker-match accuracy. SCORING_RULE (printed at the start) says which frames count. At the end it writes last_frame.png (the last scored-or-not frame with projected
-boxes, the matched speaker and the DoA), topdown.png (room, camera, boxes, DoA ray) and
-summary.json to --out.
+/jaeger/speaker_match, /sim/ground_truth, the colour image, /tf and /tf_static, prints the TF
+chain once, then a live line every second: output rate, latency (image stamp ->
+speaker_match received), DoA error and speaker-match accuracy. SCORING_RULE (printed at the
+start) says which frames count. At the end it writes summary.json, last_frame.png (the last
+answered frame with projected boxes, the matched speaker and the DoA) and topdown.png (the
+room in `map` placed with the received TF, and a polar view around the camera) to --out.
+
+The nodes log to this terminal (their stderr is ours), lifecycle transitions included. They
+run in one process group of their own, so the terminal's Ctrl-C reaches this process only,
+which then stops them in order; they also get SIGTERM if this process dies however it dies.
+SIGINT, SIGTERM and SIGHUP end the run early: the summary of what ran so far is written and
+the exit status is 0. A node that exits or never answers ends it with status 1.
 
 Usage: python -m jaeger_ros.ros.live_demo --duration 30 --out reports/live
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import random
@@ -22,6 +30,7 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
+from types import FrameType
 
 import numpy as np
 
@@ -35,10 +44,77 @@ BOX_MATCH_M = 0.3
 SCORING_RULE = (
     "scoring: a frame is a talker frame when exactly one loudspeaker talks and has talked for at least "
     "window_s (so the audio window holds that voice only; pauses, scene cuts and utterance starts are not "
-    "scored). match = the Left/Center/Right label, scored on talker frames where the node found as many "
-    "candidates as there are loudspeakers; box match = the matched candidate lies within "
+    "scored). match = the position label (Left/Center/Right ...), scored on talker frames where the node "
+    "found as many candidates as there are loudspeakers; box match = the matched candidate lies within "
     f"{BOX_MATCH_M} m of the talker's box, scored on every talker frame (candidate misses and extras count "
     "as errors).")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_TIMEOUT_S = 10.0
+"""How long the nodes get to shut down after SIGTERM before they are killed."""
+_PR_SET_PDEATHSIG = 1
+
+
+class Stop(Exception):
+    """A stop signal arrived; the message is its name."""
+
+
+class StopFlag:
+    """Signal handler that only notes the first stop signal; the loops call `check` between
+    spins. Raising from the handler itself could land inside rclpy's C++ message conversion,
+    where it surfaces as an unrelated RuntimeError."""
+
+    def __init__(self) -> None:
+        self.name: str | None = None
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.name = self.name or signal.Signals(signum).name
+
+    def check(self) -> None:
+        if self.name is not None:
+            raise Stop(self.name)
+
+
+def _die_with_parent(libc: ctypes.CDLL, parent: int) -> None:
+    """Runs in each node process before exec: SIGTERM it when the demo process dies (even by
+    SIGKILL), and at once if the demo is already gone."""
+    libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def start_nodes(commands: dict[str, list[str]]) -> dict[str, subprocess.Popen]:
+    """Start each command in one new process group (led by the first) that dies with us."""
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded here: the forked child only calls it
+    procs: dict[str, subprocess.Popen] = {}
+    parent = os.getpid()
+    for name, cmd in commands.items():
+        group = next(iter(procs.values())).pid if procs else 0
+        procs[name] = subprocess.Popen(cmd, cwd=REPO, process_group=group,
+                                       preexec_fn=lambda: _die_with_parent(libc, parent))
+    return procs
+
+
+def stop_nodes(procs: dict[str, subprocess.Popen]) -> None:
+    """SIGTERM to the node group, SIGKILL after STOP_TIMEOUT_S. A running node shuts down
+    cleanly on SIGTERM as on Ctrl-C; one still importing just ends (SIGINT would print a
+    KeyboardInterrupt traceback there)."""
+    if not procs:
+        return
+    group = next(iter(procs.values())).pid
+    try:
+        os.killpg(group, signal.SIGTERM)
+    except ProcessLookupError:
+        pass  # every node has exited already
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for p in procs.values():
+        try:
+            p.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
 
 
 def _node_command(module: str, params: Path, overrides: dict[str, object]) -> list[str]:
@@ -165,91 +241,275 @@ def _box_corners(box) -> np.ndarray:
 _EDGES = [(a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1]
 
 
-def write_pictures(last, info_k: np.ndarray | None, out: Path) -> list[Path]:
-    """last_frame.png (image + projected boxes + DoA) and topdown.png (map view)."""
+def _matrix(transform) -> np.ndarray:
+    """4x4 parent_from_child of a geometry_msgs/Transform."""
+    from jaeger_ros.ros.convert import matrix_from_quaternion
+    r, t = transform.rotation, transform.translation
+    m = np.eye(4)
+    m[:3, :3] = matrix_from_quaternion([r.x, r.y, r.z, r.w])
+    m[:3, 3] = [t.x, t.y, t.z]
+    return m
+
+
+class TfTree:
+    """What /tf and /tf_static said: fixed links for good, moving links by stamp (the last
+    MAX_STAMPS stamps). Chains are composed with numpy, as tf2_ros (not available here) would."""
+
+    MAX_STAMPS = 300
+
+    def __init__(self) -> None:
+        self.static: dict[str, tuple[str, np.ndarray]] = {}  # child -> (parent, parent_from_child)
+        self.moving: dict[int, dict[str, tuple[str, np.ndarray]]] = {}  # stamp -> child -> ...
+
+    def on_static(self, msg) -> None:
+        for t in msg.transforms:
+            self.static[t.child_frame_id] = (t.header.frame_id, _matrix(t.transform))
+
+    def on_tf(self, msg) -> None:
+        for t in msg.transforms:
+            self.moving.setdefault(Scorer.key(t.header.stamp), {})[t.child_frame_id] = (t.header.frame_id,
+                                                                                         _matrix(t.transform))
+        while len(self.moving) > self.MAX_STAMPS:
+            del self.moving[min(self.moving)]
+
+    def lookup(self, frame: str, stamp: int) -> tuple[list[str], np.ndarray]:
+        """(frames from the root of the tree down to `frame`, root_from_frame) at `stamp`, with
+        the moving links of the newest stamp not after it."""
+        older = [k for k in self.moving if k <= stamp]
+        moving = self.moving[max(older)] if older else {}
+        names, root_from_frame = [frame], np.eye(4)
+        while names[-1] in moving or names[-1] in self.static:
+            parent, link = moving.get(names[-1]) or self.static[names[-1]]
+            root_from_frame = link @ root_from_frame
+            names.append(parent)
+            if len(names) > 64:
+                raise LookupError(f"TF has a loop through {frame}")
+        return names[::-1], root_from_frame
+
+
+def _hull(points: np.ndarray) -> np.ndarray:
+    """Closed convex hull (monotone chain) of 2D points: a box's footprint seen from above."""
+    pts = sorted(set(map(tuple, np.round(points, 9))))
+    if len(pts) < 3:
+        return np.array(pts + pts[:1])
+
+    def half(seq):
+        out: list[tuple[float, float]] = []
+        for q in seq:
+            while len(out) >= 2 and ((out[-1][0] - out[-2][0]) * (q[1] - out[-2][1])
+                                     - (out[-1][1] - out[-2][1]) * (q[0] - out[-2][0])) <= 0:
+                out.pop()
+            out.append(q)
+        return out[:-1]
+    ring = half(pts) + half(pts[::-1])
+    return np.array(ring + ring[:1])
+
+
+def _answer(match) -> str:
+    """The node's answer in words: the matched box and its label, or that nothing matched."""
+    if match.index < 0:
+        return "no talker matched"
+    return f"matched bbox_{match.index} = {match.label} (confidence {match.confidence:.2f})"
+
+
+def _truth(gt) -> str:
+    talking = [f"{s.gender} at {s.label}" for s in gt.sources if s.active]
+    return "truth: " + (", ".join(talking) + " talking" if talking else "nobody talking")
+
+
+# One look per thing drawn; every picture's legend lists all of them.
+GT_TALKING = {"color": "orange", "ls": "--", "lw": 1.5}
+GT_SILENT_IMAGE = {"color": "white", "ls": "--", "lw": 0.9}
+GT_SILENT_MAP = {"color": "black", "ls": "--", "lw": 0.9}
+CANDIDATE = {"color": "limegreen", "ls": "-", "lw": 1.3}
+MATCHED = {"color": "red", "ls": "-", "lw": 2.8}
+DOA_COLOUR = "cyan"
+PAUSED_COLOUR = "violet"  # a voice that is not talking at this frame
+
+
+def write_pictures(last, info_k: np.ndarray | None, tf: TfTree, out: Path) -> list[Path]:
+    """last_frame.png (image + projected boxes + DoA) and topdown.png (the room in `map`,
+    placed with the received TF, and a polar view around the camera)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
+    from jaeger_ros.core.geometry import azel_from_direction, optical_to_camera
     from jaeger_ros.ros import convert as rc
     match, gt, image = last
     written = []
     direction = np.array([match.doa.direction.x, match.doa.direction.y, match.doa.direction.z])
+    has_doa = match.doa.confidence > 0
+    doa_text = (f"DoA az {match.doa.azimuth_deg:.0f}°, el {match.doa.elevation_deg:.0f}° (az 0° ahead, + left)"
+                if has_doa else "no DoA (silence)")
+    talking = {s.loudspeaker for s in gt.sources if s.active}
     if image is not None and info_k is not None:
         rgb = rc.rgb_from_image(image)
-        fig, ax = plt.subplots(figsize=(8, 6))
+        fig, ax = plt.subplots(figsize=(9, 7))
         ax.imshow(rgb)
-        for box in gt.boxes:
+        for i, box in enumerate(gt.boxes):
             uv = _project(_box_corners(box), info_k)
             for a, b in _EDGES:
-                ax.plot(uv[[a, b], 0], uv[[a, b], 1], color="white", lw=0.8, ls="--")
+                ax.plot(uv[[a, b], 0], uv[[a, b], 1], **(GT_TALKING if i in talking else GT_SILENT_IMAGE))
         for box in match.candidates:
             matched = box.id == match.index
             uv = _project(_box_corners(box), info_k)
             for a, b in _EDGES:
-                ax.plot(uv[[a, b], 0], uv[[a, b], 1], color="red" if matched else "lime", lw=2.5 if matched else 1.2)
-            ax.text(uv[:, 0].min(), uv[:, 1].min() - 5, f"bbox_{box.id}" + (f" {match.label}" if matched else ""),
-                    color="red" if matched else "lime", fontsize=9)
-        if match.doa.confidence > 0 and direction[2] > 0:
+                ax.plot(uv[[a, b], 0], uv[[a, b], 1], **(MATCHED if matched else CANDIDATE))
+            ax.text(uv[:, 0].min(), uv[:, 1].min() - 5, f"bbox_{box.id}" + (f": {match.label}" if matched else ""),
+                    color=(MATCHED if matched else CANDIDATE)["color"], fontsize=9, fontweight="bold",
+                    bbox={"facecolor": "black", "alpha": 0.55, "pad": 1, "edgecolor": "none"})
+        if has_doa and direction[2] > 0:
             u, v = _project(direction, info_k)
-            ax.plot(u, v, marker="x", color="cyan", ms=14, mew=3, label="DoA")
+            ax.plot(u, v, marker="x", color=DOA_COLOUR, ms=14, mew=3)
         for s in gt.sources:
             d = np.array([s.direction.x, s.direction.y, s.direction.z])
             if d[2] > 0:
                 u, v = _project(d, info_k)
-                ax.plot(u, v, marker="o", mfc="none", color="yellow", ms=14, mew=2,
-                        label=f"true {s.gender} ({'talking' if s.active else 'paused'})")
+                ax.plot(u, v, marker="o", mfc="none", color="yellow" if s.active else PAUSED_COLOUR, ms=14, mew=2)
         ax.set_xlim(0, rgb.shape[1])
         ax.set_ylim(rgb.shape[0], 0)
-        ax.legend(loc="lower right", fontsize=8)
-        ax.set_title(f"{match.method}: {match.label or 'no talker'} (conf {match.confidence:.2f}); "
-                     f"DoA az {match.doa.azimuth_deg:.0f}° el {match.doa.elevation_deg:.0f}°", fontsize=10)
-        ax.axis("off")
+        ax.set_xlabel("image u (px)")
+        ax.set_ylabel("image v (px)")
+        ax.set_title(f"{match.method}: {_answer(match)}\n{doa_text}; {_truth(gt)}", fontsize=10)
+        handles = [Line2D([], [], label="candidate box", **CANDIDATE),
+                   Line2D([], [], label="matched candidate (its label)", **MATCHED),
+                   Line2D([], [], label="ground truth: talking loudspeaker", **GT_TALKING),
+                   Line2D([], [], label="ground truth: silent loudspeaker", **GT_SILENT_IMAGE),
+                   Line2D([], [], ls="none", marker="x", color=DOA_COLOUR, ms=10, mew=3, label="estimated DoA"),
+                   Line2D([], [], ls="none", marker="o", mfc="none", color="yellow", ms=10, mew=2,
+                          label="true direction: voice talking"),
+                   Line2D([], [], ls="none", marker="o", mfc="none", color=PAUSED_COLOUR, ms=10, mew=2,
+                          label="true direction: voice paused")]
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=3, fontsize=8,
+                  facecolor="0.3", labelcolor="white")  # dark, so the white and yellow styles show
         path = out / "last_frame.png"
         fig.savefig(path, dpi=100, bbox_inches="tight")
         plt.close(fig)
         written.append(path)
 
-    map_from_optical = rc.pose_from_msg(gt.camera_pose)
-    fig, ax = plt.subplots(figsize=(6, 6))
+    stamp = Scorer.key(match.header.stamp)
+    chain, map_from_optical = tf.lookup(match.header.frame_id, stamp)
+    if chain[0] != "map":
+        print(f"topdown.png skipped: no TF from map to {match.header.frame_id} (have {' -> '.join(chain)})",
+              file=sys.stderr, flush=True)
+        return written
+    rot, cam = map_from_optical[:3, :3], map_from_optical[:3, 3]
+    fig = plt.figure(figsize=(14, 6.5))
+    ax = fig.add_subplot(1, 2, 1)
     ax.add_patch(plt.Rectangle((0, 0), gt.room_size.x, gt.room_size.y, fill=False, color="black", lw=2))
-    cam = map_from_optical[:3, 3]
-    fwd = map_from_optical[:3, 2]
+    reach = float(np.hypot(gt.room_size.x, gt.room_size.y))
+    fwd = rot[:, 2]
     yaw = np.arctan2(fwd[1], fwd[0])
     half = np.arctan(info_k[2] / info_k[0]) if info_k is not None else np.radians(45)
     for a in (yaw - half, yaw + half):
-        ax.plot([cam[0], cam[0] + 3 * np.cos(a)], [cam[1], cam[1] + 3 * np.sin(a)], color="gray", lw=0.8)
-    ax.plot(cam[0], cam[1], marker="^", color="black", ms=10, label="camera")
+        ax.plot([cam[0], cam[0] + reach * np.cos(a)], [cam[1], cam[1] + reach * np.sin(a)], color="gray", lw=0.8)
+    ax.plot(cam[0], cam[1], marker="^", color="black", ms=10, ls="none")
 
-    def footprint(box, **kw) -> None:
-        corners = _box_corners(box)
-        m = corners @ map_from_optical[:3, :3].T + cam
-        hull = m[[0, 1, 5, 4, 0]][:, :2] if np.ptp(m[:, 2]) > 0 else m[:, :2]
-        ax.fill(hull[:, 0], hull[:, 1], **kw)
+    def footprint(box) -> np.ndarray:
+        return _hull((_box_corners(box) @ rot.T + cam)[:, :2])
 
-    for box in gt.boxes:
-        footprint(box, fill=False, ec="black", ls="--")
+    for i, box in enumerate(gt.boxes):
+        ring = footprint(box)
+        ax.plot(ring[:, 0], ring[:, 1], **(GT_TALKING if i in talking else GT_SILENT_MAP))
     for box in match.candidates:
-        footprint(box, color="red" if box.id == match.index else "green", alpha=0.5)
-    if match.doa.confidence > 0:
-        ray = map_from_optical[:3, :3] @ direction
-        ax.plot([cam[0], cam[0] + 4 * ray[0]], [cam[1], cam[1] + 4 * ray[1]], color="cyan", lw=2, label="DoA")
+        ring = footprint(box)
+        style = MATCHED if box.id == match.index else CANDIDATE
+        ax.fill(ring[:, 0], ring[:, 1], color=style["color"], alpha=0.45)
+        ax.text(ring[:, 0].max() + 0.05, ring[:, 1].max(), f"bbox_{box.id}" + (
+            f": {match.label}" if box.id == match.index else ""), fontsize=8, color=style["color"])
+    if has_doa:
+        ray = rot @ direction
+        ray = ray[:2] / max(np.linalg.norm(ray[:2]), 1e-9)
+        ax.plot([cam[0], cam[0] + reach * ray[0]], [cam[1], cam[1] + reach * ray[1]], color=DOA_COLOUR, lw=2)
     for s in gt.sources:
-        box = gt.boxes[s.loudspeaker]
-        c = map_from_optical[:3, :3] @ np.array([box.center.position.x, box.center.position.y,
-                                                 box.center.position.z]) + cam
-        ax.plot(c[0], c[1], marker="*", color="orange" if s.active else "gray", ms=14,
-                label=f"{s.gender} ({'talking' if s.active else 'paused'})")
+        c = rot @ _box_corners(gt.boxes[s.loudspeaker]).mean(axis=0) + cam
+        ax.plot(c[0], c[1], marker="*", color="orange" if s.active else PAUSED_COLOUR, ms=15, ls="none")
+    pad = 0.5
+    ax.set_xlim(min(0.0, cam[0]) - pad, max(gt.room_size.x, cam[0]) + pad)
+    ax.set_ylim(min(0.0, cam[1]) - pad, max(gt.room_size.y, cam[1]) + pad)
     ax.set_aspect("equal")
     ax.set_xlabel("map x (m)")
     ax.set_ylabel("map y (m)")
-    ax.legend(fontsize=8, loc="best")
-    ax.set_title(f"top-down map, scene {gt.scene_id}")
+    ax.set_title(f"top-down in map, placed with /tf (scene {gt.scene_id})\n{_answer(match)}", fontsize=10)
+    handles = [Line2D([], [], color="black", lw=2, label="room walls"),
+               Line2D([], [], ls="none", marker="^", color="black", ms=9, label="camera"),
+               Line2D([], [], color="gray", lw=0.8, label="camera field of view"),
+               Patch(color=CANDIDATE["color"], alpha=0.45, label="candidate box"),
+               Patch(color=MATCHED["color"], alpha=0.45, label="matched candidate"),
+               Line2D([], [], label="ground truth: talking loudspeaker", **GT_TALKING),
+               Line2D([], [], label="ground truth: silent loudspeaker", **GT_SILENT_MAP),
+               Line2D([], [], color=DOA_COLOUR, lw=2, label="estimated DoA"),
+               Line2D([], [], ls="none", marker="*", color="orange", ms=12, label="voice talking (its loudspeaker)"),
+               Line2D([], [], ls="none", marker="*", color=PAUSED_COLOUR, ms=12,
+                      label="voice paused (its loudspeaker)")]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize=8)
+
+    # Around the camera, in the README's convention: azimuth 0 ahead, positive to the LEFT.
+    pol = fig.add_subplot(1, 2, 2, projection="polar")
+    pol.set_theta_zero_location("N")
+    pol.set_theta_direction(1)  # counter-clockwise: positive azimuth is to the left
+    angles = np.arange(-135, 181, 45)
+    pol.set_thetagrids(angles % 360, [f"{a}°" if a not in (180,) else "±180°" for a in angles])
+
+    def az_range(center_optical: np.ndarray) -> tuple[float, float]:
+        az, _ = azel_from_direction(optical_to_camera(center_optical))
+        return float(np.radians(az)), float(np.linalg.norm(center_optical))
+
+    ranges = [0.5]
+    for i, box in enumerate(gt.boxes):
+        th, r = az_range(_box_corners(box).mean(axis=0))
+        pol.plot(th, r, marker="s", ms=13, mfc="none", ls="none",
+                 mec=(GT_TALKING if i in talking else GT_SILENT_MAP)["color"], mew=1.5)
+        ranges.append(r)
+    for box in match.candidates:
+        th, r = az_range(_box_corners(box).mean(axis=0))
+        matched = box.id == match.index
+        pol.plot(th, r, marker="s", ms=7, ls="none", color=(MATCHED if matched else CANDIDATE)["color"])
+        pol.annotate(f"bbox_{box.id}" + (f": {match.label}" if matched else ""), (th, r), textcoords="offset points",
+                     xytext=(8, 4), fontsize=8)
+        ranges.append(r)
+    rmax = 1.15 * max(ranges)
+    if has_doa:
+        th = np.radians(match.doa.azimuth_deg)
+        pol.plot([th, th], [0, rmax], color=DOA_COLOUR, lw=2)
+    for s in gt.sources:
+        pol.plot(np.radians(s.azimuth_deg), rmax * 0.97, marker="*", ms=13, ls="none",
+                 color="orange" if s.active else PAUSED_COLOUR)
+    pol.set_rlim(0, rmax)
+    pol.set_rlabel_position(-112.5)
+    pol.text(np.radians(-112.5), rmax * 1.22, "distance from\ncamera (m)", ha="center", va="center", fontsize=8)
+    pol.set_xlabel("azimuth (deg): 0° ahead, positive to the left (camera frame)")
+    pol.legend(handles=[
+        Line2D([], [], ls="none", marker="s", ms=7, color=CANDIDATE["color"], label="candidate box"),
+        Line2D([], [], ls="none", marker="s", ms=7, color=MATCHED["color"], label="matched candidate"),
+        Line2D([], [], ls="none", marker="s", ms=11, mfc="none", mew=1.5, mec=GT_TALKING["color"],
+               label="ground truth: talking loudspeaker"),
+        Line2D([], [], ls="none", marker="s", ms=11, mfc="none", mew=1.5, mec=GT_SILENT_MAP["color"],
+               label="ground truth: silent loudspeaker"),
+        Line2D([], [], color=DOA_COLOUR, lw=2, label="estimated DoA azimuth"),
+        Line2D([], [], ls="none", marker="*", color="orange", ms=12, label="true azimuth: voice talking"),
+        Line2D([], [], ls="none", marker="*", color=PAUSED_COLOUR, ms=12, label="true azimuth: voice paused")],
+        loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=8)
+    pol.set_title(f"around the camera: candidates, ground truth and DoA\n{doa_text}", fontsize=10)
     path = out / "topdown.png"
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     written.append(path)
     return written
+
+
+def _write_outputs(args: argparse.Namespace, scorer: Scorer, tf: TfTree, camera_k: list[np.ndarray],
+                   since: float, ran_s: float, stopped_by: str | None, tf_chain: list[str]) -> None:
+    summary = {"scenario": args.scenario, "method": args.method, "duration_s": round(ran_s, 3),
+               "window_s": args.window, "stopped_by": stopped_by, "tf_chain": tf_chain,
+               **scorer.stats(since=since), "scoring_rule": SCORING_RULE}
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    written = write_pictures(scorer.last, camera_k[0] if camera_k else None, tf, args.out) if scorer.last else []
+    print(json.dumps(summary, indent=2))
+    print("wrote " + ", ".join(str(p) for p in [args.out / "summary.json", *written]), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,40 +533,56 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(FASTDDS_PROFILE))
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import qos_profile_sensor_data
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from rclpy.signals import SignalHandlerOptions
     from sensor_msgs.msg import CameraInfo, Image
+    from tf2_msgs.msg import TFMessage
 
     from jaeger_ros.msg import SimGroundTruth, SpeakerMatch
 
     args.out.mkdir(parents=True, exist_ok=True)
     target = "female" if args.scenario == "dual" else ""
-    procs = {
-        "sim_bridge": subprocess.Popen(_node_command("sim_bridge.node", args.params,
-                                                     {"scenario": args.scenario, "seed": args.seed}), cwd=REPO),
-        "jaeger_node": subprocess.Popen(_node_command("jaeger_ros.ros.jaeger_node", args.params, {
+    commands = {
+        "sim_bridge": _node_command("sim_bridge.node", args.params, {"scenario": args.scenario, "seed": args.seed}),
+        "jaeger_node": _node_command("jaeger_ros.ros.jaeger_node", args.params, {
             "method": args.method, "window_s": args.window,
             **({"checkpoint": args.checkpoint} if args.checkpoint else {}),
-            **({"target_voice": target} if target else {})}), cwd=REPO),
+            **({"target_voice": target} if target else {})}),
     }
-    rclpy.init()
-    node = rclpy.create_node("live_demo")
-    scorer = Scorer(args.window)
+    stop = StopFlag()
+    previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
+    procs: dict[str, subprocess.Popen] = {}
+    node = None
+    scorer, tf = Scorer(args.window), TfTree()
     camera_k: list[np.ndarray] = []
-    node.create_subscription(SpeakerMatch, "/jaeger/speaker_match", scorer.on_match, 50)
-    node.create_subscription(SimGroundTruth, "/sim/ground_truth", scorer.on_truth, 50)
-    node.create_subscription(Image, "/camera/color/image_raw", scorer.on_image, qos_profile_sensor_data)
-    node.create_subscription(CameraInfo, "/camera/color/camera_info",
-                             lambda m: camera_k.append(np.asarray(m.k)) if not camera_k else None,
-                             qos_profile_sensor_data)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
+    tf_chain: list[str] = []
+    start = time.time()
+    t_first: float | None = None
+    stopped_by: str | None = None
     status = 0
     try:
-        start = time.time()
-        print(f"starting sim_bridge and jaeger_node (ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}) ...", flush=True)
+        procs = start_nodes(commands)
+        stop.check()
+        sim_pid, node_pid = procs["sim_bridge"].pid, procs["jaeger_node"].pid
+        print(f"starting sim_bridge (pid {sim_pid}) and jaeger_node (pid {node_pid}) in process group {sim_pid}, "
+              f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']} ...", flush=True)
         print(SCORING_RULE, flush=True)
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # our handlers stop the run in order
+        node = rclpy.create_node("live_demo")
+        node.create_subscription(SpeakerMatch, "/jaeger/speaker_match", scorer.on_match, 50)
+        node.create_subscription(SimGroundTruth, "/sim/ground_truth", scorer.on_truth, 50)
+        node.create_subscription(Image, "/camera/color/image_raw", scorer.on_image, qos_profile_sensor_data)
+        node.create_subscription(CameraInfo, "/camera/color/camera_info",
+                                 lambda m: camera_k.append(np.asarray(m.k)) if not camera_k else None,
+                                 qos_profile_sensor_data)
+        node.create_subscription(TFMessage, "/tf", tf.on_tf, 100)
+        node.create_subscription(TFMessage, "/tf_static", tf.on_static, QoSProfile(
+            depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE))
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
         while not scorer.received:
             executor.spin_once(timeout_sec=0.1)
+            stop.check()
             dead = [name for name, p in procs.items() if p.poll() is not None]
             if dead or time.time() - start > args.startup_timeout:
                 raise RuntimeError(f"no speaker_match after {time.time() - start:.0f} s"
@@ -316,6 +592,12 @@ def main(argv: list[str] | None = None) -> int:
         next_print = t_first + 1.0
         while time.time() - t_first < args.duration:
             executor.spin_once(timeout_sec=0.02)
+            stop.check()
+            if not tf_chain and scorer.last is not None:
+                names, _ = tf.lookup(scorer.last[0].header.frame_id, Scorer.key(scorer.last[0].header.stamp))
+                if names[0] == "map":
+                    tf_chain = names
+                    print("tf: " + " -> ".join(names), flush=True)
             if time.time() >= next_print:
                 next_print += 1.0
                 s = scorer.stats(since=time.time() - 5.0)
@@ -328,26 +610,26 @@ def main(argv: list[str] | None = None) -> int:
                 for name, p in procs.items():
                     if p.poll() is not None:
                         raise RuntimeError(f"{name} exited with {p.returncode}")
-        summary = {"scenario": args.scenario, "method": args.method, "duration_s": args.duration,
-                   "window_s": args.window, **scorer.stats(since=t_first), "scoring_rule": SCORING_RULE}
-        (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
-        written = write_pictures(scorer.last, camera_k[0] if camera_k else None, args.out) if scorer.last else []
-        print(json.dumps(summary, indent=2))
-        print("wrote " + ", ".join(str(p) for p in [args.out / "summary.json", *written]))
-    except (RuntimeError, KeyboardInterrupt) as err:
-        print(f"live demo stopped: {err}", file=sys.stderr)
+    except Stop as signalled:
+        stopped_by = str(signalled)
+        print(f"live demo stopped by {stopped_by} after {time.time() - start:.1f} s; writing what ran", flush=True)
+    except RuntimeError as err:
+        print(f"live demo failed: {err}", file=sys.stderr, flush=True)
         status = 1
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs.values():
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        node.destroy_node()
-        rclpy.try_shutdown()
+        for sig in STOP_SIGNALS:  # from here on the run ends in order whatever arrives
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            if status == 0:
+                ran = time.time() - t_first if t_first is not None else 0.0
+                _write_outputs(args, scorer, tf, camera_k, t_first or 0.0, ran, stopped_by, tf_chain)
+        finally:
+            stop_nodes(procs)
+            if node is not None:
+                node.destroy_node()
+            rclpy.try_shutdown()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     return status
 
 
