@@ -7,7 +7,7 @@ from PIL import Image
 
 from jaeger_ros.classical.method import ClassicalMethod
 from jaeger_ros.data.dataset import generate
-from jaeger_ros.data.evaluation import evaluate, format_table
+from jaeger_ros.data.evaluation import azimuth_polar_figure, evaluate, format_table
 
 KEYS = {"A": {"n", "az_median", "el_median", "gc_median", "az_mean", "el_mean"},
         "C": {"n", "iou_mean", "iou_median", "offset_mean", "offset_median"},
@@ -64,3 +64,27 @@ def test_table_lists_methods_side_by_side(report):
 def test_missing_data_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError):
         evaluate(ClassicalMethod(), tmp_path, "test", progress=False)
+
+
+def test_azimuth_polar_plot_follows_the_readme_convention():
+    """0 = forward at the top, positive = left (counter-clockwise), labels -180..180, every
+    marker in the legend, both coordinates named."""
+    import matplotlib.pyplot as plt
+
+    fig = azimuth_polar_figure("A", np.array([0.0, 90.0, -90.0, 170.0]), np.array([10.0, 80.0, -95.0, -170.0]), 1)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    centre = ax.transAxes.transform((0.5, 0.5))
+    r = ax.get_rmax()
+    for az, side in ((0.0, "top"), (90.0, "left"), (-90.0, "right"), (180.0, "bottom")):
+        x, y = ax.transData.transform((np.radians(az), r)) - centre
+        assert {"top": y > abs(x), "left": -x > abs(y), "right": x > abs(y), "bottom": -y > abs(x)}[side], az
+    where = {t.get_text(): t.get_position()[0] for t in ax.get_xticklabels()}
+    assert set(where) == {"-150°", "-120°", "-90°", "-60°", "-30°", "0°", "+30°", "+60°", "+90°", "+120°",
+                          "+150°", "180°"}
+    assert np.isclose(where["+90°"] % (2 * np.pi), np.radians(90)) and np.isclose(where["-90°"], np.radians(270))
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("true" in t for t in legend) and any("predicted" in t for t in legend) and any("error" in t for t in legend)
+    assert "azimuth" in ax.get_xlabel() and "radius: sample" in ax.get_xlabel()
+    assert "1 unparsed" in ax.get_title()
+    plt.close(fig)
