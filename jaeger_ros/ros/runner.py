@@ -2,11 +2,13 @@
 
 Why not rclpy's own signal handlers: they shut the context down from inside the signal, so a
 callback that is publishing at that moment fails ("publisher's context is invalid") and a
-lifecycle node can no longer take its shutdown transition. Here SIGINT and SIGTERM raise
-KeyboardInterrupt in the main thread instead, wherever it is (start-up, a callback, spin); the
-executor wakes at least every `POLL_S` to let the interrupt through; the node is then shut
-down in order (a lifecycle node through its shutdown transition, so it releases what it
-holds), and the process exits 0. A second signal during that clean-up is ignored.
+lifecycle node can no longer take its shutdown transition. Here SIGINT and SIGTERM only set a
+flag once the node spins (an exception raised from a signal handler inside rclpy's C code
+surfaces as an unrelated RuntimeError), and the executor wakes at least every `POLL_S` to look
+at it; during start-up, before any rclpy call is in flight, they raise KeyboardInterrupt so a
+slow constructor is cut short. The node is then shut down in order (a lifecycle node through
+its shutdown transition, so it releases what it holds), and the process exits 0. A second
+signal during that clean-up is ignored.
 
 A node that cannot start (missing dependency, bad parameter) raises `NodeStartError`,
 ValueError or a parameter exception from its constructor: one line on stderr, exit status 1.
@@ -36,10 +38,19 @@ class NodeStartError(RuntimeError):
     """A node cannot start; the message is the one line the user sees."""
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    for sig in STOP_SIGNALS:  # the first signal stops the node; later ones must not break the clean-up
-        signal.signal(sig, signal.SIG_IGN)
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+class _StopFlag:
+    """Set by SIGINT/SIGTERM; raises only while the node is being constructed."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+        self.spinning = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        for sig in STOP_SIGNALS:  # the first signal stops the node; later ones must not break the clean-up
+            signal.signal(sig, signal.SIG_IGN)
+        self.stopped = True
+        if not self.spinning:
+            raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def _shut_down(node: Node) -> None:
@@ -56,7 +67,8 @@ def _shut_down(node: Node) -> None:
 def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None:
     """Create the node from `factory` and spin it until SIGINT/SIGTERM (then return, exit 0)
     or until it cannot start (then SystemExit(1) after one line on stderr)."""
-    previous = {sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS}
+    flag = _StopFlag()
+    previous = {sig: signal.signal(sig, flag) for sig in STOP_SIGNALS}
     node: Node | None = None
     try:
         rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
@@ -70,7 +82,8 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None
             raise SystemExit(1) from None
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        while rclpy.ok():
+        flag.spinning = True
+        while rclpy.ok() and not flag.stopped:
             executor.spin_once(timeout_sec=POLL_S)
     except KeyboardInterrupt:
         pass
