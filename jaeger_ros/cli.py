@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from jaeger_ros.data.dataset import DEFAULT_RESOLUTION, SPLITS, TASK_LETTERS
+from jaeger_ros.data.dataset import DEFAULT_RESOLUTION, SPLITS, TASK_LETTERS, one_line
 
 
 def _resolution(text: str) -> tuple[int, int]:
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError, ImportError, yaml.YAMLError) as e:
         if os.environ.get("JAEGER_DEBUG"):
             raise
-        print(f"jaeger: error: {_one_line(e)}", file=sys.stderr)
+        print(f"jaeger: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("jaeger: interrupted", file=sys.stderr)
@@ -184,14 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug: still one line unless asked for the traceback
         if os.environ.get("JAEGER_DEBUG"):
             raise
-        print(f"jaeger: internal error: {type(e).__name__}: {_one_line(e)} (JAEGER_DEBUG=1 shows the traceback)",
+        print(f"jaeger: internal error: {type(e).__name__}: {one_line(e)} (JAEGER_DEBUG=1 shows the traceback)",
               file=sys.stderr)
         return 1
     return 0
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
 
 
 if __name__ == "__main__":

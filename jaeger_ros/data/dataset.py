@@ -144,7 +144,8 @@ class SampleError(ValueError):
         self.why = why
 
 
-def _one_line(err: BaseException) -> str:
+def one_line(err: BaseException) -> str:
+    """An exception's message on one line (library errors often span several)."""
     return " ".join(str(err).split()) or type(err).__name__
 
 
@@ -167,7 +168,7 @@ def read_image(path: str | Path, mode: str | None = None) -> np.ndarray:
     except SampleError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise SampleError(p, f"unreadable image ({_one_line(e)})") from None
+        raise SampleError(p, f"unreadable image ({one_line(e)})") from None
 
 
 class Sample:
@@ -198,7 +199,7 @@ class Sample:
         try:
             data = json.loads(self.metadata_path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise SampleError(self.metadata_path, f"not readable JSON ({_one_line(e)})") from None
+            raise SampleError(self.metadata_path, f"not readable JSON ({one_line(e)})") from None
         if not isinstance(data, dict):
             raise SampleError(self.metadata_path, f"expected a JSON object, got a {type(data).__name__}")
         return data
@@ -221,7 +222,7 @@ class Sample:
         try:
             intr = Intrinsics.from_dict(self.metadata["intrinsics"])
         except (KeyError, TypeError, ValueError) as e:
-            raise SampleError(self.metadata_path, f"bad intrinsics ({type(e).__name__}: {_one_line(e)})") from None
+            raise SampleError(self.metadata_path, f"bad intrinsics ({type(e).__name__}: {one_line(e)})") from None
         values = np.array([intr.fx, intr.fy, intr.cx, intr.cy])
         if intr.width <= 0 or intr.height <= 0 or not np.all(np.isfinite(values)) or intr.fx <= 0 or intr.fy <= 0:
             raise SampleError(self.metadata_path, f"bad intrinsics {intr.to_dict()} (need a positive size and "
@@ -260,7 +261,7 @@ class Sample:
         except FileNotFoundError:
             raise SampleError(path, "file not found") from None
         except (OSError, RuntimeError, ValueError) as e:  # soundfile's errors are RuntimeErrors
-            raise SampleError(path, _one_line(e).removeprefix(f"{path}: ")) from None
+            raise SampleError(path, one_line(e).removeprefix(f"{path}: ")) from None
 
     def boxes(self) -> list[Box3D]:
         """Loudspeaker boxes in the camera frame, bbox-id order (left to right)."""
@@ -268,7 +269,7 @@ class Sample:
             return [Box3D(b["center"], b["size"], b.get("label", "speaker"))
                     for b in self.metadata.get("boxes", [])]
         except (AttributeError, KeyError, TypeError, ValueError) as e:
-            raise SampleError(self.metadata_path, f"bad boxes ({type(e).__name__}: {_one_line(e)})") from None
+            raise SampleError(self.metadata_path, f"bad boxes ({type(e).__name__}: {one_line(e)})") from None
 
     def sources(self) -> list[dict[str, Any]]:
         return list(self.metadata.get("sources", []))

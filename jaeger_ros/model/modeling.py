@@ -24,6 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch import nn
 
+from jaeger_ros.data.dataset import one_line
 from jaeger_ros.model.config import IV_DIM, JaegerConfig
 from jaeger_ros.model.data import InputBuilder
 from jaeger_ros.model.iv import ClassicalIV, NeuralIV, iv_frames, resample_to_tokens
@@ -36,11 +37,6 @@ CONFIG = "jaeger_config.json"
 class CheckpointError(ValueError):
     """A checkpoint (folder or file) that cannot be loaded. The message is one line that names
     the file and says why, so a node or CLI can log it as it is."""
-
-
-def one_line(err: BaseException) -> str:
-    """An exception's message on one line (library errors often span several)."""
-    return " ".join(str(err).split()) or type(err).__name__
 
 
 def write_synced(path: Path, data: bytes) -> None:

@@ -32,7 +32,8 @@ import yaml
 from jaeger_ros.model.config import JaegerConfig, TrainConfig
 from jaeger_ros.model.data import AUDIO_TASKS, VISION_TASKS, Example, InputBuilder, ModelInputs, instruction, \
     load_examples, read_folder
-from jaeger_ros.model.modeling import CheckpointError, JaegerModel, one_line, write_synced
+from jaeger_ros.data.dataset import one_line
+from jaeger_ros.model.modeling import CheckpointError, JaegerModel, write_synced
 
 LAST = "last"
 LOG = "train_log.jsonl"
@@ -286,12 +287,12 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
     val_root = Path(data_dirs[0]) / "val" / "manifests"
     if val_root.is_dir():
         all_val = load_examples(data_dirs[0], "val", tc.tasks)
-        arrays.update(preload(builder, all_val, tc.num_workers, desc="preload val", skipped=skipped))
         per_task: dict[str, list[Example]] = {}
         for ex in all_val:
-            if ex.folder in arrays:
-                per_task.setdefault(ex.task, []).append(ex)
+            per_task.setdefault(ex.task, []).append(ex)
         val_examples = [ex for exs in per_task.values() for ex in exs[:tc.eval_samples]]
+        arrays.update(preload(builder, val_examples, tc.num_workers, desc="preload val", skipped=skipped))
+        val_examples = [ex for ex in val_examples if ex.folder in arrays]
     if accel.is_main_process:
         (out / SKIPPED).write_text(json.dumps(skipped, indent=1))
         if skipped:
