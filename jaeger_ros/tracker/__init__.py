@@ -1,0 +1,1 @@
+"""World-frame talker tracks: a small TF buffer and a tracker fusing bearings and ranges (ROS-free)."""

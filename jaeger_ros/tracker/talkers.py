@@ -1,0 +1,289 @@
+"""Persistent talker tracks in the world frame from per-frame directions of arrival (ROS-free).
+
+Why: a frame's answer lives in the camera; a robot that turns forgets it. Here each confident
+direction of arrival, placed in `map` with the camera pose at its stamp, adds evidence to one
+talker track, and the track's position is the weighted least-squares point of its evidence:
+
+- a RANGED observation (the DoA hit a matched box, or the depth image along the DoA ray) is a
+  position measurement (information I / sigma^2);
+- a BEARING-ONLY observation (the voice is outside the field of view) says "the talker lies on
+  the ray": its residual is the ANGLE between the ray and the talker as seen from the ray's
+  origin, i.e. the distance across the ray over the range (information (I - d d^T) /
+  (range x bearing sigma)^2, re-weighted with the current range a few times). Rays from poses
+  the robot moved between triangulate the talker;
+- a weak prior at `default_range_m` along the first ray keeps the solution defined while every
+  ray comes from one spot (a robot turning in place cannot measure range by sound).
+
+Why angles and a fresh solve: distances across rays that share an origin are all small next to
+that origin, so a distance-weighted fit (or a Kalman filter linearised about a guess) slides a
+heard-only talker onto the robot; an angular fit leaves the range to the evidence. Evidence fades with
+`memory_s` measured from the track's newest observation, so a talker that walks is followed and
+one that falls silent keeps its last place; at most `max_evidence` items are kept.
+
+Association picks the nearest track inside an angular gate (voices that are known must agree);
+anything else starts a tentative track that becomes a talker after `confirm_hits` observations
+within `tentative_timeout_s`. Tracks closer than `merge_m` merge into the older one (its id
+survives); talkers unheard for `forget_s` are deleted. Silence (a low-confidence DoA) updates
+nothing. Observations must arrive in stamp order: an older one than the last accepted, or one
+older than `max_delay_s` at arrival, is dropped and counted.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from jaeger_ros.core.geometry import Intrinsics, optical_to_camera, project, transform_points
+
+MIN_RANGE_M = 0.5
+"""Bearing weights use at least this range: no talker stands inside the robot."""
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    bearing_sigma_deg: float = 8.0       # DoA noise across the ray
+    min_confidence: float = 0.2          # below: silence, no update
+    gate_deg: float = 25.0               # a DoA belongs to a track within this angle of it
+    default_range_m: float = 2.0         # where a bearing-only track starts along its ray
+    range_prior_sigma_m: float = 1.5     # ... and how unsure that is
+    position_sigma_m: float = 0.15       # a ranged observation's noise
+    memory_s: float = 20.0               # evidence fades with this time constant
+    max_evidence: int = 200
+    confirm_hits: int = 3
+    tentative_timeout_s: float = 2.0
+    forget_s: float = 120.0
+    merge_m: float = 0.5
+    talking_hold_s: float = 0.6          # a track talks while heard within this long
+    max_delay_s: float = 1.0             # older at arrival: stale
+
+    def __post_init__(self) -> None:
+        positive = ("bearing_sigma_deg", "gate_deg", "default_range_m", "range_prior_sigma_m", "position_sigma_m",
+                    "tentative_timeout_s", "forget_s", "talking_hold_s", "max_delay_s", "memory_s")
+        bad = [name for name in positive if not getattr(self, name) > 0]
+        if bad or self.confirm_hits < 1 or self.max_evidence < 1 or self.merge_m < 0 \
+                or not 0 <= self.min_confidence <= 1:
+            raise ValueError(f"bad tracker configuration: {', '.join(bad) or self}")
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One frame's DoA in `map`: from `origin` along unit `direction`; `position` when the frame
+    also says how far (a matched box or depth along the ray)."""
+
+    stamp: float
+    origin: np.ndarray
+    direction: np.ndarray
+    confidence: float
+    position: np.ndarray | None = None
+    position_sigma_m: float | None = None
+    voice: str = ""
+    seen: bool = False  # the talker is in the camera's view (the position came from vision)
+
+
+@dataclass
+class Track:
+    """One talker: position and covariance in `map` solved from its evidence (see module doc)."""
+
+    id: int
+    voice: str
+    first_heard: float
+    last_heard: float
+    prior: tuple[np.ndarray, np.ndarray]  # (information 3x3, information @ point)
+    evidence: list[Observation] = field(default_factory=list)
+    position: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    covariance: np.ndarray = field(default_factory=lambda: np.eye(3))
+    hits: int = 1
+    confirmed: bool = False
+    last_seen: float | None = None
+
+    def talking(self, now: float, hold_s: float) -> bool:
+        return now - self.last_heard <= hold_s
+
+    def solve(self, config: "TrackerConfig", iterations: int = 5) -> None:
+        """Gauss-Newton on the prior, the ranged residuals and the bearing ANGLES (module doc),
+        from the current position; the covariance is the inverse of the final information."""
+        ev = self.evidence
+        fade = np.exp(-(self.last_heard - np.array([o.stamp for o in ev])) / config.memory_s)
+        ranged = np.array([o.position is not None for o in ev])
+        info_r, vec_r = np.zeros((3, 3)), np.zeros(3)
+        for o, w in zip((o for o, r in zip(ev, ranged) if r), fade[ranged]):
+            a = w / (o.position_sigma_m or config.position_sigma_m) ** 2
+            info_r += a * np.eye(3)
+            vec_r += a * np.asarray(o.position, dtype=float)
+        origins = np.array([o.origin for o in ev if o.position is None], dtype=float).reshape(-1, 3)
+        dirs = np.array([o.direction for o in ev if o.position is None], dtype=float).reshape(-1, 3)
+        across = np.eye(3)[None] - dirs[:, :, None] * dirs[:, None, :]
+        w = fade[~ranged] / np.radians(config.bearing_sigma_deg) ** 2
+        prior_info, prior_vec = self.prior
+        x = self.position.copy()
+        for _ in range(iterations):
+            to = x - origins
+            r = np.maximum(np.linalg.norm(to, axis=1), MIN_RANGE_M)
+            u = to / r[:, None]
+            ortho = np.eye(3)[None] - u[:, :, None] * u[:, None, :]
+            jtj = np.einsum("nij,njk,nkl->nil", ortho, across, ortho) / (r ** 2)[:, None, None]
+            jte = np.einsum("nij,njk,nk->ni", ortho, across, u) / r[:, None]
+            info = prior_info + info_r + np.einsum("n,nij->ij", w, jtj)
+            grad = prior_info @ x - prior_vec + info_r @ x - vec_r + np.einsum("n,ni->i", w, jte)
+            step = np.linalg.solve(info, grad)
+            norm = np.linalg.norm(step)
+            x = x - step * min(1.0, 1.0 / norm) if norm > 0 else x
+            if norm < 1e-4:
+                break
+        cov = np.linalg.inv(info)
+        self.covariance = (cov + cov.T) / 2.0
+        self.position = x
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=float)
+    n = np.linalg.norm(v)
+    if not np.isfinite(n) or n == 0:
+        raise ValueError("zero or non-finite direction")
+    return v / n
+
+
+def angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.degrees(np.arccos(np.clip(np.dot(_unit(a), _unit(b)), -1.0, 1.0))))
+
+
+def in_view(point_map: np.ndarray, map_from_optical: np.ndarray, intrinsics: Intrinsics,
+            max_range_m: float = 8.0) -> bool:
+    """Whether a map point projects inside the image of a camera at that optical-frame pose."""
+    p_cam = optical_to_camera(transform_points(np.linalg.inv(map_from_optical), point_map))
+    if np.linalg.norm(p_cam) > max_range_m:
+        return False
+    u, v, front = project(p_cam, intrinsics)
+    return bool(front and 0 <= u < intrinsics.width and 0 <= v < intrinsics.height)
+
+
+class TalkerTracker:
+    """Tracks keyed by a stable id; `update` one observation at a time, `prune` now and then."""
+
+    def __init__(self, config: TrackerConfig | None = None) -> None:
+        self.config = config or TrackerConfig()
+        self.tracks: dict[int, Track] = {}
+        self.dropped: Counter[str] = Counter()
+        self.accepted = 0
+        self._next_id = 1
+        self._last_stamp = -np.inf
+
+    # --- association ----------------------------------------------------------------------
+    def _cost(self, track: Track, obs: Observation, direction: np.ndarray) -> float | None:
+        """Angle (degrees, plus a small range term) from the observation to the track; None
+        outside the gate or for a known, different voice."""
+        if obs.voice and track.voice and obs.voice != track.voice:
+            return None
+        to_track = track.position - obs.origin
+        if np.linalg.norm(to_track) < 0.2:
+            return None
+        angle = angle_deg(direction, to_track)
+        if angle > self.config.gate_deg:
+            return None
+        if obs.position is None:
+            return angle
+        gap = float(np.linalg.norm(np.asarray(obs.position) - track.position))
+        spread = float(np.sqrt(np.trace(track.covariance) / 3.0))
+        if gap > 1.0 + 2.0 * spread:  # same bearing, but clearly another talker behind or in front
+            return None
+        return angle + 10.0 * gap
+
+    def _new_track(self, obs: Observation, direction: np.ndarray) -> Track:
+        cfg = self.config
+        point = obs.origin + direction * cfg.default_range_m
+        prior_info = np.eye(3) / cfg.range_prior_sigma_m ** 2
+        track = Track(self._next_id, obs.voice, obs.stamp, obs.stamp, (prior_info, prior_info @ point),
+                      position=point if obs.position is None else np.asarray(obs.position, dtype=float),
+                      last_seen=obs.stamp if obs.seen else None)
+        track.evidence.append(replace(obs, direction=direction))
+        track.solve(cfg)
+        self._next_id += 1
+        self.tracks[track.id] = track
+        return track
+
+    def _apply(self, track: Track, obs: Observation, direction: np.ndarray) -> None:
+        cfg = self.config
+        track.evidence.append(replace(obs, direction=direction))
+        del track.evidence[:-cfg.max_evidence]
+        track.hits += 1
+        track.last_heard = max(track.last_heard, obs.stamp)
+        if obs.seen:
+            track.last_seen = obs.stamp
+        if obs.voice and not track.voice:
+            track.voice = obs.voice
+        if track.hits >= cfg.confirm_hits:
+            track.confirmed = True
+        track.solve(cfg)
+
+    # --- public ---------------------------------------------------------------------------
+    def update(self, obs: Observation, now: float | None = None) -> int | None:
+        """Fold one observation in; returns the id of the track it updated or started, None
+        when it was silence or dropped (see `dropped`)."""
+        if obs.stamp < self._last_stamp:
+            self.dropped["out_of_order"] += 1
+            return None
+        if now is not None and now - obs.stamp > self.config.max_delay_s:
+            self.dropped["stale"] += 1
+            return None
+        try:
+            direction = _unit(obs.direction)
+        except ValueError:
+            self.dropped["invalid"] += 1
+            return None
+        if not (np.all(np.isfinite(obs.origin)) and (obs.position is None or np.all(np.isfinite(obs.position)))):
+            self.dropped["invalid"] += 1
+            return None
+        self._last_stamp = obs.stamp
+        if obs.confidence < self.config.min_confidence:
+            self.dropped["silence"] += 1
+            return None
+        self.accepted += 1
+        costs = [(c, t.confirmed is False, t.id) for t in self.tracks.values()
+                 if (c := self._cost(t, obs, direction)) is not None]
+        if costs:
+            track = self.tracks[min(costs)[2]]
+            self._apply(track, obs, direction)
+        else:
+            track = self._new_track(obs, direction)
+        merged = self._merge()
+        return merged.get(track.id, track.id)
+
+    def _merge(self) -> dict[int, int]:
+        """Fuse tracks closer than merge_m (information-weighted) into the older id; returns
+        {deleted id: surviving id}."""
+        into: dict[int, int] = {}
+        ids = sorted(self.tracks)
+        for i, a_id in enumerate(ids):
+            for b_id in ids[i + 1:]:
+                a, b = self.tracks.get(a_id), self.tracks.get(b_id)
+                if a is None or b is None or (a.voice and b.voice and a.voice != b.voice):
+                    continue
+                if np.linalg.norm(a.position - b.position) >= self.config.merge_m:
+                    continue
+                a.evidence = sorted(a.evidence + b.evidence, key=lambda e: e.stamp)[-self.config.max_evidence:]
+                a.hits += b.hits
+                a.confirmed = a.confirmed or b.confirmed or a.hits >= self.config.confirm_hits
+                a.last_heard = max(a.last_heard, b.last_heard)
+                seen = [s for s in (a.last_seen, b.last_seen) if s is not None]
+                a.last_seen = max(seen) if seen else None
+                a.voice = a.voice or b.voice
+                a.solve(self.config)
+                del self.tracks[b_id]
+                into[b_id] = a_id
+        return into
+
+    def prune(self, now: float) -> list[int]:
+        """Delete tentative tracks that were not confirmed in time and talkers unheard for
+        forget_s; returns the deleted ids."""
+        cfg = self.config
+        gone = [t.id for t in self.tracks.values()
+                if (not t.confirmed and now - t.first_heard > cfg.tentative_timeout_s)
+                or now - t.last_heard > cfg.forget_s]
+        for track_id in gone:
+            del self.tracks[track_id]
+        return gone
+
+    def talkers(self) -> list[Track]:
+        """Confirmed tracks, by id."""
+        return [self.tracks[i] for i in sorted(self.tracks) if self.tracks[i].confirmed]

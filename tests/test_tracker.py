@@ -1,0 +1,150 @@
+"""The talker tracker core and its TF buffer, on synthetic geometry with known answers."""
+import numpy as np
+import pytest
+
+from jaeger_ros.core.geometry import Intrinsics, pose_matrix
+from jaeger_ros.tracker.talkers import Observation, TalkerTracker, TrackerConfig, in_view
+from jaeger_ros.tracker.transforms import TransformBuffer, TransformError, interpolate
+
+# camera_link (x forward, y left, z up) <- optical (x right, y down, z forward)
+LINK_FROM_OPTICAL = pose_matrix(np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]), np.zeros(3))
+BASE_FROM_LINK = pose_matrix(np.eye(3), [0.1, 0.0, 1.5])  # a mast 1.5 m up, 0.1 m ahead of the wheels
+
+
+def yaw_pose(x: float, y: float, yaw: float) -> np.ndarray:
+    c, s = np.cos(yaw), np.sin(yaw)
+    return pose_matrix(np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]), [x, y, 0.0])
+
+
+def robot_buffer(path, stamps) -> TransformBuffer:
+    """map -> odom (static identity) -> base_link (moving) -> camera_link -> optical (static)."""
+    buf = TransformBuffer(cache_s=100.0)
+    buf.set_transform("map", "odom", np.eye(4), 0.0, static=True)
+    buf.set_transform("base_link", "camera_link", BASE_FROM_LINK, 0.0, static=True)
+    buf.set_transform("camera_link", "optical", LINK_FROM_OPTICAL, 0.0, static=True)
+    for t in stamps:
+        buf.set_transform("odom", "base_link", yaw_pose(*path(t)), t)
+    return buf
+
+
+def bearing_in_optical(source_map: np.ndarray, map_from_optical: np.ndarray) -> np.ndarray:
+    p = np.linalg.inv(map_from_optical) @ np.append(source_map, 1.0)
+    return p[:3] / np.linalg.norm(p[:3])
+
+
+def observe(buf: TransformBuffer, stamp: float, direction_optical: np.ndarray, **kw) -> Observation:
+    """What the tracker node does with a frame: the camera pose at the frame's stamp."""
+    map_from_optical = buf.lookup("map", "optical", stamp)
+    return Observation(stamp, map_from_optical[:3, 3], map_from_optical[:3, :3] @ direction_optical, 0.9, **kw)
+
+
+def test_bearings_from_a_moving_robot_triangulate_a_fixed_source_within_10_cm():
+    source = np.array([3.0, 2.5, 1.1])
+    path = lambda t: (0.25 * t, -0.1 * t, 0.3 * np.sin(0.5 * t))  # drives 2 m while swaying its heading
+    tf_stamps = np.arange(0.0, 8.01, 0.1)
+    buf = robot_buffer(path, tf_stamps)
+    rng = np.random.default_rng(3)
+    tracker = TalkerTracker(TrackerConfig(bearing_sigma_deg=3.0))
+    for stamp in np.arange(0.05, 7.95, 0.1):  # frames between TF samples: interpolated poses
+        truth = bearing_in_optical(source, interpolate(
+            buf.lookup("map", "optical", stamp - 0.05), buf.lookup("map", "optical", stamp + 0.05), 0.5))
+        noisy = truth + rng.normal(0.0, np.radians(1.5), 3)
+        tracker.update(observe(buf, stamp, noisy))
+    (track,) = tracker.talkers()
+    start_error = np.linalg.norm(source - (buf.lookup("map", "optical", 0.05)[:3, 3]
+                                           + 2.0 * (buf.lookup("map", "optical", 0.05)[:3, :3]
+                                                    @ bearing_in_optical(source, buf.lookup("map", "optical", 0.05)))))
+    assert start_error > 0.5  # the first ray alone does not know the range
+    assert np.linalg.norm(track.position - source) < 0.1
+    assert np.sqrt(np.linalg.eigvalsh(track.covariance).max()) < 0.2  # the 1.5 m range prior is gone
+
+
+def test_a_delayed_frame_is_placed_with_the_pose_at_its_stamp_not_the_latest():
+    turn = lambda t: (1.0, 1.0, 0.8 * t)  # turning in place at 0.8 rad/s
+    buf = robot_buffer(turn, np.arange(0.0, 2.01, 0.1))
+    source = np.array([4.0, 1.0, 1.5])
+    frame_stamp = 1.23  # the frame was captured here; it arrives when TF already reaches 2.0
+    direction = bearing_in_optical(source, buf.lookup("map", "optical", frame_stamp))
+    at_stamp = observe(buf, frame_stamp, direction)
+    latest = buf.lookup("map", "optical", 2.0)
+    to_source = source - at_stamp.origin
+    assert np.degrees(np.arccos(np.dot(at_stamp.direction, to_source / np.linalg.norm(to_source)))) < 0.5
+    wrong = latest[:3, :3] @ direction
+    assert np.degrees(np.arccos(np.clip(np.dot(wrong, to_source / np.linalg.norm(to_source)), -1, 1))) > 30.0
+
+
+def test_lookup_after_the_newest_sample_or_without_a_path_raises():
+    buf = robot_buffer(lambda t: (t, 0.0, 0.0), [0.0, 0.5, 1.0])
+    assert np.allclose(buf.lookup("map", "base_link", 0.75)[:3, 3], [0.75, 0.0, 0.0])
+    with pytest.raises(TransformError):
+        buf.lookup("map", "optical", 1.2)
+    with pytest.raises(TransformError):
+        buf.lookup("map", "elsewhere", 0.5)
+    tolerant = TransformBuffer(extrapolation_s=0.5)
+    tolerant.set_transform("odom", "base_link", yaw_pose(1.0, 0.0, 0.0), 1.0)
+    assert np.allclose(tolerant.lookup("odom", "base_link", 1.3)[:3, 3], [1.0, 0.0, 0.0])
+
+
+def test_out_of_order_and_stale_observations_are_dropped_and_counted():
+    tracker = TalkerTracker()
+    o = np.zeros(3)
+    ahead = np.array([1.0, 0.0, 0.0])
+    assert tracker.update(Observation(10.0, o, ahead, 0.9), now=10.1) is not None
+    assert tracker.update(Observation(9.9, o, ahead, 0.9), now=10.2) is None  # older than the last
+    assert tracker.update(Observation(10.5, o, ahead, 0.9), now=12.0) is None  # 1.5 s late
+    assert tracker.update(Observation(10.6, o, np.zeros(3), 0.9), now=10.7) is None
+    assert tracker.dropped == {"out_of_order": 1, "stale": 1, "invalid": 1}
+    assert tracker.accepted == 1
+    assert sum(t.hits for t in tracker.tracks.values()) == 1
+
+
+def test_silence_updates_nothing_and_tracks_need_confirmation():
+    tracker = TalkerTracker(TrackerConfig(confirm_hits=3, tentative_timeout_s=1.0))
+    o, d = np.zeros(3), np.array([0.0, 1.0, 0.0])
+    tracker.update(Observation(0.0, o, d, 0.05))
+    assert tracker.tracks == {} and tracker.dropped["silence"] == 1
+    for k in range(2):
+        tracker.update(Observation(0.1 * (k + 1), o, d, 0.9))
+    assert tracker.talkers() == []
+    tracker.update(Observation(0.3, o, d, 0.9))
+    (talker,) = tracker.talkers()
+    assert talker.talking(0.5, 0.6) and not talker.talking(1.0, 0.6)
+    tracker.update(Observation(0.4, o, np.array([0.0, -1.0, 0.0]), 0.9))  # a lone blip elsewhere
+    assert len(tracker.tracks) == 2
+    assert tracker.prune(2.0) == [talker.id + 1]
+    assert list(tracker.tracks) == [talker.id]
+
+
+def test_ranged_observations_place_the_talker_and_different_voices_stay_apart():
+    tracker = TalkerTracker(TrackerConfig(confirm_hits=1))
+    o = np.zeros(3)
+    male = np.array([2.0, 0.3, 1.0])
+    female = np.array([2.1, 0.5, 1.0])  # almost the same bearing
+    for k in range(5):
+        tracker.update(Observation(0.1 * k, o, male, 0.9, position=male, voice="male", seen=True))
+        tracker.update(Observation(0.1 * k + 0.05, o, female, 0.9, position=female, voice="female"))
+    by_voice = {t.voice: t for t in tracker.talkers()}
+    assert set(by_voice) == {"male", "female"}
+    assert np.linalg.norm(by_voice["male"].position - male) < 0.02
+    assert by_voice["male"].last_seen == pytest.approx(0.4) and by_voice["female"].last_seen is None
+
+
+def test_two_tracks_of_one_talker_merge_into_the_older_id():
+    tracker = TalkerTracker(TrackerConfig(confirm_hits=1, gate_deg=5.0))
+    first = tracker.update(Observation(0.0, np.zeros(3), np.array([1.0, 0.0, 0.0]), 0.9))  # starts 2 m out
+    second = tracker.update(Observation(0.1, np.array([2.0, 2.0, 0.0]), np.array([0.3, -1.0, 0.0]), 0.9))
+    assert second != first and len(tracker.tracks) == 2  # 17 deg off the first track: outside the gate
+    assert np.linalg.norm(tracker.tracks[first].position - tracker.tracks[second].position) > 0.5
+    # the camera sees the talker at 2.3 m on the first ray: that track moves next to the other one
+    tracker.update(Observation(0.2, np.zeros(3), np.array([1.0, 0.0, 0.0]), 0.9, position=np.array([2.3, 0.0, 0.0])))
+    assert list(tracker.tracks) == [first]
+    assert tracker.tracks[first].hits == 3
+    assert np.linalg.norm(tracker.tracks[first].position - [2.3, 0.0, 0.0]) < 0.2
+
+
+def test_in_view_follows_the_camera_pose():
+    intr = Intrinsics.from_hfov(320, 240, 90.0)
+    map_from_optical = yaw_pose(0.0, 0.0, 0.0) @ BASE_FROM_LINK @ LINK_FROM_OPTICAL
+    assert in_view(np.array([3.0, 0.5, 1.4]), map_from_optical, intr)
+    assert not in_view(np.array([-3.0, 0.0, 1.4]), map_from_optical, intr)  # behind
+    assert not in_view(np.array([3.0, 4.0, 1.4]), map_from_optical, intr)  # 53 deg to the left
