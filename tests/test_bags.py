@@ -196,9 +196,11 @@ def test_training_mixes_a_bag_set_and_a_generated_set(bag, tmp_path):
     convert_bags([bag], bag_root, split="train", tasks="ACD", window_s=WINDOW, progress=False)
     generate(gen_root, "train", 2, seed=1, tasks="ACD", resolution=(224, 126), progress=False)
     sources = [load_examples(bag_root, "train", "ACD"), load_examples(gen_root, "train", "ACD")]
-    picks, _ = _Sources(sources, [0.0, 1.0], seed=0).batch(0, 0, 16)
+    drawn = _Sources(sources, [0.0, 1.0], seed=0)
+    picks = [drawn.examples[i] for i, _ in drawn.batch(0, 16)]
     assert all(str(gen_root) in ex.folder for ex in picks)  # a zero weight never draws its source
-    picks, _ = _Sources(sources, [1.0, 1.0], seed=0).batch(0, 0, 64)
+    drawn = _Sources(sources, [1.0, 1.0], seed=0)
+    picks = [drawn.examples[i] for i, _ in drawn.batch(0, 64)]
     assert 10 < sum(str(bag_root) in ex.folder for ex in picks) < 54
 
     out = train(_tiny_recipe(source_weights=[1.0, 1.0]), _tiny_model_config(), [str(bag_root), str(gen_root)],

@@ -10,9 +10,9 @@ from jaeger_ros.core import foa as foa_io
 from jaeger_ros.core.geometry import Intrinsics, direction_from_azel
 from jaeger_ros.model.config import IV_DIM, JaegerConfig, TrainConfig
 from jaeger_ros.model.data import audio_token_count, log_mel
-from jaeger_ros.model.depth_pe import (depth_pe, patchify, pooled_points, raster_to_processor_order,
+from jaeger_ros.model.depth_pe import (depth_pe, patchify, pe_rows_for_patches, pooled_points, raster_to_processor_order,
                                        sine_pe_3d, tower_order, window_index)
-from jaeger_ros.model.iv import ClassicalIV, NeuralIV, resample_to_tokens
+from jaeger_ros.model.iv import NEURAL_IV_PARAMETERS, ClassicalIV, NeuralIV, release_iv_tokens, resample_to_tokens
 from jaeger_ros.model.modeling import JaegerModel, describe, per_sample_loss
 from jaeger_ros.model.predictor import JaegerPredictor
 from jaeger_ros.model.tokenizer import special_ids, train_tokenizer
@@ -70,7 +70,7 @@ def test_neural_iv_shapes_rate_and_dipole_dependence():
     with torch.no_grad():
         out = iv(foa)
     assert out.shape == (2, NeuralIV.num_frames(16000), IV_DIM)
-    assert 45 <= out.shape[1] <= 50  # 50 frames/s minus the receptive field
+    assert out.shape[1] == 51  # 50 frames/s, padded convs: 1 + 16000 // 320
     # Same W, mirrored Y: only the Y head's input changes, so only its block may differ.
     assert torch.allclose(out[0, :, :401], out[1, :, :401], atol=1e-5)
     assert not torch.allclose(out[0, :, 401:802], out[1, :, 401:802], atol=1e-3)
@@ -82,6 +82,39 @@ def test_resample_to_tokens_averages_frame_pairs():
     feats = torch.arange(8, dtype=torch.float32)[:, None].repeat(1, 3)
     out = resample_to_tokens(feats, 4)
     assert torch.equal(out[:, 0], torch.tensor([0.5, 2.5, 4.5, 6.5]))
+
+
+def test_neural_iv_is_the_official_encoder_in_parameters_and_frames():
+    """The authors' layer list: 7 padded, biased convs each followed by GroupNorm(1, 401), no
+    activation, one shared Linear-ReLU-Linear head: 2,907,651 parameters, 651 frames at 13 s."""
+    iv = NeuralIV()
+    assert sum(p.numel() for p in iv.parameters()) == NEURAL_IV_PARAMETERS == 2_907_651
+    kinds = [type(m).__name__ for m in iv.cnn]
+    assert kinds == ["Conv1d", "GroupNorm"] * 7  # no activation between the convs
+    convs = [m for m in iv.cnn if isinstance(m, torch.nn.Conv1d)]
+    assert [(c.kernel_size[0], c.stride[0], c.padding[0]) for c in convs] == \
+        [(10, 5, 5), (3, 2, 1), (3, 2, 1), (3, 2, 1), (3, 2, 1), (2, 2, 1), (2, 2, 1)]
+    assert all(c.bias is not None for c in convs)
+    assert NeuralIV.num_frames(13 * 16000) == 651
+    x = torch.zeros(1, 4, 13 * 16000)
+    x[0, 0, ::97] = 1.0
+    with torch.no_grad():
+        assert iv(x).shape == (1, 651, IV_DIM)
+    # one head shared by the three products: equal dipole channels give equal blocks
+    same = torch.randn(1, 1, 8000).expand(1, 3, 8000)
+    with torch.no_grad():
+        out = iv(torch.cat([torch.randn(1, 1, 8000), same], dim=1))[0].reshape(-1, 3, 401)
+    assert torch.allclose(out[:, 0], out[:, 1], atol=1e-6) and torch.allclose(out[:, 0], out[:, 2], atol=1e-6)
+
+
+def test_release_iv_timing_trims_interpolates_and_pools():
+    """Frames beyond len // 320 are dropped, the rest stretched to the tower's 50 Hz length
+    and averaged in pairs (the tower's AvgPool1d(2))."""
+    feats = torch.arange(11, dtype=torch.float32)[:, None].repeat(1, 2)
+    out = release_iv_tokens(feats, 10 * 320, 10)  # 11 frames, 10 kept, already 10 long
+    assert torch.equal(out[:, 0], torch.tensor([0.5, 2.5, 4.5, 6.5, 8.5]))
+    stretched = release_iv_tokens(torch.tensor([[0.0], [2.0]]), 2 * 320, 4)  # 2 frames -> 4 -> 2 tokens
+    assert torch.allclose(stretched[:, 0], torch.tensor([0.25, 1.75]))
 
 
 # ------------------------------------------------------------------ vision inputs
@@ -234,3 +267,40 @@ def test_loss_weighs_each_sample_equally_whatever_its_answer_length():
     assert float(per_sample_loss(logits, labels)) == pytest.approx(float((short + long) / 2), rel=1e-5)
     token_mean = ce(logits[:, :-1].reshape(-1, 7), labels[:, 1:].reshape(-1))
     assert float(token_mean) != pytest.approx(float((short + long) / 2), rel=1e-3)
+
+
+def test_release_depth_pe_order_worked_example():
+    """The release's PE-to-patch order on its 28 x 48 grid (reference: 'Depth PE order as
+    released'): processor-order patch j gets the PE of row-major cell j, so a merged token
+    (bh, bw) carries the 1 x 4 strip at row 2bh, columns 4bw..4bw+3 (bw < 12), or row 2bh+1,
+    columns 4(bw-12)..4(bw-12)+3 (bw >= 12); only 56 of 1344 patches get their own cell."""
+    gh, gw = 28, 48
+    release, own = pe_rows_for_patches(gh, gw, 2, release=True), pe_rows_for_patches(gh, gw, 2)
+    assert int((release == own).sum()) == 56
+    for bh, bw in [(0, 0), (3, 5), (13, 11), (0, 12), (5, 23), (13, 23)]:
+        token = slice(4 * (bh * 24 + bw), 4 * (bh * 24 + bw) + 4)
+        rows, cols = (release[token] // gw).tolist(), (release[token] % gw).tolist()
+        row, first = (2 * bh, 4 * bw) if bw < 12 else (2 * bh + 1, 4 * (bw - 12))
+        assert rows == [row] * 4 and cols == list(range(first, first + 4))
+        # what the token really covers (our order): the 2 x 2 block at (2bh, 2bw)
+        assert sorted((own[token] // gw).tolist()) == [2 * bh] * 2 + [2 * bh + 1] * 2
+        assert sorted((own[token] % gw).tolist()) == [2 * bw, 2 * bw, 2 * bw + 1, 2 * bw + 1]
+
+
+def test_release_compat_builder_puts_raster_pe_on_patches(tokenizer):
+    """With release_compat the builder's depth PE is the release's (bf16 cloud at 672 x 378,
+    raster order on the patches); without it, each patch gets its own cell's PE."""
+    from jaeger_ros.model.depth_pe import release_depth_pe
+    from jaeger_ros.model.data import InputBuilder
+
+    intr = Intrinsics.from_hfov(672, 378, 90.0)
+    depth = np.tile(np.linspace(1.0, 5.0, 672, dtype=np.float32), (378, 1))
+    rgb = np.zeros((378, 672, 3), np.uint8)
+    vision = {"patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 1, "window_size": 112,
+              "hidden_size": 1280}
+    cfg = small_config(image_size=[672, 392])
+    rel = InputBuilder(cfg.replace(release_compat=True), tokenizer, vision).vision(rgb, depth, intr)[2]
+    ours = InputBuilder(cfg, tokenizer, vision).vision(rgb, depth, intr)[2]
+    raster = release_depth_pe(depth, intr, (28, 48), 1280)
+    assert torch.equal(rel, raster)  # patch j <- raster cell j
+    assert not torch.allclose(ours, raster, atol=1e-3)

@@ -18,6 +18,7 @@ IV_KINDS = ("neural", "classical", "none")
 """Spatial audio path: Neural IV, Classical IV, or none (W channel only: the no-FOA ablation)."""
 PRESETS = ("tiny", "qwen2.5-omni-7b")
 BOX_UNITS = ("m", "cm")
+LOSSES = ("sample_mean", "token_mean")
 IV_DIM = 1203
 """3 x 401 intensity-vector features per frame (n_fft 800 at 16 kHz)."""
 
@@ -65,7 +66,14 @@ class JaegerConfig:
         "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]})
     """qwen2.5-omni-7b: peft LoRA on the LLM decoder."""
     dtype: str = "float32"
-    """Weights dtype when loading a pretrained thinker ("bfloat16" for the 7B preset)."""
+    """Dtype of the FROZEN pretrained weights ("bfloat16" for the 7B preset). Trainable
+    parameters are always kept in float32 for the optimizer (lora.cast_for_training); the
+    forward runs under the recipe's mixed_precision autocast."""
+    release_compat: bool = False
+    """Reproduce the authors' released input handling, for their checkpoints only: depth PE
+    mapped to patches in the release's order (a documented defect), point clouds and FOA
+    rounded to bf16 before the PE / IV, IV fed FOA rows 1-3 in file order, IV frames trimmed
+    to len // 320 and interpolated to the audio tower's 50 Hz length before its pooling."""
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -119,11 +127,26 @@ class TrainConfig:
     """Start from this checkpoint folder ("default" = the packaged one) instead of a fresh
     model: fine-tuning, e.g. on bag-derived data. Its own model config is used."""
     trainable: dict[str, list[str]] | None = None
-    """7B selective fine-tuning: task letter -> module groups ("audio", "vision", "iv", "proj");
-    None trains everything (tiny)."""
+    """7B: task letter (or "all") -> module groups ("audio", "vision", "iv", "proj") trained
+    besides LoRA; the official recipe is {all: [audio, vision, iv, proj]}, the paper's per-task
+    selective fine-tuning lora.PAPER_TRAINABLE. None: the model's own default (tiny: all of it;
+    7B: LoRA + iv + proj)."""
+    init_audio: str | None = None
+    """Staged start: load only the audio-tower (+IV, fused ln_post/proj) weights of this
+    checkpoint folder (a run of ours) before training, as the official audio_init_ckpt."""
+    init_visual: str | None = None
+    """Staged start: load only the vision-tower weights of this checkpoint folder."""
+    epochs: float | None = None
+    """When set, max_steps = epochs x the train entries / the global batch (the official
+    recipe: 20); every epoch visits each entry once, in an order fixed by seed and epoch."""
     max_steps: int = 2000
     batch_size: int = 16
     lr: float = 1e-3
+    adam_betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW betas (official 7B recipe: 0.9, 0.999)."""
+    loss: str = "sample_mean"
+    """"sample_mean" (each sample's answer weighs the same) or "token_mean" (the official
+    recipe: every answer token of the batch weighs the same)."""
     min_lr_ratio: float = 0.05
     warmup_steps: int = 200
     weight_decay: float = 0.05
@@ -136,7 +159,10 @@ class TrainConfig:
     mixed_precision: str = "no"
     """accelerate's mixed precision: "no", "bf16" or "fp16"."""
     num_workers: int = 0
-    """Loader processes for preloading sample folders (0 = in this process)."""
+    """DataLoader worker processes per rank that read sample folders (0 = in this process)."""
+    feature_cache: str | None = None
+    """Folder for derived inputs (log-mel, patches, depth PE) keyed by the sample's file
+    contents and the model's input settings; None reads and computes them every time."""
     log_every: int = 20
     max_minutes: float | None = None
     """Wall-time budget: after 20 steps the schedule's length is cut to the steps that fit
@@ -154,10 +180,19 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0 and warmup_steps >= 0, got {self.lr}, {self.warmup_steps}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ValueError(f"mixed_precision must be no/bf16/fp16, got {self.mixed_precision!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        betas = tuple(float(b) for b in self.adam_betas)
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas}")
+        self.adam_betas = betas  # type: ignore[assignment]
+        if self.epochs is not None and self.epochs <= 0:
+            raise ValueError(f"epochs must be positive, got {self.epochs}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["tasks"] = list(self.tasks)
+        d["adam_betas"] = list(self.adam_betas)
         return d
 
     @classmethod

@@ -7,6 +7,8 @@ has the same number of audio tokens.
 """
 from __future__ import annotations
 
+import hashlib
+import os
 import random
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,8 +24,8 @@ from jaeger_ros.core import answers
 from jaeger_ros.core.foa import SAMPLE_RATE
 from jaeger_ros.core.geometry import Intrinsics
 from jaeger_ros.model.config import JaegerConfig, SPECIAL_TOKENS
-from jaeger_ros.model.depth_pe import depth_pe, grid_for, merged_tokens, patchify, raster_to_processor_order, \
-    tower_order
+from jaeger_ros.model.depth_pe import depth_pe, grid_for, merged_tokens, patchify, pe_rows_for_patches, \
+    release_depth_pe, tower_order
 
 N_MELS = 128
 MEL_N_FFT = 400
@@ -94,10 +96,12 @@ class InputBuilder:
         self.n_samples = int(round(config.max_audio_seconds * SAMPLE_RATE))
         self.n_audio_tokens = audio_token_count(self.n_samples // MEL_HOP)
         self.n_image_tokens = merged_tokens(self.grid_hw, self.merge)
-        self._to_processor = raster_to_processor_order(*self.grid_hw, self.merge)
+        self._pe_rows = pe_rows_for_patches(*self.grid_hw, self.merge, release=config.release_compat)
 
     # ------------------------------------------------------------------ arrays
-    def audio(self, foa: np.ndarray, sample_rate: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def audio(self, foa: np.ndarray, sample_rate: int, whole: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(4, N) float32 FOA and its W log-mel: cut or zero-padded to the fixed training window,
+        or (whole=True, the official inference protocol) the whole recording."""
         a = np.asarray(foa, dtype=np.float32)
         if a.ndim != 2 or a.shape[0] != 4 or a.shape[1] == 0:
             raise ValueError(f"FOA must have shape (4, N > 0), got {a.shape}")
@@ -108,8 +112,9 @@ class InputBuilder:
                 raise ValueError(f"sample rate must be positive, got {sample_rate}")
             g = np.gcd(int(sample_rate), SAMPLE_RATE)
             a = resample_poly(a, SAMPLE_RATE // g, int(sample_rate) // g, axis=1).astype(np.float32)
-        fixed = np.zeros((4, self.n_samples), dtype=np.float32)
-        n = min(a.shape[1], self.n_samples)
+        length = max(a.shape[1], MEL_N_FFT) if whole else self.n_samples
+        fixed = np.zeros((4, length), dtype=np.float32)
+        n = min(a.shape[1], length)
         fixed[:, :n] = a[:, :n]
         t = torch.from_numpy(fixed)
         return t, log_mel(t[0])
@@ -131,17 +136,20 @@ class InputBuilder:
                 raise ValueError(f"depth must be (H, W), got {d.shape}")
             if d.shape != (intrinsics.height, intrinsics.width):
                 raise ValueError(f"depth {d.shape} does not match intrinsics {intrinsics.height}x{intrinsics.width}")
-            small = np.asarray(Image.fromarray(d).resize((w, h), Image.NEAREST))
-            pe = depth_pe(small, intrinsics.scaled(w, h), self.grid_hw, self.vision_dim)[self._to_processor]
+            if self.config.release_compat:
+                pe = release_depth_pe(d, intrinsics, self.grid_hw, self.vision_dim)[self._pe_rows]
+            else:
+                small = np.asarray(Image.fromarray(d).resize((w, h), Image.NEAREST))
+                pe = depth_pe(small, intrinsics.scaled(w, h), self.grid_hw, self.vision_dim)[self._pe_rows]
         return patches, grid, pe
 
-    def inputs(self, task: str, rgb=None, depth=None, intrinsics=None, foa=None, sample_rate=SAMPLE_RATE
-               ) -> ModelInputs:
+    def inputs(self, task: str, rgb=None, depth=None, intrinsics=None, foa=None, sample_rate=SAMPLE_RATE,
+               whole_audio: bool = False) -> ModelInputs:
         out = ModelInputs()
         if task in AUDIO_TASKS:
             if foa is None:
                 raise ValueError(f"task {task} needs FOA audio")
-            out.foa, out.mel = self.audio(foa, sample_rate)
+            out.foa, out.mel = self.audio(foa, sample_rate, whole=whole_audio)
         if task in VISION_TASKS:
             if rgb is None:
                 raise ValueError(f"task {task} needs an RGB image")
@@ -149,16 +157,24 @@ class InputBuilder:
         return out
 
     # ------------------------------------------------------------------ text
-    def prompt(self, task: str, instruction: str) -> str:
-        """Chat-template prompt with the modality placeholders (image first, then audio)."""
+    def prompt(self, task: str, instruction: str, n_audio_tokens: int | None = None,
+               system: str | None = None) -> str:
+        """Chat-template prompt with the modality placeholders (image first, then audio).
+        `n_audio_tokens`: for audio longer or shorter than the training window (whole-file
+        inference); `system`: another system prompt than the training one."""
         parts = []
         if task in VISION_TASKS:
             parts.append(SPECIAL_TOKENS["vision_bos"] + SPECIAL_TOKENS["image"] * self.n_image_tokens
                          + SPECIAL_TOKENS["vision_eos"])
         if task in AUDIO_TASKS:
-            parts.append(SPECIAL_TOKENS["audio_bos"] + SPECIAL_TOKENS["audio"] * self.n_audio_tokens
+            parts.append(SPECIAL_TOKENS["audio_bos"] + SPECIAL_TOKENS["audio"] * (n_audio_tokens or self.n_audio_tokens)
                          + SPECIAL_TOKENS["audio_eos"])
-        return answers.CHAT_TEMPLATE.format("".join(parts) + instruction)
+        user = "".join(parts) + instruction
+        if system is None:
+            return answers.CHAT_TEMPLATE.format(user)
+        return (f"{SPECIAL_TOKENS['im_start']}system\n{system}{SPECIAL_TOKENS['im_end']}\n"
+                f"{SPECIAL_TOKENS['im_start']}user\n{user}{SPECIAL_TOKENS['im_end']}\n"
+                f"{SPECIAL_TOKENS['im_start']}assistant\n")
 
     def target(self, task: str, official_text: str) -> str:
         """The string the model learns to write: the official answer, boxes in config units."""
@@ -233,18 +249,134 @@ def load_examples(data_dir: str | Path, split: str, tasks: Sequence[str]) -> lis
     return out
 
 
-def read_folder(folder: str) -> dict[str, Any]:
-    """Raw arrays of one sample folder (dataset reader), for preloading."""
-    from jaeger_ros.data.dataset import load_sample
-
-    s = load_sample(folder)
-    return {"rgb": s.rgb(), "depth": s.depth(), "intrinsics": s.intrinsics, "foa": s.foa(),
-            "sample_rate": s.sample_rate}
-
-
 def instruction(task: str, example: Example, rng: random.Random | None) -> str:
     """Official prompt: a random train template when rng is given, else the test prompt."""
     prompts = answers.packaged_prompts("train") if rng is not None else None
     return answers.build_prompt(task, rng if rng is not None else 0, gender=example.gender,
                                 obj_category=list(example.obj_category) if example.obj_category else ["speaker"],
                                 prompts=prompts)
+
+
+# ---------------------------------------------------------------------- streaming
+
+CACHE_VERSION = 1
+_INPUT_SUFFIXES = (".png", ".jpg", ".wav", ".json")
+"""Files whose bytes key the feature cache (the release's ir*.npy are not model inputs)."""
+
+
+class SampleReader:
+    """Sample folder -> ModelInputs (float32) for one task, read when asked: nothing is held
+    between calls, so memory does not grow with the dataset. With `cache_dir`, the derived
+    tensors are stored under a key made of the folder's input files' bytes and the model's
+    input settings, so a changed file or setting never reuses a stale entry."""
+
+    def __init__(self, builder: InputBuilder, cache_dir: str | Path | None = None) -> None:
+        self.builder = builder
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        cfg = builder.config
+        self._settings = repr((CACHE_VERSION, cfg.image_size, cfg.max_audio_seconds, cfg.depth_pe,
+                               cfg.release_compat, builder.patch_size, builder.merge, builder.tps,
+                               builder.vision_dim)).encode()
+
+    def __call__(self, ex: Example) -> ModelInputs:
+        """ValueError/OSError (naming the file) when the folder cannot be read or used."""
+        if self.cache_dir is None:
+            return self._compute(ex.folder, ex.task)
+        key = self._key(ex.folder, ex.task)
+        path = self.cache_dir / key[:2] / f"{key}.pt"
+        if path.is_file():
+            try:
+                return _inputs_from_dict(torch.load(path, map_location="cpu", weights_only=True))
+            except (OSError, RuntimeError, EOFError, ValueError, KeyError):
+                pass  # a damaged entry is recomputed and rewritten
+        x = self._compute(ex.folder, ex.task)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save(_inputs_to_dict(x), tmp)
+        os.replace(tmp, path)  # readers in other workers/ranks see a whole file or none
+        return x
+
+    def _compute(self, folder: str, task: str) -> ModelInputs:
+        """Reads only the files the task uses."""
+        from jaeger_ros.data.dataset import load_sample
+
+        s = load_sample(folder)
+        x = ModelInputs()
+        if task in AUDIO_TASKS:
+            x.foa, x.mel = self.builder.audio(s.foa(), s.sample_rate)
+        if task in VISION_TASKS:
+            x.patches, x.grid, x.pe = self.builder.vision(s.rgb(), s.depth(), s.intrinsics)
+        return x
+
+    def _key(self, folder: str, task: str) -> str:
+        h = hashlib.sha256(self._settings)
+        h.update(f"{task in AUDIO_TASKS}{task in VISION_TASKS}".encode())
+        p = Path(folder)
+        files = sorted(f for f in p.iterdir() if f.suffix in _INPUT_SUFFIXES) if p.is_dir() else [p]
+        for f in files:
+            h.update(f.name.encode())
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        return h.hexdigest()
+
+
+def _inputs_to_dict(x: ModelInputs) -> dict[str, Any]:
+    return {k: v for k, v in (("foa", x.foa), ("mel", x.mel), ("patches", x.patches), ("pe", x.pe),
+                              ("grid", None if x.grid is None else torch.tensor(x.grid))) if v is not None}
+
+
+def _inputs_from_dict(d: dict[str, Any]) -> ModelInputs:
+    grid = d.get("grid")
+    return ModelInputs(foa=d.get("foa"), mel=d.get("mel"), patches=d.get("patches"), pe=d.get("pe"),
+                       grid=None if grid is None else tuple(int(v) for v in grid))
+
+
+Item = tuple[list[int], list[int], ModelInputs]
+
+
+class JaegerDataset(torch.utils.data.Dataset):
+    """Lazy map-style dataset for torch's DataLoader: an index is a pair (entry, stream
+    position); the position seeds the train prompt template, so a batch's items depend only
+    on the sampler's indices (deterministic resume, any worker count).
+
+    An unreadable sample is replaced by the next readable entry and reported with the item
+    (`skipped`), so every batch keeps its size on every rank."""
+
+    def __init__(self, examples: Sequence[Example], reader: SampleReader, seed: int = 0,
+                 train_prompts: bool = True) -> None:
+        if not examples:
+            raise ValueError("no examples")
+        self.examples = list(examples)
+        self.reader = reader
+        self.seed = seed
+        self.train_prompts = train_prompts
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, key: tuple[int, int] | int) -> tuple[Item, list[dict[str, str]]]:
+        index, position = key if isinstance(key, tuple) else (key, key)
+        skipped: list[dict[str, str]] = []
+        for attempt in range(len(self.examples)):
+            ex = self.examples[(index + attempt) % len(self.examples)]
+            try:
+                x = self.reader(ex)
+            except (OSError, ValueError) as e:  # SampleError (a ValueError) names the file
+                why = " ".join(str(e).split()) or type(e).__name__
+                skipped.append({"folder": ex.folder, "error": why if ex.folder in why else f"{ex.folder}: {why}"})
+                continue
+            rng = random.Random(int(np.random.default_rng([self.seed, position]).integers(2 ** 31))) \
+                if self.train_prompts else None
+            b = self.reader.builder
+            ids, labels = b.encode(b.prompt(ex.task, instruction(ex.task, ex, rng)), b.target(ex.task, ex.answer))
+            return (ids, labels, x), skipped
+        raise ValueError(f"no readable sample among {len(self.examples)} entries "
+                         f"(first: {skipped[0]['error'] if skipped else '-'})")
+
+
+def collate_items(builder: InputBuilder, items: Sequence[tuple[Item, list[dict[str, str]]]]) -> dict[str, Any]:
+    """A training batch from JaegerDataset items; the skipped samples ride along as `skipped`."""
+    batch = builder.collate([item for item, _ in items])
+    batch["skipped"] = [s for _, skips in items for s in skips]
+    return batch

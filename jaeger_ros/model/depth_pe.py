@@ -123,3 +123,34 @@ def grid_for(image_size: tuple[int, int], patch_size: int, merge: int) -> tuple[
 
 def merged_tokens(grid_hw: tuple[int, int], merge: int) -> int:
     return math.prod(grid_hw) // (merge * merge)
+
+
+RELEASE_DEPTH_SIZE = (672, 378)
+"""(width, height) of the point cloud the release pools onto the patch grid."""
+
+
+def release_depth_pe(depth: np.ndarray, intrinsics: Intrinsics, grid_hw: tuple[int, int], dim: int) -> torch.Tensor:
+    """The release's depth PE, for its checkpoints only: the point cloud at 672x378 (nearest
+    resize), rounded to bf16 as its inference feeds it, plain average-pooled to the patch
+    grid, centred, millimetres rounded, 3D sine PE; rows in RASTER order. The release puts
+    this sequence through the patch order unchanged, so processor-order patch j receives the
+    PE of raster cell j (see pe_rows_for_patches) where our models map each patch its own."""
+    from PIL import Image
+
+    w, h = RELEASE_DEPTH_SIZE
+    d = np.asarray(depth, dtype=np.float32)
+    small = np.asarray(Image.fromarray(d).resize((w, h), Image.NEAREST))
+    pts = backproject(small, intrinsics.scaled(w, h))
+    if not np.all(np.isfinite(pts)):
+        pts = np.where(np.isfinite(pts), pts, 0.0)  # the release's clouds have no holes (8-bit depth)
+    cloud = torch.from_numpy(pts.astype(np.float32)).to(torch.bfloat16).float()  # (h, w, 3)
+    pooled = F.adaptive_avg_pool2d(cloud.permute(2, 0, 1)[None], grid_hw)[0]  # (3, gh, gw)
+    centred = (pooled - pooled.reshape(3, -1).mean(1)[:, None, None]) / 0.001
+    return sine_pe_3d(centred.round().permute(1, 2, 0).reshape(-1, 3), dim)
+
+
+def pe_rows_for_patches(gh: int, gw: int, merge: int, release: bool = False) -> torch.Tensor:
+    """Raster cell whose PE each processor-order patch receives: the cell it covers (ours),
+    or, with release=True, raster cell j for patch j whatever it covers (the release's order,
+    a documented defect reproduced only to run its checkpoints)."""
+    return torch.arange(gh * gw) if release else raster_to_processor_order(gh, gw, merge)

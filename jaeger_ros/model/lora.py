@@ -20,13 +20,17 @@ from jaeger_ros.model.modeling import WEIGHTS, JaegerModel, Towers, from_canonic
 LLM_LORA_PATTERN = r"^(?!.*(audio_tower|visual)).*\.layers\.\d+\.(self_attn|mlp)\.({names})"
 """LoRA goes on the decoder only: the audio and vision towers also have q/k/v/gate/up/down
 projections under the same names."""
+OFFICIAL_TRAINABLE: dict[str, list[str]] = {"all": ["audio", "vision", "iv", "proj"]}
+"""The released recipe (trainable_modules: [visual, audio_tower]): LoRA + the whole vision
+tower (+merger) + the whole audio tower (+IV, fused ln_post/proj), every task."""
 PAPER_TRAINABLE: dict[str, list[str]] = {
     "A": ["audio", "iv", "proj"], "B": ["audio", "iv", "proj"],
     "C": ["vision", "proj"],
     "D": ["audio", "iv", "vision", "proj"], "E": ["audio", "iv", "vision", "proj"],
 }
-"""Selective fine-tuning of the paper: DoA trains the audio tower + IV + projector,
-grounding the vision tower + projector, matching both (LoRA always trains)."""
+"""The paper's per-task selective fine-tuning (an alternative to OFFICIAL_TRAINABLE): DoA
+trains the audio tower + IV + projector, grounding the vision tower + projector, matching
+both (LoRA always trains)."""
 GROUPS = ("audio", "vision", "iv", "proj")
 
 
@@ -52,8 +56,9 @@ def load_base(config: JaegerConfig) -> tuple[nn.Module, Any]:
 
 def build_lora_model(config: JaegerConfig, tokenizer: Any = None) -> JaegerModel:
     """Pretrained thinker + JAEGER modules + LoRA (r, alpha, dropout from config.lora) on
-    the decoder's q,k,v,o,gate,up,down. Base weights are frozen; LoRA, the IV module and
-    the widened audio projection start trainable (set_trainable narrows it per task)."""
+    the decoder's q,k,v,o,gate,up,down. Base weights are frozen (in config.dtype); LoRA, the
+    IV module and the widened audio projection start trainable, in float32 (set_trainable
+    widens or narrows the selection; call cast_for_training after it)."""
     from peft import LoraConfig, get_peft_model
 
     thinker, base_tokenizer = load_base(config)
@@ -63,11 +68,21 @@ def build_lora_model(config: JaegerConfig, tokenizer: Any = None) -> JaegerModel
                           lora_dropout=float(config.lora["dropout"]),
                           target_modules=LLM_LORA_PATTERN.format(names=names), bias="none")
     model.thinker = get_peft_model(model.thinker, lora_cfg)
-    set_trainable(model, {"all": ["iv", "proj"]}, ["all"])
-    dtype = _dtype(config.dtype)
-    if model.iv is not None:
-        model.iv.to(dtype)
+    set_trainable(model, {"all": ["iv", "proj"]}, [])
+    cast_for_training(model)
     return model
+
+
+def cast_for_training(model: JaegerModel) -> None:
+    """Trainable parameters in float32 (the optimizer's master weights: bf16 weights lose
+    updates below 2^-8 of their size, so an lr-1e-6 step would never land), frozen ones in
+    the config's dtype (bf16 for the 7B base). The forward runs under bf16 autocast."""
+    frozen = _dtype(model.config.dtype)
+    with torch.no_grad():
+        for p in model.parameters():
+            want = torch.float32 if p.requires_grad else frozen
+            if p.dtype != want and p.is_floating_point():
+                p.data = p.data.to(want)
 
 
 def _group_params(model: JaegerModel, group: str) -> Iterable[nn.Parameter]:
@@ -85,9 +100,9 @@ def _group_params(model: JaegerModel, group: str) -> Iterable[nn.Parameter]:
 
 
 def set_trainable(model: JaegerModel, trainable: dict[str, list[str]], tasks: Iterable[str]) -> list[str]:
-    """Freeze everything but LoRA and the groups the tasks train (union over tasks).
-    Returns the groups made trainable."""
-    groups = sorted({g for t in tasks for g in trainable.get(t, [])})
+    """Freeze everything but LoRA and the groups the tasks train (union over the tasks and
+    the "all" entry). Returns the groups made trainable."""
+    groups = sorted({g for t in [*tasks, "all"] for g in trainable.get(t, [])})
     bad = [g for g in groups if g not in GROUPS]
     if bad:
         raise ValueError(f"unknown trainable group(s) {bad}; expected {GROUPS}")
@@ -121,4 +136,8 @@ def load_lora(config: JaegerConfig, path: Path, tokenizer: Any) -> JaegerModel:
     with torch.no_grad():
         for k, v in state.items():
             own[k].copy_(v.to(own[k].dtype))
+        for k, p in own.items():  # a trained tower comes back trainable (float32) as it was saved
+            if k in state and not p.requires_grad:
+                p.requires_grad = True
+    cast_for_training(model)
     return model.eval()

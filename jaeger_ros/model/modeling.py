@@ -14,10 +14,11 @@ thinker and clears right after.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from safetensors import SafetensorError
@@ -26,8 +27,9 @@ from torch import nn
 
 from jaeger_ros.data.dataset import one_line
 from jaeger_ros.model.config import IV_DIM, JaegerConfig
-from jaeger_ros.model.data import InputBuilder
-from jaeger_ros.model.iv import ClassicalIV, NeuralIV, iv_frames, resample_to_tokens
+from jaeger_ros.model.data import InputBuilder, audio_token_count
+from jaeger_ros.model.iv import RELEASE_ROWS, XYZ_ROWS, ClassicalIV, NeuralIV, iv_frames, release_iv_tokens, \
+    resample_to_tokens
 from jaeger_ros.model.tokenizer import load_tokenizer, special_ids, train_tokenizer
 
 WEIGHTS = "model.safetensors"
@@ -164,7 +166,9 @@ class JaegerModel(nn.Module):
             "patch_size": vision_cfg.patch_size, "spatial_merge_size": vision_cfg.spatial_merge_size,
             "temporal_patch_size": vision_cfg.temporal_patch_size, "window_size": vision_cfg.window_size,
             "hidden_size": vision_cfg.hidden_size})
-        self.iv: nn.Module | None = {"neural": NeuralIV, "classical": ClassicalIV}.get(config.iv, lambda: None)()
+        rows = RELEASE_ROWS if config.release_compat else XYZ_ROWS
+        self.iv: nn.Module | None = {"neural": NeuralIV, "classical": ClassicalIV}[config.iv](axes=rows) \
+            if config.iv != "none" else None
         towers = Towers(base)
         if self.iv is not None and not isinstance(towers.audio.ln_post, IVFusionNorm):
             _install_iv_fusion(towers.audio)
@@ -203,11 +207,15 @@ class JaegerModel(nn.Module):
         towers = Towers(self.base_thinker)
         if self.iv is not None and "foa" in batch:
             foa = batch["foa"]
-            feats = self.iv(foa)  # (B_audio, T_iv, 1203)
-            n_tok = self.builder.n_audio_tokens
-            n_frames = iv_frames(self.config.iv, foa.shape[-1])
-            towers.audio.ln_post.pending = torch.cat(
-                [resample_to_tokens(f[:n_frames], n_tok) for f in feats])
+            n_mel = batch["input_features"].shape[-1]
+            if self.config.release_compat:  # the release feeds bf16 audio and times the IV its way
+                feats = self.iv(foa.to(torch.bfloat16).float())
+                pending = [release_iv_tokens(f, foa.shape[-1], (n_mel - 1) // 2 + 1) for f in feats]
+            else:
+                feats = self.iv(foa)  # (B_audio, T_iv, 1203)
+                n_frames = iv_frames(self.config.iv, foa.shape[-1])
+                pending = [resample_to_tokens(f[:n_frames], audio_token_count(n_mel)) for f in feats]
+            towers.audio.ln_post.pending = torch.cat(pending)
         if self.config.depth_pe and "depth_pe" in batch:
             towers.visual.merger.pending = batch["depth_pe"]
 
@@ -224,38 +232,53 @@ class JaegerModel(nn.Module):
                 "image_grid_thw")
         return {k: batch[k] for k in keys if k in batch}
 
-    def forward(self, batch: dict[str, Any]) -> Any:
-        """Teacher-forced forward; `.loss` is the cross-entropy over each sample's answer
-        tokens, averaged per sample and then over the batch: a one-word match answer weighs
-        as much as three boxes of 40 tokens, so mixed-task batches do not train grounding alone."""
+    def _precision(self) -> Any:
+        """bf16/fp16 autocast when the frozen base is stored in low precision (its trainable
+        parameters stay float32), so mixed-dtype layers compute in one dtype."""
+        low = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(self.config.dtype)
+        device = next(self.parameters()).device.type
+        return torch.autocast(device, dtype=low) if low is not None else contextlib.nullcontext()
+
+    def forward(self, batch: dict[str, Any], loss: str = "sample_mean") -> Any:
+        """Teacher-forced forward. `.loss` with loss="sample_mean": the cross-entropy over each
+        sample's answer tokens, averaged per sample and then over the batch (a one-word match
+        answer weighs as much as three boxes of 40 tokens, so mixed-task batches do not train
+        grounding alone); "token_mean": over all answer tokens of the batch (the official recipe)."""
         try:
             self._set_side_inputs(batch)
-            out = self.thinker(**self._thinker_kwargs(batch))
+            with self._precision():
+                out = self.thinker(**self._thinker_kwargs(batch))
         finally:
             self._clear_side_inputs()
         labels = batch.get("labels")
         if labels is not None:
-            out.loss = per_sample_loss(out.logits, labels.to(out.logits.device))
+            fn = token_mean_loss if loss == "token_mean" else per_sample_loss
+            out.loss = fn(out.logits, labels.to(out.logits.device))
         return out
 
     @torch.no_grad()
-    def generate(self, batch: dict[str, Any], max_new_tokens: int | None = None) -> tuple[list[str], list[float]]:
-        """Greedy answers of a left-padded batch: (texts, mean token probability of each)."""
+    def generate(self, batch: dict[str, Any], max_new_tokens: int | None = None,
+                 eos_ids: Sequence[int] | None = None) -> tuple[list[str], list[float]]:
+        """Greedy answers of a left-padded batch: (texts, mean token probability of each).
+        `eos_ids`: tokens that end an answer (default <|im_end|>; the official protocol also
+        stops on <|endoftext|>)."""
         kwargs = self._thinker_kwargs(batch)
         prompt_len = kwargs["input_ids"].shape[1]
+        stops = list(eos_ids) if eos_ids else [self.token_ids["im_end"]]
         try:
             self._set_side_inputs(batch)
-            out = self.thinker.generate(**kwargs, max_new_tokens=max_new_tokens or self.config.max_new_tokens,
-                                        do_sample=False, eos_token_id=self.token_ids["im_end"],
-                                        pad_token_id=self.token_ids["pad"], output_scores=True,
-                                        return_dict_in_generate=True)
+            with self._precision():
+                out = self.thinker.generate(**kwargs, max_new_tokens=max_new_tokens or self.config.max_new_tokens,
+                                            do_sample=False, eos_token_id=stops[0] if len(stops) == 1 else stops,
+                                            pad_token_id=self.token_ids["pad"], output_scores=True,
+                                            return_dict_in_generate=True)
         finally:
             self._clear_side_inputs()
         new = out.sequences[:, prompt_len:]
         probs = torch.stack([s.float().softmax(-1).max(-1).values for s in out.scores], dim=1)  # (B, steps)
         texts, confidences = [], []
         for row, p in zip(new, probs):
-            ends = (row == self.token_ids["im_end"]).nonzero()
+            ends = torch.isin(row, torch.tensor(stops, device=row.device)).nonzero()
             n = int(ends[0]) + 1 if len(ends) else len(row)
             texts.append(self.tokenizer.decode(row[:n], skip_special_tokens=True))
             confidences.append(float(p[:n].mean()) if n else 0.0)
@@ -341,6 +364,15 @@ def per_sample_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: in
     if not bool(has.any()):
         return tok.sum() * 0.0
     return ((tok * mask).sum(1)[has] / counts[has]).mean()
+
+
+def token_mean_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """Next-token cross-entropy averaged over every labelled token of the batch."""
+    shift_logits, shift_labels = logits[:, :-1].float(), labels[:, 1:]
+    if not bool((shift_labels != ignore_index).any()):
+        return shift_logits.sum() * 0.0
+    return nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
+                                       ignore_index=ignore_index)
 
 
 def _install_iv_fusion(audio_tower: nn.Module) -> None:

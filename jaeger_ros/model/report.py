@@ -20,35 +20,41 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from jaeger_ros.model.data import load_examples
+from jaeger_ros.model.data import Example, ModelInputs, SampleReader, load_examples
 from jaeger_ros.model.modeling import JaegerModel
 from jaeger_ros.model.predictor import checkpoint_path
-from jaeger_ros.model.train import evaluate_examples, headline, preload
+from jaeger_ros.model.train import Reader, evaluate_examples, headline
 
 
 ABLATIONS = ("no-foa", "no-depth-pe")
 
 
-def ablate(arrays: dict[str, dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
-    """Copies of preloaded folders with one input removed (see the module docstring)."""
+def ablate(x: ModelInputs, kind: str) -> ModelInputs:
+    """A copy of one sample's inputs with one input removed (see the module docstring)."""
     if kind not in ABLATIONS:
         raise ValueError(f"unknown ablation {kind!r}; choose from {ABLATIONS}")
-    key = "foa" if kind == "no-foa" else "pe"
-    out = {}
-    for folder, a in arrays.items():
-        b = dict(a)
-        if b.get(key) is not None:
-            b[key] = b[key].copy()
-            if kind == "no-foa":
-                b[key][1:] = 0  # W stays: the model still hears the speech, not where it is
-            else:
-                b[key][:] = 0
-        out[folder] = b
+    out = ModelInputs(foa=x.foa, mel=x.mel, patches=x.patches, grid=x.grid, pe=x.pe)
+    if kind == "no-foa" and x.foa is not None:
+        out.foa = x.foa.clone()
+        out.foa[1:] = 0  # W stays: the model still hears the speech, not where it is
+    if kind == "no-depth-pe" and x.pe is not None:
+        out.pe = torch.zeros_like(x.pe)
     return out
 
 
+class AblatedReader:
+    """A reader whose inputs have one input removed."""
+
+    def __init__(self, read: Reader, kind: str) -> None:
+        ablate(ModelInputs(), kind)  # an unknown kind fails here, before any sample is read
+        self.read, self.kind = read, kind
+
+    def __call__(self, ex: Example) -> ModelInputs:
+        return ablate(self.read(ex), self.kind)
+
+
 def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path, split: str = "test",
-                        tasks: Sequence[str] = "ABCDE", batch_size: int = 64, workers: int = 0,
+                        tasks: Sequence[str] = "ABCDE", batch_size: int = 64, cache_dir: str | None = None,
                         device: str | None = None, ablations: Sequence[str] = ()) -> dict[str, Any]:
     """Per-task metric summaries (jaeger_ros.core.metrics) + headline numbers + generations;
     with ablations, their headline numbers under `_ablations`."""
@@ -56,12 +62,15 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path, split: str
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = JaegerModel.from_pretrained(path, device=device)
     examples = load_examples(data_dir, split, list(tasks))
-    arrays = preload(model.builder, examples, workers, desc=f"preload {split}")
-    report = evaluate_examples(model, examples, arrays, batch_size=batch_size)
+    read = SampleReader(model.builder, cache_dir)
+    skipped: list[dict[str, str]] = []
+    report = evaluate_examples(model, examples, read, batch_size=batch_size, skipped=skipped)
     report["_headline"] = headline(report)
     report["_checkpoint"] = str(path)
     report["_config"] = model.config.to_dict()
-    report["_ablations"] = {kind: headline(evaluate_examples(model, examples, ablate(arrays, kind), batch_size))
+    report["_skipped"] = skipped
+    report["_ablations"] = {kind: headline(evaluate_examples(model, examples, AblatedReader(read, kind), batch_size,
+                                                             skipped=[]))
                             for kind in ablations}
     return report
 
@@ -84,12 +93,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--tasks", default="ABCDE")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--cache", default=None, help="feature cache folder (content-keyed)")
     parser.add_argument("--out", default=None)
     parser.add_argument("--ablate", default="", help=f"comma-separated input ablations: {','.join(ABLATIONS)}")
     args = parser.parse_args(argv)
     report = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.tasks.replace(",", ""),
-                                 args.batch_size, args.workers, ablations=[a for a in args.ablate.split(",") if a])
+                                 args.batch_size, args.cache, ablations=[a for a in args.ablate.split(",") if a])
     text = json.dumps(report, indent=1, default=lambda o: float(o) if isinstance(o, np.floating) else str(o))
     if args.out:
         Path(args.out).write_text(text)

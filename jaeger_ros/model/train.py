@@ -1,14 +1,21 @@
-"""Training loop on accelerate: one process on a CPU, or DDP under `accelerate launch`/torchrun.
+"""Training loop on accelerate: one process on a CPU, or DDP / DeepSpeed under
+`accelerate launch` (config/accelerate/) or torchrun.
 
-The batch of step s on rank r depends only on (seed, s, r), so a resumed run draws exactly
-the batches the uninterrupted one would have; model, optimizer, schedule and torch RNG
-states are restored from `OUT/last/`.
+Samples stream from disk: a lazy torch Dataset read by DataLoader workers, passed through
+`accelerator.prepare`, which hands each rank its share of the batches. Global batch k is a
+pure function of (seed, k) (epochs: one permutation of every entry per epoch; weighted
+roots: seeded draws), and rank r takes batches r, r + n, ... so a resumed run draws
+exactly the batches the uninterrupted one would have; trainable weights, optimizer,
+schedule and torch RNG states are restored from `OUT/last/`.
 
-A checkpoint is written into a temporary folder beside `last/` (files flushed to disk, then a
-COMPLETE marker), and only then renamed into place; the previous checkpoint is kept until
-the new one is in place. A run killed at any moment leaves at least one complete
-checkpoint, and `resume` picks the newest complete one and removes the leftovers.
-Sample folders that cannot be read are skipped and listed in `OUT/skipped.json`.
+Checkpoints hold the TRAINABLE parameters only (a frozen 7B base is rebuilt from its local
+folder). A checkpoint is written into a temporary folder beside `last/` (files flushed to
+disk, then a COMPLETE marker), and only then renamed into place; the previous checkpoint is
+kept until the new one is in place. A run killed at any moment leaves at least one complete
+checkpoint, and `resume` picks the newest complete one and removes the leftovers. With a val
+split, `OUT/best/` holds the loadable checkpoint of the lowest validation loss.
+Unreadable samples are skipped (the next entry takes their place) and listed in
+`OUT/skipped.json`.
 """
 from __future__ import annotations
 
@@ -17,25 +24,24 @@ import json
 import math
 import os
 import pickle
-import random
 import shutil
 import sys
 import time
-from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 import yaml
 
-from jaeger_ros.model.config import JaegerConfig, TrainConfig
-from jaeger_ros.model.data import AUDIO_TASKS, VISION_TASKS, Example, InputBuilder, ModelInputs, instruction, \
-    load_examples, read_folder
 from jaeger_ros.data.dataset import one_line
+from jaeger_ros.model.config import JaegerConfig, TrainConfig
+from jaeger_ros.model.data import Example, JaegerDataset, ModelInputs, SampleReader, collate_items, \
+    instruction, load_examples
 from jaeger_ros.model.modeling import CheckpointError, JaegerModel, write_synced
 
 LAST = "last"
+BEST = "best"
 LOG = "train_log.jsonl"
 SKIPPED = "skipped.json"
 COMPLETE = "COMPLETE"
@@ -45,87 +51,77 @@ _TMP, _OLD = ".last.tmp", ".last.old"
 _STATE_FILES = ("model.safetensors", "optimizer.pt", "state.json")
 
 
-# ---------------------------------------------------------------------- preloading
+# ---------------------------------------------------------------------- batches
 
-def _preload_one(args: tuple[dict[str, Any], dict[str, Any], str, str]
-                 ) -> tuple[str, dict[str, np.ndarray | Any] | None, str | None]:
-    """(folder, arrays, None), or (folder, None, why) when its files cannot be read or used."""
-    cfg_dict, vision, folder, letters = args
-    builder = InputBuilder(JaegerConfig.from_dict(cfg_dict), None, vision)
-    out: dict[str, Any] = {}
-    try:
-        raw = read_folder(folder)
-        if set(letters) & AUDIO_TASKS:
-            foa, mel = builder.audio(raw["foa"], raw["sample_rate"])
-            out["foa"], out["mel"] = foa.half().numpy(), mel.half().numpy()
-        if set(letters) & VISION_TASKS:
-            patches, grid, pe = builder.vision(raw["rgb"], raw["depth"], raw["intrinsics"])
-            out["patches"], out["grid"] = patches.half().numpy(), grid
-            out["pe"] = pe.half().numpy() if pe is not None else None
-    except (OSError, ValueError) as e:  # SampleError (a ValueError) names the file; others get the folder
-        why = one_line(e)
-        return folder, None, why if folder in why else f"{folder}: {why}"
-    return folder, out, None
+class _Sources:
+    """The train entries of every data root, and which of them global batch k holds.
 
+    Without weights: epochs, each a seeded permutation of all entries (every entry once per
+    epoch). With per-root weights: each slot draws a root by weight, then an entry of it."""
 
-def preload(builder: InputBuilder, examples: Sequence[Example], workers: int = 0, desc: str = "preload",
-            skipped: list[dict[str, str]] | None = None) -> dict[str, dict[str, Any]]:
-    """Folder -> model-ready arrays (float16) for every folder the examples use. A folder that
-    cannot be read is left out and listed in `skipped` ({"folder", "error"}) when it is given;
-    without it, ValueError."""
-    from tqdm import tqdm
+    def __init__(self, sources: list[list[Example]], weights: list[float] | None, seed: int) -> None:
+        if weights is not None and len(weights) != len(sources):
+            raise ValueError(f"{len(weights)} source weights for {len(sources)} data roots")
+        w = np.asarray(weights if weights is not None else [len(s) for s in sources], dtype=float)
+        if np.any(w < 0) or w.sum() <= 0:
+            raise ValueError(f"source weights must be >= 0 with a positive sum, got {w.tolist()}")
+        self.examples = [ex for s in sources for ex in s]
+        self.offsets = np.cumsum([0] + [len(s) for s in sources])
+        self.weighted = weights is not None
+        self.p, self.seed = w / w.sum(), seed
+        self._perm: tuple[int, np.ndarray] | None = None
 
-    needs: dict[str, set[str]] = {}
-    for ex in examples:
-        needs.setdefault(ex.folder, set()).add(ex.task)
-    vision = {"patch_size": builder.patch_size, "spatial_merge_size": builder.merge,
-              "temporal_patch_size": builder.tps, "window_size": builder.window_size,
-              "hidden_size": builder.vision_dim}
-    jobs = [(builder.config.to_dict(), vision, f, "".join(sorted(t))) for f, t in needs.items()]
-    out: dict[str, dict[str, Any]] = {}
-    problems: list[dict[str, str]] = []
+    def __len__(self) -> int:
+        return len(self.examples)
 
-    def keep(folder: str, arrays: dict[str, Any] | None, why: str | None) -> None:
-        if arrays is None:
-            problems.append({"folder": folder, "error": str(why)})
-        else:
-            out[folder] = arrays
+    def batch(self, k: int, size: int) -> list[tuple[int, int]]:
+        """(entry index, stream position) of the `size` slots of global batch k."""
+        positions = range(k * size, (k + 1) * size)
+        if self.weighted:
+            rng = np.random.default_rng([self.seed, k])
+            src = rng.choice(len(self.p), size=size, p=self.p)
+            n = np.diff(self.offsets)
+            return [(int(self.offsets[s] + rng.integers(n[s])), p) for s, p in zip(src, positions)]
+        return [(int(self._permutation(p // len(self))[p % len(self)]), p) for p in positions]
 
-    with tqdm(total=len(jobs), desc=desc, unit="folder", disable=len(jobs) < 50) as bar:
-        if workers <= 1:
-            for result in map(_preload_one, jobs):
-                keep(*result)
-                bar.update()
-        else:
-            with get_context("spawn").Pool(workers) as pool:
-                for result in pool.imap_unordered(_preload_one, jobs, chunksize=8):
-                    keep(*result)
-                    bar.update()
-    problems.sort(key=lambda p: p["folder"])
-    if skipped is None and problems:
-        raise ValueError(f"{len(problems)} unreadable sample folders, first: {problems[0]['error']}")
-    if skipped is not None:
-        skipped += problems
-    return out
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if self._perm is None or self._perm[0] != epoch:
+            self._perm = (epoch, np.random.default_rng([self.seed, epoch]).permutation(len(self)))
+        return self._perm[1]
 
 
-def model_inputs(arrays: dict[str, Any], task: str) -> ModelInputs:
-    """The parts of a preloaded folder that a task uses, as float32 tensors."""
-    x = ModelInputs()
-    if task in AUDIO_TASKS:
-        x.foa, x.mel = torch.from_numpy(arrays["foa"]).float(), torch.from_numpy(arrays["mel"]).float()
-    if task in VISION_TASKS:
-        x.patches, x.grid = torch.from_numpy(arrays["patches"]).float(), tuple(arrays["grid"])
-        x.pe = torch.from_numpy(arrays["pe"]).float() if arrays.get("pe") is not None else None
-    return x
+class StepBatches(torch.utils.data.Sampler):
+    """Batch sampler over global batches start, start+1, ... (accelerate deals them out to
+    the ranks in turn)."""
+
+    def __init__(self, sources: _Sources, batch_size: int, start: int, count: int) -> None:
+        self.sources, self.batch_size, self.start, self.count = sources, batch_size, start, count
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for k in range(self.start, self.start + self.count):
+            yield self.sources.batch(k, self.batch_size)
+
+    def __len__(self) -> int:
+        return self.count
 
 
-def make_item(builder: InputBuilder, ex: Example, arrays: dict[str, Any], rng: random.Random | None,
-              with_answer: bool = True) -> tuple[list[int], list[int], ModelInputs]:
-    """Token ids + labels + inputs; rng picks a train prompt template (None: the test prompt)."""
-    prompt = builder.prompt(ex.task, instruction(ex.task, ex, rng))
-    ids, labels = builder.encode(prompt, builder.target(ex.task, ex.answer) if with_answer else None)
-    return ids, labels, model_inputs(arrays, ex.task)
+class _Collate:
+    """Picklable collate function for DataLoader workers."""
+
+    def __init__(self, builder: Any) -> None:
+        self.builder = builder
+
+    def __call__(self, items: list) -> dict[str, Any]:
+        return collate_items(self.builder, items)
+
+
+def make_loader(dataset: JaegerDataset, sources: _Sources, batch_size: int, start: int, count: int,
+                workers: int) -> torch.utils.data.DataLoader:
+    """DataLoader of global batches [start, start + count) for accelerator.prepare."""
+    return torch.utils.data.DataLoader(
+        dataset, batch_sampler=StepBatches(sources, batch_size, start, count), num_workers=workers,
+        collate_fn=_Collate(dataset.reader.builder), persistent_workers=False,
+        prefetch_factor=2 if workers > 0 else None)
 
 
 # ---------------------------------------------------------------------- schedule
@@ -152,11 +148,29 @@ def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
+Reader = Callable[[Example], ModelInputs]
+
+
+def _readable(examples: Sequence[Example], read: Reader, skipped: list[dict[str, str]] | None
+              ) -> list[tuple[Example, ModelInputs]]:
+    out = []
+    for ex in examples:
+        try:
+            out.append((ex, read(ex)))
+        except (OSError, ValueError) as e:
+            why = one_line(e)
+            if skipped is None:
+                raise
+            skipped.append({"folder": ex.folder, "error": why if ex.folder in why else f"{ex.folder}: {why}"})
+    return out
+
+
 @torch.no_grad()
-def evaluate_examples(model: JaegerModel, examples: Sequence[Example], arrays: dict[str, dict[str, Any]],
-                      batch_size: int = 32) -> dict[str, Any]:
+def evaluate_examples(model: JaegerModel, examples: Sequence[Example], read: Reader, batch_size: int = 32,
+                      skipped: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """Greedy answers on examples (test prompts) -> per-task summaries of jaeger_ros.core.metrics,
-    plus the raw generations."""
+    plus the raw generations. `read` gives an example's inputs (a SampleReader); unreadable
+    examples are listed in `skipped` when it is given (else the error propagates)."""
     from jaeger_ros.core import metrics
     from jaeger_ros.model.predictor import JaegerPredictor
 
@@ -164,27 +178,47 @@ def evaluate_examples(model: JaegerModel, examples: Sequence[Example], arrays: d
     model.eval()
     device = next(model.parameters()).device
     predictor = JaegerPredictor(model)
+    b = model.builder
     by_task: dict[str, list[Example]] = {}
     for ex in examples:
         by_task.setdefault(ex.task, []).append(ex)
     report: dict[str, Any] = {}
     for task, exs in sorted(by_task.items()):
+        done: list[Example] = []
         texts, raw = [], []
         for i in range(0, len(exs), batch_size):
-            chunk = exs[i:i + batch_size]
-            items = [make_item(model.builder, ex, arrays[ex.folder], None, with_answer=False) for ex in chunk]
-            gen, conf = model.generate(_to(model.builder.collate(items, padding_side="left"), device))
-            for ex, g, c in zip(chunk, gen, conf):
+            chunk = _readable(exs[i:i + batch_size], read, skipped)
+            if not chunk:
+                continue
+            items = [(*b.encode(b.prompt(ex.task, instruction(ex.task, ex, None)), None), x) for ex, x in chunk]
+            gen, conf = model.generate(_to(b.collate(items, padding_side="left"), device))
+            for (ex, _), g, c in zip(chunk, gen, conf):
                 n = len(ex.obj_category) if ex.obj_category else None
                 texts.append(predictor.parse(task, g, c, n).official_text() or g)
                 raw.append(g)
-        summary = metrics.summarise(task, texts, [ex.answer for ex in exs])
-        summary["n"] = len(exs)
+                done.append(ex)
+        summary = metrics.summarise(task, texts, [ex.answer for ex in done])
+        summary["n"] = len(done)
         report[task] = summary
         report.setdefault("_generations", {})[task] = [
-            {"folder": ex.folder, "truth": ex.answer, "answer": t, "raw": r} for ex, t, r in zip(exs, texts, raw)]
+            {"folder": ex.folder, "truth": ex.answer, "answer": t, "raw": r} for ex, t, r in zip(done, texts, raw)]
     model.train(was_training)
     return report
+
+
+@torch.no_grad()
+def validation_loss(model: Any, items: Sequence[Any], builder: Any, device: torch.device, loss: str,
+                    batch_size: int = 16) -> float:
+    """Teacher-forced loss over fixed validation items (train targets, test prompts)."""
+    was_training = model.training
+    model.eval()
+    total, n = 0.0, 0
+    for i in range(0, len(items), batch_size):
+        chunk = items[i:i + batch_size]
+        total += float(model(_to(builder.collate(chunk), device), loss=loss).loss) * len(chunk)
+        n += len(chunk)
+    model.train(was_training)
+    return total / max(n, 1)
 
 
 def headline(report: dict[str, Any]) -> dict[str, float | None]:
@@ -203,37 +237,51 @@ def headline(report: dict[str, Any]) -> dict[str, float | None]:
 
 # ---------------------------------------------------------------------- training
 
-class _Sources:
-    """Several datasets sampled with per-source weights; example choice is a pure function
-    of (seed, step, rank, slot)."""
-
-    def __init__(self, sources: list[list[Example]], weights: list[float] | None, seed: int) -> None:
-        if weights is not None and len(weights) != len(sources):
-            raise ValueError(f"{len(weights)} source weights for {len(sources)} data roots")
-        w = np.asarray(weights if weights is not None else [len(s) for s in sources], dtype=float)
-        if np.any(w < 0) or w.sum() <= 0:
-            raise ValueError(f"source weights must be >= 0 with a positive sum, got {w.tolist()}")
-        self.sources, self.p, self.seed = sources, w / w.sum(), seed
-
-    def batch(self, step: int, rank: int, size: int) -> tuple[list[Example], random.Random]:
-        rng = np.random.default_rng([self.seed, step, rank])
-        src = rng.choice(len(self.sources), size=size, p=self.p)
-        picks = [self.sources[s][int(rng.integers(len(self.sources[s])))] for s in src]
-        return picks, random.Random(int(rng.integers(2 ** 31)))
-
-
 def train_from_config(config_path: str | Path, data_dirs: Sequence[str] | str, out_dir: str | Path | None = None,
-                      resume: bool = False, init_from: str | None = None) -> Path:
+                      resume: bool = False, init_from: str | None = None, init_audio: str | None = None,
+                      init_visual: str | None = None) -> Path:
     """`jaeger train`: train the recipe in `config_path` on the train splits of `data_dirs`
     (validating on the first root's val split when it has one). Returns the checkpoint folder."""
     config_path = Path(config_path)
     tc = TrainConfig.load(config_path)
-    if init_from is not None:
-        tc.init_from = init_from
+    for name, value in (("init_from", init_from), ("init_audio", init_audio), ("init_visual", init_visual)):
+        if value is not None:
+            setattr(tc, name, value)
     model_cfg = tc.model_config(base_dir=config_path.parent)
     out = Path(out_dir) if out_dir else Path("runs") / config_path.stem
     return train(tc, model_cfg, [str(d) for d in ([data_dirs] if isinstance(data_dirs, (str, Path)) else data_dirs)],
                  out, resume=resume)
+
+
+TOWER_KEYS = {"audio": ("audio_tower.", "iv."), "visual": ("visual.",)}
+"""Checkpoint key parts of each tower for staged initialisation (the audio tower's include its
+IV module and fused ln_post/proj)."""
+
+
+def init_tower(model: JaegerModel, checkpoint: str | Path, tower: str) -> int:
+    """Load only one tower's weights from a checkpoint folder of ours (trained on other tasks),
+    as the official audio_init_ckpt / visual_init_ckpt. Returns the number of tensors loaded;
+    CheckpointError when the file is unreadable or holds none of that tower."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from jaeger_ros.model.modeling import WEIGHTS, from_canonical
+
+    path = Path(checkpoint) / WEIGHTS if Path(checkpoint).is_dir() else Path(checkpoint)
+    try:
+        stored = from_canonical(model, load_file(str(path)))
+    except (OSError, SafetensorError) as e:
+        raise CheckpointError(f"{path}: unreadable weights ({one_line(e)})") from None
+    own = dict(model.named_parameters())
+    parts = TOWER_KEYS[tower]
+    picked = {k: v for k, v in stored.items()
+              if any(k.startswith(p) or f".{p}" in k for p in parts) and k in own and own[k].shape == v.shape}
+    if not picked:
+        raise CheckpointError(f"{path}: holds no {tower}-tower weights of this model")
+    with torch.no_grad():
+        for k, v in picked.items():
+            own[k].copy_(v.to(own[k].dtype))
+    return len(picked)
 
 
 def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], out: Path, resume: bool = False,
@@ -242,6 +290,8 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
     with only the resumable state in OUT/last (a job sliced into time-limited runs)."""
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from tqdm import tqdm
+
+    from jaeger_ros.model.lora import cast_for_training, set_trainable
 
     if not data_dirs:
         raise ValueError("give at least one data root")
@@ -266,47 +316,46 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
         model_cfg = model.config
     else:
         model = JaegerModel.from_config(model_cfg, seed=tc.seed)
+    if tc.trainable is not None:
+        set_trainable(model, tc.trainable, tc.tasks)
+    cast_for_training(model)  # trainable float32 (master weights), frozen base in its dtype
+    for tower, ckpt in (("audio", tc.init_audio), ("visual", tc.init_visual)):
+        if ckpt and not resume:
+            n = init_tower(model, ckpt, tower)
+            if accel.is_main_process:
+                print(f"{tower} tower: {n} tensors from {ckpt}", file=sys.stderr)
     if resume:
         _load_model_state(model, last / "model.safetensors")
-    if tc.trainable is not None:
-        from jaeger_ros.model.lora import set_trainable
-
-        set_trainable(model, tc.trainable, tc.tasks)
     builder = model.builder
+    reader = SampleReader(builder, tc.feature_cache)
 
+    sources_list = [load_examples(d, "train", tc.tasks) for d in data_dirs]
+    sources = _Sources(sources_list, tc.source_weights, tc.seed)
+    dataset = JaegerDataset(sources.examples, reader, seed=tc.seed)
+    global_batch = tc.batch_size * accel.num_processes
+    max_steps = tc.max_steps if tc.epochs is None else max(1, math.ceil(tc.epochs * len(sources) / global_batch))
     skipped: list[dict[str, str]] = []
-    arrays: dict[str, dict[str, Any]] = {}
-    sources = []
-    for d in data_dirs:
-        exs = load_examples(d, "train", tc.tasks)
-        arrays.update(preload(builder, exs, tc.num_workers, desc="preload train", skipped=skipped))
-        sources.append([ex for ex in exs if ex.folder in arrays])
-        if not sources[-1]:
-            raise ValueError(f"{d}/train: no readable sample ({len(skipped)} skipped, first: {skipped[0]['error']})")
-    val_examples: list[Example] = []
+    val_items: list[Any] = []
     val_root = Path(data_dirs[0]) / "val" / "manifests"
+    val_examples: list[Example] = []
     if val_root.is_dir():
-        all_val = load_examples(data_dirs[0], "val", tc.tasks)
         per_task: dict[str, list[Example]] = {}
-        for ex in all_val:
+        for ex in load_examples(data_dirs[0], "val", tc.tasks):
             per_task.setdefault(ex.task, []).append(ex)
         val_examples = [ex for exs in per_task.values() for ex in exs[:tc.eval_samples]]
-        arrays.update(preload(builder, val_examples, tc.num_workers, desc="preload val", skipped=skipped))
-        val_examples = [ex for ex in val_examples if ex.folder in arrays]
-    if accel.is_main_process:
-        (out / SKIPPED).write_text(json.dumps(skipped, indent=1))
-        if skipped:
-            print(f"skipped {len(skipped)} unreadable sample folders (listed in {out / SKIPPED})", file=sys.stderr)
-    sampler = _Sources(sources, tc.source_weights, tc.seed)
+        val_examples = [ex for ex, _ in _readable(val_examples, reader, skipped)]
+        val_items = [JaegerDataset(val_examples, reader, train_prompts=False)[i][0] for i in range(len(val_examples))] \
+            if val_examples else []
 
-    optimizer = torch.optim.AdamW(_param_groups(model, tc.weight_decay), lr=tc.lr, betas=(0.9, 0.95))
-    total = {"steps": tc.max_steps}  # cut by max_minutes once the step time is known
+    optimizer = torch.optim.AdamW(_param_groups(model, tc.weight_decay), lr=tc.lr, betas=tuple(tc.adam_betas))
+    total = {"steps": max_steps}  # cut by max_minutes once the step time is known
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, tc.warmup_steps, total["steps"], tc.min_lr_ratio))
-    start = 0
+    start, best_loss = 0, math.inf
     if resume:
         progress_state = _read_json(last / "state.json")
-        total["steps"] = int(progress_state.get("total_steps", tc.max_steps))
+        total["steps"] = int(progress_state.get("total_steps", max_steps))
+        best_loss = float(progress_state.get("best_val_loss") or math.inf)
         state = load_train_state(last / "optimizer.pt")
         try:
             optimizer.load_state_dict(state["optimizer"])
@@ -315,7 +364,9 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
         except (KeyError, ValueError, TypeError, RuntimeError) as e:
             raise CheckpointError(f"{last / 'optimizer.pt'}: does not fit this model ({one_line(e)})") from e
         start = int(progress_state["step"])
-    model, optimizer, scheduler = accel.prepare(model, optimizer, scheduler)
+    loader = make_loader(dataset, sources, tc.batch_size, start * accel.num_processes,
+                         (total["steps"] - start) * accel.num_processes, tc.num_workers)
+    model, optimizer, scheduler, loader = accel.prepare(model, optimizer, scheduler, loader)
     raw_model: JaegerModel = accel.unwrap_model(model)
     if accel.is_main_process:
         (out / "train_config.yaml").write_text(yaml.safe_dump(
@@ -323,16 +374,16 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
 
     log_path = out / LOG
     model.train()
-    bar = tqdm(total=tc.max_steps, initial=start, desc="train", disable=not (progress and accel.is_main_process))
+    bar = tqdm(total=total["steps"], initial=start, desc="train", disable=not (progress and accel.is_main_process))
     t0, seen, running = time.perf_counter(), 0, []
     end = total["steps"] if stop_at is None else min(int(stop_at), total["steps"])
     t_start = time.perf_counter()
     step = start
+    batches = iter(loader)
     while step < end:
-        exs, rng = sampler.batch(step, accel.process_index, tc.batch_size)
-        items = [make_item(builder, ex, arrays[ex.folder], rng) for ex in exs]
-        batch = _to(builder.collate(items), accel.device)
-        loss = model(batch).loss
+        batch = next(batches)
+        skipped += batch.pop("skipped")
+        loss = model(batch, loss=tc.loss).loss
         accel.backward(loss)
         if tc.grad_clip > 0:
             accel.clip_grad_norm_(model.parameters(), tc.grad_clip)
@@ -340,7 +391,7 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         running.append(float(loss.detach()))
-        seen += len(exs) * accel.num_processes
+        seen += int(batch["input_ids"].shape[0]) * accel.num_processes
         bar.update()
         done = step + 1
         step = done
@@ -349,7 +400,7 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
             fits = start + int((tc.max_minutes * 60 - (time.perf_counter() - t_start)) / per_step) + 20
             fits = int(accel.reduce(torch.tensor([fits], device=accel.device), reduction="min").item()) \
                 if accel.num_processes > 1 else fits
-            total["steps"] = max(done, min(tc.max_steps, fits))
+            total["steps"] = max(done, min(max_steps, fits))
             end = total["steps"] if stop_at is None else min(int(stop_at), total["steps"])
             bar.total = total["steps"]
         if done % tc.log_every == 0 or done == end:
@@ -362,24 +413,59 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
                 _append(log_path, entry)
         if val_examples and (done % tc.eval_every == 0 or done == total["steps"]):
             if accel.is_main_process:
-                report = evaluate_examples(raw_model, val_examples, arrays)
-                _append(log_path, {"step": done, "val": headline(report),
+                val_loss = validation_loss(raw_model, val_items, builder, accel.device, tc.loss)
+                report = evaluate_examples(raw_model, val_examples, reader)
+                _append(log_path, {"step": done, "val_loss": val_loss, "val": headline(report),
                                    "val_unparsed": {t: r.get("n_unparsed") for t, r in report.items()
                                                     if isinstance(r, dict) and "n_unparsed" in r}})
-                bar.write(f"step {done} val {json.dumps(headline(report))}")
+                bar.write(f"step {done} val loss {val_loss:.4f} {json.dumps(headline(report))}")
+                if val_loss < best_loss:
+                    best_loss = val_loss
+                    save_best(raw_model, out, done, val_loss)
             accel.wait_for_everyone()
         if done % tc.save_every == 0 or done == end:
             accel.wait_for_everyone()
             if accel.is_main_process:
-                save_checkpoint(raw_model, optimizer, scheduler, out, done, total["steps"])
+                save_checkpoint(raw_model, optimizer, scheduler, out, done, total["steps"], best_loss)
     bar.close()
     _check_ranks_agree(accel, raw_model)
+    _write_skipped(accel, out, skipped)
     if end < total["steps"]:
         return out
     if accel.is_main_process:
-        raw_model.save_pretrained(out, dtype=torch.float16)
+        raw_model.save_pretrained(out)
     accel.wait_for_everyone()
     return out
+
+
+def _write_skipped(accel: Any, out: Path, skipped: list[dict[str, str]]) -> None:
+    """The unreadable samples every rank met, once each, in OUT/skipped.json (+ one line)."""
+    from accelerate.utils import gather_object
+
+    every = gather_object([skipped]) if accel.num_processes > 1 else [skipped]
+    if not accel.is_main_process:
+        return
+    unique = {s["folder"]: s for part in every for s in part}
+    listed = [unique[f] for f in sorted(unique)]
+    (out / SKIPPED).write_text(json.dumps(listed, indent=1))
+    if listed:
+        print(f"skipped {len(listed)} unreadable samples (listed in {out / SKIPPED})", file=sys.stderr)
+
+
+def save_best(model: JaegerModel, out: Path, step: int, val_loss: float) -> Path:
+    """OUT/best: a loadable checkpoint (trainable weights, config, tokenizer) of the lowest
+    validation loss so far, swapped in whole (a crash keeps the previous best)."""
+    tmp, best, old = out / ".best.tmp", out / BEST, out / ".best.old"
+    _remove(tmp)
+    _remove(old)
+    model.save_pretrained(tmp)
+    write_synced(tmp / "best.json", json.dumps({"step": step, "val_loss": val_loss}).encode())
+    _sync_dir(tmp)
+    if best.exists():
+        _rename(best, old)
+    _rename(tmp, best)
+    _remove(old)
+    return best
 
 
 def _check_ranks_agree(accel: Any, model: torch.nn.Module) -> None:
@@ -398,8 +484,9 @@ def _append(path: Path, entry: dict[str, Any]) -> None:
 
 
 def save_checkpoint(model: torch.nn.Module, optimizer: Any, scheduler: Any, out: Path, step: int,
-                    total_steps: int) -> Path:
-    """Full-precision state for exact resume in OUT/last. Every step leaves a complete
+                    total_steps: int, best_val_loss: float = math.inf) -> Path:
+    """Resume state in OUT/last: the trainable parameters in full precision (the frozen base
+    is rebuilt from its source), optimizer, schedule, RNG. Every step leaves a complete
     checkpoint on disk: the new one is complete (marker written last) before the old one
     leaves `last`, and the old one is deleted only once the new one is in place."""
     out = Path(out)
@@ -407,11 +494,13 @@ def save_checkpoint(model: torch.nn.Module, optimizer: Any, scheduler: Any, out:
     _remove(tmp)  # leftovers of a save that was killed
     _remove(old)
     tmp.mkdir(parents=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().contiguous().cpu() for k, v in model.named_parameters() if v.requires_grad}
     blobs = {"model.safetensors": _safetensors_bytes(_untie(state)),
              "optimizer.pt": _torch_bytes({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                                            "torch_rng": torch.get_rng_state()}),
-             "state.json": json.dumps({"step": step, "total_steps": total_steps}).encode()}
+             "state.json": json.dumps({"step": step, "total_steps": total_steps,
+                                       "best_val_loss": best_val_loss if math.isfinite(best_val_loss) else None
+                                       }).encode()}
     for name, data in blobs.items():
         write_synced(tmp / name, data)
     marker = {"step": step, "files": {name: len(data) for name, data in blobs.items()}}
@@ -487,11 +576,18 @@ def _load_model_state(model: torch.nn.Module, path: Path) -> None:
     from safetensors.torch import load_file
 
     try:
-        model.load_state_dict(load_file(str(path)), strict=True)
+        stored = load_file(str(path))
     except (OSError, SafetensorError) as e:
         raise CheckpointError(f"{path}: unreadable weights ({one_line(e)})") from None
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: does not fit this model ({one_line(e)[:300]})") from None
+    own = {k: p for k, p in model.named_parameters() if p.requires_grad}
+    if set(stored) != set(own) or any(stored[k].shape != own[k].shape for k in own):
+        missing, unexpected = sorted(set(own) - set(stored)), sorted(set(stored) - set(own))
+        wrong = [k for k in set(own) & set(stored) if stored[k].shape != own[k].shape]
+        raise CheckpointError(f"{path}: does not fit this model (missing {missing[:3]}, unexpected "
+                              f"{unexpected[:3]}, wrong shape {wrong[:3]})")
+    with torch.no_grad():
+        for k, p in own.items():
+            p.copy_(stored[k])
 
 
 def _safetensors_bytes(state: dict[str, torch.Tensor]) -> bytes:
