@@ -1,5 +1,11 @@
 """Inference API for nodes and evaluation: JaegerPredictor and the JaegerMethod protocol class.
 
+Two inference protocols: "trained" (what our checkpoints saw in training: the training system
+prompt, the fixed audio window, stop at <|im_end|>) and "official" (the authors' test-time
+protocol: Qwen's own system prompt, forced answer prefixes `azimuth: ` and
+`bbox_0=Bbox(speaker,`, stop at <|endoftext|> or <|im_end|> (151643 / 151645 in Qwen's
+vocabulary), max_new_tokens 256 for DoA and 512 otherwise, the whole audio file).
+
 A malformed generation never raises: the result says `valid=False` and keeps the raw text.
 A checkpoint that cannot be loaded raises CheckpointError (a ValueError) with a one-line
 message naming the file, for a node or CLI to log as it is.
@@ -15,12 +21,19 @@ import torch
 
 from jaeger_ros.core import answers
 from jaeger_ros.core.geometry import Box3D, Intrinsics
+from jaeger_ros.model.data import audio_token_count
 from jaeger_ros.model.modeling import CheckpointError, JaegerModel
 
-__all__ = ["CheckpointError", "JaegerMethod", "JaegerPredictor", "Prediction", "checkpoint_path", "query_for"]
+__all__ = ["CheckpointError", "JaegerMethod", "JaegerPredictor", "PROTOCOLS", "Prediction", "checkpoint_path",
+           "query_for"]
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "tiny"
 TASKS = ("A", "B", "C", "D", "E")
+PROTOCOLS = ("trained", "official")
+OFFICIAL_SYSTEM_PROMPT = ("You are Qwen, a virtual human developed by the Qwen Team, Alibaba Group, capable of "
+                          "perceiving auditory and visual inputs, as well as generating text and speech.")
+OFFICIAL_PREFIX = {"A": "azimuth: ", "B": "azimuth: ", "C": "bbox_0=Bbox(speaker,"}
+OFFICIAL_MAX_NEW_TOKENS = {"A": 256, "B": 256, "C": 512, "D": 512, "E": 512}
 
 
 def checkpoint_path(spec: str | Path) -> Path:
@@ -60,14 +73,34 @@ class Prediction:
 class JaegerPredictor:
     """A trained JAEGER checkpoint behind a numpy-in, structured-out API."""
 
-    def __init__(self, model: JaegerModel) -> None:
+    def __init__(self, model: JaegerModel, protocol: str = "trained") -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
         self.model = model.eval()
+        self.protocol = protocol
 
     @classmethod
-    def from_pretrained(cls, path: str | Path = "default", device: str = "cpu") -> "JaegerPredictor":
-        """`path`: a checkpoint folder, or "default" for the tiny checkpoint shipped in the package.
+    def from_pretrained(cls, path: str | Path = "default", device: str = "cpu",
+                        protocol: str | None = None) -> "JaegerPredictor":
+        """`path`: a checkpoint folder, "default" for the tiny checkpoint shipped in the package,
+        or "official:CKPT_DIR[@QWEN_DIR]" for a released checkpoint (see from_official).
+        `protocol` defaults to "trained" for ours and "official" for a release.
         CheckpointError (one line naming the file) when it cannot be loaded."""
-        return cls(JaegerModel.from_pretrained(checkpoint_path(path), device=device))
+        if str(path).startswith("official:"):
+            from jaeger_ros.model.release import parse_spec
+
+            qwen_dir, ckpt = parse_spec(str(path))
+            return cls.from_official(qwen_dir, ckpt, device=device, protocol=protocol or "official")
+        return cls(JaegerModel.from_pretrained(checkpoint_path(path), device=device), protocol or "trained")
+
+    @classmethod
+    def from_official(cls, qwen_dir: str | Path, jaeger_ckpt: str | Path, device: str = "cpu",
+                      protocol: str = "official", dtype: str = "bfloat16") -> "JaegerPredictor":
+        """An authors' released checkpoint (their model.safetensors, or its folder) on a local
+        Qwen2.5-Omni-7B folder, with their input handling (jaeger_ros.model.release)."""
+        from jaeger_ros.model.release import load_release
+
+        return cls(load_release(qwen_dir, jaeger_ckpt, dtype=dtype, device=device), protocol)
 
     @property
     def device(self) -> torch.device:
@@ -84,6 +117,8 @@ class JaegerPredictor:
                                         num_candidates=num_candidates)])[0]
 
     def predict_batch(self, queries: Sequence[dict[str, Any]]) -> list[Prediction]:
+        official = self.protocol == "official"
+        b = self.model.builder
         items, tasks = [], []
         for q in queries:
             task = answers.task_key(q["task"])
@@ -91,17 +126,30 @@ class JaegerPredictor:
                 raise ValueError(f"task must be one of {TASKS}, got {q['task']!r}")
             if task in ("B", "E") and q.get("target") is None:
                 raise ValueError(f"task {task} asks for one voice: give target='male' or 'female'")
-            inputs = self.model.builder.inputs(task, q.get("rgb"), q.get("depth"), q.get("intrinsics"),
-                                               q.get("foa"), q.get("sample_rate") or 16000)
+            inputs = b.inputs(task, q.get("rgb"), q.get("depth"), q.get("intrinsics"), q.get("foa"),
+                              q.get("sample_rate") or 16000, whole_audio=official)
             n = q.get("num_candidates")
             text = answers.build_prompt(task, 0, gender=q.get("target"),
                                         obj_category=["speaker"] * int(n) if n else ["speaker"])
-            ids, labels = self.model.builder.encode(self.model.builder.prompt(task, text), None)
+            if official:
+                n_audio = audio_token_count(inputs.mel.shape[1]) if inputs.mel is not None else None
+                prompt = b.prompt(task, text, n_audio, system=OFFICIAL_SYSTEM_PROMPT) + OFFICIAL_PREFIX.get(task, "")
+            else:
+                prompt = b.prompt(task, text)
+            ids, labels = b.encode(prompt, None)
             items.append((ids, labels, inputs))
             tasks.append((task, int(n) if n else None))
-        batch = _to_device(self.model.builder.collate(items, padding_side="left"), self.device)
-        texts, confidences = self.model.generate(batch)
-        return [self.parse(task, text, conf, n) for (task, n), text, conf in zip(tasks, texts, confidences)]
+        if not official:
+            batch = _to_device(b.collate(items, padding_side="left"), self.device)
+            texts, confidences = self.model.generate(batch)
+            return [self.parse(task, text, conf, n) for (task, n), text, conf in zip(tasks, texts, confidences)]
+        out = []
+        stops = [self.model.token_ids["pad"], self.model.token_ids["im_end"]]  # <|endoftext|>, <|im_end|>
+        for item, (task, n) in zip(items, tasks):  # whole files differ in length: one at a time
+            batch = _to_device(b.collate([item], padding_side="left"), self.device)
+            (text,), (conf,) = self.model.generate(batch, OFFICIAL_MAX_NEW_TOKENS[task], eos_ids=stops)
+            out.append(self.parse(task, OFFICIAL_PREFIX.get(task, "") + text.strip(), conf, n))
+        return out
 
     def parse(self, task: str, text: str, confidence: float, num_candidates: int | None = None) -> Prediction:
         """Structured result of a generation; never raises on the text. `match_index` of
@@ -137,10 +185,14 @@ class JaegerMethod:
         self.name = name
 
     @classmethod
-    def from_checkpoint(cls, path_or_default: str | Path = "default", device: str | None = None) -> "JaegerMethod":
+    def from_checkpoint(cls, path_or_default: str | Path = "default", device: str | None = None,
+                        protocol: str | None = None) -> "JaegerMethod":
+        """A checkpoint folder, "default", or "official:CKPT_DIR[@QWEN_DIR]"."""
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        p = checkpoint_path(path_or_default)
-        return cls(JaegerPredictor.from_pretrained(p, device=device), name=f"jaeger:{p.name}")
+        spec = str(path_or_default)
+        p = spec if spec.startswith("official:") else checkpoint_path(path_or_default)
+        name = f"jaeger:{Path(spec.removeprefix('official:').partition('@')[0]).name}"
+        return cls(JaegerPredictor.from_pretrained(p, device=device, protocol=protocol), name=name)
 
     def answer(self, sample: Any, entry: Any) -> str:
         """Official answer text for one manifest entry (empty when the generation is malformed)."""
