@@ -364,6 +364,9 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
         except (KeyError, ValueError, TypeError, RuntimeError) as e:
             raise CheckpointError(f"{last / 'optimizer.pt'}: does not fit this model ({one_line(e)})") from e
         start = int(progress_state["step"])
+    plugin = getattr(accel.state, "deepspeed_plugin", None)
+    if plugin is not None:  # our loader has a batch sampler, so DeepSpeed cannot read the micro-batch from it
+        plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = tc.batch_size
     loader = make_loader(dataset, sources, tc.batch_size, start * accel.num_processes,
                          (total["steps"] - start) * accel.num_processes, tc.num_workers)
     model, optimizer, scheduler, loader = accel.prepare(model, optimizer, scheduler, loader)
