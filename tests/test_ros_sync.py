@@ -69,7 +69,7 @@ def test_ring_buffer_wraps_and_forgets_old_audio():
 
 
 def test_ring_buffer_absorbs_jitter_and_counts_gaps_and_overlaps():
-    buf = FoaRingBuffer(sample_rate=1000, capacity_s=2.0, tolerance_samples=2)
+    buf = FoaRingBuffer(sample_rate=1000, capacity_s=2.0, tolerance_s=0.002)
     buf.push(0.0, ramp(0, 100))
     buf.push(0.1015, ramp(100, 100))  # 1.5 samples late: jitter, contiguous
     assert buf.stats.gaps == 0 and buf.end_time == pytest.approx(0.2)

@@ -30,12 +30,14 @@ class OnsetPool:
     _times: np.ndarray = field(default_factory=lambda: np.zeros(0))
     _covered: float = float("-inf")  # stream time up to which onsets have been pooled
 
-    def update(self, stamp: float, foa: np.ndarray | None, sample_rate: int) -> doa.DoaEstimate | None:
-        """The DoA at `stamp` (s) given the window of FOA that ends there (None: silence)."""
+    def update(self, stamp: float, foa: np.ndarray | None, sample_rate: int,
+               valid: np.ndarray | None = None) -> doa.DoaEstimate | None:
+        """The DoA at `stamp` (s) given the window of FOA that ends there (None: silence);
+        `valid` marks its real samples (False: a dropout filled with zeros, never an onset)."""
         half_frame = doa.N_FFT / 2 / sample_rate
         if foa is not None:
             try:
-                votes = doa.strict_onset_votes(foa, sample_rate)
+                votes = doa.strict_onset_votes(foa, sample_rate, valid)
                 at = stamp - foa.shape[1] / sample_rate + votes.times
                 # frames centred within N_FFT/2 of the end are padded here; the next window has them whole
                 new = (at > self._covered) & (at <= stamp - half_frame)
@@ -53,7 +55,7 @@ class OnsetPool:
         if foa is None:
             return None
         try:
-            return doa.estimate_doa(foa, sample_rate)
+            return doa.estimate_doa(foa, sample_rate, valid)
         except ValueError:
             return None
 

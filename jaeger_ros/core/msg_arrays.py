@@ -20,6 +20,11 @@ try:  # cv_bridge is preferred where a ROS distribution provides it; ours covers
 except ImportError:  # pragma: no cover - depends on the installation
     _CvBridge = None
 
+MIN_FOCAL_PX = 1.0
+MAX_FOCAL_PER_WIDTH = 100.0  # a 0.6 degree field of view
+MAX_FOA_AMPLITUDE = 16.0
+"""Float FOA is full scale at 1 in any declared normalisation; beyond this it is not float audio."""
+
 # encoding -> (numpy dtype, channels)
 ENCODINGS = {"rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4), "bgra8": (np.uint8, 4),
              "mono8": (np.uint8, 1), "32FC1": (np.float32, 1), "16UC1": (np.uint16, 1)}
@@ -67,11 +72,23 @@ def depth_from_image(msg: Any) -> np.ndarray:
 
 def camera_info_to_intrinsics(msg: Any) -> Intrinsics:
     """CameraInfo (K of the rectified image) -> Intrinsics; ROS and geometry.Intrinsics both put
-    pixel u's centre at integer u, so K maps over unchanged."""
+    pixel u's centre at integer u, so K maps over unchanged. K must be finite with focal lengths
+    of MIN_FOCAL_PX..MAX_FOCAL_PER_WIDTH x width pixels (fx = 1e-6 would put every point at
+    infinity) and a principal point within a width/height of the image."""
     k = np.asarray(msg.k, dtype=float)
-    if msg.width == 0 or msg.height == 0 or k.shape != (9,) or k[0] <= 0 or k[4] <= 0:
+    if msg.width == 0 or msg.height == 0 or k.shape != (9,):
         raise ValueError(f"camera_info has no usable intrinsics (size {msg.width}x{msg.height}, K={k.tolist()})")
-    return Intrinsics(int(msg.width), int(msg.height), float(k[0]), float(k[4]), float(k[2]), float(k[5]))
+    if not np.all(np.isfinite(k)):
+        raise ValueError(f"camera_info K has NaN or infinite entries: {k.tolist()}")
+    fx, fy, cx, cy = k[0], k[4], k[2], k[5]
+    top = MAX_FOCAL_PER_WIDTH * max(msg.width, msg.height)
+    if not (MIN_FOCAL_PX <= fx <= top and MIN_FOCAL_PX <= fy <= top):
+        raise ValueError(f"camera_info focal lengths fx={fx:g}, fy={fy:g} px are outside "
+                         f"[{MIN_FOCAL_PX:g}, {top:g}] for a {msg.width}x{msg.height} image")
+    if not (-msg.width <= cx <= 2 * msg.width and -msg.height <= cy <= 2 * msg.height):
+        raise ValueError(f"camera_info principal point ({cx:g}, {cy:g}) is far outside the "
+                         f"{msg.width}x{msg.height} image")
+    return Intrinsics(int(msg.width), int(msg.height), float(fx), float(fy), float(cx), float(cy))
 
 
 def foa_from_msg(msg: Any) -> tuple[np.ndarray, int]:
@@ -86,6 +103,10 @@ def foa_from_msg(msg: Any) -> tuple[np.ndarray, int]:
         raise ValueError(f"FOA chunk has {data.size} samples, expected 4 x frame_samples = {4 * msg.frame_samples}")
     if not np.all(np.isfinite(data)):
         raise ValueError("FOA chunk contains NaN or infinite samples")
+    peak = float(np.max(np.abs(data)))
+    if peak > MAX_FOA_AMPLITUDE:
+        raise ValueError(f"FOA chunk peaks at {peak:.3g}, above {MAX_FOA_AMPLITUDE:g} (float audio is full scale "
+                         f"at 1; integer PCM sent as float?)")
     planar = data.reshape(4, msg.frame_samples)
     out = foa_io.convert(planar, msg.channel_order, msg.normalization)
     return out.astype(np.float32, copy=False), int(msg.sample_rate)

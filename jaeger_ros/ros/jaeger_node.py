@@ -17,6 +17,20 @@ ground truth enters the node) or `jaeger` (the fine-tuned model from `checkpoint
 only when chosen). Malformed input (wrong channel count or rate, NaN, empty depth,
 mismatched sizes, stale stamps) is logged (throttled), counted in /diagnostics and dropped.
 
+Time is checked against the node clock: input stamped more than `max_future_s` ahead of it
+(a driver with a wrong clock) is dropped before it can become the head of a stream, and audio
+too old for the ring buffer is dropped; a stream that jumps (sensor restart, clock jump,
+replayed bag) restarts the audio buffer or the frame sequence, logged and counted. Chunk
+stamps within `audio_jitter_ms` of contiguous are contiguous; gaps are zero-filled but marked,
+left out of onset detection and scale the confidence by the share of real audio in the window.
+Every drop reason is logged on its own throttle, counted on /diagnostics, and named there when
+output stops.
+
+Threads: subscriptions and timers run on the executor; decoding, estimation and publishing
+run on one worker thread, so audio keeps arriving while a frame is processed. The worker takes
+the newest frame whose audio is complete; older ones still waiting are dropped ("superseded").
+Frames above `max_pixels` are dropped before they are decoded.
+
 Lifecycle (a managed node): parameters are declared at construction; configure validates them
 and builds the estimator (a bad parameter or checkpoint: one log line, the node stays
 unconfigured); activate subscribes and starts the timers; deactivate stops them; cleanup and
@@ -30,6 +44,7 @@ configure and are rejected while the node is configured ("deactivate + cleanup +
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, replace
@@ -52,7 +67,7 @@ from jaeger_ros.core import answers
 from jaeger_ros.core.audio_buffer import FoaRingBuffer
 from jaeger_ros.core.geometry import Box3D, Intrinsics, camera_to_optical, direction_from_azel
 from jaeger_ros.msg import BoundingBox3D, BoundingBox3DArray, DoaEstimate, FoaAudio, SpeakerMatch
-from jaeger_ros.core.sync import subscribe_synchronized
+from jaeger_ros.core.sync import ApproximateTimeMatcher, subscribe_synchronized
 from jaeger_ros.ros.runner import run_node
 
 try:
@@ -62,6 +77,11 @@ except ImportError:  # pragma: no cover - ros-diagnostic-msgs is in requirements
 
 METHODS = ("classical", "jaeger")
 VOICES = ("", "male", "female")
+STREAM_JUMP_S = 1.0
+"""A stream stamp going back by more than this is a new stream (sensor restart, clock jump)."""
+DROP_LOG_PERIOD_S = 2.0
+"""Each drop reason is logged at most once per this period (with the count since)."""
+WORKER_JOIN_S = 30.0
 _BOX_EDGES = [(a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1]
 
 
@@ -93,8 +113,9 @@ class ClassicalEstimator:
 
     def __init__(self) -> None:
         from jaeger_ros.classical import candidates, doa, matching, tracking
-        self._candidates, self._doa, self._matching = candidates, doa, matching
+        self._candidates, self._doa, self._matching, self._tracking = candidates, doa, matching, tracking
         self._pool = tracking.OnsetPool()
+        self._last_stamp: float | None = None
         self._depth_key: np.ndarray | None = None
         self._boxes: list[Box3D] = []
 
@@ -113,16 +134,19 @@ class ClassicalEstimator:
         return True
 
     def __call__(self, rgb: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics, foa: np.ndarray | None,
-                 sample_rate: int, target: str, stamp: float) -> Estimate:
+                 sample_rate: int, target: str, stamp: float, valid: np.ndarray | None = None) -> Estimate:
+        if self._last_stamp is not None and stamp < self._last_stamp:  # the stream restarted
+            self._pool = self._tracking.OnsetPool()
+        self._last_stamp = stamp
         if self._scene_changed(depth):
             self._pool.reset(stamp)
             try:
-                self._boxes = sorted(self._candidates.boxes_from_depth(depth, intrinsics), key=lambda b: b.center[0])
+                self._boxes = self._candidates.boxes_from_depth(depth, intrinsics)  # left to right by azimuth
             except ValueError:
                 self._depth_key, self._boxes = None, []  # try again on the next frame
                 raise
         boxes = self._boxes
-        est = self._pool.update(stamp, foa, sample_rate)
+        est = self._pool.update(stamp, foa, sample_rate, valid)
         if est is None:
             return Estimate(boxes, None, 0.0, -1, "", 0.0)
         direction = np.asarray(est.direction, dtype=float)
@@ -147,9 +171,11 @@ class JaegerEstimator:
         self._model = predictor.JaegerPredictor.from_pretrained(checkpoint or "default")
 
     def __call__(self, rgb: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics, foa: np.ndarray | None,
-                 sample_rate: int, target: str, stamp: float) -> Estimate:
+                 sample_rate: int, target: str, stamp: float, valid: np.ndarray | None = None) -> Estimate:
+        """`valid` (the window's real samples) is not used: the model was trained on whole
+        windows; the node scales the confidence by its share instead."""
         grounding = self._model.predict(rgb, depth, intrinsics, None, sample_rate, "C")
-        boxes = sorted(grounding.boxes, key=lambda b: b.center[0])
+        boxes = [grounding.boxes[i] for i in answers.azimuth_order(grounding.boxes)]  # left to right
         if foa is None:
             return Estimate(boxes, None, 0.0, -1, "", 0.0)
         voice = target or None
@@ -239,11 +265,14 @@ PARAMETERS: tuple[Param, ...] = (
     Param("queue_size", 10, "approximate-time sync queue per image input, 1..1000", False),
     Param("slop", 0.02, "s, largest stamp spread of a synchronised RGB/depth/info set, 0..1", False),
     Param("stale_after_s", 1.0, "s, drop frames older than this (or whose audio never came), 0..60", True),
+    Param("max_future_s", 0.5, "s, drop input stamped further than this ahead of the node clock, 0..3600", True),
+    Param("audio_jitter_ms", 2.0, "ms, FOA chunk-stamp jitter taken as contiguous (larger: a gap), 0..50", False),
+    Param("max_pixels", 4_000_000, "drop colour/depth images with more pixels than this, 1..100000000", True),
     Param("audio_buffer_s", 4.0, "s of FOA kept in the ring buffer, 0..60", False),
     Param("sample_rate", 16000, "Hz, expected FOA sample rate (others are dropped), 1000..192000", False),
     Param("min_audio_rms", 1e-3, "below this W-channel RMS a window counts as silence, 0..1", True),
     Param("marker_lifetime_s", 0.5, "s, RViz marker lifetime, 0..60", True),
-    Param("diagnostics_period_s", 1.0, "s between /diagnostics messages (and input checks), 0..60", False),
+    Param("diagnostics_period_s", 1.0, "s between /diagnostics messages (and input checks), 0.05..60", False),
     Param("no_input_warn_s", 3.0, "s without a synchronised frame set or audio before a warning, 0..3600", True),
     Param("autostart", True, "configure and activate at start-up (false: wait for `ros2 lifecycle set`)", True),
     Param("color_topic", "/camera/color/image_raw", "colour image input (rgb8/bgr8)", False),
@@ -261,9 +290,10 @@ SPECS = {p.name: p for p in PARAMETERS}
 # float parameters: (low, high, low included)
 FLOAT_LIMITS = {"rate_hz": (0.0, 200.0, False), "window_s": (0.0, 10.0, False), "slop": (0.0, 1.0, True),
                 "stale_after_s": (0.0, 60.0, False), "audio_buffer_s": (0.0, 60.0, False),
+                "max_future_s": (0.0, 3600.0, True), "audio_jitter_ms": (0.0, 50.0, True),
                 "min_audio_rms": (0.0, 1.0, True), "marker_lifetime_s": (0.0, 60.0, False),
-                "diagnostics_period_s": (0.0, 60.0, False), "no_input_warn_s": (0.0, 3600.0, False)}
-INT_LIMITS = {"queue_size": (1, 1000), "sample_rate": (1000, 192000)}
+                "diagnostics_period_s": (0.05, 60.0, True), "no_input_warn_s": (0.0, 3600.0, False)}
+INT_LIMITS = {"queue_size": (1, 1000), "sample_rate": (1000, 192000), "max_pixels": (1, 100_000_000)}
 CHOICES = {"method": METHODS, "target_voice": VOICES}
 
 
@@ -310,11 +340,12 @@ def check_parameters(values: dict[str, Any]) -> dict[str, Any]:
 
 class _InputTap:
     """Stands in for the node while the synchroniser subscribes (message_filters or not): it
-    notes when each topic last delivered, for the no-input warning, and keeps every
+    notes when each topic last delivered, for the no-input warning, passes on only what `admit`
+    accepts (so no synchroniser sees a message stamped ahead of the clock), and keeps every
     subscription it made, so deactivation can remove them."""
 
-    def __init__(self, node: LifecycleNode) -> None:
-        self._node = node
+    def __init__(self, node: LifecycleNode, admit: Callable[[str, Any], bool]) -> None:
+        self._node, self._admit = node, admit
         self.arrivals: dict[str, float | None] = {}
         self.subscriptions: list[Any] = []
 
@@ -324,7 +355,8 @@ class _InputTap:
 
         def tapped(msg: Any) -> None:
             self.arrivals[topic] = time.monotonic()
-            callback(msg)
+            if self._admit(topic, msg):
+                callback(msg)
 
         sub = self._node.create_subscription(msg_type, topic, tapped, qos_profile, **kwargs)
         self.subscriptions.append(sub)
@@ -350,6 +382,11 @@ class JaegerNode(LifecycleNode):
         self._process_timer: Any = None
         self._active_since = 0.0
         self._last_set: float | None = None
+        self._drop_lock = threading.Lock()
+        self._work = threading.Condition()
+        self._ready: tuple[Any, ...] | None = None  # the frame handed to the worker (guarded by _work)
+        self._worker: threading.Thread | None = None
+        self._running = False
         self._reset_counters()
         super().__init__("jaeger_node", **kwargs)
         for spec in PARAMETERS:
@@ -373,6 +410,11 @@ class JaegerNode(LifecycleNode):
         # does not drop them (a newer frame no longer replaces one still waiting)
         self._pending: deque[tuple[float, Image, Image, CameraInfo]] = deque()
         self._last_stamp = -np.inf  # newest accepted frame
+        self.stream_resets = 0  # frame stream restarts (stamps jumped back)
+        self._logged: dict[str, tuple[float, int]] = {}  # reason -> (last logged, drops since)
+        self._last_drop: tuple[str, str] | None = None
+        self._sync_dropped = 0
+        self._audio_restarts = 0
 
     # --- parameters -----------------------------------------------------------------------
     def parameter_values(self) -> dict[str, Any]:
@@ -427,7 +469,8 @@ class JaegerNode(LifecycleNode):
             where = f"checkpoint {p['checkpoint'] or 'default'!r}" if p["method"] == "jaeger" else f"method {p['method']}"
             return self._configure_failed(f"{where}: {type(err).__name__}: {err}")
         self.p, self.estimator = p, estimator
-        self.buffer = FoaRingBuffer(p["sample_rate"], p["audio_buffer_s"])
+        self.buffer = FoaRingBuffer(p["sample_rate"], p["audio_buffer_s"], tolerance_s=p["audio_jitter_ms"] / 1000.0,
+                                    restart_s=max(STREAM_JUMP_S, 2 * p["audio_jitter_ms"] / 1000.0))
         self._reset_counters()
         outputs = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.pub_doa = self.create_lifecycle_publisher(DoaEstimate, p["doa_topic"], outputs)
@@ -446,10 +489,15 @@ class JaegerNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         result = super().on_activate(state)  # enables the lifecycle publishers
         p = self.p
-        self._inputs = _InputTap(self)
+        self._inputs = _InputTap(self, self._admit)
         self._sync = subscribe_synchronized(
             self._inputs, [(Image, p["color_topic"]), (Image, p["depth_topic"]), (CameraInfo, p["camera_info_topic"])],
-            qos_profile_sensor_data, p["queue_size"], p["slop"], self._on_frame)
+            qos_profile_sensor_data, p["queue_size"], p["slop"], self._on_frame, clock=self._now,
+            max_age_s=p["stale_after_s"] + p["slop"])
+        self._sync_dropped = 0
+        self._running = True
+        self._worker = threading.Thread(target=self._work_loop, name="jaeger_node worker", daemon=True)
+        self._worker.start()
         audio_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
         self._inputs.create_subscription(FoaAudio, p["audio_topic"], self._on_audio, audio_qos)
         self._process_timer = self.create_timer(0.5 / p["rate_hz"], self._try_process)
@@ -459,6 +507,12 @@ class JaegerNode(LifecycleNode):
         return result
 
     def _stop_processing(self) -> None:
+        with self._work:
+            self._running, self._ready = False, None
+            self._work.notify_all()
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout=WORKER_JOIN_S)  # lets the frame in the estimator finish
+        self._worker = None
         for timer in self._tickers:
             self.destroy_timer(timer)
         if self._inputs is not None:
@@ -495,12 +549,39 @@ class JaegerNode(LifecycleNode):
         super().destroy_node()
 
     # --- input ----------------------------------------------------------------------------
-    def _drop(self, reason: str, detail: str) -> None:
-        self.drops[reason] += 1
-        self.get_logger().warning(f"dropped input ({reason}): {detail}", throttle_duration_sec=2.0)
+    def _drop(self, reason: str, detail: str, count: int = 1) -> None:
+        """Count a drop and log it, each reason on its own throttle (one fault cannot hide
+        another), with the number of drops of that reason since its last line."""
+        now = time.monotonic()
+        with self._drop_lock:
+            self.drops[reason] += count
+            self._last_drop = (reason, detail)
+            last, since = self._logged.get(reason, (-np.inf, 0))
+            since += count
+            if now - last < DROP_LOG_PERIOD_S:
+                self._logged[reason] = (last, since)
+                return
+            self._logged[reason] = (now, 0)
+        more = f" ({since - 1} more since the last report)" if since > 1 else ""
+        self.get_logger().warning(f"dropped input ({reason}): {detail}{more}")
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
+
+    def _admit(self, topic: str, msg: Any) -> bool:
+        """False (dropped, counted) for a message stamped more than max_future_s ahead of the
+        clock: accepted, it would become the newest frame or the audio stream's head and hold
+        back everything stamped correctly. An audio chunk is judged by its last sample."""
+        end = rc.stamp_to_seconds(msg.header.stamp)
+        audio = isinstance(msg, FoaAudio)
+        if audio and msg.sample_rate > 0:
+            end += msg.frame_samples / msg.sample_rate
+        ahead = end - self._now()
+        if ahead > self.p["max_future_s"]:
+            self._drop("audio_future" if audio else "future",
+                       f"{topic} stamped {ahead:.3f} s ahead of the clock (max_future_s {self.p['max_future_s']:g})")
+            return False
+        return True
 
     def _on_audio(self, msg: FoaAudio) -> None:
         try:
@@ -510,7 +591,18 @@ class JaegerNode(LifecycleNode):
         except ValueError as err:
             self._drop("audio", str(err))
             return
-        self.buffer.push(rc.stamp_to_seconds(msg.header.stamp), samples)
+        start = rc.stamp_to_seconds(msg.header.stamp)
+        age = self._now() - (start + samples.shape[1] / rate)
+        if age > self.p["audio_buffer_s"]:  # could never be used; pushed, it would restart the stream
+            self._drop("audio_stale", f"FOA chunk ends {age:.3f} s before the clock (audio_buffer_s "
+                                      f"{self.p['audio_buffer_s']:g})")
+            return
+        self.buffer.push(start, samples)
+        stats = self.buffer.stats
+        if stats.restarts != self._audio_restarts:
+            self._audio_restarts = stats.restarts
+            self.get_logger().warning(f"audio stream restarted: chunk stamps jumped {stats.last_jump_s:+.3f} s "
+                                      f"(sensor restart or clock jump); the buffer starts again")
         self._try_process()
 
     def _on_frame(self, rgb: Image, depth: Image, info: CameraInfo) -> None:
@@ -519,6 +611,20 @@ class JaegerNode(LifecycleNode):
         if self._now() - stamp > self.p["stale_after_s"]:
             self._drop("stale", f"frame stamped {self._now() - stamp:.2f} s ago")
             return
+        pixels = max(rgb.width * rgb.height, depth.width * depth.height)
+        if pixels > self.p["max_pixels"]:
+            self._drop("oversized", f"{rgb.width}x{rgb.height} colour / {depth.width}x{depth.height} depth image: "
+                                    f"{pixels} pixels > max_pixels {self.p['max_pixels']}")
+            return
+        if stamp < self._last_stamp - STREAM_JUMP_S:
+            self.stream_resets += 1
+            self.get_logger().warning(f"frame stamps jumped back {self._last_stamp - stamp:.3f} s (camera restart "
+                                      f"or clock jump): the frame sequence starts again")
+            self._last_stamp = -np.inf
+            self._pending.clear()
+        if stamp < self._last_stamp:
+            self._drop("backwards", f"frame stamped {self._last_stamp - stamp:.3f} s before the previous one")
+            return
         if stamp - self._last_stamp < 0.9 / self.p["rate_hz"]:
             self.skipped += 1  # above rate_hz: not an error
             return
@@ -526,8 +632,24 @@ class JaegerNode(LifecycleNode):
         self._pending.append((stamp, rgb, depth, info))
         self._try_process()
 
+    def _check_sync(self) -> None:
+        """Count and log the images the synchroniser let go unmatched (a depth or camera_info
+        stamped beyond slop, or missing): otherwise such input vanishes without a trace."""
+        matcher = self._sync[-1] if self._sync and isinstance(self._sync[-1], ApproximateTimeMatcher) else None
+        if matcher is None:
+            return
+        total = sum(matcher.dropped)
+        if total > self._sync_dropped:
+            p = self.p
+            per_input = ", ".join(f"{topic} {n}" for topic, n in
+                                  zip((p["color_topic"], p["depth_topic"], p["camera_info_topic"]), matcher.dropped))
+            self._drop("unsynchronised", f"images found no partner within slop {p['slop']:g} s and were let go "
+                                         f"(so far: {per_input})", total - self._sync_dropped)
+            self._sync_dropped = total
+
     # --- processing -----------------------------------------------------------------------
     def _try_process(self) -> None:
+        """Hand the newest frame whose audio is complete to the worker (executor thread)."""
         while self._pending:
             stamp = self._pending[0][0]
             first = self.buffer.start_time
@@ -535,7 +657,7 @@ class JaegerNode(LifecycleNode):
                 self._pending.popleft()
                 self.skipped += 1  # its window begins before the audio stream did (start-up): not an error
                 continue
-            window = self.buffer.window(stamp, self.p["window_s"])
+            window = self.buffer.window_with_mask(stamp, self.p["window_s"])
             if window is None:
                 if self._now() - stamp <= self.p["stale_after_s"]:
                     return  # its audio has not all arrived yet
@@ -544,10 +666,29 @@ class JaegerNode(LifecycleNode):
                                        f"(buffer holds {self.buffer.start_time} .. {self.buffer.end_time})")
                 continue
             _, rgb_msg, depth_msg, info_msg = self._pending.popleft()
-            self._process_frame(stamp, rgb_msg, depth_msg, info_msg, window)
+            with self._work:
+                replaced, self._ready = self._ready, (stamp, rgb_msg, depth_msg, info_msg, *window)
+                self._work.notify()
+            if replaced is not None:
+                self._drop("superseded", f"frame {replaced[0]:.3f} was still waiting for the estimator when "
+                                         f"frame {stamp:.3f} became ready")
+
+    def _work_loop(self) -> None:
+        """The worker: decode, estimate and publish the frame handed over, until stopped."""
+        while True:
+            with self._work:
+                while self._running and self._ready is None:
+                    self._work.wait()
+                if not self._running:
+                    return
+                item, self._ready = self._ready, None
+            try:
+                self._process_frame(*item)
+            except Exception as err:  # keep the worker alive whatever a frame does; counted and logged
+                self._drop("worker", f"{type(err).__name__}: {err}")
 
     def _process_frame(self, stamp: float, rgb_msg: Image, depth_msg: Image, info_msg: CameraInfo,
-                       window: np.ndarray) -> None:
+                       window: np.ndarray, valid: np.ndarray) -> None:
         try:
             rgb = rc.rgb_from_image(rgb_msg)
             depth = rc.depth_from_image(depth_msg)
@@ -560,19 +701,23 @@ class JaegerNode(LifecycleNode):
         except ValueError as err:
             self._drop("frame", str(err))
             return
-        self._process(stamp, rgb_msg.header, rgb, depth, intr, window)
+        self._process(stamp, rgb_msg.header, rgb, depth, intr, window, valid)
 
     def _process(self, stamp: float, header: Any, rgb: np.ndarray, depth: np.ndarray, intr: Intrinsics,
-                 window: np.ndarray) -> None:
+                 window: np.ndarray, valid: np.ndarray) -> None:
         target = self.p["target_voice"]
-        # silence (W below min_audio_rms): boxes only, no direction and no talker
-        audible = float(np.sqrt(np.mean(window[0].astype(float) ** 2))) >= self.p["min_audio_rms"]
+        share = float(valid.mean())  # of real (not gap-filled) audio in the window
+        # silence (W below min_audio_rms over the real samples): boxes only, no direction and no talker
+        heard = window[0][valid].astype(float)
+        audible = heard.size > 0 and float(np.sqrt(np.mean(heard ** 2))) >= self.p["min_audio_rms"]
         try:
             est = labelled(self.estimator(rgb, depth, intr, window if audible else None, self.p["sample_rate"],
-                                          target, stamp))
+                                          target, stamp, None if share == 1.0 else valid))
         except Exception as err:  # keep running on any estimator failure; it is counted and logged
             self._drop("estimator", f"{type(err).__name__}: {err}")
             return
+        if share < 1.0:  # a window with a gap is less certain, whatever the estimator says
+            est = replace(est, doa_confidence=est.doa_confidence * share, confidence=est.confidence * share)
         header = rc.make_header(header.stamp, header.frame_id)
         boxes = [rc.box_to_msg(b, i) for i, b in enumerate(est.boxes)]
         direction = est.direction if est.direction is not None else np.array([0.0, 0.0, -1.0])
@@ -611,6 +756,7 @@ class JaegerNode(LifecycleNode):
         return f"{' and '.join(missing)}; waiting on {topics}{hint}"
 
     def _publish_diagnostics(self) -> None:
+        self._check_sync()
         stalled = self.input_report()
         if stalled:
             self.get_logger().warning(stalled, throttle_duration_sec=5.0)
@@ -623,14 +769,17 @@ class JaegerNode(LifecycleNode):
         if stalled:
             level, message = DiagnosticStatus.WARN, stalled
         elif not recent:
-            level, message = DiagnosticStatus.WARN, "no output in the last 5 s"
+            level, message = DiagnosticStatus.WARN, "no output in the last 5 s" + (
+                f"; last dropped input ({self._last_drop[0]}): {self._last_drop[1]}" if self._last_drop else "")
         elif rate < 0.5 * self.p["rate_hz"]:
             level, message = DiagnosticStatus.WARN, f"output rate {rate:.1f} Hz below half of rate_hz"
         values = {"method": self.estimator.name, "target_voice": self.p["target_voice"] or "(single)",
                   "processed": self.processed, "skipped": self.skipped, "rate_hz": f"{rate:.2f}",
                   "latency_p50_ms": f"{np.percentile(lat, 50):.1f}" if lat.size else "n/a",
                   "latency_p95_ms": f"{np.percentile(lat, 95):.1f}" if lat.size else "n/a",
-                  "audio_gaps": self.buffer.stats.gaps, "audio_overlaps": self.buffer.stats.overlaps,
+                  "audio_gaps": self.buffer.stats.gaps, "audio_gap_ms": f"{self.buffer.gap_ms:.1f}",
+                  "audio_overlaps": self.buffer.stats.overlaps, "audio_restarts": self.buffer.stats.restarts,
+                  "frame_stream_resets": self.stream_resets,
                   **{f"dropped_{k}": v for k, v in sorted(self.drops.items())},
                   **{f"input {topic}": "never" if at is None else f"{time.monotonic() - at:.1f} s ago"
                      for topic, at in (self._inputs.arrivals.items() if self._inputs else ())}}
