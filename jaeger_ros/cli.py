@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from jaeger_ros.data.dataset import DEFAULT_RESOLUTION, SPLITS, TASK_LETTERS, one_line
+from jaeger_ros.data.dataset import DEFAULT_RESOLUTION, SPLITS, STARSS23, TASK_LETTERS, one_line
 
 
 def _resolution(text: str) -> tuple[int, int]:
@@ -35,12 +35,39 @@ def _tasks(text: str) -> list[str]:
     return letters
 
 
+def _eval_tasks(text: str) -> list[str]:
+    keys = [t.strip() for t in text.split(",") if t.strip()]
+    keys = [k if k.lower() == STARSS23 else k.upper() for k in keys]
+    bad = [k for k in keys if k not in (*TASK_LETTERS, STARSS23)]
+    if bad or not keys:
+        raise argparse.ArgumentTypeError(f"tasks must be a comma list of {','.join(TASK_LETTERS)},{STARSS23}, "
+                                         f"got {text!r}")
+    return keys
+
+
+def _cmd_import_official(args: argparse.Namespace) -> None:
+    from jaeger_ros.data.official import REPORT_NAME, import_official, render_speech
+
+    if args.speech_dir:
+        speech = render_speech(args.release, args.speech_dir, manifests=args.manifests, workers=args.workers)
+        for split, r in speech.items():
+            print(f"speech {split}: wrote foa_ls.wav in {r['written']} folders, {len(r['failed'])} failed"
+                  + (f" (first: {r['failed'][0]['folder']}: {r['failed'][0]['error']})" if r["failed"] else ""))
+    report = import_official(args.release, args.out, manifests=args.manifests, foa_order=args.foa_order,
+                             foa_normalization=args.foa_normalization, overwrite=args.overwrite)
+    for split, tasks in report["splits"].items():
+        for key, c in tasks.items():
+            print(f"{split} {key}: {c['entries']} entries, {c['found']} found, {c['missing']} missing, "
+                  f"{c['unreadable']} unreadable")
+    print(f"report written to {Path(args.out) / REPORT_NAME}")
+
+
 def _cmd_generate(args: argparse.Namespace) -> None:
     from jaeger_ros.data.dataset import generate
 
     counts = generate(args.out, args.split, args.num, seed=args.seed, tasks=args.tasks,
                       workers=args.workers, speech_dir=args.speech_dir, resolution=args.resolution,
-                      overwrite=args.overwrite)
+                      overwrite=args.overwrite, conditions=args.conditions)
     print(json.dumps({"out": str(Path(args.out) / args.split), "entries": counts}))
 
 
@@ -62,15 +89,16 @@ def _cmd_from_bag(args: argparse.Namespace) -> None:
     print(json.dumps({"out": str(Path(args.out) / args.split), **report.to_dict()}))
 
 
-def _method(spec: str):
-    """'classical' or a checkpoint directory / 'default' (the shipped tiny model)."""
+def _method(spec: str, protocol: str | None = None):
+    """'classical' or a checkpoint directory / 'default' (the shipped tiny model) /
+    'official:CKPT_DIR[@QWEN_DIR]' (a released checkpoint); `protocol`: trained | official."""
     if spec == "classical":
         from jaeger_ros.classical.method import ClassicalMethod
 
         return ClassicalMethod()
     from jaeger_ros.model.predictor import JaegerMethod
 
-    return JaegerMethod.from_checkpoint(spec)
+    return JaegerMethod.from_checkpoint(spec, protocol=protocol)
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
@@ -84,13 +112,22 @@ def _cmd_eval(args: argparse.Namespace) -> None:
         out = None
         if args.out:
             out = Path(args.out) if k == 0 else Path(args.out) / f"compare_{spec.replace('/', '_')}"
-        reports.append(evaluate(_method(spec), args.data, split=args.split, tasks=args.tasks, out_dir=out))
+        reports.append(evaluate(_method(spec, args.protocol), args.data, split=args.split, tasks=args.tasks, out_dir=out))
     print(format_table(reports))
     for report in reports:
         skipped = report["skipped"]
         if skipped:
             where = f"listed in {args.out}/report.md" if args.out else "first: " + skipped[0]["error"]
             print(f"{report['method']}: skipped {len(skipped)} entries whose files could not be read ({where})")
+    if args.by_condition:
+        from jaeger_ros.data import robustness
+
+        for k, spec in enumerate(specs):
+            items = robustness.score_items(_method(spec, args.protocol), args.data, args.split, args.tasks or "ABDE")
+            table = robustness.breakdown(items)
+            print(robustness.format_breakdown(table, f"{spec}: by condition"))
+            if args.out:
+                robustness.write_report(table, Path(args.out) / (f"compare_{spec.replace('/', '_')}" if k else ""))
     if args.out:
         print(f"report written to {args.out}")
 
@@ -99,7 +136,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from jaeger_ros.model.train import train_from_config
 
     try:
-        out = train_from_config(args.config, args.data, args.out, resume=args.resume, init_from=args.init)
+        out = train_from_config(args.config, args.data, args.out, resume=args.resume, init_from=args.init,
+                                init_audio=args.init_audio, init_visual=args.init_visual)
     except yaml.YAMLError as e:  # its message names no file
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -122,9 +160,27 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--workers", type=int, default=1)
     gen.add_argument("--speech-dir", default=None, help="dry speech (e.g. LibriSpeech flac) instead of espeak-ng")
     gen.add_argument("--resolution", type=_resolution, default=DEFAULT_RESOLUTION, help="WxH, default 672x378")
+    gen.add_argument("--conditions", default="realistic", metavar="clean|realistic|hard|diffuse@SNR",
+                     help="sensing conditions preset (sim_bridge/conditions.py), default realistic")
     gen.add_argument("--overwrite", action="store_true",
                      help="replace the samples and manifests a previous run wrote into OUT/SPLIT (other files stay)")
     gen.set_defaults(func=_cmd_generate)
+    io = ds_sub.add_parser("import-official", help="map the official SpatialSceneQA release onto OUT (no media copied)")
+    io.add_argument("--release", required=True, metavar="ROOT",
+                    help="the folder that stands for the manifests' /path/to/ prefix")
+    io.add_argument("--manifests", default=None, metavar="DIR",
+                    help="folder of the official manifests (default: ROOT's audio-only/, visual-only/, audio-visual/)")
+    io.add_argument("--speech-dir", default=None, metavar="LIBRISPEECH",
+                    help="first write each release folder's foa_ls.wav from its impulse responses and this "
+                         "LibriSpeech folder (SPEAKERS.TXT, train-clean-100, dev-clean, test-clean)")
+    io.add_argument("--out", required=True, metavar="DATA", help="dataset root to write (links and manifests)")
+    io.add_argument("--foa-order", default="ACN", choices=["ACN", "FUMA"],
+                    help="channel order of the release's FOA files (default ACN: channels used as they are)")
+    io.add_argument("--foa-normalization", default="SN3D", choices=["SN3D", "N3D"],
+                    help="normalisation of the release's FOA files (default SN3D: channels used as they are)")
+    io.add_argument("--workers", type=int, default=1, help="processes for the speech step")
+    io.add_argument("--overwrite", action="store_true", help="replace an earlier import in OUT")
+    io.set_defaults(func=_cmd_import_official)
     fb = ds_sub.add_parser("from-bag", help="convert recorded rosbag2 bags into a split")
     fb.add_argument("bags", nargs="+", help="rosbag2 folders (mcap or sqlite3)")
     fb.add_argument("--out", required=True, help="dataset root; the split goes to OUT/SPLIT")
@@ -154,8 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--compare", default=None, help="a second method/checkpoint for a side-by-side table")
     ev.add_argument("--data", required=True)
     ev.add_argument("--split", default="test", choices=SPLITS)
-    ev.add_argument("--tasks", type=_tasks, default=None)
-    ev.add_argument("--out", default=None, help="report folder (report.json, report.md, PNG plots)")
+    ev.add_argument("--tasks", type=_eval_tasks, default=None, help=f"e.g. A,B or {STARSS23}")
+    ev.add_argument("--out", default=None,
+                    help="report folder (report.json, report.md, predictions.jsonl, official/, PNG plots)")
+    ev.add_argument("--protocol", choices=["trained", "official"], default=None,
+                    help="inference protocol of a checkpoint (default: trained; official for official:DIR)")
+    ev.add_argument("--by-condition", action="store_true",
+                    help="also break A/B/D/E down by SNR, noise, interferer, directivity, capsules, engine, "
+                         "gender with bootstrap 95%% intervals (robustness.md)")
     ev.set_defaults(func=_cmd_eval)
 
     tr = sub.add_parser("train", help="train a JAEGER checkpoint")
@@ -165,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", action="store_true")
     tr.add_argument("--init", default=None, metavar="DIR|default",
                     help="fine-tune this checkpoint (default = the packaged one) instead of a fresh model")
+    tr.add_argument("--init-audio", default=None, metavar="DIR",
+                    help="start the audio tower (+IV, fused projection) from this checkpoint's weights")
+    tr.add_argument("--init-visual", default=None, metavar="DIR",
+                    help="start the vision tower from this checkpoint's weights")
     tr.set_defaults(func=_cmd_train)
     return parser
 
