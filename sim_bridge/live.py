@@ -23,15 +23,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from jaeger_ros.core import foa
-from jaeger_ros.core.answers import match_label
+from jaeger_ros.core.answers import azimuth_order, match_label
 from jaeger_ros.core.geometry import (BODY_FROM_CAMERA, OPTICAL_FROM_CAMERA, Box3D, Intrinsics, SourceTruth,
-                                 azel_from_direction, pose_matrix)
+                                 azel_from_direction, pose_matrix, project, transform_points)
 from sim_bridge.acoustics import foa_rir
 from sim_bridge.render import render
+from sim_bridge.robot import Base, BaseLimits, planar_pose
 from sim_bridge.scene import sample_scene
 from sim_bridge.speech import SpeechBank
 
-SCENARIOS = ("single", "dual")
+SCENARIOS = ("single", "dual", "party")
 MAP_FROM_WORLD = pose_matrix(np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), np.zeros(3))
 """map (REP-103, z up) <- simulator world (y up): map = (z, x, y) of world, so the room spans
 [0, sz] x [0, sx] x [0, sy] in map."""
@@ -60,6 +61,11 @@ class LiveConfig:
     noise_rms: float = 1e-4
     speech_pool: int = 8
     speech_dir: str | None = None
+    talkers: int = 3                          # party: loudspeakers that take turns around the robot
+    turn_s: tuple[float, float] = (4.0, 9.0)  # party: length of one talker's turn
+    gap_s: tuple[float, float] = (0.5, 2.0)   # party: silence between turns
+    max_linear_mps: float = 0.5               # party: base limits
+    max_angular_rps: float = 2.0
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
@@ -70,6 +76,10 @@ class LiveConfig:
             raise ValueError(f"need {need} <= min_loudspeakers <= max_loudspeakers, got {lo}..{hi}")
         if self.chunk_s <= 0 or self.scene_period_s < self.chunk_s:
             raise ValueError(f"need 0 < chunk_s <= scene_period_s, got {self.chunk_s}, {self.scene_period_s}")
+        if self.scenario == "party" and not (1 <= self.talkers <= len(PARTY_AZIMUTHS_DEG)
+                                             and 0 < self.turn_s[0] <= self.turn_s[1] and 0 <= self.gap_s[0] <= self.gap_s[1]):
+            raise ValueError(f"party needs 1..{len(PARTY_AZIMUTHS_DEG)} talkers and positive turns, got "
+                             f"{self.talkers}, turns {self.turn_s}, gaps {self.gap_s}")
         if not 0 <= self.pause_s[0] <= self.pause_s[1] or self.utterance_max_s <= 0:
             raise ValueError(f"bad speech timing: pauses {self.pause_s}, utterances <= {self.utterance_max_s} s")
 
@@ -108,10 +118,12 @@ class GroundTruth:
     time: float
     scene_id: int
     scenario: str
-    boxes: list[Box3D]
+    boxes: list[Box3D]  # in view, left to right
     sources: list[SourceTruth]
     map_from_optical: np.ndarray
     room_size_map: np.ndarray
+    positions_map: list[np.ndarray]  # acoustic centre of each source, map
+    in_view: list[bool]  # each source's acoustic centre inside the image
 
 
 class LiveWorld:
@@ -139,7 +151,7 @@ class LiveWorld:
         scene = sample_scene(rng, cfg.split, n, self.intrinsics)
         rendered = render(scene, self.intrinsics)
         boxes = scene.loudspeaker_boxes_camera()
-        order = sorted(range(len(boxes)), key=lambda i: boxes[i].center[0])
+        order = azimuth_order(boxes)  # bbox ids left to right by azimuth
         wfc = np.asarray(scene.world_from_camera(), dtype=float)
         receiver = wfc[:3, 3]
         if cfg.scenario == "single":
@@ -223,9 +235,18 @@ class LiveWorld:
                 v.wait -= skip
                 i += skip
             else:
-                v.utterance = self.speech.utterance(v.gender, v.rng, self.config.utterance_max_s)
+                wait, room = self._turn_gate(v, start + i)
+                if wait > 0:
+                    v.wait = wait
+                    continue
+                v.utterance = self.speech.utterance(v.gender, v.rng, self.config.utterance_max_s)[:room]
                 v.pos, v.active_since = 0, start + i
         return out
+
+    def _turn_gate(self, v: _Voice, sample: int) -> tuple[int, int | None]:
+        """(samples to wait before v may start an utterance, most samples it may then talk);
+        voices talk whenever they like here (see PartyWorld)."""
+        return 0, None
 
     def next_chunk(self) -> tuple[float, np.ndarray]:
         """The next chunk of the stream: (capture time of its first sample, (4, chunk) float32
@@ -265,14 +286,17 @@ class LiveWorld:
             for s, e in spans:
                 if s <= sample and (e is None or sample < e):
                     active_for = (sample - s) / self.sample_rate
-            direction = np.asarray(live.scene.source_direction_camera(v.loudspeaker), dtype=float)
+            rank = live.order.index(v.loudspeaker)
+            direction = np.asarray(live.boxes[rank].center, dtype=float)  # labels point at the box centre
             direction = direction / np.linalg.norm(direction)
             az, el = azel_from_direction(direction)
-            rank = live.order.index(v.loudspeaker)
             sources.append(SourceTruth(v.gender, rank, match_label(rank, len(live.boxes)), active_for > 0,
                                        active_for, direction, float(az), float(el)))
         room = MAP_FROM_WORLD[:3, :3] @ np.asarray(live.scene.room.size, dtype=float)
-        return GroundTruth(t, live.index, self.config.scenario, live.boxes, sources, live.map_from_optical, room)
+        positions = [transform_points(MAP_FROM_WORLD, live.scene.loudspeakers[v.loudspeaker].acoustic_center)
+                     for v in live.voices]
+        return GroundTruth(t, live.index, self.config.scenario, live.boxes, sources, live.map_from_optical, room,
+                           positions, [True] * len(sources))
 
     def transforms(self, t: float, optical_frame: str = OPTICAL_FRAME) -> list[FrameLink]:
         """The TF tree at capture time t (see :func:`tf_links`)."""
@@ -310,3 +334,284 @@ def tf_links(map_from_optical: np.ndarray, optical_frame: str = OPTICAL_FRAME) -
             FrameLink(ODOM_FRAME, BASE_FRAME, odom_from_base, False),
             FrameLink(BASE_FRAME, CAMERA_LINK_FRAME, np.linalg.inv(odom_from_base) @ map_from_link, False),
             FrameLink(CAMERA_LINK_FRAME, optical_frame, LINK_FROM_OPTICAL.copy(), True)]
+
+
+# --- party: a robot among talkers that take turns ------------------------------------------------
+
+PARTY_AZIMUTHS_DEG = ((-25.0, 25.0), (100.0, 140.0), (155.0, 205.0), (-140.0, -100.0))
+"""Where talker k stands relative to the robot's heading at start (positive left): one in view,
+one beside and one behind, a fourth on the other side."""
+MAST_FORWARD_M = 0.05
+"""The camera (and the microphone on it) sits this far ahead of the base's turning centre."""
+RIR_REFRESH_M = 0.15
+"""Impulse responses are recomputed when the microphone moved this far from where they were."""
+
+
+def _corridor(a: np.ndarray, b: np.ndarray, half_width: float) -> np.ndarray:
+    """(4, 2) corners of the strip between two floor points (world x, z)."""
+    d = b - a
+    n = np.array([-d[1], d[0]]) / max(np.linalg.norm(d), 1e-9) * half_width
+    return np.array([a + n, b + n, b - n, a - n])
+
+
+def party_layout(scene, rng: np.random.Generator, talkers: int, split: str):
+    """The sampled room with the robot in its middle and `talkers` loudspeakers around it
+    (PARTY_AZIMUTHS_DEG, 1.2-2.5 m away, facing it); furniture in the way of the robot, a
+    loudspeaker or a line of sight is removed. Returns (scene, robot x, y, yaw in map) or None
+    when the loudspeakers do not fit."""
+    from dataclasses import replace
+
+    from sim_bridge.loudspeakers import make_shape, shape_ids
+    from sim_bridge.scene import PlacedLoudspeaker, rect_distance, wall_distance
+
+    sx, _, sz = scene.room.size
+    robot_w = np.array([sx / 2.0, sz / 2.0])  # world x, z
+    heading = float(rng.uniform(-np.pi, np.pi))  # map yaw
+    shapes = shape_ids(split)
+    placed = []
+    for k in range(talkers):
+        for _ in range(40):
+            shape = make_shape(int(shapes[int(rng.integers(len(shapes)))]))
+            a = heading + np.radians(rng.uniform(*PARTY_AZIMUTHS_DEG[k]))
+            r = rng.uniform(1.2, 2.5)
+            xy_map = np.array([np.cos(a), np.sin(a)]) * r  # relative to the robot, map x, y
+            xz = robot_w + np.array([xy_map[1], xy_map[0]])  # world x = map y, world z = map x
+            to = robot_w - xz
+            spk = PlacedLoudspeaker(shape, [xz[0], 0.0, xz[1]],
+                                    float(np.degrees(np.arctan2(to[0], to[1])) + rng.uniform(-20.0, 20.0)))
+            fp = spk.footprint()
+            if wall_distance(fp, scene.room) < 0.4 or any(rect_distance(fp, o.footprint()) < 0.6 for o in placed):
+                continue
+            placed.append(spk)
+            break
+        else:
+            return None
+    robot = np.array([[-0.6, -0.6], [0.6, -0.6], [0.6, 0.6], [-0.6, 0.6]]) + robot_w
+    keep_clear = [robot] + [s.footprint() for s in placed] + \
+        [_corridor(robot_w, s.acoustic_center[[0, 2]], 0.3) for s in placed]
+    furniture = [f for f in scene.furniture if all(rect_distance(f.footprint(), c) > 0.15 for c in keep_clear)]
+    return replace(scene, loudspeakers=placed, furniture=furniture), robot_w[1], robot_w[0], heading
+
+
+class PartyWorld(LiveWorld):
+    """Scenario "party": one room, a robot base (sim_bridge.robot) turning and driving on
+    `command`, a mast camera that renders from the base's pose every frame it moved, and talkers
+    that take turns (one at a time, gaps between turns), most of them out of view at start.
+
+    Audio: each talker's impulse response is computed with the microphone axes aligned to the
+    world; every chunk is then rotated into the camera's axes at each sample (first-order
+    ambisonics rotate exactly), so turning costs nothing and sounds continuous; responses are
+    recomputed when the microphone has moved RIR_REFRESH_M."""
+
+    def __init__(self, config: LiveConfig) -> None:
+        super().__init__(config)
+        self.scene_samples = 1 << 62  # one scene for the whole run
+        self.base: Base | None = None
+        self._poses: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]] = []  # t, true, odom, map_from_odom
+        self._render_key: tuple | None = None
+        self._render: tuple[np.ndarray, np.ndarray, list[Box3D]] | None = None
+        self._turns: list[tuple[int, int, int]] = []  # (talker, start sample, end sample)
+        self._turn_rng = np.random.default_rng([config.seed, 11])
+        self.renders = 0
+
+    # --- the world ------------------------------------------------------------------------
+    def scene(self, k: int = 0) -> LiveScene:
+        """The one scene of the party (built on first use; nothing to prefetch)."""
+        with self._lock:
+            if 0 not in self._scenes:
+                self._scenes[0] = self._build(0)
+            return self._scenes[0]
+
+    def _build(self, k: int) -> LiveScene:
+        cfg = self.config
+        rng = np.random.default_rng([cfg.seed, k, 0xBA27])
+        for _ in range(30):
+            layout = party_layout(sample_scene(rng, cfg.split, 1, self.intrinsics), rng, cfg.talkers, cfg.split)
+            if layout is not None:
+                break
+        else:
+            raise RuntimeError(f"no room fits {cfg.talkers} talkers around the robot (seed {cfg.seed})")
+        scene, x, y, yaw = layout
+        self.base = Base(BaseLimits(max_linear_mps=cfg.max_linear_mps, max_angular_rps=cfg.max_angular_rps),
+                         np.random.default_rng([cfg.seed, 13]), x, y, yaw)
+        self._scene0 = scene
+        self._mast_height = float(scene.camera_position[1])
+        self._mast_pitch = float(np.clip(scene.camera_pitch_deg, -8.0, 0.0))
+        genders = ["male", "female"] * cfg.talkers
+        first = int(rng.integers(2))
+        voices = []
+        for i in range(cfg.talkers):
+            voices.append(_Voice(genders[first + i], i, np.zeros((4, 1)), 1,
+                                 np.random.default_rng([cfg.seed, k, i + 1]), np.zeros((4, 0))))
+        posed = self._posed(self.base.map_from_base())
+        self._rir_at = None
+        live = LiveScene(k, scene, None, None, [], [], voices, self._map_from_optical(posed))
+        self._refresh_rirs(live, posed)
+        return live
+
+    def _posed(self, map_from_base: np.ndarray):
+        """The scene with its camera on the mast of a base at `map_from_base`."""
+        from dataclasses import replace
+        ahead = map_from_base @ np.array([MAST_FORWARD_M, 0.0, 0.0, 1.0])
+        yaw = np.degrees(np.arctan2(map_from_base[1, 0], map_from_base[0, 0])) + 180.0
+        return replace(self._scene0, camera_position=[ahead[1], self._mast_height, ahead[0]],
+                       camera_yaw_deg=float(yaw), camera_pitch_deg=self._mast_pitch)
+
+    @staticmethod
+    def _map_from_optical(posed) -> np.ndarray:
+        return MAP_FROM_WORLD @ np.asarray(posed.world_from_camera(), dtype=float) @ CAMERA_FROM_OPTICAL
+
+    def _refresh_rirs(self, live: LiveScene, posed) -> None:
+        """Impulse responses (world-aligned microphone) from where the microphone is now."""
+        receiver = np.asarray(posed.camera_position, dtype=float)
+        if self._rir_at is not None and np.linalg.norm(receiver - self._rir_at) < RIR_REFRESH_M:
+            return
+        for v in live.voices:
+            rir = foa_rir(posed.room, posed.loudspeakers[v.loudspeaker].acoustic_center, receiver, np.eye(3),
+                          self.sample_rate, np.random.default_rng([self.config.seed, v.loudspeaker, 17]))
+            nfft = 1 << int(np.ceil(np.log2(self.chunk + rir.shape[1] - 1)))
+            tail = np.zeros((4, rir.shape[1] - 1))
+            keep = min(tail.shape[1], v.tail.shape[1])
+            tail[:, :keep] = v.tail[:, :keep]  # what still rings from before goes on ringing
+            v.rir_fft, v.rir_len, v.tail = np.fft.rfft(rir.astype(float), nfft, axis=1), rir.shape[1], tail
+        self._rir_at = receiver
+
+    # --- turns ----------------------------------------------------------------------------
+    def _turn_gate(self, v: _Voice, sample: int) -> tuple[int, int | None]:
+        cfg, fs = self.config, self.sample_rate
+        while not self._turns or self._turns[-1][2] <= sample + 3600 * fs:
+            end = self._turns[-1][2] if self._turns else 0
+            last = self._turns[-1][0] if self._turns else -1
+            who = int(self._turn_rng.choice([k for k in range(cfg.talkers) if k != last] or [0]))
+            start = end + int(self._turn_rng.uniform(*cfg.gap_s) * fs)
+            self._turns.append((who, start, start + int(self._turn_rng.uniform(*cfg.turn_s) * fs)))
+        mine = [(s, e) for who, s, e in self._turns if who == v.loudspeaker and e - max(s, sample) > 0.3 * fs]
+        s, e = mine[0]
+        return (s - sample, None) if s > sample else (0, e - sample)
+
+    def turns(self) -> list[tuple[int, float, float]]:
+        """(talker, start, end) capture times of the turns scheduled so far."""
+        return [(who, self.t0 + s / self.sample_rate, self.t0 + e / self.sample_rate) for who, s, e in self._turns]
+
+    # --- motion ---------------------------------------------------------------------------
+    def start(self, t0: float) -> None:
+        super().start(t0)
+        self.base.time = float(t0)
+        self.base.advance(t0)
+        self._record_pose()
+
+    def command(self, linear_mps: float, angular_rps: float, stamp: float) -> None:
+        """A base velocity command (geometry_msgs/Twist on cmd_vel), held until the next one
+        or the base's command timeout."""
+        self.base.command(linear_mps, angular_rps, stamp)
+
+    def _record_pose(self) -> None:
+        b = self.base
+        self._poses.append((b.time, np.array([b.x, b.y, b.yaw]), b.odom.copy(), b.map_from_odom.copy()))
+        horizon = b.time - 10.0
+        while len(self._poses) > 2 and self._poses[1][0] < horizon:
+            self._poses.pop(0)
+
+    def _pose_at(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(true x, y, yaw; odometry x, y, yaw; map_from_odom) at time t, interpolated."""
+        times = [p[0] for p in self._poses]
+        i = int(np.searchsorted(times, t))
+        if i == 0:
+            return self._poses[0][1:]
+        if i >= len(times):
+            return self._poses[-1][1:]
+        (t0, a0, o0, m0), (t1, a1, o1, _) = self._poses[i - 1], self._poses[i]
+        f = (t - t0) / (t1 - t0) if t1 > t0 else 1.0
+
+        def lerp(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+            dyaw = np.arctan2(np.sin(q[2] - p[2]), np.cos(q[2] - p[2]))
+            return np.array([p[0] + f * (q[0] - p[0]), p[1] + f * (q[1] - p[1]), p[2] + f * dyaw])
+        return lerp(a0, a1), lerp(o0, o1), m0
+
+    def next_chunk(self) -> tuple[float, np.ndarray]:
+        """As LiveWorld.next_chunk, with the base moved to the chunk's end and the sound field
+        rotated into the camera's axes sample by sample."""
+        t_start = self.next_chunk_time
+        t_end = t_start + self.chunk / self.sample_rate
+        self.base.advance(t_end)
+        self._record_pose()
+        live = self.scene(0)
+        self._refresh_rirs(live, self._posed(self.base.map_from_base()))
+        t, out = super().next_chunk()
+        m0, m1 = (self._ambi_from_world(self._pose_at(x)[0]) for x in (t_start, t_end))
+        dip = out[[3, 1, 2]].astype(float)  # X, Y, Z (ambisonic axes of the world-aligned microphone)
+        ramp = np.linspace(0.0, 1.0, out.shape[1], endpoint=False)[None]
+        rotated = m0 @ dip + ramp * ((m1 - m0) @ dip)
+        out[3], out[1], out[2] = rotated
+        return t, out
+
+    def _ambi_from_world(self, pose: np.ndarray) -> np.ndarray:
+        """Ambisonic axes of the camera <- ambisonic axes of the world-aligned microphone."""
+        rot = np.asarray(self._posed(planar(pose)).world_from_camera(), dtype=float)[:3, :3]
+        ambi = BODY_FROM_CAMERA  # ambisonic (X fwd, Y left, Z up) <- camera, see core.foa
+        return ambi @ rot.T @ ambi.T
+
+    # --- frames, truth, TF ----------------------------------------------------------------
+    def frame(self, t: float) -> tuple[np.ndarray, np.ndarray, int]:
+        rgb, depth, _ = self._view(t)
+        return rgb, depth, 0
+
+    def _view(self, t: float) -> tuple[np.ndarray, np.ndarray, list[Box3D]]:
+        """The camera image at the base's pose at t (rendered again only when it moved)."""
+        pose = self._pose_at(t)[0]
+        key = (round(pose[0], 3), round(pose[1], 3), round(float(np.degrees(pose[2])), 1))
+        if key != self._render_key:
+            posed = self._posed(planar(pose))
+            rendered = render(posed, self.intrinsics)
+            self._render = (rendered.rgb, rendered.depth, posed.loudspeaker_boxes_camera())
+            self._render_key = key
+            self.renders += 1
+        return self._render
+
+    def ground_truth(self, t: float) -> GroundTruth:
+        live = self.scene(0)
+        posed = self._posed(planar(self._pose_at(t)[0]))
+        cam_from_world = posed.camera_from_world()
+        boxes_all = posed.loudspeaker_boxes_camera()
+        seen = []
+        for spk in posed.loudspeakers:
+            p = transform_points(cam_from_world, spk.acoustic_center)
+            u, v, front = project(p, self.intrinsics)
+            seen.append(bool(front and 0 <= u < self.intrinsics.width and 0 <= v < self.intrinsics.height))
+        order = sorted([i for i in range(len(seen)) if seen[i]], key=lambda i: boxes_all[i].center[0])
+        sample = self._sample_at(t)
+        sources, positions = [], []
+        for v in live.voices:
+            spans = list(v.intervals) + ([(v.active_since, None)] if v.active_since is not None else [])
+            active_for = max([(sample - s) / self.sample_rate for s, e in spans
+                              if s <= sample and (e is None or sample < e)], default=0.0)
+            direction = np.asarray(posed.source_direction_camera(v.loudspeaker), dtype=float)
+            az, el = azel_from_direction(direction)
+            rank = order.index(v.loudspeaker) if v.loudspeaker in order else -1
+            sources.append(SourceTruth(v.gender, rank, match_label(rank, len(order)) if rank >= 0 else "",
+                                       active_for > 0, active_for, direction, float(az), float(el)))
+            positions.append(transform_points(MAP_FROM_WORLD, posed.loudspeakers[v.loudspeaker].acoustic_center))
+        room = MAP_FROM_WORLD[:3, :3] @ np.asarray(posed.room.size, dtype=float)
+        return GroundTruth(t, 0, self.config.scenario, [boxes_all[i] for i in order], sources,
+                           self._map_from_optical(posed), room, positions,
+                           [seen[v.loudspeaker] for v in live.voices])
+
+    def transforms(self, t: float, optical_frame: str = OPTICAL_FRAME) -> list[FrameLink]:
+        """map -> odom (the localiser's correction, moving), odom -> base_link (wheel odometry),
+        base_link -> camera_link (the mast, fixed) -> optical (fixed)."""
+        true, odom, map_from_odom = self._pose_at(t)
+        map_from_base = planar(true)
+        map_from_link = self._map_from_optical(self._posed(map_from_base)) @ np.linalg.inv(LINK_FROM_OPTICAL)
+        return [FrameLink(MAP_FRAME, ODOM_FRAME, map_from_odom, False),
+                FrameLink(ODOM_FRAME, BASE_FRAME, planar(odom), False),
+                FrameLink(BASE_FRAME, CAMERA_LINK_FRAME, np.linalg.inv(map_from_base) @ map_from_link, True),
+                FrameLink(CAMERA_LINK_FRAME, optical_frame, LINK_FROM_OPTICAL.copy(), True)]
+
+
+def planar(pose: np.ndarray) -> np.ndarray:
+    return planar_pose(float(pose[0]), float(pose[1]), float(pose[2]))
+
+
+def make_world(config: LiveConfig) -> LiveWorld:
+    """The world of a scenario: PartyWorld for "party", LiveWorld otherwise."""
+    return PartyWorld(config) if config.scenario == "party" else LiveWorld(config)

@@ -12,6 +12,11 @@ ground truth). The moving links (odom -> base_link, base_link -> camera_link: ne
 go on /tf with every frame, stamped like it; the fixed ones (map -> odom, camera_link ->
 optical) go once on /tf_static (reliable, transient local: late subscribers get them too).
 
+Scenario "party" (sim_bridge.live.PartyWorld): a robot base that executes geometry_msgs/Twist
+on `cmd_vel_topic` (linear.x, angular.z; held for the base's command timeout), talkers taking
+turns around it, and TF with a moving map -> odom (the localiser's correction of the drifting
+wheel odometry odom -> base_link) and a fixed mast base_link -> camera_link (/tf_static).
+
 Pacing: a 5 ms timer compares the ROS clock with the schedule: frame k is captured at
 t0 + k / camera_rate_hz and published then; audio chunk j covers [t0 + j c, t0 + (j+1) c)
 and is published once its last sample has been "captured" (at its end), as a sound card does.
@@ -20,8 +25,9 @@ loudspeakers are talking at its stamp.
 """
 from __future__ import annotations
 
+import math
 
-from geometry_msgs.msg import Vector3
+from geometry_msgs.msg import Point, Twist, Vector3
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
@@ -30,7 +36,7 @@ from tf2_msgs.msg import TFMessage
 from jaeger_ros.ros import convert as rc
 from jaeger_ros.core.geometry import camera_to_optical
 from jaeger_ros.msg import FoaAudio, SimGroundTruth, SimSource
-from sim_bridge.live import OPTICAL_FRAME, FrameLink, GroundTruth, LiveConfig, LiveWorld
+from sim_bridge.live import OPTICAL_FRAME, FrameLink, GroundTruth, LiveConfig, PartyWorld, make_world
 from jaeger_ros.ros.runner import run_node
 
 STATIC_TF_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
@@ -47,8 +53,9 @@ def ground_truth_to_msg(gt: GroundTruth, frame_id: str) -> SimGroundTruth:
     sources = [SimSource(gender=s.gender, loudspeaker=s.loudspeaker, label=s.label, active=s.active,
                          active_for_s=float(s.active_for_s), azimuth_deg=s.azimuth_deg,
                          elevation_deg=s.elevation_deg,
-                         direction=rc.vector_to_msg(camera_to_optical(s.direction)))
-               for s in gt.sources]
+                         direction=rc.vector_to_msg(camera_to_optical(s.direction)),
+                         position=Point(x=float(p[0]), y=float(p[1]), z=float(p[2])), in_view=bool(seen))
+               for s, p, seen in zip(gt.sources, gt.positions_map, gt.in_view)]
     return SimGroundTruth(header=header, scene_id=gt.scene_id, scenario=gt.scenario,
                           boxes=[rc.box_to_msg(b, i) for i, b in enumerate(gt.boxes)], sources=sources,
                           camera_pose=rc.pose_to_msg(gt.map_from_optical),
@@ -64,18 +71,20 @@ class SimBridgeNode(Node):
             ("seed", 0), ("scene_period_s", 8.0), ("camera_rate_hz", 10.0), ("chunk_s", 0.05),
             ("width", 640), ("height", 480), ("hfov_deg", 90.0), ("speech_dir", ""), ("speech_pool", 8),
             ("noise_rms", 1e-4), ("audio_channel_order", "ACN"), ("audio_normalization", "SN3D"),
-            ("optical_frame", OPTICAL_FRAME),
+            ("optical_frame", OPTICAL_FRAME), ("talkers", 3), ("max_linear_mps", 0.5), ("max_angular_rps", 2.0),
+            ("cmd_vel_topic", "/cmd_vel"),
             ("color_topic", "/camera/color/image_raw"), ("depth_topic", "/camera/depth/image_raw"),
             ("camera_info_topic", "/camera/color/camera_info"), ("audio_topic", "/audio/foa"),
             ("ground_truth_topic", "/sim/ground_truth"))}
         self.p = p
         if p["camera_rate_hz"] <= 0:
             raise ValueError(f"camera_rate_hz must be positive, got {p['camera_rate_hz']}")
-        self.world = LiveWorld(LiveConfig(
+        self.world = make_world(LiveConfig(
             scenario=p["scenario"], min_loudspeakers=p["min_loudspeakers"], max_loudspeakers=p["max_loudspeakers"],
             split=p["split"], seed=p["seed"], scene_period_s=p["scene_period_s"], chunk_s=p["chunk_s"],
             width=p["width"], height=p["height"], hfov_deg=p["hfov_deg"], noise_rms=p["noise_rms"],
-            speech_pool=p["speech_pool"], speech_dir=p["speech_dir"] or None))
+            speech_pool=p["speech_pool"], speech_dir=p["speech_dir"] or None, talkers=p["talkers"],
+            max_linear_mps=p["max_linear_mps"], max_angular_rps=p["max_angular_rps"]))
         sensor = qos_profile_sensor_data
         self.pub_rgb = self.create_publisher(Image, p["color_topic"], sensor)
         self.pub_depth = self.create_publisher(Image, p["depth_topic"], sensor)
@@ -84,7 +93,9 @@ class SimBridgeNode(Node):
         self.pub_gt = self.create_publisher(SimGroundTruth, p["ground_truth_topic"], 10)
         self.pub_tf = self.create_publisher(TFMessage, "/tf", 100)
         self.pub_tf_static = self.create_publisher(TFMessage, "/tf_static", STATIC_TF_QOS)
-        self._cache: dict[int, tuple[Image, Image]] = {}
+        if isinstance(self.world, PartyWorld):
+            self.create_subscription(Twist, p["cmd_vel_topic"], self._on_cmd_vel, 10)
+        self._cache: tuple[object, Image, Image] | None = None
         self._static_sent = False
         self._pending_audio: list[tuple[float, object]] = []
         self.get_logger().info(f"building the first scene ({p['scenario']}, seed {p['seed']})")
@@ -100,12 +111,20 @@ class SimBridgeNode(Node):
             f"{self.world.chunk} samples at {self.world.sample_rate} Hz, TF map -> odom -> base_link -> "
             f"camera_link -> {p['optical_frame']}")
 
-    def _frame_msgs(self, scene_id: int, rgb, depth) -> tuple[Image, Image]:
-        """Image messages of a scene (static camera: converted once, re-stamped per frame)."""
-        if scene_id not in self._cache:
+    def _frame_msgs(self, rgb, depth) -> tuple[Image, Image]:
+        """Image messages of a rendered view (a still camera: converted once, re-stamped per
+        frame; the cache holds the array, so its identity cannot be reused by another one)."""
+        if self._cache is None or self._cache[0] is not rgb:
             header = rc.make_header(0.0, self.p["optical_frame"])
-            self._cache = {scene_id: (rc.numpy_to_image(rgb, "rgb8", header), rc.depth_to_image(depth, header))}
-        return self._cache[scene_id]
+            self._cache = (rgb, rc.numpy_to_image(rgb, "rgb8", header), rc.depth_to_image(depth, header))
+        return self._cache[1], self._cache[2]
+
+    def _on_cmd_vel(self, msg: Twist) -> None:
+        now = self.get_clock().now().nanoseconds * 1e-9
+        if not (math.isfinite(msg.linear.x) and math.isfinite(msg.angular.z)):
+            self.get_logger().warning("cmd_vel with a non-finite velocity: stopping the base",
+                                      throttle_duration_sec=5.0)
+        self.world.command(msg.linear.x, msg.angular.z, now)
 
     def _tick(self) -> None:
         now = self.get_clock().now().nanoseconds * 1e-9
@@ -127,9 +146,9 @@ class SimBridgeNode(Node):
                                         int((now - self.t0) * self.p["camera_rate_hz"]))
 
     def _publish_frame(self, t: float) -> None:
-        rgb, depth, scene_id = self.world.frame(t)
+        rgb, depth, _ = self.world.frame(t)
         stamp = rc.seconds_to_stamp(t)
-        img, dep = self._frame_msgs(scene_id, rgb, depth)
+        img, dep = self._frame_msgs(rgb, depth)
         img.header.stamp = stamp
         dep.header.stamp = stamp
         info = rc.intrinsics_to_camera_info(self.world.intrinsics, rc.make_header(stamp, self.p["optical_frame"]))

@@ -144,7 +144,9 @@ class _Messages:
         sources = [self.t["jaeger_ros/msg/SimSource"](
             gender=s.gender, loudspeaker=s.loudspeaker, label=s.label, active=bool(s.active),
             active_for_s=float(s.active_for_s), azimuth_deg=float(s.azimuth_deg), elevation_deg=float(s.elevation_deg),
-            direction=self.vector(camera_to_optical(s.direction))) for s in gt.sources]
+            direction=self.vector(camera_to_optical(s.direction)),
+            position=self.t["geometry_msgs/msg/Point"](x=float(p[0]), y=float(p[1]), z=float(p[2])), in_view=bool(seen))
+            for s, p, seen in zip(gt.sources, gt.positions_map, gt.in_view)]
         return self.t["jaeger_ros/msg/SimGroundTruth"](
             header=self.header(stamp_ns), scene_id=gt.scene_id, scenario=gt.scenario,
             boxes=[self.box(b, i) for i, b in enumerate(gt.boxes)], sources=sources,

@@ -1,0 +1,284 @@
+"""Talkers over a moving robot: world-frame track quality and the turn-to-speaker behaviour.
+
+Runs the `party` pipeline as four processes, in real time, on a private ROS domain (localhost):
+sim_bridge (talkers taking turns around a robot base that executes cmd_vel), jaeger_node
+(classical by default), jaeger_tracker and turn_to_speaker, all with config/party.yaml; this
+script listens to /sim/ground_truth (the truth, in map), /jaeger/talkers and /cmd_vel.
+
+Figures (the JSON keys in brackets):
+- talker position error in map, metres, median and p90, for talkers SEEN by the camera while
+  talking before that time [position_error_seen_median_m] and for talkers only HEARD so far
+  [position_error_heard_median_m]: each TalkerArray is matched one-to-one to the talkers heard in
+  the last 30 s (nearest first, at most GATE_ERROR_M apart);
+- id switches per talker per minute [id_switches_per_talker_min]: the matched track id of a
+  talker changing between consecutive matched messages;
+- recall [recall]: share of (message, talker heard in the last 30 s and first heard >= 1 s
+  before) pairs with a track within GATE_RECALL_M;
+- time from a new talker's onset (its first speech after another talker's) to the robot facing
+  it, |azimuth from the camera| <= FACING_DEG (median, p90; never faced counts as infinite)
+  [time_to_face_median_s];
+- share of the robot's turns (rotation episodes) that end facing the talker talking then (or
+  the last one) [correct_turn_share];
+- CPU of each node (share of one core over the run) and whether the pipeline kept real time
+  (frames published vs. expected, outputs of jaeger_node and the tracker per frame).
+
+Usage: python benchmarks/bench_talkers.py --duration 120 --seed 0 [--json FILE] [--method classical]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+GATE_ERROR_M = 2.0
+GATE_RECALL_M = 1.0
+FACING_DEG = 20.0
+RECENT_S = 30.0
+NODES = {"sim_bridge": "sim_bridge.node", "jaeger_node": "jaeger_ros.ros.jaeger_node",
+         "jaeger_tracker": "jaeger_ros.ros.tracker_node", "turn_to_speaker": "jaeger_ros.ros.turn_to_speaker"}
+
+
+@dataclass
+class Truth:
+    """One /sim/ground_truth message: camera yaw in map and every talker."""
+
+    t: float
+    yaw: float
+    positions: np.ndarray  # (n, 3) map
+    active: np.ndarray  # (n,) bool
+    in_view: np.ndarray  # (n,) bool
+    azimuth_deg: np.ndarray  # (n,) from the camera, positive left
+
+
+@dataclass
+class Recording:
+    truths: list[Truth] = field(default_factory=list)
+    talkers: list[tuple[float, list[tuple[int, np.ndarray]]]] = field(default_factory=list)
+    commands: int = 0
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def match(tracks: list[tuple[int, np.ndarray]], truth: np.ndarray, candidates: list[int],
+          gate: float) -> dict[int, tuple[int, float]]:
+    """Greedy one-to-one: talker index -> (track id, distance), nearest pairs first."""
+    pairs = sorted((float(np.linalg.norm(p - truth[k])), k, tid) for k in candidates for tid, p in tracks)
+    out: dict[int, tuple[int, float]] = {}
+    used: set[int] = set()
+    for dist, k, tid in pairs:
+        if dist <= gate and k not in out and tid not in used:
+            out[k] = (tid, dist)
+            used.add(tid)
+    return out
+
+
+def score(rec: Recording, duration_s: float) -> dict:
+    truths = rec.truths
+    times = np.array([g.t for g in truths])
+    n = truths[0].positions.shape[0]
+    active = np.array([g.active for g in truths])
+    seen_talking = np.array([g.active & g.in_view for g in truths])
+    first_heard = [times[active[:, k]][0] if active[:, k].any() else math.inf for k in range(n)]
+    err_seen, err_heard, hits, total = [], [], 0, 0
+    ids: list[list[int]] = [[] for _ in range(n)]
+    for stamp, tracks in rec.talkers:
+        i = int(np.clip(np.searchsorted(times, stamp), 0, len(times) - 1))
+        window = (times >= stamp - RECENT_S) & (times <= stamp)
+        recent = [k for k in range(n) if active[window, k].any() and first_heard[k] <= stamp - 1.0]
+        if not recent:
+            continue
+        truth = truths[i].positions
+        close = match(tracks, truth, recent, GATE_ERROR_M)
+        for k in recent:
+            total += 1
+            if k in close:
+                tid, dist = close[k]
+                hits += dist <= GATE_RECALL_M
+                ids[k].append(tid)
+                (err_seen if seen_talking[times <= stamp, k].any() else err_heard).append(dist)
+    switches = sum(sum(a != b for a, b in zip(seq, seq[1:])) for seq in ids)
+    minutes = duration_s / 60.0
+
+    # onsets of a new talker and the time until the camera faces it
+    onsets, last = [], None
+    for j in range(1, len(truths)):
+        for k in range(n):
+            if active[j, k] and not active[j - 1, k] and k != last:
+                onsets.append((j, k))
+        talking = np.flatnonzero(active[j])
+        if talking.size:
+            last = int(talking[0]) if last not in talking else last
+    to_face = []
+    for j, k in onsets:
+        later = [m for m in range(j, len(truths)) if abs(truths[m].azimuth_deg[k]) <= FACING_DEG]
+        to_face.append(times[later[0]] - times[j] if later else math.inf)
+
+    # rotation episodes and whether each ends facing the talker of that moment
+    yaw = np.unwrap([g.yaw for g in truths])
+    rate = np.abs(np.gradient(yaw, times)) if len(times) > 2 else np.zeros(len(times))
+    moving = rate > 0.2
+    episodes, j = [], 0
+    while j < len(moving):
+        if moving[j]:
+            start = j
+            while j < len(moving) and (moving[j] or (times[min(j + 5, len(times) - 1)] - times[j] < 0.5
+                                                      and moving[j:j + 6].any())):
+                j += 1
+            episodes.append((start, min(j, len(truths) - 1)))
+        j += 1
+    correct = 0
+    for _, end in episodes:
+        speaking = np.flatnonzero(active[end])
+        if not speaking.size:
+            before = np.flatnonzero(active[:end + 1].any(axis=1))
+            speaking = np.flatnonzero(active[before[-1]]) if before.size else speaking
+        correct += bool(speaking.size) and any(abs(truths[end].azimuth_deg[k]) <= FACING_DEG for k in speaking)
+    finite = [t for t in to_face if math.isfinite(t)]
+    return {
+        "position_error_seen_median_m": percentile(err_seen, 50), "position_error_seen_p90_m": percentile(err_seen, 90),
+        "position_error_heard_median_m": percentile(err_heard, 50),
+        "position_error_heard_p90_m": percentile(err_heard, 90),
+        "position_samples_seen": len(err_seen), "position_samples_heard": len(err_heard),
+        "id_switches_per_talker_min": switches / n / minutes if minutes > 0 else None,
+        "id_switches": int(switches),
+        "recall": hits / total if total else None,
+        "time_to_face_median_s": float(np.median(to_face)) if to_face else None,
+        "time_to_face_p90_s": float(np.percentile(to_face, 90)) if to_face else None,
+        "onsets": len(onsets), "onsets_faced": len(finite),
+        "correct_turn_share": correct / len(episodes) if episodes else None,
+        "turns": len(episodes),
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(args: argparse.Namespace) -> dict:
+    import rclpy
+    from geometry_msgs.msg import Twist
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+
+    from jaeger_ros.msg import SimGroundTruth, SpeakerMatch, TalkerArray
+    from jaeger_ros.ros import convert as rc
+
+    domain = random.randint(1, 200)
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    params = str(REPO / "config" / "party.yaml")
+    overrides = {"sim_bridge": [f"seed:={args.seed}", f"talkers:={args.talkers}"],
+                 "jaeger_node": [f"method:={args.method}"]}
+    logs = Path(tempfile.mkdtemp(prefix="bench_talkers_"))
+    procs = {name: subprocess.Popen([sys.executable, "-m", module, "--ros-args", "--params-file", params,
+                                     *[a for o in overrides.get(name, []) for a in ("-p", o)]],
+                                    cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                                    stderr=(logs / f"{name}.log").open("w"), start_new_session=True)
+             for name, module in NODES.items()}
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=domain)
+    node = rclpy.create_node("bench_talkers", context=ctx)
+    rec = Recording()
+    counts = {"matches": 0, "frames": 0}
+
+    def on_truth(msg: SimGroundTruth) -> None:
+        pose = rc.pose_from_msg(msg.camera_pose)
+        forward = pose[:3, 2]  # optical z in map
+        rec.truths.append(Truth(rc.stamp_to_seconds(msg.header.stamp), math.atan2(forward[1], forward[0]),
+                                np.array([[s.position.x, s.position.y, s.position.z] for s in msg.sources]),
+                                np.array([s.active for s in msg.sources]), np.array([s.in_view for s in msg.sources]),
+                                np.array([s.azimuth_deg for s in msg.sources])))
+
+    def on_talkers(msg: TalkerArray) -> None:
+        rec.talkers.append((rc.stamp_to_seconds(msg.header.stamp),
+                            [(t.id, np.array([t.position.x, t.position.y, t.position.z])) for t in msg.talkers]))
+
+    def on_cmd(_: Twist) -> None:
+        rec.commands += 1
+
+    def on_match(_: SpeakerMatch) -> None:
+        counts["matches"] += 1
+
+    node.create_subscription(SimGroundTruth, "/sim/ground_truth", on_truth, 50)
+    node.create_subscription(TalkerArray, "/jaeger/talkers", on_talkers, 50)
+    node.create_subscription(Twist, "/cmd_vel", on_cmd, 50)
+    node.create_subscription(SpeakerMatch, "/jaeger/speaker_match", on_match, 50)
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
+    try:
+        deadline = time.monotonic() + 120.0
+        while not rec.truths and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.1)
+            dead = [n for n, p in procs.items() if p.poll() is not None]
+            if dead:
+                raise SystemExit(f"{dead[0]} exited: {(logs / f'{dead[0]}.log').read_text()[-2000:]}")
+        if not rec.truths:
+            raise SystemExit("no ground truth within 120 s")
+        cpu0 = {name: cpu_seconds(p.pid) for name, p in procs.items()}
+        own0, wall0 = time.process_time(), time.monotonic()
+        matches0 = counts["matches"]
+        rec.truths.clear()
+        end = wall0 + args.duration
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
+        wall = time.monotonic() - wall0
+        cpu = {name: (cpu_seconds(p.pid) - cpu0[name]) / wall for name, p in procs.items()}
+        cpu["bench_listener"] = (time.process_time() - own0) / wall
+        matches = counts["matches"] - matches0
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGINT)
+        for p in procs.values():
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+    out = score(rec, wall)
+    frames = len(rec.truths)
+    out.update({"duration_s": round(wall, 1), "seed": args.seed, "talkers": args.talkers, "method": args.method,
+                "frames": frames, "frames_expected": int(wall * 10.0), "speaker_matches": matches,
+                "talker_messages": len(rec.talkers), "cmd_vel_messages": rec.commands,
+                "cpu_share_of_one_core": {k: round(v, 3) for k, v in cpu.items()},
+                "cpu_total_cores": round(sum(cpu.values()), 3), "node_logs": str(logs)})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=120.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--talkers", type=int, default=3)
+    parser.add_argument("--method", default="classical")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if args.duration <= 0:
+        raise SystemExit("--duration must be positive")
+    result = run(args)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
