@@ -130,18 +130,17 @@ def score(rec: Recording, duration_s: float) -> dict:
     # rotation episodes and whether each ends facing the talker of that moment
     yaw = np.unwrap([g.yaw for g in truths])
     rate = np.abs(np.gradient(yaw, times)) if len(times) > 2 else np.zeros(len(times))
-    moving = rate > 0.2
-    episodes, j = [], 0
-    while j < len(moving):
-        if moving[j]:
-            start = j
-            while j < len(moving) and (moving[j] or (times[min(j + 5, len(times) - 1)] - times[j] < 0.5
-                                                      and moving[j:j + 6].any())):
-                j += 1
-            episodes.append((start, min(j, len(truths) - 1)))
-        j += 1
+    moving = np.flatnonzero(rate > 0.2)
+    episodes = []  # (first, last) index of each turn: gaps under 0.5 s joined, under 10 deg dropped
+    for j in moving:
+        if episodes and times[j] - times[episodes[-1][1]] < 0.5:
+            episodes[-1][1] = j
+        else:
+            episodes.append([j, j])
+    episodes = [(a, b) for a, b in episodes if abs(yaw[b] - yaw[a]) >= math.radians(10.0)]
     correct = 0
-    for _, end in episodes:
+    for _, last in episodes:
+        end = min(last + 3, len(truths) - 1)  # settled
         speaking = np.flatnonzero(active[end])
         if not speaking.size:
             before = np.flatnonzero(active[:end + 1].any(axis=1))

@@ -1,8 +1,11 @@
 """sim_bridge + jaeger_node (+ RViz with rviz:=true): the simulated live world and the estimator.
 
 ros2 launch jaeger_ros sim.launch.py [params_file:=...] [method:=classical|jaeger]
-    [scenario:=single|dual] [target_voice:=male|female] [rviz:=true] [record:=true [bag:=DIR]]
+    [scenario:=single|dual|party] [target_voice:=male|female] [rviz:=true] [record:=true [bag:=DIR]]
 
+scenario:=party: talkers take turns around a robot base that turns; jaeger_tracker (world-frame
+talker tracks on /jaeger/talkers) and turn_to_speaker (cmd_vel to the sim) start too, and the
+default params_file is config/party.yaml (320x240 camera, tracker and behaviour parameters).
 Node arguments left empty keep the values of params_file (config/sim.yaml by default).
 record:=true also runs `ros2 bag record` (mcap) on the sensor, ground-truth and TF topics, for
 `jaeger dataset from-bag`. Without a ROS installation, `jaeger record` writes the same bag
@@ -11,6 +14,8 @@ from the simulator directly (faster than real time). rviz:=true or record:=true 
 """
 import os
 import shutil
+
+import yaml
 
 from ament_index_python.packages import PackageNotFoundError, get_package_prefix, get_package_share_directory
 from launch import LaunchContext, LaunchDescription
@@ -41,8 +46,20 @@ def installed(package: str) -> bool:
         return False
 
 
+def scenario_of(values: dict, params_file: str) -> str:
+    """The scenario given on the command line, else the one in params_file's sim_bridge section."""
+    if values["scenario"].strip():
+        return values["scenario"].strip()
+    with open(params_file) as f:
+        params = yaml.safe_load(f) or {}
+    return str(params.get("sim_bridge", {}).get("ros__parameters", {}).get("scenario", "single"))
+
+
 def nodes(context: LaunchContext, share: str) -> list:
     values = {arg.name: LaunchConfiguration(arg.name).perform(context) for arg in ARGUMENTS}
+    if not values["params_file"]:
+        party = values["scenario"].strip() == "party"
+        values["params_file"] = os.path.join(share, "config", "party.yaml" if party else "sim.yaml")
     log = ["--log-level", values["log_level"]]
     actions = [
         Node(package="jaeger_ros", executable="sim_bridge", name="sim_bridge", output="screen",
@@ -50,6 +67,13 @@ def nodes(context: LaunchContext, share: str) -> list:
         Node(package="jaeger_ros", executable="jaeger_node", name="jaeger_node", output="screen",
              parameters=[values["params_file"], typed(overrides(NODE_ARGUMENTS, values))], ros_arguments=log),
     ]
+    if scenario_of(values, values["params_file"]) == "party":
+        actions += [
+            Node(package="jaeger_ros", executable="jaeger_tracker", name="jaeger_tracker", output="screen",
+                 parameters=[values["params_file"]], ros_arguments=log),
+            Node(package="jaeger_ros", executable="turn_to_speaker", name="turn_to_speaker", output="screen",
+                 parameters=[values["params_file"]], ros_arguments=log),
+        ]
     if parse_bool("rviz", LaunchConfiguration("rviz").perform(context)):
         if installed("rviz2"):
             actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
@@ -69,7 +93,7 @@ def nodes(context: LaunchContext, share: str) -> list:
 
 def generate_launch_description() -> LaunchDescription:
     share = get_package_share_directory("jaeger_ros")
-    defaults = {"params_file": os.path.join(share, "config", "sim.yaml")}
+    defaults = {"params_file": ""}  # "": config/sim.yaml, or config/party.yaml for scenario:=party
     return LaunchDescription([
         *[DeclareLaunchArgument(arg.name, default_value=defaults.get(arg.name, arg.default), description=arg.description)
           for arg in ARGUMENTS],

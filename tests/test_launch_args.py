@@ -24,7 +24,8 @@ from jaeger_ros.ros.launch_args import (CAPTURE_ARGUMENTS, LAUNCH_ARGUMENTS, NOD
 
 REPO = Path(__file__).resolve().parent.parent
 LAUNCH_FILES = {  # file: (tables it must declare, executables it starts)
-    "sim.launch.py": ({"LAUNCH_ARGUMENTS", "NODE_ARGUMENTS", "SIM_ARGUMENTS"}, {"sim_bridge", "jaeger_node", "rviz2"}),
+    "sim.launch.py": ({"LAUNCH_ARGUMENTS", "NODE_ARGUMENTS", "SIM_ARGUMENTS"},
+                      {"sim_bridge", "jaeger_node", "jaeger_tracker", "turn_to_speaker", "rviz2"}),
     "jaeger.launch.py": ({"LAUNCH_ARGUMENTS", "NODE_ARGUMENTS"}, {"jaeger_node"}),
     "hardware.launch.py": ({"LAUNCH_ARGUMENTS", "NODE_ARGUMENTS", "CAPTURE_ARGUMENTS"}, {"foa_capture", "jaeger_node"}),
 }
@@ -166,6 +167,8 @@ def test_launch_file_loads_with_launch_and_starts_the_right_nodes(name):
             entity.visit(context)
     if "rviz" in arguments:
         context.launch_configurations["rviz"] = "true"
+    if "scenario" in arguments:
+        context.launch_configurations["scenario"] = "party"  # every node of sim.launch.py starts
     started = set()
     for entity in description.entities:
         if isinstance(entity, OpaqueFunction):

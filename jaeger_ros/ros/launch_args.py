@@ -41,13 +41,15 @@ NODE_ARGUMENTS: tuple[Arg, ...] = (
 """Each one is the jaeger_node parameter of the same name."""
 
 LAUNCH_ARGUMENTS: tuple[Arg, ...] = (
-    Arg("params_file", "", "YAML parameter file of the nodes (default: this launch file's config in the package)"),
+    Arg("params_file", "", "YAML parameter file of the nodes (default: this launch file's config in the package; "
+        "sim.launch.py: config/party.yaml for scenario:=party)"),
     Arg("log_level", "info", "ROS log level of the nodes: debug | info | warn | error"),
 )
 """Arguments of the launch itself (not parameters); each launch file sets its own params_file."""
 
 SIM_ARGUMENTS: tuple[Arg, ...] = (
-    Arg("scenario", "", "single: one loudspeaker talks; dual: a male and a female voice overlap" + KEEP),
+    Arg("scenario", "", "single: one loudspeaker talks; dual: a male and a female voice overlap; party: talkers take "
+        "turns around a turning robot (+ jaeger_tracker and turn_to_speaker)" + KEEP),
 )
 """sim.launch.py: each one is the sim_bridge parameter of the same name."""
 

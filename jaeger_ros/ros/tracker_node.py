@@ -144,6 +144,11 @@ class TrackerNode(Node):
         while self.pending:
             msg = self.pending[0]
             stamp = stamp_seconds(msg.header.stamp)
+            if self._now() - stamp > self.p["max_delay_s"]:
+                self.pending.popleft()
+                self.dropped["stale"] += 1
+                self.get_logger().warning(f"dropping a frame {self._now() - stamp:.2f} s old", throttle_duration_sec=5.0)
+                continue
             try:
                 map_from_optical = self.tf.buffer.lookup(self.p["world_frame"], msg.header.frame_id, stamp)
             except TransformError as err:
@@ -167,8 +172,9 @@ class TrackerNode(Node):
         """(point on the DoA ray in the optical frame, its sigma) from the matched box or the
         depth image; None when neither says how far."""
         if 0 <= msg.index < len(msg.candidates):
-            box = rc.box_from_msg(msg.candidates[msg.index])
-            c, half = np.asarray(box.center, dtype=float), np.asarray(box.size, dtype=float) / 2.0
+            box = msg.candidates[msg.index]  # centre and size along the optical axes of the header frame
+            c = np.array([box.center.position.x, box.center.position.y, box.center.position.z], dtype=float)
+            half = np.abs([box.size.x, box.size.y, box.size.z]) / 2.0
             if c[2] > 0 and angle_deg(d, c) <= self.p["match_gate_deg"] and d[2] > 1e-3:
                 point = np.clip(d * (c[2] / d[2]), c - half, c + half)
                 point[2] = c[2]
@@ -202,7 +208,10 @@ class TrackerNode(Node):
                           position=None if ranged is None else rot @ ranged[0] + origin,
                           position_sigma_m=None if ranged is None else ranged[1],
                           voice=msg.target if msg.target in ("male", "female") else "", seen=ranged is not None)
+        rejected = sum(self.tracker.dropped.values()) - self.tracker.dropped["silence"]
         self.tracker.update(obs, now=self._now())
+        if sum(self.tracker.dropped.values()) - self.tracker.dropped["silence"] > rejected:
+            return  # out of order, stale or invalid: counted by the tracker, nothing new to say
         self.tracker.prune(stamp)
         self.processed += 1
         self._publish(msg.header.stamp, stamp, map_from_optical)

@@ -3,21 +3,24 @@
 Why two inputs: /jaeger/talkers (jaeger_tracker) gives a filtered place in `world_frame` for a
 known talker, but a new voice needs a few frames to become a track; /jaeger/speaker_match gives
 its direction at once. So the target is, each control tick:
-1. the latest confident DoA (confidence >= `min_confidence`, younger than `doa_hold_s`) when no
-   talking track lies within `agree_deg` of it (a new voice), placed in the world through TF at
-   the frame's stamp at `default_range_m`;
+1. the latest confident DoA (confidence >= `min_confidence`, younger than `doa_hold_s`, and the
+   one before it within `agree_deg` of it: one reflection does not steer) when no talking track
+   lies within `agree_deg` of it (a new voice), placed in the world through TF at the frame's
+   stamp at `default_range_m`;
 2. else the talking track (the TalkerArray's current talker; with `target_voice` set, the
    newest talking track of that voice);
 3. else the last target for `hold_s` after its voice stopped (a turn in progress completes).
 
 Control: the target's bearing in `base_frame` from the newest TF, advanced by the commanded
-turn since that TF's stamp; inside `dead_band_deg` the robot stops, outside it turns at
-`gain` x error, at least `min_angular_rps` and at most `max_angular_rps`. A zero command is
-sent once whenever the robot stops.
+turn since that TF's stamp. A standing robot starts turning when the error exceeds
+`dead_band_deg` and a turning one stops once it is inside half of it (hysteresis: no stop-start
+chatter at the edge); it turns at `gain` x error, at least `min_angular_rps` and at most
+`max_angular_rps`. A zero command is sent once whenever the robot stops.
 """
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -56,7 +59,7 @@ class TurnToSpeaker(Node):
         self.target: np.ndarray | None = None  # world point
         self.target_time = -math.inf  # when the target's voice was last heard
         self.target_source = ""
-        self.doa: tuple[float, np.ndarray] | None = None  # (stamp, world point) of the latest confident DoA
+        self.doas: deque[tuple[float, np.ndarray]] = deque(maxlen=2)  # (stamp, world point) of confident DoAs
         self.talkers: TalkerArray | None = None
         self.command = 0.0
         self.moving = False
@@ -87,7 +90,7 @@ class TurnToSpeaker(Node):
             self.get_logger().warning(f"no TF for a speaker_match: {err}", throttle_duration_sec=5.0)
             return
         point = world_from_optical[:3, 3] + world_from_optical[:3, :3] @ (d / np.linalg.norm(d)) * self.p["default_range_m"]
-        self.doa = (stamp, point)
+        self.doas.append((stamp, point))
 
     def _on_talkers(self, msg: TalkerArray) -> None:
         self.talkers = msg
@@ -119,11 +122,12 @@ class TurnToSpeaker(Node):
     def _choose_target(self, now: float, base_xy: np.ndarray) -> None:
         track = self._talking_track()
         track_point = None if track is None else np.array([track.position.x, track.position.y, track.position.z])
-        fresh_doa = self.doa is not None and now - self.doa[0] <= self.p["doa_hold_s"]
-        if fresh_doa:
-            doa_point = self.doa[1]
-            if track_point is None or self._bearing_gap(base_xy, doa_point, track_point) > self.p["agree_deg"]:
-                self.target, self.target_time, self.target_source = doa_point, self.doa[0], "doa"
+        agree = self.p["agree_deg"]
+        if len(self.doas) == 2 and now - self.doas[-1][0] <= self.p["doa_hold_s"] \
+                and self._bearing_gap(base_xy, self.doas[0][1], self.doas[1][1]) <= agree:
+            stamp, doa_point = self.doas[-1]
+            if track_point is None or self._bearing_gap(base_xy, doa_point, track_point) > agree:
+                self.target, self.target_time, self.target_source = doa_point, stamp, "doa"
                 return
         if track_point is not None:
             self.target, self.target_time, self.target_source = track_point, now, f"talker {track.id}"
@@ -145,7 +149,7 @@ class TurnToSpeaker(Node):
             self._send(0.0)
             return
         error = wrap(math.atan2(self.target[1] - position[1], self.target[0] - position[0]) - yaw)
-        if abs(math.degrees(error)) <= self.p["dead_band_deg"]:
+        if abs(math.degrees(error)) <= self.p["dead_band_deg"] * (0.5 if self.moving else 1.0):
             self._send(0.0)
             return
         speed = min(self.p["max_angular_rps"], max(self.p["min_angular_rps"], self.p["gain"] * abs(error)))
