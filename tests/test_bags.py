@@ -265,6 +265,26 @@ def test_truncated_bag_is_a_clear_error(bag, tmp_path):
     assert "corrupt or truncated" in from_bag_error(cut, tmp_path)
 
 
+@pytest.mark.parametrize("metadata", [True, False])
+def test_a_bag_cut_at_98_percent_is_salvaged_with_its_loss_counted(bag, tmp_path, metadata):
+    """A recorder killed mid-write: no MCAP footer (and, killed early enough, no metadata.yaml)."""
+    cut = tmp_path / "killed"
+    shutil.copytree(bag, cut)
+    data = (cut / "single.mcap").read_bytes()
+    (cut / "single.mcap").write_bytes(data[:int(len(data) * 0.98)])
+    if not metadata:
+        (cut / "metadata.yaml").unlink()
+    proc = run("dataset", "from-bag", str(cut), "--out", str(tmp_path / "out"), "--window-s", str(WINDOW))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout.splitlines()[-1])
+    (salvaged,) = report["salvaged"]
+    with AnyReader([bag]) as reader:
+        total = reader.message_count
+    assert salvaged["messages_read"] < total and salvaged["bytes_unread"] > 0
+    assert salvaged["messages_lost"] == (total - salvaged["messages_read"] if metadata else None)
+    assert report["folders"] > 0 and len(list((tmp_path / "out" / "train").glob("task1_*"))) == report["folders"]
+
+
 def test_corrupt_bytes_are_a_clear_error(bag, tmp_path):
     bad = tmp_path / "single"
     shutil.copytree(bag, bad)

@@ -202,7 +202,7 @@ def test_malformed_and_unsynchronised_input_is_dropped_and_the_node_keeps_runnin
     send_frame((rgb, rc.depth_to_image(np.full((120, 160), np.nan), rgb.header), info))  # no valid depth
     assert node.drops["frame"] == 2 and not matches
     send_frame(_frame(now - 10.0))  # stale
-    assert node.drops["stale"] == 1
+    assert node.drops["stale"] == 3  # colour, depth and camera_info, each named
     rgb, depth, info = _frame(stamp + 0.2)
     depth.header = rc.make_header(stamp + 0.25, OPTICAL)  # beyond slop (0.02 s): never a set
     send_frame((rgb, depth, info))

@@ -19,12 +19,19 @@ before the audio starts are skipped and counted.
 Errors (ValueError/FileNotFoundError, one line): missing topics, unexpected message types,
 audio gaps (unless allow_gaps), clock jumps, corrupt or truncated bags. The split is written
 to a temporary folder and renamed when complete.
+
+Salvage: an MCAP bag that cannot be opened (a recorder killed mid-write leaves no footer and
+often no metadata.yaml) is read record by record up to its first damaged one (`_SalvagedBag`).
+Its readable part is converted when it holds at least `salvage_min` of the messages that
+metadata.yaml lists (or always, without metadata.yaml); the report says how many were lost.
 """
 from __future__ import annotations
 
 import bisect
 import json
+import mmap
 import shutil
+import struct
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -36,7 +43,7 @@ import yaml
 from PIL import Image
 
 from jaeger_ros.core import foa as foa_io
-from jaeger_ros.core.answers import match_label
+from jaeger_ros.core.answers import azimuth_order, match_label
 from jaeger_ros.core.audio_buffer import FoaRingBuffer
 from jaeger_ros.data.bag_record import MSGTYPES, Topics, jaeger_typestore
 from jaeger_ros.data.dataset import (DEPTH_PNG_MAX_M, FORMAT, SPLITS, TASK_LETTERS, ManifestEntry, _Job,
@@ -50,6 +57,9 @@ SETTLE_S = 0.2
 """A frame is converted once this much audio after its stamp has been read."""
 MAX_GAP_S = 1.0
 """A forward jump of the audio stamps beyond this is a clock jump, not dropped chunks."""
+SALVAGE_MIN = 0.9
+"""Share of a damaged bag's messages that must be readable for it to be converted."""
+MCAP_MAGIC = b"\x89MCAP0\r\n"
 
 
 @dataclass(frozen=True)
@@ -151,7 +161,7 @@ class SidecarLabels:
     def _segment(seg: dict[str, Any]) -> tuple[int, int, list[Box3D], list[tuple[SourceTruth, list[tuple[int, int]]]]]:
         raw = [Box3D(optical_to_camera(np.asarray(b["center"], float)), np.asarray(b["size"], float),
                      b.get("label", "speaker")) for b in seg["boxes"]]
-        order = sorted(range(len(raw)), key=lambda i: raw[i].center[0])
+        order = azimuth_order(raw)  # bbox ids left to right by azimuth
         talkers = []
         for t in seg["talkers"]:
             if t["gender"] not in ("male", "female"):
@@ -214,10 +224,12 @@ class ConvertReport:
     folders: int = 0
     entries: dict[str, int] = field(default_factory=dict)
     skipped: Counter = field(default_factory=Counter)
+    salvaged: list[dict[str, Any]] = field(default_factory=list)
+    """Damaged bags converted from their readable part, with what was lost."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"bags": self.bags, "frames": self.frames, "folders": self.folders, "entries": self.entries,
-                "skipped": dict(self.skipped)}
+                "skipped": dict(self.skipped), "salvaged": self.salvaged}
 
 
 def _open_reader(path: Path, store: Any) -> Any:
@@ -233,6 +245,152 @@ def _open_reader(path: Path, store: Any) -> Any:
     except Exception as e:  # rosbags raises many kinds on damaged files
         raise ValueError(f"{path}: corrupt or truncated bag ({_reason(e)})") from None
     return reader
+
+
+@dataclass(frozen=True)
+class _Connection:
+    """The fields of a rosbags connection that the converter reads."""
+
+    topic: str
+    msgtype: str
+    msgcount: int
+
+
+class _Damaged(Exception):
+    """An MCAP record that cannot be read: where salvage stops."""
+
+
+class _SalvagedBag:
+    """The readable part of a damaged or unfinished MCAP bag, with the interface of the rosbags
+    reader that `_Converter.convert` uses. Records are read in file order (the recorder writes
+    in log-time order) up to the first one that is cut off or fails its chunk checksum;
+    everything after it is lost, whole chunks before it are kept."""
+
+    def __init__(self, file: Path, store: Any) -> None:
+        self.file, self.store = file, store
+        self.size = file.stat().st_size
+        self.readable_bytes = len(MCAP_MAGIC)
+        self.damage = "end of file"
+        self._schemas: dict[str, tuple[str, str]] = {}  # type name -> (encoding, definition)
+        counts: Counter = Counter()
+        types: dict[str, str] = {}
+        for topic, msgtype, _ in self._records():
+            counts[topic] += 1
+            types[topic] = msgtype
+        self.connections = [_Connection(t, types[t], n) for t, n in counts.items()]
+        self.messages_read = sum(counts.values())
+        self.typestore = self._embedded_types()
+
+    def _embedded_types(self) -> Any:
+        """A typestore of the definitions the bag embeds (as rosbags' reader builds it), or the
+        package's own where it embeds none."""
+        from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+        types: dict[str, Any] = {}
+        for name, (encoding, text) in self._schemas.items():
+            if encoding == "ros2msg" and text:
+                types.update(get_types_from_msg(text, name))
+        if not types:
+            return self.store
+        embedded = get_typestore(Stores.EMPTY)
+        embedded.register(types)
+        return embedded
+
+    @classmethod
+    def open(cls, path: Path, store: Any, error: Exception, salvage_min: float) -> tuple[_SalvagedBag, int | None]:
+        """The salvaged bag and the message count metadata.yaml promised (None: no metadata),
+        or `error` raised again when there is no MCAP file or too little of it is readable."""
+        files = sorted(path.glob("*.mcap")) if path.is_dir() else []
+        if len(files) != 1:
+            raise error
+        with open(files[0], "rb") as f:
+            if f.read(len(MCAP_MAGIC)) != MCAP_MAGIC:
+                raise error
+        bag = cls(files[0], store)
+        expected = None
+        try:
+            meta = yaml.safe_load((path / "metadata.yaml").read_text())
+            expected = int(meta["rosbag2_bagfile_information"]["message_count"])
+        except FileNotFoundError:
+            pass
+        except (yaml.YAMLError, KeyError, TypeError, ValueError):
+            raise error from None
+        if bag.messages_read == 0 or (expected is not None and bag.messages_read < salvage_min * expected):
+            share = f"{bag.messages_read} of {expected}" if expected is not None else f"{bag.messages_read}"
+            raise ValueError(f"{error}; only {share} messages are readable (salvage needs {salvage_min:.0%})") from None
+        return bag, expected
+
+    def _records(self) -> Iterator[tuple[str, str, bytes]]:
+        """(topic, message type, CDR bytes) of every message up to the first damaged record."""
+        with open(self.file, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            schemas: dict[int, str] = {}
+            channels: dict[int, tuple[str, str]] = {}
+            pos = len(MCAP_MAGIC)
+            try:
+                while pos < self.size:
+                    end = yield from self._record(buf, pos, self.size, schemas, channels, top=True)
+                    if end is None:  # data end: the rest is the index, which we do not need
+                        break
+                    pos = self.readable_bytes = end
+            except (_Damaged, struct.error, KeyError, UnicodeDecodeError, ValueError) as e:
+                self.damage = f"damaged record at byte {pos} ({type(e).__name__}: {e})"
+
+    def _record(self, buf: Any, pos: int, limit: int, schemas: dict[int, str], channels: dict[int, tuple[str, str]],
+                top: bool) -> Iterator[tuple[str, str, bytes]]:
+        """Yield the messages of the record at `pos`; return where it ends (None at data end)."""
+        from rosbags.rosbag2.storage_mcap import decompress
+
+        if pos + 9 > limit:
+            raise _Damaged("record header cut off")
+        op, length = buf[pos], struct.unpack_from("<Q", buf, pos + 1)[0]
+        body, end = pos + 9, pos + 9 + length
+        if end > limit:
+            raise _Damaged(f"record of {length} bytes cut off")
+
+        def string(at: int) -> tuple[str, int]:
+            n = struct.unpack_from("<I", buf, at)[0]
+            return bytes(buf[at + 4:at + 4 + n]).decode(), at + 4 + n
+
+        if op == 0x03:  # schema: id, name, encoding, data
+            name, at = string(body + 2)
+            encoding, at = string(at)
+            schemas[struct.unpack_from("<H", buf, body)[0]] = name
+            self._schemas[name] = (encoding, string(at)[0])
+        elif op == 0x04:  # channel: id, schema id, topic, encoding, metadata
+            cid, sid = struct.unpack_from("<HH", buf, body)
+            channels[cid] = (string(body + 4)[0], schemas[sid])
+        elif op == 0x05:  # message: channel, sequence, log time, publish time, data
+            topic, msgtype = channels[struct.unpack_from("<H", buf, body)[0]]
+            yield topic, msgtype, bytes(buf[body + 22:end])
+        elif op == 0x06 and top:  # chunk: times, size, crc, compression, records
+            size, crc = struct.unpack_from("<QI", buf, body + 16)
+            compression, at = string(body + 28)
+            n = struct.unpack_from("<Q", buf, at)[0]
+            if at + 8 + n > end:
+                raise _Damaged("chunk records overrun the chunk")
+            try:
+                inner = decompress(bytes(buf[at + 8:at + 8 + n]), compression, size, crc)
+            except Exception as e:  # rosbags' checksum/size errors and the codecs' own
+                raise _Damaged(f"chunk does not decompress: {_reason(e)}") from None
+            at = 0
+            while at < len(inner):
+                at = yield from self._record(inner, at, len(inner), schemas, channels, top=False)
+        elif op in (0x0F, 0x02) and top:  # data end, footer
+            return None
+        return end
+
+    def messages(self, connections: Sequence[Any]) -> Iterator[tuple[_Connection, int, bytes]]:
+        wanted = {c.topic: c for c in connections}
+        for topic, _, raw in self._records():
+            if topic in wanted:
+                yield wanted[topic], 0, raw
+
+    def deserialize(self, raw: bytes, msgtype: str) -> Any:
+        store = self.typestore if msgtype in self.typestore.fielddefs else self.store
+        return store.deserialize_cdr(raw, msgtype)
+
+    def close(self) -> None:
+        pass
 
 
 def _reason(e: BaseException) -> str:
@@ -262,8 +420,8 @@ class _Converter:
     """Turns the frames of one or more bags into sample folders under `root` (a temp folder)."""
 
     def __init__(self, root: Path, split: str, tasks: Iterable[str], window_s: float, min_active_s: float,
-                 slop_s: float, allow_gaps: bool, progress: bool) -> None:
-        self.root, self.split = root, split
+                 slop_s: float, allow_gaps: bool, progress: bool, salvage_min: float = SALVAGE_MIN) -> None:
+        self.root, self.split, self.salvage_min = root, split, salvage_min
         self.tasks = set(tasks)
         self.window_s, self.min_active_s, self.slop_s = window_s, min_active_s, slop_s
         self.allow_gaps, self.progress = allow_gaps, progress
@@ -275,7 +433,12 @@ class _Converter:
         from tqdm import tqdm
 
         labels: GroundTruthLabels | SidecarLabels = SidecarLabels(annotation) if annotation else GroundTruthLabels()
-        reader = _open_reader(path, store)
+        salvaged: _SalvagedBag | None = None
+        try:
+            reader = _open_reader(path, store)
+        except (ValueError, FileNotFoundError) as err:
+            salvaged, expected = _SalvagedBag.open(path, store, err, self.salvage_min)
+            reader = salvaged
         try:
             wanted = {"color": topics.color, "depth": topics.depth, "camera_info": topics.camera_info,
                       "audio": topics.audio}
@@ -296,6 +459,11 @@ class _Converter:
                 self._stream(path, _messages(reader, path, [by_topic[t] for t in wanted.values()]), role, labels, bar)
         finally:
             reader.close()
+        if salvaged is not None:
+            self.report.salvaged.append({
+                "bag": str(path), "messages_read": salvaged.messages_read,
+                "messages_lost": None if expected is None else expected - salvaged.messages_read,
+                "bytes_unread": salvaged.size - salvaged.readable_bytes, "stopped_at": salvaged.damage})
         self.report.bags += 1
 
     def _stream(self, path: Path, messages: Iterator[tuple[str, Any]], role: dict[str, str],
@@ -457,10 +625,12 @@ class _Converter:
 def convert_bags(bags: Sequence[str | Path], out_dir: str | Path, split: str = "train",
                  tasks: Iterable[str] = TASK_LETTERS, window_s: float = 2.0, min_active_s: float = 0.5,
                  annotations: Sequence[str | Path | None] | None = None, topics: Topics = Topics(),
-                 slop_s: float = 0.02, allow_gaps: bool = False, progress: bool = True) -> ConvertReport:
+                 slop_s: float = 0.02, allow_gaps: bool = False, progress: bool = True,
+                 salvage_min: float = SALVAGE_MIN) -> ConvertReport:
     """Convert bags into OUT/<split> (sample folders + manifests, replacing an existing split).
 
-    `annotations`: one sidecar file (or None: /sim/ground_truth) per bag."""
+    `annotations`: one sidecar file (or None: /sim/ground_truth) per bag. `salvage_min`: see
+    the module docstring (1.0: convert only intact bags)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if not bags:
@@ -477,7 +647,7 @@ def convert_bags(bags: Sequence[str | Path], out_dir: str | Path, split: str = "
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{split}-", dir=out_dir))
     store = jaeger_typestore()
-    conv = _Converter(tmp, split, letters, window_s, min_active_s, slop_s, allow_gaps, progress)
+    conv = _Converter(tmp, split, letters, window_s, min_active_s, slop_s, allow_gaps, progress, salvage_min)
     try:
         for bag, annotation in zip(bags, annotations):
             conv.convert(Path(bag), topics, store, annotation)

@@ -571,7 +571,9 @@ class JaegerNode(LifecycleNode):
     def _admit(self, topic: str, msg: Any) -> bool:
         """False (dropped, counted) for a message stamped more than max_future_s ahead of the
         clock: accepted, it would become the newest frame or the audio stream's head and hold
-        back everything stamped correctly. An audio chunk is judged by its last sample."""
+        back everything stamped correctly. An audio chunk is judged by its last sample. Images
+        older than stale_after_s are dropped here too, each named (the synchroniser would only
+        let them expire)."""
         end = rc.stamp_to_seconds(msg.header.stamp)
         audio = isinstance(msg, FoaAudio)
         if audio and msg.sample_rate > 0:
@@ -580,6 +582,9 @@ class JaegerNode(LifecycleNode):
         if ahead > self.p["max_future_s"]:
             self._drop("audio_future" if audio else "future",
                        f"{topic} stamped {ahead:.3f} s ahead of the clock (max_future_s {self.p['max_future_s']:g})")
+            return False
+        if not audio and -ahead > self.p["stale_after_s"]:
+            self._drop("stale", f"{topic} stamped {-ahead:.2f} s ago (stale_after_s {self.p['stale_after_s']:g})")
             return False
         return True
 
@@ -638,6 +643,7 @@ class JaegerNode(LifecycleNode):
         matcher = self._sync[-1] if self._sync and isinstance(self._sync[-1], ApproximateTimeMatcher) else None
         if matcher is None:
             return
+        matcher.expire(self._now())  # also when no image arrives any more
         total = sum(matcher.dropped)
         if total > self._sync_dropped:
             p = self.p
