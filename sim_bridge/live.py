@@ -354,11 +354,12 @@ def _corridor(a: np.ndarray, b: np.ndarray, half_width: float) -> np.ndarray:
     return np.array([a + n, b + n, b - n, a - n])
 
 
-def party_layout(scene, rng: np.random.Generator, talkers: int, split: str):
+def party_layout(scene, rng: np.random.Generator, talkers: int, split: str, vfov_deg: float):
     """The sampled room with the robot in its middle and `talkers` loudspeakers around it
-    (PARTY_AZIMUTHS_DEG, 1.2-2.5 m away, facing it); furniture in the way of the robot, a
-    loudspeaker or a line of sight is removed. Returns (scene, robot x, y, yaw in map) or None
-    when the loudspeakers do not fit."""
+    (PARTY_AZIMUTHS_DEG, 1.2-2.5 m away, facing it, their acoustic centres inside the vertical
+    field of view of the mast camera, whose pitch is clipped to [-8, 0] deg); furniture in the way
+    of the robot, a loudspeaker or a line of sight is removed. Returns (scene, robot x, y, yaw in
+    map) or None when the loudspeakers do not fit."""
     from dataclasses import replace
 
     from sim_bridge.loudspeakers import make_shape, shape_ids
@@ -366,6 +367,8 @@ def party_layout(scene, rng: np.random.Generator, talkers: int, split: str):
 
     sx, _, sz = scene.room.size
     robot_w = np.array([sx / 2.0, sz / 2.0])  # world x, z
+    pitch = float(np.clip(scene.camera_pitch_deg, -8.0, 0.0))
+    height = float(scene.camera_position[1])
     heading = float(rng.uniform(-np.pi, np.pi))  # map yaw
     shapes = shape_ids(split)
     placed = []
@@ -382,6 +385,10 @@ def party_layout(scene, rng: np.random.Generator, talkers: int, split: str):
             fp = spk.footprint()
             if wall_distance(fp, scene.room) < 0.4 or any(rect_distance(fp, o.footprint()) < 0.6 for o in placed):
                 continue
+            centre = spk.acoustic_center
+            elevation = np.degrees(np.arctan2(centre[1] - height, np.linalg.norm(centre[[0, 2]] - robot_w)))
+            if abs(elevation - pitch) > vfov_deg / 2.0 - 6.0:
+                continue
             placed.append(spk)
             break
         else:
@@ -390,7 +397,8 @@ def party_layout(scene, rng: np.random.Generator, talkers: int, split: str):
     keep_clear = [robot] + [s.footprint() for s in placed] + \
         [_corridor(robot_w, s.acoustic_center[[0, 2]], 0.3) for s in placed]
     furniture = [f for f in scene.furniture if all(rect_distance(f.footprint(), c) > 0.15 for c in keep_clear)]
-    return replace(scene, loudspeakers=placed, furniture=furniture), robot_w[1], robot_w[0], heading
+    return (replace(scene, loudspeakers=placed, furniture=furniture, camera_pitch_deg=pitch),
+            robot_w[1], robot_w[0], heading)
 
 
 class PartyWorld(LiveWorld):
@@ -426,7 +434,8 @@ class PartyWorld(LiveWorld):
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, k, 0xBA27])
         for _ in range(30):
-            layout = party_layout(sample_scene(rng, cfg.split, 1, self.intrinsics), rng, cfg.talkers, cfg.split)
+            layout = party_layout(sample_scene(rng, cfg.split, 1, self.intrinsics), rng, cfg.talkers, cfg.split,
+                                  self.intrinsics.vfov_deg)
             if layout is not None:
                 break
         else:
@@ -436,7 +445,7 @@ class PartyWorld(LiveWorld):
                          np.random.default_rng([cfg.seed, 13]), x, y, yaw)
         self._scene0 = scene
         self._mast_height = float(scene.camera_position[1])
-        self._mast_pitch = float(np.clip(scene.camera_pitch_deg, -8.0, 0.0))
+        self._mast_pitch = float(scene.camera_pitch_deg)
         genders = ["male", "female"] * cfg.talkers
         first = int(rng.integers(2))
         voices = []
