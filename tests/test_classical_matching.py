@@ -7,7 +7,7 @@ from jaeger_ros.core.geometry import Box3D, direction_from_azel
 
 
 def _boxes_given_unsorted() -> list[Box3D]:
-    # given in the order centre, right, left: labels must come from x, not list order
+    # given in the order centre, right, left: labels must come from azimuth, not list order
     return [Box3D([0.0, -1.0, -3.0], [0.35, 0.7, 0.35]), Box3D([1.2, -1.0, -3.2], [0.35, 0.7, 0.35]),
             Box3D([-1.1, -0.9, -2.6], [0.35, 0.7, 0.35])]
 
@@ -41,13 +41,23 @@ def test_confidence_falls_as_the_direction_becomes_ambiguous():
 def test_every_candidate_count_gets_a_positional_label():
     boxes = _boxes_given_unsorted()
     assert match_speaker(boxes[0].center, boxes[:1]).label == "Center"
-    # five boxes in a row, given right to left: the label follows x, not the list order
+    # five boxes in a row, given right to left: the label follows azimuth, not the list order
     row = [Box3D([x, -1.0, -3.0], [0.3, 0.7, 0.3]) for x in (1.6, 0.8, 0.0, -0.8, -1.6)]
     labels = [match_speaker(b.center, row).label for b in row]
     assert labels == ["Right", "Right 2", "Center", "Left 2", "Left"]
     four = row[:4]
     assert [match_speaker(b.center, four).rank for b in four] == [3, 2, 1, 0]
     assert [match_speaker(b.center, four).label for b in four] == ["Right", "Right 2", "Left 2", "Left"]
+
+
+def test_labels_follow_azimuth_where_centre_x_disagrees():
+    # near box 0.5 m left at 1 m (27 deg left), far box 0.8 m left at 3 m (15 deg left):
+    # x calls the far one leftmost, the release's azimuth order the near one
+    near, far = Box3D([-0.5, -1.0, -1.0], [0.3, 0.7, 0.3]), Box3D([-0.8, -1.0, -3.0], [0.3, 0.7, 0.3])
+    for boxes in ([near, far], [far, near]):
+        got = {id(b): match_speaker(b.center, boxes) for b in boxes}
+        assert (got[id(near)].rank, got[id(near)].label) == (0, "Left")
+        assert (got[id(far)].rank, got[id(far)].label) == (1, "Right")
 
 
 def test_bad_input_is_rejected():

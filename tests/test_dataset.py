@@ -40,11 +40,13 @@ def test_answers_agree_with_geometry_and_files(dataset):
     for letter, entry, folder in iter_entries(root, "test"):
         sample = load_sample(folder)
         boxes = sample.boxes()
-        assert [b.center[0] for b in boxes] == sorted(b.center[0] for b in boxes)  # ids left to right
+        assert answers.azimuth_order(boxes) == list(range(len(boxes)))  # ids left to right by azimuth
         if letter in "AB":
             gender = entry.target_gender
             src = next(s for s in sample.sources() if s["gender"] == gender)
             doa = answers.parse_doa(entry.text)
+            box = boxes[src["loudspeaker"]]
+            np.testing.assert_allclose(src["direction"], box.center / np.linalg.norm(box.center), atol=1e-9)
             az, el = azel_from_direction(np.array(src["direction"]))
             assert wrapped_azimuth_error(doa.azimuth, az) <= 0.5 and abs(doa.elevation - el) <= 0.5
             assert -45 <= doa.azimuth <= 45  # sources are in view

@@ -23,6 +23,7 @@ from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import Image
 from tf2_msgs.msg import TFMessage
 
+from jaeger_ros.core.answers import azimuth_order
 from jaeger_ros.msg import SimGroundTruth
 from sim_bridge.live import MAP_FROM_WORLD
 
@@ -149,9 +150,8 @@ def test_boxes_from_ground_truth_reach_their_place_in_map_through_tf(recorded):
 
 
 def _left_to_right(scene) -> list[int]:
-    """Loudspeaker indices in the order of the ground-truth boxes (by camera-frame centre x)."""
-    boxes = scene.loudspeaker_boxes_camera()
-    return sorted(range(len(boxes)), key=lambda i: boxes[i].center[0])
+    """Loudspeaker indices in the order of the ground-truth boxes (left to right by azimuth)."""
+    return azimuth_order(scene.loudspeaker_boxes_camera())
 
 
 def test_rviz_config_shows_the_tree_camera_and_markers_in_map():

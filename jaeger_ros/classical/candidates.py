@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from jaeger_ros.core.answers import azimuth_order
 from jaeger_ros.core.geometry import Box3D, Intrinsics, backproject
 
 CELL_M = 0.04
@@ -99,7 +100,8 @@ def _remove_walls(points: np.ndarray, up: np.ndarray, rng: np.random.Generator,
 
 def boxes_from_depth(depth: np.ndarray, intrinsics: Intrinsics, stride: int = 3,
                      seed: int = 0) -> list[Box3D]:
-    """Loudspeaker-sized objects standing on the floor, as camera-frame boxes, left to right."""
+    """Loudspeaker-sized objects standing on the floor, as camera-frame boxes, left to right
+    (descending azimuth, the bbox-id order of the release)."""
     d = np.asarray(depth, dtype=np.float32)
     if d.ndim != 2 or d.size == 0:
         raise ValueError(f"depth must be a non-empty 2-D image, got shape {d.shape}")
@@ -147,4 +149,4 @@ def boxes_from_depth(depth: np.ndarray, intrinsics: Intrinsics, stride: int = 3,
         corners = (corners_floor[:, 0:1] * right + (corners_floor[:, 1:2] - offset) * up
                    + corners_floor[:, 2:3] * fwd)
         boxes.append(Box3D.from_points(corners))
-    return sorted(boxes, key=lambda box: box.center[0])
+    return [boxes[i] for i in azimuth_order(boxes)]

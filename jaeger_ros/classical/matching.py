@@ -14,7 +14,7 @@ TEMPERATURE_DEG = 3.0
 
 @dataclass(frozen=True)
 class MatchResult:
-    """index: into the boxes as given; rank: among them sorted by centre x (0 = leftmost);
+    """index: into the boxes as given; rank: among them left to right by azimuth (0 = leftmost);
     label: answers.match_label of the rank (the official Left/Center/Right for 2-3 candidates,
     "Center" for one, "Left k"/"Right k" inside larger rows);
     confidence: softmax probability of the chosen box over angular distances."""
@@ -57,6 +57,5 @@ def match_speaker(direction_cam: np.ndarray, boxes: list[Box3D]) -> MatchResult:
     logits = -angles / TEMPERATURE_DEG
     probs = np.exp(logits - logits.max())
     probs /= probs.sum()
-    order = np.argsort([b.center[0] for b in boxes], kind="stable")
-    rank = int(np.flatnonzero(order == best)[0])
+    rank = answers.azimuth_order(boxes).index(best)
     return MatchResult(best, rank, answers.match_label(rank, len(boxes)), float(probs[best]), tuple(float(a) for a in angles))

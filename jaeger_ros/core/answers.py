@@ -261,8 +261,23 @@ def _extract_boxes(text: str, units: BoxUnits) -> list[Box3D] | None:
 # ----------------------------------------------------------------------------- matching
 
 
+def box_azimuth_deg(box_or_center: Box3D | Sequence[float]) -> float:
+    """Azimuth (degrees, positive left) of a box centre seen from the camera origin,
+    az = atan2(-x, -z) in the camera frame (x right, y up, z backward)."""
+    c = box_or_center.center if isinstance(box_or_center, Box3D) else np.asarray(box_or_center, dtype=float)
+    return float(np.degrees(np.arctan2(-c[0], -c[2])))
+
+
+def azimuth_order(boxes: Sequence[Box3D] | Sequence[Sequence[float]]) -> list[int]:
+    """Indices of `boxes` (or box centres) left to right: by descending centre azimuth, the
+    order of the release's bbox ids and of Left/Center/Right (centre x disagrees with it when
+    boxes lie at different depths). Equal azimuths keep their given order."""
+    az = [box_azimuth_deg(b) for b in boxes]
+    return sorted(range(len(az)), key=lambda i: -az[i])
+
+
 def match_label(rank: int, n_candidates: int) -> str:
-    """Label of the candidate at ``rank`` (0 = leftmost, candidates sorted by centre x).
+    """Label of the candidate at ``rank`` (0 = leftmost, candidates in :func:`azimuth_order`).
 
     One rule for every candidate count n >= 1, chosen so that 2 and 3 candidates give exactly
     the official labels (Left/Right, Left/Center/Right) that the manifests hold:

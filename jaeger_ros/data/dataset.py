@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
+import soundfile as sf
 from PIL import Image
 
 from jaeger_ros.core import answers
@@ -33,6 +34,10 @@ from jaeger_ros.core import foa as foa_io
 from jaeger_ros.core.geometry import Box3D, Intrinsics, azel_from_direction
 
 TASK_LETTERS = ("A", "B", "C", "D", "E")
+STARSS23 = "starss23"
+MANIFEST_KEYS = (*TASK_LETTERS, STARSS23)
+"""Manifest files of a split: one per task letter, and the real-data DoA set (task A's
+question on STARSS23 recordings, answers with one decimal)."""
 SPLITS = ("train", "val", "test")
 DEPTH_PNG_MAX_M = 10.0  # official 8-bit depth: d = px / 255 * 10 m
 DEFAULT_RESOLUTION = (672, 378)  # the model's input resolution in the reference
@@ -114,13 +119,12 @@ def write_manifest(path: str | Path, entries: Iterable[ManifestEntry]) -> None:
 
 
 def find_manifests(data_dir: str | Path, split: str) -> dict[str, Path]:
-    """Letter -> manifest file of a generated split (those present)."""
+    """Manifest key (letter or "starss23") -> manifest file of a split (those present)."""
     folder = Path(data_dir) / split / "manifests"
     if not folder.is_dir():
         raise FileNotFoundError(f"no manifests for split {split!r} in {data_dir} "
                                 f"(expected {folder})")
-    return {letter: folder / f"{letter}.json" for letter in TASK_LETTERS
-            if (folder / f"{letter}.json").is_file()}
+    return {key: folder / f"{key}.json" for key in MANIFEST_KEYS if (folder / f"{key}.json").is_file()}
 
 
 def resolve_sample_path(data_dir: str | Path, entry: ManifestEntry) -> Path:
@@ -135,6 +139,10 @@ MAX_IMAGE_PIXELS = 64_000_000
 before any pixel is decoded, so a crafted or corrupt file cannot exhaust memory."""
 
 
+NOT_FOUND = "file not found"
+FOLDER_NOT_FOUND = "sample folder not found"
+
+
 class SampleError(ValueError):
     """A sample folder that cannot be read; the one-line message names the file and why."""
 
@@ -142,6 +150,11 @@ class SampleError(ValueError):
         super().__init__(f"{path}: {why}")
         self.path = str(path)
         self.why = why
+
+    @property
+    def missing(self) -> bool:
+        """The file or folder does not exist (as opposed to existing but unreadable)."""
+        return self.why in (NOT_FOUND, FOLDER_NOT_FOUND)
 
 
 def one_line(err: BaseException) -> str:
@@ -154,7 +167,7 @@ def read_image(path: str | Path, mode: str | None = None) -> np.ndarray:
     undecodable or over MAX_IMAGE_PIXELS (checked from the header, before decoding)."""
     p = Path(path)
     if not p.is_file():
-        raise SampleError(p, "file not found")
+        raise SampleError(p, NOT_FOUND)
     try:
         with warnings.catch_warnings():  # the size is checked here, below PIL's warning threshold
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -175,15 +188,18 @@ class Sample:
     """Lazy view of one sample folder (ours or an official SpatialSceneQA one).
 
     Official folders carry no order/normalisation metadata; pass `foa_order` and
-    `foa_normalization` to say what they hold (default: AmbiX, ACN/SN3D). Every reader
-    raises SampleError naming the file it could not use.
+    `foa_normalization` to say what they hold (default: AmbiX, ACN/SN3D), or import them
+    (jaeger_ros.data.official), which declares both in a metadata.json of ours. A metadata
+    ``"foa": {"mono": "tile"}`` makes a one-channel foa_ls.wav four identical channels (the
+    official loader's handling of mono STARSS23 files). Every reader raises SampleError
+    naming the file it could not use.
     """
 
     def __init__(self, folder: str | Path, foa_order: str | None = None,
                  foa_normalization: str | None = None) -> None:
         self.folder = Path(folder)
         if not self.folder.is_dir():
-            raise SampleError(self.folder, "sample folder not found")
+            raise SampleError(self.folder, FOLDER_NOT_FOUND)
         self.metadata_path = self.folder / "metadata.json"
         self.metadata: dict[str, Any] = self._read_metadata()
         declared = self.metadata.get("foa", {})
@@ -192,6 +208,7 @@ class Sample:
         self.foa_order = foa_order or declared.get("channel_order", foa_io.DEFAULT_ORDER)
         self.foa_normalization = (foa_normalization
                                   or declared.get("normalization", foa_io.DEFAULT_NORMALIZATION))
+        self.foa_mono = declared.get("mono")
 
     def _read_metadata(self) -> dict[str, Any]:
         if not self.metadata_path.is_file():
@@ -209,15 +226,27 @@ class Sample:
 
     @property
     def sample_rate(self) -> int:
-        rate = self.metadata.get("sample_rate", foa_io.SAMPLE_RATE)
+        """The rate metadata.json declares; without one, that of foa_ls.wav (16 kHz if absent)."""
+        if "sample_rate" not in self.metadata:
+            return self._file_rate() or foa_io.SAMPLE_RATE
+        rate = self.metadata["sample_rate"]
         if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not rate > 0:
             raise SampleError(self.metadata_path, f"sample_rate must be a positive number, got {rate!r}")
         return int(rate)
 
+    def _file_rate(self) -> int | None:
+        path = self.folder / "foa_ls.wav"
+        try:
+            return int(sf.info(str(path)).samplerate) if path.is_file() else None
+        except (OSError, RuntimeError) as e:  # soundfile's errors are RuntimeErrors
+            raise SampleError(path, one_line(e).removeprefix(f"{path}: ")) from None
+
     @cached_property
     def intrinsics(self) -> Intrinsics:
+        """Declared in metadata.json, else the release's camera: 90 deg hfov, square pixels,
+        at the depth image's size (the image the geometry is computed from)."""
         if "intrinsics" not in self.metadata:
-            h, w = self.rgb().shape[:2]
+            h, w = self.depth().shape[:2]
             return Intrinsics.from_hfov(w, h, 90.0)
         try:
             intr = Intrinsics.from_dict(self.metadata["intrinsics"])
@@ -252,19 +281,27 @@ class Sample:
         """(4, N) float32 in ACN/SN3D whatever the file holds."""
         path = self.folder / "foa_ls.wav"
         try:
-            data, rate = foa_io.read_foa_wav(path)
-            if rate != self.sample_rate:
+            if self.foa_mono == "tile":
+                if not path.is_file():
+                    raise FileNotFoundError(path)
+                data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+                data = np.ascontiguousarray(np.tile(data.T, (4, 1)) if data.shape[1] == 1 else data.T)
+                if data.shape[0] != 4:
+                    raise ValueError(f"expected 1 or 4 channels, found {data.shape[0]}")
+            else:
+                data, rate = foa_io.read_foa_wav(path)
+            if "sample_rate" in self.metadata and rate != self.sample_rate:
                 raise ValueError(f"{rate} Hz, metadata says {self.sample_rate}")
             return foa_io.convert(data, self.foa_order, self.foa_normalization)
         except SampleError:
             raise
         except FileNotFoundError:
-            raise SampleError(path, "file not found") from None
+            raise SampleError(path, NOT_FOUND) from None
         except (OSError, RuntimeError, ValueError) as e:  # soundfile's errors are RuntimeErrors
             raise SampleError(path, one_line(e).removeprefix(f"{path}: ")) from None
 
     def boxes(self) -> list[Box3D]:
-        """Loudspeaker boxes in the camera frame, bbox-id order (left to right)."""
+        """Loudspeaker boxes in the camera frame, bbox-id order (left to right by azimuth)."""
         try:
             return [Box3D(b["center"], b["size"], b.get("label", "speaker"))
                     for b in self.metadata.get("boxes", [])]
@@ -282,12 +319,32 @@ def load_sample(folder: str | Path, foa_order: str | None = None,
 
 def iter_entries(data_dir: str | Path, split: str,
                  tasks: Iterable[str] | None = None) -> Iterator[tuple[str, ManifestEntry, Path]]:
-    """(letter, entry, sample folder) over a generated split's manifests."""
+    """(letter, entry, sample folder) over a split's manifests. `tasks`: manifest keys (default:
+    the letters A-E; "starss23" only when asked for, its entries come as task A)."""
     wanted = set(tasks) if tasks else set(TASK_LETTERS)
-    for letter, path in find_manifests(data_dir, split).items():
-        if letter in wanted:
+    for key, path in find_manifests(data_dir, split).items():
+        if key in wanted:
             for entry in read_manifest(path):
-                yield letter, entry, resolve_sample_path(data_dir, entry)
+                yield entry.letter if key == STARSS23 else key, entry, resolve_sample_path(data_dir, entry)
+
+
+def sample_problem(folder: str | Path, letter: str) -> SampleError | None:
+    """Why the files task `letter` needs in `folder` cannot be used (None when they can):
+    the FOA for A/B/D/E, RGB-D and the boxes' metadata for C/D/E, fully read and decoded."""
+    try:
+        sample = load_sample(folder)
+        if letter in "ABDE":
+            sample.foa()
+        if letter in "CDE":
+            depth, intr = sample.depth(), sample.intrinsics
+            sample.rgb()
+            sample.boxes()
+            if depth.shape != (intr.height, intr.width):
+                raise SampleError(folder, f"depth {depth.shape[1]}x{depth.shape[0]} does not match the "
+                                          f"intrinsics' {intr.width}x{intr.height}")
+    except SampleError as e:
+        return e
+    return None
 
 
 # --------------------------------------------------------------------------- generation
@@ -339,12 +396,14 @@ def _check_tasks(tasks: Iterable[str]) -> tuple[str, ...]:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(split: str, seed: int, speech_dir: str | None, resolution: tuple[int, int]) -> None:
+def _init_worker(split: str, seed: int, speech_dir: str | None, resolution: tuple[int, int],
+                 conditions: str = "realistic") -> None:
     from sim_bridge.speech import SpeechBank
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _WORKER["bank"] = SpeechBank(split, seed, speech_dir=speech_dir)
     _WORKER["intrinsics"] = Intrinsics.from_hfov(resolution[0], resolution[1], 90.0)
+    _WORKER["conditions"] = conditions
 
 
 def _num_loudspeakers(family: str, rng: np.random.Generator) -> int:
@@ -355,7 +414,8 @@ def _num_loudspeakers(family: str, rng: np.random.Generator) -> int:
 
 def _make_sample(job: _Job, out_split_dir: str) -> list[tuple[str, dict[str, Any]]]:
     """Simulate, render and write one folder; return (letter, manifest dict) pairs."""
-    from sim_bridge.acoustics import convolve_foa, foa_rir, mix_sources
+    from sim_bridge import conditions as sensing
+    from sim_bridge.acoustics import Directivity, convolve_foa, foa_rir, mix_sources
     from sim_bridge.render import render
     from sim_bridge.scene import sample_scene
 
@@ -365,9 +425,11 @@ def _make_sample(job: _Job, out_split_dir: str) -> list[tuple[str, dict[str, Any
     scene = sample_scene(rng, job.split, _num_loudspeakers(job.family, rng), intr,
                          scene_id=f"{job.split}/{job.name}")
     frame = render(scene, intr)
+    crng = np.random.default_rng([job.seed, 0xC0DE])  # conditions draw apart: clean scenes stay as they were
+    cond = sensing.draw(_WORKER["conditions"], crng)
 
     boxes = scene.loudspeaker_boxes_camera()
-    order = sorted(range(len(boxes)), key=lambda i: boxes[i].center[0])  # bbox ids left to right
+    order = answers.azimuth_order(boxes)  # bbox ids left to right (descending azimuth, as the release)
     rank_of = {spk: rank for rank, spk in enumerate(order)}
 
     if job.family == "dual":
@@ -383,29 +445,36 @@ def _make_sample(job: _Job, out_split_dir: str) -> list[tuple[str, dict[str, Any
     wet, sources = [], []
     for spk, gender in zip(talkers, genders):
         spk = int(spk)
+        directivity = (Directivity(sensing.loudspeaker_facing(scene.loudspeakers[spk].yaw_deg))
+                       if cond.directivity else None)
         rir = foa_rir(scene.room, scene.loudspeakers[spk].acoustic_center, scene.camera_position,
-                      camera_rot, foa_io.SAMPLE_RATE, rng=rng)
+                      camera_rot, foa_io.SAMPLE_RATE, rng=rng, directivity=directivity, capsules=cond.capsules)
         ir_name = f"ir_{gender}.npy" if job.family == "dual" else "ir.npy"
         np.save(folder / ir_name, rir.astype(np.float32))
-        wet.append(convolve_foa(bank.utterance(gender, rng), rir))
-        direction = scene.source_direction_camera(spk)
+        dry, voice = bank.utterance_with_info(gender, rng)
+        wet.append(convolve_foa(dry, rir))
+        # The sound comes from the driver; the label points at the box centre, as the release's do.
+        direction = boxes[spk].center / np.linalg.norm(boxes[spk].center)
         az, el = azel_from_direction(direction)
         sources.append({"gender": gender, "azimuth_deg": float(az), "elevation_deg": float(el),
                         "direction": [float(v) for v in direction],
-                        "distance_m": float(np.linalg.norm(
-                            np.asarray(scene.loudspeakers[spk].acoustic_center) - scene.camera_position)),
-                        "loudspeaker": rank_of[spk], "ir_file": ir_name})
+                        "distance_m": float(np.linalg.norm(boxes[spk].center)),
+                        "loudspeaker": rank_of[spk], "ir_file": ir_name, "voice": voice,
+                        "off_axis_deg": _off_axis_deg(scene, spk)})
     mix = mix_sources(wet)
+    mix, cond = sensing.apply_audio(mix, cond, scene, crng, bank.utterance, lambda pos: foa_rir(
+        scene.room, pos, scene.camera_position, camera_rot, foa_io.SAMPLE_RATE, rng=crng, capsules=cond.capsules))
     peak = float(np.max(np.abs(mix)))
     if peak > 0:
         mix = mix * (0.5 / peak)  # one gain for all channels keeps the spatial cues
     foa_io.write_foa_wav(folder / "foa_ls.wav", mix.astype(np.float32), foa_io.SAMPLE_RATE)
 
-    Image.fromarray(frame.rgb).save(folder / "rgb.png")
-    depth = np.nan_to_num(frame.depth, nan=0.0, posinf=0.0)
+    Image.fromarray(sensing.degrade_rgb(frame.rgb, cond, crng)).save(folder / "rgb.png")
+    depth = sensing.degrade_depth(np.nan_to_num(frame.depth, nan=0.0, posinf=0.0), frame.rgb, cond, crng)
     Image.fromarray(np.clip(np.round(depth / DEPTH_PNG_MAX_M * 255.0), 0, 255).astype(np.uint8)).save(
         folder / "depth.png")
-    Image.fromarray(np.clip(np.round(depth * 1000.0), 0, 65535).astype(np.uint16)).save(folder / "depth_mm.png")
+    if not cond.depth_8bit:  # release-like: only the 8-bit depth
+        Image.fromarray(np.clip(np.round(depth * 1000.0), 0, 65535).astype(np.uint16)).save(folder / "depth_mm.png")
     mask = np.zeros_like(frame.instance, dtype=np.uint8)  # bbox id + 1, 0 = background
     for spk, rank in rank_of.items():
         mask[frame.instance == spk + 1] = rank + 1
@@ -427,10 +496,20 @@ def _make_sample(job: _Job, out_split_dir: str) -> list[tuple[str, dict[str, Any
                   for r, b in enumerate(sorted_boxes)],
         "sources": sources,
         "rt60_sabine_s": scene.room.sabine_rt60(),
+        "conditions": cond.to_dict(),
         "scene": scene.to_dict(),
     }
     (folder / "metadata.json").write_text(json.dumps(metadata, indent=1))
     return _manifest_entries(job, sorted_boxes, sources)
+
+
+def _off_axis_deg(scene: Any, spk: int) -> float:
+    """Angle (deg) between loudspeaker spk's facing and the direction to the camera."""
+    from sim_bridge.conditions import loudspeaker_facing
+
+    to_cam = np.asarray(scene.camera_position) - np.asarray(scene.loudspeakers[spk].acoustic_center)
+    cos = loudspeaker_facing(scene.loudspeakers[spk].yaw_deg) @ to_cam / np.linalg.norm(to_cam)
+    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
 
 
 def _manifest_entries(job: _Job, boxes: list[Box3D],
@@ -557,13 +636,14 @@ def generate(out_dir: str | Path, split: str, num: int, seed: int = 0,
              tasks: Iterable[str] = TASK_LETTERS, workers: int = 1,
              speech_dir: str | Path | None = None,
              resolution: tuple[int, int] = DEFAULT_RESOLUTION, progress: bool = True,
-             overwrite: bool = False) -> dict[str, int]:
+             overwrite: bool = False, conditions: str = "realistic") -> dict[str, int]:
     """Write `num` entries per requested task for one split; returns entries per task.
 
     The split is written to a temporary folder beside its destination and moved in when
     complete, so a failure never leaves a half-written split behind; temporary folders of
     killed runs are removed. A non-empty split is refused unless `overwrite`, which replaces
     only the task folders and manifests the generator wrote, never other files.
+    `conditions`: a sim_bridge.conditions preset (clean, realistic, hard, diffuse@SNR).
     """
     from tqdm import tqdm
 
@@ -574,7 +654,10 @@ def generate(out_dir: str | Path, split: str, num: int, seed: int = 0,
     _check_destination(final, {job.name for job in jobs}, overwrite)
     _remove_stale_temps(out_dir, split)
     tmp = Path(tempfile.mkdtemp(prefix=f"{_temp_prefix(split)}{os.getpid()}-", dir=out_dir))
-    init_args = (split, seed, str(speech_dir) if speech_dir else None, tuple(resolution))
+    from sim_bridge.conditions import preset
+
+    preset(conditions)  # an unknown preset fails before any work
+    init_args = (split, seed, str(speech_dir) if speech_dir else None, tuple(resolution), conditions)
     per_task: dict[str, list[ManifestEntry]] = {t: [] for t in _check_tasks(tasks)}
     try:
         work = [(job, str(tmp)) for job in jobs]

@@ -4,6 +4,15 @@ A method answers in the official strings; answers are parsed leniently and score
 official metrics, so the classical baseline and the model are judged the same way. A sample
 the method fails on counts as unparsed (worst case); a sample whose files cannot be read
 (missing, truncated, malformed) is skipped, and the report lists it with the reason.
+
+Beside our figures, report.json carries the official headline (``official``): DoA as the
+great-circle mean and median over the parsed outputs with the parse failures counted, as the
+official merge script computes it; grounding and matching as ours (which follow the official
+scorers), E also by the target's gender. predictions.jsonl holds every scored item (path,
+task, prompt, raw text, parsed values, target), and official/ the same items as the shard
+files the official merge scripts read (eval_results_rank_0.json, av_results_rank_0.json,
+visual_results_rank_0.json; grounding predictions in integer centimetres, as their scorer
+divides by 100).
 """
 from __future__ import annotations
 
@@ -16,15 +25,19 @@ import numpy as np
 
 from jaeger_ros.core import answers
 from jaeger_ros.core import metrics
-from jaeger_ros.data.dataset import ManifestEntry, Sample, SampleError, find_manifests, load_sample, \
-    read_manifest, resolve_sample_path
-from jaeger_ros.core.geometry import box_iou_3d, wrapped_azimuth_error
+from jaeger_ros.data.dataset import STARSS23, TASK_LETTERS, ManifestEntry, Sample, find_manifests, load_sample, \
+    read_manifest, resolve_sample_path, sample_problem
+from jaeger_ros.core.geometry import box_iou_3d, great_circle_deg, wrapped_azimuth_error
 
-_COLUMNS = (("DoA single az", "A", "az_median", "{:.2f}°"), ("el", "A", "el_median", "{:.2f}°"),
-            ("gc", "A", "gc_median", "{:.2f}°"), ("DoA overlap az", "B", "az_median", "{:.2f}°"),
-            ("el", "B", "el_median", "{:.2f}°"), ("gc", "B", "gc_median", "{:.2f}°"),
+# The DoA columns the paper's figures stand beside are the official headline, the great-circle
+# mean over parsed outputs (gc mean*); its median and the parse failures follow it.
+_COLUMNS = (("DoA single gc mean*", "A", "gc_mean_parsed", "{:.2f}°"), ("median*", "A", "gc_median_parsed", "{:.2f}°"),
+            ("unparsed", "A", "n_unparsed", "{:d}"),
+            ("DoA overlap gc mean*", "B", "gc_mean_parsed", "{:.2f}°"), ("median*", "B", "gc_median_parsed", "{:.2f}°"),
+            ("unparsed", "B", "n_unparsed", "{:d}"),
             ("3D IoU", "C", "iou_mean", "{:.2f}"), ("offset (m)", "C", "offset_mean", "{:.2f}"),
             ("match 1-spk %", "D", "accuracy", "{:.1f}"), ("match 2-spk %", "E", "accuracy", "{:.1f}"))
+_OFFICIAL_DOA_TASK = {"A": "spatial_doa", "B": "multi_spatial_doa", STARSS23: "starss23"}
 
 
 class Method(Protocol):
@@ -39,29 +52,37 @@ class _TaskItems:
     predictions: list[str | None] = field(default_factory=list)
     truths: list[str] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
+    entries: list[ManifestEntry] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+
+
+def method_task(key: str) -> str:
+    """The task a method answers for a manifest key: STARSS23 asks task A's question."""
+    return "A" if key == STARSS23 else key
 
 
 def evaluate(method: Method, data_dir: str | Path, split: str = "test", tasks: Iterable[str] | None = None,
              out_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Report {"method", "data", "split", "tasks": {letter: summary}, "skipped": [...]} (see
-    metrics.summarise). Entries whose manifest or sample files cannot be read are skipped and
-    listed ({"task", "path", "error"}, the error naming the file); ValueError when nothing
-    could be scored."""
+    """Report {"method", "data", "split", "tasks": {key: summary}, "official": {key: headline},
+    "skipped": [...]} (see metrics.summarise and the module docstring). `tasks`: manifest keys,
+    letters A-E or "starss23" (default: all the method answers, STARSS23 with A). Entries whose
+    manifest or sample files cannot be read are skipped and listed ({"task", "path", "error"},
+    the error naming the file); ValueError when nothing could be scored."""
     from tqdm import tqdm
 
-    wanted = (set(tasks) if tasks else set(method.tasks)) & set(method.tasks)
+    answered = set(method.tasks) | ({STARSS23} if "A" in method.tasks else set())
+    wanted = (set(tasks) if tasks else answered) & answered
     entries, skipped = _entries(data_dir, split, wanted)
     if not entries and not skipped:
         raise ValueError(f"no entries for tasks {sorted(wanted)} in {data_dir}/{split}")
     items: dict[str, _TaskItems] = {}
     readable: dict[tuple[Path, str], str | None] = {}
-    for letter, entry, folder in tqdm(entries, desc=f"eval {method.name}", unit="item", disable=not progress):
-        problem = _unreadable(folder, letter, readable)
+    for key, entry, folder in tqdm(entries, desc=f"eval {method.name}", unit="item", disable=not progress):
+        problem = _unreadable(folder, method_task(key), readable)
         if problem is not None:
-            skipped.append({"task": letter, "path": entry.path, "error": problem})
+            skipped.append({"task": key, "path": entry.path, "error": problem})
             continue
-        it = items.setdefault(letter, _TaskItems())
+        it = items.setdefault(key, _TaskItems())
         try:
             prediction: str | None = method.answer(load_sample(folder), entry)
         except (ValueError, RuntimeError) as e:  # reported, counted as unparsed
@@ -70,59 +91,68 @@ def evaluate(method: Method, data_dir: str | Path, split: str = "test", tasks: I
         it.predictions.append(prediction)
         it.truths.append(entry.text)
         it.paths.append(entry.path)
+        it.entries.append(entry)
     if not items:
         first = skipped[0]["error"] if skipped else "no entries"
         raise ValueError(f"nothing could be scored in {data_dir}/{split}: {len(skipped)} entries skipped "
                          f"(first: {first})")
     report: dict[str, Any] = {"method": method.name, "data": str(data_dir), "split": split, "tasks": {},
-                              "skipped": skipped}
-    for letter in sorted(items):
-        it = items[letter]
-        summary = metrics.summarise(letter, it.predictions, it.truths)
+                              "official": {}, "skipped": skipped}
+    for key in sorted(items):
+        it = items[key]
+        summary = metrics.summarise(key, it.predictions, it.truths)
         summary["n_failed"] = len(it.errors)
-        report["tasks"][letter] = summary
+        if key == "E":
+            summary["by_gender"] = {
+                g: metrics.summarise(key, [p for p, e in zip(it.predictions, it.entries) if e.target_gender == g],
+                                     [t for t, e in zip(it.truths, it.entries) if e.target_gender == g])
+                for g in answers.GENDERS if any(e.target_gender == g for e in it.entries)}
+        report["tasks"][key] = summary
+        report["official"][key] = official_headline(key, summary)
     if out_dir is not None:
         _write_report(report, items, Path(out_dir))
     return report
 
 
-def _entries(data_dir: str | Path, split: str, letters: set[str]
+def official_headline(key: str, summary: dict[str, Any]) -> dict[str, Any]:
+    """The figure the official scorers report for a task, from our summary: DoA great-circle
+    mean/median over parsed outputs + parse failures; grounding IoU and offset; accuracy."""
+    if answers.ANSWER_KIND[answers.task_key(key)] == "doa":
+        return {"gc_mean": summary["gc_mean_parsed"], "gc_median": summary["gc_median_parsed"],
+                "n_parsed": summary["n"] - summary["n_unparsed"], "n_unparsed": summary["n_unparsed"]}
+    if key == "C":
+        return {k: summary[k] for k in ("iou_mean", "iou_median", "offset_mean", "offset_median", "n", "n_missing")}
+    out = {"accuracy": summary["accuracy"], "n": summary["n"]}
+    if "by_gender" in summary:
+        out["by_gender"] = {g: s["accuracy"] for g, s in summary["by_gender"].items()}
+    return out
+
+
+def _entries(data_dir: str | Path, split: str, keys: set[str]
              ) -> tuple[list[tuple[str, ManifestEntry, Path]], list[dict[str, str]]]:
-    """(letter, entry, folder) of every readable manifest, and a skip record per unreadable one."""
+    """(manifest key, entry, folder) of every readable manifest, and a skip record per unreadable one."""
     entries, skipped = [], []
-    for letter, path in find_manifests(data_dir, split).items():
-        if letter not in letters:
+    for key, path in find_manifests(data_dir, split).items():
+        if key not in keys:
             continue
         try:
             manifest = read_manifest(path)
         except ValueError as e:
-            skipped.append({"task": letter, "path": str(path), "error": str(e)})
+            skipped.append({"task": key, "path": str(path), "error": str(e)})
             continue
-        entries += [(letter, e, resolve_sample_path(data_dir, e)) for e in manifest]
+        entries += [(key, e, resolve_sample_path(data_dir, e)) for e in manifest]
     return entries, skipped
 
 
 def _unreadable(folder: Path, letter: str, seen: dict[tuple[Path, str], str | None]) -> str | None:
-    """Why the files a task needs in `folder` cannot be read (None when they can); each folder
-    and modality is read once."""
-    needs = [m for m, tasks in (("audio", "ABDE"), ("vision", "CDE")) if letter in tasks]
-    for modality in needs:
+    """Why the files task `letter` needs in `folder` cannot be read (None when they can); each
+    folder and modality is read once."""
+    needs = [(m, probe) for m, tasks, probe in (("audio", "ABDE", "A"), ("vision", "CDE", "C")) if letter in tasks]
+    for modality, probe in needs:
         key = (folder, modality)
         if key not in seen:
-            try:
-                sample = load_sample(folder)
-                if modality == "audio":
-                    sample.foa()
-                else:
-                    depth, intr = sample.depth(), sample.intrinsics
-                    sample.rgb()
-                    sample.boxes()
-                    if depth.shape != (intr.height, intr.width):
-                        raise SampleError(folder, f"depth {depth.shape[1]}x{depth.shape[0]} does not match the "
-                                                  f"intrinsics' {intr.width}x{intr.height}")
-                seen[key] = None
-            except SampleError as e:
-                seen[key] = str(e)
+            problem = sample_problem(folder, probe)
+            seen[key] = None if problem is None else str(problem)
         if seen[key] is not None:
             return seen[key]
     return None
@@ -150,9 +180,69 @@ def format_table(reports: list[dict[str, Any]], with_paper: bool = True) -> str:
     return "\n".join(lines + [f"{r['method']}: {c}" for r, c in zip(reports, counts)])
 
 
+def prediction_records(key: str, it: _TaskItems) -> list[dict[str, Any]]:
+    """One predictions.jsonl record per scored item of a task: ours (path, task, prompt,
+    raw_text, parsed, target) plus the fields the official merge/scoring scripts read."""
+    records = []
+    kind = answers.ANSWER_KIND[answers.task_key(key)]
+    for raw, truth, entry in zip(it.predictions, it.truths, it.entries):
+        gender = entry.target_gender
+        prompt = answers.build_prompt(key, 0, gender=gender, obj_category=entry.obj_category or ["speaker"])
+        parsed = answers.extract_answer(key, raw)
+        target = answers.parse_answer(key, truth)
+        rec: dict[str, Any] = {"path": entry.path, "task": entry.task, "key": key, "prompt": prompt,
+                               "raw_text": raw, "parsed": None, "target": truth}
+        if kind == "doa":
+            rec["parsed"] = None if parsed is None else {"azimuth": parsed.azimuth, "elevation": parsed.elevation}
+            rec.update(gt_az=target.azimuth, gt_el=target.elevation,
+                       pred_az=None if parsed is None else parsed.azimuth,
+                       pred_el=None if parsed is None else parsed.elevation,
+                       angular_error=None if parsed is None else float(great_circle_deg(
+                           parsed.azimuth, parsed.elevation, target.azimuth, target.elevation)),
+                       gender=entry.gender, pred_text=raw or "", gt_text=truth)
+        elif kind == "boxes":
+            rec["parsed"] = None if parsed is None else [
+                {"bbox_id": int(b.extra.get("bbox_id", i)), "category": b.label,
+                 "center": [float(v) for v in b.center], "size": [float(v) for v in b.size]}
+                for i, b in enumerate(parsed)]
+            # their scorer divides predicted numbers by 100: centimetres (rounded, so a
+            # 2-decimal metre value keeps its digits), ids as parsed
+            rec.update(text=truth, obj_category=entry.obj_category,
+                       pred_text="" if parsed is None else "\n".join(
+                           f"bbox_{int(b.extra.get('bbox_id', i))}=Bbox({b.label}, "
+                           + ", ".join(str(int(round(v * 100))) for v in (*b.center, *b.size)) + ")"
+                           for i, b in enumerate(parsed)))
+        else:
+            rec["parsed"] = parsed
+            rec.update(pred_text=raw or "", gt_text=truth, gender=entry.gender, num_speakers=entry.num_speakers,
+                       target_label=entry.target_label)
+        records.append(rec)
+    return records
+
+
+def _write_predictions(report: dict[str, Any], items: dict[str, _TaskItems], out: Path) -> None:
+    """predictions.jsonl and the official shard files (module docstring)."""
+    per_key = {key: prediction_records(key, it) for key, it in items.items()}
+    with open(out / "predictions.jsonl", "w", encoding="utf-8") as f:
+        for key in sorted(per_key):
+            for rec in per_key[key]:
+                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    official = out / "official"
+    official.mkdir(exist_ok=True)
+    doa = {_OFFICIAL_DOA_TASK[k]: v for k, v in per_key.items() if k in _OFFICIAL_DOA_TASK}
+    (official / "eval_results_rank_0.json").write_text(json.dumps(
+        {"config": {"method": report["method"], "data": report["data"], "split": report["split"]},
+         "details": doa}, ensure_ascii=False, indent=1))
+    (official / "av_results_rank_0.json").write_text(json.dumps(
+        [r for k in "DE" for r in per_key.get(k, [])], ensure_ascii=False, indent=1))
+    (official / "visual_results_rank_0.json").write_text(json.dumps(
+        per_key.get("C", []), ensure_ascii=False, indent=1))
+
+
 def _write_report(report: dict[str, Any], items: dict[str, _TaskItems], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=1, default=float))
+    _write_predictions(report, items, out)
     lines = [f"# Evaluation: {report['method']} on {report['data']} ({report['split']})", "",
              "```", format_table([report]), "```", ""]
     for letter, it in items.items():
