@@ -7,8 +7,8 @@ its direction at once. So the target is, each control tick:
    one before it within `agree_deg` of it: one reflection does not steer) when no talking track
    lies within `agree_deg` of it (a new voice), placed in the world through TF at the frame's
    stamp at `default_range_m`;
-2. else the talking track (the TalkerArray's current talker; with `target_voice` set, the
-   newest talking track of that voice);
+2. else the talking track: the one already chosen while it still talks, else the TalkerArray's
+   current talker (with `target_voice` set, the newest talking track of that voice);
 3. else the last target for `hold_s` after its voice stopped (a turn in progress completes).
 
 Control: the target's bearing in `base_frame` from the newest TF, advanced by the commanded
@@ -100,6 +100,9 @@ class TurnToSpeaker(Node):
             return None
         voice = self.p["target_voice"]
         talking = [t for t in self.talkers.talkers if t.talking and (not voice or t.voice == voice)]
+        chosen = [t for t in talking if self.target_source == f"talker {t.id}"]
+        if chosen:  # stay with the talker being turned to while it talks (no flapping between tracks)
+            return chosen[0]
         current = [t for t in talking if t.id == self.talkers.current_id]
         if current:
             return current[0]
