@@ -123,7 +123,9 @@ def _match(stamp: float, source_map: np.ndarray, map_from_optical: np.ndarray, c
 def test_tracker_places_delayed_frames_with_the_pose_at_their_stamp_and_drops_bad_ones(context):
     from jaeger_ros.ros.tracker_node import TrackerNode
 
-    tracker = TrackerNode(context=context)
+    from rclpy.parameter import Parameter
+    # the robot turns at 1 rad/s: allow it, so that the frames are placed rather than dropped as smeared
+    tracker = TrackerNode(context=context, parameter_overrides=[Parameter("max_turn_rate_rps", value=5.0)])
     sim = rclpy.create_node("turning_robot", context=context)
     keep = static_tf(sim)
     pub_tf = sim.create_publisher(TFMessage, "/tf", 100)

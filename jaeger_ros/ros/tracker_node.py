@@ -12,6 +12,9 @@ dropped and counted. What the observation says about range:
   the same stamp (seen);
 - else: a bearing only (heard, out of view), triangulated as the robot moves.
 
+A frame whose audio window (`window_s`, as jaeger_node's) was heard while the camera turned faster
+than `max_turn_rate_rps` is dropped and counted ("turning"): its DoA is smeared over the turn.
+
 Outputs: jaeger_ros/TalkerArray on `talkers_topic` (every confirmed track: position and
 covariance in `world_frame`, voice, heard/seen ages, talking, visible in the current view,
 azimuth and distance from `base_frame`) after every frame, and markers on `markers_topic`
@@ -91,15 +94,18 @@ class TrackerNode(Node):
             ("world_frame", "map"), ("base_frame", "base_link"), ("tf_wait_s", 0.5), ("match_gate_deg", 12.0),
             ("bearing_sigma_deg", 8.0), ("min_confidence", 0.3), ("gate_deg", 25.0), ("default_range_m", 2.0),
             ("confirm_hits", 3), ("forget_s", 120.0), ("merge_m", 0.5), ("talking_hold_s", 0.6),
-            ("max_delay_s", 1.0), ("memory_s", 20.0), ("diagnostics_period_s", 1.0))}
+            ("max_delay_s", 1.0), ("memory_s", 20.0), ("diagnostics_period_s", 1.0), ("window_s", 0.5),
+            ("max_turn_rate_rps", 0.4))}
         self.p = p
         self.tracker = TalkerTracker(TrackerConfig(
             bearing_sigma_deg=p["bearing_sigma_deg"], min_confidence=p["min_confidence"], gate_deg=p["gate_deg"],
             default_range_m=p["default_range_m"], confirm_hits=p["confirm_hits"], forget_s=p["forget_s"],
             merge_m=p["merge_m"], talking_hold_s=p["talking_hold_s"], max_delay_s=p["max_delay_s"],
             memory_s=p["memory_s"]))
-        if p["tf_wait_s"] < 0 or p["match_gate_deg"] <= 0 or p["diagnostics_period_s"] <= 0:
-            raise ValueError("need tf_wait_s >= 0, match_gate_deg > 0 and diagnostics_period_s > 0")
+        if p["tf_wait_s"] < 0 or p["match_gate_deg"] <= 0 or p["diagnostics_period_s"] <= 0 or p["window_s"] <= 0 \
+                or p["max_turn_rate_rps"] <= 0:
+            raise ValueError("need tf_wait_s >= 0 and match_gate_deg, diagnostics_period_s, window_s, "
+                             "max_turn_rate_rps > 0")
         self.tf = TfListener(self, TransformBuffer(cache_s=max(10.0, 4 * p["max_delay_s"])))
         self.intrinsics: Intrinsics | None = None
         self.depths: deque[tuple[float, np.ndarray]] = deque(maxlen=30)
@@ -159,7 +165,19 @@ class TrackerNode(Node):
                 self.get_logger().warning(f"dropping a frame at {stamp:.3f}: {err}", throttle_duration_sec=5.0)
                 continue
             self.pending.popleft()
+            if self._turn_rate(msg.header.frame_id, stamp, map_from_optical) > self.p["max_turn_rate_rps"]:
+                self.dropped["turning"] += 1  # the audio window was heard from a turning camera: smeared
+                continue
             self._process(msg, stamp, map_from_optical)
+
+    def _turn_rate(self, frame: str, stamp: float, map_from_optical: np.ndarray) -> float:
+        """How fast (rad/s) the camera turned over the DoA's window (`window_s` before the stamp)."""
+        try:
+            before = self.tf.buffer.lookup(self.p["world_frame"], frame, stamp - self.p["window_s"])
+        except TransformError:
+            return 0.0
+        cos = (np.trace(before[:3, :3].T @ map_from_optical[:3, :3]) - 1.0) / 2.0
+        return float(np.arccos(np.clip(cos, -1.0, 1.0)) / self.p["window_s"])
 
     # --- one frame ------------------------------------------------------------------------
     def _depth_at(self, stamp: float) -> np.ndarray | None:

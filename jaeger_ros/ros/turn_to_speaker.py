@@ -9,7 +9,10 @@ its direction at once. So the target is, each control tick:
    stamp at `default_range_m`;
 2. else the talking track: the one already chosen while it still talks, else the TalkerArray's
    current talker (with `target_voice` set, the newest talking track of that voice);
-3. else the last target for `hold_s` after its voice stopped (a turn in progress completes).
+3. else the last target for `hold_s` after its voice stopped.
+A turn in progress keeps its target until the robot faces it (refined by the talking track when
+one lies within `agree_deg` of it): a DoA computed over a window in which the camera turned is
+smeared towards where the camera looked before, so it must not redirect the turn.
 
 Control: the target's bearing in `base_frame` from the newest TF, advanced by the commanded
 turn since that TF's stamp. A standing robot starts turning when the error exceeds
@@ -126,6 +129,12 @@ class TurnToSpeaker(Node):
         track = self._talking_track()
         track_point = None if track is None else np.array([track.position.x, track.position.y, track.position.z])
         agree = self.p["agree_deg"]
+        if self.moving and self.target is not None:  # finish the turn: DoAs heard while turning are smeared
+            track_here = track_point is not None and self._bearing_gap(base_xy, track_point, self.target) <= agree
+            self.target_time = now
+            if track_here:
+                self.target = track_point
+            return
         if len(self.doas) == 2 and now - self.doas[-1][0] <= self.p["doa_hold_s"] \
                 and self._bearing_gap(base_xy, self.doas[0][1], self.doas[1][1]) <= agree:
             stamp, doa_point = self.doas[-1]
