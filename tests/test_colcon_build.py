@@ -98,6 +98,15 @@ def test_cli_runs_from_the_install(install: Path) -> None:
         assert "usage" in run.stdout.lower()
 
 
+def test_cli_generates_with_worker_processes_from_the_install(install: Path, tmp_path: Path) -> None:
+    """Worker processes re-import the installed `jaeger` script: it must not run again in them."""
+    run = subprocess.run(["jaeger", "dataset", "generate", "--out", str(tmp_path / "d"), "--split", "test",
+                          "--num", "2", "--seed", "0", "--tasks", "A", "--workers", "2", "--resolution", "224x126"],
+                         env=sourced_env(install), cwd=install, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert len(list((tmp_path / "d" / "test").glob("task1_*"))) == 2
+
+
 def _start_and_interrupt(install: Path, name: str, args: list[str], ready: str) -> tuple[int, str]:
     """Start lib/jaeger_ros/<name> as `ros2 run` does, wait for `ready` in its log, send SIGINT."""
     log = install.parent / f"{name}.log"
