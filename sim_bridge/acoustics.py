@@ -31,6 +31,50 @@ HIGHPASS_HZ = 50.0
 """Loudspeaker-like high-pass: ISM arrivals all have positive amplitude, so their dense sum
 carries a spurious slowly decaying DC pedestal that no real loudspeaker could excite."""
 MAX_RIR_SECONDS = 2.0
+TETRA_RADIUS_M = 0.0147
+"""Capsule distance from the centre of a tetrahedral microphone (Soundfield/Ambeo class)."""
+CAPSULE_MODES = ("ideal", "tetra")
+
+
+@dataclass(frozen=True)
+class Directivity:
+    """Frequency-dependent loudspeaker directivity: in band b the amplitude towards angle theta
+    off the facing axis is max(floor, ((1 + cos theta) / 2) ** exponents[b]). Bands meet at
+    `crossovers_hz` with raised-cosine (in log frequency) cross-fades one octave wide that sum
+    to one. The default is a small 2-way box: omni below ~500 Hz, -3 dB at 90 deg around
+    1-2 kHz, -9 dB at 90 deg above 3 kHz, nothing quieter than -20 dB behind it."""
+
+    facing: np.ndarray
+    """(3,) world direction the loudspeaker's front points to."""
+    crossovers_hz: tuple[float, ...] = (700.0, 2500.0)
+    exponents: tuple[float, ...] = (0.0, 1.0, 3.0)
+    floor: float = 0.1
+
+    def __post_init__(self) -> None:
+        f = np.asarray(self.facing, dtype=float).reshape(3)
+        if not np.all(np.isfinite(f)) or np.linalg.norm(f) == 0:
+            raise ValueError(f"facing must be a non-zero 3-vector, got {self.facing}")
+        object.__setattr__(self, "facing", f / np.linalg.norm(f))
+        if len(self.exponents) != len(self.crossovers_hz) + 1 or list(self.crossovers_hz) != sorted(self.crossovers_hz):
+            raise ValueError("need one exponent per band and increasing crossovers")
+
+    def gains(self, emission: np.ndarray) -> np.ndarray:
+        """(bands, K) amplitude gains for (K, 3) world emission directions."""
+        e = np.asarray(emission, dtype=float)
+        cos = (e @ self.facing) / np.maximum(np.linalg.norm(e, axis=1), 1e-12)
+        base = np.clip((1.0 + cos) / 2.0, 0.0, 1.0)
+        return np.maximum(self.floor, base[None] ** np.asarray(self.exponents)[:, None])
+
+    def band_masks(self, freqs: np.ndarray) -> np.ndarray:
+        """(bands, F) complementary weights (they sum to 1 at every frequency)."""
+        lf = np.log2(np.maximum(freqs, 1.0))
+        upper = [np.clip(0.5 + (lf - np.log2(fc)), 0.0, 1.0) for fc in self.crossovers_hz]
+        upper = [0.5 - 0.5 * np.cos(np.pi * u) for u in upper]  # share above each crossover
+        masks, below = [], np.ones_like(lf)
+        for u in upper:
+            masks.append(below * (1.0 - u))
+            below = below * u
+        return np.stack(masks + [below])
 _DECAY_60DB = 3.0 * np.log(10.0)  # amplitude: exp(-_DECAY_60DB * t / RT60) falls 60 dB at RT60
 
 
@@ -44,6 +88,9 @@ class ImageSources:
     """(K,) product of the reflection coefficients sqrt(1 - alpha) along each path."""
     orders: np.ndarray
     """(K,) number of reflections (0 = direct path)."""
+    mirror: np.ndarray
+    """(K, 3) +-1 per axis: -1 where the path hit that axis's walls an odd number of times, so
+    the direction the sound LEAVES the real source is mirror * (receiver - image)."""
 
 
 def _axis_images(length: float, coord: float, max_order: int) -> tuple[np.ndarray, ...]:
@@ -76,7 +123,8 @@ def image_sources(room: Room, source: np.ndarray, max_order: int) -> ImageSource
     hits = np.stack([lx[ix], hx[ix], ly[iy], hy[iy], lz[iz], hz[iz]], axis=1)  # SURFACES order
     gains = np.prod(beta[None, :] ** hits, axis=1)
     positions = np.stack([px[ix], py[iy], pz[iz]], axis=1)
-    return ImageSources(positions, gains, orders)
+    mirror = 1.0 - 2.0 * ((hits[:, 0::2] + hits[:, 1::2]) % 2)
+    return ImageSources(positions, gains, orders, mirror)
 
 
 def _complete_distance(room: Room, source: np.ndarray, receiver: np.ndarray, max_order: int) -> float:
@@ -140,7 +188,8 @@ def _diffuse_tail(rng: np.random.Generator, level: float, rt60: float, start: in
 
 def foa_rir(room: Room, source: np.ndarray, receiver: np.ndarray, world_from_receiver: np.ndarray,
             sample_rate: int = foa.SAMPLE_RATE, rng: np.random.Generator | None = None,
-            max_order: int | None = None, tail: bool = True) -> np.ndarray:
+            max_order: int | None = None, tail: bool = True, directivity: Directivity | None = None,
+            capsules: str = "ideal") -> np.ndarray:
     """FOA room impulse response (4, N) float32, ACN/SN3D, axes of the receiver's camera frame.
 
     Parameters
@@ -153,6 +202,13 @@ def foa_rir(room: Room, source: np.ndarray, receiver: np.ndarray, world_from_rec
     max_order: image-source reflection order; None picks the order that makes the ISM
         complete up to ISM_HORIZON_S.
     tail: add the diffuse tail after the ISM's complete horizon (False: pure ISM).
+    directivity: the source's frequency-dependent directivity (None: omnidirectional); every
+        arrival is weighted by it towards the direction that arrival LEFT the source.
+    capsules: "ideal" encodes every arrival as an ideal plane wave; "tetra" renders the four
+        cardioid capsules of a tetrahedral microphone (TETRA_RADIUS_M, foa.TETRA_ORDER) at their
+        real positions -- each arrival reaches each capsule at its own time -- and converts
+        them with foa.tetrahedral_a_to_b, as the capture node does with real hardware (exact
+        at low frequencies, spatially aliased above ~4 kHz).
 
     N covers the room's Sabine RT60 after the direct path (capped at MAX_RIR_SECONDS).
     """
@@ -167,6 +223,8 @@ def foa_rir(room: Room, source: np.ndarray, receiver: np.ndarray, world_from_rec
         raise ValueError(f"sample rate must be positive, got {sample_rate}")
     if np.linalg.norm(src - rcv) < 1e-3:
         raise ValueError("source and receiver coincide")
+    if capsules not in CAPSULE_MODES:
+        raise ValueError(f"capsules must be one of {CAPSULE_MODES}, got {capsules!r}")
     rng = rng if rng is not None else np.random.default_rng()
 
     rt60 = room.sabine_rt60(SPEED_OF_SOUND)
@@ -184,16 +242,43 @@ def foa_rir(room: Room, source: np.ndarray, receiver: np.ndarray, world_from_rec
     keep &= dist / SPEED_OF_SOUND * sample_rate < length + SINC_TAPS
     offsets, dist, gains, orders = offsets[keep], dist[keep], images.gains[keep], images.orders[keep]
     directions_cam = offsets @ rot  # world -> camera: rot.T @ v, batched
-    amplitudes = foa.encode_gains(directions_cam).T * (gains / dist)[None]
     delays = dist / SPEED_OF_SOUND * sample_rate
-    rir = _place_arrivals(delays, amplitudes, length)
+    tail_power = 1.0
+    if directivity is None:
+        rir = _arrivals(directions_cam, gains / dist, delays, length, capsules, sample_rate)
+    else:
+        band_gains = directivity.gains(-offsets * images.mirror[keep])  # leaving the source
+        bands = [_arrivals(directions_cam, g * gains / dist, delays, length, capsules, sample_rate)
+                 for g in band_gains]
+        nfft = 1 << int(np.ceil(np.log2(length)))
+        masks = directivity.band_masks(np.fft.rfftfreq(nfft, 1.0 / sample_rate))
+        spec = sum(m[None] * np.fft.rfft(b, nfft, axis=1) for m, b in zip(masks, bands))
+        rir = np.fft.irfft(spec, nfft, axis=1)[:, :length]
+        # the late field carries the source's power, i.e. its directivity averaged over directions
+        tail_power = float(np.mean(band_gains ** 2))
 
     if tail:
         t_h = horizon_m / SPEED_OF_SOUND
-        rir += _diffuse_tail(rng, _tail_level(gains, orders, dist, rt60, t_h, sample_rate, room.volume),
+        rir += _diffuse_tail(rng, tail_power * _tail_level(gains, orders, dist, rt60, t_h, sample_rate,
+                                                            room.volume),
                              rt60, int(np.ceil(t_h * sample_rate)), length, sample_rate)
     sos = butter(2, HIGHPASS_HZ, btype="highpass", fs=sample_rate, output="sos")
     return sosfilt(sos, rir, axis=1).astype(np.float32)
+
+
+def _arrivals(directions_cam: np.ndarray, amplitude: np.ndarray, delays: np.ndarray, length: int,
+              capsules: str, sample_rate: int) -> np.ndarray:
+    """(4, length) ACN/SN3D sum of arrivals from camera-frame directions (see foa_rir's capsules)."""
+    if capsules == "ideal":
+        return _place_arrivals(delays, foa.encode_gains(directions_cam).T * amplitude[None], length)
+    u = foa.camera_to_ambisonic(directions_cam / np.linalg.norm(directions_cam, axis=1, keepdims=True))
+    looks = np.array([foa.TETRA_CAPSULES[c] for c in foa.TETRA_ORDER], dtype=float) / np.sqrt(3.0)
+    cos = u @ looks.T                                                    # (K, 4)
+    a_format = np.stack([
+        _place_arrivals(delays - TETRA_RADIUS_M * cos[:, i] / SPEED_OF_SOUND * sample_rate,  # nearer: earlier
+                        (0.5 * (1.0 + cos[:, i]) * amplitude)[None], length)[0]
+        for i in range(4)])
+    return foa.tetrahedral_a_to_b(foa.TETRA_ORDER) @ a_format
 
 
 def _tail_level(gains: np.ndarray, orders: np.ndarray, dist: np.ndarray, rt60: float, t_h: float,

@@ -19,7 +19,8 @@ RES = (224, 126)  # small frames keep the test quick; the generator defaults to 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
-    counts = generate(root, "test", 3, seed=7, tasks="ABCDE", workers=1, resolution=RES, progress=False)
+    counts = generate(root, "test", 3, seed=7, tasks="ABCDE", workers=1, resolution=RES, progress=False,
+                      conditions="clean")  # exact geometry: no depth-sensor model
     return root, counts
 
 
@@ -98,7 +99,7 @@ def test_two_source_folders_hold_both_voices(dataset):
 
 def test_generation_is_deterministic(dataset, tmp_path):
     root, _ = dataset
-    generate(tmp_path, "test", 3, seed=7, tasks="ABCDE", resolution=RES, progress=False)
+    generate(tmp_path, "test", 3, seed=7, tasks="ABCDE", resolution=RES, progress=False, conditions="clean")
     a = read_manifest(find_manifests(root, "test")["D"])
     b = read_manifest(find_manifests(tmp_path, "test")["D"])
     assert a == b

@@ -106,9 +106,9 @@ def test_trim_silence_removes_leading_and_trailing_quiet() -> None:
 @needs_espeak
 def test_speech_bank_pool_is_cached_and_reused(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    real = speech.synthesize
-    monkeypatch.setattr(speech, "synthesize", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
-    bank = speech.SpeechBank("test", seed=3, pool_size=4)
+    real = speech.synthesize_voice
+    monkeypatch.setattr(speech, "synthesize_voice", lambda *a, **k: calls.append(a[0].gender) or real(*a, **k))
+    bank = speech.SpeechBank("test", seed=3, pool_size=4, engines=("espeak-ng",))
     rng = np.random.default_rng(0)
     clips = [bank.utterance(g, rng, max_seconds=2.0) for g in ("male", "female") * 20]
     assert calls.count("male") == 4 and calls.count("female") == 4  # 40 clips, 8 syntheses
@@ -116,7 +116,7 @@ def test_speech_bank_pool_is_cached_and_reused(monkeypatch: pytest.MonkeyPatch) 
         assert clip.dtype == np.float32 and 0.3 * FS < clip.size <= 2 * FS
         np.testing.assert_allclose(np.sqrt(np.mean(clip.astype(float) ** 2)), 0.1, rtol=0.5)
     # Same seed -> same pool; the pool's genders are audible.
-    again = speech.SpeechBank("test", seed=3, pool_size=4)
+    again = speech.SpeechBank("test", seed=3, pool_size=4, engines=("espeak-ng",))
     np.testing.assert_array_equal(again.utterance("male", np.random.default_rng(0), 60.0),
                                   bank.utterance("male", np.random.default_rng(0), 60.0))
     male_f0 = np.median([median_f0(bank.utterance("male", rng, 60.0)) for _ in range(4)])

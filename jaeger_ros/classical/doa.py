@@ -40,9 +40,6 @@ PITCH_RANGE_HZ = (60.0, 400.0)
 VOICING_MIN = 0.5           # normalised autocorrelation at the period: below it, unvoiced/mixed
 GENDER_ONSET_RATIO = 16.0   # 12 dB onsets: stricter than ONSET_RATIO_OVERLAP, pitch does the separating
 MIN_GENDER_VOTES = 5
-NOISE_FLOOR_PERCENTILE = 20.0
-NOISE_FLOOR_SCALE = 1.6     # mean noise energy / its 20th percentile (E of FOA noise ~ Gamma, ~4 dof)
-LOCAL_SNR_MIN = 4.0         # a bin votes only 6 dB or more above the noise floor
 _CANDIDATES = 1500
 _MAX_BINS = 6000
 _FULL_COHERENCE = 4.0 / 3.0  # E = (4/3)|s|^2 and |I| = |s|^2 for a plane wave in SN3D
@@ -91,15 +88,8 @@ def _votes(foa: np.ndarray, sample_rate: int, band_hz: tuple[float, float] = BAN
     n_frames = field.energy.shape[1]
     t = np.tile(np.arange(n_frames) * hop / sample_rate, int(band.sum()))
     norm = np.linalg.norm(inten, axis=1)
-    # Noise floor per frequency (minimum statistics over the window): a bin's energy above it
-    # is the signal's; its coherence is measured against that, and only bins well above the
-    # floor vote, so stationary noise (fans, ventilation, a diffuse hum) neither votes nor
-    # blurs the coherence weighting. On clean audio the floor is far below every onset.
-    floor = noise_floor(field.energy[band])                    # (F, 1)
-    floor_k = np.broadcast_to(floor, field.energy[band].shape).reshape(-1)
-    signal = np.maximum(energy - floor_k, 1e-30)
-    coherence = np.clip(_FULL_COHERENCE * norm / np.maximum(signal, energy * 0.05), 0.0, 1.0)
-    keep = (norm > 0) & (energy > LOCAL_SNR_MIN * floor_k)
+    coherence = np.clip(_FULL_COHERENCE * norm / energy, 0.0, 1.0)
+    keep = norm > 0
     if valid is not None:
         gap = np.concatenate([[0], np.cumsum(~np.asarray(valid, bool))])
         centre = np.arange(n_frames) * hop
@@ -112,7 +102,7 @@ def _votes(foa: np.ndarray, sample_rate: int, band_hz: tuple[float, float] = BAN
         previous = np.zeros_like(e)
         for lag in range(1, ONSET_LAG + 1):
             previous[:, lag:] += e[:, :-lag]
-        rise = e / (previous / ONSET_LAG + floor + 1e-12)
+        rise = e / (previous / ONSET_LAG + 1e-12)
         # The first ONSET_LAG frames have no full history: mid-utterance they would look like
         # onsets (energy over nothing) and let the reverberant field vote.
         rise[:, :ONSET_LAG] = 0.0
@@ -124,19 +114,13 @@ def _votes(foa: np.ndarray, sample_rate: int, band_hz: tuple[float, float] = BAN
         keep &= rise > ratio
     if not np.any(keep):
         raise ValueError("FOA has no directional onsets in the speech band (silence?)")
-    weights = signal[keep] * coherence[keep] ** COHERENCE_POWER
+    weights = energy[keep] * coherence[keep] ** COHERENCE_POWER
     idx = np.flatnonzero(keep)
     if idx.size > _MAX_BINS:  # the strongest bins carry the direction; the rest only cost time
         top = np.argpartition(weights, -_MAX_BINS)[-_MAX_BINS:]
         idx, weights = idx[top], weights[top]
     dirs = foa_core.ambisonic_to_camera(inten[idx] / norm[idx, None])
     return Votes(dirs, weights, t[idx])
-
-
-def noise_floor(energy: np.ndarray) -> np.ndarray:
-    """(F, 1) mean noise energy per frequency of an (F, T) energy map: a low percentile over
-    time (speech leaves most frames of a bin near the floor), scaled to the mean."""
-    return NOISE_FLOOR_SCALE * np.percentile(energy, NOISE_FLOOR_PERCENTILE, axis=1, keepdims=True)
 
 
 def _estimate(votes: Votes, seed: np.ndarray, total_weight: float,

@@ -27,31 +27,12 @@ import numpy as np
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 
+from jaeger_ros.core.foa import TETRA_CAPSULES, tetrahedral_a_to_b  # noqa: F401 (re-exported)
 from jaeger_ros.ros import convert as rc
 from jaeger_ros.msg import FoaAudio
 from jaeger_ros.ros.runner import NodeStartError, run_node
 
-# Capsule look directions in ambisonic axes (x forward, y left, z up), device channel order.
-TETRA_CAPSULES = {"LFU": (1, 1, 1), "RFD": (1, -1, -1), "LBD": (-1, 1, -1), "RBU": (-1, -1, 1)}
-
-
 INSTALL_HINT = "pip install 'jaeger_ros[hardware]' (needs libportaudio2)"
-
-
-def tetrahedral_a_to_b(capsules: tuple[str, ...] = ("LFU", "RFD", "LBD", "RBU")) -> np.ndarray:
-    """Ideal (4, 4) A->B matrix, ACN/SN3D rows (W, Y, Z, X), for cardioid capsules in the given
-    channel order. A plane wave from unit u gives capsule i the gain 0.5 (1 + d_i . u); the
-    tetrahedron's directions sum to zero, so W = 0.5 sum_i a_i = 1 and each dipole
-    (sqrt(3) / 2) sum_i sign_i a_i = u_axis, the SN3D encoding."""
-    try:
-        d = np.array([TETRA_CAPSULES[c] for c in capsules], dtype=float)
-    except KeyError as err:
-        raise ValueError(f"unknown capsule {err}; expected names from {sorted(TETRA_CAPSULES)}") from None
-    if len(capsules) != 4 or len(set(capsules)) != 4:
-        raise ValueError(f"need the 4 distinct capsules {sorted(TETRA_CAPSULES)}, got {capsules}")
-    w = np.full(4, 0.5)
-    x, y, z = (np.sqrt(3.0) / 2.0) * d.T  # d entries are +-1: the signs of each capsule per axis
-    return np.stack([w, y, z, x])
 
 
 def parse_matrix(values: Any) -> np.ndarray:
