@@ -14,8 +14,9 @@ A turn in progress keeps its target until the robot faces it (refined by the tal
 one lies within `agree_deg` of it): a DoA computed over a window in which the camera turned is
 smeared towards where the camera looked before, so it must not redirect the turn.
 
-Control: the target's bearing in `base_frame` from the newest TF, advanced by the commanded
-turn since that TF's stamp. A standing robot starts turning when the error exceeds
+Control: the target's bearing in `base_frame` from the newest TF, advanced by the turn the
+commands sent since that TF's stamp add up to (TF lags the frames; the current command alone would
+over- or under-shoot). A standing robot starts turning when the error exceeds
 `dead_band_deg` and a turning one stops once it is inside half of it (hysteresis: no stop-start
 chatter at the edge); it turns at `gain` x error, at least `min_angular_rps` and at most
 `max_angular_rps`. A zero command is sent once whenever the robot stops.
@@ -65,6 +66,7 @@ class TurnToSpeaker(Node):
         self.doas: deque[tuple[float, np.ndarray]] = deque(maxlen=2)  # (stamp, world point) of confident DoAs
         self.talkers: TalkerArray | None = None
         self.command = 0.0
+        self.sent: deque[tuple[float, float]] = deque(maxlen=200)  # (time, angular rad/s) of each command
         self.moving = False
         self.turns = 0
         self.pub = self.create_publisher(Twist, p["cmd_vel_topic"], 10)
@@ -122,8 +124,15 @@ class TurnToSpeaker(Node):
             return None
         yaw = math.atan2(pose[1, 0], pose[0, 0])
         if math.isfinite(t):
-            yaw += self.command * min(max(0.0, now - t), 0.5)
+            yaw += self._turned_since(t, now)
         return pose[:3, 3], yaw
+
+    def _turned_since(self, t: float, now: float) -> float:
+        """Radians commanded between t and now (the commands sent, each held until the next)."""
+        total = 0.0
+        for (start, rate), (end, _) in zip(self.sent, [*list(self.sent)[1:], (now, 0.0)]):
+            total += rate * max(0.0, min(end, now) - max(start, t))
+        return total
 
     def _choose_target(self, now: float, base_xy: np.ndarray) -> None:
         track = self._talking_track()
@@ -176,6 +185,7 @@ class TurnToSpeaker(Node):
             self.get_logger().info(f"turning to {self.target_source}")
         self.moving = angular != 0.0
         self.command = angular
+        self.sent.append((self._now(), angular))
         msg = Twist()
         msg.angular.z = float(angular)
         self.pub.publish(msg)
