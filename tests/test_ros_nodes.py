@@ -87,7 +87,8 @@ def test_sim_bridge_to_jaeger_node_matches_ground_truth(context):
             n.destroy_node()
     matches = got["match"]
     assert len(matches) >= 20, f"only {len(matches)} speaker_match messages; drops {dict(node.drops)}"
-    assert not node.drops, dict(node.drops)
+    # superseded: frames shed while the estimator was busy (CPU load), not bad input
+    assert not {k: v for k, v in node.drops.items() if k != "superseded"}, dict(node.drops)
     scored, correct, errors = 0, 0, []
     for m in matches:
         assert m.header.frame_id == OPTICAL and m.method == "classical"
