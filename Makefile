@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYVER := 3.11
 SETUP_STAMP := $(VENV)/.setup-done
+# Speech engines and voices of the simulator (train/val/test voices differ), sox for augmentation
+APT_PACKAGES := espeak-ng flite sox festival festvox-kallpc16k festvox-us-slt-hts
 WS := build/ws
 PTH := $(VENV)/lib/python$(PYVER)/site-packages/jaeger_ros_workspace.pth
 # Every command below runs in the environment a ROS user has after sourcing the workspace.
@@ -16,8 +18,8 @@ DEMO_SECONDS ?= 30
 
 setup: $(SETUP_STAMP) workspace
 
-$(SETUP_STAMP): requirements.txt
-	@command -v espeak-ng >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; }
+$(SETUP_STAMP): requirements.txt Makefile
+	@dpkg -s $(APT_PACKAGES) >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; }
 	test -x $(PY) || python$(PYVER) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
