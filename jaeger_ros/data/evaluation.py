@@ -177,7 +177,9 @@ def format_table(reports: list[dict[str, Any]], with_paper: bool = True) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     lines = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)) for line in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines + [f"{r['method']}: {c}" for r, c in zip(reports, counts)])
+    note = ("* official headline: great-circle error over parsed answers (unparsed ones dropped, counted "
+            "in 'unparsed'); the paper's DoA figures stand beside the mean")
+    return "\n".join(lines + [f"{r['method']}: {c}" for r, c in zip(reports, counts)] + [note])
 
 
 def prediction_records(key: str, it: _TaskItems) -> list[dict[str, Any]]:
