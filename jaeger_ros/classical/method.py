@@ -1,20 +1,41 @@
 """The classical baseline as an evaluation Method (see docs/architecture.md)."""
 from __future__ import annotations
 
+import numpy as np
+
 from jaeger_ros.core import answers
+from jaeger_ros.core.geometry import Box3D, azel_from_direction
 from jaeger_ros.classical.candidates import boxes_from_depth
-from jaeger_ros.classical.doa import estimate_by_gender, estimate_doa
+from jaeger_ros.classical.doa import (estimate_by_gender, estimate_doa, pick_by_pitch, talker_pitches,
+                                      vote_shares)
 from jaeger_ros.classical.matching import match_speaker
 from jaeger_ros.data.dataset import ManifestEntry, Sample
+
+SNAP_DEG = 10.0
+"""A/B: a DoA within this of a loudspeaker box seen in depth is answered with that box's centre
+(the label's point: the sound itself comes from the driver, a few degrees off it)."""
+
+
+def _nearest_box(direction: np.ndarray, boxes: list[Box3D]) -> Box3D | None:
+    """The box whose centre is nearest in angle to `direction`, if within SNAP_DEG."""
+    d = direction / np.linalg.norm(direction)
+    best = max(boxes, key=lambda b: d @ b.center / np.linalg.norm(b.center), default=None)
+    if best is None or d @ best.center / np.linalg.norm(best.center) < np.cos(np.radians(SNAP_DEG)):
+        return None
+    return best
 
 
 class ClassicalMethod:
     """Signal processing on the same inputs as the model.
 
-    A: onset-weighted intensity-vector DoA. B: the density peak of the onsets whose pitch
-    says the requested gender (see doa.estimate_by_gender). C: boxes from depth alone
-    (candidates.boxes_from_depth). D/E: the DoA matched to the ORACLE candidate boxes of the
-    sample's metadata -- an oracle-box baseline, an upper bound for matching from sound.
+    A: onset-weighted intensity-vector DoA, snapped to the centre of the nearest box found in
+    depth (candidates.boxes_from_depth) within SNAP_DEG. B: the depth box whose own rising
+    bins have the requested pitch relative to the other talker's (doa.talker_pitches), else the
+    density peak of the onsets whose pitch says the requested gender (doa.estimate_by_gender),
+    snapped likewise. C: boxes from depth alone. D: the ORACLE candidate box (the sample's
+    metadata) that most onset votes point at (doa.vote_shares); E: the oracle box whose rising
+    bins have the requested pitch relative to the other talker's -- oracle-box baselines,
+    upper bounds for matching from sound.
     """
 
     name = "classical"
@@ -25,12 +46,33 @@ class ClassicalMethod:
         if letter == "C":
             return answers.format_boxes(boxes_from_depth(sample.depth(), sample.intrinsics))
         foa = sample.foa()
+        rate = sample.sample_rate
         gender = entry.target_gender
-        doa = (estimate_by_gender(foa, gender, sample.sample_rate) if letter in "BE" and gender
-               else estimate_doa(foa, sample.sample_rate))
         if letter in "AB":
-            return answers.format_doa(doa.azimuth_deg, doa.elevation_deg)
+            try:
+                seen = boxes_from_depth(sample.depth(), sample.intrinsics)
+            except ValueError:
+                seen = []
+            chosen = None
+            if letter == "B" and gender and len(seen) >= 2:
+                k = pick_by_pitch(talker_pitches(foa, [b.center for b in seen], 2, rate), gender)
+                chosen = None if k is None else seen[k]
+            if chosen is None:
+                doa = estimate_by_gender(foa, gender, rate) if letter == "B" and gender else estimate_doa(foa, rate)
+                chosen = _nearest_box(doa.direction, seen)
+                if chosen is None:
+                    return answers.format_doa(doa.azimuth_deg, doa.elevation_deg)
+            az, el = azel_from_direction(chosen.center)
+            return answers.format_doa(float(az), float(el))
         boxes = sample.boxes()
         if len(boxes) < 2:
             raise ValueError(f"{sample.folder}: matching needs 2-3 candidate boxes in metadata")
+        if letter == "E" and gender:
+            k = pick_by_pitch(talker_pitches(foa, [b.center for b in boxes], 2, rate), gender)
+            if k is not None:
+                return answers.match_label(answers.azimuth_order(boxes).index(k), len(boxes))
+        if letter == "D":
+            k = int(np.argmax(vote_shares(foa, [b.center for b in boxes], rate)))
+            return answers.match_label(answers.azimuth_order(boxes).index(k), len(boxes))
+        doa = estimate_by_gender(foa, gender, rate) if gender else estimate_doa(foa, rate)
         return match_speaker(doa.direction, boxes).label
