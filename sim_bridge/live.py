@@ -415,7 +415,6 @@ class PartyWorld(LiveWorld):
         super().__init__(config)
         self.scene_samples = 1 << 62  # one scene for the whole run
         self.base: Base | None = None
-        self._poses: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]] = []  # t, true, odom, map_from_odom
         self._render_key: tuple | None = None
         self._render: tuple[np.ndarray, np.ndarray, list[Box3D]] | None = None
         self._turns: list[tuple[int, int, int]] = []  # (talker, start sample, end sample)
@@ -507,35 +506,15 @@ class PartyWorld(LiveWorld):
         super().start(t0)
         self.base.time = float(t0)
         self.base.advance(t0)
-        self._record_pose()
 
     def command(self, linear_mps: float, angular_rps: float, stamp: float) -> None:
         """A base velocity command (geometry_msgs/Twist on cmd_vel), held until the next one
         or the base's command timeout."""
         self.base.command(linear_mps, angular_rps, stamp)
 
-    def _record_pose(self) -> None:
-        b = self.base
-        self._poses.append((b.time, np.array([b.x, b.y, b.yaw]), b.odom.copy(), b.map_from_odom.copy()))
-        horizon = b.time - 10.0
-        while len(self._poses) > 2 and self._poses[1][0] < horizon:
-            self._poses.pop(0)
-
     def _pose_at(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(true x, y, yaw; odometry x, y, yaw; map_from_odom) at time t, interpolated."""
-        times = [p[0] for p in self._poses]
-        i = int(np.searchsorted(times, t))
-        if i == 0:
-            return self._poses[0][1:]
-        if i >= len(times):
-            return self._poses[-1][1:]
-        (t0, a0, o0, m0), (t1, a1, o1, _) = self._poses[i - 1], self._poses[i]
-        f = (t - t0) / (t1 - t0) if t1 > t0 else 1.0
-
-        def lerp(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-            dyaw = np.arctan2(np.sin(q[2] - p[2]), np.cos(q[2] - p[2]))
-            return np.array([p[0] + f * (q[0] - p[0]), p[1] + f * (q[1] - p[1]), p[2] + f * dyaw])
-        return lerp(a0, a1), lerp(o0, o1), m0
+        return self.base.state_at(t)
 
     def next_chunk(self) -> tuple[float, np.ndarray]:
         """As LiveWorld.next_chunk, with the base moved to the chunk's end and the sound field
@@ -543,7 +522,6 @@ class PartyWorld(LiveWorld):
         t_start = self.next_chunk_time
         t_end = t_start + self.chunk / self.sample_rate
         self.base.advance(t_end)
-        self._record_pose()
         live = self.scene(0)
         self._refresh_rirs(live, self._posed(self.base.map_from_base()))
         t, out = super().next_chunk()

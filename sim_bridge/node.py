@@ -15,7 +15,9 @@ optical) go once on /tf_static (reliable, transient local: late subscribers get 
 Scenario "party" (sim_bridge.live.PartyWorld): a robot base that executes geometry_msgs/Twist
 on `cmd_vel_topic` (linear.x, angular.z; held for the base's command timeout), talkers taking
 turns around it, and TF with a moving map -> odom (the localiser's correction of the drifting
-wheel odometry odom -> base_link) and a fixed mast base_link -> camera_link (/tf_static).
+wheel odometry odom -> base_link) and a fixed mast base_link -> camera_link (/tf_static). The
+base's links also go on /tf at `odom_rate_hz`, stamped now, between camera frames: a behaviour
+that steers the base reads its odometry from them without waiting for (or lagging with) frames.
 
 Pacing: a 5 ms timer compares the ROS clock with the schedule: frame k is captured at
 t0 + k / camera_rate_hz and published then; audio chunk j covers [t0 + j c, t0 + (j+1) c)
@@ -72,13 +74,14 @@ class SimBridgeNode(Node):
             ("width", 640), ("height", 480), ("hfov_deg", 90.0), ("speech_dir", ""), ("speech_pool", 8),
             ("noise_rms", 1e-4), ("audio_channel_order", "ACN"), ("audio_normalization", "SN3D"),
             ("optical_frame", OPTICAL_FRAME), ("talkers", 3), ("max_linear_mps", 0.5), ("max_angular_rps", 2.0),
-            ("cmd_vel_topic", "/cmd_vel"),
+            ("cmd_vel_topic", "/cmd_vel"), ("odom_rate_hz", 20.0),
             ("color_topic", "/camera/color/image_raw"), ("depth_topic", "/camera/depth/image_raw"),
             ("camera_info_topic", "/camera/color/camera_info"), ("audio_topic", "/audio/foa"),
             ("ground_truth_topic", "/sim/ground_truth"))}
         self.p = p
-        if p["camera_rate_hz"] <= 0:
-            raise ValueError(f"camera_rate_hz must be positive, got {p['camera_rate_hz']}")
+        if p["camera_rate_hz"] <= 0 or p["odom_rate_hz"] <= 0:
+            raise ValueError(f"camera_rate_hz and odom_rate_hz must be positive, got {p['camera_rate_hz']}, "
+                             f"{p['odom_rate_hz']}")
         self.world = make_world(LiveConfig(
             scenario=p["scenario"], min_loudspeakers=p["min_loudspeakers"], max_loudspeakers=p["max_loudspeakers"],
             split=p["split"], seed=p["seed"], scene_period_s=p["scene_period_s"], chunk_s=p["chunk_s"],
@@ -105,6 +108,7 @@ class SimBridgeNode(Node):
         self.t0 = start
         self.frames_published = 0
         self.chunks_published = 0
+        self.odom_published = 0
         self.timer = self.create_timer(0.005, self._tick)
         self.get_logger().info(
             f"sim_bridge live: {p['width']}x{p['height']} at {p['camera_rate_hz']} Hz, FOA chunks of "
@@ -138,12 +142,24 @@ class SimBridgeNode(Node):
             self.pub_audio.publish(rc.foa_to_msg(samples, self.world.sample_rate, header,
                                                  self.p["audio_channel_order"], self.p["audio_normalization"]))
             self.chunks_published += 1
+        if isinstance(self.world, PartyWorld):
+            self._publish_odometry(now)
         next_frame = self.t0 + self.frames_published / self.p["camera_rate_hz"]
         if next_frame <= now:
             self._publish_frame(next_frame)
             # after a stall, skip frames that are already late rather than bursting them out
             self.frames_published = max(self.frames_published + 1,
                                         int((now - self.t0) * self.p["camera_rate_hz"]))
+
+    def _publish_odometry(self, now: float) -> None:
+        """The base's moving links (map -> odom, odom -> base_link) stamped now, at odom_rate_hz
+        (the base is already integrated past now: audio runs a chunk ahead)."""
+        if now < self.t0 + self.odom_published / self.p["odom_rate_hz"]:
+            return
+        links = [link for link in self.world.transforms(now, self.p["optical_frame"])
+                 if link.child != self.p["optical_frame"] and not link.static]
+        self.pub_tf.publish(tf_message(links, now))
+        self.odom_published = max(self.odom_published + 1, int((now - self.t0) * self.p["odom_rate_hz"]) + 1)
 
     def _publish_frame(self, t: float) -> None:
         rgb, depth, _ = self.world.frame(t)

@@ -2,24 +2,16 @@
 
 Why two inputs: /jaeger/talkers (jaeger_tracker) gives a filtered place in `world_frame` for a
 known talker, but a new voice needs a few frames to become a track; /jaeger/speaker_match gives
-its direction at once. So the target is, each control tick:
-1. the latest confident DoA (confidence >= `min_confidence`, younger than `doa_hold_s`, and the
-   one before it within `agree_deg` of it: one reflection does not steer) when no talking track
-   lies within `agree_deg` of it (a new voice), placed in the world through TF at the frame's
-   stamp at `default_range_m`;
-2. else the talking track: the one already chosen while it still talks, else the TalkerArray's
-   current talker (with `target_voice` set, the newest talking track of that voice);
-3. else the last target for `hold_s` after its voice stopped.
-A turn in progress keeps its target until the robot faces it (refined by the talking track when
-one lies within `agree_deg` of it): a DoA computed over a window in which the camera turned is
-smeared towards where the camera looked before, so it must not redirect the turn.
+its direction at once. Both become bearings in `odom_frame` (a DoA through TF at its frame's
+stamp, a track from the robot's place in odom), and jaeger_ros.tracker.turning plans the turns:
+a fixed rotation to the new voice's (or the talking track's) bearing, executed on odometry,
+verified by what is heard once the robot stands still. A DoA counts when its confidence is at
+least `min_confidence` and the robot turned less than `max_smear_deg` over its audio window
+(`window_s`, as jaeger_node's); with `target_voice` set, only that voice's DoAs and tracks.
 
-Control: the target's bearing in `base_frame` from the newest TF, advanced by the turn the
-commands sent since that TF's stamp add up to (TF lags the frames; the current command alone would
-over- or under-shoot). A standing robot starts turning when the error exceeds
-`dead_band_deg` and a turning one stops once it is inside half of it (hysteresis: no stop-start
-chatter at the edge); it turns at `gain` x error, at least `min_angular_rps` and at most
-`max_angular_rps`. A zero command is sent once whenever the robot stops.
+The robot's heading is the newest odom -> base_link from /tf, advanced by the commands sent since
+its stamp (each held until the next). It turns at `gain` x the remaining angle, at least
+`min_angular_rps` and at most `max_angular_rps`; a zero command is sent once whenever it stops.
 """
 from __future__ import annotations
 
@@ -35,46 +27,48 @@ from jaeger_ros.msg import SpeakerMatch, TalkerArray
 from jaeger_ros.ros.runner import run_node
 from jaeger_ros.ros.tracker_node import TfListener, stamp_seconds
 from jaeger_ros.tracker.transforms import TransformBuffer, TransformError
+from jaeger_ros.tracker.turning import Track, TurnConfig, TurnPlanner, wrap
 
 VOICES = ("", "male", "female")
 
 
-def wrap(angle: float) -> float:
-    return math.atan2(math.sin(angle), math.cos(angle))
+def _yaw(matrix: np.ndarray) -> float:
+    return math.atan2(matrix[1, 0], matrix[0, 0])
 
 
 class TurnToSpeaker(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("turn_to_speaker", **kwargs)
         p = {name: self.declare_parameter(name, default).value for name, default in (
-            ("target_voice", ""), ("max_angular_rps", 1.8), ("min_angular_rps", 0.3), ("gain", 3.0),
+            ("target_voice", ""), ("max_angular_rps", 2.0), ("min_angular_rps", 0.3), ("gain", 3.0),
             ("dead_band_deg", 8.0), ("min_confidence", 0.5), ("doa_hold_s", 0.4), ("agree_deg", 30.0),
-            ("hold_s", 1.5), ("default_range_m", 2.0), ("rate_hz", 20.0), ("cmd_vel_topic", "/cmd_vel"),
+            ("window_s", 0.5), ("max_smear_deg", 5.0), ("rate_hz", 20.0), ("cmd_vel_topic", "/cmd_vel"),
             ("match_topic", "/jaeger/speaker_match"), ("talkers_topic", "/jaeger/talkers"),
-            ("world_frame", "map"), ("base_frame", "base_link"))}
+            ("world_frame", "map"), ("odom_frame", "odom"), ("base_frame", "base_link"))}
         if p["target_voice"] not in VOICES:
             raise ValueError(f"target_voice must be one of {VOICES}, got {p['target_voice']!r}")
-        if not 0 <= p["min_angular_rps"] <= p["max_angular_rps"] or p["max_angular_rps"] <= 0 or p["gain"] <= 0 \
-                or p["dead_band_deg"] < 0 or p["rate_hz"] <= 0:
-            raise ValueError("need 0 <= min_angular_rps <= max_angular_rps, max_angular_rps > 0, gain > 0, "
-                             "dead_band_deg >= 0 and rate_hz > 0")
+        if p["rate_hz"] <= 0 or p["window_s"] <= 0:
+            raise ValueError("need rate_hz > 0 and window_s > 0")
         self.p = p
+        self.planner = TurnPlanner(TurnConfig(
+            dead_band_deg=p["dead_band_deg"], gain=p["gain"], min_angular_rps=p["min_angular_rps"],
+            max_angular_rps=p["max_angular_rps"], agree_deg=p["agree_deg"], doa_hold_s=p["doa_hold_s"],
+            max_smear_deg=p["max_smear_deg"]))
         self.tf = TfListener(self, TransformBuffer(cache_s=10.0))
-        self.target: np.ndarray | None = None  # world point
-        self.target_time = -math.inf  # when the target's voice was last heard
-        self.target_source = ""
-        self.doas: deque[tuple[float, np.ndarray]] = deque(maxlen=2)  # (stamp, world point) of confident DoAs
         self.talkers: TalkerArray | None = None
+        self.chosen_id: int | None = None  # the talker turned to, kept while it talks
         self.command = 0.0
         self.sent: deque[tuple[float, float]] = deque(maxlen=200)  # (time, angular rad/s) of each command
-        self.moving = False
-        self.turns = 0
         self.pub = self.create_publisher(Twist, p["cmd_vel_topic"], 10)
         self.create_subscription(SpeakerMatch, p["match_topic"], self._on_match, 20)
         self.create_subscription(TalkerArray, p["talkers_topic"], self._on_talkers, 10)
         self.create_timer(1.0 / p["rate_hz"], self._control)
         self.get_logger().info(f"turn_to_speaker: voice {p['target_voice'] or 'any'}, at most "
                                f"{p['max_angular_rps']} rad/s, dead band {p['dead_band_deg']} deg -> {p['cmd_vel_topic']}")
+
+    @property
+    def turns(self) -> int:
+        return self.planner.turns
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -89,13 +83,18 @@ class TurnToSpeaker(Node):
                                       throttle_duration_sec=5.0)
             return
         stamp = stamp_seconds(msg.header.stamp)
+        odom, base = self.p["odom_frame"], self.p["base_frame"]
         try:
-            world_from_optical = self.tf.buffer.lookup(self.p["world_frame"], msg.header.frame_id, stamp)
+            direction = self.tf.buffer.lookup(odom, msg.header.frame_id, stamp)[:3, :3] @ d
+            heading_then = _yaw(self.tf.buffer.lookup(odom, base, stamp))
         except TransformError as err:
             self.get_logger().warning(f"no TF for a speaker_match: {err}", throttle_duration_sec=5.0)
             return
-        point = world_from_optical[:3, 3] + world_from_optical[:3, :3] @ (d / np.linalg.norm(d)) * self.p["default_range_m"]
-        self.doas.append((stamp, point))
+        try:
+            turned = heading_then - _yaw(self.tf.buffer.lookup(odom, base, stamp - self.p["window_s"]))
+        except TransformError:
+            turned = 0.0  # no odometry that old yet: the robot has not been seen turning
+        self.planner.add_doa(stamp, math.atan2(direction[1], direction[0]), math.atan2(math.sin(turned), math.cos(turned)))
 
     def _on_talkers(self, msg: TalkerArray) -> None:
         self.talkers = msg
@@ -105,8 +104,8 @@ class TurnToSpeaker(Node):
             return None
         voice = self.p["target_voice"]
         talking = [t for t in self.talkers.talkers if t.talking and (not voice or t.voice == voice)]
-        chosen = [t for t in talking if self.target_source == f"talker {t.id}"]
-        if chosen:  # stay with the talker being turned to while it talks (no flapping between tracks)
+        chosen = [t for t in talking if t.id == self.chosen_id]
+        if chosen:  # stay with the talker turned to while it talks (no flapping between tracks)
             return chosen[0]
         current = [t for t in talking if t.id == self.talkers.current_id]
         if current:
@@ -114,18 +113,19 @@ class TurnToSpeaker(Node):
         return min(talking, key=lambda t: t.heard_ago_s) if talking else None
 
     def _base_pose(self, now: float) -> tuple[np.ndarray, float] | None:
-        """(position, yaw) of the base in the world now: the newest TF advanced by the command."""
+        """(position, heading) of the base in odom now: the newest odometry advanced by the
+        commands sent since its stamp."""
         buf = self.tf.buffer
-        world, base = self.p["world_frame"], self.p["base_frame"]
+        odom, base = self.p["odom_frame"], self.p["base_frame"]
         try:
-            t = buf.latest_common_time(world, base)
-            pose = buf.lookup(world, base, t if math.isfinite(t) else now)
+            t = buf.latest_common_time(odom, base)
+            pose = buf.lookup(odom, base, t if math.isfinite(t) else now)
         except TransformError:
             return None
-        yaw = math.atan2(pose[1, 0], pose[0, 0])
+        heading = _yaw(pose)
         if math.isfinite(t):
-            yaw += self._turned_since(t, now)
-        return pose[:3, 3], yaw
+            heading += self._turned_since(t, now)
+        return pose[:3, 3], heading
 
     def _turned_since(self, t: float, now: float) -> float:
         """Radians commanded between t and now (the commands sent, each held until the next)."""
@@ -134,56 +134,40 @@ class TurnToSpeaker(Node):
             total += rate * max(0.0, min(end, now) - max(start, t))
         return total
 
-    def _choose_target(self, now: float, base_xy: np.ndarray) -> None:
-        track = self._talking_track()
-        track_point = None if track is None else np.array([track.position.x, track.position.y, track.position.z])
-        agree = self.p["agree_deg"]
-        if self.moving and self.target is not None:  # finish the turn: DoAs heard while turning are smeared
-            track_here = track_point is not None and self._bearing_gap(base_xy, track_point, self.target) <= agree
-            self.target_time = now
-            if track_here:
-                self.target = track_point
-            return
-        if len(self.doas) == 2 and now - self.doas[-1][0] <= self.p["doa_hold_s"] \
-                and self._bearing_gap(base_xy, self.doas[0][1], self.doas[1][1]) <= agree:
-            stamp, doa_point = self.doas[-1]
-            if track_point is None or self._bearing_gap(base_xy, doa_point, track_point) > agree:
-                self.target, self.target_time, self.target_source = doa_point, stamp, "doa"
-                return
-        if track_point is not None:
-            self.target, self.target_time, self.target_source = track_point, now, f"talker {track.id}"
-
-    @staticmethod
-    def _bearing_gap(origin: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
-        ya = math.atan2(a[1] - origin[1], a[0] - origin[0])
-        yb = math.atan2(b[1] - origin[1], b[0] - origin[0])
-        return abs(math.degrees(wrap(ya - yb)))
+    def _track_bearing(self, track: Any, position: np.ndarray) -> Track | None:
+        """The track's bearing in odom from the base (its place in the world through the newest
+        odom <- world transform)."""
+        buf = self.tf.buffer
+        odom, world = self.p["odom_frame"], self.p["world_frame"]
+        try:
+            t = buf.latest_common_time(odom, world)
+            odom_from_world = buf.lookup(odom, world, t if math.isfinite(t) else self._now())
+        except TransformError:
+            return None
+        p = odom_from_world[:3, :3] @ [track.position.x, track.position.y, track.position.z] + odom_from_world[:3, 3]
+        return Track(int(track.id), math.atan2(p[1] - position[1], p[0] - position[0]))
 
     def _control(self) -> None:
         now = self._now()
         pose = self._base_pose(now)
         if pose is None:
             return
-        position, yaw = pose
-        self._choose_target(now, position)
-        if self.target is None or now - self.target_time > self.p["hold_s"]:
-            self._send(0.0)
-            return
-        error = wrap(math.atan2(self.target[1] - position[1], self.target[0] - position[0]) - yaw)
-        if abs(math.degrees(error)) <= self.p["dead_band_deg"] * (0.5 if self.moving else 1.0):
-            self._send(0.0)
-            return
-        speed = min(self.p["max_angular_rps"], max(self.p["min_angular_rps"], self.p["gain"] * abs(error)))
-        self._send(math.copysign(speed, error))
+        position, heading = pose
+        talking = self._talking_track()
+        track = None if talking is None else self._track_bearing(talking, position)
+        was_turning, source = self.planner.turning, self.planner.source
+        angular = self.planner.step(now, heading, track)
+        if self.planner.turning and (not was_turning or source != self.planner.source):
+            self.chosen_id = int(self.planner.source.split()[1]) if self.planner.source.startswith("talker") else None
+            if not was_turning:
+                self.get_logger().info(f"turning {math.degrees(wrap(self.planner.goal - heading)):+.0f} deg "
+                                       f"to {self.planner.source}")
+        self._send(angular)
 
     def _send(self, angular: float) -> None:
         """Publish a turn command; a stop is sent once (not repeated while standing)."""
-        if angular == 0.0 and not self.moving:
+        if angular == 0.0 and self.command == 0.0:
             return
-        if angular != 0.0 and not self.moving:
-            self.turns += 1
-            self.get_logger().info(f"turning to {self.target_source}")
-        self.moving = angular != 0.0
         self.command = angular
         self.sent.append((self._now(), angular))
         msg = Twist()

@@ -1,0 +1,119 @@
+"""Planning the turns of a robot that faces whoever talks (ROS-free core of turn_to_speaker).
+
+Why a plan and not a heading loop on the camera's pose: every heading the robot can read lags
+(TF comes with the frames, a DoA is computed over a window of audio), so a loop that closes on
+it overshoots, reverses and chatters. Here everything is a bearing in the odometry frame, which
+does not move when the robot turns:
+
+- a turn starts when the target's bearing differs from the robot's heading by more than
+  `dead_band_deg`; its goal is that bearing, fixed for the turn (refined only by the talking
+  track of the same talker, whose place in the world does not depend on the turn);
+- the turn is executed on odometry (the newest odom -> base_link, advanced by the commands sent
+  since) and ends inside half the dead band or when the heading passed the goal;
+- then it is verified: the next direction of arrival heard from a still camera, or the talking
+  track, starts a correction only if it is again outside the dead band.
+A DoA whose audio window was heard while the robot turned more than `max_smear_deg` is smeared
+towards where the camera looked before and is ignored.
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+
+def wrap(angle: float) -> float:
+    return math.atan2(math.sin(angle), math.cos(angle))
+
+
+@dataclass(frozen=True)
+class TurnConfig:
+    dead_band_deg: float = 8.0      # facing: no turn starts inside this
+    gain: float = 3.0               # rad/s per rad of remaining turn
+    min_angular_rps: float = 0.3
+    max_angular_rps: float = 2.0
+    agree_deg: float = 30.0         # two DoAs, or a DoA and a track, this close are one talker
+    doa_hold_s: float = 0.4         # a DoA older than this does not start a turn
+    max_smear_deg: float = 5.0      # DoAs heard while the robot turned more than this are ignored
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_angular_rps <= self.max_angular_rps or self.max_angular_rps <= 0 or self.gain <= 0 \
+                or self.dead_band_deg < 0 or self.agree_deg <= 0 or self.max_smear_deg < 0:
+            raise ValueError("need 0 <= min_angular_rps <= max_angular_rps, max_angular_rps > 0, gain > 0, "
+                             f"dead_band_deg >= 0, agree_deg > 0 and max_smear_deg >= 0, got {self}")
+
+
+@dataclass(frozen=True)
+class Track:
+    """The talking track as the planner needs it: who, and its bearing in odom from the robot."""
+
+    id: int
+    bearing: float
+
+
+class TurnPlanner:
+    """Bearings (radians, odometry frame) in; an angular velocity per control tick out."""
+
+    def __init__(self, config: TurnConfig) -> None:
+        self.config = config
+        self.doas: deque[tuple[float, float]] = deque(maxlen=2)  # (stamp, bearing) of usable DoAs
+        self.goal: float | None = None
+        self.source = ""          # "doa" or "talker <id>"
+        self.direction = 0.0      # +1 left, -1 right while turning, 0 standing
+        self.turns = 0
+        self.smeared = 0          # DoAs ignored as heard while turning
+
+    @property
+    def turning(self) -> bool:
+        return self.direction != 0.0
+
+    def add_doa(self, stamp: float, bearing: float, turned_in_window: float) -> bool:
+        """A confident DoA's bearing; `turned_in_window` (radians) is how far the robot turned
+        while its audio was heard. Returns whether it was kept."""
+        if abs(math.degrees(turned_in_window)) > self.config.max_smear_deg:
+            self.smeared += 1
+            return False
+        if self.doas and stamp <= self.doas[-1][0]:
+            return False  # out of order
+        self.doas.append((stamp, bearing))
+        return True
+
+    def _new_voice(self, now: float, track: Track | None) -> float | None:
+        """The bearing of two agreeing, recent DoAs that no talking track explains (a new voice)."""
+        cfg = self.config
+        if len(self.doas) < 2 or now - self.doas[-1][0] > cfg.doa_hold_s:
+            return None
+        (_, a), (_, b) = self.doas
+        if abs(math.degrees(wrap(a - b))) > cfg.agree_deg:
+            return None
+        if track is not None and abs(math.degrees(wrap(b - track.bearing))) <= cfg.agree_deg:
+            return None
+        return b
+
+    def step(self, now: float, heading: float, track: Track | None) -> float:
+        """The angular velocity for this tick, given the robot's heading in odom now and the
+        talking track (None when nobody talks)."""
+        cfg = self.config
+        if self.turning:
+            if track is not None and (self.source == f"talker {track.id}" or (
+                    self.source == "doa" and abs(math.degrees(wrap(track.bearing - self.goal))) <= cfg.agree_deg)):
+                self.goal, self.source = track.bearing, f"talker {track.id}"
+            remaining = wrap(self.goal - heading)
+            if abs(math.degrees(remaining)) <= cfg.dead_band_deg / 2.0 or remaining * self.direction < 0:
+                self.direction = 0.0
+                self.doas.clear()  # verify with what is heard from the new heading
+                return 0.0
+            return self.direction * min(cfg.max_angular_rps, max(cfg.min_angular_rps, cfg.gain * abs(remaining)))
+        doa = self._new_voice(now, track)
+        if doa is not None:
+            goal, source = doa, "doa"
+        elif track is not None:
+            goal, source = track.bearing, f"talker {track.id}"
+        else:
+            return 0.0
+        error = wrap(goal - heading)
+        if abs(math.degrees(error)) <= cfg.dead_band_deg:
+            return 0.0
+        self.goal, self.source, self.direction = goal, source, math.copysign(1.0, error)
+        self.turns += 1
+        return self.step(now, heading, track)
