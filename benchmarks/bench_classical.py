@@ -1,5 +1,7 @@
-"""Classical baseline speed (one process): ms per DoA estimate on 1 s / 4 s of reverberant
-two-talker FOA, ms per depth-only candidate segmentation on rendered 640x480 / 672x378 frames.
+"""Classical baseline speed (one process): ms per DoA estimate, per pitch attribution of two
+candidate directions and per onset-vote share on 1 s / 4 s of reverberant two-talker FOA; ms
+per frame of the node's pooled estimator (a 0.5 s window every 0.1 s); ms per depth-only
+candidate segmentation on rendered 640x480 / 672x378 frames.
 
 Run: .venv/bin/python benchmarks/bench_classical.py [--repeats N]
 """
@@ -11,7 +13,9 @@ import time
 import numpy as np
 
 from jaeger_ros.classical.candidates import boxes_from_depth
-from jaeger_ros.classical.doa import estimate_by_gender, estimate_doa, estimate_sources
+from jaeger_ros.classical.doa import (estimate_by_gender, estimate_doa, estimate_sources, talker_pitches,
+                                      vote_shares)
+from jaeger_ros.classical.tracking import OnsetPool
 from jaeger_ros.core.foa import SAMPLE_RATE
 from jaeger_ros.core.geometry import Intrinsics
 from sim_bridge.acoustics import convolve_foa, foa_rir, mix_sources
@@ -42,12 +46,22 @@ def main() -> None:
                                                            scene.camera_position, rot, rng=rng))
            for k, g in enumerate(("male", "female"))]
     mix = mix_sources(wet)
+    directions = [scene.source_direction_camera(k) for k in range(2)]
     rows = []
     for seconds in (1.0, 4.0):
         x = mix[:, : int(seconds * SAMPLE_RATE)]
         rows.append((f"estimate_doa, {seconds:.0f} s", _ms(lambda: estimate_doa(x), args.repeats)))
         rows.append((f"estimate_sources(2), {seconds:.0f} s", _ms(lambda: estimate_sources(x, max_sources=2), args.repeats)))
         rows.append((f"estimate_by_gender, {seconds:.0f} s", _ms(lambda: estimate_by_gender(x, "female"), args.repeats)))
+        rows.append((f"talker_pitches(2 directions), {seconds:.0f} s",
+                     _ms(lambda: talker_pitches(x, directions), args.repeats)))
+        rows.append((f"vote_shares(2 directions), {seconds:.0f} s", _ms(lambda: vote_shares(x, directions), args.repeats)))
+    window, hop = SAMPLE_RATE // 2, SAMPLE_RATE // 10
+    ends = range(window, mix.shape[1], hop)
+    pool = OnsetPool()
+    rows.append(("OnsetPool.update per node frame (0.5 s window)", _ms(
+        lambda: [pool.update(end / SAMPLE_RATE, mix[:, end - window:end], SAMPLE_RATE) for end in ends],
+        max(1, args.repeats // 5)) / len(ends)))
     for width, height in ((640, 480), (672, 378)):
         cam = Intrinsics.from_hfov(width, height)
         depths = [render(sample_scene(np.random.default_rng(s), "test", 2, cam), cam).depth for s in range(3)]

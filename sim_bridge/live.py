@@ -9,8 +9,11 @@ by (seed, k), so the world does not depend on timing. The camera is static withi
 so its frame is rendered once and re-stamped. Loudspeakers play dry speech with pauses;
 the FOA stream is the sum over loudspeakers of speech convolved with each one's FOA room
 impulse response, computed chunk by chunk with overlap-add (the tail of every chunk rings on
-into the next), plus a little sensor noise. Scenario "single": one loudspeaker per scene
-talks; "dual": a male and a female loudspeaker talk independently (they overlap at times).
+into the next), plus a little sensor noise and the scene's sensing conditions (a preset of
+sim_bridge.conditions, `realistic` by default: ambient noise, interferer and self-noise as one
+precomputed scene-long buffer at the drawn SNR, directional loudspeakers, tetrahedral
+capsules, depth and RGB noise; `drawn_conditions` says what scene k drew). Scenario
+"single": one loudspeaker per scene talks; "dual": a male and a female loudspeaker talk independently (they overlap at times).
 
 Frames: the simulator's world is y up; `map` is REP-103 (z up): map = (z, x, y) of world.
 TF (tf_links): map -> odom -> base_link -> camera_link -> camera_color_optical_frame (REP-105).
@@ -21,12 +24,14 @@ import threading
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.signal import fftconvolve
 
 from jaeger_ros.core import foa
 from jaeger_ros.core.answers import azimuth_order, match_label
 from jaeger_ros.core.geometry import (BODY_FROM_CAMERA, OPTICAL_FROM_CAMERA, Box3D, Intrinsics, SourceTruth,
                                  azel_from_direction, pose_matrix, project, transform_points)
-from sim_bridge.acoustics import foa_rir
+from sim_bridge import conditions as sensing
+from sim_bridge.acoustics import Directivity, foa_rir
 from sim_bridge.render import render
 from sim_bridge.robot import Base, BaseLimits, planar_pose
 from sim_bridge.scene import sample_scene
@@ -66,8 +71,10 @@ class LiveConfig:
     gap_s: tuple[float, float] = (0.5, 2.0)   # party: silence between turns
     max_linear_mps: float = 0.5               # party: base limits
     max_angular_rps: float = 2.0
+    conditions: str = "realistic"             # sim_bridge.conditions preset (not used by party)
 
     def __post_init__(self) -> None:
+        sensing.preset(self.conditions)  # ValueError for an unknown preset
         if self.scenario not in SCENARIOS:
             raise ValueError(f"scenario must be one of {SCENARIOS}, got {self.scenario!r}")
         lo, hi = self.min_loudspeakers, self.max_loudspeakers
@@ -111,6 +118,8 @@ class LiveScene:
     order: list[int]  # order[rank] = loudspeaker index
     voices: list[_Voice]
     map_from_optical: np.ndarray
+    ambient: np.ndarray | None = None  # (4, scene samples) noise + interferer + self-noise
+    conditions: sensing.Conditions | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +133,16 @@ class GroundTruth:
     room_size_map: np.ndarray
     positions_map: list[np.ndarray]  # acoustic centre of each source, map
     in_view: list[bool]  # each source's acoustic centre inside the image
+
+
+def _conditions_rng(config: LiveConfig, k: int) -> np.random.Generator:
+    """Scene k's conditions draw from their own generator: clean scenes stay as they were."""
+    return np.random.default_rng([config.seed, k, 0xC0DE])
+
+
+def drawn_conditions(config: LiveConfig, k: int) -> sensing.Conditions:
+    """The sensing conditions scene k of a single/dual world draws (cheap: nothing is built)."""
+    return sensing.draw(config.conditions, _conditions_rng(config, k))
 
 
 class LiveWorld:
@@ -147,6 +166,8 @@ class LiveWorld:
     def _build(self, k: int) -> LiveScene:
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, k])
+        crng = _conditions_rng(cfg, k)
+        cond = sensing.draw(cfg.conditions, crng)
         n = int(rng.integers(cfg.min_loudspeakers, cfg.max_loudspeakers + 1))
         scene = sample_scene(rng, cfg.split, n, self.intrinsics)
         rendered = render(scene, self.intrinsics)
@@ -159,18 +180,29 @@ class LiveWorld:
         else:
             pair = rng.choice(len(boxes), size=2, replace=False)
             talkers = [("male", int(pair[0])), ("female", int(pair[1]))]
-        voices = []
+        voices, reference = [], np.zeros((4, self.scene_samples))
         for gender, i in talkers:
+            directivity = (Directivity(sensing.loudspeaker_facing(scene.loudspeakers[i].yaw_deg))
+                           if cond.directivity else None)
             rir = foa_rir(scene.room, scene.loudspeakers[i].acoustic_center, receiver, wfc[:3, :3],
-                          self.sample_rate, rng)
+                          self.sample_rate, rng, directivity=directivity, capsules=cond.capsules)
+            # one utterance through this RIR sets the speech level the scene's SNR refers to
+            wet = fftconvolve(self.speech.utterance(gender, crng, cfg.utterance_max_s)[None], rir, axes=1)
+            reference[:, :min(wet.shape[1], self.scene_samples)] += wet[:, :self.scene_samples]
             nfft = 1 << int(np.ceil(np.log2(self.chunk + rir.shape[1] - 1)))
             voices.append(_Voice(gender, i, np.fft.rfft(rir.astype(float), nfft, axis=1), rir.shape[1],
                                  np.random.default_rng([cfg.seed, k, len(voices) + 1]),
                                  np.zeros((4, rir.shape[1] - 1))))
         for v in voices:  # a short random lead-in so voices do not all start at the scene cut
             v.wait = int(v.rng.uniform(0.0, cfg.pause_s[1]) * self.sample_rate)
-        return LiveScene(k, scene, rendered.rgb, rendered.depth, [boxes[i] for i in order], order, voices,
-                         MAP_FROM_WORLD @ wfc @ CAMERA_FROM_OPTICAL)
+        noisy, cond = sensing.apply_audio(reference, cond, scene, crng, self.speech.utterance, lambda pos: foa_rir(
+            scene.room, pos, receiver, wfc[:3, :3], self.sample_rate, rng=crng, capsules=cond.capsules))
+        ambient = (noisy - reference).astype(np.float32) if cond.preset != "clean" else None
+        depth = sensing.degrade_depth(np.nan_to_num(rendered.depth, nan=0.0, posinf=0.0), rendered.rgb, cond, crng)
+        return LiveScene(k, scene, sensing.degrade_rgb(rendered.rgb, cond, crng),
+                         depth if cond.depth_noise_k is not None else rendered.depth,
+                         [boxes[i] for i in order], order, voices,
+                         MAP_FROM_WORLD @ wfc @ CAMERA_FROM_OPTICAL, ambient, cond)
 
     def _prefetch(self, k: int) -> None:
         """Build scene k in the background so a scene cut does not stall the stream."""
@@ -254,6 +286,9 @@ class LiveWorld:
         start = self._next
         live = self.scene(start // self.scene_samples)
         out = self._noise_rng.standard_normal((4, self.chunk)) * self.config.noise_rms
+        if live.ambient is not None:
+            offset = start - live.index * self.scene_samples
+            out += live.ambient[:, offset:offset + self.chunk]
         for v in live.voices:
             dry = self._dry(v, start, self.chunk)
             if not dry.any() and not v.tail.any():
@@ -545,7 +580,15 @@ class PartyWorld(LiveWorld):
 
     def _view(self, t: float) -> tuple[np.ndarray, np.ndarray, list[Box3D]]:
         """The camera image at the base's pose at t (rendered again only when it moved)."""
-        pose = self._pose_at(t)[0]
+        return self.view_from(self.view_pose(t))
+
+    def view_pose(self, t: float) -> np.ndarray:
+        """The true base pose (x, y, yaw in map) the camera sees from at t."""
+        return self._pose_at(t)[0]
+
+    def view_from(self, pose: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[Box3D]]:
+        """(rgb, depth, boxes) seen from a base pose. Reads nothing that moves with time, so a
+        worker thread may render while the clock, the audio and the base go on."""
         key = (round(pose[0], 3), round(pose[1], 3), round(float(np.degrees(pose[2])), 1))
         if key != self._render_key:
             posed = self._posed(planar(pose))

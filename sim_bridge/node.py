@@ -19,6 +19,10 @@ wheel odometry odom -> base_link) and a fixed mast base_link -> camera_link (/tf
 base's links also go on /tf at `odom_rate_hz`, stamped now, between camera frames: a behaviour
 that steers the base reads its odometry from them without waiting for (or lagging with) frames.
 
+Rendering in "party" runs on a worker thread: a frame's truth and TF are taken at its capture
+time, its image is published with them once rendered (a frame due while the worker is still busy
+is skipped and counted), so a slow render delays images, never the audio, odometry or cmd_vel.
+
 Pacing: a 5 ms timer compares the ROS clock with the schedule: frame k is captured at
 t0 + k / camera_rate_hz and published then; audio chunk j covers [t0 + j c, t0 + (j+1) c)
 and is published once its last sample has been "captured" (at its end), as a sound card does.
@@ -28,6 +32,7 @@ loudspeakers are talking at its stamp.
 from __future__ import annotations
 
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from geometry_msgs.msg import Point, Twist, Vector3
 from rclpy.node import Node
@@ -73,6 +78,7 @@ class SimBridgeNode(Node):
             ("seed", 0), ("scene_period_s", 8.0), ("camera_rate_hz", 10.0), ("chunk_s", 0.05),
             ("width", 640), ("height", 480), ("hfov_deg", 90.0), ("speech_dir", ""), ("speech_pool", 8),
             ("noise_rms", 1e-4), ("audio_channel_order", "ACN"), ("audio_normalization", "SN3D"),
+            ("conditions", "realistic"),
             ("optical_frame", OPTICAL_FRAME), ("talkers", 3), ("max_linear_mps", 0.5), ("max_angular_rps", 2.0),
             ("cmd_vel_topic", "/cmd_vel"), ("odom_rate_hz", 20.0),
             ("color_topic", "/camera/color/image_raw"), ("depth_topic", "/camera/depth/image_raw"),
@@ -87,7 +93,7 @@ class SimBridgeNode(Node):
             split=p["split"], seed=p["seed"], scene_period_s=p["scene_period_s"], chunk_s=p["chunk_s"],
             width=p["width"], height=p["height"], hfov_deg=p["hfov_deg"], noise_rms=p["noise_rms"],
             speech_pool=p["speech_pool"], speech_dir=p["speech_dir"] or None, talkers=p["talkers"],
-            max_linear_mps=p["max_linear_mps"], max_angular_rps=p["max_angular_rps"]))
+            max_linear_mps=p["max_linear_mps"], max_angular_rps=p["max_angular_rps"], conditions=p["conditions"]))
         sensor = qos_profile_sensor_data
         self.pub_rgb = self.create_publisher(Image, p["color_topic"], sensor)
         self.pub_depth = self.create_publisher(Image, p["depth_topic"], sensor)
@@ -109,11 +115,22 @@ class SimBridgeNode(Node):
         self.frames_published = 0
         self.chunks_published = 0
         self.odom_published = 0
+        self.frames_skipped = 0
+        # party: the camera moves, so frames are rendered on a worker thread (~0.1 s each) while
+        # this thread keeps the audio, the odometry and cmd_vel on time
+        self._renderer = ThreadPoolExecutor(1, "render") if isinstance(self.world, PartyWorld) else None
+        self._rendering: tuple[float, GroundTruth, list[FrameLink], Future] | None = None
         self.timer = self.create_timer(0.005, self._tick)
         self.get_logger().info(
             f"sim_bridge live: {p['width']}x{p['height']} at {p['camera_rate_hz']} Hz, FOA chunks of "
             f"{self.world.chunk} samples at {self.world.sample_rate} Hz, TF map -> odom -> base_link -> "
             f"camera_link -> {p['optical_frame']}")
+
+    def destroy_node(self) -> None:
+        if self._renderer is not None:
+            self._renderer.shutdown(wait=True, cancel_futures=True)
+            self.get_logger().info(f"{self.frames_skipped} frames skipped while the renderer was busy")
+        super().destroy_node()
 
     def _frame_msgs(self, rgb, depth) -> tuple[Image, Image]:
         """Image messages of a rendered view (a still camera: converted once, re-stamped per
@@ -144,9 +161,23 @@ class SimBridgeNode(Node):
             self.chunks_published += 1
         if isinstance(self.world, PartyWorld):
             self._publish_odometry(now)
+        if self._rendering is not None and self._rendering[3].done():
+            t, gt, links, job = self._rendering
+            self._rendering = None
+            rgb, depth, _ = job.result()
+            self._publish_frame(t, rgb, depth, gt, links)
         next_frame = self.t0 + self.frames_published / self.p["camera_rate_hz"]
         if next_frame <= now:
-            self._publish_frame(next_frame)
+            if self._renderer is None:
+                rgb, depth, _ = self.world.frame(next_frame)
+                self._publish_frame(next_frame, rgb, depth, self.world.ground_truth(next_frame),
+                                    self.world.transforms(next_frame, self.p["optical_frame"]))
+            elif self._rendering is None:  # truth and TF now, the image when the worker has it
+                self._rendering = (next_frame, self.world.ground_truth(next_frame),
+                                   self.world.transforms(next_frame, self.p["optical_frame"]),
+                                   self._renderer.submit(self.world.view_from, self.world.view_pose(next_frame)))
+            else:
+                self.frames_skipped += 1  # the renderer is still on an earlier frame
             # after a stall, skip frames that are already late rather than bursting them out
             self.frames_published = max(self.frames_published + 1,
                                         int((now - self.t0) * self.p["camera_rate_hz"]))
@@ -161,8 +192,7 @@ class SimBridgeNode(Node):
         self.pub_tf.publish(tf_message(links, now))
         self.odom_published = max(self.odom_published + 1, int((now - self.t0) * self.p["odom_rate_hz"]) + 1)
 
-    def _publish_frame(self, t: float) -> None:
-        rgb, depth, _ = self.world.frame(t)
+    def _publish_frame(self, t: float, rgb, depth, gt: GroundTruth, links: list[FrameLink]) -> None:
         stamp = rc.seconds_to_stamp(t)
         img, dep = self._frame_msgs(rgb, depth)
         img.header.stamp = stamp
@@ -171,11 +201,10 @@ class SimBridgeNode(Node):
         self.pub_rgb.publish(img)
         self.pub_depth.publish(dep)
         self.pub_info.publish(info)
-        self.pub_gt.publish(ground_truth_to_msg(self.world.ground_truth(t), self.p["optical_frame"]))
-        self._publish_tf(t)
+        self.pub_gt.publish(ground_truth_to_msg(gt, self.p["optical_frame"]))
+        self._publish_tf(links, t)
 
-    def _publish_tf(self, t: float) -> None:
-        links = self.world.transforms(t, self.p["optical_frame"])
+    def _publish_tf(self, links: list[FrameLink], t: float) -> None:
         if not self._static_sent:  # fixed for the whole run: once, latched
             self.pub_tf_static.publish(tf_message([link for link in links if link.static], t))
             self._static_sent = True

@@ -57,8 +57,9 @@ def test_sim_bridge_to_jaeger_node_matches_ground_truth(context):
     from jaeger_ros.ros.jaeger_node import JaegerNode
     from sim_bridge.node import SimBridgeNode
 
-    sim = SimBridgeNode(context=context, parameter_overrides=[
-        Parameter("scene_period_s", value=4.0), Parameter("seed", value=3), Parameter("speech_pool", value=3)])
+    sim = SimBridgeNode(context=context, parameter_overrides=[  # the plumbing, on noise-free scenes
+        Parameter("scene_period_s", value=4.0), Parameter("seed", value=3), Parameter("speech_pool", value=3),
+        Parameter("conditions", value="clean")])
     node = JaegerNode(context=context)
     listener = rclpy.create_node("listener", context=context)
     got = {"match": [], "gt": {}, "markers": [], "tf": {}, "diag": [], "doa": []}

@@ -501,10 +501,24 @@ def write_pictures(last, info_k: np.ndarray | None, tf: TfTree, out: Path) -> li
     return written
 
 
+def conditions_line(conditions: str, seed: int, scene_id: int) -> tuple[str, float | None]:
+    """(a line saying what the simulator drew for scene_id: preset, ambient SNR, noise, interferer;
+    the SNR in dB or None). The draw depends only on the seed, the scene and the preset."""
+    from sim_bridge.live import LiveConfig, drawn_conditions
+
+    c = drawn_conditions(LiveConfig(seed=seed, conditions=conditions), scene_id)
+    if c.snr_db is None:
+        return f"scene {scene_id}: {c.preset} (no added noise)", None
+    extra = f", {c.interferer} interferer at SIR {c.sir_db:.0f} dB" if c.interferer else ""
+    return f"scene {scene_id}: {c.preset}, SNR {c.snr_db:.1f} dB ({c.noise_kind} noise{extra})", float(c.snr_db)
+
+
 def _write_outputs(args: argparse.Namespace, scorer: Scorer, tf: TfTree, camera_k: list[np.ndarray],
-                   since: float, ran_s: float, stopped_by: str | None, tf_chain: list[str]) -> None:
+                   since: float, ran_s: float, stopped_by: str | None, tf_chain: list[str],
+                   scene_snr_db: dict[int, float | None] | None = None) -> None:
     summary = {"scenario": args.scenario, "method": args.method, "duration_s": round(ran_s, 3),
                "window_s": args.window, "stopped_by": stopped_by, "tf_chain": tf_chain,
+               "conditions": args.conditions, "scene_snr_db": scene_snr_db or {},
                **scorer.stats(since=since), "scoring_rule": SCORING_RULE}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     written = write_pictures(scorer.last, camera_k[0] if camera_k else None, tf, args.out) if scorer.last else []
@@ -521,11 +535,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", choices=("classical", "jaeger"), default="classical")
     parser.add_argument("--checkpoint", default="")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--conditions", default="realistic",
+                        help="sim_bridge sensing preset: clean | realistic | hard | diffuse@SNR")
     parser.add_argument("--window", type=float, default=0.5, help="jaeger_node window_s")
     parser.add_argument("--startup-timeout", type=float, default=90.0)
     args = parser.parse_args(argv)
     if args.duration <= 0:
         parser.error("--duration must be positive")
+    from sim_bridge.conditions import preset
+
+    try:
+        preset(args.conditions)
+    except ValueError as err:
+        parser.error(str(err))
 
     # One private DDS domain on this host, inherited by the node processes.
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
@@ -543,7 +565,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     target = "female" if args.scenario == "dual" else ""
     commands = {
-        "sim_bridge": _node_command("sim_bridge.node", args.params, {"scenario": args.scenario, "seed": args.seed}),
+        "sim_bridge": _node_command("sim_bridge.node", args.params, {"scenario": args.scenario, "seed": args.seed,
+                                                                       "conditions": args.conditions}),
         "jaeger_node": _node_command("jaeger_ros.ros.jaeger_node", args.params, {
             "method": args.method, "window_s": args.window,
             **({"checkpoint": args.checkpoint} if args.checkpoint else {}),
@@ -556,6 +579,7 @@ def main(argv: list[str] | None = None) -> int:
     scorer, tf = Scorer(args.window), TfTree()
     camera_k: list[np.ndarray] = []
     tf_chain: list[str] = []
+    scene_snr: dict[int, float | None] = {}
     start = time.time()
     t_first: float | None = None
     stopped_by: str | None = None
@@ -598,6 +622,9 @@ def main(argv: list[str] | None = None) -> int:
                 if names[0] == "map":
                     tf_chain = names
                     print("tf: " + " -> ".join(names), flush=True)
+            if scorer.truth and (scene := scorer.truth[max(scorer.truth)].scene_id) not in scene_snr:
+                line, scene_snr[scene] = conditions_line(args.conditions, args.seed, scene)
+                print(line, flush=True)
             if time.time() >= next_print:
                 next_print += 1.0
                 s = scorer.stats(since=time.time() - 5.0)
@@ -622,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if status == 0:
                 ran = time.time() - t_first if t_first is not None else 0.0
-                _write_outputs(args, scorer, tf, camera_k, t_first or 0.0, ran, stopped_by, tf_chain)
+                _write_outputs(args, scorer, tf, camera_k, t_first or 0.0, ran, stopped_by, tf_chain, scene_snr)
         finally:
             stop_nodes(procs)
             if node is not None:
