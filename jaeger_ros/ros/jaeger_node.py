@@ -111,10 +111,11 @@ class ClassicalEstimator:
     DEPTH_CHANGE_M = 0.05     # a pixel moved more than this ...
     DEPTH_CHANGE_SHARE = 0.02  # ... in more than this share of the (subsampled) image: new scene
 
-    def __init__(self) -> None:
+    def __init__(self, doa_memory_s: float = 5.0) -> None:
         from jaeger_ros.classical import candidates, doa, matching, tracking
         self._candidates, self._doa, self._matching, self._tracking = candidates, doa, matching, tracking
-        self._pool = tracking.OnsetPool()
+        self._memory_s = doa_memory_s
+        self._pool = tracking.OnsetPool(memory_s=doa_memory_s)
         self._last_stamp: float | None = None
         self._depth_key: np.ndarray | None = None
         self._boxes: list[Box3D] = []
@@ -136,7 +137,7 @@ class ClassicalEstimator:
     def __call__(self, rgb: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics, foa: np.ndarray | None,
                  sample_rate: int, target: str, stamp: float, valid: np.ndarray | None = None) -> Estimate:
         if self._last_stamp is not None and stamp < self._last_stamp:  # the stream restarted
-            self._pool = self._tracking.OnsetPool()
+            self._pool = self._tracking.OnsetPool(memory_s=self._memory_s)
         self._last_stamp = stamp
         if self._scene_changed(depth):
             self._pool.reset(stamp)
@@ -200,9 +201,9 @@ def labelled(est: Estimate) -> Estimate:
     return est
 
 
-def make_estimator(method: str, checkpoint: str) -> ClassicalEstimator | JaegerEstimator:
+def make_estimator(method: str, checkpoint: str, doa_memory_s: float = 5.0) -> ClassicalEstimator | JaegerEstimator:
     if method == "classical":
-        return ClassicalEstimator()
+        return ClassicalEstimator(doa_memory_s)
     if method == "jaeger":
         return JaegerEstimator(checkpoint)
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -262,6 +263,8 @@ PARAMETERS: tuple[Param, ...] = (
     Param("target_voice", "", "voice to locate: '' (single source) | male | female", True),
     Param("rate_hz", 10.0, "most outputs per second, 0 < rate_hz <= 200", True),
     Param("window_s", 0.5, "seconds of audio ending at the image stamp, 0 < window_s < audio_buffer_s", True),
+    Param("doa_memory_s", 5.0, "method classical: s of onset votes pooled into the DoA (a new talker takes "
+          "over within about this), 0..60", False),
     Param("queue_size", 10, "approximate-time sync queue per image input, 1..1000", False),
     Param("slop", 0.02, "s, largest stamp spread of a synchronised RGB/depth/info set, 0..1", False),
     Param("stale_after_s", 1.0, "s, drop frames older than this (or whose audio never came), 0..60", True),
@@ -289,7 +292,7 @@ PARAMETERS: tuple[Param, ...] = (
 SPECS = {p.name: p for p in PARAMETERS}
 # float parameters: (low, high, low included)
 FLOAT_LIMITS = {"rate_hz": (0.0, 200.0, False), "window_s": (0.0, 10.0, False), "slop": (0.0, 1.0, True),
-                "stale_after_s": (0.0, 60.0, False), "audio_buffer_s": (0.0, 60.0, False),
+                "doa_memory_s": (0.0, 60.0, False), "stale_after_s": (0.0, 60.0, False), "audio_buffer_s": (0.0, 60.0, False),
                 "max_future_s": (0.0, 3600.0, True), "audio_jitter_ms": (0.0, 50.0, True),
                 "min_audio_rms": (0.0, 1.0, True), "marker_lifetime_s": (0.0, 60.0, False),
                 "diagnostics_period_s": (0.05, 60.0, True), "no_input_warn_s": (0.0, 3600.0, False)}
@@ -464,7 +467,7 @@ class JaegerNode(LifecycleNode):
         if p["method"] == "jaeger":  # loading takes seconds: say what the node is doing
             self.get_logger().info(f"lifecycle: configuring (loading checkpoint {p['checkpoint'] or 'default'!r})")
         try:
-            estimator = make_estimator(p["method"], p["checkpoint"])
+            estimator = make_estimator(p["method"], p["checkpoint"], p["doa_memory_s"])
         except Exception as err:  # whatever loading raises (missing file, bad weights, no torch): stay up
             where = f"checkpoint {p['checkpoint'] or 'default'!r}" if p["method"] == "jaeger" else f"method {p['method']}"
             return self._configure_failed(f"{where}: {type(err).__name__}: {err}")

@@ -10,7 +10,8 @@ least `min_confidence` and the robot turned less than `max_smear_deg` over its a
 (`window_s`, as jaeger_node's); with `target_voice` set, only that voice's DoAs and tracks.
 
 The robot's heading is the newest odom -> base_link from /tf, advanced by the commands sent since
-its stamp (each held until the next). It turns at `gain` x the remaining angle, at least
+then, predicted for when a command sent now acts: the base's delay in obeying is fitted to the
+odometry of the last `delay_window_s` every second it turned (turning.actuation_delay). It turns at `gain` x the remaining angle, at least
 `min_angular_rps` and at most `max_angular_rps`; a zero command is sent once whenever it stops.
 """
 from __future__ import annotations
@@ -27,7 +28,8 @@ from jaeger_ros.msg import SpeakerMatch, TalkerArray
 from jaeger_ros.ros.runner import run_node
 from jaeger_ros.ros.tracker_node import TfListener, stamp_seconds
 from jaeger_ros.tracker.transforms import TransformBuffer, TransformError
-from jaeger_ros.tracker.turning import Track, TurnConfig, TurnPlanner, wrap
+from jaeger_ros.tracker.turning import (ACTUATION_DELAYS, Track, TurnConfig, TurnPlanner, actuation_delay,
+                                       commanded_angle, wrap)
 
 VOICES = ("", "male", "female")
 
@@ -42,13 +44,13 @@ class TurnToSpeaker(Node):
         p = {name: self.declare_parameter(name, default).value for name, default in (
             ("target_voice", ""), ("max_angular_rps", 2.0), ("min_angular_rps", 0.3), ("gain", 3.0),
             ("dead_band_deg", 8.0), ("min_confidence", 0.5), ("doa_hold_s", 0.4), ("agree_deg", 30.0),
-            ("window_s", 0.5), ("max_smear_deg", 5.0), ("rate_hz", 20.0), ("cmd_vel_topic", "/cmd_vel"),
+            ("window_s", 0.5), ("max_smear_deg", 5.0), ("delay_window_s", 4.0), ("rate_hz", 20.0), ("cmd_vel_topic", "/cmd_vel"),
             ("match_topic", "/jaeger/speaker_match"), ("talkers_topic", "/jaeger/talkers"),
             ("world_frame", "map"), ("odom_frame", "odom"), ("base_frame", "base_link"))}
         if p["target_voice"] not in VOICES:
             raise ValueError(f"target_voice must be one of {VOICES}, got {p['target_voice']!r}")
-        if p["rate_hz"] <= 0 or p["window_s"] <= 0:
-            raise ValueError("need rate_hz > 0 and window_s > 0")
+        if p["rate_hz"] <= 0 or p["window_s"] <= 0 or p["delay_window_s"] <= 0:
+            raise ValueError("need rate_hz, window_s and delay_window_s > 0")
         self.p = p
         self.planner = TurnPlanner(TurnConfig(
             dead_band_deg=p["dead_band_deg"], gain=p["gain"], min_angular_rps=p["min_angular_rps"],
@@ -58,7 +60,10 @@ class TurnToSpeaker(Node):
         self.talkers: TalkerArray | None = None
         self.chosen_id: int | None = None  # the talker turned to, kept while it talks
         self.command = 0.0
-        self.sent: deque[tuple[float, float]] = deque(maxlen=200)  # (time, angular rad/s) of each command
+        self.sent: deque[tuple[float, float]] = deque(maxlen=400)  # (time, angular rad/s) of each command
+        self.odometry: deque[tuple[float, float]] = deque()  # (stamp, heading) of each odometry sample
+        self.delay = 0.1  # s from sending a command to the base obeying it (re-fitted while turning)
+        self._fitted_at = -math.inf
         self.pub = self.create_publisher(Twist, p["cmd_vel_topic"], 10)
         self.create_subscription(SpeakerMatch, p["match_topic"], self._on_match, 20)
         self.create_subscription(TalkerArray, p["talkers_topic"], self._on_talkers, 10)
@@ -113,8 +118,8 @@ class TurnToSpeaker(Node):
         return min(talking, key=lambda t: t.heard_ago_s) if talking else None
 
     def _base_pose(self, now: float) -> tuple[np.ndarray, float] | None:
-        """(position, heading) of the base in odom now: the newest odometry advanced by the
-        commands sent since its stamp."""
+        """(position, heading) of the base in odom when a command sent now acts: the newest
+        odometry advanced by the commands sent since, shifted by the base's delay."""
         buf = self.tf.buffer
         odom, base = self.p["odom_frame"], self.p["base_frame"]
         try:
@@ -123,16 +128,19 @@ class TurnToSpeaker(Node):
         except TransformError:
             return None
         heading = _yaw(pose)
-        if math.isfinite(t):
-            heading += self._turned_since(t, now)
-        return pose[:3, 3], heading
-
-    def _turned_since(self, t: float, now: float) -> float:
-        """Radians commanded between t and now (the commands sent, each held until the next)."""
-        total = 0.0
-        for (start, rate), (end, _) in zip(self.sent, [*list(self.sent)[1:], (now, 0.0)]):
-            total += rate * max(0.0, min(end, now) - max(start, t))
-        return total
+        if not math.isfinite(t):
+            return pose[:3, 3], heading
+        if not self.odometry or t > self.odometry[-1][0]:
+            self.odometry.append((t, heading))
+            while self.odometry[0][0] < t - self.p["delay_window_s"]:
+                self.odometry.popleft()
+        if now - self._fitted_at >= 1.0:
+            self._fitted_at = now
+            fitted = actuation_delay(list(self.sent), list(self.odometry), ACTUATION_DELAYS)
+            self.delay = self.delay if fitted is None else fitted
+        sent = list(self.sent)
+        ahead = commanded_angle(sent, np.array([now, t - self.delay]))
+        return pose[:3, 3], heading + float(ahead[0] - ahead[1])
 
     def _track_bearing(self, track: Any, position: np.ndarray) -> Track | None:
         """The track's bearing in odom from the base (its place in the world through the newest
@@ -155,13 +163,13 @@ class TurnToSpeaker(Node):
         position, heading = pose
         talking = self._talking_track()
         track = None if talking is None else self._track_bearing(talking, position)
-        was_turning, source = self.planner.turning, self.planner.source
+        was_turning = self.planner.turning
         angular = self.planner.step(now, heading, track)
-        if self.planner.turning and (not was_turning or source != self.planner.source):
-            self.chosen_id = int(self.planner.source.split()[1]) if self.planner.source.startswith("talker") else None
+        if self.planner.turning:
+            self.chosen_id = self.planner.target_id
             if not was_turning:
                 self.get_logger().info(f"turning {math.degrees(wrap(self.planner.goal - heading)):+.0f} deg "
-                                       f"to {self.planner.source}")
+                                       f"to {self.planner.source} (base delay {self.delay:.2f} s)")
         self._send(angular)
 
     def _send(self, angular: float) -> None:

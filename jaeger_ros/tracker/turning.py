@@ -14,12 +14,19 @@ does not move when the robot turns:
   track, starts a correction only if it is again outside the dead band.
 A DoA whose audio window was heard while the robot turned more than `max_smear_deg` is smeared
 towards where the camera looked before and is ignored.
+
+A base obeys a command some time after it was sent (transport, a busy driver). Ignored, that
+delay makes every turn overshoot by speed x delay. `actuation_delay` measures it by fitting the
+odometry to the commands sent, shifted in time; the heading is then predicted for when a
+command sent now will act.
 """
 from __future__ import annotations
 
 import math
 from collections import deque
 from dataclasses import dataclass
+
+import numpy as np
 
 
 def wrap(angle: float) -> float:
@@ -43,6 +50,39 @@ class TurnConfig:
                              f"dead_band_deg >= 0, agree_deg > 0 and max_smear_deg >= 0, got {self}")
 
 
+ACTUATION_DELAYS = np.arange(0.0, 0.62, 0.02)
+"""The delays (s) `actuation_delay` chooses from: up to 0.6 s, in steps of one 50 Hz tick."""
+
+
+def commanded_angle(sent: list[tuple[float, float]], times: np.ndarray) -> np.ndarray:
+    """Radians the commands `sent` ((send time, rad/s), each held until the next; nothing before
+    the first) add up to from the first send until each of `times`."""
+    if not sent:
+        return np.zeros(np.shape(times))
+    knots = np.array([t for t, _ in sent], dtype=float)
+    rates = np.array([r for _, r in sent], dtype=float)
+    cumulative = np.concatenate([[0.0], np.cumsum(rates[:-1] * np.diff(knots))])
+    times = np.asarray(times, dtype=float)
+    i = np.clip(np.searchsorted(knots, times, side="right") - 1, 0, len(knots) - 1)
+    return np.where(times < knots[0], 0.0, cumulative[i] + rates[i] * (times - knots[i]))
+
+
+def actuation_delay(sent: list[tuple[float, float]], odometry: list[tuple[float, float]],
+                    candidates: np.ndarray, min_turn_rad: float = 0.3) -> float | None:
+    """The delay (one of `candidates`, seconds) that best explains the odometry's heading changes
+    ((stamp, yaw) samples, in time order) by the commands sent; None when the robot turned less
+    than `min_turn_rad` over the samples (nothing to fit)."""
+    if len(odometry) < 3 or not sent:
+        return None
+    stamps = np.array([t for t, _ in odometry], dtype=float)
+    observed = np.diff(np.unwrap([y for _, y in odometry]))
+    if np.abs(observed).sum() < min_turn_rad:
+        return None
+    shifted = commanded_angle(sent, stamps[None, :] - np.asarray(candidates, dtype=float)[:, None])
+    cost = ((np.diff(shifted, axis=1) - observed[None, :]) ** 2).sum(axis=1)
+    return float(candidates[int(np.argmin(cost))])
+
+
 @dataclass(frozen=True)
 class Track:
     """The talking track as the planner needs it: who, and its bearing in odom from the robot."""
@@ -58,7 +98,7 @@ class TurnPlanner:
         self.config = config
         self.doas: deque[tuple[float, float]] = deque(maxlen=2)  # (stamp, bearing) of usable DoAs
         self.goal: float | None = None
-        self.source = ""          # "doa" or "talker <id>"
+        self.target_id: int | None = None  # the track turned to (None: a new voice's DoA)
         self.direction = 0.0      # +1 left, -1 right while turning, 0 standing
         self.turns = 0
         self.smeared = 0          # DoAs ignored as heard while turning
@@ -66,6 +106,10 @@ class TurnPlanner:
     @property
     def turning(self) -> bool:
         return self.direction != 0.0
+
+    @property
+    def source(self) -> str:
+        return "doa" if self.target_id is None else f"talker {self.target_id}"
 
     def add_doa(self, stamp: float, bearing: float, turned_in_window: float) -> bool:
         """A confident DoA's bearing; `turned_in_window` (radians) is how far the robot turned
@@ -95,9 +139,9 @@ class TurnPlanner:
         talking track (None when nobody talks)."""
         cfg = self.config
         if self.turning:
-            if track is not None and (self.source == f"talker {track.id}" or (
-                    self.source == "doa" and abs(math.degrees(wrap(track.bearing - self.goal))) <= cfg.agree_deg)):
-                self.goal, self.source = track.bearing, f"talker {track.id}"
+            if track is not None and (self.target_id == track.id or (
+                    self.target_id is None and abs(math.degrees(wrap(track.bearing - self.goal))) <= cfg.agree_deg)):
+                self.goal, self.target_id = track.bearing, track.id
             remaining = wrap(self.goal - heading)
             if abs(math.degrees(remaining)) <= cfg.dead_band_deg / 2.0 or remaining * self.direction < 0:
                 self.direction = 0.0
@@ -106,14 +150,14 @@ class TurnPlanner:
             return self.direction * min(cfg.max_angular_rps, max(cfg.min_angular_rps, cfg.gain * abs(remaining)))
         doa = self._new_voice(now, track)
         if doa is not None:
-            goal, source = doa, "doa"
+            goal, target_id = doa, None
         elif track is not None:
-            goal, source = track.bearing, f"talker {track.id}"
+            goal, target_id = track.bearing, track.id
         else:
             return 0.0
         error = wrap(goal - heading)
         if abs(math.degrees(error)) <= cfg.dead_band_deg:
             return 0.0
-        self.goal, self.source, self.direction = goal, source, math.copysign(1.0, error)
+        self.goal, self.target_id, self.direction = goal, target_id, math.copysign(1.0, error)
         self.turns += 1
         return self.step(now, heading, track)
