@@ -87,3 +87,21 @@ def test_base_limits_timeout_and_drifting_odometry():
     assert base.velocity(2.1) == (0.0, 0.0)
     with pytest.raises(ValueError):
         LiveConfig(scenario="party", talkers=5)
+
+
+def test_a_command_acts_from_its_stamp_although_the_base_ran_ahead():
+    """The simulator integrates the base a chunk ahead; a command received at 1.0 s when the base
+    is already at 1.1 s turns it from 1.0 s, and the states before 1.0 s stay as they were."""
+    limits = BaseLimits(odom_scale_error=0.0, odom_noise=0.0, command_timeout_s=5.0)
+    ahead, on_time = (Base(limits, np.random.default_rng(0)) for _ in range(2))
+    ahead.advance(1.1)
+    before = ahead.state_at(0.5)[0].copy()
+    ahead.command(0.0, 1.0, 1.0)
+    on_time.advance(1.0)
+    on_time.command(0.0, 1.0, 1.0)
+    on_time.advance(1.1)
+    assert ahead.time == pytest.approx(1.1) and ahead.yaw == pytest.approx(on_time.yaw) == pytest.approx(0.1)
+    ahead.advance(1.6)
+    assert ahead.state_at(1.35)[0][2] == pytest.approx(0.35, abs=1e-6)  # interpolated between kept states
+    np.testing.assert_allclose(ahead.state_at(0.5)[0], before)
+    assert ahead.state_at(1.6)[1][2] == pytest.approx(0.6)  # exact odometry without scale error or noise

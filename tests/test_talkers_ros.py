@@ -1,6 +1,7 @@
 """jaeger_tracker and turn_to_speaker as real rclpy nodes over Fast DDS (private domain, localhost).
 
-A simulated base (sim_bridge.robot.Base) executes /cmd_vel and publishes its TF; the tracker
+A simulated base (sim_bridge.robot.Base) executes /cmd_vel (on time, or late as a busy driver
+does) and publishes its odometry on /tf; the tracker
 gets SpeakerMatch frames whose stamps lag the TF (placed with the pose at their stamp), plus
 out-of-order, stale and TF-less ones that it must drop and count.
 """
@@ -54,7 +55,11 @@ def static_tf(node):
     return pub
 
 
-def test_turn_to_speaker_turns_a_simulated_base_to_a_talker_behind_it(context):
+@pytest.mark.parametrize("obey_late_s", [0.0, 0.25])
+def test_turn_to_speaker_turns_a_simulated_base_to_a_talker_behind_it(context, obey_late_s):
+    """The base publishes odometry at 20 Hz and obeys each command `obey_late_s` after it was
+    sent (a busy driver): the behaviour fits that delay and still makes one turn that ends
+    facing the talker."""
     from jaeger_ros.ros.turn_to_speaker import TurnToSpeaker
 
     behaviour = TurnToSpeaker(context=context)
@@ -63,13 +68,20 @@ def test_turn_to_speaker_turns_a_simulated_base_to_a_talker_behind_it(context):
                 0.0, 0.0, 0.0)
     clock = sim.get_clock()
     base.time = clock.now().nanoseconds * 1e-9
-    commands = []
+    commands, late = [], []
 
     def on_cmd(msg: Twist) -> None:
-        now = clock.now().nanoseconds * 1e-9
-        base.advance(now)
-        base.command(msg.linear.x, msg.angular.z, now)
         commands.append(msg.angular.z)
+        late.append((clock.now().nanoseconds * 1e-9 + obey_late_s, msg.angular.z))
+        obey()
+
+    def obey() -> None:
+        now = clock.now().nanoseconds * 1e-9
+        while late and late[0][0] <= now:
+            at, angular = late.pop(0)
+            base.advance(at)
+            base.command(0.0, angular, at)
+        base.advance(now)
 
     sim.create_subscription(Twist, "/cmd_vel", on_cmd, 10)
     keep = static_tf(sim)
@@ -79,7 +91,7 @@ def test_turn_to_speaker_turns_a_simulated_base_to_a_talker_behind_it(context):
 
     def tick() -> None:
         now = clock.now().nanoseconds * 1e-9
-        base.advance(now)
+        obey()
         pub_tf.publish(TFMessage(transforms=[rc.transform_to_msg(planar_pose(*base.odom), "odom", "base_link", now)]))
         msg = TalkerArray(header=rc.make_header(now, "map"), current_id=7)
         t = Talker(id=7, talking=True, heard_ago_s=0.0)
@@ -94,14 +106,16 @@ def test_turn_to_speaker_turns_a_simulated_base_to_a_talker_behind_it(context):
     try:
         target = math.atan2(talker[1], talker[0])
         assert abs(math.degrees(target - base.yaw)) > 160
-        spin_for(executor, 8.0, until=lambda: len(commands) > 5 and commands[-1] == 0.0)
-        spin_for(executor, 0.5)
-        base.advance(clock.now().nanoseconds * 1e-9)
+        spin_for(executor, 8.0, until=lambda: len(commands) > 5 and commands[-1] == 0.0 and not late)
+        spin_for(executor, 1.0)
+        obey()
         error = math.degrees(math.atan2(math.sin(target - base.yaw), math.cos(target - base.yaw)))
         assert max(abs(c) for c in commands) == pytest.approx(behaviour.p["max_angular_rps"])
         assert commands[0] > 0  # the short way round: the talker is behind and to the left
         assert commands[-1] == 0.0 and abs(error) <= behaviour.p["dead_band_deg"]
         assert behaviour.turns == 1
+        if obey_late_s:
+            assert behaviour.delay == pytest.approx(obey_late_s, abs=0.1)
     finally:
         keep.destroy()
         executor.shutdown()

@@ -148,3 +148,99 @@ def test_in_view_follows_the_camera_pose():
     assert in_view(np.array([3.0, 0.5, 1.4]), map_from_optical, intr)
     assert not in_view(np.array([-3.0, 0.0, 1.4]), map_from_optical, intr)  # behind
     assert not in_view(np.array([3.0, 4.0, 1.4]), map_from_optical, intr)  # 53 deg to the left
+
+
+# --- turn planning (jaeger_ros.tracker.turning) --------------------------------------------------
+
+def _fly(planner, heading: float, track=None, doas=(), seconds: float = 4.0, dt: float = 0.05,
+         delay_s: float = 0.0, predict_s: float | None = None) -> tuple[float, list[float]]:
+    """Run the planner against a base that obeys each command `delay_s` late; the DoAs
+    ((time, bearing)) arrive at their times from a still robot; with `predict_s` the planner gets
+    the heading predicted for that delay (turning.predicted_heading), else the odometry's.
+    Returns (final heading, commands)."""
+    from collections import deque
+
+    from jaeger_ros.tracker.turning import Track, predicted_heading
+    commands, queue, obeyed, sent = [], deque(), 0.0, []
+    doas = sorted(doas)
+    for k in range(int(round(seconds / dt))):
+        now = k * dt
+        while doas and doas[0][0] <= now:
+            planner.add_doa(*doas.pop(0), 0.0)
+        seen = heading if predict_s is None else predicted_heading(heading, now, sent, now, predict_s)
+        w = planner.step(now, seen, None if track is None else Track(track.id, track.bearing, now))  # talking
+        commands.append(w)
+        sent.append((now, w))
+        queue.append((now, w))
+        while queue and queue[0][0] <= now - delay_s + 1e-9:
+            obeyed = queue.popleft()[1]
+        heading += obeyed * dt
+    return heading, commands
+
+
+def test_a_new_voice_behind_gets_one_turn_that_ends_facing_it():
+    from jaeger_ros.tracker.turning import TurnConfig, TurnPlanner, wrap
+    planner = TurnPlanner(TurnConfig(dead_band_deg=8.0, max_angular_rps=2.0))
+    behind = np.radians(170.0)
+    heading, commands = _fly(planner, 0.0, doas=[(0.1, behind + 0.05), (0.2, behind - 0.05), (0.3, behind)])
+    assert abs(np.degrees(wrap(heading - behind))) <= 4.0 + 1e-6
+    assert planner.turns == 1 and max(commands) == pytest.approx(2.0) and min(commands) >= 0.0  # the short way
+    assert commands[-1] == 0.0 and planner.source == "doa"
+
+
+def test_one_reflection_a_smeared_doa_or_a_stale_one_starts_no_turn():
+    from jaeger_ros.tracker.turning import TurnConfig, TurnPlanner
+    planner = TurnPlanner(TurnConfig(agree_deg=30.0, doa_hold_s=0.4, max_smear_deg=5.0))
+    _, commands = _fly(planner, 0.0, doas=[(0.1, 1.5), (0.2, 1.5), (0.3, -1.5)], seconds=1.0)  # the last disagrees
+    assert not any(commands) and planner.turns == 0
+    assert not planner.add_doa(1.0, 1.5, np.radians(20.0)) and planner.smeared == 1  # heard while turning
+    assert planner.step(1.0, 0.0, None) == 0.0
+    for stamp in (1.1, 1.15, 1.2):
+        planner.add_doa(stamp, 1.5, 0.0)
+    assert planner.step(1.7, 0.0, None) == 0.0  # the newest agreeing DoA is 0.5 s old: too late to act on
+    assert planner.step(1.3, 0.0, None) > 0.0 and planner.turns == 1  # fresh, the same three start a turn
+
+
+def test_a_track_heard_before_the_turn_ended_does_not_start_a_correction():
+    from jaeger_ros.tracker.turning import Track, TurnConfig, TurnPlanner
+    planner = TurnPlanner(TurnConfig(dead_band_deg=8.0))
+    for k in range(3):
+        planner.add_doa(0.1 * k, 1.0, 0.0)
+    _fly(planner, 0.0, seconds=2.0)
+    assert planner.turns == 1 and not planner.turning
+    old = Track(4, -1.0, heard=planner.stopped_at - 0.3)  # the tracker's last word from before the turn
+    assert planner.step(planner.stopped_at + 0.5, 1.0, old) == 0.0 and planner.turns == 1
+    fresh = Track(4, -1.0, heard=planner.stopped_at + 0.4)
+    assert planner.step(planner.stopped_at + 0.5, 1.0, fresh) < 0 and planner.turns == 2
+
+
+def test_a_turn_to_a_doa_is_refined_by_the_talking_track_of_that_talker():
+    from jaeger_ros.tracker.turning import Track, TurnConfig, TurnPlanner, wrap
+    planner = TurnPlanner(TurnConfig(agree_deg=30.0))
+    track = Track(7, np.radians(-100.0), 0.0)
+    for k in range(3):
+        planner.add_doa(0.1 * k, np.radians(-80.0 - k), 0.0)
+    assert planner.step(0.2, 0.0, None) < 0 and planner.source == "doa"
+    heading, _ = _fly(planner, 0.0, track=track, seconds=3.0)
+    assert planner.source == "talker 7" and abs(np.degrees(wrap(heading - track.bearing))) <= 4.0 + 1e-6
+
+
+def test_the_base_delay_is_fitted_from_odometry_and_predicting_it_stops_the_overshoot():
+    from jaeger_ros.tracker.turning import (ACTUATION_DELAYS, Track, TurnConfig, TurnPlanner, actuation_delay,
+                                           commanded_angle, wrap)
+    sent = [(0.0, 0.0), (1.0, 1.5), (2.0, 0.0), (3.0, -1.0), (3.4, 0.0)]
+    times = np.arange(0.0, 4.5, 0.05)
+    true_delay = 0.24
+    odometry = [(float(t), float(a)) for t, a in zip(times, commanded_angle(sent, times - true_delay))]
+    assert actuation_delay(sent, odometry, ACTUATION_DELAYS) == pytest.approx(true_delay)
+    assert actuation_delay(sent, [(t, 0.3) for t, _ in odometry], ACTUATION_DELAYS) is None  # it never turned
+    # a planner that believes the base obeys at once overshoots a 0.25 s late base and turns back;
+    # predicting the heading for the fitted delay ends the turn once, inside the dead band
+    goal = np.radians(120.0)
+    talker = Track(3, goal, 0.0)
+    naive = TurnPlanner(TurnConfig(dead_band_deg=8.0))
+    _fly(naive, 0.0, track=talker, delay_s=0.25)
+    assert naive.turns >= 2
+    planner = TurnPlanner(TurnConfig(dead_band_deg=8.0))
+    heading, commands = _fly(planner, 0.0, track=talker, delay_s=0.25, predict_s=0.25)
+    assert planner.turns == 1 and abs(np.degrees(wrap(heading - goal))) <= 4.0 + 1e-6 and commands[-1] == 0.0

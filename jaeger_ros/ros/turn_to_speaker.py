@@ -29,7 +29,7 @@ from jaeger_ros.ros.runner import run_node
 from jaeger_ros.ros.tracker_node import TfListener, stamp_seconds
 from jaeger_ros.tracker.transforms import TransformBuffer, TransformError
 from jaeger_ros.tracker.turning import (ACTUATION_DELAYS, Track, TurnConfig, TurnPlanner, actuation_delay,
-                                       commanded_angle, wrap)
+                                       predicted_heading, wrap)
 
 VOICES = ("", "male", "female")
 
@@ -44,17 +44,19 @@ class TurnToSpeaker(Node):
         p = {name: self.declare_parameter(name, default).value for name, default in (
             ("target_voice", ""), ("max_angular_rps", 2.0), ("min_angular_rps", 0.3), ("gain", 3.0),
             ("dead_band_deg", 8.0), ("min_confidence", 0.5), ("doa_hold_s", 0.4), ("agree_deg", 30.0),
+            ("agree_count", 3), ("max_heard_age_s", 1.0),
             ("window_s", 0.5), ("max_smear_deg", 5.0), ("delay_window_s", 4.0), ("rate_hz", 20.0), ("cmd_vel_topic", "/cmd_vel"),
             ("match_topic", "/jaeger/speaker_match"), ("talkers_topic", "/jaeger/talkers"),
             ("world_frame", "map"), ("odom_frame", "odom"), ("base_frame", "base_link"))}
         if p["target_voice"] not in VOICES:
             raise ValueError(f"target_voice must be one of {VOICES}, got {p['target_voice']!r}")
-        if p["rate_hz"] <= 0 or p["window_s"] <= 0 or p["delay_window_s"] <= 0:
-            raise ValueError("need rate_hz, window_s and delay_window_s > 0")
+        if p["rate_hz"] <= 0 or p["window_s"] <= 0 or p["delay_window_s"] <= 0 or p["max_heard_age_s"] <= 0:
+            raise ValueError("need rate_hz, window_s, delay_window_s and max_heard_age_s > 0")
         self.p = p
         self.planner = TurnPlanner(TurnConfig(
             dead_band_deg=p["dead_band_deg"], gain=p["gain"], min_angular_rps=p["min_angular_rps"],
-            max_angular_rps=p["max_angular_rps"], agree_deg=p["agree_deg"], doa_hold_s=p["doa_hold_s"],
+            max_angular_rps=p["max_angular_rps"], agree_deg=p["agree_deg"], agree_count=p["agree_count"],
+            doa_hold_s=p["doa_hold_s"],
             max_smear_deg=p["max_smear_deg"]))
         self.tf = TfListener(self, TransformBuffer(cache_s=10.0))
         self.talkers: TalkerArray | None = None
@@ -104,18 +106,20 @@ class TurnToSpeaker(Node):
     def _on_talkers(self, msg: TalkerArray) -> None:
         self.talkers = msg
 
-    def _talking_track(self) -> Any | None:
+    def _talking_track(self, now: float) -> tuple[Any, float] | None:
+        """(track, when it was last heard) of the talker to face: talking in the newest TalkerArray
+        and heard within `max_heard_age_s` of now (the tracker publishes nothing while the robot
+        turns, so the newest array may be old)."""
         if self.talkers is None:
             return None
         voice = self.p["target_voice"]
-        talking = [t for t in self.talkers.talkers if t.talking and (not voice or t.voice == voice)]
-        chosen = [t for t in talking if t.id == self.chosen_id]
-        if chosen:  # stay with the talker turned to while it talks (no flapping between tracks)
-            return chosen[0]
+        stamp = stamp_seconds(self.talkers.header.stamp)
+        talking = [t for t in self.talkers.talkers if t.talking and (not voice or t.voice == voice)
+                   and now - (stamp - t.heard_ago_s) <= self.p["max_heard_age_s"]]
+        chosen = [t for t in talking if t.id == self.chosen_id]  # stay with the talker turned to while it talks
         current = [t for t in talking if t.id == self.talkers.current_id]
-        if current:
-            return current[0]
-        return min(talking, key=lambda t: t.heard_ago_s) if talking else None
+        track = (chosen or current or sorted(talking, key=lambda t: t.heard_ago_s) or [None])[0]
+        return None if track is None else (track, stamp - track.heard_ago_s)
 
     def _base_pose(self, now: float) -> tuple[np.ndarray, float] | None:
         """(position, heading) of the base in odom when a command sent now acts: the newest
@@ -138,11 +142,9 @@ class TurnToSpeaker(Node):
             self._fitted_at = now
             fitted = actuation_delay(list(self.sent), list(self.odometry), ACTUATION_DELAYS)
             self.delay = self.delay if fitted is None else fitted
-        sent = list(self.sent)
-        ahead = commanded_angle(sent, np.array([now, t - self.delay]))
-        return pose[:3, 3], heading + float(ahead[0] - ahead[1])
+        return pose[:3, 3], predicted_heading(heading, t, list(self.sent), now, self.delay)
 
-    def _track_bearing(self, track: Any, position: np.ndarray) -> Track | None:
+    def _track_bearing(self, track: Any, heard: float, position: np.ndarray) -> Track | None:
         """The track's bearing in odom from the base (its place in the world through the newest
         odom <- world transform)."""
         buf = self.tf.buffer
@@ -153,7 +155,7 @@ class TurnToSpeaker(Node):
         except TransformError:
             return None
         p = odom_from_world[:3, :3] @ [track.position.x, track.position.y, track.position.z] + odom_from_world[:3, 3]
-        return Track(int(track.id), math.atan2(p[1] - position[1], p[0] - position[0]))
+        return Track(int(track.id), math.atan2(p[1] - position[1], p[0] - position[0]), heard)
 
     def _control(self) -> None:
         now = self._now()
@@ -161,8 +163,8 @@ class TurnToSpeaker(Node):
         if pose is None:
             return
         position, heading = pose
-        talking = self._talking_track()
-        track = None if talking is None else self._track_bearing(talking, position)
+        talking = self._talking_track(now)
+        track = None if talking is None else self._track_bearing(*talking, position)
         was_turning = self.planner.turning
         angular = self.planner.step(now, heading, track)
         if self.planner.turning:

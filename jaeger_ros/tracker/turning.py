@@ -10,8 +10,10 @@ does not move when the robot turns:
   track of the same talker, whose place in the world does not depend on the turn);
 - the turn is executed on odometry (the newest odom -> base_link, advanced by the commands sent
   since) and ends inside half the dead band or when the heading passed the goal;
-- then it is verified: the next direction of arrival heard from a still camera, or the talking
-  track, starts a correction only if it is again outside the dead band.
+- then it is verified: the next directions of arrival heard from a still camera, or the talking
+  track heard after the turn ended, start a correction only if it is again outside the dead
+  band (a track heard before then says nothing about where the robot now faces, and the tracker
+  may not have published since: it drops frames heard while turning).
 A DoA whose audio window was heard while the robot turned more than `max_smear_deg` is smeared
 towards where the camera looked before and is ignored.
 
@@ -39,15 +41,16 @@ class TurnConfig:
     gain: float = 3.0               # rad/s per rad of remaining turn
     min_angular_rps: float = 0.3
     max_angular_rps: float = 2.0
-    agree_deg: float = 30.0         # two DoAs, or a DoA and a track, this close are one talker
+    agree_deg: float = 30.0         # DoAs, or a DoA and a track, this close are one talker
+    agree_count: int = 3            # a new voice needs this many successive DoAs that agree
     doa_hold_s: float = 0.4         # a DoA older than this does not start a turn
     max_smear_deg: float = 5.0      # DoAs heard while the robot turned more than this are ignored
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_angular_rps <= self.max_angular_rps or self.max_angular_rps <= 0 or self.gain <= 0 \
-                or self.dead_band_deg < 0 or self.agree_deg <= 0 or self.max_smear_deg < 0:
+                or self.dead_band_deg < 0 or self.agree_deg <= 0 or self.max_smear_deg < 0 or self.agree_count < 1:
             raise ValueError("need 0 <= min_angular_rps <= max_angular_rps, max_angular_rps > 0, gain > 0, "
-                             f"dead_band_deg >= 0, agree_deg > 0 and max_smear_deg >= 0, got {self}")
+                             f"dead_band_deg >= 0, agree_deg > 0, max_smear_deg >= 0 and agree_count >= 1, got {self}")
 
 
 ACTUATION_DELAYS = np.arange(0.0, 0.62, 0.02)
@@ -65,6 +68,14 @@ def commanded_angle(sent: list[tuple[float, float]], times: np.ndarray) -> np.nd
     times = np.asarray(times, dtype=float)
     i = np.clip(np.searchsorted(knots, times, side="right") - 1, 0, len(knots) - 1)
     return np.where(times < knots[0], 0.0, cumulative[i] + rates[i] * (times - knots[i]))
+
+
+def predicted_heading(heading: float, stamp: float, sent: list[tuple[float, float]], now: float,
+                      delay_s: float) -> float:
+    """The heading when a command sent `now` acts, from odometry `heading` at `stamp`: the commands
+    sent since `stamp - delay_s` (those the odometry does not show yet) are added."""
+    ahead = commanded_angle(sent, np.array([now, stamp - delay_s]))
+    return heading + float(ahead[0] - ahead[1])
 
 
 def actuation_delay(sent: list[tuple[float, float]], odometry: list[tuple[float, float]],
@@ -85,10 +96,12 @@ def actuation_delay(sent: list[tuple[float, float]], odometry: list[tuple[float,
 
 @dataclass(frozen=True)
 class Track:
-    """The talking track as the planner needs it: who, and its bearing in odom from the robot."""
+    """The talking track as the planner needs it: who, its bearing in odom from the robot, and
+    when it was last heard (clock seconds)."""
 
     id: int
     bearing: float
+    heard: float
 
 
 class TurnPlanner:
@@ -96,7 +109,8 @@ class TurnPlanner:
 
     def __init__(self, config: TurnConfig) -> None:
         self.config = config
-        self.doas: deque[tuple[float, float]] = deque(maxlen=2)  # (stamp, bearing) of usable DoAs
+        self.doas: deque[tuple[float, float]] = deque(maxlen=config.agree_count)  # (stamp, bearing) of usable DoAs
+        self.stopped_at = -math.inf  # when the last turn ended
         self.goal: float | None = None
         self.target_id: int | None = None  # the track turned to (None: a new voice's DoA)
         self.direction = 0.0      # +1 left, -1 right while turning, 0 standing
@@ -123,12 +137,12 @@ class TurnPlanner:
         return True
 
     def _new_voice(self, now: float, track: Track | None) -> float | None:
-        """The bearing of two agreeing, recent DoAs that no talking track explains (a new voice)."""
+        """The bearing of `agree_count` agreeing, recent DoAs that no talking track explains (a new voice)."""
         cfg = self.config
-        if len(self.doas) < 2 or now - self.doas[-1][0] > cfg.doa_hold_s:
+        if len(self.doas) < cfg.agree_count or now - self.doas[-1][0] > cfg.doa_hold_s:
             return None
-        (_, a), (_, b) = self.doas
-        if abs(math.degrees(wrap(a - b))) > cfg.agree_deg:
+        b = self.doas[-1][1]
+        if any(abs(math.degrees(wrap(a - b))) > cfg.agree_deg for _, a in self.doas):
             return None
         if track is not None and abs(math.degrees(wrap(b - track.bearing))) <= cfg.agree_deg:
             return None
@@ -144,10 +158,12 @@ class TurnPlanner:
                 self.goal, self.target_id = track.bearing, track.id
             remaining = wrap(self.goal - heading)
             if abs(math.degrees(remaining)) <= cfg.dead_band_deg / 2.0 or remaining * self.direction < 0:
-                self.direction = 0.0
+                self.direction, self.stopped_at = 0.0, now
                 self.doas.clear()  # verify with what is heard from the new heading
                 return 0.0
             return self.direction * min(cfg.max_angular_rps, max(cfg.min_angular_rps, cfg.gain * abs(remaining)))
+        if track is not None and track.heard <= self.stopped_at:
+            track = None  # heard before the turn ended: wait for the track's next update
         doa = self._new_voice(now, track)
         if doa is not None:
             goal, target_id = doa, None
