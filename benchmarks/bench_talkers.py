@@ -15,10 +15,12 @@ Figures (the JSON keys in brackets):
 - recall [recall]: share of (message, talker heard in the last 30 s and first heard >= 1 s
   before) pairs with a track within GATE_RECALL_M;
 - time from a new talker's onset (its first speech after another talker's) to the robot facing
-  it, |azimuth from the camera| <= FACING_DEG (median, p90; never faced counts as infinite)
-  [time_to_face_median_s];
-- share of the robot's turns (rotation episodes) that end facing the talker talking then (or
-  the last one) [correct_turn_share];
+  it: |azimuth from the camera| within the behaviour's dead band (turn_to_speaker's
+  dead_band_deg in config/party.yaml, or --facing-deg) (median, p90; never faced counts as
+  infinite) [time_to_face_median_s];
+- share of the robot's turns (rotation episodes of >= 10 deg, pauses under 0.5 s joined) that
+  end facing the right talker: the one talking when the turn ends (or the last one who talked),
+  within the same angle once the robot settled (3 frames later) [correct_turn_share];
 - CPU of each node (share of one core over the run) and whether the pipeline kept real time
   (frames published vs. expected, outputs of jaeger_node and the tracker per frame).
 
@@ -44,7 +46,6 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 GATE_ERROR_M = 2.0
 GATE_RECALL_M = 1.0
-FACING_DEG = 20.0
 RECENT_S = 30.0
 NODES = {"sim_bridge": "sim_bridge.node", "jaeger_node": "jaeger_ros.ros.jaeger_node",
          "jaeger_tracker": "jaeger_ros.ros.tracker_node", "turn_to_speaker": "jaeger_ros.ros.turn_to_speaker"}
@@ -86,7 +87,14 @@ def match(tracks: list[tuple[int, np.ndarray]], truth: np.ndarray, candidates: l
     return out
 
 
-def score(rec: Recording, duration_s: float) -> dict:
+def dead_band_deg() -> float:
+    """The behaviour's own "facing" angle, from the configuration the benchmark runs."""
+    import yaml
+    params = yaml.safe_load((REPO / "config" / "party.yaml").read_text())
+    return float(params["turn_to_speaker"]["ros__parameters"]["dead_band_deg"])
+
+
+def score(rec: Recording, duration_s: float, facing_deg: float) -> dict:
     truths = rec.truths
     times = np.array([g.t for g in truths])
     n = truths[0].positions.shape[0]
@@ -124,7 +132,7 @@ def score(rec: Recording, duration_s: float) -> dict:
             last = int(talking[0]) if last not in talking else last
     to_face = []
     for j, k in onsets:
-        later = [m for m in range(j, len(truths)) if abs(truths[m].azimuth_deg[k]) <= FACING_DEG]
+        later = [m for m in range(j, len(truths)) if abs(truths[m].azimuth_deg[k]) <= facing_deg]
         to_face.append(times[later[0]] - times[j] if later else math.inf)
 
     # rotation episodes and whether each ends facing the talker of that moment
@@ -140,12 +148,12 @@ def score(rec: Recording, duration_s: float) -> dict:
     episodes = [(a, b) for a, b in episodes if abs(yaw[b] - yaw[a]) >= math.radians(10.0)]
     correct = 0
     for _, last in episodes:
-        end = min(last + 3, len(truths) - 1)  # settled
-        speaking = np.flatnonzero(active[end])
-        if not speaking.size:
-            before = np.flatnonzero(active[:end + 1].any(axis=1))
+        speaking = np.flatnonzero(active[last])  # who is right: talking when the turn ends ...
+        if not speaking.size:  # ... or the last one who talked
+            before = np.flatnonzero(active[:last + 1].any(axis=1))
             speaking = np.flatnonzero(active[before[-1]]) if before.size else speaking
-        correct += bool(speaking.size) and any(abs(truths[end].azimuth_deg[k]) <= FACING_DEG for k in speaking)
+        end = min(last + 3, len(truths) - 1)  # settled
+        correct += bool(speaking.size) and any(abs(truths[end].azimuth_deg[k]) <= facing_deg for k in speaking)
     finite = [t for t in to_face if math.isfinite(t)]
     return {
         "position_error_seen_median_m": percentile(err_seen, 50), "position_error_seen_p90_m": percentile(err_seen, 90),
@@ -159,7 +167,7 @@ def score(rec: Recording, duration_s: float) -> dict:
         "time_to_face_p90_s": float(np.percentile(to_face, 90)) if to_face else None,
         "onsets": len(onsets), "onsets_faced": len(finite),
         "correct_turn_share": correct / len(episodes) if episodes else None,
-        "turns": len(episodes),
+        "turns": len(episodes), "facing_deg": facing_deg,
     }
 
 
@@ -252,7 +260,7 @@ def run(args: argparse.Namespace) -> dict:
         executor.shutdown()
         node.destroy_node()
         rclpy.shutdown(context=ctx)
-    out = score(rec, wall)
+    out = score(rec, wall, args.facing_deg if args.facing_deg is not None else dead_band_deg())
     frames = len(rec.truths)
     out.update({"duration_s": round(wall, 1), "seed": args.seed, "talkers": args.talkers, "method": args.method,
                 "frames": frames, "frames_expected": int(wall * 10.0), "speaker_matches": matches,
@@ -268,10 +276,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--talkers", type=int, default=3)
     parser.add_argument("--method", default="classical")
+    parser.add_argument("--facing-deg", type=float, help="facing = |azimuth| within this (default: the "
+                        "behaviour's dead_band_deg in config/party.yaml)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    if args.duration <= 0:
-        raise SystemExit("--duration must be positive")
+    if args.duration <= 0 or (args.facing_deg is not None and args.facing_deg <= 0):
+        raise SystemExit("--duration and --facing-deg must be positive")
     result = run(args)
     text = json.dumps(result, indent=2)
     print(text)

@@ -58,8 +58,9 @@ def static_tf(node):
 @pytest.mark.parametrize("obey_late_s", [0.0, 0.25])
 def test_turn_to_speaker_turns_a_simulated_base_to_a_talker_behind_it(context, obey_late_s):
     """The base publishes odometry at 20 Hz and obeys each command `obey_late_s` after it was
-    sent (a busy driver): the behaviour fits that delay and still makes one turn that ends
-    facing the talker."""
+    sent (a busy driver); the talker's voice comes as SpeakerMatch DoAs from the pose of their
+    stamp, and its track as a TalkerArray: the behaviour fits the delay and still makes one turn
+    that ends facing the talker."""
     from jaeger_ros.ros.turn_to_speaker import TurnToSpeaker
 
     behaviour = TurnToSpeaker(context=context)
@@ -87,12 +88,14 @@ def test_turn_to_speaker_turns_a_simulated_base_to_a_talker_behind_it(context, o
     keep = static_tf(sim)
     pub_tf = sim.create_publisher(TFMessage, "/tf", 100)
     pub_talkers = sim.create_publisher(TalkerArray, "/jaeger/talkers", 10)
+    pub_match = sim.create_publisher(SpeakerMatch, "/jaeger/speaker_match", 20)
     talker = np.array([-2.0, 0.4, 1.0])  # behind the robot, a little to its left
 
     def tick() -> None:
         now = clock.now().nanoseconds * 1e-9
         obey()
         pub_tf.publish(TFMessage(transforms=[rc.transform_to_msg(planar_pose(*base.odom), "odom", "base_link", now)]))
+        pub_match.publish(_match(now, talker, planar_pose(base.x, base.y, base.yaw) @ BASE_FROM_OPTICAL))
         msg = TalkerArray(header=rc.make_header(now, "map"), current_id=7)
         t = Talker(id=7, talking=True, heard_ago_s=0.0)
         t.position.x, t.position.y, t.position.z = (float(v) for v in talker)

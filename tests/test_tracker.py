@@ -152,23 +152,27 @@ def test_in_view_follows_the_camera_pose():
 
 # --- turn planning (jaeger_ros.tracker.turning) --------------------------------------------------
 
-def _fly(planner, heading: float, track=None, doas=(), seconds: float = 4.0, dt: float = 0.05,
-         delay_s: float = 0.0, predict_s: float | None = None) -> tuple[float, list[float]]:
-    """Run the planner against a base that obeys each command `delay_s` late; the DoAs
-    ((time, bearing)) arrive at their times from a still robot; with `predict_s` the planner gets
-    the heading predicted for that delay (turning.predicted_heading), else the odometry's.
+def _fly(planner, heading: float, track=None, doas=(), talker: float | None = None, seconds: float = 4.0,
+         dt: float = 0.05, delay_s: float = 0.0, predict_s: float | None = None) -> tuple[float, list[float]]:
+    """Run the planner against a base that obeys each command `delay_s` late. DoAs: the given
+    (time, bearing) ones, and with `talker` (a bearing) one every 0.1 s with how far the robot
+    turned over its 0.5 s window; `track` is talking throughout. With `predict_s` the planner
+    gets the heading predicted for that delay (turning.predicted_heading), else the odometry's.
     Returns (final heading, commands)."""
     from collections import deque
 
     from jaeger_ros.tracker.turning import Track, predicted_heading
-    commands, queue, obeyed, sent = [], deque(), 0.0, []
+    commands, queue, obeyed, sent, headings = [], deque(), 0.0, [], []
     doas = sorted(doas)
     for k in range(int(round(seconds / dt))):
         now = k * dt
+        headings.append(heading)
         while doas and doas[0][0] <= now:
             planner.add_doa(*doas.pop(0), 0.0)
+        if talker is not None and k % 2 == 0:
+            planner.add_doa(now, talker, heading - headings[max(0, k - int(round(0.5 / dt)))])
         seen = heading if predict_s is None else predicted_heading(heading, now, sent, now, predict_s)
-        w = planner.step(now, seen, None if track is None else Track(track.id, track.bearing, now))  # talking
+        w = planner.step(now, seen, None if track is None else Track(track.id, track.bearing, now))
         commands.append(w)
         sent.append((now, w))
         queue.append((now, w))
@@ -203,15 +207,20 @@ def test_one_reflection_a_smeared_doa_or_a_stale_one_starts_no_turn():
 
 def test_a_track_heard_before_the_turn_ended_does_not_start_a_correction():
     from jaeger_ros.tracker.turning import Track, TurnConfig, TurnPlanner
-    planner = TurnPlanner(TurnConfig(dead_band_deg=8.0))
+    planner = TurnPlanner(TurnConfig(dead_band_deg=8.0, agree_deg=30.0))
     for k in range(3):
         planner.add_doa(0.1 * k, 1.0, 0.0)
     _fly(planner, 0.0, seconds=2.0)
     assert planner.turns == 1 and not planner.turning
-    old = Track(4, -1.0, heard=planner.stopped_at - 0.3)  # the tracker's last word from before the turn
-    assert planner.step(planner.stopped_at + 0.5, 1.0, old) == 0.0 and planner.turns == 1
-    fresh = Track(4, -1.0, heard=planner.stopped_at + 0.4)
-    assert planner.step(planner.stopped_at + 0.5, 1.0, fresh) < 0 and planner.turns == 2
+    t = planner.stopped_at
+    fresh = Track(4, -1.0, heard=t + 0.4)
+    assert planner.step(t + 0.5, 1.0, fresh) == 0.0  # a track alone starts no turn
+    for k in range(3):
+        planner.add_doa(t + 0.3 + 0.05 * k, -0.8, 0.0)
+    old = Track(4, -1.0, heard=t - 0.3)  # the tracker's last word from before the turn
+    assert planner.step(t + 0.5, 1.0, old) < 0 and planner.source == "doa" and planner.goal == pytest.approx(-0.8)
+    planner.direction = 0.0
+    assert planner.step(t + 0.5, 1.0, fresh) < 0 and planner.source == "talker 4" and planner.goal == -1.0
 
 
 def test_a_turn_to_a_doa_is_refined_by_the_talking_track_of_that_talker():
@@ -239,8 +248,8 @@ def test_the_base_delay_is_fitted_from_odometry_and_predicting_it_stops_the_over
     goal = np.radians(120.0)
     talker = Track(3, goal, 0.0)
     naive = TurnPlanner(TurnConfig(dead_band_deg=8.0))
-    _fly(naive, 0.0, track=talker, delay_s=0.25)
+    _fly(naive, 0.0, track=talker, talker=goal, delay_s=0.25)
     assert naive.turns >= 2
     planner = TurnPlanner(TurnConfig(dead_band_deg=8.0))
-    heading, commands = _fly(planner, 0.0, track=talker, delay_s=0.25, predict_s=0.25)
+    heading, commands = _fly(planner, 0.0, track=talker, talker=goal, delay_s=0.25, predict_s=0.25)
     assert planner.turns == 1 and abs(np.degrees(wrap(heading - goal))) <= 4.0 + 1e-6 and commands[-1] == 0.0

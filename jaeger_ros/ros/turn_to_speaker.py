@@ -4,8 +4,8 @@ Why two inputs: /jaeger/talkers (jaeger_tracker) gives a filtered place in `worl
 known talker, but a new voice needs a few frames to become a track; /jaeger/speaker_match gives
 its direction at once. Both become bearings in `odom_frame` (a DoA through TF at its frame's
 stamp, a track from the robot's place in odom), and jaeger_ros.tracker.turning plans the turns:
-a fixed rotation to the new voice's (or the talking track's) bearing, executed on odometry,
-verified by what is heard once the robot stands still. A DoA counts when its confidence is at
+agreeing DoAs start a fixed rotation to their bearing (the talking track's when it agrees),
+executed on odometry, verified by what is heard once the robot stands still. A DoA counts when its confidence is at
 least `min_confidence` and the robot turned less than `max_smear_deg` over its audio window
 (`window_s`, as jaeger_node's); with `target_voice` set, only that voice's DoAs and tracks.
 

@@ -5,9 +5,12 @@ Why a plan and not a heading loop on the camera's pose: every heading the robot 
 it overshoots, reverses and chatters. Here everything is a bearing in the odometry frame, which
 does not move when the robot turns:
 
-- a turn starts when the target's bearing differs from the robot's heading by more than
-  `dead_band_deg`; its goal is that bearing, fixed for the turn (refined only by the talking
-  track of the same talker, whose place in the world does not depend on the turn);
+- a turn starts when `agree_count` successive confident DoAs agree on a bearing more than
+  `dead_band_deg` from the robot's heading. Its goal is that bearing, or the talking track's when
+  one lies within `agree_deg` of it (filtered over many frames, the better bearing); a track
+  alone never starts a turn: one stray DoA (a reflection, the front-back ambiguity) can make a
+  track "talk" for a moment. The goal is fixed for the turn (refined only by the talking track
+  of the same talker, whose place in the world does not depend on the turn);
 - the turn is executed on odometry (the newest odom -> base_link, advanced by the commands sent
   since) and ends inside half the dead band or when the heading passed the goal;
 - then it is verified: the next directions of arrival heard from a still camera, or the talking
@@ -136,15 +139,13 @@ class TurnPlanner:
         self.doas.append((stamp, bearing))
         return True
 
-    def _new_voice(self, now: float, track: Track | None) -> float | None:
-        """The bearing of `agree_count` agreeing, recent DoAs that no talking track explains (a new voice)."""
+    def _heard(self, now: float) -> float | None:
+        """The bearing `agree_count` successive recent DoAs agree on (None: no agreement)."""
         cfg = self.config
         if len(self.doas) < cfg.agree_count or now - self.doas[-1][0] > cfg.doa_hold_s:
             return None
         b = self.doas[-1][1]
         if any(abs(math.degrees(wrap(a - b))) > cfg.agree_deg for _, a in self.doas):
-            return None
-        if track is not None and abs(math.degrees(wrap(b - track.bearing))) <= cfg.agree_deg:
             return None
         return b
 
@@ -164,13 +165,11 @@ class TurnPlanner:
             return self.direction * min(cfg.max_angular_rps, max(cfg.min_angular_rps, cfg.gain * abs(remaining)))
         if track is not None and track.heard <= self.stopped_at:
             track = None  # heard before the turn ended: wait for the track's next update
-        doa = self._new_voice(now, track)
-        if doa is not None:
-            goal, target_id = doa, None
-        elif track is not None:
-            goal, target_id = track.bearing, track.id
-        else:
+        goal, target_id = self._heard(now), None
+        if goal is None:
             return 0.0
+        if track is not None and abs(math.degrees(wrap(goal - track.bearing))) <= cfg.agree_deg:
+            goal, target_id = track.bearing, track.id
         error = wrap(goal - heading)
         if abs(math.degrees(error)) <= cfg.dead_band_deg:
             return 0.0
