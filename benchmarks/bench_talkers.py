@@ -17,7 +17,8 @@ Figures (the JSON keys in brackets):
 - time from a new talker's onset (its first speech after another talker's) to the robot facing
   it: |azimuth from the camera| within the behaviour's dead band (turn_to_speaker's
   dead_band_deg in config/party.yaml, or --facing-deg) (median, p90; never faced counts as
-  infinite) [time_to_face_median_s];
+  infinite; onsets less than CENSOR_S before the end are left out: they could not be faced in
+  time to count) [time_to_face_median_s];
 - share of the robot's turns (rotation episodes of >= 10 deg, pauses under 0.5 s joined) that
   end facing the right talker: the one talking when the turn ends (or the last one who talked),
   within the same angle once the robot settled (3 frames later) [correct_turn_share];
@@ -47,6 +48,7 @@ REPO = Path(__file__).resolve().parent.parent
 GATE_ERROR_M = 2.0
 GATE_RECALL_M = 1.0
 RECENT_S = 30.0
+CENSOR_S = 5.0
 NODES = {"sim_bridge": "sim_bridge.node", "jaeger_node": "jaeger_ros.ros.jaeger_node",
          "jaeger_tracker": "jaeger_ros.ros.tracker_node", "turn_to_speaker": "jaeger_ros.ros.turn_to_speaker"}
 
@@ -130,6 +132,8 @@ def score(rec: Recording, duration_s: float, facing_deg: float) -> dict:
         talking = np.flatnonzero(active[j])
         if talking.size:
             last = int(talking[0]) if last not in talking else last
+    censored = [(j, k) for j, k in onsets if times[j] > times[-1] - CENSOR_S]
+    onsets = [o for o in onsets if o not in censored]
     to_face = []
     for j, k in onsets:
         later = [m for m in range(j, len(truths)) if abs(truths[m].azimuth_deg[k]) <= facing_deg]
@@ -165,7 +169,7 @@ def score(rec: Recording, duration_s: float, facing_deg: float) -> dict:
         "recall": hits / total if total else None,
         "time_to_face_median_s": float(np.median(to_face)) if to_face else None,
         "time_to_face_p90_s": float(np.percentile(to_face, 90)) if to_face else None,
-        "onsets": len(onsets), "onsets_faced": len(finite),
+        "onsets": len(onsets), "onsets_faced": len(finite), "onsets_censored": len(censored),
         "correct_turn_share": correct / len(episodes) if episodes else None,
         "turns": len(episodes), "facing_deg": facing_deg,
     }
