@@ -7,7 +7,9 @@ so the curve isolates the noise. Every figure is a median great-circle error (A,
 accuracy (D, E; E also per gender) with its bootstrap 95 % interval.
 
 Run: .venv/bin/python benchmarks/bench_robust.py --out /tmp/jaeger_robust [--num 200]
-     [--preset-num 100] [--snrs 20,10,5,0] [--checkpoint DIR|default] [--workers 1]
+     [--preset-num 100] [--presets clean,realistic,hard] [--snrs 20,10,5,0]
+     [--checkpoint DIR|default] [--audio-only] [--workers 1]
+(--audio-only adds the classical baseline without depth: A and B from the sound alone.)
 """
 from __future__ import annotations
 
@@ -63,10 +65,12 @@ def renoise(clean_root: Path, out_root: Path, snr_db: float, seed: int = SEED) -
     shutil.copytree(src / "manifests", dst / "manifests", dirs_exist_ok=True)
 
 
-def _methods(checkpoint: str | None) -> list:
+def _methods(checkpoint: str | None, audio_only: bool) -> list:
+    from jaeger_ros.classical.method import ClassicalMethod
     from jaeger_ros.cli import _method
 
-    return [_method("classical")] + ([_method(checkpoint)] if checkpoint else [])
+    return ([_method("classical")] + ([ClassicalMethod(use_depth=False)] if audio_only else [])
+            + ([_method(checkpoint)] if checkpoint else []))
 
 
 def _cell(row: dict | None, unit: str) -> str:
@@ -80,13 +84,21 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/jaeger_robust"))
     parser.add_argument("--num", type=int, default=200, help="entries per task of the clean split (and the sweep)")
     parser.add_argument("--preset-num", type=int, default=100, help="entries per task of realistic and hard")
+    parser.add_argument("--presets", default="clean,realistic,hard",
+                        help="generated splits (clean is always made: the SNR sweep re-noises it)")
     parser.add_argument("--snrs", default="20,10,5,0")
+    parser.add_argument("--audio-only", action="store_true")
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
 
+    presets = ["clean"] + [p for p in args.presets.split(",") if p and p != "clean"]
+    unknown = [p for p in presets if p not in sensing.PRESETS]
+    if unknown:
+        parser.error(f"unknown presets {unknown}; expected some of {sorted(sensing.PRESETS)}")
     splits: dict[str, Path] = {}
-    for name, num in (("clean", args.num), ("realistic", args.preset_num), ("hard", args.preset_num)):
+    for name in presets:
+        num = args.num if name == "clean" else args.preset_num
         root = args.out / name
         if not _generated(root):
             t0 = time.perf_counter()
@@ -100,7 +112,7 @@ def main() -> None:
         splits[f"diffuse@{snr:g} dB"] = root
 
     rows, curves = [], {}
-    for method in _methods(args.checkpoint):
+    for method in _methods(args.checkpoint, args.audio_only):
         for name, root in splits.items():
             t0 = time.perf_counter()
             items = robustness.score_items(method, root, "test", TASKS)

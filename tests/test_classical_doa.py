@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from jaeger_ros.core import foa
-from jaeger_ros.classical.doa import estimate_by_gender, estimate_doa, estimate_sources, pitch_track
+from jaeger_ros.classical.doa import (estimate_by_gender, estimate_doa, estimate_sources, pick_by_pitch, pitch_track,
+                                      talker_pitches, vote_shares)
 from jaeger_ros.core.geometry import direction_from_azel, great_circle_deg
 
 FS = foa.SAMPLE_RATE
@@ -105,3 +106,41 @@ def test_gender_rule_picks_the_requested_talker_in_simulated_two_talker_samples(
     assert np.median(errors) < 10.0, errors
     with pytest.raises(ValueError):
         estimate_by_gender(x, "child")
+
+
+def _syllables(f0: float, seconds: float, rng: np.random.Generator, phase: float) -> np.ndarray:
+    """A harmonic voice in 120 ms syllables every 300 ms (starting at `phase` s): onsets to vote."""
+    t = np.arange(int(seconds * FS)) / FS
+    on = ((t - phase) % 0.3 < 0.12) & (t >= phase)
+    return _harmonic(f0, seconds, rng) * on
+
+
+def test_relative_pitch_tells_a_high_male_from_a_low_female_that_a_threshold_calls_alike():
+    """Both voices are above the fixed 140 Hz male limit; their order still says who is who."""
+    rng = np.random.default_rng(21)
+    male_dir, female_dir = direction_from_azel(25, -10), direction_from_azel(-20, -5)
+    x = (_plane_wave(male_dir, _syllables(150.0, 2.0, rng, 0.0))
+         + _plane_wave(female_dir, _syllables(190.0, 2.0, rng, 0.15)))
+    x = x + 0.05 * _diffuse(rng, x.shape[1]) * np.std(x[0])
+    pitches = talker_pitches(x, [male_dir, female_dir])
+    assert pitches[0] == pytest.approx(150.0, rel=0.05) and pitches[1] == pytest.approx(190.0, rel=0.05), pitches
+    assert pick_by_pitch(pitches, "male") == 0 and pick_by_pitch(pitches, "female") == 1
+    # a third, silent candidate gets no pitch: only the two directions with the most votes do
+    three = talker_pitches(x, [male_dir, direction_from_azel(80, 0), female_dir])
+    assert three[1] is None and three[0] < three[2]
+
+
+def test_pick_by_pitch_with_one_or_no_known_pitch():
+    assert pick_by_pitch([None, None], "male") is None
+    assert pick_by_pitch([110.0, None], "male") == 0 and pick_by_pitch([110.0, None], "female") == 1
+    assert pick_by_pitch([None, 220.0, None], "female") == 1 and pick_by_pitch([None, 220.0, None], "male") is None
+
+
+def test_vote_shares_choose_the_candidate_the_onsets_point_at_through_diffuse_noise():
+    rng = np.random.default_rng(4)
+    talker, other = direction_from_azel(10, -15), direction_from_azel(-12, -15)
+    x = _plane_wave(talker, _syllables(120.0, 2.0, rng, 0.05))
+    x = x + 0.3 * _diffuse(rng, x.shape[1]) * np.std(x[0])      # ~10 dB below the syllables
+    shares = vote_shares(x, [other, talker])
+    assert shares[1] > 5 * shares[0], shares
+

@@ -42,6 +42,7 @@ GENDER_ONSET_RATIO = 16.0   # 12 dB onsets: stricter than ONSET_RATIO_OVERLAP, p
 MIN_GENDER_VOTES = 5
 ATTRIB_ONSET_RATIO = 1.0   # pitch attribution: every bin whose energy rises (see talker_pitches)
 ASSIGN_RADIUS_DEG = 30.0    # a vote belongs to the nearest candidate direction within this
+DOMINANCE = 0.8             # a pitch window is a direction's when 80 % of its vote weight points there
 _CANDIDATES = 1500
 _MAX_BINS = 6000
 _FULL_COHERENCE = 4.0 / 3.0  # E = (4/3)|s|^2 and |I| = |s|^2 for a plane wave in SN3D
@@ -269,23 +270,31 @@ def estimate_by_gender(foa: np.ndarray, gender: str,
 
 def talker_pitches(foa: np.ndarray, directions: list[np.ndarray], talkers: int = 2,
                    sample_rate: int = foa_core.SAMPLE_RATE) -> list[float | None]:
-    """Median F0 (Hz) of the voiced rising bins (energy above its last ONSET_LAG frames) that
-    point nearest to each of `directions` (camera frame), for the `talkers` directions with
-    the most such bins; None for the others. Every rising bin votes, not only clean onsets:
-    attribution needs votes spread over many syllables of both voices, and each bin takes
-    the pitch of the W frame it lies in, which the louder voice there sets."""
+    """Median F0 (Hz) of W over the pitch windows whose rising bins (energy above its last
+    ONSET_LAG frames) point mostly (DOMINANCE of their weight) at one of `directions` (camera
+    frame), for the `talkers` directions owning the most such windows; None for the others.
+
+    Every rising bin votes, not only clean onsets: attribution needs evidence spread over many
+    syllables of both voices. A window's pitch is that of the louder voice in it, so it is
+    credited to a direction only when that direction's votes dominate the window: a quieter
+    talker (a loudspeaker facing away, a noisier capsule) then keeps its own pitch instead of
+    inheriting the louder one's from the windows they share."""
     a = np.asarray(foa, dtype=np.float64)
     dirs = np.array([np.asarray(d, float) / np.linalg.norm(d) for d in directions])
     starts, f0, voicing = pitch_track(a[0], sample_rate)
     rising = _votes(a, sample_rate, onset_ratio=ATTRIB_ONSET_RATIO, min_votes=MIN_VOTES)
-    i = np.clip(np.searchsorted(starts, rising.times), 0, len(starts) - 1)
+    window = np.clip(np.searchsorted(starts, rising.times), 0, len(starts) - 1)
     cos = rising.directions @ dirs.T
     nearest = np.argmax(cos, axis=1)
-    mine = ((cos[np.arange(len(nearest)), nearest] >= np.cos(np.radians(ASSIGN_RADIUS_DEG)))
-            & (voicing[i] > VOICING_MIN))
-    counts = np.bincount(nearest[mine], minlength=len(dirs))
+    near = cos[np.arange(len(nearest)), nearest] >= np.cos(np.radians(ASSIGN_RADIUS_DEG))
+    weight = np.zeros((len(starts), len(dirs)))
+    np.add.at(weight, (window[near], nearest[near]), rising.weights[near])
+    total = weight.sum(axis=1)
+    owner = np.argmax(weight, axis=1)
+    owned = (total > 0) & (weight.max(axis=1) >= DOMINANCE * total) & (voicing > VOICING_MIN)
+    counts = np.bincount(owner[owned], minlength=len(dirs))
     chosen = set(np.argsort(-counts, kind="stable")[:talkers].tolist())
-    return [float(np.median(f0[i[mine & (nearest == k)]])) if k in chosen and counts[k] else None
+    return [float(np.median(f0[owned & (owner == k)])) if k in chosen and counts[k] else None
             for k in range(len(dirs))]
 
 

@@ -35,11 +35,15 @@ class ClassicalMethod:
     snapped likewise. C: boxes from depth alone. D: the ORACLE candidate box (the sample's
     metadata) that most onset votes point at (doa.vote_shares); E: the oracle box whose rising
     bins have the requested pitch relative to the other talker's -- oracle-box baselines,
-    upper bounds for matching from sound.
+    upper bounds for matching from sound. use_depth=False ("classical-audio"): A and B from the
+    sound alone (no snapping; B by estimate_by_gender), to measure what the depth adds.
     """
 
-    name = "classical"
     tasks = frozenset("ABCDE")
+
+    def __init__(self, use_depth: bool = True) -> None:
+        self.use_depth = use_depth
+        self.name = "classical" if use_depth else "classical-audio"
 
     def answer(self, sample: Sample, entry: ManifestEntry) -> str:
         letter = entry.letter
@@ -50,7 +54,7 @@ class ClassicalMethod:
         gender = entry.target_gender
         if letter in "AB":
             try:
-                seen = boxes_from_depth(sample.depth(), sample.intrinsics)
+                seen = boxes_from_depth(sample.depth(), sample.intrinsics) if self.use_depth else []
             except ValueError:
                 seen = []
             chosen = None
