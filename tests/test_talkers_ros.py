@@ -196,6 +196,9 @@ def test_party_parameters_are_the_ones_the_nodes_declare(context):
             assert set(params[name]["ros__parameters"]) == set(node.p)
         finally:
             node.destroy_node()
+    from jaeger_ros.ros.jaeger_node import SPECS, check_parameter
+    for name, value in params["jaeger_node"]["ros__parameters"].items():  # e.g. doa_memory_s: known, in range
+        assert name in SPECS and check_parameter(name, value) == value
     rviz = yaml.safe_load((REPO / "config" / "jaeger.rviz").read_text())["Visualization Manager"]
     topics = [d.get("Topic", {}).get("Value") for d in rviz["Displays"] if d["Class"].endswith("MarkerArray")]
     assert params["jaeger_tracker"]["ros__parameters"]["markers_topic"] in topics

@@ -11,8 +11,9 @@ least `min_confidence` and the robot turned less than `max_smear_deg` over its a
 
 The robot's heading is the newest odom -> base_link from /tf, advanced by the commands sent since
 then, predicted for when a command sent now acts: the base's delay in obeying is fitted to the
-odometry of the last `delay_window_s` every second it turned (turning.actuation_delay). It turns at `gain` x the remaining angle, at least
-`min_angular_rps` and at most `max_angular_rps`; a zero command is sent once whenever it stops.
+odometry of the last `delay_window_s` every second it turned (turning.actuation_delay). It
+turns at `gain` x the remaining angle, at least `min_angular_rps` and at most `max_angular_rps`;
+a zero command is sent once whenever it stops.
 """
 from __future__ import annotations
 
@@ -44,8 +45,8 @@ class TurnToSpeaker(Node):
         p = {name: self.declare_parameter(name, default).value for name, default in (
             ("target_voice", ""), ("max_angular_rps", 2.0), ("min_angular_rps", 0.3), ("gain", 3.0),
             ("dead_band_deg", 8.0), ("min_confidence", 0.5), ("doa_hold_s", 0.4), ("agree_deg", 30.0),
-            ("agree_count", 3), ("max_heard_age_s", 1.0),
-            ("window_s", 0.5), ("max_smear_deg", 5.0), ("delay_window_s", 4.0), ("rate_hz", 20.0), ("cmd_vel_topic", "/cmd_vel"),
+            ("agree_count", 3), ("max_heard_age_s", 1.0), ("window_s", 0.5), ("max_smear_deg", 5.0),
+            ("delay_window_s", 4.0), ("rate_hz", 20.0), ("cmd_vel_topic", "/cmd_vel"),
             ("match_topic", "/jaeger/speaker_match"), ("talkers_topic", "/jaeger/talkers"),
             ("world_frame", "map"), ("odom_frame", "odom"), ("base_frame", "base_link"))}
         if p["target_voice"] not in VOICES:
@@ -56,8 +57,7 @@ class TurnToSpeaker(Node):
         self.planner = TurnPlanner(TurnConfig(
             dead_band_deg=p["dead_band_deg"], gain=p["gain"], min_angular_rps=p["min_angular_rps"],
             max_angular_rps=p["max_angular_rps"], agree_deg=p["agree_deg"], agree_count=p["agree_count"],
-            doa_hold_s=p["doa_hold_s"],
-            max_smear_deg=p["max_smear_deg"]))
+            doa_hold_s=p["doa_hold_s"], max_smear_deg=p["max_smear_deg"]))
         self.tf = TfListener(self, TransformBuffer(cache_s=10.0))
         self.talkers: TalkerArray | None = None
         self.chosen_id: int | None = None  # the talker turned to, kept while it talks
@@ -101,7 +101,7 @@ class TurnToSpeaker(Node):
             turned = heading_then - _yaw(self.tf.buffer.lookup(odom, base, stamp - self.p["window_s"]))
         except TransformError:
             turned = 0.0  # no odometry that old yet: the robot has not been seen turning
-        self.planner.add_doa(stamp, math.atan2(direction[1], direction[0]), math.atan2(math.sin(turned), math.cos(turned)))
+        self.planner.add_doa(stamp, math.atan2(direction[1], direction[0]), wrap(turned))
 
     def _on_talkers(self, msg: TalkerArray) -> None:
         self.talkers = msg
