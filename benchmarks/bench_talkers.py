@@ -1,6 +1,7 @@
 """Talkers over a moving robot: world-frame track quality and the turn-to-speaker behaviour.
 
-Runs the `party` pipeline as four processes, in real time, on a private ROS domain (localhost):
+Runs the `party` pipeline as four processes, in real time, on a private ROS domain (localhost,
+Fast DDS with config/fastdds.xml as the launch files use it):
 sim_bridge (talkers taking turns around a robot base that executes cmd_vel), jaeger_node
 (classical by default), jaeger_tracker and turn_to_speaker, all with config/party.yaml; this
 script listens to /sim/ground_truth (the truth, in map), /jaeger/talkers and /cmd_vel.
@@ -190,6 +191,10 @@ def run(args: argparse.Namespace) -> dict:
     from jaeger_ros.ros import convert as rc
 
     domain = random.randint(1, 200)
+    # as the launch files: images through a large shared-memory segment (config/fastdds.xml); with
+    # Fast DDS's default 512 KiB one a colour image is overwritten by the depth image published
+    # right after it, and about a quarter of the frames never reach jaeger_node
+    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds.xml"))
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     params = str(REPO / "config" / "party.yaml")
