@@ -75,8 +75,9 @@ class ClassicalMethod:
             k = pick_by_pitch(talker_pitches(foa, [b.center for b in boxes], 2, rate), gender)
             if k is not None:
                 return answers.match_label(answers.azimuth_order(boxes).index(k), len(boxes))
-        if letter == "D":
-            k = int(np.argmax(vote_shares(foa, [b.center for b in boxes], rate)))
+        shares = vote_shares(foa, [b.center for b in boxes], rate) if letter == "D" else np.zeros(1)
+        if shares.any():  # else no vote is near any box: the nearest box to the DoA below
+            k = int(np.argmax(shares))
             return answers.match_label(answers.azimuth_order(boxes).index(k), len(boxes))
         doa = estimate_by_gender(foa, gender, rate) if gender else estimate_doa(foa, rate)
         return match_speaker(doa.direction, boxes).label
