@@ -76,7 +76,7 @@ def _cmd_record(args: argparse.Namespace) -> None:
 
     stats = record(args.out, args.duration, scenario=args.scenario, seed=args.seed, storage=args.storage,
                    width=args.resolution[0], height=args.resolution[1], rate_hz=args.rate,
-                   compress=not args.no_compress)
+                   compress=not args.no_compress, conditions=args.conditions)
     print(json.dumps(stats.to_dict()))
 
 
@@ -202,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--resolution", type=_resolution, default=(640, 480), help="WxH, default 640x480")
     rec.add_argument("--rate", type=float, default=10.0, help="camera frames per second")
     rec.add_argument("--no-compress", action="store_true", help="no zstd (chunks for mcap, messages for sqlite3)")
+    rec.add_argument("--conditions", default="realistic", metavar="clean|realistic|hard|diffuse@SNR",
+                     help="sensing conditions preset of the live world (sim_bridge/conditions.py), default realistic")
     rec.set_defaults(func=_cmd_record)
 
     ev = sub.add_parser("eval", help="evaluate a method on a dataset split")

@@ -8,13 +8,9 @@ Python loader declares the same arguments and starts the right nodes (rviz:=true
 starts the others).
 """
 import ast
-import os
-import random
 from pathlib import Path
 
 import pytest
-import rclpy
-from rclpy.context import Context
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
@@ -32,15 +28,6 @@ LAUNCH_FILES = {  # file: (tables it must declare, executables it starts)
 TABLE_OF = {"jaeger_node": "NODE_ARGUMENTS", "sim_bridge": "SIM_ARGUMENTS", "foa_capture": "CAPTURE_ARGUMENTS"}
 TABLES = {"LAUNCH_ARGUMENTS": LAUNCH_ARGUMENTS, "NODE_ARGUMENTS": NODE_ARGUMENTS, "SIM_ARGUMENTS": SIM_ARGUMENTS,
           "CAPTURE_ARGUMENTS": CAPTURE_ARGUMENTS}
-
-
-@pytest.fixture(scope="module")
-def context():
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=random.randint(1, 200))
-    yield ctx
-    rclpy.shutdown(context=ctx)
 
 
 def test_every_table_entry_is_a_declared_parameter_with_a_description(context):

@@ -18,7 +18,6 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
-from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -29,15 +28,6 @@ from jaeger_ros.ros import convert as rc
 from jaeger_ros.ros.jaeger_node import Estimate, JaegerNode, labelled
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def context():
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=random.randint(1, 200))
-    yield ctx
-    rclpy.shutdown(context=ctx)
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ benchmarks/bench_reliability.py for the long fuzz/fault table and the soak).
 """
 from __future__ import annotations
 
-import os
-import random
 import threading
 import time
 
@@ -33,15 +31,6 @@ from jaeger_ros.ros.jaeger_node import JaegerNode, check_parameter
 OPTICAL = "camera_color_optical_frame"
 RATE = 16000
 CHUNK = 800  # 50 ms
-
-
-@pytest.fixture(scope="module")
-def context():
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=random.randint(1, 200))
-    yield ctx
-    rclpy.shutdown(context=ctx)
 
 
 def frame_msgs(stamp: float, width: int = 160, height: int = 120) -> tuple[Image, Image, CameraInfo]:

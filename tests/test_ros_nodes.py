@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rclpy
-from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -36,15 +35,6 @@ try:
     from diagnostic_msgs.msg import DiagnosticArray
 except ImportError:  # pragma: no cover
     DiagnosticArray = None
-
-
-@pytest.fixture(scope="module")
-def context():
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=random.randint(1, 200))
-    yield ctx
-    rclpy.shutdown(context=ctx)
 
 
 def spin_for(executor, seconds, until=lambda: False):

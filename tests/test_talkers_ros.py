@@ -6,8 +6,6 @@ gets SpeakerMatch frames whose stamps lag the TF (placed with the pose at their 
 out-of-order, stale and TF-less ones that it must drop and count.
 """
 import math
-import os
-import random
 import time
 from pathlib import Path
 
@@ -16,7 +14,6 @@ import pytest
 import rclpy
 import yaml
 from geometry_msgs.msg import Twist
-from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from tf2_msgs.msg import TFMessage
 
@@ -29,15 +26,6 @@ REPO = Path(__file__).resolve().parent.parent
 OPTICAL = "camera_color_optical_frame"
 LINK_FROM_OPTICAL = np.array([[0.0, 0.0, 1.0, 0.0], [-1.0, 0.0, 0.0, 0.0], [0.0, -1.0, 0.0, 0.0], [0, 0, 0, 1.0]])
 BASE_FROM_OPTICAL = np.array([[1.0, 0, 0, 0.05], [0, 1.0, 0, 0], [0, 0, 1.0, 1.5], [0, 0, 0, 1.0]]) @ LINK_FROM_OPTICAL
-
-
-@pytest.fixture(scope="module")
-def context():
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=random.randint(1, 200))
-    yield ctx
-    rclpy.shutdown(context=ctx)
 
 
 def spin_for(executor, seconds, until=lambda: False):

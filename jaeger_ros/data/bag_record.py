@@ -167,10 +167,12 @@ class _Messages:
 
 def record(out: str | Path, duration_s: float, scenario: str = "single", seed: int = 0, storage: str = "mcap",
            width: int = 640, height: int = 480, rate_hz: float = 10.0, start_ns: int | None = None,
-           compress: bool = True, split: str = "test", progress: bool = True) -> RecordStats:
+           compress: bool = True, split: str = "test", progress: bool = True,
+           conditions: str = "realistic") -> RecordStats:
     """Record `duration_s` seconds of the live world to the rosbag2 folder `out` (which must not
     exist). The bag is written beside `out` and renamed when complete, so a failure leaves
-    nothing behind. `compress`: zstd chunks (mcap) or zstd messages (sqlite3)."""
+    nothing behind. `compress`: zstd chunks (mcap) or zstd messages (sqlite3); `conditions`: the
+    sim_bridge.conditions preset of the live world."""
     from rosbags.rosbag2 import Writer
     from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlugin
     from tqdm import tqdm
@@ -185,7 +187,8 @@ def record(out: str | Path, duration_s: float, scenario: str = "single", seed: i
     if out.exists():
         raise FileExistsError(f"{out} exists already; rosbag2 recordings are never overwritten")
     out.parent.mkdir(parents=True, exist_ok=True)
-    world = LiveWorld(LiveConfig(scenario=scenario, seed=seed, width=width, height=height, split=split))
+    world = LiveWorld(LiveConfig(scenario=scenario, seed=seed, width=width, height=height, split=split,
+                                  conditions=conditions))
     start_ns = time.time_ns() if start_ns is None else int(start_ns)
     store = jaeger_typestore()
     make = _Messages(store)
