@@ -236,7 +236,7 @@ def _score_independently(predictions: list[dict]) -> dict[str, dict]:
         if key in ("A", "B", "starss23"):
             errors, failures = [], 0
             for p in items:
-                m, t = doa_re.search(p["raw_text"] or ""), doa_re.fullmatch(p["target"])
+                m, t = doa_re.search(p["answer"] or ""), doa_re.fullmatch(p["target"])
                 if m is None:
                     failures += 1
                     continue
@@ -310,8 +310,10 @@ def test_train_two_processes_then_eval_skips_and_scores_as_the_official_scripts(
         predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
         assert len(predictions) == sum(map(len, found.values()))
         for p in predictions:
-            assert {"path", "task", "prompt", "raw_text", "parsed", "target"} <= set(p)
+            assert {"path", "task", "prompt", "raw_text", "answer", "parsed", "target"} <= set(p)
             assert p["target"] in [e["text"] for e in found[p["key"]]]
+            if out == ev and p["answer"] is not None:  # the model's own generation, before parsing
+                assert isinstance(p["raw_text"], str)
         assert next(p for p in predictions if p["key"] == "B")["prompt"].startswith("Where is the ")
         official = report["official"]
         for key, want in _score_independently(predictions).items():

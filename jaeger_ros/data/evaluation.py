@@ -41,6 +41,10 @@ _OFFICIAL_DOA_TASK = {"A": "spatial_doa", "B": "multi_spatial_doa", STARSS23: "s
 
 
 class Method(Protocol):
+    """Answers manifest entries with official answer text. A method that generates text may also
+    set `last_raw_text` to its raw generation for the last answer (before it was reduced to the
+    official answer), which predictions.jsonl then records as `raw_text`."""
+
     name: str
     tasks: frozenset[str]
 
@@ -53,6 +57,7 @@ class _TaskItems:
     truths: list[str] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
     entries: list[ManifestEntry] = field(default_factory=list)
+    raw_texts: list[str | None] = field(default_factory=list)  # generations, where the method gives them
     errors: list[str] = field(default_factory=list)
 
 
@@ -89,6 +94,7 @@ def evaluate(method: Method, data_dir: str | Path, split: str = "test", tasks: I
             prediction = None
             it.errors.append(f"{entry.path}: {e}")
         it.predictions.append(prediction)
+        it.raw_texts.append(getattr(method, "last_raw_text", None) if prediction is not None else None)
         it.truths.append(entry.text)
         it.paths.append(entry.path)
         it.entries.append(entry)
@@ -187,13 +193,15 @@ def prediction_records(key: str, it: _TaskItems) -> list[dict[str, Any]]:
     raw_text, parsed, target) plus the fields the official merge/scoring scripts read."""
     records = []
     kind = answers.ANSWER_KIND[answers.task_key(key)]
-    for raw, truth, entry in zip(it.predictions, it.truths, it.entries):
+    generations = it.raw_texts if len(it.raw_texts) == len(it.predictions) else [None] * len(it.predictions)
+    for raw, generated, truth, entry in zip(it.predictions, generations, it.truths, it.entries):
         gender = entry.target_gender
         prompt = answers.build_prompt(key, 0, gender=gender, obj_category=entry.obj_category or ["speaker"])
         parsed = answers.extract_answer(key, raw)
         target = answers.parse_answer(key, truth)
         rec: dict[str, Any] = {"path": entry.path, "task": entry.task, "key": key, "prompt": prompt,
-                               "raw_text": raw, "parsed": None, "target": truth}
+                               "raw_text": generated if generated is not None else raw, "answer": raw,
+                               "parsed": None, "target": truth}
         if kind == "doa":
             rec["parsed"] = None if parsed is None else {"azimuth": parsed.azimuth, "elevation": parsed.elevation}
             rec.update(gt_az=target.azimuth, gt_el=target.elevation,

@@ -183,6 +183,7 @@ class JaegerMethod:
     def __init__(self, predictor: JaegerPredictor, name: str = "jaeger") -> None:
         self.predictor = predictor
         self.name = name
+        self.last_raw_text: str | None = None
 
     @classmethod
     def from_checkpoint(cls, path_or_default: str | Path = "default", device: str | None = None,
@@ -199,8 +200,11 @@ class JaegerMethod:
         return self.answer_batch([(sample, entry)])[0]
 
     def answer_batch(self, pairs: Sequence[tuple[Any, Any]]) -> list[str]:
+        """Official answers; `last_raw_text` keeps the raw generation of the last one."""
         queries = [query_for(sample, entry) for sample, entry in pairs]
-        return [p.official_text() for p in self.predictor.predict_batch(queries)]
+        predictions = self.predictor.predict_batch(queries)
+        self.last_raw_text = predictions[-1].raw_text if predictions else None
+        return [p.official_text() for p in predictions]
 
 
 def query_for(sample: Any, entry: Any) -> dict[str, Any]:
