@@ -90,12 +90,14 @@ def _cmd_from_bag(args: argparse.Namespace) -> None:
 
 
 def _method(spec: str, protocol: str | None = None):
-    """'classical' or a checkpoint directory / 'default' (the shipped tiny model) /
-    'official:CKPT_DIR[@QWEN_DIR]' (a released checkpoint); `protocol`: trained | official."""
-    if spec == "classical":
+    """'classical' (A/B snapped to depth-detected loudspeakers), 'classical-audio' (A/B from the
+    sound alone, as the paper's audio-only tasks), or a checkpoint directory / 'default' (the
+    shipped tiny model) / 'official:CKPT_DIR[@QWEN_DIR]' (a released checkpoint); `protocol`:
+    trained | official."""
+    if spec in ("classical", "classical-audio"):
         from jaeger_ros.classical.method import ClassicalMethod
 
-        return ClassicalMethod()
+        return ClassicalMethod(use_depth=spec == "classical")
     from jaeger_ros.model.predictor import JaegerMethod
 
     return JaegerMethod.from_checkpoint(spec, protocol=protocol)
@@ -207,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     rec.set_defaults(func=_cmd_record)
 
     ev = sub.add_parser("eval", help="evaluate a method on a dataset split")
-    ev.add_argument("--method", choices=["classical"], default=None)
+    ev.add_argument("--method", choices=["classical", "classical-audio"], default=None,
+                    help="classical: A/B answers snapped to depth-detected loudspeakers; classical-audio: sound only")
     ev.add_argument("--checkpoint", default=None, help="checkpoint dir or 'default'")
     ev.add_argument("--compare", default=None, help="a second method/checkpoint for a side-by-side table")
     ev.add_argument("--data", required=True)
