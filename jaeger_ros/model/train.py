@@ -463,12 +463,18 @@ def save_best(model: JaegerModel, out: Path, step: int, val_loss: float) -> Path
     _remove(old)
     model.save_pretrained(tmp)
     write_synced(tmp / "best.json", json.dumps({"step": step, "val_loss": val_loss}).encode())
+    return _swap_in(tmp, best, old)
+
+
+def _swap_in(tmp: Path, dest: Path, old: Path) -> Path:
+    """Put the complete folder `tmp` in place of `dest`; at every moment one complete copy exists
+    (the previous one waits in `old` until the new one is in place)."""
     _sync_dir(tmp)
-    if best.exists():
-        _rename(best, old)
-    _rename(tmp, best)
+    if dest.exists():
+        _rename(dest, old)
+    _rename(tmp, dest)
     _remove(old)
-    return best
+    return dest
 
 
 def _check_ranks_agree(accel: Any, model: torch.nn.Module) -> None:
@@ -508,12 +514,7 @@ def save_checkpoint(model: torch.nn.Module, optimizer: Any, scheduler: Any, out:
         write_synced(tmp / name, data)
     marker = {"step": step, "files": {name: len(data) for name, data in blobs.items()}}
     write_synced(tmp / COMPLETE, json.dumps(marker).encode())
-    _sync_dir(tmp)
-    if last.exists():
-        _rename(last, old)
-    _rename(tmp, last)
-    _remove(old)
-    return last
+    return _swap_in(tmp, last, old)
 
 
 def checkpoint_step(folder: Path) -> int | None:
