@@ -31,6 +31,7 @@ $(SETUP_STAMP): requirements.txt requirements-deepspeed.txt Makefile
 # For `.venv/bin/python` without sourcing: a .pth to the install and its generated libraries
 # where the ROS wheels' loader looks.
 workspace: $(SETUP_STAMP)
+	mkdir -p build
 	tools/workspace.sh $(WS) $(PY) > build/workspace.log 2>&1 || { tail -40 build/workspace.log; exit 1; }
 	realpath $(WS)/install/lib/python$(PYVER)/site-packages > $(PTH)
 	ln -sf $$(realpath $(WS)/install/lib)/lib*__rosidl_*.so $(VENV)/lib/
