@@ -8,26 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from jaeger_ros.model.config import JaegerConfig, TrainConfig
+from jaeger_ros.model.config import JaegerConfig
 from jaeger_ros.model.lora import PAPER_TRAINABLE, set_trainable
-from jaeger_ros.model.modeling import JaegerModel, tiny_thinker_config
-from jaeger_ros.model.tokenizer import train_tokenizer
+from jaeger_ros.model.modeling import JaegerModel
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def base_dir(tmp_path_factory) -> Path:
-    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
-
-    tiny = TrainConfig().model_config(REPO / "config")
-    tok = train_tokenizer(512)
-    torch.manual_seed(0)
-    thinker = Qwen2_5OmniThinkerForConditionalGeneration(tiny_thinker_config(tiny, tok))
-    path = tmp_path_factory.mktemp("base")
-    thinker.save_pretrained(str(path))
-    tok.save_pretrained(str(path))
-    return path
 
 
 def seven_b_config(base: Path) -> JaegerConfig:
@@ -36,8 +21,8 @@ def seven_b_config(base: Path) -> JaegerConfig:
 
 
 @pytest.fixture(scope="module")
-def model(base_dir) -> JaegerModel:
-    return JaegerModel.from_config(seven_b_config(base_dir))
+def model(tiny_qwen_dir) -> JaegerModel:
+    return JaegerModel.from_config(seven_b_config(tiny_qwen_dir))
 
 
 def test_lora_wraps_only_the_decoder_projections(model):
@@ -67,7 +52,7 @@ def test_selective_fine_tuning_per_task(model):
         set_trainable(model, {"A": ["everything"]}, ["A"])
 
 
-def test_lora_checkpoint_round_trip_from_the_local_base(model, base_dir, tmp_path):
+def test_lora_checkpoint_round_trip_from_the_local_base(model, tiny_qwen_dir, tmp_path):
     set_trainable(model, PAPER_TRAINABLE, ["D"])
     with torch.no_grad():  # make the adapters non-trivial so the round trip means something
         for n, p in model.named_parameters():

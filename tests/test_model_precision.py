@@ -19,27 +19,12 @@ from safetensors.torch import load_file
 
 from jaeger_ros.model.config import JaegerConfig, TrainConfig
 from jaeger_ros.model.lora import cast_for_training, set_trainable
-from jaeger_ros.model.modeling import JaegerModel, Towers, tiny_thinker_config
-from jaeger_ros.model.tokenizer import train_tokenizer
+from jaeger_ros.model.modeling import JaegerModel, Towers
 from jaeger_ros.model.train import train
 from test_model_train import write_toy_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINABLE = {"all": ["audio", "iv", "proj"]}
-
-
-@pytest.fixture(scope="module")
-def base_dir(tmp_path_factory) -> Path:
-    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
-
-    tok = train_tokenizer(512)
-    torch.manual_seed(0)
-    thinker = Qwen2_5OmniThinkerForConditionalGeneration(
-        tiny_thinker_config(TrainConfig().model_config(REPO / "config"), tok))
-    path = tmp_path_factory.mktemp("base")
-    thinker.save_pretrained(str(path))
-    tok.save_pretrained(str(path))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -74,19 +59,19 @@ def run(base: Path, data: Path, out: Path, dtype: str, mixed: str) -> dict[str, 
     return load_file(str(out / "last" / "model.safetensors"))
 
 
-def test_bf16_base_trains_its_float32_weights_as_far_as_pure_float32(base_dir, data, tmp_path):
-    fp32 = run(base_dir, data, tmp_path / "fp32", "float32", "no")
-    mixed = run(base_dir, data, tmp_path / "bf16", "bfloat16", "bf16")
+def test_bf16_base_trains_its_float32_weights_as_far_as_pure_float32(tiny_qwen_dir, data, tmp_path):
+    fp32 = run(tiny_qwen_dir, data, tmp_path / "fp32", "float32", "no")
+    mixed = run(tiny_qwen_dir, data, tmp_path / "bf16", "bfloat16", "bf16")
     assert {str(v.dtype) for v in mixed.values()} == {"torch.float32"}  # checkpoints hold float32 master weights
     assert fp32.keys() == mixed.keys()
-    model = JaegerModel.from_config(seven_b(base_dir, "float32"))
+    model = JaegerModel.from_config(seven_b(tiny_qwen_dir, "float32"))
     proj_key = next(k for k, p in model.named_parameters() if p is Towers(model.base_thinker).audio.proj.weight)
     d_model = Towers(model.base_thinker).audio.ln_post.norm.normalized_shape[0] - 1203
     # zero-initialised IV columns of the fused projection: moved as far in both runs
     far = {name: float(w[proj_key][:, d_model:].abs().mean()) for name, w in (("fp32", fp32), ("bf16", mixed))}
     assert far["fp32"] > 1e-6 and abs(far["bf16"] - far["fp32"]) <= 0.1 * far["fp32"], far
     # pretrained audio-tower weights (stored in bf16 in the base): moved as far too
-    start32, start16 = start_weights(seven_b(base_dir, "float32")), start_weights(seven_b(base_dir, "bfloat16"))
+    start32, start16 = start_weights(seven_b(tiny_qwen_dir, "float32")), start_weights(seven_b(tiny_qwen_dir, "bfloat16"))
     tower = [k for k in start32 if ".audio_tower.layers." in k and k.endswith("fc1.weight")]
     assert tower
     moved = {name: np.mean([float((w[k] - s[k]).abs().mean()) for k in tower])
@@ -94,7 +79,7 @@ def test_bf16_base_trains_its_float32_weights_as_far_as_pure_float32(base_dir, d
     assert moved["fp32"] > 1e-6 and abs(moved["bf16"] - moved["fp32"]) <= 0.1 * moved["fp32"], moved
 
 
-def test_deepspeed_zero2_bf16_initialises_and_steps_the_tiny_model(base_dir, tmp_path):
+def test_deepspeed_zero2_bf16_initialises_and_steps_the_tiny_model(tiny_qwen_dir, tmp_path):
     """ZeRO-2 bf16 through accelerate's DeepSpeed plugin on one CPU process (gloo): the engine
     wraps the model, shards the optimizer and takes a step. Runs where deepspeed is importable
     (it is not a dependency: pip install deepspeed==0.19.8)."""
@@ -110,7 +95,7 @@ def test_deepspeed_zero2_bf16_initialises_and_steps_the_tiny_model(base_dir, tmp
         import numpy as np
 
         cfg = JaegerConfig.load({str(REPO / "config" / "qwen2.5-omni-7b.yaml")!r}).replace(
-            base_model_path={str(base_dir)!r}, dtype="bfloat16", iv="classical", max_audio_seconds=0.5,
+            base_model_path={str(tiny_qwen_dir)!r}, dtype="bfloat16", iv="classical", max_audio_seconds=0.5,
             image_size=[112, 56])
         plugin = DeepSpeedPlugin(zero_stage=2, gradient_clipping=1.0)
         plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = 2

@@ -5,7 +5,6 @@ naming the base folder), loaded through JaegerPredictor.from_official / "officia
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,14 +12,12 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from jaeger_ros.model.config import IV_DIM, TrainConfig
+from jaeger_ros.model.config import IV_DIM
 from jaeger_ros.model.iv import RELEASE_ROWS
-from jaeger_ros.model.modeling import CheckpointError, JaegerModel, Towers, tiny_thinker_config
+from jaeger_ros.model.modeling import CheckpointError, Towers
 from jaeger_ros.model.predictor import JaegerPredictor
 from jaeger_ros.model.release import release_key
-from jaeger_ros.model.tokenizer import train_tokenizer
 
-REPO = Path(__file__).resolve().parents[1]
 THEIR_LORA_REGEX = r"model\.layers\..*?(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
 
 
@@ -46,17 +43,12 @@ class TheirWrapper(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def release(tmp_path_factory) -> dict:
+def release(tmp_path_factory, tiny_qwen_dir) -> dict:
     from peft import LoraConfig, get_peft_model
     from transformers import Qwen2_5OmniThinkerForConditionalGeneration
 
-    tiny = TrainConfig().model_config(REPO / "config")
-    tok = train_tokenizer(512)
-    torch.manual_seed(0)
-    thinker = Qwen2_5OmniThinkerForConditionalGeneration(tiny_thinker_config(tiny, tok))
-    base = tmp_path_factory.mktemp("qwen")
-    thinker.save_pretrained(str(base))
-    tok.save_pretrained(str(base))
+    base = tiny_qwen_dir
+    thinker = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(str(base))
 
     torch.manual_seed(1)
     theirs = TheirWrapper(get_peft_model(TheirThinker(thinker), LoraConfig(
