@@ -28,8 +28,9 @@ from scipy.signal import fftconvolve
 
 from jaeger_ros.core import foa
 from jaeger_ros.core.answers import azimuth_order, match_label
-from jaeger_ros.core.geometry import (BODY_FROM_CAMERA, OPTICAL_FROM_CAMERA, Box3D, Intrinsics, SourceTruth,
-                                 azel_from_direction, pose_matrix, project, transform_points)
+from jaeger_ros.core.geometry import (BASE_FRAME, BODY_FROM_CAMERA, CAMERA_LINK_FRAME, MAP_FRAME, ODOM_FRAME,
+                                     OPTICAL_FRAME, OPTICAL_FROM_CAMERA, Box3D, Intrinsics, SourceTruth,
+                                     azel_from_direction, pose_matrix, project, transform_points)
 from sim_bridge import conditions as sensing
 from sim_bridge.acoustics import Directivity, foa_rir
 from sim_bridge.render import render
@@ -44,9 +45,6 @@ MAP_FROM_WORLD = pose_matrix(np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1
 LINK_FROM_OPTICAL = pose_matrix(BODY_FROM_CAMERA @ OPTICAL_FROM_CAMERA.T, np.zeros(3))
 """camera_link (REP-103 body axes) <- camera optical frame: the standard fixed rotation."""
 CAMERA_FROM_OPTICAL = pose_matrix(OPTICAL_FROM_CAMERA.T, np.zeros(3))
-MAP_FRAME, ODOM_FRAME, BASE_FRAME, CAMERA_LINK_FRAME = "map", "odom", "base_link", "camera_link"
-OPTICAL_FRAME = "camera_color_optical_frame"
-"""Frame of the colour and depth images (depth is registered to colour) and of the ground truth."""
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,11 @@ import numpy as np
 OPTICAL_FROM_CAMERA = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])
 BODY_FROM_CAMERA = np.array([[0.0, 0.0, -1.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
+# REP-105 frame names of the simulated robot, shared by the live simulator and its bags.
+MAP_FRAME, ODOM_FRAME, BASE_FRAME, CAMERA_LINK_FRAME = "map", "odom", "base_link", "camera_link"
+OPTICAL_FRAME = "camera_color_optical_frame"
+"""Frame of the colour and depth images (depth is registered to colour) and of the ground truth."""
+
 
 def _apply(rotation: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.asarray(points, dtype=float) @ rotation.T

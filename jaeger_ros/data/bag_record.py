@@ -23,14 +23,16 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from jaeger_ros.core.geometry import Box3D, camera_to_optical
+from jaeger_ros.core.geometry import OPTICAL_FRAME, Box3D, camera_to_optical
 from jaeger_ros.core.paths import share_candidates
-from sim_bridge.live import OPTICAL_FRAME, FrameLink
+
+if TYPE_CHECKING:  # the simulator is imported only when recording (converting bags needs none of it)
+    from sim_bridge.live import FrameLink
 
 STORAGES = ("mcap", "sqlite3")
 
