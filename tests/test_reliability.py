@@ -202,6 +202,46 @@ def test_the_buffer_marks_gaps_and_the_node_lowers_confidence_over_them(rig):
     assert 0 < m.doa.confidence <= 0.8 + 1e-6  # 0.4 of the 0.5 s window is real audio
 
 
+def test_a_level_step_is_not_a_speech_onset(monkeypatch):
+    """Finding 4, second half: a gain step mid-utterance (AGC, a driver's volume) made the bins of
+    the frames at the step look like onsets, and their votes (the reverberant field, 24 dB louder)
+    held the pooled DoA off the talker for the rest of the stream. Real speech (espeak-ng) in a
+    simulated reverberant room with diffuse noise at 30 dB SNR, streamed as the node does (0.5 s
+    windows every 0.1 s), the step at four places in the utterance."""
+    from sim_bridge.acoustics import convolve_foa, foa_rir
+    from sim_bridge.scene import Room
+    from sim_bridge.speech import synthesize
+
+    from jaeger_ros.classical.tracking import OnsetPool
+    from jaeger_ros.core.geometry import azel_from_direction, rotation_x, rotation_y
+
+    rng = np.random.default_rng(0)
+    room = Room((6.0, 2.8, 5.0), (0.35, 0.35, 0.4, 0.5, 0.35, 0.35))
+    receiver, source = np.array([3.0, 1.6, 4.2]), np.array([1.5, 0.5, 1.8])
+    rot = rotation_y(20.0) @ rotation_x(-8.0)
+    dry = np.concatenate([np.zeros(RATE // 2, np.float32),
+                          synthesize("seven robots listen to the people talking in the kitchen", "female")])
+    x = convolve_foa(dry, foa_rir(room, source, receiver, rot, rng=rng))[:, :dry.size]
+    noise = rng.standard_normal(x.shape) * np.sqrt(np.mean(x[0] ** 2) / 1e3)  # 30 dB SNR
+    x = x + noise / np.array([[1.0], [3 ** 0.5], [3 ** 0.5], [3 ** 0.5]])  # diffuse-field levels (SN3D)
+    truth = azel_from_direction(rot.T @ (source - receiver))
+
+    def median_error_after(step_s: float) -> float:
+        y, step_at = x.copy(), int(step_s * RATE)
+        y[:, step_at:] *= 16.0  # +24 dB
+        pool, window, errors = OnsetPool(), RATE // 2, []
+        for end in range(window, y.shape[1], RATE // 10):
+            est = pool.update(end / RATE, y[:, end - window:end], RATE)
+            if end > step_at and est is not None:
+                errors.append(great_circle_deg(est.azimuth_deg, est.elevation_deg, *truth))
+        return float(np.median(errors))
+
+    places = (1.05, 1.65, 2.05, 2.65)
+    assert all(median_error_after(s) < 10.0 for s in places)
+    monkeypatch.setattr(doa, "LEVEL_STEP_DB", np.inf)  # without the step test (the old code)
+    assert sum(median_error_after(s) > 20.0 for s in places) >= 3
+
+
 # --- finding 11: processing off the executor thread; frames superseded, oversized dropped ------
 class HeldEstimator:
     """Stands in for a slow estimator (the full model does not fit this machine): the real
