@@ -281,6 +281,29 @@ def test_audio_keeps_arriving_while_a_frame_is_estimated_and_stale_frames_are_su
     assert r.node.drops["no_audio"] == 0
 
 
+def test_a_malformed_frame_gets_its_error_even_when_a_newer_frame_would_supersede_it(rig):
+    """Image headers are checked on arrival: a malformed set is reported as such at once, not
+    merely superseded (and never named) because the estimator was busy when it came."""
+    r = rig()
+    held = HeldEstimator(r.node.estimator)
+    r.node.estimator = held
+    now = time.time()
+    r.audio_until(now)
+    r.frame(now - 0.05)
+    assert r.spin(5.0, held.entered.is_set)
+    later = time.time()
+    r.audio_until(later)
+    rgb, depth, info = frame_msgs(later - 0.3)
+    rgb.step = 3  # narrower than a row of 160 rgb8 pixels
+    r.frame(later - 0.3, (rgb, depth, info))
+    r.frame(later - 0.15)
+    assert r.spin(2.0, lambda: r.node.drops["frame"] == 1), dict(r.node.drops)
+    assert "colour image: image step 3" in r.node._last_drop[1]
+    assert r.node.drops["superseded"] == 0
+    held.release.set()
+    assert r.spin(5.0, lambda: len(r.matches) == 2), dict(r.node.drops)
+
+
 def test_frames_above_max_pixels_are_dropped_before_decoding(rig):
     r = rig(max_pixels=160 * 120 - 1)
     now = time.time()

@@ -30,30 +30,61 @@ ENCODINGS = {"rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4
              "mono8": (np.uint8, 1), "32FC1": (np.float32, 1), "16UC1": (np.uint16, 1)}
 
 
-def image_to_numpy(msg: Any) -> np.ndarray:
-    """Image -> (H, W) or (H, W, C) array in the message's own encoding (a copy)."""
-    if msg.encoding not in ENCODINGS:
-        raise ValueError(f"unsupported image encoding {msg.encoding!r}; expected one of {sorted(ENCODINGS)}")
+def check_image_layout(msg: Any, encodings: tuple[str, ...] = tuple(ENCODINGS)) -> int:
+    """Raise ValueError unless the Image's header describes its data (encoding among `encodings`,
+    non-empty, step and byte count consistent); returns the bytes of a row's pixels. Reads no
+    pixel, so a node can reject a malformed image on arrival, before it is ever decoded."""
+    if msg.encoding not in encodings:
+        raise ValueError(f"unsupported image encoding {msg.encoding!r}; expected one of {sorted(encodings)}")
     if msg.width == 0 or msg.height == 0:
         raise ValueError(f"empty image ({msg.width}x{msg.height})")
+    dtype, channels = ENCODINGS[msg.encoding]
+    row_bytes = msg.width * channels * np.dtype(dtype).itemsize
+    if msg.step < row_bytes:
+        raise ValueError(f"image step {msg.step} < width*channels*itemsize {row_bytes}")
+    if len(msg.data) != msg.step * msg.height:
+        raise ValueError(f"image data has {len(msg.data)} bytes, expected step*height = {msg.step * msg.height}")
+    return row_bytes
+
+
+def image_to_numpy(msg: Any) -> np.ndarray:
+    """Image -> (H, W) or (H, W, C) array in the message's own encoding (a copy)."""
+    row_bytes = check_image_layout(msg)
     if _CvBridge is not None:  # pragma: no cover - no cv_bridge here
         return np.array(_CvBridge().imgmsg_to_cv2(msg, desired_encoding="passthrough"))
     dtype, channels = ENCODINGS[msg.encoding]
     dt = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
-    row_bytes = msg.width * channels * dt.itemsize
-    if msg.step < row_bytes:
-        raise ValueError(f"image step {msg.step} < width*channels*itemsize {row_bytes}")
     buf = np.frombuffer(bytes(msg.data), dtype=np.uint8)
-    if buf.size != msg.step * msg.height:
-        raise ValueError(f"image data has {buf.size} bytes, expected step*height = {msg.step * msg.height}")
     rows = buf.reshape(msg.height, msg.step)[:, :row_bytes]
     arr = np.ascontiguousarray(rows).view(dt).reshape(msg.height, msg.width, channels).astype(dtype)
     return arr[..., 0] if channels == 1 else arr
 
 
+COLOUR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8")
+DEPTH_ENCODINGS = ("32FC1", "16UC1")
+
+
+def check_frame_layout(rgb: Any, depth: Any, info: Any) -> Intrinsics:
+    """A colour/depth/camera_info set's headers checked without decoding a pixel (see
+    check_image_layout): encodings, sizes, matching sizes, usable intrinsics."""
+    try:
+        check_image_layout(rgb, COLOUR_ENCODINGS)
+    except ValueError as err:
+        raise ValueError(f"colour image: {err}") from None
+    try:
+        check_image_layout(depth, DEPTH_ENCODINGS)
+    except ValueError as err:
+        raise ValueError(f"depth image: {err}") from None
+    intr = camera_info_to_intrinsics(info)
+    if (rgb.height, rgb.width) != (depth.height, depth.width) or (depth.height, depth.width) != (intr.height, intr.width):
+        raise ValueError(f"sizes differ: rgb {rgb.height}x{rgb.width}, depth {depth.height}x{depth.width}, "
+                         f"camera_info {intr.height}x{intr.width}")
+    return intr
+
+
 def rgb_from_image(msg: Any) -> np.ndarray:
     """Colour Image (rgb8/bgr8/rgba8/bgra8) -> (H, W, 3) uint8 RGB."""
-    if msg.encoding not in ("rgb8", "bgr8", "rgba8", "bgra8"):
+    if msg.encoding not in COLOUR_ENCODINGS:
         raise ValueError(f"colour image must be rgb8/bgr8/rgba8/bgra8, got {msg.encoding!r}")
     a = image_to_numpy(msg)[..., :3]
     return np.ascontiguousarray(a[..., ::-1] if msg.encoding.startswith("bgr") else a)

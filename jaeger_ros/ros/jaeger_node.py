@@ -66,6 +66,7 @@ from jaeger_ros.ros import convert as rc
 from jaeger_ros.core import answers
 from jaeger_ros.core.audio_buffer import FoaRingBuffer
 from jaeger_ros.core.geometry import Box3D, Intrinsics, camera_to_optical, direction_from_azel
+from jaeger_ros.core.msg_arrays import check_frame_layout
 from jaeger_ros.msg import BoundingBox3D, BoundingBox3DArray, DoaEstimate, FoaAudio, SpeakerMatch
 from jaeger_ros.core.sync import ApproximateTimeMatcher, subscribe_synchronized
 from jaeger_ros.ros.runner import run_node
@@ -623,6 +624,11 @@ class JaegerNode(LifecycleNode):
         if pixels > self.p["max_pixels"]:
             self._drop("oversized", f"{rgb.width}x{rgb.height} colour / {depth.width}x{depth.height} depth image: "
                                     f"{pixels} pixels > max_pixels {self.p['max_pixels']}")
+            return
+        try:  # headers only: a malformed set gets its error even if a newer frame supersedes it
+            check_frame_layout(rgb, depth, info)
+        except ValueError as err:
+            self._drop("frame", str(err))
             return
         if stamp < self._last_stamp - STREAM_JUMP_S:
             self.stream_resets += 1
