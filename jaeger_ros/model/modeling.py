@@ -248,8 +248,7 @@ class JaegerModel(nn.Module):
         sample's answer tokens, averaged per sample and then over the batch (a one-word match
         answer weighs as much as three boxes of 40 tokens, so mixed-task batches do not train
         grounding alone); "token_mean": over all answer tokens of the batch (the official recipe).
-        `.sample_losses`: each sample's mean answer-token loss (detached, NaN without answer), for
-        per-task logs; `output_hidden_states`: the LLM's layers' states (the auxiliary heads)."""
+        `output_hidden_states`: the LLM's layers' states (for the auxiliary heads)."""
         try:
             self._set_side_inputs(batch)
             with self._precision():
@@ -258,13 +257,7 @@ class JaegerModel(nn.Module):
             self._clear_side_inputs()
         labels = batch.get("labels")
         if labels is not None:
-            labels = labels.to(out.logits.device)
-            per_sample, has = sample_losses(out.logits, labels)
-            out.sample_losses = torch.where(has, per_sample, torch.full_like(per_sample, float("nan"))).detach()
-            if loss == "token_mean":
-                out.loss = token_mean_loss(out.logits, labels)
-            else:
-                out.loss = per_sample[has].mean() if bool(has.any()) else per_sample.sum() * 0.0
+            out.loss = answer_loss(out.logits, labels.to(out.logits.device), loss)[0]
         return out
 
     @torch.no_grad()
@@ -375,6 +368,18 @@ def sample_losses(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int 
     mask = (shift_labels != ignore_index).float()
     counts = mask.sum(1)
     return (tok * mask).sum(1) / counts.clamp(min=1.0), counts > 0
+
+
+def answer_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str = "sample_mean"
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the loss of `kind`, see JaegerModel.forward; each sample's mean answer-token loss,
+    detached, NaN for a sample without answer tokens: per-task logs)."""
+    per_sample, has = sample_losses(logits, labels)
+    if kind == "token_mean":
+        loss = token_mean_loss(logits, labels)
+    else:
+        loss = per_sample[has].mean() if bool(has.any()) else per_sample.sum() * 0.0
+    return loss, torch.where(has, per_sample, torch.full_like(per_sample, float("nan"))).detach()
 
 
 def per_sample_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:

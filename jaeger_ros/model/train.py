@@ -40,7 +40,7 @@ from jaeger_ros.model.config import AUX_HEADS, JaegerConfig, TrainConfig
 from jaeger_ros.model.data import Example, JaegerDataset, ModelInputs, SampleReader, collate_items, \
     instruction, load_examples
 from jaeger_ros.model import auxiliary
-from jaeger_ros.model.modeling import CheckpointError, JaegerModel, write_synced
+from jaeger_ros.model.modeling import CheckpointError, JaegerModel, answer_loss, write_synced
 from jaeger_ros.model.tokenizer import integer_token_values
 
 LAST = "last"
@@ -401,14 +401,17 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
         batch = next(batches)
         skipped += batch.pop("skipped")
         with (auxiliary.capture(raw_model) if tc.aux_weights else contextlib.nullcontext({})) as towers_out:
-            result = model(batch, loss=tc.loss, output_hidden_states=bool(tc.aux_weights))
-        loss = result.loss * tc.lm_weight
+            # the answer loss is taken here, per sample, for the per-task logs
+            result = model({k: v for k, v in batch.items() if k != "labels"},
+                           output_hidden_states=bool(tc.aux_weights))
+        lm_loss, per_sample = answer_loss(result.logits, batch["labels"].to(result.logits.device), tc.loss)
+        loss = lm_loss * tc.lm_weight
         if tc.aux_weights:
             parts = auxiliary.losses(raw_model.aux_heads, batch, towers_out, result.hidden_states[-1], number_ids)
             for name, value in parts.items():
                 loss = loss + float(tc.aux_weights.get(name, 0.0)) * value
                 by_head.setdefault(name, []).append(float(value.detach()))
-        for t, v in zip(_batch_tasks(batch), result.sample_losses.tolist()):
+        for t, v in zip(_batch_tasks(batch), per_sample.tolist()):
             if not math.isnan(v):
                 by_task.setdefault(t, []).append(v)
         accel.backward(loss)
