@@ -185,8 +185,9 @@ class TrainConfig:
     llm_dir, llm_label, patch_mask, patch_box. Empty: none (the tiny preset only)."""
     log_every: int = 20
     max_minutes: float | None = None
-    """Wall-time budget: after 20 steps the schedule's length is cut to the steps that fit
-    (at most max_steps), so a time-limited job still ends its cosine decay."""
+    """Wall-time budget: after 20 steps, and again every 50 from the recent pace, the
+    schedule's length is set to the steps that fit (at most max_steps), so a time-limited job
+    still ends its cosine decay."""
 
     def __post_init__(self) -> None:
         self.tasks = tuple(str(t).upper() for t in self.tasks)

@@ -52,6 +52,9 @@ COMPLETE = "COMPLETE"
 _TMP, _OLD = ".last.tmp", ".last.old"
 """The checkpoint being written, and the previous one while the new one is renamed in."""
 _STATE_FILES = ("model.safetensors", "optimizer.pt", "state.json")
+REFIT_EVERY = 50
+"""With max_minutes, the schedule's length is fitted to the time left after 20 steps and again
+every REFIT_EVERY steps from the recent pace (on a shared CPU the speed changes during a run)."""
 
 
 # ---------------------------------------------------------------------- batches
@@ -395,6 +398,7 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
     by_head: dict[str, list[float]] = {}
     end = total["steps"] if stop_at is None else min(int(stop_at), total["steps"])
     t_start = time.perf_counter()
+    fit_at = (t_start, start)  # (time, step) of the last fit of the schedule to max_minutes
     step = start
     batches = iter(loader)
     while step < end:
@@ -425,9 +429,12 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
         bar.update()
         done = step + 1
         step = done
-        if tc.max_minutes is not None and done == start + 20 and not resume:
-            per_step = (time.perf_counter() - t_start) / 20
-            fits = start + int((tc.max_minutes * 60 - (time.perf_counter() - t_start)) / per_step) + 20
+        if tc.max_minutes is not None and not resume and done >= start + 20 and \
+                (done - start - 20) % REFIT_EVERY == 0:
+            now = time.perf_counter()
+            per_step = (now - fit_at[0]) / (done - fit_at[1])  # the recent pace: shared CPUs change speed
+            fit_at = (now, done)
+            fits = done + int((tc.max_minutes * 60 - (now - t_start)) / per_step)
             fits = int(accel.reduce(torch.tensor([fits], device=accel.device), reduction="min").item()) \
                 if accel.num_processes > 1 else fits
             total["steps"] = max(done, min(max_steps, fits))
