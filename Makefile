@@ -14,7 +14,7 @@ DEMO_DIR ?= data/demo
 DEMO_N ?= 20
 DEMO_SECONDS ?= 30
 
-.PHONY: setup workspace demo test clean bench record
+.PHONY: setup workspace demo test clean bench record tiny
 
 setup: $(SETUP_STAMP) workspace
 
@@ -43,6 +43,18 @@ demo: setup
 	$(RUN) jaeger dataset generate --out $(DEMO_DIR) --split test --num $(DEMO_N) --seed 0 --tasks A,B,C,D,E --workers 2 --overwrite
 	$(RUN) jaeger eval --method classical --data $(DEMO_DIR) --split test --out reports/demo
 	$(RUN) $(WS)/install/lib/jaeger_ros/live_demo --duration $(DEMO_SECONDS) --out reports/live
+
+# The tiny JAEGER from nothing on this CPU: realistic training data (1500 per scene family,
+# skipped when present), the staged recipe (config/train_tiny_recipe.yaml, ~60 min), then the
+# new checkpoint and the sound-only classical baseline side by side on the fixed test split.
+TINY_DATA ?= data/r13
+TINY_RUN ?= runs/tiny_recipe
+tiny: setup
+	test -f $(TINY_DATA)/train/manifests/E.json || $(RUN) jaeger dataset generate --out $(TINY_DATA) --split train --num 1500 --seed 1 --tasks A,B,C,D,E --workers 2 --conditions realistic
+	test -f $(TINY_DATA)/val/manifests/E.json || $(RUN) jaeger dataset generate --out $(TINY_DATA) --split val --num 60 --seed 3 --tasks A,B,C,D,E --workers 2 --conditions realistic
+	test -f data/test200/test/manifests/E.json || $(RUN) jaeger dataset generate --out data/test200 --split test --num 200 --seed 2026 --tasks A,B,C,D,E --workers 2 --conditions realistic
+	$(RUN) jaeger train --recipe config/train_tiny_recipe.yaml --data $(TINY_DATA) --out $(TINY_RUN)
+	$(RUN) jaeger eval --checkpoint $(TINY_RUN)/final --compare classical-audio --data data/test200 --split test --out reports/tiny_recipe
 
 # A rosbag2 (mcap) of the simulated live world; turn it into a split with
 # `jaeger dataset from-bag $(RECORD_OUT) --out DIR --split train`. Never overwrites a bag.

@@ -135,15 +135,20 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from jaeger_ros.model.train import train_from_config
+    from jaeger_ros.model.train import train_from_config, train_recipe
 
     try:
-        out = train_from_config(args.config, args.data, args.out, resume=args.resume, init_from=args.init,
-                                init_audio=args.init_audio, init_visual=args.init_visual)
+        if args.recipe:
+            if args.resume or args.init or args.init_audio or args.init_visual:
+                raise ValueError("--recipe: the recipe says where each stage starts (rerun it to continue)")
+            out = train_recipe(args.recipe, args.data, args.out or f"runs/{Path(args.recipe).stem}")
+        else:
+            out = train_from_config(args.config, args.data, args.out, resume=args.resume, init_from=args.init,
+                                    init_audio=args.init_audio, init_visual=args.init_visual)
     except yaml.YAMLError as e:  # its message names no file
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ValueError(f"{args.config}:{where} not valid YAML ({getattr(e, 'problem', None) or e})") from None
+        raise ValueError(f"{args.config or args.recipe}:{where} not valid YAML ({getattr(e, 'problem', None) or e})") from None
     print(f"checkpoint written to {out}")
 
 
@@ -226,7 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=_cmd_eval)
 
     tr = sub.add_parser("train", help="train a JAEGER checkpoint")
-    tr.add_argument("--config", required=True)
+    which = tr.add_mutually_exclusive_group(required=True)
+    which.add_argument("--config", help="one training config (config/train_tiny.yaml)")
+    which.add_argument("--recipe", help="staged recipe: stages run in order, each from the previous "
+                                        "one's checkpoint (config/train_tiny_recipe.yaml); OUT/final is the result")
     tr.add_argument("--data", required=True, nargs="+", help="one or more dataset roots")
     tr.add_argument("--out", default=None)
     tr.add_argument("--resume", action="store_true")

@@ -44,11 +44,12 @@ def write_toy_dataset(root: Path, split: str, n: int, seed: int = 0, size: tuple
             boxes = [Box3D([x, -0.8, -rng.uniform(2.0, 3.0)], [0.35, 0.7, 0.35]) for x in xs]
             depth = np.full((size[1], size[0]), 4.0, np.float32)
             rgb = np.full((size[1], size[0], 3), 90, np.uint8)
-            for b in boxes:
+            mask = np.zeros((size[1], size[0]), np.uint8)
+            for j, b in enumerate(boxes):
                 u, v, _ = project(b.corners(), intr)
                 u0, u1 = int(max(u.min(), 0)), int(min(u.max(), size[0]))
                 v0, v1 = int(max(v.min(), 0)), int(min(v.max(), size[1]))
-                rgb[v0:v1, u0:u1] = (200, 40, 40); depth[v0:v1, u0:u1] = -b.center[2]
+                rgb[v0:v1, u0:u1] = (200, 40, 40); depth[v0:v1, u0:u1] = -b.center[2]; mask[v0:v1, u0:u1] = j + 1
             n_s = int(seconds * 16000)
             talkers = rng.choice(k, size=2 if fam == "task2" else 1, replace=False)
             mix = np.zeros((4, n_s))
@@ -62,10 +63,12 @@ def write_toy_dataset(root: Path, split: str, n: int, seed: int = 0, size: tuple
                                 "azimuth_deg": float(az), "elevation_deg": float(el), "loudspeaker": int(spk)})
             foa_io.write_foa_wav(folder / "foa_ls.wav", mix.astype(np.float32))
             Image.fromarray(rgb).save(folder / "rgb.png")
+            Image.fromarray(mask).save(folder / "mask.png")  # instance ids: bbox_id + 1
             Image.fromarray(np.round(depth * 1000).astype(np.uint16)).save(folder / "depth_mm.png")
             meta = {"sample_rate": 16000, "intrinsics": intr.to_dict(),
                     "foa": {"channel_order": "ACN", "normalization": "SN3D"},
-                    "boxes": [{"center": b.center.tolist(), "size": b.size.tolist(), "label": "speaker"} for b in boxes],
+                    "boxes": [{"bbox_id": j, "center": b.center.tolist(), "size": b.size.tolist(), "label": "speaker"}
+                              for j, b in enumerate(boxes)],
                     "sources": sources}
             (folder / "metadata.json").write_text(json.dumps(meta))
             path = f"{split}/{name}"

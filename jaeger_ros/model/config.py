@@ -19,6 +19,8 @@ IV_KINDS = ("neural", "classical", "none")
 PRESETS = ("tiny", "qwen2.5-omni-7b")
 BOX_UNITS = ("m", "cm")
 LOSSES = ("sample_mean", "token_mean")
+AUX_HEADS = ("audio_dir", "llm_dir", "llm_label", "patch_mask", "patch_box")
+"""The training-only auxiliary heads (jaeger_ros/model/auxiliary.py)."""
 IV_DIM = 1203
 """3 x 401 intensity-vector features per frame (n_fft 800 at 16 kHz)."""
 
@@ -59,6 +61,9 @@ class JaegerConfig:
     """tiny: {"text": {...}, "audio": {...}, "vision": {...}} Qwen2.5-Omni sub-config kwargs."""
     tokenizer_vocab_size: int = 512
     """tiny: BPE vocabulary size (digits are always single tokens)."""
+    integer_tokens: tuple[int, int] | None = None
+    """tiny: (lo, hi): every integer in this range is one token (answers' angles and box
+    centimetres), added to the BPE vocabulary; None: numbers are written digit by digit."""
     base_model_path: str | None = None
     """qwen2.5-omni-7b: local folder with the thinker/processor/tokenizer (no downloads)."""
     lora: dict[str, Any] = field(default_factory=lambda: {
@@ -86,6 +91,11 @@ class JaegerConfig:
         if len(size) != 2 or min(size) <= 0:
             raise ValueError(f"image_size must be (width, height) > 0, got {self.image_size}")
         self.image_size = size  # type: ignore[assignment]
+        if self.integer_tokens is not None:
+            lo, hi = (int(v) for v in self.integer_tokens)
+            if lo > hi:
+                raise ValueError(f"integer_tokens must be (lo, hi) with lo <= hi, got {self.integer_tokens}")
+            self.integer_tokens = (lo, hi)  # type: ignore[assignment]
         if self.max_audio_seconds <= 0:
             raise ValueError(f"max_audio_seconds must be positive, got {self.max_audio_seconds}")
         if self.preset == "qwen2.5-omni-7b" and not self.base_model_path:
@@ -94,6 +104,8 @@ class JaegerConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["image_size"] = list(self.image_size)
+        if self.integer_tokens is not None:
+            d["integer_tokens"] = list(self.integer_tokens)
         return d
 
     @classmethod
@@ -163,10 +175,19 @@ class TrainConfig:
     feature_cache: str | None = None
     """Folder for derived inputs (log-mel, patches, depth PE) keyed by the sample's file
     contents and the model's input settings; None reads and computes them every time."""
+    precompute_iv: bool = False
+    """Classical IV: compute it once per sample in the reader (and the feature cache) at the
+    token rate instead of every step in the model; the same numbers, the FOA is then not loaded."""
+    lm_weight: float = 1.0
+    """Weight of the answer cross-entropy (0: pre-train the encoders on the auxiliary losses)."""
+    aux_weights: dict[str, float] = field(default_factory=dict)
+    """Training-only auxiliary heads (jaeger_ros/model/auxiliary.py) -> loss weight: audio_dir,
+    llm_dir, llm_label, patch_mask, patch_box. Empty: none (the tiny preset only)."""
     log_every: int = 20
     max_minutes: float | None = None
-    """Wall-time budget: after 20 steps the schedule's length is cut to the steps that fit
-    (at most max_steps), so a time-limited job still ends its cosine decay."""
+    """Wall-time budget: after 20 steps, and again every 50 from the recent pace, the
+    schedule's length is set to the steps that fit (at most max_steps), so a time-limited job
+    still ends its cosine decay."""
 
     def __post_init__(self) -> None:
         self.tasks = tuple(str(t).upper() for t in self.tasks)
@@ -186,6 +207,11 @@ class TrainConfig:
         if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas}")
         self.adam_betas = betas  # type: ignore[assignment]
+        unknown = sorted(set(self.aux_weights) - set(AUX_HEADS))
+        if unknown:
+            raise ValueError(f"aux_weights: unknown head(s) {unknown}; known: {list(AUX_HEADS)}")
+        if self.lm_weight < 0 or any(float(w) < 0 for w in self.aux_weights.values()):
+            raise ValueError("lm_weight and aux_weights must be >= 0")
         if self.epochs is not None and self.epochs <= 0:
             raise ValueError(f"epochs must be positive, got {self.epochs}")
 

@@ -34,6 +34,7 @@ MEL_HOP = 160
 AUDIO_TASKS = frozenset("ABDE")
 VISION_TASKS = frozenset("CDE")
 IGNORE_INDEX = -100
+TASK_LETTERS = "ABCDE"
 
 
 @lru_cache(maxsize=1)
@@ -79,6 +80,11 @@ class ModelInputs:
     grid: tuple[int, int, int] | None = None
     pe: torch.Tensor | None = None
     """(gh*gw, vision hidden) depth PE, processor order (None without depth PE)."""
+    iv: torch.Tensor | None = None
+    """(audio tokens, 1203) Classical IV already resampled to the token rate: the parameter-free
+    IV computed once (reader/cache) instead of every step; `foa` is then left out."""
+    aux: dict[str, torch.Tensor] | None = None
+    """Training-only targets of the auxiliary heads (see aux_targets)."""
 
 
 class InputBuilder:
@@ -207,9 +213,12 @@ class InputBuilder:
                 mask.append([1] * len(ids) + [0] * n)
         batch: dict[str, Any] = {"input_ids": torch.tensor(input_ids), "attention_mask": torch.tensor(mask),
                                  "labels": torch.tensor(labels)}
-        audio = [x for _, _, x in items if x.foa is not None]
+        audio = [x for _, _, x in items if x.mel is not None]
         if audio:
-            batch["foa"] = torch.stack([x.foa for x in audio])
+            if all(x.iv is not None for x in audio):
+                batch["iv_tokens"] = torch.stack([x.iv for x in audio])
+            else:
+                batch["foa"] = torch.stack([x.foa for x in audio])
             batch["input_features"] = torch.stack([x.mel for x in audio])
             batch["feature_attention_mask"] = torch.ones(len(audio), audio[0].mel.shape[1], dtype=torch.long)
         images = [x for _, _, x in items if x.patches is not None]
@@ -259,7 +268,7 @@ def instruction(task: str, example: Example, rng: random.Random | None) -> str:
 
 # ---------------------------------------------------------------------- streaming
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 _INPUT_SUFFIXES = (".png", ".jpg", ".wav", ".json")
 """Files whose bytes key the feature cache (the release's ir*.npy are not model inputs)."""
 
@@ -270,13 +279,22 @@ class SampleReader:
     tensors are stored under a key made of the folder's input files' bytes and the model's
     input settings, so a changed file or setting never reuses a stale entry."""
 
-    def __init__(self, builder: InputBuilder, cache_dir: str | Path | None = None) -> None:
+    def __init__(self, builder: InputBuilder, cache_dir: str | Path | None = None, precompute_iv: bool = False,
+                 aux: bool = False) -> None:
+        """`precompute_iv`: give the Classical IV at the token rate instead of the FOA (the
+        model then skips its IV); `aux`: add the auxiliary heads' targets (training)."""
         self.builder = builder
         self.cache_dir = Path(cache_dir) if cache_dir else None
         cfg = builder.config
+        self.iv = None
+        if precompute_iv and cfg.iv == "classical" and not cfg.release_compat:
+            from jaeger_ros.model.iv import XYZ_ROWS, ClassicalIV
+
+            self.iv = ClassicalIV(axes=XYZ_ROWS)
+        self.aux = aux
         self._settings = repr((CACHE_VERSION, cfg.image_size, cfg.max_audio_seconds, cfg.depth_pe,
                                cfg.release_compat, builder.patch_size, builder.merge, builder.tps,
-                               builder.vision_dim)).encode()
+                               builder.vision_dim, self.iv is not None, aux)).encode()
 
     def __call__(self, ex: Example) -> ModelInputs:
         """ValueError/OSError (naming the file) when the folder cannot be read or used."""
@@ -304,8 +322,17 @@ class SampleReader:
         x = ModelInputs()
         if task in AUDIO_TASKS:
             x.foa, x.mel = self.builder.audio(s.foa(), s.sample_rate)
+            if self.iv is not None:
+                from jaeger_ros.model.iv import iv_frames, resample_to_tokens
+
+                with torch.no_grad():
+                    frames = self.iv(x.foa[None])[0][:iv_frames("classical", x.foa.shape[-1])]
+                x.iv = resample_to_tokens(frames, audio_token_count(x.mel.shape[-1])).contiguous()
+                x.foa = None
         if task in VISION_TASKS:
             x.patches, x.grid, x.pe = self.builder.vision(s.rgb(), s.depth(), s.intrinsics)
+        if self.aux:
+            x.aux = aux_targets(s, self.builder, task in VISION_TASKS)
         return x
 
     def _key(self, folder: str, task: str) -> str:
@@ -322,14 +349,86 @@ class SampleReader:
 
 
 def _inputs_to_dict(x: ModelInputs) -> dict[str, Any]:
-    return {k: v for k, v in (("foa", x.foa), ("mel", x.mel), ("patches", x.patches), ("pe", x.pe),
-                              ("grid", None if x.grid is None else torch.tensor(x.grid))) if v is not None}
+    out = {k: v for k, v in (("foa", x.foa), ("mel", x.mel), ("patches", x.patches), ("pe", x.pe), ("iv", x.iv),
+                             ("grid", None if x.grid is None else torch.tensor(x.grid))) if v is not None}
+    out.update({f"aux.{k}": v for k, v in (x.aux or {}).items()})
+    return out
 
 
 def _inputs_from_dict(d: dict[str, Any]) -> ModelInputs:
     grid = d.get("grid")
-    return ModelInputs(foa=d.get("foa"), mel=d.get("mel"), patches=d.get("patches"), pe=d.get("pe"),
-                       grid=None if grid is None else tuple(int(v) for v in grid))
+    aux = {k[4:]: v for k, v in d.items() if k.startswith("aux.")}
+    return ModelInputs(foa=d.get("foa"), mel=d.get("mel"), patches=d.get("patches"), pe=d.get("pe"), iv=d.get("iv"),
+                       grid=None if grid is None else tuple(int(v) for v in grid), aux=aux or None)
+
+
+GENDER_CODES = {"male": 0, "m": 0, "female": 1, "f": 1}
+
+
+def direction_vector(azimuth_deg: float, elevation_deg: float) -> torch.Tensor:
+    """Unit vector in the FOA frame (x forward, y left, z up) of an azimuth/elevation."""
+    az, el = np.radians(float(azimuth_deg)), np.radians(float(elevation_deg))
+    return torch.tensor([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], dtype=torch.float32)
+
+
+def aux_targets(sample: Any, builder: InputBuilder, vision: bool) -> dict[str, torch.Tensor]:
+    """Targets of the training-only heads, from the sample's metadata and instance mask:
+    `src_dir` (S, 3) every source's unit direction and `src_gender` (S,) 0 male / 1 female;
+    with vision, per merged image token (row-major over the merged grid, the order of the
+    vision tower's output) `patch_mask` (N,) the loudspeaker pixel fraction and `patch_box`
+    (N, 6) centre and size (metres, camera frame) of the loudspeaker covering most of it."""
+    meta = sample.metadata
+    sources = meta.get("sources") or []
+    out = {"src_dir": torch.stack([direction_vector(s["azimuth_deg"], s["elevation_deg"]) for s in sources])
+           if sources else torch.zeros(0, 3),
+           "src_gender": torch.tensor([GENDER_CODES.get(str(s.get("gender", "")).lower(), -1) for s in sources],
+                                      dtype=torch.long)}
+    if not vision:
+        return out
+    mask_path = sample.folder / "mask.png"
+    if not mask_path.is_file():
+        raise ValueError(f"{mask_path}: missing (the auxiliary vision targets need the instance mask)")
+    w, h = builder.config.image_size
+    ids = np.asarray(Image.open(mask_path).resize((w, h), Image.NEAREST)).astype(np.int64)
+    unit = builder.patch_size * builder.merge
+    gh, gw = h // unit, w // unit
+    cells = ids.reshape(gh, unit, gw, unit).transpose(0, 2, 1, 3).reshape(gh * gw, unit * unit)
+    boxes = {int(b["bbox_id"]) + 1: list(b["center"]) + list(b["size"]) for b in meta.get("boxes", [])}
+    frac = (cells > 0).mean(1)
+    box = np.zeros((gh * gw, 6), dtype=np.float32)
+    for i, cell in enumerate(cells):
+        inside = cell[cell > 0]
+        if inside.size:
+            box[i] = boxes.get(int(np.bincount(inside).argmax()), [0.0] * 6)
+    out["patch_mask"] = torch.from_numpy(frac.astype(np.float32))
+    out["patch_box"] = torch.from_numpy(box)
+    return out
+
+
+def sample_targets(ex: Example, x: ModelInputs) -> dict[str, torch.Tensor]:
+    """One sample's targets: the reader's (per-source directions, image-token targets) resolved
+    for this entry: `task`, `dir` + `has_dir` (the voice the answer is about: from the answer
+    for A/B, the source of the asked gender for D/E), `label` (matching label index or -1)."""
+    aux = dict(x.aux or {})
+    out = {k: v for k, v in aux.items() if k.startswith("patch_")}
+    out["task"] = torch.tensor(TASK_LETTERS.index(ex.task))
+    direction, label = None, -1
+    if ex.task in "AB":
+        doa = answers.parse_doa(ex.answer)
+        direction = direction_vector(doa.azimuth, doa.elevation)
+    elif ex.task in "DE":
+        label = answers.MATCH_LABELS.index(ex.answer) if ex.answer in answers.MATCH_LABELS else -1
+        dirs, genders = aux.get("src_dir"), aux.get("src_gender")
+        if dirs is not None and len(dirs) == 1:
+            direction = dirs[0]
+        elif dirs is not None and len(dirs) > 1 and ex.gender is not None:
+            want = GENDER_CODES.get(str(ex.gender).lower(), -2)
+            hits = (genders == want).nonzero()
+            direction = dirs[int(hits[0])] if len(hits) == 1 else None
+    out["dir"] = direction if direction is not None else torch.zeros(3)
+    out["has_dir"] = torch.tensor(direction is not None)
+    out["label"] = torch.tensor(label)
+    return out
 
 
 Item = tuple[list[int], list[int], ModelInputs]
@@ -368,6 +467,8 @@ class JaegerDataset(torch.utils.data.Dataset):
                 continue
             rng = random.Random(int(np.random.default_rng([self.seed, position]).integers(2 ** 31))) \
                 if self.train_prompts else None
+            if x.aux is not None:
+                x.aux = sample_targets(ex, x)
             b = self.reader.builder
             ids, labels = b.encode(b.prompt(ex.task, instruction(ex.task, ex, rng)), b.target(ex.task, ex.answer))
             return (ids, labels, x), skipped
@@ -378,5 +479,7 @@ class JaegerDataset(torch.utils.data.Dataset):
 def collate_items(builder: InputBuilder, items: Sequence[tuple[Item, list[dict[str, str]]]]) -> dict[str, Any]:
     """A training batch from JaegerDataset items; the skipped samples ride along as `skipped`."""
     batch = builder.collate([item for item, _ in items])
+    if all(x.aux is not None for (_, _, x), _ in items):
+        batch["aux"] = [x.aux for (_, _, x), _ in items]
     batch["skipped"] = [s for _, skips in items for s in skips]
     return batch

@@ -33,6 +33,8 @@ from jaeger_ros.model.iv import RELEASE_ROWS, XYZ_ROWS, ClassicalIV, NeuralIV, i
 from jaeger_ros.model.tokenizer import load_tokenizer, special_ids, train_tokenizer
 
 WEIGHTS = "model.safetensors"
+AUX_PREFIX = "aux_heads."
+"""Checkpoint keys of the training-only auxiliary heads (ignored when loading for inference)."""
 CONFIG = "jaeger_config.json"
 
 
@@ -189,7 +191,7 @@ class JaegerModel(nn.Module):
 
         if config.preset != "tiny":
             raise ValueError(f"build_tiny needs the tiny preset, got {config.preset!r}")
-        tokenizer = tokenizer or train_tokenizer(config.tokenizer_vocab_size, seed)
+        tokenizer = tokenizer or train_tokenizer(config.tokenizer_vocab_size, seed, config.integer_tokens)
         torch.manual_seed(seed)
         thinker = Qwen2_5OmniThinkerForConditionalGeneration(tiny_thinker_config(config, tokenizer))
         return cls(config, thinker, tokenizer)
@@ -205,7 +207,9 @@ class JaegerModel(nn.Module):
     # ------------------------------------------------------------------ forward
     def _set_side_inputs(self, batch: dict[str, Any]) -> None:
         towers = Towers(self.base_thinker)
-        if self.iv is not None and "foa" in batch:
+        if self.iv is not None and "iv_tokens" in batch:  # Classical IV computed once by the reader
+            towers.audio.ln_post.pending = batch["iv_tokens"].reshape(-1, batch["iv_tokens"].shape[-1])
+        elif self.iv is not None and "foa" in batch:
             foa = batch["foa"]
             n_mel = batch["input_features"].shape[-1]
             if self.config.release_compat:  # the release feeds bf16 audio and times the IV its way
@@ -239,21 +243,21 @@ class JaegerModel(nn.Module):
         device = next(self.parameters()).device.type
         return torch.autocast(device, dtype=low) if low is not None else contextlib.nullcontext()
 
-    def forward(self, batch: dict[str, Any], loss: str = "sample_mean") -> Any:
+    def forward(self, batch: dict[str, Any], loss: str = "sample_mean", output_hidden_states: bool = False) -> Any:
         """Teacher-forced forward. `.loss` with loss="sample_mean": the cross-entropy over each
         sample's answer tokens, averaged per sample and then over the batch (a one-word match
         answer weighs as much as three boxes of 40 tokens, so mixed-task batches do not train
-        grounding alone); "token_mean": over all answer tokens of the batch (the official recipe)."""
+        grounding alone); "token_mean": over all answer tokens of the batch (the official recipe).
+        `output_hidden_states`: the LLM's layers' states (for the auxiliary heads)."""
         try:
             self._set_side_inputs(batch)
             with self._precision():
-                out = self.thinker(**self._thinker_kwargs(batch))
+                out = self.thinker(**self._thinker_kwargs(batch), output_hidden_states=output_hidden_states)
         finally:
             self._clear_side_inputs()
         labels = batch.get("labels")
         if labels is not None:
-            fn = token_mean_loss if loss == "token_mean" else per_sample_loss
-            out.loss = fn(out.logits, labels.to(out.logits.device))
+            out.loss = answer_loss(out.logits, labels.to(out.logits.device), loss)[0]
         return out
 
     @torch.no_grad()
@@ -337,7 +341,9 @@ class JaegerModel(nn.Module):
             stored = load_file(str(p / WEIGHTS))
         except (OSError, SafetensorError) as e:
             raise CheckpointError(f"{p / WEIGHTS}: unreadable weights ({one_line(e)})") from e
-        state = {k: v.float() if v.is_floating_point() else v for k, v in stored.items()}
+        # The training-only auxiliary heads (aux.py) may ride along; inference never uses them.
+        state = {k: v.float() if v.is_floating_point() else v for k, v in stored.items()
+                 if not k.startswith(AUX_PREFIX)}
         try:
             missing, unexpected = model.load_state_dict(from_canonical(model, state), strict=False)
         except RuntimeError as e:  # shape mismatches
@@ -352,18 +358,37 @@ class JaegerModel(nn.Module):
         return model.to(device).eval()
 
 
-def per_sample_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
-    """Next-token cross-entropy, mean over each sample's labelled tokens, then over samples
-    that have any."""
+def sample_losses(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next-token cross-entropy, mean over each sample's labelled tokens: ((B,) losses, (B,)
+    whether the sample has any labelled token; its loss is 0 otherwise)."""
     shift_logits, shift_labels = logits[:, :-1].float(), labels[:, 1:]
     tok = nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
                                       ignore_index=ignore_index, reduction="none").view(shift_labels.shape)
     mask = (shift_labels != ignore_index).float()
     counts = mask.sum(1)
-    has = counts > 0
+    return (tok * mask).sum(1) / counts.clamp(min=1.0), counts > 0
+
+
+def answer_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str = "sample_mean"
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the loss of `kind`, see JaegerModel.forward; each sample's mean answer-token loss,
+    detached, NaN for a sample without answer tokens: per-task logs)."""
+    per_sample, has = sample_losses(logits, labels)
+    if kind == "token_mean":
+        loss = token_mean_loss(logits, labels)
+    else:
+        loss = per_sample[has].mean() if bool(has.any()) else per_sample.sum() * 0.0
+    return loss, torch.where(has, per_sample, torch.full_like(per_sample, float("nan"))).detach()
+
+
+def per_sample_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """Next-token cross-entropy, mean over each sample's labelled tokens, then over samples
+    that have any."""
+    per_sample, has = sample_losses(logits, labels, ignore_index)
     if not bool(has.any()):
-        return tok.sum() * 0.0
-    return ((tok * mask).sum(1)[has] / counts[has]).mean()
+        return per_sample.sum() * 0.0
+    return per_sample[has].mean()
 
 
 def token_mean_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:

@@ -4,14 +4,21 @@ Why our own: Qwen's 152k-token vocabulary would dwarf a CPU-sized LLM, and nothi
 downloaded here. Digits are always single tokens (as in Qwen2's tokenizer) so numbers are
 written digit by digit, and the special tokens are Qwen2.5-Omni's, so prompts look the same
 to the tiny and the 7B model.
+
+Integer tokens (`integers=(lo, hi)`): every integer of the answer ranges (azimuth, elevation,
+box centimetres) is one added token, so writing a number is one decision over its value
+instead of a chain of digits where "off by one" and "off by nine" cost the same. Text is
+unchanged: decoding gives back the same bytes, and integers outside the range fall back to
+the digit tokens.
 """
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from jaeger_ros.core import answers
@@ -39,9 +46,11 @@ def corpus(seed: int = 0, n_answers: int = 400) -> list[str]:
     return texts
 
 
-def train_tokenizer(vocab_size: int = 512, seed: int = 0) -> PreTrainedTokenizerFast:
+def train_tokenizer(vocab_size: int = 512, seed: int = 0, integers: tuple[int, int] | None = None
+                    ) -> PreTrainedTokenizerFast:
     """Train the byte-level BPE and wrap it as a transformers fast tokenizer
-    (eos = <|im_end|>, pad = <|endoftext|>)."""
+    (eos = <|im_end|>, pad = <|endoftext|>); `integers`: (lo, hi) range of integers that get
+    one token each (added after the BPE vocabulary)."""
     specials = list(SPECIAL_TOKENS.values())
     if vocab_size < 256 + len(specials) + 10:
         raise ValueError(f"vocab_size {vocab_size} too small for the byte alphabet and special tokens")
@@ -53,6 +62,12 @@ def train_tokenizer(vocab_size: int = 512, seed: int = 0) -> PreTrainedTokenizer
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(corpus(seed), trainer=trainer)
+    if integers is not None:
+        lo, hi = int(integers[0]), int(integers[1])
+        if lo > hi:
+            raise ValueError(f"integer token range must be (lo, hi) with lo <= hi, got {integers}")
+        # Added tokens are matched longest-first before pre-tokenisation: "-123" is one token.
+        tok.add_tokens([AddedToken(str(i), normalized=False) for i in range(lo, hi + 1)])
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=SPECIAL_TOKENS["im_end"],
                                    pad_token=SPECIAL_TOKENS["pad"],
                                    additional_special_tokens=[t for k, t in SPECIAL_TOKENS.items()
@@ -64,6 +79,16 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     if not (p / "tokenizer.json").is_file():
         raise FileNotFoundError(f"no tokenizer.json in {p}")
     return PreTrainedTokenizerFast.from_pretrained(str(p))
+
+
+def integer_token_values(tokenizer: PreTrainedTokenizerFast) -> dict[int, int]:
+    """Token id -> integer value of every single-token integer (the added integer tokens and
+    the ten digits)."""
+    out = {}
+    for text, tid in tokenizer.get_vocab().items():
+        if re.fullmatch(r"-?\d+", text) and (text == "0" or not text.lstrip("-").startswith("0")) and text != "-0":
+            out[int(tid)] = int(text)
+    return out
 
 
 def special_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, int]:

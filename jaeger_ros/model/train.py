@@ -19,6 +19,7 @@ Unreadable samples are skipped (the next entry takes their place) and listed in
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -35,10 +36,12 @@ import torch
 import yaml
 
 from jaeger_ros.data.dataset import one_line
-from jaeger_ros.model.config import JaegerConfig, TrainConfig
+from jaeger_ros.model.config import AUX_HEADS, JaegerConfig, TrainConfig
 from jaeger_ros.model.data import Example, JaegerDataset, ModelInputs, SampleReader, collate_items, \
     instruction, load_examples
-from jaeger_ros.model.modeling import CheckpointError, JaegerModel, write_synced
+from jaeger_ros.model import auxiliary
+from jaeger_ros.model.modeling import CheckpointError, JaegerModel, answer_loss, write_synced
+from jaeger_ros.model.tokenizer import integer_token_values
 
 LAST = "last"
 BEST = "best"
@@ -49,6 +52,9 @@ COMPLETE = "COMPLETE"
 _TMP, _OLD = ".last.tmp", ".last.old"
 """The checkpoint being written, and the previous one while the new one is renamed in."""
 _STATE_FILES = ("model.safetensors", "optimizer.pt", "state.json")
+REFIT_EVERY = 50
+"""With max_minutes, the schedule's length is fitted to the time left after 20 steps and again
+every REFIT_EVERY steps from the recent pace (on a shared CPU the speed changes during a run)."""
 
 
 # ---------------------------------------------------------------------- batches
@@ -309,13 +315,21 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
     if accel.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
 
-    if tc.init_from:
-        from jaeger_ros.model.predictor import checkpoint_path
+    from jaeger_ros.model.predictor import checkpoint_path
 
+    if tc.init_from:
         model = JaegerModel.from_pretrained(checkpoint_path(tc.init_from))
         model_cfg = model.config
     else:
         model = JaegerModel.from_config(model_cfg, seed=tc.seed)
+    if tc.aux_weights:
+        from jaeger_ros.model.auxiliary import attach, load_heads
+
+        if model_cfg.preset != "tiny":
+            raise ValueError("aux_weights: the auxiliary heads are for the tiny preset")
+        attach(model)
+        if tc.init_from and not resume:
+            load_heads(model, checkpoint_path(tc.init_from))
     if tc.trainable is not None:
         set_trainable(model, tc.trainable, tc.tasks)
     cast_for_training(model)  # trainable float32 (master weights), frozen base in its dtype
@@ -327,7 +341,8 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
     if resume:
         _load_model_state(model, last / "model.safetensors")
     builder = model.builder
-    reader = SampleReader(builder, tc.feature_cache)
+    reader = SampleReader(builder, tc.feature_cache, precompute_iv=tc.precompute_iv, aux=bool(tc.aux_weights))
+    number_ids = torch.tensor(sorted(integer_token_values(model.tokenizer)))
 
     sources_list = [load_examples(d, "train", tc.tasks) for d in data_dirs]
     sources = _Sources(sources_list, tc.source_weights, tc.seed)
@@ -379,14 +394,30 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
     model.train()
     bar = tqdm(total=total["steps"], initial=start, desc="train", disable=not (progress and accel.is_main_process))
     t0, seen, running = time.perf_counter(), 0, []
+    by_task: dict[str, list[float]] = {}
+    by_head: dict[str, list[float]] = {}
     end = total["steps"] if stop_at is None else min(int(stop_at), total["steps"])
     t_start = time.perf_counter()
+    fit_at = (t_start, start)  # (time, step) of the last fit of the schedule to max_minutes
     step = start
     batches = iter(loader)
     while step < end:
         batch = next(batches)
         skipped += batch.pop("skipped")
-        loss = model(batch, loss=tc.loss).loss
+        with (auxiliary.capture(raw_model) if tc.aux_weights else contextlib.nullcontext({})) as towers_out:
+            # the answer loss is taken here, per sample, for the per-task logs
+            result = model({k: v for k, v in batch.items() if k != "labels"},
+                           output_hidden_states=bool(tc.aux_weights))
+        lm_loss, per_sample = answer_loss(result.logits, batch["labels"].to(result.logits.device), tc.loss)
+        loss = lm_loss * tc.lm_weight
+        if tc.aux_weights:
+            parts = auxiliary.losses(raw_model.aux_heads, batch, towers_out, result.hidden_states[-1], number_ids)
+            for name, value in parts.items():
+                loss = loss + float(tc.aux_weights.get(name, 0.0)) * value
+                by_head.setdefault(name, []).append(float(value.detach()))
+        for t, v in zip(_batch_tasks(batch), per_sample.tolist()):
+            if not math.isnan(v):
+                by_task.setdefault(t, []).append(v)
         accel.backward(loss)
         if tc.grad_clip > 0:
             accel.clip_grad_norm_(model.parameters(), tc.grad_clip)
@@ -398,9 +429,12 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
         bar.update()
         done = step + 1
         step = done
-        if tc.max_minutes is not None and done == start + 20 and not resume:
-            per_step = (time.perf_counter() - t_start) / 20
-            fits = start + int((tc.max_minutes * 60 - (time.perf_counter() - t_start)) / per_step) + 20
+        if tc.max_minutes is not None and not resume and done >= start + 20 and \
+                (done - start - 20) % REFIT_EVERY == 0:
+            now = time.perf_counter()
+            per_step = (now - fit_at[0]) / (done - fit_at[1])  # the recent pace: shared CPUs change speed
+            fit_at = (now, done)
+            fits = done + int((tc.max_minutes * 60 - (now - t_start)) / per_step)
             fits = int(accel.reduce(torch.tensor([fits], device=accel.device), reduction="min").item()) \
                 if accel.num_processes > 1 else fits
             total["steps"] = max(done, min(max_steps, fits))
@@ -409,8 +443,11 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
         if done % tc.log_every == 0 or done == end:
             rate = seen / max(time.perf_counter() - t0, 1e-9)
             entry = {"step": done, "loss": float(np.mean(running)), "lr": scheduler.get_last_lr()[0],
-                     "samples_per_s": rate, "world_size": accel.num_processes}
-            running = []
+                     "samples_per_s": rate, "world_size": accel.num_processes,
+                     "lm_by_task": {t: float(np.mean(v)) for t, v in sorted(by_task.items())},
+                     "aux": {h: float(np.mean(v)) for h, v in sorted(by_head.items())},
+                     "load_avg_1m": os.getloadavg()[0], "elapsed_s": time.perf_counter() - t_start}
+            running, by_task, by_head = [], {}, {}
             bar.set_postfix(loss=f"{entry['loss']:.3f}")
             if accel.is_main_process:
                 _append(log_path, entry)
@@ -439,6 +476,15 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
         raw_model.save_pretrained(out)
     accel.wait_for_everyone()
     return out
+
+
+def _batch_tasks(batch: dict[str, Any]) -> list[str]:
+    """The task letter of each sample of a batch (from its auxiliary targets, else "?")."""
+    from jaeger_ros.model.data import TASK_LETTERS
+
+    if "aux" in batch:
+        return [TASK_LETTERS[int(t["task"])] for t in batch["aux"]]
+    return ["?"] * int(batch["input_ids"].shape[0])
 
 
 def _write_skipped(accel: Any, out: Path, skipped: list[dict[str, str]]) -> None:
@@ -633,3 +679,113 @@ def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out[k] = v.clone() if ptr in seen else v
         seen.setdefault(ptr, k)
     return out
+
+
+# ---------------------------------------------------------------------- staged recipes
+
+RECIPE_FINAL = "final"
+"""OUT/final: the last stage's checkpoint, the recipe's product."""
+
+
+def load_recipe(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A recipe file: `defaults` (TrainConfig settings every stage shares) and `stages`, each a
+    mapping with a `name` and the settings it changes. Every stage's config is checked here, so
+    a typo fails before hours of training."""
+    path = Path(path)
+    data = yaml.safe_load(path.read_text()) if path.is_file() else None
+    if not isinstance(data, dict) or not isinstance(data.get("stages"), list) or not data["stages"]:
+        raise ValueError(f"{path}: a recipe needs a non-empty 'stages' list (and optional 'defaults')")
+    unknown = sorted(set(data) - {"defaults", "stages"})
+    if unknown:
+        raise ValueError(f"{path}: unknown recipe key(s) {unknown}; known: defaults, stages")
+    defaults = dict(data.get("defaults") or {})
+    stages = []
+    for i, stage in enumerate(data["stages"]):
+        if not isinstance(stage, dict) or not str(stage.get("name", "")).isidentifier():
+            raise ValueError(f"{path}: stage {i} needs a 'name' (letters, digits, _)")
+        settings = {k: v for k, v in stage.items() if k != "name"}
+        try:
+            TrainConfig(**{**defaults, **settings})
+        except TypeError as e:
+            raise ValueError(f"{path}: stage {stage['name']}: {one_line(e)}") from None
+        stages.append(stage)
+    names = [s["name"] for s in stages]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{path}: stage names must differ, got {names}")
+    return defaults, stages
+
+
+def train_recipe(recipe_path: str | Path, data_dirs: Sequence[str], out_dir: str | Path) -> Path:
+    """`jaeger train --recipe`: run the stages in order, each starting from the previous
+    stage's checkpoint (heads included), into OUT/<i>_<name>/; OUT/final is the last one. A
+    stage whose checkpoint is complete is not run again, so rerunning the command continues
+    an interrupted recipe at the stage it stopped in (from that stage's start)."""
+    recipe_path, out = Path(recipe_path), Path(out_dir)
+    defaults, stages = load_recipe(recipe_path)
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(recipe_path, out / "recipe.yaml")
+    previous: Path | None = None
+    for i, stage in enumerate(stages):
+        stage_out = out / f"{i}_{stage['name']}"
+        settings = {**defaults, **{k: v for k, v in stage.items() if k != "name"}}
+        if previous is not None:
+            settings["init_from"] = str(previous)
+        if not (stage_out / "model.safetensors").is_file():
+            _remove(stage_out)  # an interrupted stage restarts from its beginning
+            tc = TrainConfig(**settings)
+            print(f"recipe stage {i} {stage['name']}: tasks {','.join(tc.tasks)}, "
+                  f"{tc.max_minutes} min", file=sys.stderr)
+            train(tc, tc.model_config(base_dir=recipe_path.parent), list(data_dirs), stage_out)
+        previous = stage_out
+    final = out / RECIPE_FINAL
+    _remove(final)
+    shutil.copytree(previous, final, ignore=shutil.ignore_patterns(LAST, BEST, ".*"))
+    plot_curves([out / f"{i}_{s['name']}" for i, s in enumerate(stages)], out / CURVES)
+    return final
+
+
+CURVES = "training_curves.png"
+
+
+def plot_curves(stage_dirs: Sequence[Path], png: Path) -> Path:
+    """Training curves of consecutive runs (a recipe's stages) on one wall-clock axis: the
+    answer loss per task, each auxiliary head's loss, learning rate and samples/s."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    (ax_task, ax_aux), (ax_lr, ax_rate) = axes
+    offset = 0.0
+    for d in stage_dirs:
+        rows = [json.loads(line) for line in (Path(d) / LOG).read_text().splitlines() if line.strip()]
+        rows = [r for r in rows if "elapsed_s" in r]
+        if not rows:
+            continue
+        t = [offset + r["elapsed_s"] / 60 for r in rows]
+        for key, ax in (("lm_by_task", ax_task), ("aux", ax_aux)):
+            for name in sorted({k for r in rows for k in r.get(key, {})}):
+                pts = [(x, r[key][name]) for x, r in zip(t, rows) if name in r.get(key, {})]
+                order = "ABCDE" if key == "lm_by_task" else AUX_HEADS
+                ax.plot(*zip(*pts), label=name, color=f"C{list(order).index(name)}" if name in order else None)
+        ax_lr.plot(t, [r["lr"] for r in rows], color="C0")
+        ax_rate.plot(t, [r["samples_per_s"] for r in rows], color="C1")
+        for ax in axes.flat:
+            ax.axvline(offset, color="0.8", lw=0.8)
+        offset = t[-1]
+    for ax, title in ((ax_task, "answer loss per task"), (ax_aux, "auxiliary losses"), (ax_lr, "learning rate"),
+                      (ax_rate, "samples/s")):
+        ax.set_title(title)
+        ax.set_xlabel("wall-clock minutes (stages separated by grey lines)")
+    ax_task.set_yscale("log")
+    ax_aux.set_yscale("log")
+    for ax in (ax_task, ax_aux):
+        handles, labels = ax.get_legend_handles_labels()
+        unique = dict(zip(labels, handles))
+        ax.legend(unique.values(), unique.keys(), fontsize=8)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=90)
+    plt.close(fig)
+    return png

@@ -1,0 +1,143 @@
+"""Dense auxiliary losses for training the tiny preset on a CPU (never used at inference).
+
+Why: the answer's cross-entropy is one sparse signal per sample, and on its own the tiny
+model hears direction in its audio tower without its LLM learning to read it, and leaves its
+vision path unused. These heads give every audio token, every image token and the LLM's
+state at the answer a target of its own:
+
+* `audio_dir`: per audio token (audio tower output), the unit direction of the target voice;
+* `llm_dir`: the LLM's last hidden state at the position that writes the answer's first
+  number (tasks A, B: the azimuth), the same direction;
+* `llm_label`: that state at the position that writes a matching label (D, E): which label;
+* `patch_mask` / `patch_box`: per merged image token (vision tower output), the fraction of
+  loudspeaker pixels it covers and the centre and size of that loudspeaker (weighted by
+  that fraction).
+
+The heads live in `JaegerModel.aux_heads` while training, so checkpoints may carry them
+(modeling.AUX_PREFIX); loading a checkpoint for inference drops them.
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from jaeger_ros.core import answers
+from jaeger_ros.model.data import AUDIO_TASKS, IGNORE_INDEX, TASK_LETTERS, VISION_TASKS
+
+
+
+class AuxHeads(nn.Module):
+    """One linear head per name in config.AUX_HEADS: they are meant to make the features linearly
+    readable, so they must stay too weak to do the work themselves."""
+
+    def __init__(self, audio_dim: int, vision_dim: int, llm_dim: int) -> None:
+        super().__init__()
+        self.audio_dir = nn.Linear(audio_dim, 3)
+        self.llm_dir = nn.Linear(llm_dim, 3)
+        self.llm_label = nn.Linear(llm_dim, len(answers.MATCH_LABELS))
+        self.patch_mask = nn.Linear(vision_dim, 1)
+        self.patch_box = nn.Linear(vision_dim, 6)
+
+
+def attach(model: Any) -> AuxHeads:
+    """Give a tiny JaegerModel its auxiliary heads (kept if it already has them)."""
+    if getattr(model, "aux_heads", None) is None:
+        cfg = model.base_thinker.config
+        model.aux_heads = AuxHeads(cfg.audio_config.output_dim, cfg.vision_config.out_hidden_size,
+                                   cfg.get_text_config().hidden_size)
+    return model.aux_heads
+
+
+@contextlib.contextmanager
+def capture(model: Any) -> Iterator[dict[str, torch.Tensor]]:
+    """Record the audio tower's tokens and the vision tower's merged tokens of one forward."""
+    from jaeger_ros.model.modeling import Towers
+
+    towers = Towers(model.base_thinker)
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep(name: str, field: str):
+        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            seen[name] = getattr(output, field) if hasattr(output, field) else output
+        return hook
+
+    handles = [towers.audio.register_forward_hook(keep("audio", "last_hidden_state")),
+               towers.visual.register_forward_hook(keep("vision", "pooler_output"))]
+    try:
+        yield seen
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _cosine_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (1.0 - F.cosine_similarity(pred.float(), target.float(), dim=-1)).mean()
+
+
+def losses(heads: AuxHeads, batch: dict[str, Any], seen: dict[str, torch.Tensor], hidden: torch.Tensor,
+           number_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each head's loss on this batch (heads without targets in it are left out).
+    `hidden`: (B, L, H) the LLM's last hidden states; `number_ids`: the integer token ids."""
+    targets: list[dict[str, torch.Tensor]] = batch["aux"]
+    tasks = [TASK_LETTERS[int(t["task"])] for t in targets]
+    out: dict[str, torch.Tensor] = {}
+    audio_rows = [i for i, t in enumerate(tasks) if t in AUDIO_TASKS]
+    if "audio" in seen and audio_rows:
+        tokens = seen["audio"].reshape(len(audio_rows), -1, seen["audio"].shape[-1])
+        keep = [k for k, i in enumerate(audio_rows) if bool(targets[i]["has_dir"])]
+        if keep:
+            want = torch.stack([targets[audio_rows[k]]["dir"] for k in keep]).to(tokens.device)
+            pred = heads.audio_dir(tokens[keep])
+            out["audio_dir"] = _cosine_loss(pred, want[:, None].expand_as(pred))
+    image_rows = [i for i, t in enumerate(tasks) if t in VISION_TASKS]
+    if "vision" in seen and image_rows and all("patch_mask" in targets[i] for i in image_rows):
+        tokens = seen["vision"].reshape(len(image_rows), -1, seen["vision"].shape[-1])
+        mask = torch.stack([targets[i]["patch_mask"] for i in image_rows]).to(tokens.device)
+        box = torch.stack([targets[i]["patch_box"] for i in image_rows]).to(tokens.device)
+        out["patch_mask"] = F.binary_cross_entropy_with_logits(heads.patch_mask(tokens)[..., 0].float(), mask)
+        inside = mask > 0  # a loudspeaker rarely fills a 28 px token: weigh each by its coverage
+        if bool(inside.any()):
+            err = F.smooth_l1_loss(heads.patch_box(tokens)[inside].float(), box[inside], beta=0.1,
+                                   reduction="none").mean(-1)
+            out["patch_box"] = (err * mask[inside]).sum() / mask[inside].sum()
+    labels = batch["labels"].to(hidden.device)
+    is_number = torch.isin(labels, number_ids.to(labels.device))
+    dir_rows, dir_pos, lab_rows, lab_pos = [], [], [], []
+    for i, t in enumerate(tasks):
+        answer = (labels[i] != IGNORE_INDEX).nonzero()
+        if not len(answer):
+            continue
+        if t in "AB" and bool(targets[i]["has_dir"]):
+            first = (is_number[i]).nonzero()
+            if len(first):
+                dir_rows.append(i)
+                dir_pos.append(int(first[0]) - 1)  # the state that writes the first number
+        elif t in "DE" and int(targets[i]["label"]) >= 0:
+            lab_rows.append(i)
+            lab_pos.append(int(answer[0]) - 1)
+    if dir_rows:
+        want = torch.stack([targets[i]["dir"] for i in dir_rows]).to(hidden.device)
+        out["llm_dir"] = _cosine_loss(heads.llm_dir(hidden[dir_rows, dir_pos]), want)
+    if lab_rows:
+        want = torch.stack([targets[i]["label"] for i in lab_rows]).to(hidden.device)
+        out["llm_label"] = F.cross_entropy(heads.llm_label(hidden[lab_rows, lab_pos]).float(), want)
+    return out
+
+
+def load_heads(model: Any, checkpoint: str | Path) -> int:
+    """Continue the heads of a checkpoint folder that carries them (a previous training
+    stage); returns how many tensors were loaded (0 when it has none)."""
+    from safetensors.torch import load_file
+
+    from jaeger_ros.model.modeling import AUX_PREFIX, WEIGHTS
+
+    stored = {k[len(AUX_PREFIX):]: v for k, v in load_file(str(Path(checkpoint) / WEIGHTS)).items()
+              if k.startswith(AUX_PREFIX)}
+    if stored:
+        model.aux_heads.load_state_dict({k: v.float() for k, v in stored.items()})
+    return len(stored)

@@ -1,0 +1,170 @@
+"""The tiny preset's CPU training: integer answer tokens, the content-keyed feature cache with
+the precomputed Classical IV, the training-only auxiliary heads and the staged recipe.
+
+Data: the small physical toy dataset of test_model_train (plane-wave FOA from the talking
+loudspeaker, boxes drawn into RGB, depth and instance mask)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from safetensors.torch import load_file
+
+from jaeger_ros.core import answers
+from jaeger_ros.core.geometry import Box3D
+from jaeger_ros.model import auxiliary
+from jaeger_ros.model.data import JaegerDataset, SampleReader, collate_items, load_examples
+from jaeger_ros.model.modeling import AUX_PREFIX, JaegerModel, Towers
+from jaeger_ros.model.tokenizer import integer_token_values, train_tokenizer
+from jaeger_ros.model.train import load_recipe, train, train_recipe
+from test_model_train import model_config, recipe, write_toy_dataset
+
+HEAD_WEIGHTS = {name: 1.0 for name in ("audio_dir", "llm_dir", "llm_label", "patch_mask", "patch_box")}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy")
+    write_toy_dataset(root, "train", 4)
+    write_toy_dataset(root, "val", 1, seed=1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def model():
+    return JaegerModel.build_tiny(model_config()).eval()
+
+
+def test_integer_tokens_make_each_answer_number_one_token():
+    tok = train_tokenizer(512, integers=(-1000, 1000))
+    values = integer_token_values(tok)
+    rng = np.random.default_rng(0)
+    texts = [answers.format_doa(az, el) for az, el in zip(rng.uniform(-180, 180, 50), rng.uniform(-90, 90, 50))]
+    texts += [answers.format_doa(-180, 90), answers.format_doa(180, -90), answers.format_doa(0, 0)]
+    boxes = [Box3D(rng.uniform(-4, 4, 3), rng.uniform(0.1, 1.2, 3)) for _ in range(3)]
+    texts.append(answers.format_boxes(boxes, "cm"))
+    for text in texts:
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        assert tok.decode(ids) == text  # byte-identical answers
+        written = [values[i] for i in ids if i in values]
+        assert written == [int(n) for n in re.findall(r"-?\d+", text)], (text, written)  # one token each
+    # outside the range: the digit tokens still write it exactly
+    assert tok.decode(tok("x 12345 y", add_special_tokens=False)["input_ids"]) == "x 12345 y"
+
+
+def test_feature_cache_reads_identical_tensors_and_a_changed_file_invalidates(model, data, tmp_path, monkeypatch):
+    ex = next(e for e in load_examples(data, "train", ["D"]))
+    reader = SampleReader(model.builder, tmp_path / "cache", precompute_iv=True, aux=True)
+    first = reader(ex)
+    assert first.foa is None and first.iv.shape == (model.builder.n_audio_tokens, 1203)
+    assert first.aux["patch_mask"].max() > 0
+
+    def no_compute(*_a):  # a second epoch must not recompute anything
+        raise AssertionError("recomputed although cached")
+
+    monkeypatch.setattr(reader, "_compute", no_compute)
+    second = reader(ex)
+    for name in ("mel", "iv", "patches", "pe"):
+        assert torch.equal(getattr(first, name), getattr(second, name)), name
+    assert all(torch.equal(first.aux[k], second.aux[k]) for k in first.aux)
+    monkeypatch.undo()
+    rgb = Path(ex.folder) / "rgb.png"
+    original = rgb.read_bytes()
+    try:
+        img = np.asarray(Image.open(rgb)).copy()
+        img[:, :20] = 255
+        Image.fromarray(img).save(rgb)
+        third = reader(ex)
+        assert not torch.equal(first.patches, third.patches)
+    finally:
+        rgb.write_bytes(original)
+    assert len(list((tmp_path / "cache").rglob("*.pt"))) == 2
+
+
+def test_precomputed_iv_gives_the_model_the_same_logits(model, data):
+    exs = load_examples(data, "train", ["A", "E"])[:3]
+    batches = []
+    for precompute in (False, True):
+        ds = JaegerDataset(exs, SampleReader(model.builder, precompute_iv=precompute), train_prompts=False)
+        batches.append(collate_items(model.builder, [ds[i] for i in range(len(exs))]))
+    assert "foa" in batches[0] and "iv_tokens" in batches[1] and "foa" not in batches[1]
+    with torch.no_grad():
+        a, b = (model(batch).logits for batch in batches)
+    assert torch.allclose(a, b, atol=1e-4), float((a - b).abs().max())
+
+
+def test_aux_heads_reach_the_towers_and_stay_out_of_inference(data, tmp_path):
+    m = JaegerModel.build_tiny(model_config())
+    heads = auxiliary.attach(m)
+    exs = [load_examples(data, "train", [t])[0] for t in "ABCDE"]
+    ds = JaegerDataset(exs, SampleReader(m.builder, precompute_iv=True, aux=True))
+    batch = collate_items(m.builder, [ds[i] for i in range(len(exs))])
+    with auxiliary.capture(m) as seen:
+        out = m(batch, output_hidden_states=True)
+    numbers = torch.tensor(sorted(integer_token_values(m.tokenizer)))
+    parts = auxiliary.losses(heads, batch, seen, out.hidden_states[-1], numbers)
+    assert set(parts) == set(HEAD_WEIGHTS)
+    sum(parts.values()).backward()
+    towers = Towers(m.base_thinker)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in towers.audio.layers.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in towers.visual.blocks.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in towers.llm.layers.parameters())
+    # a checkpoint keeps the heads; loading it for inference drops them and answers the same
+    m.eval()
+    m.save_pretrained(tmp_path / "ckpt")
+    assert any(k.startswith(AUX_PREFIX) for k in load_file(str(tmp_path / "ckpt" / "model.safetensors")))
+    loaded = JaegerModel.from_pretrained(tmp_path / "ckpt")
+    assert getattr(loaded, "aux_heads", None) is None
+    with torch.no_grad():
+        assert torch.allclose(m(batch).logits, loaded(batch).logits, atol=1e-5)
+
+
+def test_aux_losses_are_logged_per_head_and_task(data, tmp_path):
+    out = train(recipe(max_steps=3, precompute_iv=True, aux_weights=HEAD_WEIGHTS), model_config(), [str(data)],
+                tmp_path / "run", progress=False)
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "aux" in r]
+    assert set().union(*(r["aux"] for r in rows)) == set(HEAD_WEIGHTS)
+    assert set().union(*(r["lm_by_task"] for r in rows)) <= set("ABCDE") and rows[0]["lm_by_task"]
+    assert all(r["samples_per_s"] > 0 and "load_avg_1m" in r for r in rows)
+
+
+def test_recipe_runs_its_stages_in_order_each_from_the_previous(data, tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(json.dumps({
+        "defaults": {"model": model_config().to_dict(), "max_steps": 2, "batch_size": 2, "warmup_steps": 1,
+                     "eval_every": 1000, "eval_samples": 1, "log_every": 1, "num_workers": 0,
+                     "precompute_iv": True, "feature_cache": str(tmp_path / "cache"), "aux_weights": HEAD_WEIGHTS},
+        "stages": [{"name": "encoders", "tasks": ["A", "C"], "lm_weight": 0.0},
+                   {"name": "answers", "tasks": ["A", "D"]}]}))
+    final = train_recipe(path, [str(data)], tmp_path / "run")
+    run = tmp_path / "run"
+    second = yaml.safe_load((run / "1_answers" / "train_config.yaml").read_text())
+    assert second["init_from"] == str(run / "0_encoders") and second["tasks"] == ["A", "D"]
+    assert (final / "model.safetensors").is_file() and (run / "training_curves.png").stat().st_size > 0
+    first_heads = load_file(str(run / "0_encoders" / "model.safetensors"))
+    # stage 2 continued stage 1's heads (its first step moved them only a little)
+    moved = load_file(str(final / "model.safetensors"))[AUX_PREFIX + "patch_box.weight"] - \
+        first_heads[AUX_PREFIX + "patch_box.weight"]
+    assert float(moved.abs().max()) < 0.01
+    JaegerModel.from_pretrained(final)  # loadable for inference
+    stamp = os.stat(run / "0_encoders" / "model.safetensors").st_mtime_ns
+    train_recipe(path, [str(data)], tmp_path / "run")  # complete stages are not run again
+    assert os.stat(run / "0_encoders" / "model.safetensors").st_mtime_ns == stamp
+
+
+def test_recipe_names_the_stage_of_a_bad_setting(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("defaults: {batch_size: 2}\nstages:\n  - {name: first, tasks: [A]}\n  - {name: second, lr_x: 1}\n")
+    with pytest.raises(ValueError, match="second.*lr_x"):
+        load_recipe(path)
+    path.write_text("stages: []\n")
+    with pytest.raises(ValueError, match="non-empty 'stages'"):
+        load_recipe(path)
