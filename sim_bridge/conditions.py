@@ -286,11 +286,13 @@ def interferer_position(scene: Any, rng: np.random.Generator) -> np.ndarray:
 def apply_audio(speech_mix: np.ndarray, cond: Conditions, scene: Any, rng: np.random.Generator,
                 speech: Speech | None = None,
                 rir: Callable[[np.ndarray], np.ndarray] | None = None,
-                sample_rate: int = foa.SAMPLE_RATE) -> tuple[np.ndarray, Conditions]:
+                sample_rate: int = foa.SAMPLE_RATE, rt60_s: float | None = None) -> tuple[np.ndarray, Conditions]:
     """Add the drawn ambient noise, interferer and self-noise to (4, N) ACN/SN3D speech.
 
     rir(position) -> (4, M) FOA RIR from a world position to the microphone (needed for an
-    interferer). Returns the noisy mix and the conditions with `measured` levels filled in.
+    interferer). rt60_s: the room's reverberation time for babble where no scene is given
+    (re-noising a recorded sample; None: drawn). Returns the noisy mix and the conditions with
+    `measured` levels filled in.
     """
     x = np.asarray(speech_mix, dtype=float)
     n = x.shape[1]
@@ -303,7 +305,8 @@ def apply_audio(speech_mix: np.ndarray, cond: Conditions, scene: Any, rng: np.ra
         kind = cond.noise_kind or "pink"
         rt60 = None
         if kind == "babble":  # the crowd shares the scene's room where there is one
-            rt60 = float(scene.room.sabine_rt60()) if scene is not None else float(rng.uniform(*BABBLE_RT60_S))
+            rt60 = (float(scene.room.sabine_rt60()) if scene is not None else
+                    float(rt60_s) if rt60_s is not None else float(rng.uniform(*BABBLE_RT60_S)))
             measured["babble_rt60_s"] = rt60
         noise = diffuse_noise(kind, n, rng, speech, sample_rate, rt60)
         out += noise * np.sqrt(p_speech / 10.0 ** (cond.snr_db / 10.0))

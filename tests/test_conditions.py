@@ -94,6 +94,9 @@ def test_babble_shares_the_scene_rooms_reverberation() -> None:
                                   speechlike)
     assert cond.measured["babble_rt60_s"] == pytest.approx(Scene.room.sabine_rt60())
     assert abs(cond.measured["snr_total_db"] - 10.0) < 0.3
+    _, cond = sensing.apply_audio(mix, sensing.Conditions("test", snr_db=10.0, noise_kind="babble"), None, rng,
+                                  speechlike, rt60_s=0.7)  # re-noising a recorded sample of a known room
+    assert cond.measured["babble_rt60_s"] == 0.7
     with pytest.raises(ValueError, match="babble needs a speech source"):
         sensing.diffuse_noise("babble", FS, rng)
 
