@@ -1,7 +1,7 @@
 """Classical baseline speed (one process): ms per DoA estimate, per pitch attribution (median
-pitches and male shares) of two candidate directions and per onset-vote share on 1 s / 4 s of reverberant two-talker FOA; ms
-per frame of the node's pooled estimator (a 0.5 s window every 0.1 s); ms per depth-only
-candidate segmentation on rendered 640x480 / 672x378 frames.
+pitches and male shares) of two candidate directions and per onset-vote share on 1 s / 4 s of
+reverberant two-talker FOA; ms per frame of the node's pooled estimator (a 0.5 s window every
+0.1 s); ms per depth-only candidate segmentation on rendered 640x480 / 672x378 frames.
 
 Run: .venv/bin/python benchmarks/bench_classical.py [--repeats N]
 """
