@@ -308,7 +308,7 @@ def talker_male_shares(foa: np.ndarray, directions: list[np.ndarray], talkers: i
 
     Why not talker_pitches' medians: in a window where both voices sound, the autocorrelation
     picks the higher voice's short period, so both talkers' medians come out near the female
-    F0 and their order is a coin toss (20 of the 26 classical E errors at 10 dB diffuse noise
+    F0 and their order is a coin toss (21 of the 26 classical E errors at 10 dB diffuse noise
     had medians within 5 % of each other). The male
     share of each direction is biased the same way for both, so the COMPARISON of the two
     stays informative; soft shares instead of a dominance cut use every window, and new-only
