@@ -1,7 +1,7 @@
-"""Classical baseline speed (one process): ms per DoA estimate, per pitch attribution of two
-candidate directions and per onset-vote share on 1 s / 4 s of reverberant two-talker FOA; ms
-per frame of the node's pooled estimator (a 0.5 s window every 0.1 s); ms per depth-only
-candidate segmentation on rendered 640x480 / 672x378 frames.
+"""Classical baseline speed (one process): ms per DoA estimate, per pitch attribution (median
+pitches and male shares) of two candidate directions and per onset-vote share on 1 s / 4 s of
+reverberant two-talker FOA; ms per frame of the node's pooled estimator (a 0.5 s window every
+0.1 s); ms per depth-only candidate segmentation on rendered 640x480 / 672x378 frames.
 
 Run: .venv/bin/python benchmarks/bench_classical.py [--repeats N]
 """
@@ -13,8 +13,8 @@ import time
 import numpy as np
 
 from jaeger_ros.classical.candidates import boxes_from_depth
-from jaeger_ros.classical.doa import (estimate_by_gender, estimate_doa, estimate_sources, talker_pitches,
-                                      vote_shares)
+from jaeger_ros.classical.doa import (estimate_by_gender, estimate_doa, estimate_sources, talker_male_shares,
+                                      talker_pitches, vote_shares)
 from jaeger_ros.classical.tracking import OnsetPool
 from jaeger_ros.core.foa import SAMPLE_RATE
 from jaeger_ros.core.geometry import Intrinsics
@@ -55,6 +55,8 @@ def main() -> None:
         rows.append((f"estimate_by_gender, {seconds:.0f} s", _ms(lambda: estimate_by_gender(x, "female"), args.repeats)))
         rows.append((f"talker_pitches(2 directions), {seconds:.0f} s",
                      _ms(lambda: talker_pitches(x, directions), args.repeats)))
+        rows.append((f"talker_male_shares(2 directions), {seconds:.0f} s",
+                     _ms(lambda: talker_male_shares(x, directions), args.repeats)))
         rows.append((f"vote_shares(2 directions), {seconds:.0f} s", _ms(lambda: vote_shares(x, directions), args.repeats)))
     window, hop = SAMPLE_RATE // 2, SAMPLE_RATE // 10
     ends = range(window, mix.shape[1], hop)

@@ -58,7 +58,7 @@ def renoise(clean_root: Path, out_root: Path, snr_db: float, seed: int = SEED) -
         speech, rate = foa.read_foa_wav(folder / "foa_ls.wav")
         cond = sensing.draw(f"diffuse@{snr_db:g}", rng)
         cond = sensing.Conditions(cond.preset, cond.snr_db, sensing.NOISE_KINDS[int(rng.integers(4))])
-        noisy, cond = sensing.apply_audio(speech, cond, None, rng, bank.utterance)
+        noisy, cond = sensing.apply_audio(speech, cond, None, rng, bank.utterance, rt60_s=meta.get("rt60_sabine_s"))
         meta["conditions"] = cond.to_dict()
         foa.write_foa_wav(target / "foa_ls.wav", noisy, rate)
         (target / "metadata.json").write_text(json.dumps(meta, indent=1))

@@ -168,11 +168,12 @@ def _place_arrivals(delays: np.ndarray, amplitudes: np.ndarray, length: int) -> 
     return out
 
 
-def _diffuse_tail(rng: np.random.Generator, level: float, rt60: float, start: int, length: int,
-                  sample_rate: int) -> np.ndarray:
+def diffuse_tail(rng: np.random.Generator, level: float, rt60: float, start: int, length: int,
+                 sample_rate: int) -> np.ndarray:
     """(4, length) ACN/SN3D diffuse decay from sample `start`: independent noise per channel,
     dipoles at 1/sqrt(3) of W's amplitude (isotropic field in SN3D), energy per W sample
-    `level` at t = 0 falling 60 dB per rt60, faded in over 2 ms to avoid a click."""
+    `level` at t = 0 falling 60 dB per rt60, faded in over 2 ms to avoid a click. Also the
+    late field through which sensing conditions render distant talkers (babble)."""
     out = np.zeros((4, length))
     n = length - start
     if n <= 0 or level <= 0:
@@ -259,9 +260,9 @@ def foa_rir(room: Room, source: np.ndarray, receiver: np.ndarray, world_from_rec
 
     if tail:
         t_h = horizon_m / SPEED_OF_SOUND
-        rir += _diffuse_tail(rng, tail_power * _tail_level(gains, orders, dist, rt60, t_h, sample_rate,
-                                                            room.volume),
-                             rt60, int(np.ceil(t_h * sample_rate)), length, sample_rate)
+        rir += diffuse_tail(rng, tail_power * _tail_level(gains, orders, dist, rt60, t_h, sample_rate,
+                                                           room.volume),
+                            rt60, int(np.ceil(t_h * sample_rate)), length, sample_rate)
     sos = butter(2, HIGHPASS_HZ, btype="highpass", fs=sample_rate, output="sos")
     return sosfilt(sos, rir, axis=1).astype(np.float32)
 

@@ -8,8 +8,11 @@ simulator instead of the task. A named preset (PRESETS) says how every condition
 Levels. SNR is the ratio of the speech's ACTIVE power in W (mean over the 20 ms frames
 within 30 dB of the loudest; the sum of all talkers) to the ambient noise power in W.
 Ambient noise is a spatially diffuse field in ACN/SN3D: W, Y, Z, X mutually uncorrelated with
-each dipole at 1/3 of W's power (the diffuse-field ratio; babble is the sum of several
-talkers from random directions around the microphone, diffuse only on average). An
+each dipole at 1/3 of W's power (the diffuse-field ratio). Babble is many talkers a few
+metres away in a reverberant room: each carries its own diffuse late field (independent
+reverberation per talker) and only a weak direct sound (beyond the critical distance), so it
+is diffuse in every realisation, as a crowd is -- not a handful of dry point sources, which
+are directional interferers' business. An
 interferer (a TV or a fan, not a loudspeaker of the task) is a point source at its own place
 in the room, rendered through the room like the talkers, at a speech-to-interferer ratio
 (SIR). Microphone self-noise is white noise on each of the four capsules, converted to
@@ -26,11 +29,17 @@ from scipy.ndimage import maximum_filter, minimum_filter
 from scipy.signal import fftconvolve
 
 from jaeger_ros.core import foa
+from sim_bridge.acoustics import MAX_RIR_SECONDS, diffuse_tail
 
 NOISE_KINDS = ("pink", "brown", "hum", "babble")
 INTERFERER_KINDS = ("tv", "fan")
 ACTIVE_WINDOW_DB = 30.0
-BABBLE_TALKERS = 6
+BABBLE_TALKERS = 12
+BABBLE_DRR_DB = (-15.0, -8.0)
+"""Direct-to-reverberant ratio of each babble talker (talkers 3-8 m away in a room whose
+critical distance is about 1 m)."""
+BABBLE_RT60_S = (0.4, 0.9)
+"""Reverberation time of the babble's room when the scene's is not given (re-noised splits)."""
 Speech = Callable[[str, np.random.Generator], np.ndarray]
 """(gender, rng) -> dry mono speech at foa.SAMPLE_RATE, e.g. SpeechBank(...).utterance."""
 
@@ -206,9 +215,29 @@ def _speech_stream(speech: Speech, rng: np.random.Generator, n: int) -> np.ndarr
     return x[start:start + n].astype(float)
 
 
+def _distant_talker(speech: Speech, rng: np.random.Generator, n: int, rt60: float,
+                    sample_rate: int) -> np.ndarray:
+    """(4, n) one talker of a crowd: a weak direct plane wave from a random direction (DRR drawn
+    from BABBLE_DRR_DB) plus this talker's own diffuse late field decaying with rt60. The
+    speech starts one response length before the output, so the reverberation is built up
+    (no common onset of all talkers at the first sample)."""
+    if rt60 <= 0:
+        raise ValueError(f"babble reverberation time must be positive, got {rt60}")
+    length = max(1, int(min(rt60, MAX_RIR_SECONDS) * sample_rate))
+    rir = diffuse_tail(rng, 1.0, rt60, 0, length, sample_rate)
+    rir /= np.sqrt(np.sum(rir[0] ** 2))
+    az, el = rng.uniform(-180.0, 180.0), np.degrees(np.arcsin(rng.uniform(-0.3, 0.6)))
+    d = np.array([-np.sin(np.radians(az)) * np.cos(np.radians(el)), np.sin(np.radians(el)),
+                  -np.cos(np.radians(az)) * np.cos(np.radians(el))])
+    rir[:, 0] += foa.encode_gains(d) * 10.0 ** (rng.uniform(*BABBLE_DRR_DB) / 20.0)
+    dry = _speech_stream(speech, rng, n + length)
+    return fftconvolve(dry[None], rir, axes=1)[:, length:length + n]
+
+
 def diffuse_noise(kind: str, n: int, rng: np.random.Generator, speech: Speech | None = None,
-                  sample_rate: int = foa.SAMPLE_RATE) -> np.ndarray:
-    """(4, n) ACN/SN3D diffuse noise with W at unit RMS and each dipole at 1/sqrt(3) of it."""
+                  sample_rate: int = foa.SAMPLE_RATE, rt60_s: float | None = None) -> np.ndarray:
+    """(4, n) ACN/SN3D diffuse noise with W at unit RMS and each dipole at 1/sqrt(3) of it.
+    rt60_s: the room's reverberation time for babble (None: drawn from BABBLE_RT60_S)."""
     if n <= 0:
         raise ValueError(f"noise length must be positive, got {n}")
     dipole = np.array([1.0, 3.0 ** -0.5, 3.0 ** -0.5, 3.0 ** -0.5])[:, None]
@@ -221,12 +250,8 @@ def diffuse_noise(kind: str, n: int, rng: np.random.Generator, speech: Speech | 
     if kind == "babble":
         if speech is None:
             raise ValueError("babble needs a speech source")
-        out = np.zeros((4, n))
-        for _ in range(BABBLE_TALKERS):
-            az, el = rng.uniform(-180.0, 180.0), np.degrees(np.arcsin(rng.uniform(-0.3, 0.6)))
-            d = np.array([-np.sin(np.radians(az)) * np.cos(np.radians(el)), np.sin(np.radians(el)),
-                          -np.cos(np.radians(az)) * np.cos(np.radians(el))])
-            out += foa.encode_gains(d)[:, None] * _speech_stream(speech, rng, n)[None]
+        rt60 = float(rng.uniform(*BABBLE_RT60_S)) if rt60_s is None else float(rt60_s)
+        out = sum(_distant_talker(speech, rng, n, rt60, sample_rate) for _ in range(BABBLE_TALKERS))
         return out / np.sqrt(np.mean(out[0] ** 2))
     raise ValueError(f"unknown noise kind {kind!r}; expected one of {NOISE_KINDS}")
 
@@ -261,11 +286,13 @@ def interferer_position(scene: Any, rng: np.random.Generator) -> np.ndarray:
 def apply_audio(speech_mix: np.ndarray, cond: Conditions, scene: Any, rng: np.random.Generator,
                 speech: Speech | None = None,
                 rir: Callable[[np.ndarray], np.ndarray] | None = None,
-                sample_rate: int = foa.SAMPLE_RATE) -> tuple[np.ndarray, Conditions]:
+                sample_rate: int = foa.SAMPLE_RATE, rt60_s: float | None = None) -> tuple[np.ndarray, Conditions]:
     """Add the drawn ambient noise, interferer and self-noise to (4, N) ACN/SN3D speech.
 
     rir(position) -> (4, M) FOA RIR from a world position to the microphone (needed for an
-    interferer). Returns the noisy mix and the conditions with `measured` levels filled in.
+    interferer). rt60_s: the room's reverberation time for babble where no scene is given
+    (re-noising a recorded sample; None: drawn). Returns the noisy mix and the conditions with
+    `measured` levels filled in.
     """
     x = np.asarray(speech_mix, dtype=float)
     n = x.shape[1]
@@ -275,7 +302,13 @@ def apply_audio(speech_mix: np.ndarray, cond: Conditions, scene: Any, rng: np.ra
     if p_speech <= 0:
         raise ValueError("speech mix is silent")
     if cond.snr_db is not None:
-        noise = diffuse_noise(cond.noise_kind or "pink", n, rng, speech, sample_rate)
+        kind = cond.noise_kind or "pink"
+        rt60 = None
+        if kind == "babble":  # the crowd shares the scene's room where there is one
+            rt60 = (float(scene.room.sabine_rt60()) if scene is not None else
+                    float(rt60_s) if rt60_s is not None else float(rng.uniform(*BABBLE_RT60_S)))
+            measured["babble_rt60_s"] = rt60
+        noise = diffuse_noise(kind, n, rng, speech, sample_rate, rt60)
         out += noise * np.sqrt(p_speech / 10.0 ** (cond.snr_db / 10.0))
     if cond.interferer is not None:
         if rir is None:

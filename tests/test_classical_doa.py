@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from jaeger_ros.core import foa
-from jaeger_ros.classical.doa import (estimate_by_gender, estimate_doa, estimate_sources, pick_by_pitch, pitch_track,
+from jaeger_ros.classical.doa import (estimate_by_gender, estimate_doa, estimate_sources, pick_by_male_share,
+                                      pick_by_pitch, pitch_track, talker_male_shares,
                                       talker_pitches, vote_shares)
 from jaeger_ros.core.geometry import direction_from_azel, great_circle_deg
 
@@ -144,3 +145,26 @@ def test_vote_shares_choose_the_candidate_the_onsets_point_at_through_diffuse_no
     shares = vote_shares(x, [other, talker])
     assert shares[1] > 5 * shares[0], shares
 
+
+
+def test_male_shares_follow_the_low_voice_to_its_direction():
+    """Overlapping syllables, the female 6 dB louder, diffuse noise: the male direction's
+    onsets carry mostly low-pitched new sound, the female's almost none; a silent third
+    candidate gets no share."""
+    rng = np.random.default_rng(22)
+    male_dir, female_dir = direction_from_azel(25, -10), direction_from_azel(-20, -5)
+    x = (_plane_wave(male_dir, 0.5 * _syllables(100.0, 3.0, rng, 0.0))
+         + _plane_wave(female_dir, _syllables(230.0, 3.0, rng, 0.07)))
+    x = x + 0.1 * _diffuse(rng, x.shape[1]) * np.std(x[0])
+    shares = talker_male_shares(x, [male_dir, female_dir])
+    assert shares[0] > shares[1] + 0.2, shares
+    assert pick_by_male_share(shares, "male") == 0 and pick_by_male_share(shares, "female") == 1
+    three = talker_male_shares(x, [male_dir, direction_from_azel(90, 0), female_dir])
+    assert three[1] is None and three[0] > three[2]
+
+
+def test_pick_by_male_share_leaves_ties_and_missing_talkers_to_the_pitch_order():
+    assert pick_by_male_share([0.0, 0.0], "male") is None          # two voices above 140 Hz
+    assert pick_by_male_share([0.4, None, 0.41], "female") is None
+    assert pick_by_male_share([0.7, None], "male") is None
+    assert pick_by_male_share([0.1, None, 0.6], "male") == 2 and pick_by_male_share([0.1, None, 0.6], "female") == 0

@@ -46,6 +46,7 @@ LEVEL_STEP_DB = 10.0        # a frame where most of the band rises this much at 
 SILENCE_DB = 60.0           # ... unless it rises from digital silence
 ASSIGN_RADIUS_DEG = 30.0    # a vote belongs to the nearest candidate direction within this
 DOMINANCE = 0.8             # a pitch window is a direction's when 80 % of its vote weight points there
+MALE_SHARE_TIE = 0.02       # male shares of two talkers closer than this say nothing (see pick_by_male_share)
 _CANDIDATES = 1500
 _MAX_BINS = 6000
 _FULL_COHERENCE = 4.0 / 3.0  # E = (4/3)|s|^2 and |I| = |s|^2 for a plane wave in SN3D
@@ -318,6 +319,51 @@ def talker_pitches(foa: np.ndarray, directions: list[np.ndarray], talkers: int =
     chosen = set(np.argsort(-counts, kind="stable")[:talkers].tolist())
     return [float(np.median(f0[owned & (owner == k)])) if k in chosen and counts[k] else None
             for k in range(len(dirs))]
+
+
+def talker_male_shares(foa: np.ndarray, directions: list[np.ndarray], talkers: int = 2,
+                       sample_rate: int = foa_core.SAMPLE_RATE) -> list[float | None]:
+    """Per direction (camera frame): the share of its voiced pitch windows whose NEW sound
+    (pitch_track new_only: the voice that starts there) is below MALE_MAX_F0_HZ, each window
+    counted by the share of its rising-bin vote weight pointing at that direction; for the
+    `talkers` directions with the most such weight, None for the others.
+
+    Why not talker_pitches' medians: in a window where both voices sound, the autocorrelation
+    picks the higher voice's short period, so both talkers' medians come out near the female
+    F0 and their order is a coin toss (21 of the 26 classical E errors at 10 dB diffuse noise
+    had medians within 5 % of each other). The male
+    share of each direction is biased the same way for both, so the COMPARISON of the two
+    stays informative; soft shares instead of a dominance cut use every window, and new-only
+    pitch hears the voice whose onset the votes saw."""
+    a = np.asarray(foa, dtype=np.float64)
+    dirs = np.array([np.asarray(d, float) / np.linalg.norm(d) for d in directions])
+    starts, f0, voicing = pitch_track(a[0], sample_rate, new_only=True)
+    rising = _votes(a, sample_rate, onset_ratio=ATTRIB_ONSET_RATIO, min_votes=MIN_VOTES)
+    window = np.clip(np.searchsorted(starts, rising.times), 0, len(starts) - 1)
+    cos = rising.directions @ dirs.T
+    nearest = np.argmax(cos, axis=1)
+    near = cos[np.arange(len(nearest)), nearest] >= np.cos(np.radians(ASSIGN_RADIUS_DEG))
+    weight = np.zeros((len(starts), len(dirs)))
+    np.add.at(weight, (window[near], nearest[near]), rising.weights[near])
+    total = weight.sum(axis=1)
+    used = (total > 0) & (voicing > VOICING_MIN)
+    share = weight[used] / total[used, None]
+    mass = share.sum(axis=0)
+    chosen = set(np.argsort(-mass, kind="stable")[:talkers].tolist())
+    male = f0[used] < MALE_MAX_F0_HZ
+    return [float(share[:, k] @ male / mass[k]) if k in chosen and mass[k] > 0 else None for k in range(len(dirs))]
+
+
+def pick_by_male_share(shares: list[float | None], gender: str) -> int | None:
+    """Index of the requested voice among two talkers' male shares (talker_male_shares): the
+    larger for male, the smaller for female. None unless exactly two are known and they
+    differ by at least MALE_SHARE_TIE (two voices on one side of MALE_MAX_F0_HZ, e.g. a high
+    male and a low female, tie: their pitch order, pick_by_pitch, decides then)."""
+    male = gender.strip().lower() in ("male", "m")
+    known = [(v, k) for k, v in enumerate(shares) if v is not None]
+    if len(known) != 2 or abs(known[0][0] - known[1][0]) < MALE_SHARE_TIE:
+        return None
+    return (max if male else min)(known)[1]
 
 
 def vote_shares(foa: np.ndarray, directions: list[np.ndarray],

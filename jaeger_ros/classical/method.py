@@ -6,8 +6,8 @@ import numpy as np
 from jaeger_ros.core import answers
 from jaeger_ros.core.geometry import Box3D, azel_from_direction
 from jaeger_ros.classical.candidates import boxes_from_depth
-from jaeger_ros.classical.doa import (estimate_by_gender, estimate_doa, pick_by_pitch, talker_pitches,
-                                      vote_shares)
+from jaeger_ros.classical.doa import (estimate_by_gender, estimate_doa, pick_by_male_share, pick_by_pitch,
+                                      talker_male_shares, talker_pitches, vote_shares)
 from jaeger_ros.classical.matching import match_speaker
 from jaeger_ros.data.dataset import ManifestEntry, Sample
 
@@ -33,8 +33,10 @@ class ClassicalMethod:
     bins have the requested pitch relative to the other talker's (doa.talker_pitches), else the
     density peak of the onsets whose pitch says the requested gender (doa.estimate_by_gender),
     snapped likewise. C: boxes from depth alone. D: the ORACLE candidate box (the sample's
-    metadata) that most onset votes point at (doa.vote_shares); E: the oracle box whose rising
-    bins have the requested pitch relative to the other talker's -- oracle-box baselines,
+    metadata) that most onset votes point at (doa.vote_shares); E: of the two oracle boxes
+    whose onsets carry the most voiced windows, the one with the larger (male) or smaller
+    (female) share of low-pitched onsets (doa.talker_male_shares), or on a tie the one with
+    the requested pitch relative to the other talker's -- oracle-box baselines,
     upper bounds for matching from sound. use_depth=False ("classical-audio"): A and B from the
     sound alone (no snapping; B by estimate_by_gender), to measure what the depth adds.
     """
@@ -72,7 +74,10 @@ class ClassicalMethod:
         if len(boxes) < 2:
             raise ValueError(f"{sample.folder}: matching needs 2-3 candidate boxes in metadata")
         if letter == "E" and gender:
-            k = pick_by_pitch(talker_pitches(foa, [b.center for b in boxes], 2, rate), gender)
+            centers = [b.center for b in boxes]
+            k = pick_by_male_share(talker_male_shares(foa, centers, 2, rate), gender)
+            if k is None:
+                k = pick_by_pitch(talker_pitches(foa, centers, 2, rate), gender)
             if k is not None:
                 return answers.match_label(answers.azimuth_order(boxes).index(k), len(boxes))
         shares = vote_shares(foa, [b.center for b in boxes], rate) if letter == "D" else np.zeros(1)
