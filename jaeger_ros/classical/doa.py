@@ -349,13 +349,18 @@ def vote_shares(foa: np.ndarray, directions: list[np.ndarray],
     """Total onset-vote weight nearest to each of `directions` (camera frame) within
     ASSIGN_RADIUS_DEG. Choosing a candidate by its votes instead of by its angle to one pooled
     DoA keeps the votes of noise and reflections that fall between candidates from dragging
-    the choice (measured: classical D at 10 dB diffuse noise, see the project report)."""
+    the choice (measured: classical D at 10 dB diffuse noise, see the project report). Each
+    onset frame's total weight is square-root compressed (as in estimate_by_gender), so one
+    loud frame cannot outvote many others (classical D at 10 dB diffuse noise: 95.0 -> 96.5 %
+    on a seed-13 split where this was chosen, 96.5 -> 98.0 % on the seed-12 benchmark split)."""
     votes = _votes(np.asarray(foa, dtype=np.float64), sample_rate)
+    _, frame = np.unique(votes.times, return_inverse=True)
+    weights = votes.weights / np.sqrt(np.maximum(np.bincount(frame, weights=votes.weights), 1e-300))[frame]
     dirs = np.array([np.asarray(d, float) / np.linalg.norm(d) for d in directions])
     cos = votes.directions @ dirs.T
     nearest = np.argmax(cos, axis=1)
     near = cos[np.arange(len(nearest)), nearest] >= np.cos(np.radians(ASSIGN_RADIUS_DEG))
-    return np.bincount(nearest[near], weights=votes.weights[near], minlength=len(dirs))
+    return np.bincount(nearest[near], weights=weights[near], minlength=len(dirs))
 
 
 def pick_by_pitch(pitches: list[float | None], gender: str) -> int | None:
