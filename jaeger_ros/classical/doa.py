@@ -309,10 +309,10 @@ def talker_male_shares(foa: np.ndarray, directions: list[np.ndarray], talkers: i
     Why not talker_pitches' medians: in a window where both voices sound, the autocorrelation
     picks the higher voice's short period, so both talkers' medians come out near the female
     F0 and their order is a coin toss (21 of the 26 classical E errors at 10 dB diffuse noise
-    had medians within 5 % of each other). The male
-    share of each direction is biased the same way for both, so the COMPARISON of the two
-    stays informative; soft shares instead of a dominance cut use every window, and new-only
-    pitch hears the voice whose onset the votes saw."""
+    had medians within 5 % of each other). The male share of each direction is biased the same
+    way for both, so the COMPARISON of the two stays informative; soft shares instead of a
+    dominance cut use every window, and new-only pitch hears the voice whose onset the votes
+    saw."""
     a = np.asarray(foa, dtype=np.float64)
     dirs = np.array([np.asarray(d, float) / np.linalg.norm(d) for d in directions])
     starts, f0, voicing = pitch_track(a[0], sample_rate, new_only=True)
