@@ -331,10 +331,10 @@ def talker_male_shares(foa: np.ndarray, directions: list[np.ndarray], talkers: i
     Why not talker_pitches' medians: in a window where both voices sound, the autocorrelation
     picks the higher voice's short period, so both talkers' medians come out near the female
     F0 and their order is a coin toss (21 of the 26 classical E errors at 10 dB diffuse noise
-    had medians within 5 % of each other). The male
-    share of each direction is biased the same way for both, so the COMPARISON of the two
-    stays informative; soft shares instead of a dominance cut use every window, and new-only
-    pitch hears the voice whose onset the votes saw."""
+    had medians within 5 % of each other). The male share of each direction is biased the same
+    way for both, so the COMPARISON of the two stays informative; soft shares instead of a
+    dominance cut use every window, and new-only pitch hears the voice whose onset the votes
+    saw."""
     a = np.asarray(foa, dtype=np.float64)
     dirs = np.array([np.asarray(d, float) / np.linalg.norm(d) for d in directions])
     starts, f0, voicing = pitch_track(a[0], sample_rate, new_only=True)
@@ -371,13 +371,18 @@ def vote_shares(foa: np.ndarray, directions: list[np.ndarray],
     """Total onset-vote weight nearest to each of `directions` (camera frame) within
     ASSIGN_RADIUS_DEG. Choosing a candidate by its votes instead of by its angle to one pooled
     DoA keeps the votes of noise and reflections that fall between candidates from dragging
-    the choice (measured: classical D at 10 dB diffuse noise, see the project report)."""
+    the choice (measured: classical D at 10 dB diffuse noise, see the project report). Each
+    onset frame's total weight is square-root compressed (as in estimate_by_gender), so one
+    loud frame cannot outvote many others (classical D at 10 dB diffuse noise: 95.0 -> 96.5 %
+    on a seed-13 split where this was chosen, 96.5 -> 98.0 % on the seed-12 benchmark split)."""
     votes = _votes(np.asarray(foa, dtype=np.float64), sample_rate)
+    _, frame = np.unique(votes.times, return_inverse=True)
+    weights = votes.weights / np.sqrt(np.maximum(np.bincount(frame, weights=votes.weights), 1e-300))[frame]
     dirs = np.array([np.asarray(d, float) / np.linalg.norm(d) for d in directions])
     cos = votes.directions @ dirs.T
     nearest = np.argmax(cos, axis=1)
     near = cos[np.arange(len(nearest)), nearest] >= np.cos(np.radians(ASSIGN_RADIUS_DEG))
-    return np.bincount(nearest[near], weights=votes.weights[near], minlength=len(dirs))
+    return np.bincount(nearest[near], weights=weights[near], minlength=len(dirs))
 
 
 def pick_by_pitch(pitches: list[float | None], gender: str) -> int | None:
