@@ -167,6 +167,8 @@ def error_vs_snr_plot(curves: dict[str, dict[str, dict[str, Any]]], path: str | 
     for ax, task in zip(axes[0], tasks):
         for method, per_task in curves.items():
             pts = per_task.get(task, {})
+            if not pts:
+                continue  # no legend entry for a method without points here
             xs = sorted((float(k) for k in pts if k != "clean"))
             clean_x = (max(xs) + 10.0) if xs else 40.0
             keys = [f"{x:g}" for x in xs] + (["clean"] if "clean" in pts else [])
