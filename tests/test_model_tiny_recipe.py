@@ -168,3 +168,33 @@ def test_recipe_names_the_stage_of_a_bad_setting(tmp_path):
     path.write_text("stages: []\n")
     with pytest.raises(ValueError, match="non-empty 'stages'"):
         load_recipe(path)
+
+
+def test_max_minutes_refits_the_schedule_when_the_pace_changes(data, tmp_path, monkeypatch):
+    """A fake clock: 1 s per step for the first 20 steps, then 0.25 s (the machine got free).
+    A single fit after 20 steps would stop at 60 steps of a 1-minute budget; refitting from the
+    recent pace uses the minute (capped by max_steps)."""
+    from jaeger_ros.model import train as train_module
+
+    clock = [0.0]
+
+    class FakeTime:
+        @staticmethod
+        def perf_counter() -> float:
+            return clock[0]
+
+    monkeypatch.setattr(train_module, "time", FakeTime)
+    monkeypatch.setattr(train_module, "REFIT_EVERY", 5)
+    steps = [0]
+    real_step = torch.optim.AdamW.step
+
+    def timed_step(self, *args, **kwargs):
+        steps[0] += 1
+        clock[0] += 1.0 if steps[0] <= 20 else 0.25
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", timed_step)
+    out = train(recipe(max_steps=100, batch_size=2, max_minutes=1.0, log_every=50, save_every=1000),
+                model_config(), [str(data)], tmp_path / "run", progress=False)
+    last = [e for e in map(json.loads, (out / "train_log.jsonl").read_text().splitlines()) if "loss" in e][-1]
+    assert steps[0] == 100 and last["step"] == 100
