@@ -291,6 +291,22 @@ def estimate_by_gender(foa: np.ndarray, gender: str,
     return _estimate(own, _density_peaks(own, 1)[0], weights.sum(), radius_deg=10.0)
 
 
+def _window_weights(foa: np.ndarray, directions: list[np.ndarray], starts: np.ndarray,
+                    sample_rate: int) -> np.ndarray:
+    """(pitch windows starting at `starts`, directions) weight of the rising bins (every bin whose
+    energy rises, ATTRIB_ONSET_RATIO) in each window that point at each direction, each bin
+    credited to its nearest direction within ASSIGN_RADIUS_DEG: whose voice a window holds."""
+    dirs = np.array([np.asarray(d, float) / np.linalg.norm(d) for d in directions])
+    rising = _votes(foa, sample_rate, onset_ratio=ATTRIB_ONSET_RATIO, min_votes=MIN_VOTES)
+    window = np.clip(np.searchsorted(starts, rising.times), 0, len(starts) - 1)
+    cos = rising.directions @ dirs.T
+    nearest = np.argmax(cos, axis=1)
+    near = cos[np.arange(len(nearest)), nearest] >= np.cos(np.radians(ASSIGN_RADIUS_DEG))
+    weight = np.zeros((len(starts), len(dirs)))
+    np.add.at(weight, (window[near], nearest[near]), rising.weights[near])
+    return weight
+
+
 def talker_pitches(foa: np.ndarray, directions: list[np.ndarray], talkers: int = 2,
                    sample_rate: int = foa_core.SAMPLE_RATE) -> list[float | None]:
     """Median F0 (Hz) of W over the pitch windows whose rising bins (energy above its last
@@ -303,22 +319,15 @@ def talker_pitches(foa: np.ndarray, directions: list[np.ndarray], talkers: int =
     talker (a loudspeaker facing away, a noisier capsule) then keeps its own pitch instead of
     inheriting the louder one's from the windows they share."""
     a = np.asarray(foa, dtype=np.float64)
-    dirs = np.array([np.asarray(d, float) / np.linalg.norm(d) for d in directions])
     starts, f0, voicing = pitch_track(a[0], sample_rate)
-    rising = _votes(a, sample_rate, onset_ratio=ATTRIB_ONSET_RATIO, min_votes=MIN_VOTES)
-    window = np.clip(np.searchsorted(starts, rising.times), 0, len(starts) - 1)
-    cos = rising.directions @ dirs.T
-    nearest = np.argmax(cos, axis=1)
-    near = cos[np.arange(len(nearest)), nearest] >= np.cos(np.radians(ASSIGN_RADIUS_DEG))
-    weight = np.zeros((len(starts), len(dirs)))
-    np.add.at(weight, (window[near], nearest[near]), rising.weights[near])
+    weight = _window_weights(a, directions, starts, sample_rate)
     total = weight.sum(axis=1)
     owner = np.argmax(weight, axis=1)
     owned = (total > 0) & (weight.max(axis=1) >= DOMINANCE * total) & (voicing > VOICING_MIN)
-    counts = np.bincount(owner[owned], minlength=len(dirs))
+    counts = np.bincount(owner[owned], minlength=weight.shape[1])
     chosen = set(np.argsort(-counts, kind="stable")[:talkers].tolist())
     return [float(np.median(f0[owned & (owner == k)])) if k in chosen and counts[k] else None
-            for k in range(len(dirs))]
+            for k in range(weight.shape[1])]
 
 
 def talker_male_shares(foa: np.ndarray, directions: list[np.ndarray], talkers: int = 2,
@@ -336,22 +345,15 @@ def talker_male_shares(foa: np.ndarray, directions: list[np.ndarray], talkers: i
     dominance cut use every window, and new-only pitch hears the voice whose onset the votes
     saw."""
     a = np.asarray(foa, dtype=np.float64)
-    dirs = np.array([np.asarray(d, float) / np.linalg.norm(d) for d in directions])
     starts, f0, voicing = pitch_track(a[0], sample_rate, new_only=True)
-    rising = _votes(a, sample_rate, onset_ratio=ATTRIB_ONSET_RATIO, min_votes=MIN_VOTES)
-    window = np.clip(np.searchsorted(starts, rising.times), 0, len(starts) - 1)
-    cos = rising.directions @ dirs.T
-    nearest = np.argmax(cos, axis=1)
-    near = cos[np.arange(len(nearest)), nearest] >= np.cos(np.radians(ASSIGN_RADIUS_DEG))
-    weight = np.zeros((len(starts), len(dirs)))
-    np.add.at(weight, (window[near], nearest[near]), rising.weights[near])
+    weight = _window_weights(a, directions, starts, sample_rate)
     total = weight.sum(axis=1)
     used = (total > 0) & (voicing > VOICING_MIN)
     share = weight[used] / total[used, None]
     mass = share.sum(axis=0)
     chosen = set(np.argsort(-mass, kind="stable")[:talkers].tolist())
     male = f0[used] < MALE_MAX_F0_HZ
-    return [float(share[:, k] @ male / mass[k]) if k in chosen and mass[k] > 0 else None for k in range(len(dirs))]
+    return [float(share[:, k] @ male / mass[k]) if k in chosen and mass[k] > 0 else None for k in range(weight.shape[1])]
 
 
 def pick_by_male_share(shares: list[float | None], gender: str) -> int | None:
