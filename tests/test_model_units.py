@@ -13,7 +13,7 @@ from jaeger_ros.model.data import audio_token_count, log_mel
 from jaeger_ros.model.depth_pe import (depth_pe, patchify, pe_rows_for_patches, pooled_points, raster_to_processor_order,
                                        sine_pe_3d, tower_order, window_index)
 from jaeger_ros.model.iv import NEURAL_IV_PARAMETERS, ClassicalIV, NeuralIV, release_iv_tokens, resample_to_tokens
-from jaeger_ros.model.modeling import JaegerModel, describe, per_sample_loss
+from jaeger_ros.model.modeling import JaegerModel, answer_loss, describe
 from jaeger_ros.model.predictor import JaegerPredictor
 from jaeger_ros.model.tokenizer import special_ids, train_tokenizer
 
@@ -264,7 +264,7 @@ def test_loss_weighs_each_sample_equally_whatever_its_answer_length():
     ce = torch.nn.functional.cross_entropy
     short = ce(logits[0, 10:11], labels[0, 11:12])
     long = ce(logits[1, 1:11], labels[1, 2:12])
-    assert float(per_sample_loss(logits, labels)) == pytest.approx(float((short + long) / 2), rel=1e-5)
+    assert float(answer_loss(logits, labels)[0]) == pytest.approx(float((short + long) / 2), rel=1e-5)
     token_mean = ce(logits[:, :-1].reshape(-1, 7), labels[:, 1:].reshape(-1))
     assert float(token_mean) != pytest.approx(float((short + long) / 2), rel=1e-3)
 

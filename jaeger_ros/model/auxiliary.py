@@ -30,7 +30,6 @@ from jaeger_ros.core import answers
 from jaeger_ros.model.data import AUDIO_TASKS, IGNORE_INDEX, TASK_LETTERS, VISION_TASKS
 
 
-
 class AuxHeads(nn.Module):
     """One linear head per name in config.AUX_HEADS: they are meant to make the features linearly
     readable, so they must stay too weak to do the work themselves."""

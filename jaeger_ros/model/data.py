@@ -21,8 +21,8 @@ from PIL import Image
 from scipy.signal import resample_poly
 
 from jaeger_ros.core import answers
-from jaeger_ros.core.foa import SAMPLE_RATE
-from jaeger_ros.core.geometry import Intrinsics
+from jaeger_ros.core.foa import SAMPLE_RATE, camera_to_ambisonic
+from jaeger_ros.core.geometry import Intrinsics, direction_from_azel
 from jaeger_ros.model.config import JaegerConfig, SPECIAL_TOKENS
 from jaeger_ros.model.depth_pe import depth_pe, grid_for, merged_tokens, patchify, pe_rows_for_patches, \
     release_depth_pe, tower_order
@@ -367,8 +367,7 @@ GENDER_CODES = {"male": 0, "m": 0, "female": 1, "f": 1}
 
 def direction_vector(azimuth_deg: float, elevation_deg: float) -> torch.Tensor:
     """Unit vector in the FOA frame (x forward, y left, z up) of an azimuth/elevation."""
-    az, el = np.radians(float(azimuth_deg)), np.radians(float(elevation_deg))
-    return torch.tensor([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], dtype=torch.float32)
+    return torch.tensor(camera_to_ambisonic(direction_from_azel(azimuth_deg, elevation_deg)), dtype=torch.float32)
 
 
 def aux_targets(sample: Any, builder: InputBuilder, vision: bool) -> dict[str, torch.Tensor]:

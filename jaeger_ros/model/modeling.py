@@ -372,23 +372,15 @@ def sample_losses(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int 
 
 def answer_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str = "sample_mean"
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(the loss of `kind`, see JaegerModel.forward; each sample's mean answer-token loss,
-    detached, NaN for a sample without answer tokens: per-task logs)."""
+    """(the loss of `kind`, see JaegerModel.forward -- "sample_mean": the mean over the samples
+    that have answer tokens; each sample's mean answer-token loss, detached, NaN for a sample
+    without answer tokens: per-task logs)."""
     per_sample, has = sample_losses(logits, labels)
     if kind == "token_mean":
         loss = token_mean_loss(logits, labels)
     else:
         loss = per_sample[has].mean() if bool(has.any()) else per_sample.sum() * 0.0
     return loss, torch.where(has, per_sample, torch.full_like(per_sample, float("nan"))).detach()
-
-
-def per_sample_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
-    """Next-token cross-entropy, mean over each sample's labelled tokens, then over samples
-    that have any."""
-    per_sample, has = sample_losses(logits, labels, ignore_index)
-    if not bool(has.any()):
-        return per_sample.sum() * 0.0
-    return per_sample[has].mean()
 
 
 def token_mean_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
