@@ -168,6 +168,8 @@ def test_recipe_names_the_stage_of_a_bad_setting(tmp_path):
     path.write_text("stages: []\n")
     with pytest.raises(ValueError, match="non-empty 'stages'"):
         load_recipe(path)
+    with pytest.raises(ValueError, match="no such recipe file"):
+        load_recipe(tmp_path / "missing.yaml")
 
 
 def test_max_minutes_refits_the_schedule_when_the_pace_changes(data, tmp_path, monkeypatch):

@@ -692,7 +692,9 @@ def load_recipe(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]
     mapping with a `name` and the settings it changes. Every stage's config is checked here, so
     a typo fails before hours of training."""
     path = Path(path)
-    data = yaml.safe_load(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        raise ValueError(f"{path}: no such recipe file")
+    data = yaml.safe_load(path.read_text())
     if not isinstance(data, dict) or not isinstance(data.get("stages"), list) or not data["stages"]:
         raise ValueError(f"{path}: a recipe needs a non-empty 'stages' list (and optional 'defaults')")
     unknown = sorted(set(data) - {"defaults", "stages"})
