@@ -20,13 +20,15 @@ from safetensors.torch import load_file
 from jaeger_ros.core import answers
 from jaeger_ros.core.geometry import Box3D
 from jaeger_ros.model import auxiliary
+from jaeger_ros.core.geometry import Intrinsics
 from jaeger_ros.model.data import JaegerDataset, SampleReader, collate_items, load_examples
-from jaeger_ros.model.modeling import AUX_PREFIX, JaegerModel, Towers
+from jaeger_ros.model.depth_pe import depth_pe, pooled_points, sine_pe_3d
+from jaeger_ros.model.modeling import AUX_PREFIX, JaegerModel, SoftIntegers, Towers, answer_loss
 from jaeger_ros.model.tokenizer import integer_token_values, train_tokenizer
-from jaeger_ros.model.train import load_recipe, train, train_recipe
+from jaeger_ros.model.train import StageSchedule, load_recipe, train, train_recipe
 from test_model_train import model_config, recipe, write_toy_dataset
 
-HEAD_WEIGHTS = {name: 1.0 for name in ("audio_dir", "llm_dir", "llm_label", "patch_mask", "patch_box")}
+HEAD_WEIGHTS = {name: 1.0 for name in ("audio_dir", "llm_dir", "llm_label", "patch_mask", "patch_box", "patch_label")}
 
 
 @pytest.fixture(scope="module")
@@ -200,3 +202,78 @@ def test_max_minutes_refits_the_schedule_when_the_pace_changes(data, tmp_path, m
                 model_config(), [str(data)], tmp_path / "run", progress=False)
     last = [e for e in map(json.loads, (out / "train_log.jsonl").read_text().splitlines()) if "loss" in e][-1]
     assert steps[0] == 100 and last["step"] == 100
+
+
+def test_soft_integer_targets_charge_an_answer_by_its_distance(model):
+    ids = {v: i for i, v in integer_token_values(model.tokenizer).items()}
+    vocab = len(model.tokenizer)
+    labels = torch.full((2, 3), -100)
+    labels[:, 1] = ids[37]
+
+    def peaked(value: int) -> torch.Tensor:
+        logits = torch.zeros(1, 3, vocab)
+        logits[0, 0, ids[value]] = 8.0  # position 0 writes the token at position 1
+        return logits
+
+    logits = torch.cat([peaked(38), peaked(90)])
+    hard = answer_loss(logits, labels)[1]
+    soft = answer_loss(logits, labels, soft=SoftIntegers.of(model.tokenizer, 2.0))[1]
+    assert torch.allclose(hard[0], hard[1])  # plain cross-entropy: 1 off costs what 53 off costs
+    assert soft[0] < soft[1] - 1.0
+    sharp = answer_loss(logits, labels, soft=SoftIntegers.of(model.tokenizer, 0.05))[1]
+    assert torch.allclose(sharp, hard, atol=1e-4)  # a narrow target is the one token
+    text = torch.zeros(1, 3, vocab)
+    text_labels = torch.full((1, 3), -100)
+    text_labels[0, 1] = model.token_ids["im_end"]  # non-integer tokens keep plain cross-entropy
+    assert torch.allclose(answer_loss(text, text_labels, soft=SoftIntegers.of(model.tokenizer, 2.0))[1],
+                          answer_loss(text, text_labels)[1])
+
+
+def test_integer_embeddings_start_ordinal_and_are_the_output_layer(model):
+    ids = {v: i for i, v in integer_token_values(model.tokenizer).items()}
+    emb = model.base_thinker.get_input_embeddings().weight
+    near = torch.nn.functional.cosine_similarity(emb[ids[37]], emb[ids[38]], dim=0)
+    far = torch.nn.functional.cosine_similarity(emb[ids[37]], emb[ids[-143]], dim=0)
+    assert near > 0.6 and far < near - 0.3
+    assert model.base_thinker.lm_head.weight.data_ptr() == emb.data_ptr()
+
+
+def test_absolute_depth_pe_says_how_far_the_scene_is():
+    """A flat wall at 2 m and at 3 m: centred (JAEGER) the depth channels are identical; the
+    absolute option tells them apart and is the camera-frame point's PE."""
+    k = Intrinsics(width=56, height=56, fx=50.0, fy=50.0, cx=28.0, cy=28.0)
+    near, far = np.full((56, 56), 2.0, np.float32), np.full((56, 56), 3.0, np.float32)
+    z = slice(128, 192)  # third of the 192 channels: the depth axis
+    assert torch.equal(depth_pe(near, k, (4, 4), 192)[:, z], depth_pe(far, k, (4, 4), 192)[:, z])
+    a, b = depth_pe(near, k, (4, 4), 192, centred=False), depth_pe(far, k, (4, 4), 192, centred=False)
+    assert not torch.allclose(a[:, z], b[:, z])
+    points = torch.from_numpy(np.round(pooled_points(near, k, (4, 4)).reshape(-1, 3) * 1000.0))
+    assert torch.equal(a, sine_pe_3d(points, 192))
+
+
+def test_patch_labels_name_each_loudspeaker_left_to_right(model, data):
+    from jaeger_ros.data.dataset import load_sample
+
+    reader = SampleReader(model.builder, precompute_iv=True, aux=True)
+    gh, gw = (n // model.builder.merge for n in model.builder.grid_hw)
+    columns = torch.arange(gh * gw) % gw
+    several = 0
+    for ex in load_examples(data, "train", ["D", "E"]):
+        labels = reader(ex).aux["patch_label"]
+        k = len(load_sample(ex.folder).metadata["boxes"])
+        present = sorted(set(labels[labels >= 0].tolist()))
+        assert set(present) <= {answers.MATCH_LABELS.index(answers.match_label(r, k)) for r in range(k)}
+        means = [float(columns[labels == lab].float().mean()) for lab in present]
+        assert means == sorted(means), means  # Left is leftmost in the image
+        several += len(present) >= 2
+    assert several > 0
+
+
+def test_the_rate_holds_when_a_refit_lengthens_the_stage():
+    schedule = StageSchedule(warmup=5, steps=100, min_ratio=0.1)
+    before = [schedule(s) for s in range(80)]
+    assert before[4] == 1.0 and all(a >= b for a, b in zip(before[5:], before[6:]))
+    schedule.steps = 400  # the machine got faster: the stage now fits 400 steps
+    after = [schedule(s) for s in range(80, 400)]
+    assert after[0] <= before[-1] and all(a >= b for a, b in zip(after, after[1:]))
+    assert after[-1] == pytest.approx(0.1, abs=1e-3)

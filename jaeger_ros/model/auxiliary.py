@@ -7,11 +7,12 @@ state at the answer a target of its own:
 
 * `audio_dir`: per audio token (audio tower output), the unit direction of the target voice;
 * `llm_dir`: the LLM's last hidden state at the position that writes the answer's first
-  number (tasks A, B: the azimuth), the same direction;
+  number (tasks A, B: the azimuth) or its matching label (D, E), the same direction;
 * `llm_label`: that state at the position that writes a matching label (D, E): which label;
-* `patch_mask` / `patch_box`: per merged image token (vision tower output), the fraction of
-  loudspeaker pixels it covers and the centre and size of that loudspeaker (weighted by
-  that fraction).
+* `patch_mask` / `patch_box` / `patch_label`: per merged image token (vision tower output),
+  the fraction of loudspeaker pixels it covers, the centre and size of that loudspeaker
+  (weighted by that fraction) and its matching label (Left/Center/Right among the scene's
+  loudspeakers): the LLM can then pick a loudspeaker's tokens by direction and read its label.
 
 The heads live in `JaegerModel.aux_heads` while training, so checkpoints may carry them
 (modeling.AUX_PREFIX); loading a checkpoint for inference drops them.
@@ -41,6 +42,7 @@ class AuxHeads(nn.Module):
         self.llm_label = nn.Linear(llm_dim, len(answers.MATCH_LABELS))
         self.patch_mask = nn.Linear(vision_dim, 1)
         self.patch_box = nn.Linear(vision_dim, 6)
+        self.patch_label = nn.Linear(vision_dim, len(answers.MATCH_LABELS))
 
 
 def attach(model: Any) -> AuxHeads:
@@ -104,6 +106,11 @@ def losses(heads: AuxHeads, batch: dict[str, Any], seen: dict[str, torch.Tensor]
             err = F.smooth_l1_loss(heads.patch_box(tokens)[inside].float(), box[inside], beta=0.1,
                                    reduction="none").mean(-1)
             out["patch_box"] = (err * mask[inside]).sum() / mask[inside].sum()
+        if all("patch_label" in targets[i] for i in image_rows):
+            names = torch.stack([targets[i]["patch_label"] for i in image_rows]).to(tokens.device)
+            if bool((names >= 0).any()):
+                out["patch_label"] = F.cross_entropy(heads.patch_label(tokens).flatten(0, 1).float(),
+                                                     names.flatten(), ignore_index=-1)
     labels = batch["labels"].to(hidden.device)
     is_number = torch.isin(labels, number_ids.to(labels.device))
     dir_rows, dir_pos, lab_rows, lab_pos = [], [], [], []
@@ -119,6 +126,9 @@ def losses(heads: AuxHeads, batch: dict[str, Any], seen: dict[str, torch.Tensor]
         elif t in "DE" and int(targets[i]["label"]) >= 0:
             lab_rows.append(i)
             lab_pos.append(int(answer[0]) - 1)
+            if bool(targets[i]["has_dir"]):  # to pick a loudspeaker, the state must hold the voice's direction
+                dir_rows.append(i)
+                dir_pos.append(int(answer[0]) - 1)
     if dir_rows:
         want = torch.stack([targets[i]["dir"] for i in dir_rows]).to(hidden.device)
         out["llm_dir"] = _cosine_loss(heads.llm_dir(hidden[dir_rows, dir_pos]), want)

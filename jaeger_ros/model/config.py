@@ -19,7 +19,7 @@ IV_KINDS = ("neural", "classical", "none")
 PRESETS = ("tiny", "qwen2.5-omni-7b")
 BOX_UNITS = ("m", "cm")
 LOSSES = ("sample_mean", "token_mean")
-AUX_HEADS = ("audio_dir", "llm_dir", "llm_label", "patch_mask", "patch_box")
+AUX_HEADS = ("audio_dir", "llm_dir", "llm_label", "patch_mask", "patch_box", "patch_label")
 """The training-only auxiliary heads (jaeger_ros/model/auxiliary.py)."""
 IV_DIM = 1203
 """3 x 401 intensity-vector features per frame (n_fft 800 at 16 kHz)."""
@@ -49,6 +49,10 @@ class JaegerConfig:
     """Spatial audio path: "neural", "classical" or "none" (no FOA: W only)."""
     depth_pe: bool = True
     """Add the depth back-projection 3D sinusoidal PE to the vision patch features."""
+    depth_pe_absolute: bool = False
+    """A deviation from JAEGER (which centres the point cloud on its mean): the PE of each
+    patch's camera-frame point itself, so the vision tokens carry metric position, which
+    grounding (task C) answers in. Off for the 7B preset and the release's checkpoints."""
     image_size: tuple[int, int] = (280, 168)
     """(width, height) the RGB-D frame is resized to; multiples of patch_size * merge."""
     max_audio_seconds: float = 8.0
@@ -96,6 +100,8 @@ class JaegerConfig:
             if lo > hi:
                 raise ValueError(f"integer_tokens must be (lo, hi) with lo <= hi, got {self.integer_tokens}")
             self.integer_tokens = (lo, hi)  # type: ignore[assignment]
+        if self.depth_pe_absolute and self.release_compat:
+            raise ValueError("depth_pe_absolute cannot be used with release_compat (the release centres its clouds)")
         if self.max_audio_seconds <= 0:
             raise ValueError(f"max_audio_seconds must be positive, got {self.max_audio_seconds}")
         if self.preset == "qwen2.5-omni-7b" and not self.base_model_path:
@@ -178,6 +184,10 @@ class TrainConfig:
     precompute_iv: bool = False
     """Classical IV: compute it once per sample in the reader (and the feature cache) at the
     token rate instead of every step in the model; the same numbers, the FOA is then not loaded."""
+    integer_sigma: float = 0.0
+    """Tiny preset with integer tokens: train each answer integer against a Gaussian of this
+    width (in the integer's own units) over the neighbouring values instead of the one
+    token, so an answer 1 off costs less than one 30 off. 0: plain cross-entropy."""
     lm_weight: float = 1.0
     """Weight of the answer cross-entropy (0: pre-train the encoders on the auxiliary losses)."""
     aux_weights: dict[str, float] = field(default_factory=dict)
@@ -197,6 +207,10 @@ class TrainConfig:
         for name in ("max_steps", "batch_size", "eval_every", "save_every", "log_every"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.integer_sigma < 0:
+            raise ValueError(f"integer_sigma must be >= 0, got {self.integer_sigma}")
+        if self.integer_sigma > 0 and self.loss != "sample_mean":
+            raise ValueError("integer_sigma needs loss: sample_mean")
         if self.lr <= 0 or self.warmup_steps < 0:
             raise ValueError(f"lr must be > 0 and warmup_steps >= 0, got {self.lr}, {self.warmup_steps}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):

@@ -146,7 +146,8 @@ class InputBuilder:
                 pe = release_depth_pe(d, intrinsics, self.grid_hw, self.vision_dim)[self._pe_rows]
             else:
                 small = np.asarray(Image.fromarray(d).resize((w, h), Image.NEAREST))
-                pe = depth_pe(small, intrinsics.scaled(w, h), self.grid_hw, self.vision_dim)[self._pe_rows]
+                pe = depth_pe(small, intrinsics.scaled(w, h), self.grid_hw, self.vision_dim,
+                              centred=not self.config.depth_pe_absolute)[self._pe_rows]
         return patches, grid, pe
 
     def inputs(self, task: str, rgb=None, depth=None, intrinsics=None, foa=None, sample_rate=SAMPLE_RATE,
@@ -268,7 +269,7 @@ def instruction(task: str, example: Example, rng: random.Random | None) -> str:
 
 # ---------------------------------------------------------------------- streaming
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 _INPUT_SUFFIXES = (".png", ".jpg", ".wav", ".json")
 """Files whose bytes key the feature cache (the release's ir*.npy are not model inputs)."""
 
@@ -292,7 +293,7 @@ class SampleReader:
 
             self.iv = ClassicalIV(axes=XYZ_ROWS)
         self.aux = aux
-        self._settings = repr((CACHE_VERSION, cfg.image_size, cfg.max_audio_seconds, cfg.depth_pe,
+        self._settings = repr((CACHE_VERSION, cfg.image_size, cfg.max_audio_seconds, cfg.depth_pe, cfg.depth_pe_absolute,
                                cfg.release_compat, builder.patch_size, builder.merge, builder.tps,
                                builder.vision_dim, self.iv is not None, aux)).encode()
 
@@ -375,7 +376,9 @@ def aux_targets(sample: Any, builder: InputBuilder, vision: bool) -> dict[str, t
     `src_dir` (S, 3) every source's unit direction and `src_gender` (S,) 0 male / 1 female;
     with vision, per merged image token (row-major over the merged grid, the order of the
     vision tower's output) `patch_mask` (N,) the loudspeaker pixel fraction and `patch_box`
-    (N, 6) centre and size (metres, camera frame) of the loudspeaker covering most of it."""
+    (N, 6) centre and size (metres, camera frame) of the loudspeaker covering most of it and
+    `patch_label` (N,) that loudspeaker's matching label (answers.MATCH_LABELS index among the
+    scene's loudspeakers left to right; -1: none, or a count with other labels)."""
     meta = sample.metadata
     sources = meta.get("sources") or []
     out = {"src_dir": torch.stack([direction_vector(s["azimuth_deg"], s["elevation_deg"]) for s in sources])
@@ -392,15 +395,23 @@ def aux_targets(sample: Any, builder: InputBuilder, vision: bool) -> dict[str, t
     unit = builder.patch_size * builder.merge
     gh, gw = h // unit, w // unit
     cells = ids.reshape(gh, unit, gw, unit).transpose(0, 2, 1, 3).reshape(gh * gw, unit * unit)
-    boxes = {int(b["bbox_id"]) + 1: list(b["center"]) + list(b["size"]) for b in meta.get("boxes", [])}
+    listed = meta.get("boxes", [])
+    boxes = {int(b["bbox_id"]) + 1: list(b["center"]) + list(b["size"]) for b in listed}
+    ranks = answers.azimuth_order([b["center"] for b in listed])
+    names = {int(listed[k]["bbox_id"]) + 1: answers.match_label(r, len(listed)) for r, k in enumerate(ranks)}
     frac = (cells > 0).mean(1)
     box = np.zeros((gh * gw, 6), dtype=np.float32)
+    label = np.full(gh * gw, -1, dtype=np.int64)
     for i, cell in enumerate(cells):
         inside = cell[cell > 0]
         if inside.size:
-            box[i] = boxes.get(int(np.bincount(inside).argmax()), [0.0] * 6)
+            k = int(np.bincount(inside).argmax())
+            box[i] = boxes.get(k, [0.0] * 6)
+            name = names.get(k)
+            label[i] = answers.MATCH_LABELS.index(name) if name in answers.MATCH_LABELS else -1
     out["patch_mask"] = torch.from_numpy(frac.astype(np.float32))
     out["patch_box"] = torch.from_numpy(box)
+    out["patch_label"] = torch.from_numpy(label)
     return out
 
 

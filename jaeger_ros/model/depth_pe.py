@@ -104,12 +104,16 @@ def sine_pe_3d(points_mm: torch.Tensor, dim: int, temperature: float = 10000.0) 
     return F.pad(pe, (0, dim - pe.shape[-1]))
 
 
-def depth_pe(depth: np.ndarray, intrinsics: Intrinsics, grid_hw: tuple[int, int], dim: int) -> torch.Tensor:
+def depth_pe(depth: np.ndarray, intrinsics: Intrinsics, grid_hw: tuple[int, int], dim: int,
+             centred: bool = True) -> torch.Tensor:
     """(gh*gw, dim) raster-order PE of a depth map (metres) at the model's resolution:
-    back-project, average per patch, centre on the mean, millimetres rounded, 3D sine PE."""
+    back-project, average per patch, centre on the mean (JAEGER; `centred=False` keeps the
+    camera-frame coordinates, so the PE says where each patch is, not only where it is
+    relative to the rest of the scene), millimetres rounded, 3D sine PE."""
     pts = pooled_points(depth, intrinsics, grid_hw).reshape(-1, 3)
-    centred = np.round((pts - pts.mean(axis=0)) * 1000.0)
-    return sine_pe_3d(torch.from_numpy(centred), dim)
+    if centred:
+        pts = pts - pts.mean(axis=0)
+    return sine_pe_3d(torch.from_numpy(np.round(pts * 1000.0)), dim)
 
 
 def grid_for(image_size: tuple[int, int], patch_size: int, merge: int) -> tuple[int, int]:

@@ -30,7 +30,7 @@ from jaeger_ros.model.config import IV_DIM, JaegerConfig
 from jaeger_ros.model.data import InputBuilder, audio_token_count
 from jaeger_ros.model.iv import RELEASE_ROWS, XYZ_ROWS, ClassicalIV, NeuralIV, iv_frames, release_iv_tokens, \
     resample_to_tokens
-from jaeger_ros.model.tokenizer import load_tokenizer, special_ids, train_tokenizer
+from jaeger_ros.model.tokenizer import integer_token_values, load_tokenizer, special_ids, train_tokenizer
 
 WEIGHTS = "model.safetensors"
 AUX_PREFIX = "aux_heads."
@@ -153,6 +153,26 @@ def tiny_thinker_config(config: JaegerConfig, tokenizer: Any):
         pad_token_id=ids["pad"], tie_word_embeddings=bool(sizes["text"].get("tie_word_embeddings", False)))
 
 
+INTEGER_PERIODS = (2000.0, 720.0, 360.0, 180.0, 90.0, 45.0, 20.0)
+"""Periods (in the integer's units) of the smooth part of the integer tokens' embeddings."""
+
+
+def ordinal_integer_embeddings(weight: torch.Tensor, values: dict[int, int]) -> None:
+    """Give the integer tokens' random-init embedding rows a shared smooth part, a fixed
+    random projection of sin/cos of the value at INTEGER_PERIODS, as large as the random part.
+    Why: the tiny model ties its output layer to these rows, so an answer's neighbouring
+    values start with similar logits and a state that points near 37 scores 36 and 38 too."""
+    ids = torch.tensor(sorted(values))
+    v = torch.tensor([values[int(i)] for i in ids], dtype=torch.float32)[:, None]
+    phase = 2 * torch.pi * v / torch.tensor(INTEGER_PERIODS)[None]
+    fourier = torch.cat([phase.sin(), phase.cos()], dim=1)  # (K, 2P)
+    g = torch.Generator().manual_seed(len(values))
+    smooth = fourier @ torch.randn(fourier.shape[1], weight.shape[1], generator=g)
+    rows = weight[ids]
+    smooth *= rows.norm(dim=1).mean() / smooth.norm(dim=1).mean()
+    weight[ids] = (0.5 * rows + smooth).to(weight.dtype)
+
+
 class JaegerModel(nn.Module):
     """Qwen2.5-Omni thinker + IV spatial audio path + depth PE, trained on SpatialSceneQA."""
 
@@ -194,6 +214,9 @@ class JaegerModel(nn.Module):
         tokenizer = tokenizer or train_tokenizer(config.tokenizer_vocab_size, seed, config.integer_tokens)
         torch.manual_seed(seed)
         thinker = Qwen2_5OmniThinkerForConditionalGeneration(tiny_thinker_config(config, tokenizer))
+        if config.integer_tokens is not None:
+            with torch.no_grad():
+                ordinal_integer_embeddings(thinker.get_input_embeddings().weight, integer_token_values(tokenizer))
         return cls(config, thinker, tokenizer)
 
     @classmethod
@@ -358,25 +381,58 @@ class JaegerModel(nn.Module):
         return model.to(device).eval()
 
 
-def sample_losses(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+class SoftIntegers:
+    """Soft targets for integer answer tokens (TrainConfig.integer_sigma): the target of a
+    labelled integer v is a Gaussian of width sigma over the integer tokens' values. Why: with
+    one token per number, plain cross-entropy charges an answer 1 degree off as much as one
+    90 off; this makes the loss ordinal while greedy decoding still reads the peak."""
+
+    def __init__(self, values: dict[int, int], sigma: float) -> None:
+        if sigma <= 0:
+            raise ValueError(f"sigma must be positive, got {sigma}")
+        ids = sorted(values)
+        self.ids = torch.tensor(ids)
+        self.values = torch.tensor([values[i] for i in ids], dtype=torch.float32)
+        self.sigma = float(sigma)
+
+    @classmethod
+    def of(cls, tokenizer: Any, sigma: float) -> "SoftIntegers":
+        return cls(integer_token_values(tokenizer), sigma)
+
+    def losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(M, V) logits whose labels (M,) are all integer tokens -> (M,) soft cross-entropy."""
+        ids = self.ids.to(labels.device)
+        want = self.values.to(logits.device)[torch.searchsorted(ids, labels)]
+        q = torch.softmax(-(self.values.to(logits.device)[None] - want[:, None]) ** 2 / (2 * self.sigma ** 2), -1)
+        return -(q * logits.float().log_softmax(-1)[:, ids]).sum(-1)
+
+
+def sample_losses(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100,
+                  soft: SoftIntegers | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Next-token cross-entropy, mean over each sample's labelled tokens: ((B,) losses, (B,)
-    whether the sample has any labelled token; its loss is 0 otherwise)."""
+    whether the sample has any labelled token; its loss is 0 otherwise). `soft`: integer
+    tokens are scored against their soft targets instead."""
     shift_logits, shift_labels = logits[:, :-1].float(), labels[:, 1:]
     tok = nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
                                       ignore_index=ignore_index, reduction="none").view(shift_labels.shape)
+    if soft is not None:
+        is_int = torch.isin(shift_labels, soft.ids.to(shift_labels.device))
+        if bool(is_int.any()):
+            tok = tok.masked_scatter(is_int, soft.losses(shift_logits[is_int], shift_labels[is_int]))
     mask = (shift_labels != ignore_index).float()
     counts = mask.sum(1)
     return (tok * mask).sum(1) / counts.clamp(min=1.0), counts > 0
 
 
-def answer_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str = "sample_mean"
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def answer_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str = "sample_mean",
+                soft: SoftIntegers | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(the loss of `kind`, see JaegerModel.forward -- "sample_mean": the mean over the samples
     that have answer tokens; each sample's mean answer-token loss, detached, NaN for a sample
-    without answer tokens: per-task logs)."""
-    per_sample, has = sample_losses(logits, labels)
+    without answer tokens: per-task logs). `soft`: see SoftIntegers (sample_mean only)."""
+    per_sample, has = sample_losses(logits, labels, soft=soft)
     if kind == "token_mean":
+        if soft is not None:
+            raise ValueError("soft integer targets need loss: sample_mean")
         loss = token_mean_loss(logits, labels)
     else:
         loss = per_sample[has].mean() if bool(has.any()) else per_sample.sum() * 0.0

@@ -40,7 +40,7 @@ from jaeger_ros.model.config import AUX_HEADS, JaegerConfig, TrainConfig
 from jaeger_ros.model.data import Example, JaegerDataset, ModelInputs, SampleReader, collate_items, \
     instruction, load_examples
 from jaeger_ros.model import auxiliary
-from jaeger_ros.model.modeling import CheckpointError, JaegerModel, answer_loss, write_synced
+from jaeger_ros.model.modeling import CheckpointError, JaegerModel, SoftIntegers, answer_loss, write_synced
 from jaeger_ros.model.tokenizer import integer_token_values
 
 LAST = "last"
@@ -138,6 +138,22 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
         return (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class StageSchedule:
+    """lr_factor over a length that max_minutes refits may change (`steps`), never rising
+    after the warm-up: a refit that lengthens the stage holds the rate instead of climbing
+    back up the cosine."""
+
+    def __init__(self, warmup: int, steps: int, min_ratio: float) -> None:
+        self.warmup, self.steps, self.min_ratio = warmup, steps, min_ratio
+        self._lowest = 1.0
+
+    def __call__(self, step: int) -> float:
+        f = lr_factor(step, self.warmup, self.steps, self.min_ratio)
+        if step >= self.warmup:
+            f = self._lowest = min(f, self._lowest)
+        return f
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -343,6 +359,7 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
     builder = model.builder
     reader = SampleReader(builder, tc.feature_cache, precompute_iv=tc.precompute_iv, aux=bool(tc.aux_weights))
     number_ids = torch.tensor(sorted(integer_token_values(model.tokenizer)))
+    soft = SoftIntegers.of(model.tokenizer, tc.integer_sigma) if tc.integer_sigma > 0 else None
 
     sources_list = [load_examples(d, "train", tc.tasks) for d in data_dirs]
     sources = _Sources(sources_list, tc.source_weights, tc.seed)
@@ -363,13 +380,12 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
             if val_examples else []
 
     optimizer = torch.optim.AdamW(_param_groups(model, tc.weight_decay), lr=tc.lr, betas=tuple(tc.adam_betas))
-    total = {"steps": max_steps}  # cut by max_minutes once the step time is known
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, tc.warmup_steps, total["steps"], tc.min_lr_ratio))
+    schedule = StageSchedule(tc.warmup_steps, max_steps, tc.min_lr_ratio)  # cut by max_minutes once the pace is known
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     start, best_loss = 0, math.inf
     if resume:
         progress_state = _read_json(last / "state.json")
-        total["steps"] = int(progress_state.get("total_steps", max_steps))
+        schedule.steps = int(progress_state.get("total_steps", max_steps))
         best_loss = float(progress_state.get("best_val_loss") or math.inf)
         state = load_train_state(last / "optimizer.pt")
         try:
@@ -383,7 +399,7 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
     if plugin is not None:  # our loader has a batch sampler, so DeepSpeed cannot read the micro-batch from it
         plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = tc.batch_size
     loader = make_loader(dataset, sources, tc.batch_size, start * accel.num_processes,
-                         (total["steps"] - start) * accel.num_processes, tc.num_workers)
+                         (schedule.steps - start) * accel.num_processes, tc.num_workers)
     model, optimizer, scheduler, loader = accel.prepare(model, optimizer, scheduler, loader)
     raw_model: JaegerModel = accel.unwrap_model(model)
     if accel.is_main_process:
@@ -392,11 +408,11 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
 
     log_path = out / LOG
     model.train()
-    bar = tqdm(total=total["steps"], initial=start, desc="train", disable=not (progress and accel.is_main_process))
+    bar = tqdm(total=schedule.steps, initial=start, desc="train", disable=not (progress and accel.is_main_process))
     t0, seen, running = time.perf_counter(), 0, []
     by_task: dict[str, list[float]] = {}
     by_head: dict[str, list[float]] = {}
-    end = total["steps"] if stop_at is None else min(int(stop_at), total["steps"])
+    end = schedule.steps if stop_at is None else min(int(stop_at), schedule.steps)
     t_start = time.perf_counter()
     fit_at = (t_start, start)  # (time, step) of the last fit of the schedule to max_minutes
     step = start
@@ -408,7 +424,7 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
             # the answer loss is taken here, per sample, for the per-task logs
             result = model({k: v for k, v in batch.items() if k != "labels"},
                            output_hidden_states=bool(tc.aux_weights))
-        lm_loss, per_sample = answer_loss(result.logits, batch["labels"].to(result.logits.device), tc.loss)
+        lm_loss, per_sample = answer_loss(result.logits, batch["labels"].to(result.logits.device), tc.loss, soft)
         loss = lm_loss * tc.lm_weight
         if tc.aux_weights:
             parts = auxiliary.losses(raw_model.aux_heads, batch, towers_out, result.hidden_states[-1], number_ids)
@@ -437,9 +453,9 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
             fits = done + int((tc.max_minutes * 60 - (now - t_start)) / per_step)
             fits = int(accel.reduce(torch.tensor([fits], device=accel.device), reduction="min").item()) \
                 if accel.num_processes > 1 else fits
-            total["steps"] = max(done, min(max_steps, fits))
-            end = total["steps"] if stop_at is None else min(int(stop_at), total["steps"])
-            bar.total = total["steps"]
+            schedule.steps = max(done, min(max_steps, fits))
+            end = schedule.steps if stop_at is None else min(int(stop_at), schedule.steps)
+            bar.total = schedule.steps
         if done % tc.log_every == 0 or done == end:
             rate = seen / max(time.perf_counter() - t0, 1e-9)
             entry = {"step": done, "loss": float(np.mean(running)), "lr": scheduler.get_last_lr()[0],
@@ -451,7 +467,7 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
             bar.set_postfix(loss=f"{entry['loss']:.3f}")
             if accel.is_main_process:
                 _append(log_path, entry)
-        if val_examples and (done % tc.eval_every == 0 or done == total["steps"]):
+        if val_examples and (done % tc.eval_every == 0 or done == schedule.steps):
             if accel.is_main_process:
                 val_loss = validation_loss(raw_model, val_items, builder, accel.device, tc.loss)
                 report = evaluate_examples(raw_model, val_examples, reader)
@@ -466,11 +482,11 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
         if done % tc.save_every == 0 or done == end:
             accel.wait_for_everyone()
             if accel.is_main_process:
-                save_checkpoint(raw_model, optimizer, scheduler, out, done, total["steps"], best_loss)
+                save_checkpoint(raw_model, optimizer, scheduler, out, done, schedule.steps, best_loss)
     bar.close()
     _check_ranks_agree(accel, raw_model)
     _write_skipped(accel, out, skipped)
-    if end < total["steps"]:
+    if end < schedule.steps:
         return out
     if accel.is_main_process:
         raw_model.save_pretrained(out)
