@@ -116,10 +116,11 @@ def table(results: list[dict[str, Any]], minutes: float) -> str:
         return "–" if s is None else f"{s['value']:.1f}{unit} [{s['ci95'][0]:.1f}, {s['ci95'][1]:.1f}]"
 
     lines = [f"budget {minutes:g} min per variant; A/B: great-circle median over parsed answers; D/E: accuracy",
-             "", "| variant | samples seen | A median | B median | C IoU / offset | D | E |", "|---|---|---|---|---|---|---|"]
+             "", "| variant | samples seen | A median | B median | C IoU / offset median | D | E |", "|---|---|---|---|---|---|---|"]
     for r in results:
         c = r.get("C")
-        grounding = "–" if not c else f"{c['iou_mean']:.2f} / {c['offset_median']:.2f} m"
+        offset = "–" if not c or c.get("offset_median") is None else f"{c['offset_median']:.2f} m"
+        grounding = "–" if not c else f"{c['iou_mean']:.2f} / {offset} ({c.get('n_missing', 0)} of {c['n']} unanswered)"
         lines.append(f"| {r['variant']} | {r['samples']} | {cell(r, 'A', '°')} | {cell(r, 'B', '°')} | {grounding} | "
                      f"{cell(r, 'D', ' %')} | {cell(r, 'E', ' %')} |")
     return "\n".join(lines)
