@@ -298,7 +298,7 @@ def test_release_compat_builder_puts_raster_pe_on_patches(tokenizer):
     rgb = np.zeros((378, 672, 3), np.uint8)
     vision = {"patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 1, "window_size": 112,
               "hidden_size": 1280}
-    cfg = small_config(image_size=[672, 392])
+    cfg = small_config(image_size=[672, 392], depth_pe_absolute=False)
     rel = InputBuilder(cfg.replace(release_compat=True), tokenizer, vision).vision(rgb, depth, intr)[2]
     ours = InputBuilder(cfg, tokenizer, vision).vision(rgb, depth, intr)[2]
     raster = release_depth_pe(depth, intr, (28, 48), 1280)
