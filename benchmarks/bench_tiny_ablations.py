@@ -26,6 +26,7 @@ import numpy as np
 import yaml
 
 from jaeger_ros.data.robustness import bootstrap_ci
+from jaeger_ros.model.train import read_log
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "config" / "train_tiny_recipe.yaml"
@@ -103,8 +104,7 @@ def _last_per_stage(run: Path) -> list[dict[str, Any]]:
     """Each stage's last training log entry."""
     out = []
     for stage in sorted(run.glob("[0-9]_*")):
-        rows = [json.loads(line) for line in (stage / "train_log.jsonl").read_text().splitlines()]
-        rows = [r for r in rows if "samples_per_s" in r]
+        rows = [r for r in read_log(stage) if "samples_per_s" in r]
         if rows:
             out.append(rows[-1])
     return out

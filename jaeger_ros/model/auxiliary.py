@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from jaeger_ros.core import answers
-from jaeger_ros.model.data import AUDIO_TASKS, IGNORE_INDEX, TASK_LETTERS, VISION_TASKS
+from jaeger_ros.model.data import AUDIO_TASKS, IGNORE_INDEX, VISION_TASKS, batch_tasks
 
 
 class AuxHeads(nn.Module):
@@ -85,7 +85,7 @@ def losses(heads: AuxHeads, batch: dict[str, Any], seen: dict[str, torch.Tensor]
     """Each head's loss on this batch (heads without targets in it are left out).
     `hidden`: (B, L, H) the LLM's last hidden states; `number_ids`: the integer token ids."""
     targets: list[dict[str, torch.Tensor]] = batch["aux"]
-    tasks = [TASK_LETTERS[int(t["task"])] for t in targets]
+    tasks = batch_tasks(batch)
     out: dict[str, torch.Tensor] = {}
     audio_rows = [i for i, t in enumerate(tasks) if t in AUDIO_TASKS]
     if "audio" in seen and audio_rows:

@@ -493,3 +493,10 @@ def collate_items(builder: InputBuilder, items: Sequence[tuple[Item, list[dict[s
         batch["aux"] = [x.aux for (_, _, x), _ in items]
     batch["skipped"] = [s for _, skips in items for s in skips]
     return batch
+
+
+def batch_tasks(batch: dict[str, Any]) -> list[str]:
+    """The task letter of each sample of a collated batch (from its auxiliary targets, else "?")."""
+    if "aux" in batch:
+        return [TASK_LETTERS[int(t["task"])] for t in batch["aux"]]
+    return ["?"] * int(batch["input_ids"].shape[0])

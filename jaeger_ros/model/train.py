@@ -37,8 +37,8 @@ import yaml
 
 from jaeger_ros.data.dataset import one_line
 from jaeger_ros.model.config import AUX_HEADS, JaegerConfig, TrainConfig
-from jaeger_ros.model.data import Example, JaegerDataset, ModelInputs, SampleReader, collate_items, \
-    instruction, load_examples
+from jaeger_ros.model.data import Example, JaegerDataset, ModelInputs, SampleReader, batch_tasks, \
+    collate_items, instruction, load_examples
 from jaeger_ros.model import auxiliary
 from jaeger_ros.model.modeling import CheckpointError, JaegerModel, SoftIntegers, answer_loss, write_synced
 from jaeger_ros.model.tokenizer import integer_token_values
@@ -431,7 +431,7 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
             for name, value in parts.items():
                 loss = loss + float(tc.aux_weights.get(name, 0.0)) * value
                 by_head.setdefault(name, []).append(float(value.detach()))
-        for t, v in zip(_batch_tasks(batch), per_sample.tolist()):
+        for t, v in zip(batch_tasks(batch), per_sample.tolist()):
             if not math.isnan(v):
                 by_task.setdefault(t, []).append(v)
         accel.backward(loss)
@@ -494,15 +494,6 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
     return out
 
 
-def _batch_tasks(batch: dict[str, Any]) -> list[str]:
-    """The task letter of each sample of a batch (from its auxiliary targets, else "?")."""
-    from jaeger_ros.model.data import TASK_LETTERS
-
-    if "aux" in batch:
-        return [TASK_LETTERS[int(t["task"])] for t in batch["aux"]]
-    return ["?"] * int(batch["input_ids"].shape[0])
-
-
 def _write_skipped(accel: Any, out: Path, skipped: list[dict[str, str]]) -> None:
     """The unreadable samples every rank met, once each, in OUT/skipped.json (+ one line)."""
     from accelerate.utils import gather_object
@@ -547,6 +538,11 @@ def _check_ranks_agree(accel: Any, model: torch.nn.Module) -> None:
     sums = accel.gather(total.to(accel.device))
     if not torch.allclose(sums, sums[0].expand_as(sums), rtol=1e-6, atol=1e-6):
         raise RuntimeError(f"DDP replicas diverged: parameter sums {sums.tolist()}")
+
+
+def read_log(run: Path) -> list[dict[str, Any]]:
+    """The entries of a run's OUT/train_log.jsonl, oldest first."""
+    return [json.loads(line) for line in (Path(run) / LOG).read_text().splitlines() if line.strip()]
 
 
 def _append(path: Path, entry: dict[str, Any]) -> None:
@@ -777,8 +773,7 @@ def plot_curves(stage_dirs: Sequence[Path], png: Path) -> Path:
     (ax_task, ax_aux), (ax_lr, ax_rate) = axes
     offset = 0.0
     for d in stage_dirs:
-        rows = [json.loads(line) for line in (Path(d) / LOG).read_text().splitlines() if line.strip()]
-        rows = [r for r in rows if "elapsed_s" in r]
+        rows = [r for r in read_log(d) if "elapsed_s" in r]
         if not rows:
             continue
         t = [offset + r["elapsed_s"] / 60 for r in rows]
