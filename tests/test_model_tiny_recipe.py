@@ -28,7 +28,14 @@ from jaeger_ros.model.tokenizer import integer_token_values, train_tokenizer
 from jaeger_ros.model.train import StageSchedule, load_recipe, train, train_recipe
 from test_model_train import model_config, recipe, write_toy_dataset
 
-HEAD_WEIGHTS = {name: 1.0 for name in ("audio_dir", "llm_dir", "llm_label", "patch_mask", "patch_box", "patch_label")}
+HEAD_WEIGHTS = {name: 1.0 for name in ("audio_dir", "llm_dir", "llm_label", "llm_attend", "patch_mask", "patch_box",
+                                        "patch_label")}
+
+
+def visible_matches(exs: list, reader: SampleReader) -> list:
+    """The matching entries whose answered loudspeaker covers an image token (the toy's
+    loudspeakers are small, and a token goes to the one covering most of it)."""
+    return [ex for ex in exs if answers.MATCH_LABELS.index(ex.answer) in reader(ex).aux["patch_label"].tolist()]
 
 
 @pytest.fixture(scope="module")
@@ -105,13 +112,15 @@ def test_precomputed_iv_gives_the_model_the_same_logits(model, data):
 def test_aux_heads_reach_the_towers_and_stay_out_of_inference(data, tmp_path):
     m = JaegerModel.build_tiny(model_config())
     heads = auxiliary.attach(m)
-    exs = [load_examples(data, "train", [t])[0] for t in "ABCDE"]
-    ds = JaegerDataset(exs, SampleReader(m.builder, precompute_iv=True, aux=True))
+    reader = SampleReader(m.builder, precompute_iv=True, aux=True)
+    exs = [load_examples(data, "train", [t])[0] for t in "ABC"]
+    exs += [visible_matches(load_examples(data, "train", [t]), reader)[0] for t in "DE"]
+    ds = JaegerDataset(exs, reader)
     batch = collate_items(m.builder, [ds[i] for i in range(len(exs))])
     with auxiliary.capture(m) as seen:
         out = m(batch, output_hidden_states=True)
     numbers = torch.tensor(sorted(integer_token_values(m.tokenizer)))
-    parts = auxiliary.losses(heads, batch, seen, out.hidden_states[-1], numbers)
+    parts = auxiliary.losses(heads, batch, seen, out.hidden_states[-1], numbers, m.token_ids["image"])
     assert set(parts) == set(HEAD_WEIGHTS)
     sum(parts.values()).backward()
     towers = Towers(m.base_thinker)
@@ -267,6 +276,49 @@ def test_patch_labels_name_each_loudspeaker_left_to_right(model, data):
         assert means == sorted(means), means  # Left is leftmost in the image
         several += len(present) >= 2
     assert several > 0
+
+
+def test_attention_target_is_the_layers_own_attention_on_the_matched_loudspeaker(data):
+    """llm_attend recomputes one row of head 0's attention from the layer's input; it must be
+    the attention the layer computes (read here from eager attention's weights), and its
+    target must be the image tokens that the matched loudspeaker covers."""
+    m = JaegerModel.build_tiny(model_config()).eval()
+    m.base_thinker.set_attn_implementation("eager")
+    reader = SampleReader(m.builder, precompute_iv=True, aux=True)
+    exs = load_examples(data, "train", ["D", "E"])
+    ds = JaegerDataset(exs, reader)
+    batch = collate_items(m.builder, [ds[i] for i in range(len(exs))])
+    layer = Towers(m.base_thinker).llm.layers[auxiliary.ATTEND_LAYER].self_attn
+    weights = {}
+    handle = layer.register_forward_hook(lambda _m, _a, out: weights.update(w=out[1]))  # returns None: output kept
+    try:
+        with torch.no_grad(), auxiliary.capture(m) as seen:
+            m(batch)
+    finally:
+        handle.remove()
+    labels = batch["labels"]
+    rows = list(range(len(exs)))
+    pos = [int((labels[i] != -100).nonzero()[0]) - 1 for i in rows]
+    mine = auxiliary.attention_logprobs(seen["attend"], rows, pos, batch["attention_mask"]).exp()
+    theirs = weights["w"][rows, 0, pos]
+    assert torch.allclose(mine, theirs.float(), atol=1e-5), float((mine - theirs).abs().max())
+    targets = auxiliary._attend_targets(batch, rows, pos, m.token_ids["image"])
+    assert targets is not None and len(targets[0]) == len(visible_matches(exs, reader))
+    for i, tokens in zip(targets[0], targets[2]):
+        assert bool((batch["input_ids"][i, tokens] == m.token_ids["image"]).all())
+        names = batch["aux"][i]["patch_label"]
+        assert len(tokens) == int((names == int(batch["aux"][i]["label"])).sum()) > 0
+
+
+def test_voice_slots_hold_each_gender_once_and_leave_ambiguity_out():
+    from jaeger_ros.model.data import voice_slots
+
+    dirs = torch.eye(3)[:2]
+    slots, known = voice_slots(dirs, torch.tensor([1, 0]))
+    assert known.tolist() == [True, True] and torch.equal(slots, dirs.flip(0))
+    slots, known = voice_slots(dirs, torch.tensor([0, 0]))  # two male voices: neither slot is certain
+    assert known.tolist() == [False, False] and not slots.any()
+    assert voice_slots(dirs[:1], torch.tensor([1]))[1].tolist() == [False, True]
 
 
 def test_the_rate_holds_when_a_refit_lengthens_the_stage():

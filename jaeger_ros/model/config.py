@@ -19,7 +19,7 @@ IV_KINDS = ("neural", "classical", "none")
 PRESETS = ("tiny", "qwen2.5-omni-7b")
 BOX_UNITS = ("m", "cm")
 LOSSES = ("sample_mean", "token_mean")
-AUX_HEADS = ("audio_dir", "llm_dir", "llm_label", "patch_mask", "patch_box", "patch_label")
+AUX_HEADS = ("audio_dir", "llm_dir", "llm_label", "llm_attend", "patch_mask", "patch_box", "patch_label")
 """The training-only auxiliary heads (jaeger_ros/model/auxiliary.py)."""
 IV_DIM = 1203
 """3 x 401 intensity-vector features per frame (n_fft 800 at 16 kHz)."""

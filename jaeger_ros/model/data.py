@@ -418,7 +418,8 @@ def aux_targets(sample: Any, builder: InputBuilder, vision: bool) -> dict[str, t
 def sample_targets(ex: Example, x: ModelInputs) -> dict[str, torch.Tensor]:
     """One sample's targets: the reader's (per-source directions, image-token targets) resolved
     for this entry: `task`, `dir` + `has_dir` (the voice the answer is about: from the answer
-    for A/B, the source of the asked gender for D/E), `label` (matching label index or -1)."""
+    for A/B, the source of the asked gender for D/E), `label` (matching label index or -1),
+    `voice_dir` + `has_voice` (each gender's voice: voice_slots)."""
     aux = dict(x.aux or {})
     out = {k: v for k, v in aux.items() if k.startswith("patch_")}
     out["task"] = torch.tensor(TASK_LETTERS.index(ex.task))
@@ -438,7 +439,21 @@ def sample_targets(ex: Example, x: ModelInputs) -> dict[str, torch.Tensor]:
     out["dir"] = direction if direction is not None else torch.zeros(3)
     out["has_dir"] = torch.tensor(direction is not None)
     out["label"] = torch.tensor(label)
+    out["voice_dir"], out["has_voice"] = voice_slots(aux.get("src_dir"), aux.get("src_gender"))
     return out
+
+
+def voice_slots(dirs: torch.Tensor | None, genders: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(2, 3) the direction of the scene's male and female voice, and (2,) which are known (a
+    gender present once; two voices of one gender leave its slot empty, being ambiguous)."""
+    slots, known = torch.zeros(2, 3), torch.zeros(2, dtype=torch.bool)
+    if dirs is None or genders is None:
+        return slots, known
+    for g in range(2):
+        hits = (genders == g).nonzero()
+        if len(hits) == 1:
+            slots[g], known[g] = dirs[int(hits[0])], True
+    return slots, known
 
 
 Item = tuple[list[int], list[int], ModelInputs]

@@ -427,7 +427,8 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
         lm_loss, per_sample = answer_loss(result.logits, batch["labels"].to(result.logits.device), tc.loss, soft)
         loss = lm_loss * tc.lm_weight
         if tc.aux_weights:
-            parts = auxiliary.losses(raw_model.aux_heads, batch, towers_out, result.hidden_states[-1], number_ids)
+            parts = auxiliary.losses(raw_model.aux_heads, batch, towers_out, result.hidden_states[-1], number_ids,
+                                     raw_model.token_ids["image"])
             for name, value in parts.items():
                 loss = loss + float(tc.aux_weights.get(name, 0.0)) * value
                 by_head.setdefault(name, []).append(float(value.detach()))
