@@ -134,6 +134,23 @@ def _cmd_eval(args: argparse.Namespace) -> None:
         print(f"report written to {args.out}")
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> None:
+    from jaeger_ros.model import calibration
+    from jaeger_ros.model.predictor import checkpoint_path
+
+    folder = checkpoint_path(args.checkpoint)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such checkpoint folder")
+    cal = calibration.fit(args.val, args.doa_correct_deg)
+    print(f"calibration written to {cal.save(folder)}")
+    if args.test:
+        rows = calibration.measure(cal, args.test)
+        print(calibration.format_table(rows, cal.doa_correct_deg))
+        if args.plot:
+            calibration.reliability_figure(cal, args.test).savefig(args.plot, dpi=120)
+            print(f"reliability diagram written to {args.plot}")
+
+
 def _cmd_train(args: argparse.Namespace) -> None:
     from jaeger_ros.model.train import train_from_config, train_recipe
 
@@ -229,6 +246,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also break A/B/D/E down by SNR, noise, interferer, directivity, capsules, engine, "
                          "gender with bootstrap 95%% intervals (robustness.md)")
     ev.set_defaults(func=_cmd_eval)
+
+    cal = sub.add_parser("calibrate", help="fit a checkpoint's confidence calibration on a validation "
+                                          "split's predictions (calibration.json in the checkpoint)")
+    cal.add_argument("--checkpoint", required=True, help="checkpoint dir or 'default'")
+    cal.add_argument("--val", required=True, help="predictions.jsonl of `jaeger eval` on a validation split")
+    cal.add_argument("--test", default=None, help="predictions.jsonl of another split: ECE before/after")
+    cal.add_argument("--plot", default=None, help="reliability diagram PNG (with --test)")
+    cal.add_argument("--doa-correct-deg", type=float, default=10.0,
+                     help="an A/B answer counts as right within this great-circle error")
+    cal.set_defaults(func=_cmd_calibrate)
 
     tr = sub.add_parser("train", help="train a JAEGER checkpoint")
     which = tr.add_mutually_exclusive_group(required=True)

@@ -43,7 +43,8 @@ _OFFICIAL_DOA_TASK = {"A": "spatial_doa", "B": "multi_spatial_doa", STARSS23: "s
 class Method(Protocol):
     """Answers manifest entries with official answer text. A method that generates text may also
     set `last_raw_text` to its raw generation for the last answer (before it was reduced to the
-    official answer), which predictions.jsonl then records as `raw_text`."""
+    official answer), which predictions.jsonl then records as `raw_text`, and `last_scores`
+    (e.g. confidence, token_probability), which it records as they are."""
 
     name: str
     tasks: frozenset[str]
@@ -58,6 +59,7 @@ class _TaskItems:
     paths: list[str] = field(default_factory=list)
     entries: list[ManifestEntry] = field(default_factory=list)
     raw_texts: list[str | None] = field(default_factory=list)  # generations, where the method gives them
+    scores: list[dict[str, float]] = field(default_factory=list)  # the method's last_scores per answer
     errors: list[str] = field(default_factory=list)
 
 
@@ -95,6 +97,7 @@ def evaluate(method: Method, data_dir: str | Path, split: str = "test", tasks: I
             it.errors.append(f"{entry.path}: {e}")
         it.predictions.append(prediction)
         it.raw_texts.append(getattr(method, "last_raw_text", None) if prediction is not None else None)
+        it.scores.append(dict(getattr(method, "last_scores", {})) if prediction is not None else {})
         it.truths.append(entry.text)
         it.paths.append(entry.path)
         it.entries.append(entry)
@@ -194,14 +197,15 @@ def prediction_records(key: str, it: _TaskItems) -> list[dict[str, Any]]:
     records = []
     kind = answers.ANSWER_KIND[answers.task_key(key)]
     generations = it.raw_texts if len(it.raw_texts) == len(it.predictions) else [None] * len(it.predictions)
-    for raw, generated, truth, entry in zip(it.predictions, generations, it.truths, it.entries):
+    scores = it.scores if len(it.scores) == len(it.predictions) else [{}] * len(it.predictions)
+    for raw, generated, score, truth, entry in zip(it.predictions, generations, scores, it.truths, it.entries):
         gender = entry.target_gender
         prompt = answers.build_prompt(key, 0, gender=gender, obj_category=entry.obj_category or ["speaker"])
         parsed = answers.extract_answer(key, raw)
         target = answers.parse_answer(key, truth)
         rec: dict[str, Any] = {"path": entry.path, "task": entry.task, "key": key, "prompt": prompt,
                                "raw_text": generated if generated is not None else raw, "answer": raw,
-                               "parsed": None, "target": truth}
+                               "parsed": None, "target": truth, **score}
         if kind == "doa":
             rec["parsed"] = None if parsed is None else {"azimuth": parsed.azimuth, "elevation": parsed.elevation}
             rec.update(gt_az=target.azimuth, gt_el=target.elevation,

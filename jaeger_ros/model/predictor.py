@@ -21,6 +21,7 @@ import torch
 
 from jaeger_ros.core import answers
 from jaeger_ros.core.geometry import Box3D, Intrinsics
+from jaeger_ros.model.calibration import Calibration
 from jaeger_ros.model.data import audio_token_count
 from jaeger_ros.model.modeling import CheckpointError, JaegerModel
 
@@ -50,7 +51,8 @@ class Prediction:
     valid: bool
     """False when the generation could not be parsed as the task's answer."""
     confidence: float
-    """Mean probability of the generated tokens (greedy), 0..1."""
+    """P(the answer is right) where the checkpoint carries a calibration (calibration.py), else
+    the token probability."""
     azimuth_deg: float | None = None
     elevation_deg: float | None = None
     boxes: list[Box3D] = field(default_factory=list)
@@ -58,6 +60,8 @@ class Prediction:
     match_label: str | None = None
     match_index: int | None = None
     """Rank of the matched loudspeaker among the candidates, left to right (0 = leftmost)."""
+    token_probability: float | None = None
+    """Mean probability of the generated tokens (greedy), 0..1: the raw score."""
 
     def official_text(self) -> str:
         """The official answer string ("" when invalid), boxes in metres."""
@@ -73,11 +77,12 @@ class Prediction:
 class JaegerPredictor:
     """A trained JAEGER checkpoint behind a numpy-in, structured-out API."""
 
-    def __init__(self, model: JaegerModel, protocol: str = "trained") -> None:
+    def __init__(self, model: JaegerModel, protocol: str = "trained", calibration: Calibration | None = None) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
         self.model = model.eval()
         self.protocol = protocol
+        self.calibration = calibration
 
     @classmethod
     def from_pretrained(cls, path: str | Path = "default", device: str = "cpu",
@@ -91,7 +96,8 @@ class JaegerPredictor:
 
             qwen_dir, ckpt = parse_spec(str(path))
             return cls.from_official(qwen_dir, ckpt, device=device, protocol=protocol or "official")
-        return cls(JaegerModel.from_pretrained(checkpoint_path(path), device=device), protocol or "trained")
+        folder = checkpoint_path(path)
+        return cls(JaegerModel.from_pretrained(folder, device=device), protocol or "trained", Calibration.load(folder))
 
     @classmethod
     def from_official(cls, qwen_dir: str | Path, jaeger_ckpt: str | Path, device: str = "cpu",
@@ -154,7 +160,9 @@ class JaegerPredictor:
     def parse(self, task: str, text: str, confidence: float, num_candidates: int | None = None) -> Prediction:
         """Structured result of a generation; never raises on the text. `match_index` of
         "Right" needs num_candidates (None without it)."""
-        pred = Prediction(task=task, raw_text=text, valid=False, confidence=float(confidence))
+        calibrated = self.calibration(task, confidence) if self.calibration is not None else float(confidence)
+        pred = Prediction(task=task, raw_text=text, valid=False, confidence=calibrated,
+                          token_probability=float(confidence))
         units = self.model.config.box_units
         typed = answers.extract_answer(task, text, units=units if task == "C" else "m")
         if typed is None:
@@ -184,6 +192,7 @@ class JaegerMethod:
         self.predictor = predictor
         self.name = name
         self.last_raw_text: str | None = None
+        self.last_scores: dict[str, float] = {}
 
     @classmethod
     def from_checkpoint(cls, path_or_default: str | Path = "default", device: str | None = None,
@@ -200,10 +209,13 @@ class JaegerMethod:
         return self.answer_batch([(sample, entry)])[0]
 
     def answer_batch(self, pairs: Sequence[tuple[Any, Any]]) -> list[str]:
-        """Official answers; `last_raw_text` keeps the raw generation of the last one."""
+        """Official answers; `last_raw_text` keeps the raw generation of the last one and
+        `last_scores` its confidence and token probability."""
         queries = [query_for(sample, entry) for sample, entry in pairs]
         predictions = self.predictor.predict_batch(queries)
         self.last_raw_text = predictions[-1].raw_text if predictions else None
+        self.last_scores = {"confidence": predictions[-1].confidence,
+                            "token_probability": float(predictions[-1].token_probability or 0.0)} if predictions else {}
         return [p.official_text() for p in predictions]
 
 
