@@ -55,6 +55,8 @@ tiny: setup
 	test -f data/test200/test/manifests/E.json || { $(RUN) jaeger dataset generate --out data/test200 --split test --num 200 --seed 2026 --tasks A,B,C,D,E --workers 2 --conditions realistic; }
 	$(RUN) jaeger train --recipe config/train_tiny_recipe.yaml --data $(TINY_DATA) --out $(TINY_RUN)
 	$(RUN) jaeger eval --checkpoint $(TINY_RUN)/final --compare classical-audio --data data/test200 --split test --out reports/tiny_recipe
+	$(RUN) jaeger eval --checkpoint $(TINY_RUN)/final --data $(TINY_DATA) --split val --tasks A,B,D,E --out reports/tiny_recipe_val
+	$(RUN) jaeger calibrate --checkpoint $(TINY_RUN)/final --val reports/tiny_recipe_val/predictions.jsonl --test reports/tiny_recipe/predictions.jsonl --plot docs/tiny_calibration.png
 
 # A rosbag2 (mcap) of the simulated live world; turn it into a split with
 # `jaeger dataset from-bag $(RECORD_OUT) --out DIR --split train`. Never overwrites a bag.

@@ -7,6 +7,8 @@ D/E accuracies, each with a bootstrap 95 % interval, plus C when asked for.
 Variants: full (the recipe), no_foa (W channel only: D/E must fall to chance), no_depth_pe,
 no_aux (no auxiliary heads; the encoder stage, which trains only them, gives its minutes to
 the next stage), centred_pe (JAEGER's depth PE centred on the scene, not camera-frame),
+attend (the recipe plus the llm_attend head: one LLM attention head taught to look at the
+matched loudspeaker),
 neural_iv (Neural IV computed in the model: it gets the steps that fit the budget).
 
 Run: .venv/bin/python benchmarks/bench_tiny_ablations.py --data data/r13 --test data/test200
@@ -36,6 +38,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no_depth_pe": {"model_overrides": {"depth_pe": False, "depth_pe_absolute": False}},
     "centred_pe": {"model_overrides": {"depth_pe_absolute": False}},
     "no_aux": {"aux_weights": {}},
+    "attend": {"aux_weights": {**yaml.safe_load(RECIPE.read_text())["defaults"]["aux_weights"], "llm_attend": 1.0}},
     "neural_iv": {"model_overrides": {"iv": "neural"}, "precompute_iv": False},
 }
 

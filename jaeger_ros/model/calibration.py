@@ -24,7 +24,9 @@ CALIBRATION_FILE = "calibration.json"
 DOA_CORRECT_DEG = 10.0
 """A direction answer counts as right within this great-circle error."""
 CALIBRATED_TASKS = "ABDE"
-_EPS = 1e-6
+_EPS = 1e-4
+"""Scores are clipped to [_EPS, 1 - _EPS] before the logit: a decoder that is "certain" is
+not told apart from one that is 99.99 % sure."""
 
 
 def is_correct(record: dict[str, Any], doa_correct_deg: float = DOA_CORRECT_DEG) -> bool:
@@ -77,27 +79,39 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # no overflow for large |x|
 
 
-def fit_platt(confidence: np.ndarray, correct: np.ndarray, l2: float = 1e-3, iterations: int = 50
+def _log_loss(design: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float) -> float:
+    z = design @ w
+    return float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * l2 * w @ w)
+
+
+def fit_platt(confidence: np.ndarray, correct: np.ndarray, l2: float = 1.0, iterations: int = 100
               ) -> tuple[float, float]:
-    """(a, b) of p' = sigmoid(a * logit(p) + b), by Newton's method on the log-loss (a small
-    L2 keeps it finite when one class is missing)."""
+    """(a, b) of p' = sigmoid(a * logit(p) + b), by damped Newton steps on the log-loss. The
+    L2 (on a and b, as if one answer at p' = 1/2 were added) keeps a fit on a small validation
+    split from running off when the scores separate it or say nothing: a score that carries no
+    information about being right is mapped towards the split's hit rate, not to 0 or 1."""
     x = _logit(np.asarray(confidence, dtype=np.float64))
     y = np.asarray(correct, dtype=np.float64)
     if x.size == 0:
         raise ValueError("no answers to fit a calibration on")
     design = np.stack([x, np.ones_like(x)], axis=1)
     w = np.array([1.0, 0.0])
+    loss = _log_loss(design, y, w, l2)
     for _ in range(iterations):
         p = _sigmoid(design @ w)
         grad = design.T @ (p - y) + l2 * w
         hess = design.T @ (design * (p * (1 - p))[:, None]) + l2 * np.eye(2)
         step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.abs(step).max() < 1e-10:
+        while _log_loss(design, y, w - step, l2) > loss and np.abs(step).max() > 1e-12:
+            step = step / 2
+        w = w - step
+        new = _log_loss(design, y, w, l2)
+        if loss - new < 1e-12:
             break
+        loss = new
     return float(w[0]), float(w[1])
 
 
