@@ -144,10 +144,10 @@ def _cmd_calibrate(args: argparse.Namespace) -> None:
     cal = calibration.fit(args.val, args.doa_correct_deg)
     print(f"calibration written to {cal.save(folder)}")
     if args.test:
-        rows = calibration.measure(cal, args.test)
-        print(calibration.format_table(rows, cal.doa_correct_deg))
+        scores = calibration.read_scores(args.test, cal.doa_correct_deg)
+        print(calibration.format_table(calibration.measure(cal, scores), cal.doa_correct_deg))
         if args.plot:
-            calibration.reliability_figure(cal, args.test).savefig(args.plot, dpi=120)
+            calibration.reliability_figure(cal, scores).savefig(args.plot, dpi=120)
             print(f"reliability diagram written to {args.plot}")
 
 

@@ -34,11 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from jaeger_ros.core import answers
-from jaeger_ros.model.data import AUDIO_TASKS, IGNORE_INDEX, VISION_TASKS, batch_tasks
+from jaeger_ros.model.data import AUDIO_TASKS, IGNORE_INDEX, VISION_TASKS, VOICE_SLOTS, batch_tasks
 
-
-VOICE_SLOTS = ("male", "female")
-"""The audio_dir head's slots, in data.GENDER_CODES order."""
 ATTEND_LAYER = -2
 """The LLM layer whose head 0 `llm_attend` teaches (the next-to-last: the layers before it can
 bring the voice's direction to the answer position, the one after can turn what it read into
@@ -69,9 +66,10 @@ def attach(model: Any) -> AuxHeads:
 
 
 @contextlib.contextmanager
-def capture(model: Any) -> Iterator[dict[str, torch.Tensor]]:
-    """Record the audio tower's tokens, the vision tower's merged tokens and the input of the
-    ATTEND_LAYER attention of one forward (`attend`: module, normed states, cos, sin)."""
+def capture(model: Any, attend: bool = True) -> Iterator[dict[str, Any]]:
+    """Record the audio tower's tokens, the vision tower's merged tokens and, with `attend`
+    (for llm_attend), the input of the ATTEND_LAYER attention of one forward (`attend`:
+    module, normed states, cos, sin)."""
     from jaeger_ros.model.modeling import Towers
 
     towers = Towers(model.base_thinker)
@@ -87,8 +85,10 @@ def capture(model: Any) -> Iterator[dict[str, torch.Tensor]]:
         seen["attend"] = (module, kwargs.get("hidden_states", args[0] if args else None), cos, sin)
 
     handles = [towers.audio.register_forward_hook(keep("audio", "last_hidden_state")),
-               towers.visual.register_forward_hook(keep("vision", "pooler_output")),
-               towers.llm.layers[ATTEND_LAYER].self_attn.register_forward_hook(keep_attention, with_kwargs=True)]
+               towers.visual.register_forward_hook(keep("vision", "pooler_output"))]
+    if attend:
+        handles.append(towers.llm.layers[ATTEND_LAYER].self_attn.register_forward_hook(keep_attention,
+                                                                                       with_kwargs=True))
     try:
         yield seen
     finally:
@@ -126,7 +126,7 @@ def losses(heads: AuxHeads, batch: dict[str, Any], seen: dict[str, Any], hidden:
            number_ids: torch.Tensor, image_id: int | None = None) -> dict[str, torch.Tensor]:
     """Each head's loss on this batch (heads without targets in it are left out).
     `hidden`: (B, L, H) the LLM's last hidden states; `number_ids`: the integer token ids;
-    `image_id`: the image placeholder token (for `llm_attend`)."""
+    `image_id`: the image placeholder token (`llm_attend` needs it and capture(attend=True))."""
     targets: list[dict[str, torch.Tensor]] = batch["aux"]
     tasks = batch_tasks(batch)
     out: dict[str, torch.Tensor] = {}

@@ -158,19 +158,21 @@ def fit(val_predictions: str | Path, doa_correct_deg: float = DOA_CORRECT_DEG) -
     return Calibration({k: fit_platt(p, c) for k, (p, c) in scores.items()}, doa_correct_deg, str(val_predictions))
 
 
-def measure(calibration: Calibration, predictions: str | Path, seed: int = 0) -> list[dict[str, Any]]:
-    """Per task of a (test) predictions.jsonl: n, accuracy, ECE of the raw and the calibrated
+def measure(calibration: Calibration, scores: dict[str, tuple[np.ndarray, np.ndarray]], seed: int = 0
+            ) -> list[dict[str, Any]]:
+    """Per task of a (test) split's read_scores: n, accuracy, ECE of the raw and the calibrated
     confidence, each with a bootstrap 95 % interval over answers."""
+    from jaeger_ros.data.robustness import bootstrap_ci
+
     rng = np.random.default_rng(seed)
     rows = []
-    for task, (raw, correct) in read_scores(predictions, calibration.doa_correct_deg).items():
+    for task, (raw, correct) in scores.items():
         cal = np.array([calibration(task, p) for p in raw])
         row: dict[str, Any] = {"task": task, "n": int(raw.size), "accuracy": float(correct.mean())}
         for name, conf in (("raw", raw), ("calibrated", cal)):
-            boot = [expected_calibration_error(conf[i], correct[i])
-                    for i in (rng.integers(0, raw.size, raw.size) for _ in range(1000))]
             row[f"ece_{name}"] = expected_calibration_error(conf, correct)
-            row[f"ece_{name}_ci95"] = [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))]
+            row[f"ece_{name}_ci95"] = list(bootstrap_ci(  # answers resampled with their flags
+                np.arange(raw.size), lambda i, c=conf: expected_calibration_error(c[i], correct[i]), rng))
             row[f"mean_{name}"] = float(conf.mean())
         rows.append(row)
     return rows
@@ -189,14 +191,14 @@ def format_table(rows: list[dict[str, Any]], doa_correct_deg: float) -> str:
     return "\n".join(lines)
 
 
-def reliability_figure(calibration: Calibration, predictions: str | Path, bins: int = 10) -> Any:
-    """Accuracy against confidence per task, raw and calibrated, with the diagonal."""
+def reliability_figure(calibration: Calibration, scores: dict[str, tuple[np.ndarray, np.ndarray]],
+                       bins: int = 10) -> Any:
+    """Accuracy against confidence per task (read_scores), raw and calibrated, with the diagonal."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    scores = read_scores(predictions, calibration.doa_correct_deg)
     fig, axes = plt.subplots(1, len(scores), figsize=(3.2 * len(scores), 3.4), squeeze=False)
     edges = np.linspace(0, 1, bins + 1)
     for ax, (task, (raw, correct)) in zip(axes[0], scores.items()):

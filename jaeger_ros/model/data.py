@@ -364,6 +364,8 @@ def _inputs_from_dict(d: dict[str, Any]) -> ModelInputs:
 
 
 GENDER_CODES = {"male": 0, "m": 0, "female": 1, "f": 1}
+VOICE_SLOTS = ("male", "female")
+"""One slot per gender code (the audio_dir head's per-voice directions, voice_slots)."""
 
 
 def direction_vector(azimuth_deg: float, elevation_deg: float) -> torch.Tensor:
@@ -446,10 +448,10 @@ def sample_targets(ex: Example, x: ModelInputs) -> dict[str, torch.Tensor]:
 def voice_slots(dirs: torch.Tensor | None, genders: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(2, 3) the direction of the scene's male and female voice, and (2,) which are known (a
     gender present once; two voices of one gender leave its slot empty, being ambiguous)."""
-    slots, known = torch.zeros(2, 3), torch.zeros(2, dtype=torch.bool)
+    slots, known = torch.zeros(len(VOICE_SLOTS), 3), torch.zeros(len(VOICE_SLOTS), dtype=torch.bool)
     if dirs is None or genders is None:
         return slots, known
-    for g in range(2):
+    for g in range(len(VOICE_SLOTS)):
         hits = (genders == g).nonzero()
         if len(hits) == 1:
             slots[g], known[g] = dirs[int(hits[0])], True

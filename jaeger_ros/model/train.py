@@ -360,6 +360,7 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
     reader = SampleReader(builder, tc.feature_cache, precompute_iv=tc.precompute_iv, aux=bool(tc.aux_weights))
     number_ids = torch.tensor(sorted(integer_token_values(model.tokenizer)))
     soft = SoftIntegers.of(model.tokenizer, tc.integer_sigma) if tc.integer_sigma > 0 else None
+    attend = float(tc.aux_weights.get("llm_attend", 0.0)) > 0  # opt-in: its hook and loss only when weighted
 
     sources_list = [load_examples(d, "train", tc.tasks) for d in data_dirs]
     sources = _Sources(sources_list, tc.source_weights, tc.seed)
@@ -420,7 +421,8 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
     while step < end:
         batch = next(batches)
         skipped += batch.pop("skipped")
-        with (auxiliary.capture(raw_model) if tc.aux_weights else contextlib.nullcontext({})) as towers_out:
+        with (auxiliary.capture(raw_model, attend=attend) if tc.aux_weights else contextlib.nullcontext({})) \
+                as towers_out:
             # the answer loss is taken here, per sample, for the per-task logs
             result = model({k: v for k, v in batch.items() if k != "labels"},
                            output_hidden_states=bool(tc.aux_weights))
@@ -428,7 +430,7 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
         loss = lm_loss * tc.lm_weight
         if tc.aux_weights:
             parts = auxiliary.losses(raw_model.aux_heads, batch, towers_out, result.hidden_states[-1], number_ids,
-                                     raw_model.token_ids["image"])
+                                     raw_model.token_ids["image"] if attend else None)
             for name, value in parts.items():
                 loss = loss + float(tc.aux_weights.get(name, 0.0)) * value
                 by_head.setdefault(name, []).append(float(value.detach()))
