@@ -80,9 +80,11 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None
         except (ValueError, ParameterException) as err:  # a bad parameter value
             print("cannot start: " + " ".join(str(err).split()), file=sys.stderr, flush=True)
             raise SystemExit(1) from None
+        # from here a signal only sets the flag: raising inside the executor's constructor would
+        # leave a half-built executor whose __del__ prints a traceback at exit
+        flag.spinning = True
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        flag.spinning = True
         while rclpy.ok() and not flag.stopped:
             executor.spin_once(timeout_sec=POLL_S)
     except KeyboardInterrupt:
