@@ -59,7 +59,7 @@ def test_shipped_checkpoint_hears_the_direction_of_a_single_talker(tmp_path, pre
 
 def test_jaeger_node_estimator_runs_the_shipped_checkpoint(samples):
     """The node's `method: jaeger` path (ROS-free part) on one generated task-D sample."""
-    from jaeger_ros.ros.jaeger_node import JaegerEstimator
+    from jaeger_ros.pipeline.frame import JaegerEstimator
 
     _, entry, folder = next(iter_entries(samples, "test", ["D"]))
     s = load_sample(folder)

@@ -112,7 +112,7 @@ def test_a_window_that_starts_mid_sound_does_not_vote_with_its_first_frames():
 def test_the_node_estimator_keeps_its_candidates_through_sensor_noise_and_renews_them_on_a_new_scene():
     """Candidates are recomputed (and the DoA pool reset) only when the depth really changes:
     centimetre noise and flickering holes of a real sensor keep the scene."""
-    from jaeger_ros.ros.jaeger_node import ClassicalEstimator
+    from jaeger_ros.pipeline.frame import ClassicalEstimator
     from sim_bridge.live import LiveConfig, LiveWorld
 
     world = LiveWorld(LiveConfig(seed=0))

@@ -1,6 +1,6 @@
 """The folders show the data path; this keeps the imports flowing one way along it.
 
-core → simulation (sim_bridge) → data → classical | model → ROS edge → cli. A module may import
+core → simulation (sim_bridge) → data → classical | model → pipeline → ROS edge → cli. A module may import
 its own stage and earlier ones only; classical and model are siblings and never import each
 other; rclpy and the generated messages (`jaeger_ros.msg`) belong to the ROS edge alone.
 Every import statement counts, including those inside functions and TYPE_CHECKING blocks.
@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 # stage name -> rank; the same rank for siblings that must not import each other
-RANK = {"core": 0, "sim": 1, "data": 2, "classical": 3, "model": 3, "tracker": 3, "ros": 4, "cli": 5}
+RANK = {"core": 0, "sim": 1, "data": 2, "classical": 3, "model": 3, "tracker": 3, "pipeline": 3.5, "ros": 4, "cli": 5}
 ROS_ONLY = ("rclpy", "jaeger_ros.msg", "sensor_msgs", "std_msgs", "geometry_msgs", "visualization_msgs",
             "diagnostic_msgs", "builtin_interfaces", "tf2_msgs", "lifecycle_msgs", "rcl_interfaces")
 

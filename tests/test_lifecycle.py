@@ -25,7 +25,8 @@ from rclpy.parameter import Parameter
 from jaeger_ros.core.geometry import Box3D
 from jaeger_ros.msg import FoaAudio
 from jaeger_ros.ros import convert as rc
-from jaeger_ros.ros.jaeger_node import Estimate, JaegerNode, labelled
+from jaeger_ros.pipeline.frame import Estimate, labelled
+from jaeger_ros.ros.jaeger_node import JaegerNode
 
 REPO = Path(__file__).resolve().parent.parent
 

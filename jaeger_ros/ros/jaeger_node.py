@@ -47,7 +47,7 @@ import math
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
@@ -63,20 +63,19 @@ from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
 from jaeger_ros.ros import convert as rc
-from jaeger_ros.core import answers
 from jaeger_ros.core.audio_buffer import FoaRingBuffer
-from jaeger_ros.core.geometry import Box3D, Intrinsics, camera_to_optical, direction_from_azel
+from jaeger_ros.core.geometry import Intrinsics, camera_to_optical
 from jaeger_ros.core.msg_arrays import check_frame_layout
 from jaeger_ros.msg import BoundingBox3D, BoundingBox3DArray, DoaEstimate, FoaAudio, SpeakerMatch
 from jaeger_ros.core.sync import ApproximateTimeMatcher, subscribe_synchronized
 from jaeger_ros.ros.runner import run_node
+from jaeger_ros.pipeline.frame import METHODS, ClassicalEstimator, Estimate, JaegerEstimator, labelled, make_estimator
 
 try:
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 except ImportError:  # pragma: no cover - ros-diagnostic-msgs is in requirements
     DiagnosticArray = None
 
-METHODS = ("classical", "jaeger")
 VOICES = ("", "male", "female")
 STREAM_JUMP_S = 1.0
 """A stream stamp going back by more than this is a new stream (sensor restart, clock jump)."""
@@ -84,130 +83,6 @@ DROP_LOG_PERIOD_S = 2.0
 """Each drop reason is logged at most once per this period (with the count since)."""
 WORKER_JOIN_S = 30.0
 _BOX_EDGES = [(a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1]
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """One frame's result in JAEGER's camera frame."""
-
-    boxes: list[Box3D]  # left to right
-    direction: np.ndarray | None  # unit DoA of the target voice (None: no usable sound)
-    doa_confidence: float
-    index: int  # matched box, -1 for none
-    label: str
-    confidence: float
-
-
-class ClassicalEstimator:
-    """Depth-only candidates + intensity-vector DoA pooled over the stream + nearest-box
-    matching (no learning). The match confidence is the DoA's confidence times the matching
-    probability, so a guess from a reverberant window is not reported as certain.
-
-    Candidates are recomputed only when the depth image changes (DEPTH_CHANGE_* below): a
-    static scene keeps stable boxes and saves 20-50 ms a frame. Such a change also resets the
-    DoA pool, so onsets heard before the scene changed do not vote after it."""
-
-    name = "classical"
-    DEPTH_STRIDE = 8
-    DEPTH_CHANGE_M = 0.05     # a pixel moved more than this ...
-    DEPTH_CHANGE_SHARE = 0.02  # ... in more than this share of the (subsampled) image: new scene
-
-    def __init__(self, doa_memory_s: float = 5.0) -> None:
-        from jaeger_ros.classical import candidates, doa, matching, tracking
-        self._candidates, self._doa, self._matching, self._tracking = candidates, doa, matching, tracking
-        self._memory_s = doa_memory_s
-        self._pool = tracking.OnsetPool(memory_s=doa_memory_s)
-        self._last_stamp: float | None = None
-        self._depth_key: np.ndarray | None = None
-        self._boxes: list[Box3D] = []
-
-    def _scene_changed(self, depth: np.ndarray) -> bool:
-        """Whether the depth moved since the candidates were computed. Only pixels valid in both
-        frames are compared, so the flickering holes of a real sensor do not count as change."""
-        key = np.nan_to_num(depth[::self.DEPTH_STRIDE, ::self.DEPTH_STRIDE], nan=0.0, posinf=0.0, neginf=0.0)
-        old = self._depth_key
-        if old is not None and key.shape == old.shape:
-            both = (key > 0) & (old > 0)
-            moved = both & (np.abs(key - old) > self.DEPTH_CHANGE_M)
-            if both.sum() >= 0.5 * max((key > 0).sum(), (old > 0).sum()) and \
-                    moved.sum() <= self.DEPTH_CHANGE_SHARE * both.sum():
-                return False
-        self._depth_key = key
-        return True
-
-    def __call__(self, rgb: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics, foa: np.ndarray | None,
-                 sample_rate: int, target: str, stamp: float, valid: np.ndarray | None = None) -> Estimate:
-        if self._last_stamp is not None and stamp < self._last_stamp:  # the stream restarted
-            self._pool = self._tracking.OnsetPool(memory_s=self._memory_s)
-        self._last_stamp = stamp
-        if self._scene_changed(depth):
-            self._pool.reset(stamp)
-            try:
-                self._boxes = self._candidates.boxes_from_depth(depth, intrinsics)  # left to right by azimuth
-            except ValueError:
-                self._depth_key, self._boxes = None, []  # try again on the next frame
-                raise
-        boxes = self._boxes
-        est = self._pool.update(stamp, foa, sample_rate, valid)
-        if est is None:
-            return Estimate(boxes, None, 0.0, -1, "", 0.0)
-        direction = np.asarray(est.direction, dtype=float)
-        if not boxes:
-            return Estimate(boxes, direction, float(est.confidence), -1, "", 0.0)
-        match = self._matching.match_speaker(direction, boxes)
-        return Estimate(boxes, direction, float(est.confidence), int(match.index), match.label,
-                        float(est.confidence * match.confidence))
-
-
-class JaegerEstimator:
-    """The fine-tuned JAEGER model: grounding (task C), then DoA (A/B) and matching (D/E)."""
-
-    name = "jaeger"
-
-    def __init__(self, checkpoint: str) -> None:
-        try:
-            from jaeger_ros.model import predictor
-        except ImportError as err:
-            raise RuntimeError(f"method 'jaeger' needs jaeger_ros.model (torch, transformers), which is not "
-                               f"importable ({err}); use method 'classical' or install the model's requirements") from err
-        self._model = predictor.JaegerPredictor.from_pretrained(checkpoint or "default")
-
-    def __call__(self, rgb: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics, foa: np.ndarray | None,
-                 sample_rate: int, target: str, stamp: float, valid: np.ndarray | None = None) -> Estimate:
-        """`valid` (the window's real samples) is not used: the model was trained on whole
-        windows; the node scales the confidence by its share instead."""
-        grounding = self._model.predict(rgb, depth, intrinsics, None, sample_rate, "C")
-        boxes = [grounding.boxes[i] for i in answers.azimuth_order(grounding.boxes)]  # left to right
-        if foa is None:
-            return Estimate(boxes, None, 0.0, -1, "", 0.0)
-        voice = target or None
-        doa, match = self._model.predict_batch([
-            dict(rgb=None, depth=None, intrinsics=None, foa=foa, sample_rate=sample_rate, task="B" if voice else "A",
-                 target=voice),
-            dict(rgb=rgb, depth=depth, intrinsics=intrinsics, foa=foa, sample_rate=sample_rate,
-                 task="E" if voice else "D", target=voice, num_candidates=len(boxes) or None)])
-        direction = direction_from_azel(doa.azimuth_deg, doa.elevation_deg) if doa.valid else None
-        if not (match.valid and match.match_index is not None and 0 <= match.match_index < len(boxes)):
-            return Estimate(boxes, direction, doa.confidence if doa.valid else 0.0, -1, "", 0.0)
-        # the label follows the index among the boxes in view (the model's own label may name a
-        # position the index does not have)
-        return Estimate(boxes, direction, doa.confidence if doa.valid else 0.0, match.match_index,
-                        answers.match_label(match.match_index, len(boxes)), match.confidence)
-
-
-def labelled(est: Estimate) -> Estimate:
-    """`est` with a non-empty label whenever a box is matched (the SpeakerMatch contract)."""
-    if est.index >= 0 and not est.label:
-        return replace(est, label=answers.match_label(est.index, len(est.boxes)))
-    return est
-
-
-def make_estimator(method: str, checkpoint: str, doa_memory_s: float = 5.0) -> ClassicalEstimator | JaegerEstimator:
-    if method == "classical":
-        return ClassicalEstimator(doa_memory_s)
-    if method == "jaeger":
-        return JaegerEstimator(checkpoint)
-    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
 def _color(r: float, g: float, b: float, a: float = 1.0) -> ColorRGBA:

@@ -1,0 +1,141 @@
+"""The per-frame pipeline of jaeger_node, free of ROS: one estimator turns an RGB-D frame and the
+FOA window that ends at its stamp into boxes, a sound direction and the matched box.
+
+Why its own stage: the node, the live demo, `jaeger record` and the benchmarks must run the
+same detect -> lift -> hear -> match code; the node file stays ROS glue around it. It sits after
+the estimators (classical, model) and before the ROS edge.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from jaeger_ros.core import answers
+from jaeger_ros.core.geometry import Box3D, Intrinsics, direction_from_azel
+
+METHODS = ("classical", "jaeger")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One frame's result in JAEGER's camera frame."""
+
+    boxes: list[Box3D]  # left to right
+    direction: np.ndarray | None  # unit DoA of the target voice (None: no usable sound)
+    doa_confidence: float
+    index: int  # matched box, -1 for none
+    label: str
+    confidence: float
+
+
+class ClassicalEstimator:
+    """Depth-only candidates + intensity-vector DoA pooled over the stream + nearest-box
+    matching (no learning). The match confidence is the DoA's confidence times the matching
+    probability, so a guess from a reverberant window is not reported as certain.
+
+    Candidates are recomputed only when the depth image changes (DEPTH_CHANGE_* below): a
+    static scene keeps stable boxes and saves 20-50 ms a frame. Such a change also resets the
+    DoA pool, so onsets heard before the scene changed do not vote after it."""
+
+    name = "classical"
+    DEPTH_STRIDE = 8
+    DEPTH_CHANGE_M = 0.05     # a pixel moved more than this ...
+    DEPTH_CHANGE_SHARE = 0.02  # ... in more than this share of the (subsampled) image: new scene
+
+    def __init__(self, doa_memory_s: float = 5.0) -> None:
+        from jaeger_ros.classical import candidates, doa, matching, tracking
+        self._candidates, self._doa, self._matching, self._tracking = candidates, doa, matching, tracking
+        self._memory_s = doa_memory_s
+        self._pool = tracking.OnsetPool(memory_s=doa_memory_s)
+        self._last_stamp: float | None = None
+        self._depth_key: np.ndarray | None = None
+        self._boxes: list[Box3D] = []
+
+    def _scene_changed(self, depth: np.ndarray) -> bool:
+        """Whether the depth moved since the candidates were computed. Only pixels valid in both
+        frames are compared, so the flickering holes of a real sensor do not count as change."""
+        key = np.nan_to_num(depth[::self.DEPTH_STRIDE, ::self.DEPTH_STRIDE], nan=0.0, posinf=0.0, neginf=0.0)
+        old = self._depth_key
+        if old is not None and key.shape == old.shape:
+            both = (key > 0) & (old > 0)
+            moved = both & (np.abs(key - old) > self.DEPTH_CHANGE_M)
+            if both.sum() >= 0.5 * max((key > 0).sum(), (old > 0).sum()) and \
+                    moved.sum() <= self.DEPTH_CHANGE_SHARE * both.sum():
+                return False
+        self._depth_key = key
+        return True
+
+    def __call__(self, rgb: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics, foa: np.ndarray | None,
+                 sample_rate: int, target: str, stamp: float, valid: np.ndarray | None = None) -> Estimate:
+        if self._last_stamp is not None and stamp < self._last_stamp:  # the stream restarted
+            self._pool = self._tracking.OnsetPool(memory_s=self._memory_s)
+        self._last_stamp = stamp
+        if self._scene_changed(depth):
+            self._pool.reset(stamp)
+            try:
+                self._boxes = self._candidates.boxes_from_depth(depth, intrinsics)  # left to right by azimuth
+            except ValueError:
+                self._depth_key, self._boxes = None, []  # try again on the next frame
+                raise
+        boxes = self._boxes
+        est = self._pool.update(stamp, foa, sample_rate, valid)
+        if est is None:
+            return Estimate(boxes, None, 0.0, -1, "", 0.0)
+        direction = np.asarray(est.direction, dtype=float)
+        if not boxes:
+            return Estimate(boxes, direction, float(est.confidence), -1, "", 0.0)
+        match = self._matching.match_speaker(direction, boxes)
+        return Estimate(boxes, direction, float(est.confidence), int(match.index), match.label,
+                        float(est.confidence * match.confidence))
+
+
+class JaegerEstimator:
+    """The fine-tuned JAEGER model: grounding (task C), then DoA (A/B) and matching (D/E)."""
+
+    name = "jaeger"
+
+    def __init__(self, checkpoint: str) -> None:
+        try:
+            from jaeger_ros.model import predictor
+        except ImportError as err:
+            raise RuntimeError(f"method 'jaeger' needs jaeger_ros.model (torch, transformers), which is not "
+                               f"importable ({err}); use method 'classical' or install the model's requirements") from err
+        self._model = predictor.JaegerPredictor.from_pretrained(checkpoint or "default")
+
+    def __call__(self, rgb: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics, foa: np.ndarray | None,
+                 sample_rate: int, target: str, stamp: float, valid: np.ndarray | None = None) -> Estimate:
+        """`valid` (the window's real samples) is not used: the model was trained on whole
+        windows; the node scales the confidence by its share instead."""
+        grounding = self._model.predict(rgb, depth, intrinsics, None, sample_rate, "C")
+        boxes = [grounding.boxes[i] for i in answers.azimuth_order(grounding.boxes)]  # left to right
+        if foa is None:
+            return Estimate(boxes, None, 0.0, -1, "", 0.0)
+        voice = target or None
+        doa, match = self._model.predict_batch([
+            dict(rgb=None, depth=None, intrinsics=None, foa=foa, sample_rate=sample_rate, task="B" if voice else "A",
+                 target=voice),
+            dict(rgb=rgb, depth=depth, intrinsics=intrinsics, foa=foa, sample_rate=sample_rate,
+                 task="E" if voice else "D", target=voice, num_candidates=len(boxes) or None)])
+        direction = direction_from_azel(doa.azimuth_deg, doa.elevation_deg) if doa.valid else None
+        if not (match.valid and match.match_index is not None and 0 <= match.match_index < len(boxes)):
+            return Estimate(boxes, direction, doa.confidence if doa.valid else 0.0, -1, "", 0.0)
+        # the label follows the index among the boxes in view (the model's own label may name a
+        # position the index does not have)
+        return Estimate(boxes, direction, doa.confidence if doa.valid else 0.0, match.match_index,
+                        answers.match_label(match.match_index, len(boxes)), match.confidence)
+
+
+def labelled(est: Estimate) -> Estimate:
+    """`est` with a non-empty label whenever a box is matched (the SpeakerMatch contract)."""
+    if est.index >= 0 and not est.label:
+        return replace(est, label=answers.match_label(est.index, len(est.boxes)))
+    return est
+
+
+def make_estimator(method: str, checkpoint: str, doa_memory_s: float = 5.0) -> ClassicalEstimator | JaegerEstimator:
+    if method == "classical":
+        return ClassicalEstimator(doa_memory_s)
+    if method == "jaeger":
+        return JaegerEstimator(checkpoint)
+    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
