@@ -18,12 +18,13 @@ DEMO_SECONDS ?= 30
 
 setup: $(SETUP_STAMP) workspace
 
-$(SETUP_STAMP): requirements.txt requirements-deepspeed.txt Makefile
+$(SETUP_STAMP): requirements.txt requirements-deepspeed.txt requirements-perception.txt Makefile
 	@dpkg -s $(APT_PACKAGES) >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; }
 	test -x $(PY) || python$(PYVER) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps -r requirements-deepspeed.txt
+	$(PY) -m pip install -q --no-deps -r requirements-perception.txt
 	touch $@
 
 # The full package built by colcon in a workspace (build/ws/src/jaeger_ros -> build/ws/install),
