@@ -85,6 +85,11 @@ WORKER_JOIN_S = 30.0
 _BOX_EDGES = [(a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1]
 
 
+def _type_name(msg_type: type) -> str:
+    """`package/msg/Name` of a message class, as `ros2 topic info` shows it."""
+    return f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"
+
+
 def _color(r: float, g: float, b: float, a: float = 1.0) -> ColorRGBA:
     return ColorRGBA(r=r, g=g, b=b, a=a)
 
@@ -166,6 +171,8 @@ PARAMETERS: tuple[Param, ...] = (
     Param("diagnostics_topic", "/diagnostics", "DiagnosticArray output", False),
 )
 SPECS = {p.name: p for p in PARAMETERS}
+AT_START = ("diagnostics_topic", "diagnostics_period_s")
+"""Read once at construction: /diagnostics is published in every lifecycle state."""
 # float parameters: (low, high, low included)
 FLOAT_LIMITS = {"rate_hz": (0.0, 200.0, False), "window_s": (0.0, 10.0, False), "slop": (0.0, 1.0, True),
                 "doa_memory_s": (0.0, 60.0, False), "stale_after_s": (0.0, 60.0, False), "audio_buffer_s": (0.0, 60.0, False),
@@ -266,6 +273,9 @@ class JaegerNode(LifecycleNode):
         self._ready: tuple[Any, ...] | None = None  # the frame handed to the worker (guarded by _work)
         self._worker: threading.Thread | None = None
         self._running = False
+        self._failure: str | None = None  # why the last transition failed (for /diagnostics)
+        self.pub_diag: Any = None
+        self._diag_timer: Any = None
         self._reset_counters()
         super().__init__("jaeger_node", **kwargs)
         for spec in PARAMETERS:
@@ -276,8 +286,17 @@ class JaegerNode(LifecycleNode):
                                    ParameterDescriptor(description=spec.description, dynamic_typing=number))
         self.add_on_set_parameters_callback(self._check_change)
         self.add_post_set_parameters_callback(self._apply_change)
+        # /diagnostics from construction (a plain publisher, not a lifecycle one): a configure that
+        # fails is reported there, not only in one log line
+        if DiagnosticArray is not None:
+            self.pub_diag = self.create_publisher(DiagnosticArray, self._static("diagnostics_topic"), 10)
+        self._diag_timer = self.create_timer(self._static("diagnostics_period_s"), self._publish_diagnostics)
         if self.get_parameter("autostart").value and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
+
+    def _static(self, name: str) -> Any:
+        """A parameter read once at construction (checked: a bad one stops the start-up)."""
+        return check_parameter(name, self.get_parameter(name).value)
 
     def _reset_counters(self) -> None:
         self.drops: Counter[str] = Counter()
@@ -307,6 +326,9 @@ class JaegerNode(LifecycleNode):
             for param in params:
                 if param.name not in SPECS:
                     continue
+                if param.name in AT_START and param.value != values[param.name]:
+                    raise ValueError(f"{param.name} is read at start-up (the /diagnostics publisher exists in "
+                                     f"every state): restart the node to change it")
                 if configured and not SPECS[param.name].live and param.value != values[param.name]:
                     raise ValueError(f"{param.name} is read at configure: deactivate + cleanup + configure to change it")
                 values[param.name] = check_parameter(param.name, param.value)
@@ -327,19 +349,66 @@ class JaegerNode(LifecycleNode):
                                                                   if p.name in SPECS))
 
     # --- lifecycle ------------------------------------------------------------------------
+    # rclpy turns an exception raised in a transition callback into ERROR without a word, and
+    # leaves whatever the callback had created; so every callback runs through _guarded, which
+    # logs the cause once, releases everything and leaves the node unconfigured.
     def _transition(self, before: LifecycleState, after: str, detail: str = "") -> None:
         self._phase = after
         self.get_logger().info(f"lifecycle: {before.label} -> {after}" + (f" ({detail})" if detail else ""))
 
+    def _fail(self, transition: str, why: str) -> None:
+        """Release everything, reset the phase, say why in ONE error line and on /diagnostics."""
+        why = " ".join(why.split())
+        try:
+            self._release()
+        except Exception as err:  # what could not be released is named, the node still resets
+            why += f" (and releasing failed: {type(err).__name__}: {err})"
+        self._phase, self._failure = "unconfigured", f"{transition} failed: {why}"
+        self.get_logger().error(f"lifecycle: {transition} failed, released everything, now unconfigured: {why}")
+
+    def _guarded(self, transition: str, body: Callable[[LifecycleState], TransitionCallbackReturn],
+                 state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            return body(state)
+        except Exception as err:
+            self._fail(transition, f"{type(err).__name__}: {err}")
+            # configure: FAILURE keeps the machine in unconfigured; the others: ERROR, then
+            # on_error (nothing left to release) takes it to unconfigured
+            return TransitionCallbackReturn.FAILURE if transition == "configure" else TransitionCallbackReturn.ERROR
+
     def _configure_failed(self, why: str) -> TransitionCallbackReturn:
-        self.get_logger().error("lifecycle: configure failed, staying unconfigured: " + " ".join(why.split()))
+        self._fail("configure", why)
         return TransitionCallbackReturn.FAILURE
 
+    def topic_conflicts(self, p: dict[str, Any]) -> list[str]:
+        """Pairs of topic parameters that resolve to the same name with different message types
+        (DDS cannot carry both in one node: creating the second entity fails)."""
+        types = {"color_topic": Image, "depth_topic": Image, "camera_info_topic": CameraInfo, "audio_topic": FoaAudio,
+                 "doa_topic": DoaEstimate, "detections_topic": BoundingBox3DArray, "match_topic": SpeakerMatch,
+                 "markers_topic": MarkerArray, "diagnostics_topic": DiagnosticArray}
+        seen: dict[str, tuple[str, type]] = {}
+        out = []
+        for name, msg_type in types.items():
+            if msg_type is None:
+                continue
+            topic = self.resolve_topic_name(p[name])
+            if topic in seen and seen[topic][1] is not msg_type:
+                other, other_type = seen[topic]
+                out.append(f"{name} {topic!r} ({_type_name(msg_type)}) is also {other} ({_type_name(other_type)})")
+            seen.setdefault(topic, (name, msg_type))
+        return out
+
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._guarded("configure", self._configure, state)
+
+    def _configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             p = check_parameters(self.parameter_values())
         except ValueError as err:
             return self._configure_failed(f"parameter {err}")
+        conflicts = self.topic_conflicts(p)
+        if conflicts:
+            return self._configure_failed("topic used with two message types: " + "; ".join(conflicts))
         if p["method"] == "jaeger":  # loading takes seconds: say what the node is doing
             self.get_logger().info(f"lifecycle: configuring (loading checkpoint {p['checkpoint'] or 'default'!r})")
         try:
@@ -352,20 +421,20 @@ class JaegerNode(LifecycleNode):
                                     restart_s=max(STREAM_JUMP_S, 2 * p["audio_jitter_ms"] / 1000.0))
         self._reset_counters()
         outputs = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.pub_doa = self.create_lifecycle_publisher(DoaEstimate, p["doa_topic"], outputs)
-        self.pub_det = self.create_lifecycle_publisher(BoundingBox3DArray, p["detections_topic"], outputs)
-        self.pub_match = self.create_lifecycle_publisher(SpeakerMatch, p["match_topic"], outputs)
-        self.pub_markers = self.create_lifecycle_publisher(MarkerArray, p["markers_topic"], outputs)
-        self._outputs = [self.pub_doa, self.pub_det, self.pub_match, self.pub_markers]
-        self.pub_diag = None
-        if DiagnosticArray is not None:
-            self.pub_diag = self.create_lifecycle_publisher(DiagnosticArray, p["diagnostics_topic"], 10)
-            self._outputs.append(self.pub_diag)
+        for attr, msg_type, name in (("pub_doa", DoaEstimate, "doa_topic"),
+                                     ("pub_det", BoundingBox3DArray, "detections_topic"),
+                                     ("pub_match", SpeakerMatch, "match_topic"), ("pub_markers", MarkerArray, "markers_topic")):
+            setattr(self, attr, self.create_lifecycle_publisher(msg_type, p[name], outputs))
+            self._outputs.append(getattr(self, attr))  # one at a time: a failure releases those made
+        self._failure = None
         self._transition(state, "inactive", f"method {p['method']}, target '{p['target_voice']}', "
                                             f"{p['rate_hz']:g} Hz, window {p['window_s']:g} s")
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._guarded("activate", self._activate, state)
+
+    def _activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         result = super().on_activate(state)  # enables the lifecycle publishers
         p = self.p
         self._inputs = _InputTap(self, self._admit)
@@ -374,13 +443,13 @@ class JaegerNode(LifecycleNode):
             qos_profile_sensor_data, p["queue_size"], p["slop"], self._on_frame, clock=self._now,
             max_age_s=p["stale_after_s"] + p["slop"])
         self._sync_dropped = 0
-        self._running = True
-        self._worker = threading.Thread(target=self._work_loop, name="jaeger_node worker", daemon=True)
-        self._worker.start()
         audio_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
         self._inputs.create_subscription(FoaAudio, p["audio_topic"], self._on_audio, audio_qos)
         self._process_timer = self.create_timer(0.5 / p["rate_hz"], self._try_process)
-        self._tickers = [self._process_timer, self.create_timer(p["diagnostics_period_s"], self._publish_diagnostics)]
+        self._tickers = [self._process_timer]
+        self._running = True  # the worker last: nothing above can leave it running
+        self._worker = threading.Thread(target=self._work_loop, name="jaeger_node worker", daemon=True)
+        self._worker.start()
         self._active_since, self._last_set = time.monotonic(), None
         self._transition(state, "active", "inputs " + ", ".join(self._inputs.arrivals))
         return result
@@ -409,19 +478,35 @@ class JaegerNode(LifecycleNode):
         self.estimator, self.buffer = None, None
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_processing()
-        self._transition(state, "inactive")
-        return super().on_deactivate(state)
+        def body(state: LifecycleState) -> TransitionCallbackReturn:
+            self._stop_processing()
+            self._transition(state, "inactive")
+            return super(JaegerNode, self).on_deactivate(state)
+        return self._guarded("deactivate", body, state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
-        self._transition(state, "unconfigured")
-        return super().on_cleanup(state)
+        def body(state: LifecycleState) -> TransitionCallbackReturn:
+            self._release()
+            self._transition(state, "unconfigured")
+            return super(JaegerNode, self).on_cleanup(state)
+        return self._guarded("cleanup", body, state)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        def body(state: LifecycleState) -> TransitionCallbackReturn:
+            self._release()
+            if self._diag_timer is not None:
+                self.destroy_timer(self._diag_timer)
+                self._diag_timer = None
+            self._transition(state, "finalized")
+            return super(JaegerNode, self).on_shutdown(state)
+        return self._guarded("shutdown", body, state)
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """After a transition returned ERROR: _fail has released everything and logged why."""
         self._release()
-        self._transition(state, "finalized")
-        return super().on_shutdown(state)
+        self._phase = "unconfigured"
+        self.get_logger().info(f"lifecycle: error processing after {state.label} -> unconfigured")
+        return TransitionCallbackReturn.SUCCESS
 
     def destroy_node(self) -> None:
         self._release()
@@ -645,7 +730,22 @@ class JaegerNode(LifecycleNode):
             hint = f" (all deliver: are colour, depth and camera_info stamped within slop = {self.p['slop']:g} s?)"
         return f"{' and '.join(missing)}; waiting on {topics}{hint}"
 
+    def _publish_state(self) -> None:
+        """/diagnostics while not active: the lifecycle state, and why the last transition failed."""
+        if self._failure:
+            level, message = DiagnosticStatus.ERROR, f"{self._phase}: {self._failure}"
+        else:
+            level, message = DiagnosticStatus.OK, f"{self._phase}" + (
+                " (waiting for configure)" if self._phase == "unconfigured" else "")
+        status = DiagnosticStatus(level=level, name="jaeger_node: pipeline", message=message, hardware_id="jaeger_ros",
+                                  values=[KeyValue(key="lifecycle_state", value=self._phase)])
+        self.pub_diag.publish(DiagnosticArray(header=rc.make_header(self._now(), ""), status=[status]))
+
     def _publish_diagnostics(self) -> None:
+        if self._phase != "active":
+            if self.pub_diag is not None and self._phase != "finalized":
+                self._publish_state()
+            return
         self._check_sync()
         stalled = self.input_report()
         if stalled:
