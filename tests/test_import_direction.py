@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 # stage name -> rank; the same rank for siblings that must not import each other
-RANK = {"core": 0, "sim": 1, "data": 2, "classical": 3, "model": 3, "tracker": 3, "pipeline": 3.5, "ros": 4, "cli": 5}
+RANK = {"core": 0, "sim": 1, "data": 2, "classical": 3, "model": 3, "tracker": 3, "detectors": 3.25, "pipeline": 3.5, "ros": 4, "cli": 5}
 ROS_ONLY = ("rclpy", "jaeger_ros.msg", "sensor_msgs", "std_msgs", "geometry_msgs", "visualization_msgs",
             "diagnostic_msgs", "builtin_interfaces", "tf2_msgs", "lifecycle_msgs", "rcl_interfaces")
 
