@@ -103,24 +103,55 @@ def _method(spec: str, protocol: str | None = None):
     return JaegerMethod.from_checkpoint(spec, protocol=protocol)
 
 
-def _cmd_eval(args: argparse.Namespace) -> None:
-    from jaeger_ros.data.evaluation import evaluate, format_table
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        rank, world = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shard must look like 0/8 (rank/world size), got {text!r}") from None
+    if world < 1 or not 0 <= rank < world:
+        raise argparse.ArgumentTypeError(f"shard {text!r}: need 0 <= rank < world size")
+    return rank, world
 
-    if (args.method is None) == (args.checkpoint is None):
-        raise ValueError("give exactly one of --method classical or --checkpoint DIR|default")
-    specs = [args.method or args.checkpoint] + ([args.compare] if args.compare else [])
-    reports = []
-    for k, spec in enumerate(specs):
-        out = None
-        if args.out:
-            out = Path(args.out) if k == 0 else Path(args.out) / f"compare_{spec.replace('/', '_')}"
-        reports.append(evaluate(_method(spec, args.protocol), args.data, split=args.split, tasks=args.tasks, out_dir=out))
+
+def _cmd_eval(args: argparse.Namespace) -> None:
+    from jaeger_ros.data.evaluation import evaluate, format_table, launcher_shard, merge
+
+    if args.merge:
+        reports = [merge(args.merge)]
+        args.out = args.merge
+    else:
+        if (args.method is None) == (args.checkpoint is None):
+            raise ValueError("give exactly one of --method classical or --checkpoint DIR|default (or --merge DIR)")
+        if args.data is None:
+            raise ValueError("--data is required (unless --merge DIR)")
+        shard = args.shard or launcher_shard()
+        if shard[1] > 1 and (args.out is None or args.compare or args.by_condition):
+            raise ValueError("a sharded eval needs --out and takes no --compare/--by-condition")
+        parser = args.parser or ("official" if args.protocol == "official" or
+                                 str(args.checkpoint or "").startswith("official:") else "lenient")
+        specs = [args.method or args.checkpoint] + ([args.compare] if args.compare else [])
+        reports = []
+        for k, spec in enumerate(specs):
+            out = None
+            if args.out:
+                out = Path(args.out) if k == 0 else Path(args.out) / f"compare_{spec.replace('/', '_')}"
+            reports.append(evaluate(_method(spec, args.protocol), args.data, split=args.split, tasks=args.tasks,
+                                    out_dir=out, shard=shard, parser=parser))
+        if shard[1] > 1:
+            print(f"rank {shard[0]}/{shard[1]}: shard files written to {args.out}; when every rank is done, "
+                  f"`jaeger eval --merge {args.out}` writes the report")
+            return
     print(format_table(reports))
     for report in reports:
         skipped = report["skipped"]
-        if skipped:
+        malformed = sum("entry" in s for s in skipped)
+        if len(skipped) > malformed:
             where = f"listed in {args.out}/report.md" if args.out else "first: " + skipped[0]["error"]
-            print(f"{report['method']}: skipped {len(skipped)} entries whose files could not be read ({where})")
+            print(f"{report['method']}: skipped {len(skipped) - malformed} entries whose files could not be read "
+                  f"({where})")
+        if malformed:
+            first = next(s for s in skipped if "entry" in s)
+            print(f"{report['method']}: skipped {malformed} malformed manifest entries (first: {first['error']})")
     if args.by_condition:
         from jaeger_ros.data import robustness
 
@@ -235,13 +266,21 @@ def build_parser() -> argparse.ArgumentParser:
                     help="classical: A/B answers snapped to depth-detected loudspeakers; classical-audio: sound only")
     ev.add_argument("--checkpoint", default=None, help="checkpoint dir or 'default'")
     ev.add_argument("--compare", default=None, help="a second method/checkpoint for a side-by-side table")
-    ev.add_argument("--data", required=True)
+    ev.add_argument("--data", default=None, help="dataset root (required unless --merge)")
     ev.add_argument("--split", default="test", choices=SPLITS)
     ev.add_argument("--tasks", type=_eval_tasks, default=None, help=f"e.g. A,B or {STARSS23}")
     ev.add_argument("--out", default=None,
                     help="report folder (report.json, report.md, predictions.jsonl, official/, PNG plots)")
     ev.add_argument("--protocol", choices=["trained", "official"], default=None,
                     help="inference protocol of a checkpoint (default: trained; official for official:DIR)")
+    ev.add_argument("--parser", choices=["official", "lenient"], default=None,
+                    help="answer parser: official (the authors' scorers; default under --protocol official) "
+                         "or lenient (ours, the default otherwise); docs/paper_protocol.md lists examples")
+    ev.add_argument("--shard", type=_shard, default=None, metavar="K/N",
+                    help="evaluate rank K's part of N: sorted(paths)[K::N] per manifest (default: RANK/WORLD_SIZE "
+                         "as torchrun/accelerate set them, else 0/1); writes shard files into --out")
+    ev.add_argument("--merge", default=None, metavar="DIR",
+                    help="merge the shard files of a sharded run in DIR into its report (no evaluation)")
     ev.add_argument("--by-condition", action="store_true",
                     help="also break A/B/D/E down by SNR, noise, interferer, directivity, capsules, engine, "
                          "gender with bootstrap 95%% intervals (robustness.md)")

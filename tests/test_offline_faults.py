@@ -237,8 +237,33 @@ def test_a_malformed_manifest_is_skipped_and_named(damaged, tmp_path):
     manifest = find_manifests(copy, "test")["B"]
     manifest.write_text('{"annotation": [')
     report = evaluate(ClassicalMethod(), copy, "test", tasks="AB", progress=False)
-    assert {"task": "B", "path": str(manifest)} == {k: v for k, v in report["skipped"][0].items() if k != "error"}
-    assert "not valid JSON" in report["skipped"][0]["error"] and set(report["tasks"]) == {"A"}
+    [skip] = [s for s in report["skipped"] if s["task"] == "B"]
+    assert {"task": "B", "path": str(manifest)} == {k: v for k, v in skip.items() if k != "error"}
+    assert "not valid JSON" in skip["error"] and set(report["tasks"]) == {"A"}
+
+
+def test_a_malformed_manifest_entry_skips_only_that_entry(damaged, tmp_path, capsys):
+    """Issue 26: one entry without "text" (and one with an unknown task) are listed with the
+    reason; every other entry of their task is still scored."""
+    root, expected = damaged
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    manifest = find_manifests(copy, "test")["D"]
+    raw = json.loads(manifest.read_text())["annotation"]
+    readable_d = [e for e in raw if ("D", e["path"]) not in expected]
+    assert len(raw) >= 3 and readable_d
+    raw.append({k: v for k, v in readable_d[0].items() if k != "text"})   # a copy of a readable entry, no text
+    raw.append({**readable_d[0], "task": "speaker_counting"})
+    manifest.write_text(json.dumps({"annotation": raw}))
+    report = evaluate(ClassicalMethod(), copy, "test", tasks="D", progress=False)
+    bad = [s for s in report["skipped"] if "entry" in s]
+    assert [(s["task"], s["entry"]) for s in bad] == [("D", len(raw) - 2), ("D", len(raw) - 1)]
+    assert "lacks ['text']" in bad[0]["error"] and "speaker_counting" in bad[1]["error"]
+    assert all(str(manifest) in s["error"] and "\n" not in s["error"] for s in bad)
+    assert report["tasks"]["D"]["n"] == len(readable_d)  # every other entry of task D scored
+    assert main(["eval", "--method", "classical", "--data", str(copy), "--tasks", "D"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped 2 malformed manifest entries" in out and "lacks ['text']" in out
 
 
 # ------------------------------------------------------------------ 4. corrupt checkpoints: one line naming the file

@@ -355,6 +355,46 @@ def parse_target_label(text: str) -> tuple[str, str]:
     return m.group(1), m.group(2)
 
 
+# ----------------------------------------------------------------------------- official parser
+
+PARSERS = ("official", "lenient")
+"""Answer parsers: "official" behaves like the authors' scorers, "lenient" is ours."""
+
+# The authors' DoA scorer: the word (any case), then one or more ':' or whitespace characters,
+# then an optional sign, digits with at most one '.', where a leading '.' is allowed (".5" is
+# 0.5) and a trailing one is not taken ("30." is 30); the first occurrence of each word counts.
+# No range check: azimuth 185 is scored as 185. Rejected: "azimuth is about 30", "azimuth=-20",
+# "azimuth: - 5" (nothing but ':' and whitespace may stand between the word and the number).
+_OFFICIAL_ANGLE = r"{key}[:\s]+([+-]?\d*\.?\d+)"
+
+
+@dataclass(frozen=True)
+class OfficialDoa:
+    """A DoA as the authors' scorer reads it: any float, no range check, no decimals."""
+
+    azimuth: float
+    elevation: float
+
+
+def _official_angle(text: str, key: str) -> float | None:
+    m = re.search(_OFFICIAL_ANGLE.format(key=key), text, flags=re.IGNORECASE)
+    return float(m.group(1)) if m else None
+
+
+def official_doa(text: str) -> OfficialDoa | None:
+    """Azimuth and elevation as the authors' DoA scorer parses them (see _OFFICIAL_ANGLE);
+    None when either is missing (their angular error is then None and the item is dropped)."""
+    az, el = _official_angle(text, "azimuth"), _official_angle(text, "elevation")
+    return None if az is None or el is None else OfficialDoa(az, el)
+
+
+def official_match(text: str) -> str | None:
+    """The authors' matching rule: exact match after strip, lower-case and trailing '.'
+    removal; any other text (including "Unknown") is no label."""
+    t = text.strip().lower().rstrip(".")
+    return next((label for label in MATCH_LABELS if label.lower() == t), None)
+
+
 # ----------------------------------------------------------------------------- dispatch
 
 
@@ -391,18 +431,26 @@ def parse_answer(task: str, text: str, units: BoxUnits = "m") -> TypedAnswer:
     return parse_match(text)
 
 
-def extract_answer(task: str, text: str | None, units: BoxUnits = "m") -> TypedAnswer | None:
-    """Lenient extraction from a model generation; None when nothing usable is found.
+def extract_answer(task: str, text: str | None, units: BoxUnits = "m",
+                   parser: str = "lenient") -> TypedAnswer | OfficialDoa | None:
+    """Extraction from a model generation; None when nothing usable is found.
 
-    Tolerates surrounding text and whitespace, any case, missing or extra decimals (the
-    result carries the task's decimals), "°", "=", ``bbox 0=Bbox, speaker, ...`` and
-    centimetre boxes (``units="cm"``). Never raises on the text: a malformed generation is
-    reported as unparsed by the metrics, not a crash.
+    ``parser="lenient"`` (ours) tolerates surrounding text and whitespace, any case, missing or
+    extra decimals (the result carries the task's decimals), "°", "=", ``bbox 0=Bbox, speaker,
+    ...`` and centimetre boxes (``units="cm"``). ``parser="official"`` behaves like the authors'
+    scorers (:func:`official_doa`, :func:`official_match`; boxes as lenient). Never raises on
+    the text: a malformed generation is reported as unparsed by the metrics, not a crash.
     """
     key = task_key(task)
+    if parser not in PARSERS:
+        raise ValueError(f"parser must be one of {PARSERS}, got {parser!r}")
     if not isinstance(text, str):
         return None
     kind = ANSWER_KIND[key]
+    if parser == "official" and kind == "doa":
+        return official_doa(text)
+    if parser == "official" and kind == "match":
+        return official_match(text)
     if kind == "doa":
         return _extract_doa(text, DOA_DECIMALS[key])
     if kind == "boxes":

@@ -171,18 +171,20 @@ def _check_lengths(preds: Sequence[Any], truths: Sequence[Any]) -> None:
         raise ValueError(f"{len(preds)} predictions for {len(truths)} ground truths")
 
 
-def summarise(task: str, preds: Sequence[Any], truths: Sequence[Any]) -> dict[str, Any]:
+def summarise(task: str, preds: Sequence[Any], truths: Sequence[Any], parser: str = "lenient",
+              units: str = "m") -> dict[str, Any]:
     """One entry point for evaluation: the task's summary (keys as in the report).
 
     ``task``: letter A-E, ``"starss23"`` or a manifest task name. Truths may be typed
     answers or official answer strings (parsed strictly); predictions may be typed answers,
-    None, or raw generations (extracted leniently: unparsable text counts as unparsed).
+    None, or raw generations (extracted by `parser`, "lenient" or "official", boxes in
+    `units`: unparsable text counts as unparsed).
     """
     key = task_key(task)
     truths_t = [parse_answer(key, t) if isinstance(t, str) else t for t in truths]
     kind = ANSWER_KIND[key]
     # A matching answer is itself a string: run the (idempotent) extractor on all of them.
-    preds_t = [extract_answer(key, p) if isinstance(p, str) else p for p in preds]
+    preds_t = [extract_answer(key, p, units, parser) if isinstance(p, str) else p for p in preds]  # type: ignore[arg-type]
     if kind == "doa":
         return doa_summary(preds_t, truths_t)
     if kind == "boxes":
