@@ -372,3 +372,81 @@ def test_chat_template():
     assert chat == ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
                     "Determine which speaker corresponds to the audio source.<|im_end|>\n"
                     "<|im_start|>assistant\n")
+
+
+# ----------------------------------------------------------------------------- official parser
+
+def _documented_angle(text: str, word: str) -> float | None:
+    """The authors' DoA regex as the reference documents it, written as a hand scanner: every
+    case-insensitive occurrence of the word, in order; after it one or more ':' or whitespace
+    characters, an optional sign, then digits with at most one '.', at least one digit after
+    the '.' if one is taken; the first occurrence that fits wins."""
+    low, start = text.lower(), 0
+    while (at := low.find(word, start)) >= 0:
+        start = at + 1
+        i = at + len(word)
+        j = i
+        while j < len(text) and (text[j] == ":" or text[j].isspace()):
+            j += 1
+        if j == i:
+            continue
+        k = j + (j < len(text) and text[j] in "+-")
+        digits = ""
+        while k < len(text) and text[k].isdigit():
+            digits += text[k]
+            k += 1
+        if k + 1 < len(text) and text[k] == "." and text[k + 1].isdigit():
+            frac = ""
+            k += 1
+            while k < len(text) and text[k].isdigit():
+                frac += text[k]
+                k += 1
+            number = f"{digits or '0'}.{frac}"
+        elif digits:
+            number = digits
+        else:
+            continue
+        return float(("-" if text[j] == "-" else "") + number)
+    return None
+
+
+# raw generation -> (azimuth, elevation) the authors' scorer reads, by hand (None = dropped)
+OFFICIAL_TABLE = {
+    "azimuth: -7; elevation: -22": (-7.0, -22.0),
+    "azimuth: 185; elevation: 3": (185.0, 3.0),              # no range check: scored
+    "azimuth is about 30; elevation: 2": None,               # words between: rejected
+    "Azimuth=-20; elevation: 5": None,                       # '=' is not ':' or space
+    "AZIMUTH: 12 ELEVATION:\n-4": (12.0, -4.0),
+    "azimuth: .5; elevation: 1": (0.5, 1.0),
+    "azimuth: 30.; elevation: 1.25.7": (30.0, 1.25),
+    "azimuth: - 5; elevation: 1": None,
+    "azimuth: +7; elevation: -0": (7.0, -0.0),
+    "azimuth is left, azimuth: 40; elevation: 1": (40.0, 1.0),  # a later occurrence counts
+    "azimuth: 10": None,                                     # no elevation
+    "the source is at 30 degrees": None,
+    "azimuth:-13.9; elevation:-10.8": (-13.9, -10.8),
+    "azimuth\t 3 elevation  4": (3.0, 4.0),
+}
+
+
+@pytest.mark.parametrize("text", sorted(OFFICIAL_TABLE))
+def test_official_doa_parser_matches_the_documented_regex(text):
+    want = OFFICIAL_TABLE[text]
+    scanned = (_documented_angle(text, "azimuth"), _documented_angle(text, "elevation"))
+    assert (None if None in scanned else scanned) == want  # the scanner agrees with the hand table
+    got = answers.extract_answer("A", text, parser="official")
+    assert (None if got is None else (got.azimuth, got.elevation)) == want
+
+
+def test_official_and_lenient_parsers_differ_where_documented():
+    assert answers.extract_answer("A", "azimuth is about 30; elevation: 2") is not None
+    assert answers.extract_answer("A", "azimuth is about 30; elevation: 2", parser="official") is None
+    assert answers.extract_answer("B", "azimuth: 185; elevation: 3") is None
+    assert answers.extract_answer("B", "azimuth: 185; elevation: 3", parser="official").azimuth == 185.0
+    # matching: exact after strip / lower / trailing '.'; the lenient one finds a lone label word
+    assert answers.extract_answer("D", " left. ", parser="official") == "Left"
+    assert answers.extract_answer("D", "The Left speaker", parser="official") is None
+    assert answers.extract_answer("D", "The Left speaker") == "Left"
+    assert answers.extract_answer("E", "Unknown", parser="official") is None
+    with pytest.raises(ValueError, match="parser"):
+        answers.extract_answer("A", "azimuth: 1; elevation: 2", parser="strict")

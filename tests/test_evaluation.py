@@ -1,5 +1,6 @@
 """Evaluation end to end: generated data -> classical method -> report.json/md + plots."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -16,11 +17,16 @@ KEYS["B"], KEYS["E"] = KEYS["A"], KEYS["D"]
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
+def data_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     generate(root, "test", 4, seed=11, tasks="ABCDE", resolution=(448, 252), progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def report(data_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    return evaluate(ClassicalMethod(), root, "test", out_dir=out, progress=False), out
+    return evaluate(ClassicalMethod(), data_root, "test", out_dir=out, progress=False), out
 
 
 def test_report_has_the_documented_shape(report):
@@ -88,3 +94,45 @@ def test_azimuth_polar_plot_follows_the_readme_convention():
     assert "azimuth" in ax.get_xlabel() and "radius: sample" in ax.get_xlabel()
     assert "1 unparsed" in ax.get_title()
     plt.close(fig)
+
+
+class _Scripted:
+    """A method that 'generates' fixed raw texts (stands for a model's generations, which the
+    official parser must read as the authors' scorer does); its answer is the raw text."""
+
+    name = "scripted"
+    tasks = frozenset("AD")
+
+    def __init__(self, texts: dict[str, list[str]]) -> None:
+        self.texts = {k: list(v) for k, v in texts.items()}
+        self.last_raw_text: str | None = None
+
+    def answer(self, sample, entry) -> str:
+        self.last_raw_text = self.texts[entry.letter].pop(0)
+        return self.last_raw_text
+
+
+def test_the_official_parser_scores_raw_generations_as_the_authors(data_root, tmp_path):
+    from jaeger_ros.data.dataset import find_manifests, read_manifest
+
+    a = sorted(read_manifest(find_manifests(data_root, "test")["A"]), key=lambda e: e.path)
+    d = sorted(read_manifest(find_manifests(data_root, "test")["D"]), key=lambda e: e.path)
+    doa = ["azimuth: 185; elevation: 3", "azimuth is about 30; elevation: 2"] + ["no answer"] * (len(a) - 2)
+    match = [f" {d[0].text.lower()}. ", f"The {d[1].text} one"] + ["Unknown"] * (len(d) - 2)
+    reports = {}
+    for parser in ("official", "lenient"):
+        reports[parser] = evaluate(_Scripted({"A": doa, "D": match}), data_root, "test", tasks="AD",
+                                   out_dir=tmp_path / parser, progress=False, parser=parser)
+    off, len_ = reports["official"], reports["lenient"]
+    truth = [float(v) for v in re.findall(r"-?\d+", a[0].text)]
+    vec = [np.array([np.cos(np.radians(el)) * np.cos(np.radians(az)), np.cos(np.radians(el)) * np.sin(np.radians(az)),
+                     np.sin(np.radians(el))]) for az, el in ((185.0, 3.0), truth)]
+    want = float(np.degrees(np.arccos(np.clip(vec[0] @ vec[1], -1, 1))))
+    assert off["official"]["A"]["n_parsed"] == 1 and off["official"]["A"]["gc_mean"] == pytest.approx(want)
+    assert len_["official"]["A"]["n_parsed"] == 1 and len_["official"]["A"]["gc_mean"] != pytest.approx(want)
+    assert off["tasks"]["D"]["accuracy"] == pytest.approx(100.0 / len(d))  # only the exact label counts
+    assert len_["tasks"]["D"]["accuracy"] == pytest.approx(200.0 / len(d))
+    recs = [json.loads(line) for line in (tmp_path / "official" / "predictions.jsonl").read_text().splitlines()]
+    first = next(r for r in recs if r["key"] == "A" and r["path"] == a[0].path)
+    assert first["raw_output"] == first["pred_text"] == doa[0] and first["pred_az"] == 185.0
+    assert all(r["category"] == "" for r in recs)

@@ -347,3 +347,70 @@ def test_grounding_predictions_reach_the_official_scorer_in_centimetres():
     want = _score_independently([{**rec, "key": "C"}])["C"]["iou_mean"]
     assert 0.15 < want < 0.25  # (IoU of bbox_0 + 0) / 2
     assert official_headline("C", metrics.summarise("C", [pred], [truth]))["iou_mean"] == pytest.approx(want)
+
+
+def _official_records(folder: Path, rank: int) -> dict[str, list[dict]]:
+    """The three official files of one rank, as {manifest task: records}."""
+    shards = folder / "official"
+    out = dict(json.loads((shards / f"eval_results_rank_{rank}.json").read_text())["details"])
+    for name in ("av", "visual"):
+        for rec in json.loads((shards / f"{name}_results_rank_{rank}.json").read_text()):
+            out.setdefault(rec["task"], []).append(rec)
+    return out
+
+
+def test_two_process_sharded_eval_merges_into_the_single_process_report(release, imported, tmp_path):
+    """Issue 25: `--shard 0/2` and `--shard 1/2` in two real processes, then `--merge`, give the
+    single-process report; each rank holds exactly sorted(paths)[rank::2] of every manifest
+    (computed here from the fabricated manifests), and every official record carries the fields
+    the authors' scripts read, the raw generation among them."""
+    data, _ = imported
+    single, sharded = tmp_path / "single", tmp_path / "sharded"
+    common = ("eval", "--method", "classical", "--data", str(data), "--protocol", "official")
+    procs = [subprocess.Popen([sys.executable, "-m", "jaeger_ros.cli", *common, "--shard", f"{r}/2",
+                               "--out", str(sharded)], env={**os.environ, "PYTHONPATH": str(REPO)},
+                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    proc = _jaeger(*common, "--out", str(single))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+        assert "--merge" in out
+    assert not (sharded / "report.json").exists()  # a rank writes only its own files
+    proc = _jaeger("eval", "--merge", str(sharded))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    one, merged = (json.loads((d / "report.json").read_text()) for d in (single, sharded))
+    assert merged == one and one["parser"] == "official"
+    assert (sharded / "predictions.jsonl").read_text() == (single / "predictions.jsonl").read_text()
+
+    found = {k: [e for e in es if _expected(release, k, e["path"]) == "found"] for k, es in release["test"].items()}
+    task_of = {"A": "spatial_doa", "B": "multi_spatial_doa", "starss23": "starss23", "C": "visual_grounding",
+               "D": "single_source", "E": "dual_source"}
+    rank_files = [_official_records(sharded, r) for r in (0, 1)]
+    whole = _official_records(single, 0)
+    ours = {(p["key"], p["path"]): p for p in map(json.loads, (single / "predictions.jsonl").read_text().splitlines())}
+    for key, entries in release["test"].items():
+        task = task_of[key]
+        paths = sorted({local_name("test", key, release_path(release["root"], e["path"])) for e in entries})
+        ok = {local_name("test", key, release_path(release["root"], e["path"])) for e in found[key]}
+        for r in (0, 1):
+            assert [rec["path"] for rec in rank_files[r].get(task, [])] == [p for p in paths[r::2] if p in ok], key
+        union = sorted(rank_files[0].get(task, []) + rank_files[1].get(task, []), key=lambda rec: rec["path"])
+        assert union == whole.get(task, []), key  # field by field
+        for rec in union:
+            truth = next(e for e in found[key]
+                         if local_name("test", key, release_path(release["root"], e["path"])) == rec["path"])
+            if key in ("A", "B", "starss23"):
+                assert {"path", "gt_az", "gt_el", "pred_az", "pred_el", "angular_error", "raw_output",
+                        "gender", "category"} <= set(rec)
+                assert rec["gender"] == truth["gender"] and rec["raw_output"] == ours[(key, rec["path"])]["answer"]
+                m = re.search(r"azimuth:\s*(-?[\d.]+); elevation:\s*(-?[\d.]+)", truth["text"])
+                assert (rec["gt_az"], rec["gt_el"]) == (float(m.group(1)), float(m.group(2)))
+            elif key == "C":
+                assert {"path", "task", "text", "obj_category", "pred_text", "raw_output", "category"} <= set(rec)
+                assert rec["text"] == truth["text"] and rec["obj_category"] == truth["obj_category"]
+            else:
+                assert {"path", "task", "gender", "category", "gt_text", "pred_text", "raw_output"} <= set(rec)
+                assert rec["gt_text"] == truth["text"] and rec["pred_text"] == rec["raw_output"]
+    assert sum(len(v) for f in rank_files for v in f.values()) == sum(map(len, found.values()))
