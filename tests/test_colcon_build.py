@@ -44,7 +44,8 @@ def install(tmp_path_factory: pytest.TempPathFactory) -> Path:
     start = time.monotonic()
     build = subprocess.run(
         [str(prefix / "bin" / "colcon"), "build", "--merge-install", "--packages-select", "jaeger_ros",
-         "--cmake-args", f"-DPython3_EXECUTABLE={sys.executable}", "-DBUILD_TESTING=OFF"],
+         "--cmake-args", f"-DPython3_EXECUTABLE={sys.executable}", "-DBUILD_TESTING=OFF",
+         f"-DCMAKE_PROJECT_INCLUDE={REPO / 'cmake' / 'ros_wheels_python.cmake'}"],  # the wheels' Python paths
         cwd=ws, env=env, capture_output=True, text=True, timeout=900)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     print(f"colcon build of jaeger_ros: {time.monotonic() - start:.0f} s")

@@ -1,42 +1,62 @@
 #!/usr/bin/env bash
-# Build this package the way a ROS user does: a colcon workspace with src/jaeger_ros, built in
-# full (messages, Python package, launch, config, executables, ament index), merged install.
+# Build this package the way a ROS user does: a colcon workspace with the package under src/,
+# built in full (messages, Python package, launch, config, executables, ament index), merged install.
 #   tools/workspace.sh WS_DIR [PYTHON]
-# The package is copied into WS_DIR/src/jaeger_ros: CMake refuses a source folder that holds
-# the build's own Python prefix (.venv). When tf2_msgs cannot be imported (no ROS installation,
-# only the PyPI wheels), that one standard interface is built from its message definition
-# in the same workspace; a ROS installation's own tf2_msgs takes precedence.
+# Where the checkout lives decides what happens to it:
+# - inside WS_DIR/src (the README's layout, e.g. WS_DIR/src/jaeger_ros): it is built where it is
+#   and nothing in it is written or removed;
+# - anywhere else (`make workspace`: the checkout holds its own .venv, and CMake refuses a package
+#   source folder that holds the build's Python prefix): the package files are copied into
+#   WS_DIR/src/jaeger_ros, a folder this script creates and marks; an existing folder there
+#   without the mark is never touched (the script stops with one line instead).
+# Everything written is under WS_DIR; no root, nothing in /opt or other global paths. The ROS
+# wheels' CMake exports name their build machine's Python paths (/opt/python/cp311-cp311/...):
+# cmake/ros_wheels_python.cmake, loaded with CMAKE_PROJECT_INCLUDE, points them at PYTHON's.
+# When tf2_msgs cannot be imported (no ROS installation, only the PyPI wheels), that one standard
+# interface is generated as WS_DIR/src/tf2_msgs from its message definition, unless a package is
+# already there; a ROS installation's own tf2_msgs takes precedence.
 set -euo pipefail
 ws=$(realpath -m "${1:?usage: tools/workspace.sh WS_DIR [PYTHON]}")
 py=${2:-python3}
-repo=$(cd "$(dirname "$0")/.." && pwd)
+repo=$(cd "$(dirname "$0")/.." && pwd -P)
 prefix=$("$py" -c 'import sys; print(sys.prefix)')
 pyexe=$("$py" -c 'import sys; print(sys.executable)')
 export PATH="$prefix/bin:$PATH"   # colcon and the ROS wheels' tools live beside the interpreter
+mark=.jaeger_ros_workspace_copy    # names the checkout a copy was made from
 
-# The ROS wheels' exported CMake targets name their build machine's Python paths; point them here.
-inc=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
-np=$("$py" -c 'import numpy, os; print(os.path.dirname(numpy.__file__))')
-mkdir -p /opt/python/cp311-cp311/include /opt/python/cp311-cp311/lib/python3.11/site-packages
-ln -sfn "$inc" /opt/python/cp311-cp311/include/python3.11
-ln -sfn "$np" /opt/python/cp311-cp311/lib/python3.11/site-packages/numpy
+fail() { echo "tools/workspace.sh: $*" >&2; exit 1; }
 
 mkdir -p "$ws/src"
-rm -rf "$ws/src/jaeger_ros" && mkdir -p "$ws/src/jaeger_ros"
-for item in package.xml CMakeLists.txt setup.py msg jaeger_ros sim_bridge launch config scripts resource; do
-  cp -a "$repo/$item" "$ws/src/jaeger_ros/"
-done
-find "$ws/src/jaeger_ros" -name __pycache__ -prune -exec rm -rf {} +
+src=$(realpath "$ws/src")
+case "$repo/" in
+  "$src"/*)  # built in place
+    case "$(realpath -m "$prefix")/" in
+      "$src"/*) fail "the Python prefix $prefix lies inside $src: colcon would take the wheels' share/*/package.xml for packages and CMake refuses exported paths inside a source folder; create the venv outside (e.g. ~/jaeger-venv)" ;;
+    esac ;;
+  *)  # a marked copy in WS_DIR/src/jaeger_ros, refreshed from the checkout
+    dest="$src/jaeger_ros"
+    if [ -e "$dest" ] || [ -L "$dest" ]; then
+      [ -f "$dest/$mark" ] && [ ! -L "$dest" ] && [ ! -e "$dest/.git" ] \
+        || fail "$dest exists and is not a copy made by this script (no $mark): move it away, or run the script from inside $src"
+      rm -rf "$dest"
+    fi
+    mkdir -p "$dest"
+    for item in package.xml CMakeLists.txt setup.py msg jaeger_ros sim_bridge launch config scripts resource; do
+      cp -a "$repo/$item" "$dest/"
+    done
+    find "$dest" -name __pycache__ -prune -exec rm -rf {} +
+    echo "$repo" > "$dest/$mark" ;;
+esac
 
-if ! "$py" -c 'import tf2_msgs.msg' 2>/dev/null && [ ! -f "$ws/src/tf2_msgs/package.xml" ]; then
-  mkdir -p "$ws/src/tf2_msgs/msg"
-  echo 'geometry_msgs/TransformStamped[] transforms' > "$ws/src/tf2_msgs/msg/TFMessage.msg"
-  cat > "$ws/src/tf2_msgs/package.xml" <<'XML'
+if ! "$py" -c 'import tf2_msgs.msg' 2>/dev/null && [ ! -e "$src/tf2_msgs" ]; then
+  mkdir -p "$src/tf2_msgs/msg"
+  echo 'geometry_msgs/TransformStamped[] transforms' > "$src/tf2_msgs/msg/TFMessage.msg"
+  cat > "$src/tf2_msgs/package.xml" <<'XML'
 <?xml version="1.0"?>
 <package format="3">
   <name>tf2_msgs</name>
   <version>0.0.0</version>
-  <description>tf2_msgs/TFMessage only, built from its message definition where ROS does not provide it.</description>
+  <description>tf2_msgs/TFMessage only, generated by jaeger_ros' tools/workspace.sh from its message definition where ROS does not provide it.</description>
   <maintainer email="maintainers@jaeger-ros.dev">jaeger_ros maintainers</maintainer>
   <license>BSD-3-Clause</license>
   <buildtool_depend>ament_cmake</buildtool_depend>
@@ -47,7 +67,7 @@ if ! "$py" -c 'import tf2_msgs.msg' 2>/dev/null && [ ! -f "$ws/src/tf2_msgs/pack
   <export><build_type>ament_cmake</build_type></export>
 </package>
 XML
-  cat > "$ws/src/tf2_msgs/CMakeLists.txt" <<'CMAKE'
+  cat > "$src/tf2_msgs/CMakeLists.txt" <<'CMAKE'
 cmake_minimum_required(VERSION 3.16)
 project(tf2_msgs)
 find_package(ament_cmake REQUIRED)
@@ -61,5 +81,5 @@ fi
 
 cd "$ws"
 AMENT_PREFIX_PATH="${AMENT_PREFIX_PATH:+$AMENT_PREFIX_PATH:}$prefix" CMAKE_PREFIX_PATH="${CMAKE_PREFIX_PATH:+$CMAKE_PREFIX_PATH:}$prefix" \
-  colcon build --merge-install --event-handlers console_direct- \
-  --cmake-args -DPython3_EXECUTABLE="$pyexe" -DBUILD_TESTING=OFF
+  colcon build --base-paths "$src" --merge-install --event-handlers console_direct- \
+  --cmake-args -DPython3_EXECUTABLE="$pyexe" -DCMAKE_PROJECT_INCLUDE="$repo/cmake/ros_wheels_python.cmake" -DBUILD_TESTING=OFF
