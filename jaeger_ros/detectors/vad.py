@@ -72,11 +72,14 @@ class VoiceActivity:
         self._model.reset()
         self._rest = np.zeros(0, np.float32)
 
+    def probability(self, chunk: np.ndarray) -> float:
+        """Speech probability of the next CHUNK samples (16 kHz, [-1, 1]) of the stream."""
+        return float(self._model.process_samples(np.asarray(chunk, dtype=np.float32).tolist()))
+
     def push(self, audio: np.ndarray, sample_rate: int = VAD_RATE) -> np.ndarray:
         x = np.concatenate([self._rest, to_vad_rate(audio, sample_rate)])
         n = len(x) // CHUNK
-        probs = np.array([self._model.process_samples(x[k * CHUNK:(k + 1) * CHUNK].tolist()) for k in range(n)],
-                         dtype=np.float32)
+        probs = np.array([self.probability(x[k * CHUNK:(k + 1) * CHUNK]) for k in range(n)], dtype=np.float32)
         self._rest = x[n * CHUNK:]
         return probs
 
