@@ -18,6 +18,7 @@ IV_KINDS = ("neural", "classical", "none")
 """Spatial audio path: Neural IV, Classical IV, or none (W channel only: the no-FOA ablation)."""
 PRESETS = ("tiny", "qwen2.5-omni-7b")
 BOX_UNITS = ("m", "cm")
+FUSED_INITS = ("pretrained", "random")
 LOSSES = ("sample_mean", "token_mean")
 AUX_HEADS = ("audio_dir", "llm_dir", "llm_label", "llm_attend", "patch_mask", "patch_box", "patch_label")
 """The training-only auxiliary heads (jaeger_ros/model/auxiliary.py)."""
@@ -78,6 +79,14 @@ class JaegerConfig:
     """Dtype of the FROZEN pretrained weights ("bfloat16" for the 7B preset). Trainable
     parameters are always kept in float32 for the optimizer (lora.cast_for_training); the
     forward runs under the recipe's mixed_precision autocast."""
+    fused_init: str = "pretrained"
+    """Start of the fused audio ln_post/proj (d_model + 1203 inputs): "pretrained" (ours: the
+    pretrained weights in the d_model part, zero IV columns, so the tower's output is unchanged
+    at the start) or "random" (the authors': their base load re-initialises both, proj
+    N(0, 0.02) with bias 0, LayerNorm weight 1 and bias 0)."""
+    modality_newline: bool = False
+    """Training prompt: a newline after <|vision_eos|> and after <|audio_eos|>, as the authors'
+    collator writes it (False: the markers joined, what the shipped tiny checkpoint saw)."""
     release_compat: bool = False
     """Reproduce the authors' released input handling, for their checkpoints only: depth PE
     mapped to patches in the release's order (a documented defect), point clouds and FOA
@@ -100,6 +109,8 @@ class JaegerConfig:
             if lo > hi:
                 raise ValueError(f"integer_tokens must be (lo, hi) with lo <= hi, got {self.integer_tokens}")
             self.integer_tokens = (lo, hi)  # type: ignore[assignment]
+        if self.fused_init not in FUSED_INITS:
+            raise ValueError(f"fused_init must be one of {FUSED_INITS}, got {self.fused_init!r}")
         if self.depth_pe_absolute and self.release_compat:
             raise ValueError("depth_pe_absolute cannot be used with release_compat (the release centres its clouds)")
         if self.max_audio_seconds <= 0:

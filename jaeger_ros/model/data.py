@@ -31,6 +31,11 @@ N_MELS = 128
 MEL_N_FFT = 400
 MEL_HOP = 160
 """Whisper / Qwen2.5-Omni feature extractor: 25 ms windows, 10 ms hop, 128 mel bins."""
+OFFICIAL_RGB_SIZE = (672, 378)
+"""The authors resize RGB (BILINEAR) and depth (NEAREST) to this size before anything else."""
+OFFICIAL_HFOV_DEG = 90.0
+OFFICIAL_VFOV_DEG = 58.72
+"""The authors' camera: each focal length from its own field of view (fy != fx)."""
 AUDIO_TASKS = frozenset("ABDE")
 VISION_TASKS = frozenset("CDE")
 IGNORE_INDEX = -100
@@ -46,20 +51,44 @@ def _mel_filters() -> torch.Tensor:
     return torch.from_numpy(fb).float()  # (F, 128)
 
 
-def log_mel(wave: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """(N,) 16 kHz mono -> (128, N // 160) log-mel exactly as WhisperFeatureExtractor
-    (power STFT, Slaney mel, log10, 8 dB dynamic range below the max, (x + 4) / 4)."""
+WHISPER_MAX_SAMPLES = 30 * SAMPLE_RATE
+"""Whisper's feature extractor pads or cuts every input to 30 s."""
+
+
+def whisper_frames(n_samples: int) -> int:
+    """Mel frames Whisper's feature extractor marks as real for n samples: its attention mask
+    over the 30 s input taken every 160 samples, ceil(min(n, 480000) / 160)."""
+    return -(-min(int(n_samples), WHISPER_MAX_SAMPLES) // MEL_HOP)
+
+
+def log_mel(wave: np.ndarray | torch.Tensor, whisper_length: bool = False) -> torch.Tensor:
+    """(N,) 16 kHz mono -> (128, frames) log-mel as WhisperFeatureExtractor computes it (power
+    STFT, Slaney mel, log10, 8 dB dynamic range below the max, (x + 4) / 4). frames = N // 160
+    (what our checkpoints were trained on), or with `whisper_length` the count Whisper's
+    extractor gives (:func:`whisper_frames`: one more for most lengths, at most 30 s)."""
     x = torch.as_tensor(np.asarray(wave, dtype=np.float32) if not torch.is_tensor(wave) else wave).float()
     if x.ndim != 1 or x.numel() < MEL_N_FFT:
         raise ValueError(f"audio must be 1-D with at least {MEL_N_FFT} samples, got {tuple(x.shape)}")
-    n_frames = x.numel() // MEL_HOP
-    # Whisper zero-pads to 30 s before its centred STFT: trailing zeros, reflection only at the start.
-    x = torch.cat([x, x.new_zeros(MEL_N_FFT // 2)])
+    if whisper_length:
+        x = x[:WHISPER_MAX_SAMPLES]
+    n_frames = whisper_frames(x.numel()) if whisper_length else x.numel() // MEL_HOP
+    # Whisper zero-pads to 30 s before its centred STFT: trailing zeros (none past 30 s, where
+    # the reflection reaches the last frames), reflection at the start.
+    tail = min(MEL_N_FFT // 2, WHISPER_MAX_SAMPLES - x.numel()) if whisper_length else MEL_N_FFT // 2
+    x = torch.cat([x, x.new_zeros(tail)])
     spec = torch.stft(x, MEL_N_FFT, MEL_HOP, window=torch.hann_window(MEL_N_FFT), center=True,
                       pad_mode="reflect", return_complex=True).abs() ** 2  # (F, T')
     mel = (_mel_filters().T @ spec[:, :n_frames]).clamp(min=1e-10).log10()
     mel = torch.maximum(mel, mel.max() - 8.0)
     return (mel + 4.0) / 4.0
+
+
+def official_intrinsics(width: int, height: int) -> Intrinsics:
+    """The camera the authors' point cloud assumes for a depth image of this size:
+    fx = (w/2) / tan(hfov/2), fy = (h/2) / tan(vfov/2) with hfov 90 deg, vfov 58.72 deg,
+    cx = w/2, cy = h/2 (at 672x378: fx = 336, fy = 335.97)."""
+    return Intrinsics(int(width), int(height), float((width / 2) / np.tan(np.radians(OFFICIAL_HFOV_DEG) / 2)),
+                      float((height / 2) / np.tan(np.radians(OFFICIAL_VFOV_DEG) / 2)), width / 2, height / 2)
 
 
 def audio_token_count(n_mel_frames: int) -> int:
@@ -105,9 +134,11 @@ class InputBuilder:
         self._pe_rows = pe_rows_for_patches(*self.grid_hw, self.merge, release=config.release_compat)
 
     # ------------------------------------------------------------------ arrays
-    def audio(self, foa: np.ndarray, sample_rate: int, whole: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def audio(self, foa: np.ndarray, sample_rate: int, whole: bool = False,
+              whisper_length: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(4, N) float32 FOA and its W log-mel: cut or zero-padded to the fixed training window,
-        or (whole=True, the official inference protocol) the whole recording."""
+        or (whole=True, the official inference protocol) the whole recording; `whisper_length`:
+        the mel frames Whisper's extractor gives (log_mel), the FOA for the IV stays whole."""
         a = np.asarray(foa, dtype=np.float32)
         if a.ndim != 2 or a.shape[0] != 4 or a.shape[1] == 0:
             raise ValueError(f"FOA must have shape (4, N > 0), got {a.shape}")
@@ -123,15 +154,20 @@ class InputBuilder:
         n = min(a.shape[1], length)
         fixed[:, :n] = a[:, :n]
         t = torch.from_numpy(fixed)
-        return t, log_mel(t[0])
+        return t, log_mel(t[0], whisper_length)
 
-    def vision(self, rgb: np.ndarray, depth: np.ndarray | None, intrinsics: Intrinsics | None
-               ) -> tuple[torch.Tensor, tuple[int, int, int], torch.Tensor | None]:
+    def vision(self, rgb: np.ndarray, depth: np.ndarray | None, intrinsics: Intrinsics | None,
+               resize_chain: bool = False) -> tuple[torch.Tensor, tuple[int, int, int], torch.Tensor | None]:
+        """Patches, grid and depth PE. `resize_chain`: the authors' RGB path, BILINEAR to
+        672x378 first, then the processor's BICUBIC to the model's size (ours: one BICUBIC)."""
         img = np.asarray(rgb)
         if img.ndim != 3 or img.shape[2] != 3:
             raise ValueError(f"rgb must be (H, W, 3), got {img.shape}")
         w, h = self.config.image_size
-        resized = np.asarray(Image.fromarray(img.astype(np.uint8)).resize((w, h), Image.BICUBIC))
+        pil = Image.fromarray(img.astype(np.uint8))
+        if resize_chain and pil.size != OFFICIAL_RGB_SIZE:
+            pil = pil.resize(OFFICIAL_RGB_SIZE, Image.BILINEAR)
+        resized = np.asarray(pil.resize((w, h), Image.BICUBIC))
         patches, grid = patchify(resized, self.patch_size, self.merge, self.tps)
         pe = None
         if self.config.depth_pe:
@@ -151,16 +187,17 @@ class InputBuilder:
         return patches, grid, pe
 
     def inputs(self, task: str, rgb=None, depth=None, intrinsics=None, foa=None, sample_rate=SAMPLE_RATE,
-               whole_audio: bool = False) -> ModelInputs:
+               whole_audio: bool = False, official: bool = False) -> ModelInputs:
+        """`official`: the authors' inference inputs (Whisper-length mel, RGB resize chain)."""
         out = ModelInputs()
         if task in AUDIO_TASKS:
             if foa is None:
                 raise ValueError(f"task {task} needs FOA audio")
-            out.foa, out.mel = self.audio(foa, sample_rate, whole=whole_audio)
+            out.foa, out.mel = self.audio(foa, sample_rate, whole=whole_audio, whisper_length=official)
         if task in VISION_TASKS:
             if rgb is None:
                 raise ValueError(f"task {task} needs an RGB image")
-            out.patches, out.grid, out.pe = self.vision(rgb, depth, intrinsics)
+            out.patches, out.grid, out.pe = self.vision(rgb, depth, intrinsics, resize_chain=official)
         return out
 
     # ------------------------------------------------------------------ text
@@ -168,14 +205,18 @@ class InputBuilder:
                system: str | None = None) -> str:
         """Chat-template prompt with the modality placeholders (image first, then audio).
         `n_audio_tokens`: for audio longer or shorter than the training window (whole-file
-        inference); `system`: another system prompt than the training one."""
+        inference); `system`: another system prompt than the training one (the official
+        inference prompt, which Qwen's chat template writes without newlines between the
+        blocks). The training prompt puts a newline after each block when the config says
+        `modality_newline` (the authors' collator)."""
         parts = []
+        end = "\n" if system is None and self.config.modality_newline else ""
         if task in VISION_TASKS:
             parts.append(SPECIAL_TOKENS["vision_bos"] + SPECIAL_TOKENS["image"] * self.n_image_tokens
-                         + SPECIAL_TOKENS["vision_eos"])
+                         + SPECIAL_TOKENS["vision_eos"] + end)
         if task in AUDIO_TASKS:
             parts.append(SPECIAL_TOKENS["audio_bos"] + SPECIAL_TOKENS["audio"] * (n_audio_tokens or self.n_audio_tokens)
-                         + SPECIAL_TOKENS["audio_eos"])
+                         + SPECIAL_TOKENS["audio_eos"] + end)
         user = "".join(parts) + instruction
         if system is None:
             return answers.CHAT_TEMPLATE.format(user)

@@ -193,7 +193,7 @@ class JaegerModel(nn.Module):
             if config.iv != "none" else None
         towers = Towers(base)
         if self.iv is not None and not isinstance(towers.audio.ln_post, IVFusionNorm):
-            _install_iv_fusion(towers.audio)
+            _install_iv_fusion(towers.audio, config.fused_init)
         if config.depth_pe and not isinstance(towers.visual.merger, DepthPEMerger):
             towers.visual.merger = DepthPEMerger(towers.visual.merger)
 
@@ -448,15 +448,25 @@ def token_mean_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: in
                                        ignore_index=ignore_index)
 
 
-def _install_iv_fusion(audio_tower: nn.Module) -> None:
-    """Swap ln_post/proj for their d_model + 1203 versions, keeping pretrained weights in
-    the d_model part and starting the IV columns of the projection at zero, so a pretrained
-    tower's output is unchanged by the IV at initialisation."""
+def _install_iv_fusion(audio_tower: nn.Module, init: str = "pretrained") -> None:
+    """Swap ln_post/proj for their d_model + 1203 versions. init="pretrained": pretrained
+    weights in the d_model part and zero IV columns, so a pretrained tower's output is
+    unchanged by the IV at initialisation; "random": as the authors' base load leaves them
+    (proj N(0, 0.02), bias 0; LayerNorm 1 / 0)."""
     d_model = audio_tower.ln_post.normalized_shape[0]
     old_norm, old_proj = audio_tower.ln_post, audio_tower.proj
     norm = IVFusionNorm(d_model, IV_DIM, eps=old_norm.eps)
     proj = nn.Linear(d_model + IV_DIM, old_proj.out_features, bias=old_proj.bias is not None)
     with torch.no_grad():
+        if init == "random":
+            nn.init.normal_(proj.weight, mean=0.0, std=0.02)
+            if proj.bias is not None:
+                proj.bias.zero_()
+            norm.norm.weight.fill_(1.0)
+            norm.norm.bias.zero_()
+            audio_tower.ln_post = norm.to(old_proj.weight.device, old_proj.weight.dtype)
+            audio_tower.proj = proj.to(old_proj.weight.device, old_proj.weight.dtype)
+            return
         norm.norm.weight[:d_model].copy_(old_norm.weight)
         norm.norm.bias[:d_model].copy_(old_norm.bias)
         proj.weight.zero_()

@@ -4,7 +4,11 @@ Two inference protocols: "trained" (what our checkpoints saw in training: the tr
 prompt, the fixed audio window, stop at <|im_end|>) and "official" (the authors' test-time
 protocol: Qwen's own system prompt, forced answer prefixes `azimuth: ` and
 `bbox_0=Bbox(speaker,`, stop at <|endoftext|> or <|im_end|> (151643 / 151645 in Qwen's
-vocabulary), max_new_tokens 256 for DoA and 512 otherwise, the whole audio file).
+vocabulary), max_new_tokens 256 for DoA and 512 otherwise, the whole audio file, the mel
+frame count of Whisper's feature extractor (at most 30 s), the RGB resized BILINEAR to 672x378
+before the model's BICUBIC resize, the depth back-projected with the authors' camera (hfov 90,
+vfov 58.72 deg), and STARSS23 items asked the authors' "Where is the {gender} voice..." prompt
+with answers to one decimal).
 
 A malformed generation never raises: the result says `valid=False` and keeps the raw text.
 A checkpoint that cannot be loaded raises CheckpointError (a ValueError) with a one-line
@@ -12,6 +16,7 @@ message naming the file, for a node or CLI to log as it is.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,7 +27,7 @@ import torch
 from jaeger_ros.core import answers
 from jaeger_ros.core.geometry import Box3D, Intrinsics
 from jaeger_ros.model.calibration import Calibration
-from jaeger_ros.model.data import audio_token_count
+from jaeger_ros.model.data import audio_token_count, official_intrinsics
 from jaeger_ros.model.modeling import CheckpointError, JaegerModel
 
 __all__ = ["CheckpointError", "JaegerMethod", "JaegerPredictor", "PROTOCOLS", "Prediction", "checkpoint_path",
@@ -62,13 +67,15 @@ class Prediction:
     """Rank of the matched loudspeaker among the candidates, left to right (0 = leftmost)."""
     token_probability: float | None = None
     """Mean probability of the generated tokens (greedy), 0..1: the raw score."""
+    decimals: int = 0
+    """Decimals of the DoA answer string (1 for STARSS23 under the official protocol)."""
 
     def official_text(self) -> str:
         """The official answer string ("" when invalid), boxes in metres."""
         if not self.valid:
             return ""
         if self.task in ("A", "B"):
-            return answers.format_doa(self.azimuth_deg, self.elevation_deg)
+            return answers.format_doa(self.azimuth_deg, self.elevation_deg, self.decimals)
         if self.task == "C":
             return answers.format_boxes(self.boxes, "m")
         return answers.format_match(self.match_label)
@@ -127,15 +134,23 @@ class JaegerPredictor:
         b = self.model.builder
         items, tasks = [], []
         for q in queries:
-            task = answers.task_key(q["task"])
+            asked = answers.task_key(q["task"])
+            # STARSS23 is task A's question on real recordings; the official protocol asks it
+            # the authors' STARSS23 prompt (a voice by gender) and answers to one decimal
+            starss = asked == "starss23" and official
+            task = "A" if asked == "starss23" else asked
             if task not in TASKS:
-                raise ValueError(f"task must be one of {TASKS}, got {q['task']!r}")
-            if task in ("B", "E") and q.get("target") is None:
-                raise ValueError(f"task {task} asks for one voice: give target='male' or 'female'")
-            inputs = b.inputs(task, q.get("rgb"), q.get("depth"), q.get("intrinsics"), q.get("foa"),
-                              q.get("sample_rate") or 16000, whole_audio=official)
+                raise ValueError(f"task must be one of {TASKS} or starss23, got {q['task']!r}")
+            if (task in ("B", "E") or starss) and q.get("target") is None:
+                raise ValueError(f"task {asked} asks for one voice: give target='male' or 'female'")
+            intrinsics = q.get("intrinsics")
+            if official and q.get("depth") is not None:
+                depth = np.asarray(q["depth"])
+                intrinsics = official_intrinsics(depth.shape[1], depth.shape[0])
+            inputs = b.inputs(task, q.get("rgb"), q.get("depth"), intrinsics, q.get("foa"),
+                              q.get("sample_rate") or 16000, whole_audio=official, official=official)
             n = q.get("num_candidates")
-            text = answers.build_prompt(task, 0, gender=q.get("target"),
+            text = answers.build_prompt("starss23" if starss else task, 0, gender=q.get("target"),
                                         obj_category=["speaker"] * int(n) if n else ["speaker"])
             if official:
                 n_audio = audio_token_count(inputs.mel.shape[1]) if inputs.mel is not None else None
@@ -144,7 +159,7 @@ class JaegerPredictor:
                 prompt = b.prompt(task, text)
             ids, labels = b.encode(prompt, None)
             items.append((ids, labels, inputs))
-            tasks.append((task, int(n) if n else None))
+            tasks.append(("starss23" if starss else task, int(n) if n else None))
         if not official:
             batch = _to_device(b.collate(items, padding_side="left"), self.device)
             texts, confidences = self.model.generate(batch)
@@ -153,16 +168,19 @@ class JaegerPredictor:
         stops = [self.model.token_ids["pad"], self.model.token_ids["im_end"]]  # <|endoftext|>, <|im_end|>
         for item, (task, n) in zip(items, tasks):  # whole files differ in length: one at a time
             batch = _to_device(b.collate([item], padding_side="left"), self.device)
-            (text,), (conf,) = self.model.generate(batch, OFFICIAL_MAX_NEW_TOKENS[task], eos_ids=stops)
-            out.append(self.parse(task, OFFICIAL_PREFIX.get(task, "") + text.strip(), conf, n))
+            letter = "A" if task == "starss23" else task
+            (text,), (conf,) = self.model.generate(batch, OFFICIAL_MAX_NEW_TOKENS[letter], eos_ids=stops)
+            out.append(self.parse(task, OFFICIAL_PREFIX.get(letter, "") + text.strip(), conf, n))
         return out
 
     def parse(self, task: str, text: str, confidence: float, num_candidates: int | None = None) -> Prediction:
         """Structured result of a generation; never raises on the text. `match_index` of
-        "Right" needs num_candidates (None without it)."""
+        "Right" needs num_candidates (None without it). task "starss23": a DoA with one decimal."""
+        decimals = 1 if task == "starss23" else 0
+        task = "A" if task == "starss23" else task
         calibrated = self.calibration(task, confidence) if self.calibration is not None else float(confidence)
         pred = Prediction(task=task, raw_text=text, valid=False, confidence=calibrated,
-                          token_probability=float(confidence))
+                          token_probability=float(confidence), decimals=decimals)
         units = self.model.config.box_units
         typed = answers.extract_answer(task, text, units=units if task == "C" else "m")
         if typed is None:
@@ -198,7 +216,8 @@ class JaegerMethod:
     def from_checkpoint(cls, path_or_default: str | Path = "default", device: str | None = None,
                         protocol: str | None = None) -> "JaegerMethod":
         """A checkpoint folder, "default", or "official:CKPT_DIR[@QWEN_DIR]"."""
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        # under torchrun / accelerate launch each rank takes its own GPU
+        device = device or (f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu")
         spec = str(path_or_default)
         p = spec if spec.startswith("official:") else checkpoint_path(path_or_default)
         name = f"jaeger:{Path(spec.removeprefix('official:').partition('@')[0]).name}"
@@ -222,7 +241,8 @@ class JaegerMethod:
 def query_for(sample: Any, entry: Any) -> dict[str, Any]:
     """predict() arguments for a dataset Sample and its manifest entry."""
     task = entry.letter
-    q: dict[str, Any] = {"task": task, "target": entry.target_gender, "sample_rate": sample.sample_rate,
+    q: dict[str, Any] = {"task": "starss23" if entry.task == "starss23" else task, "target": entry.target_gender,
+                         "sample_rate": sample.sample_rate,
                          "num_candidates": len(entry.obj_category) if entry.obj_category else None}
     if task in "ABDE":
         q["foa"] = sample.foa()
