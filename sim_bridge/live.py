@@ -158,6 +158,7 @@ class LiveWorld:
         self._scenes: dict[int, LiveScene] = {}
         self._building: dict[int, threading.Thread] = {}
         self._lock = threading.Lock()
+        self._closed = False
         self._noise_rng = np.random.default_rng([config.seed, 7])
 
     # --- scenes ---------------------------------------------------------------------------
@@ -209,6 +210,8 @@ class LiveWorld:
             with self._lock:
                 self._scenes[k] = built
         with self._lock:
+            if self._closed:
+                raise RuntimeError("LiveWorld is closed: it builds no more scenes")
             if k in self._scenes or k in self._building:
                 return
             thread = threading.Thread(target=work, name=f"scene-{k}", daemon=True)
@@ -226,6 +229,17 @@ class LiveWorld:
             current = self._scenes[k]
         self._prefetch(k + 1)
         return current
+
+    def close(self) -> None:
+        """Build no more scenes and wait for the background builds still running. Call it before the
+        program ends: a daemon build thread still inside a C++ extension (pybind11 code releases the
+        GIL) at interpreter exit is ended by pthread_exit, whose forced unwinding through a noexcept
+        C++ frame aborts the process with `terminate called without an active exception`."""
+        with self._lock:
+            self._closed = True
+            running = list(self._building.values())
+        for thread in running:
+            thread.join()
 
     def scene_index(self, t: float) -> int:
         return int(max(0, self._sample_at(t)) // self.scene_samples)

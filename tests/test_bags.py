@@ -9,13 +9,16 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 from safetensors.torch import load_file
 from scipy.spatial.transform import Rotation
+import yaml
 from rosbags.highlevel import AnyReader
+from rosbags.interfaces import QosDurability, QosReliability
 from rosbags.rosbag2 import Writer
 from rosbags.rosbag2.enums import StoragePlugin
 
@@ -222,6 +225,32 @@ def test_training_mixes_a_bag_set_and_a_generated_set(bag, tmp_path):
     report = evaluate(JaegerMethod.from_checkpoint(tuned, device="cpu"), bag_root, split="train", tasks=["D"],
                       progress=False)
     assert report["tasks"]["D"]["n"] == len(sources[0]) // 3
+
+
+def test_bag_records_the_offered_qos_so_playback_latches_tf_static(bag):
+    """ros2 bag play republishes each topic with its recorded offered QoS: /tf_static must come back
+    reliable + transient local (a late TF listener gets the static transforms); everything
+    sim_bridge publishes is reliable; the other topics are volatile."""
+    metadata = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    profiles = {t["topic_metadata"]["name"]: t["topic_metadata"]["offered_qos_profiles"]
+                for t in metadata["topics_with_message_count"]}
+    assert len(profiles) == 7 and all(len(p) == 1 for p in profiles.values()), profiles
+    for topic, (profile,) in profiles.items():
+        assert profile["reliability"] == "reliable", topic
+        assert profile["durability"] == ("transient_local" if topic == "/tf_static" else "volatile"), topic
+    with AnyReader([bag]) as reader:  # and a rosbag2 reader parses them back
+        qos = {c.topic: c.ext.offered_qos_profiles for c in reader.connections}
+    assert qos["/tf_static"][0].durability == QosDurability.TRANSIENT_LOCAL
+    assert qos["/tf_static"][0].reliability == QosReliability.RELIABLE
+    assert qos["/camera/color/image_raw"][0].durability == QosDurability.VOLATILE
+
+
+def test_no_scene_build_outlives_the_recording(tmp_path):
+    """The live world prefetches the next scene in a daemon thread; one still running inside native
+    code when `jaeger record` exits can abort the interpreter (`terminate called without an active
+    exception`), so record() waits for it before returning."""
+    record(tmp_path / "b", 0.5, width=160, height=120, seed=2, progress=False)
+    assert [t.name for t in threading.enumerate() if t.name.startswith("scene-")] == []
 
 
 def test_sqlite3_bags_convert_like_mcap(tmp_path):

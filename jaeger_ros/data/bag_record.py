@@ -8,7 +8,9 @@ library: colour image (rgb8), depth (32FC1 metres, NaN = no return), camera_info
 (tf2_msgs/TFMessage: the links of sim_bridge.live.tf_links, the moving ones on /tf with every
 frame, the fixed ones once on /tf_static, exactly as sim_bridge publishes them). Every
 connection embeds its message definition, so any rosbag2 reader decodes the bag without this
-package.
+package, and records the QoS sim_bridge's publisher offers (offered_qos_profiles, as `ros2 bag
+record` writes them): `ros2 bag play` republishes with it, so /tf_static is transient-local again
+and a TF listener that starts after playback began (RViz) still gets the static transforms.
 
 Time: header stamps are stream time (sample 0 of the FOA stream) plus a start time (the wall
 clock at start unless given). The log time of a message is when sim_bridge would publish it:
@@ -54,6 +56,25 @@ MSGTYPES = {"color": "sensor_msgs/msg/Image", "depth": "sensor_msgs/msg/Image",
             "camera_info": "sensor_msgs/msg/CameraInfo", "audio": "jaeger_ros/msg/FoaAudio",
             "ground_truth": "jaeger_ros/msg/SimGroundTruth", "tf": "tf2_msgs/msg/TFMessage",
             "tf_static": "tf2_msgs/msg/TFMessage"}
+
+# (depth, transient_local) of each sim_bridge publisher (sim_bridge/node.py): everything reliable;
+# images and camera_info keep last 5, audio 20, ground truth 10, /tf 100, /tf_static 1 latched.
+PUBLISHER_QOS = {"color": (5, False), "depth": (5, False), "camera_info": (5, False), "audio": (20, False),
+                 "ground_truth": (10, False), "tf": (100, False), "tf_static": (1, True)}
+
+
+def offered_qos(name: str) -> list[Any]:
+    """The offered_qos_profiles entry of one topic (rosbags Qos): reliable, keep last, and
+    transient local where sim_bridge latches; deadline, lifespan and lease left at the RMW
+    default (0 s: unspecified), liveliness automatic."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    depth, latched = PUBLISHER_QOS[name]
+    unspecified = QosTime(sec=0, nsec=0)
+    return [Qos(history=QosHistory.KEEP_LAST, depth=depth, reliability=QosReliability.RELIABLE,
+                durability=QosDurability.TRANSIENT_LOCAL if latched else QosDurability.VOLATILE,
+                deadline=unspecified, lifespan=unspecified, liveliness=QosLiveliness.AUTOMATIC,
+                liveliness_lease_duration=unspecified, avoid_ros_namespace_conventions=False)]
 
 
 def _msg_dir() -> Path:
@@ -208,7 +229,8 @@ def record(out: str | Path, duration_s: float, scenario: str = "single", seed: i
     frames = chunks = 0
     try:
         writer.open()
-        conns = {name: writer.add_connection(getattr(topics, name), msgtype, typestore=store)
+        conns = {name: writer.add_connection(getattr(topics, name), msgtype, typestore=store,
+                                             offered_qos_profiles=offered_qos(name))
                  for name, msgtype in MSGTYPES.items()}
 
         def write(name: str, log_ns: int, msg: Any) -> None:
@@ -261,6 +283,7 @@ def record(out: str | Path, duration_s: float, scenario: str = "single", seed: i
         writer.abort()  # no-op once closed
         raise
     finally:
+        world.close()  # the next scene's prefetch thread must not outlive the recording (see LiveWorld.close)
         shutil.rmtree(tmp, ignore_errors=True)
     size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
     return RecordStats(str(out), storage, duration_s, frames, chunks, sum(writer.counts.values()), size,
