@@ -63,3 +63,95 @@ class OnsetPool:
         """Forget all votes and ignore audio before `stamp`."""
         self._directions, self._weights, self._times = np.zeros((0, 3)), np.zeros(0), np.zeros(0)
         self._covered = stamp
+
+
+@dataclass
+class RobustPool:
+    """The stream pool of doa_robust: direct-path-dominant votes of the last `memory_s` seconds
+    with the noise floor tracked across windows (doa_robust.NoiseTracker), and a talker-change
+    reset. Why the node's 0.5 s windows lost to 5 s clips (OnsetPool): (1) only onsets 15 dB
+    over the last 8 ms of the RAW energy were pooled, and in diffuse noise at 10 dB few rise
+    that far, so most frames fell back to the window's own reverberant estimate; here the rise
+    is that of the speech energy over the tracked noise floor; (2) a 0.5 s window full of speech
+    has no pause to measure noise in, so the floor is the minimum over the last NOISE_MEMORY_S;
+    (3) the pool forgot only by age (5 s) or a depth change, so after a new talker started the
+    old talker's votes held the answer for seconds; here, when the votes of the last
+    `recent_s` point (by their own density peak) more than `change_deg` away from the older
+    ones, in `confirm_frames` successive updates and to one place (a burst of reflections or
+    noise does not last), the older ones are dropped (smoothing that resets when the talker changes).
+    """
+
+    memory_s: float = 5.0
+    min_votes: int = 10
+    recent_s: float = 0.6
+    change_deg: float = 12.0
+    confirm_frames: int = 3
+    _pending: list = field(default_factory=list)  # recent directions that disagreed with the pool, in a row
+    _votes: list = field(default_factory=list)  # (times, directions, weights) arrays per window
+    _covered: float = float("-inf")
+    _noise: object = None
+
+    NOISE_MEMORY_S = 3.0
+
+    def _all(self) -> doa.Votes:
+        if not self._votes:
+            return doa.Votes(np.zeros((0, 3)), np.zeros(0), np.zeros(0))
+        t, d, w = (np.concatenate(x) for x in zip(*self._votes))
+        return doa.Votes(d, w, t)
+
+    def update(self, stamp: float, foa: np.ndarray | None, sample_rate: int,
+               valid: np.ndarray | None = None) -> doa.DoaEstimate | None:
+        """The DoA at `stamp` (s) given the window of FOA that ends there (None: silence)."""
+        from jaeger_ros.classical import doa_robust
+
+        if self._noise is None:
+            self._noise = doa_robust.NoiseTracker(self.NOISE_MEMORY_S)
+        half_frame = doa_robust.N_FFT / 2 / sample_rate
+        sp = floor = None
+        if foa is not None:
+            sp = doa_robust.spectra(foa, sample_rate)
+            floor = self._noise.update(stamp, sp.energy)
+            try:
+                v = doa_robust.spectra_votes(sp, floor, valid, min_votes=0)
+                at = stamp - foa.shape[1] / sample_rate + v.times
+                new = (at > self._covered) & (at <= stamp - half_frame)
+                if np.any(new):
+                    self._votes.append((at[new], v.directions[new], v.weights[new]))
+            except ValueError:
+                pass  # no direct-path-dominant bin in this window
+            self._covered = max(self._covered, stamp - half_frame)
+        self._votes = [x for x in self._votes if x[0].size and x[0].max() > stamp - self.memory_s]
+        pooled = self._all()
+        keep = pooled.times > stamp - self.memory_s
+        pooled = doa.Votes(pooled.directions[keep], pooled.weights[keep], pooled.times[keep])
+        if len(pooled.weights) >= self.min_votes:
+            recent = pooled.times > stamp - self.recent_s
+            if np.count_nonzero(recent) >= self.min_votes and np.count_nonzero(~recent) >= self.min_votes:
+                new_est = doa.estimate_from_votes(doa.Votes(pooled.directions[recent], pooled.weights[recent],
+                                                            pooled.times[recent]))
+                old_est = doa.estimate_from_votes(doa.Votes(pooled.directions[~recent], pooled.weights[~recent],
+                                                            pooled.times[~recent]))
+                cos_change = np.cos(np.radians(self.change_deg))
+                if new_est.direction @ old_est.direction < cos_change:
+                    self._pending = [p for p in self._pending if p @ new_est.direction >= cos_change]
+                    self._pending.append(new_est.direction)
+                else:
+                    self._pending = []
+                if len(self._pending) >= self.confirm_frames:
+                    cut = stamp - self.recent_s  # the talker changed: the old votes no longer vote
+                    self._votes = [(t[t > cut], d[t > cut], w[t > cut]) for t, d, w in self._votes]
+                    pooled = doa.Votes(pooled.directions[recent], pooled.weights[recent], pooled.times[recent])
+                    self._pending = []
+            return doa.estimate_from_votes(pooled)
+        if sp is None:
+            return None
+        try:
+            return doa.estimate_from_votes(doa_robust.spectra_votes(sp, floor, valid))
+        except ValueError:
+            return None
+
+    def reset(self, stamp: float) -> None:
+        """Forget all votes and ignore audio before `stamp` (the noise floor is kept: the room
+        did not change)."""
+        self._votes, self._pending = [], []
+        self._covered = stamp
