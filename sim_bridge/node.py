@@ -1,19 +1,25 @@
 """sim_bridge ROS 2 node: publishes the live simulated world (sim_bridge.live) in real time.
 
-Topics (every name but /tf and /tf_static a parameter): colour image (rgb8), depth image (32FC1 metres, NaN = no
-return), camera_info, FOA audio chunks (jaeger_ros/FoaAudio, stamped at their FIRST sample),
-ground truth (jaeger_ros/SimGroundTruth in the optical frame, stamped like the frame it
-describes) and TF. Sensor topics use the sensor-data QoS (best effort, keep last 5); ground
-truth is reliable.
+Topics (relative names, so a namespace moves them; /tf, /tf_static absolute): colour image (rgb8),
+depth image (32FC1 metres, NaN = no return), camera_info, FOA audio chunks (jaeger_ros/FoaAudio,
+stamped at their FIRST sample, frame `mic_frame`), ground truth (jaeger_ros/SimGroundTruth in the
+optical frame, stamped like the frame it describes) and TF. Images, camera_info and audio are
+reliable, keep last 5/20 (REP-2003 drivers such as realsense-ros and usb_cam offer reliable), so a
+default subscriber gets them and a sensor-data (best-effort) one does too; each is changeable per
+topic with `qos_overrides.<topic>.publisher.<policy>` parameters. Ground truth is reliable.
 
 TF (tf2_msgs/TFMessage, REP-105 chain from sim_bridge.live.tf_links): map -> odom -> base_link
--> camera_link -> `optical_frame` (the frame_id of every image, camera_info, audio chunk and
-ground truth). The moving links (odom -> base_link, base_link -> camera_link: new each scene)
-go on /tf with every frame, stamped like it; the fixed ones (map -> odom, camera_link ->
-optical) go once on /tf_static (reliable, transient local: late subscribers get them too).
+-> camera_link -> `optical_frame` (the frame_id of every image, camera_info and ground truth),
+and camera_link -> `mic_frame` (the microphone: at the camera, REP-103 axes = the ambisonic axes).
+The moving links (odom -> base_link, base_link -> camera_link: new each scene) go on /tf with
+every frame, stamped like it; the fixed ones (map -> odom, camera_link -> optical, camera_link ->
+mic) go once at start-up on /tf_static (reliable, transient local: late subscribers get them too).
 
-Scenario "party" (sim_bridge.live.PartyWorld): a robot base that executes geometry_msgs/Twist
-on `cmd_vel_topic` (linear.x, angular.z; held for the base's command timeout), talkers taking
+Parameters: described, typed and ranged (`ros2 param describe`), all read at start-up (read-only:
+`ros2 param set` is refused with the reason); a bad one stops the start-up with one line (exit 1).
+
+Scenario "party" (sim_bridge.live.PartyWorld): a robot base that executes geometry_msgs/TwistStamped
+(or Twist with cmd_vel_stamped false) on `cmd_vel_topic` (linear.x, angular.z; held for the base's command timeout), talkers taking
 turns around it, and TF with a moving map -> odom (the localiser's correction of the drifting
 wheel odometry odom -> base_link) and a fixed mast base_link -> camera_link (/tf_static). The
 base's links also go on /tf at `odom_rate_hz`, stamped now, between camera frames: a behaviour
@@ -34,16 +40,19 @@ from __future__ import annotations
 import math
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from geometry_msgs.msg import Point, Twist, Vector3
+import numpy as np
+from geometry_msgs.msg import Point, Twist, TwistStamped, Vector3
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
 
 from jaeger_ros.ros import convert as rc
-from jaeger_ros.core.geometry import camera_to_optical
+from jaeger_ros.core.geometry import CAMERA_LINK_FRAME, camera_to_optical
 from jaeger_ros.msg import FoaAudio, SimGroundTruth, SimSource
-from sim_bridge.live import OPTICAL_FRAME, FrameLink, GroundTruth, LiveConfig, PartyWorld, make_world
+from sim_bridge.live import OPTICAL_FRAME, SCENARIOS, FrameLink, GroundTruth, LiveConfig, PartyWorld, make_world
+from jaeger_ros.ros.params import Spec, declare
 from jaeger_ros.ros.runner import run_node
 
 STATIC_TF_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
@@ -70,48 +79,92 @@ def ground_truth_to_msg(gt: GroundTruth, frame_id: str) -> SimGroundTruth:
                                             z=float(gt.room_size_map[2])))
 
 
+MIC_FRAME = "mic_link"
+"""The microphone's own frame (REP-103 axes = the ambisonic axes: X forward, Y left, Z up)."""
+
+PARAMETERS: tuple[Spec, ...] = (
+    Spec("scenario", "single", "single: one loudspeaker talks; dual: a male and a female voice overlap; party: "
+         "talkers take turns around a robot base that executes cmd_vel", choices=SCENARIOS),
+    Spec("conditions", "realistic", "sensing preset (sim_bridge/conditions.py): clean | realistic | hard | diffuse@SNR"),
+    Spec("min_loudspeakers", 2, "fewest loudspeakers per scene", 1, 8),
+    Spec("max_loudspeakers", 3, "most loudspeakers per scene", 1, 8),
+    Spec("split", "test", "loudspeaker shapes and sentences from this split", choices=("train", "val", "test")),
+    Spec("seed", 0, "random seed of the scene sequence", 0, 2**31 - 1),
+    Spec("scene_period_s", 8.0, "s, a new room, camera and loudspeakers every this long", 0.1, 3600.0),
+    Spec("camera_rate_hz", 10.0, "Hz, RGB-D frame rate", 0.1, 100.0),
+    Spec("chunk_s", 0.05, "s, FOA chunk length (stamped at its first sample)", 0.005, 1.0),
+    Spec("width", 640, "px, image width", 16, 4096),
+    Spec("height", 480, "px, image height", 16, 4096),
+    Spec("hfov_deg", 90.0, "deg, horizontal field of view", 10.0, 170.0),
+    Spec("speech_dir", "", "'' = espeak-ng voices; else a folder of male/female speech"),
+    Spec("speech_pool", 8, "synthetic utterances per voice", 1, 1000),
+    Spec("noise_rms", 1e-4, "microphone self-noise (FOA units; speech is ~0.01-0.05)", 0.0, 1.0),
+    Spec("audio_channel_order", "ACN", "FOA channel order of the published audio", choices=("ACN", "FUMA")),
+    Spec("audio_normalization", "SN3D", "FOA normalisation of the published audio", choices=("SN3D", "N3D")),
+    Spec("optical_frame", OPTICAL_FRAME, "frame_id of images, camera_info and ground truth (TF: map -> odom -> "
+         "base_link -> camera_link -> it)"),
+    Spec("mic_frame", MIC_FRAME, "frame_id of the FOA chunks: the microphone (X forward, Y left, Z up), on "
+         "/tf_static as camera_link -> it"),
+    Spec("talkers", 3, "party: loudspeakers around the robot", 1, 8),
+    Spec("max_linear_mps", 0.5, "party: base speed limit, m/s", 0.0, 5.0),
+    Spec("max_angular_rps", 2.0, "party: base turn-rate limit, rad/s", 0.0, 10.0),
+    Spec("odom_rate_hz", 20.0, "party: Hz of odometry on /tf between frames", 0.1, 1000.0),
+    Spec("cmd_vel_topic", "cmd_vel", "party: geometry_msgs/Twist or TwistStamped input (see cmd_vel_stamped)"),
+    Spec("cmd_vel_stamped", True, "party: cmd_vel is geometry_msgs/TwistStamped (false: Twist)"),
+    Spec("color_topic", "camera/color/image_raw", "colour image output (rgb8)"),
+    Spec("depth_topic", "camera/depth/image_raw", "depth image output (32FC1 m, registered to colour)"),
+    Spec("camera_info_topic", "camera/color/camera_info", "colour camera_info output"),
+    Spec("audio_topic", "audio/foa", "jaeger_ros/FoaAudio output"),
+    Spec("ground_truth_topic", "sim/ground_truth", "jaeger_ros/SimGroundTruth output"),
+)
+"""Every parameter is read at start-up (read_only): the world is built from them once."""
+
+SENSOR_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+"""Images, camera_info and audio: reliable, keep last 5 (what realsense-ros and usb_cam offer), so a
+default subscriber receives them and a best-effort (sensor-data) one does too; per topic
+changeable with qos_overrides.<topic>.publisher.{reliability,depth,history,durability}."""
+
+
 class SimBridgeNode(Node):
     def __init__(self, **kwargs) -> None:
+        # state first: rclpy destroys a half-built node (bad parameter, interrupted start-up) at shutdown
+        self._renderer: ThreadPoolExecutor | None = None
         super().__init__("sim_bridge", **kwargs)
-        p = {name: self.declare_parameter(name, default).value for name, default in (
-            ("scenario", "single"), ("min_loudspeakers", 2), ("max_loudspeakers", 3), ("split", "test"),
-            ("seed", 0), ("scene_period_s", 8.0), ("camera_rate_hz", 10.0), ("chunk_s", 0.05),
-            ("width", 640), ("height", 480), ("hfov_deg", 90.0), ("speech_dir", ""), ("speech_pool", 8),
-            ("noise_rms", 1e-4), ("audio_channel_order", "ACN"), ("audio_normalization", "SN3D"),
-            ("conditions", "realistic"),
-            ("optical_frame", OPTICAL_FRAME), ("talkers", 3), ("max_linear_mps", 0.5), ("max_angular_rps", 2.0),
-            ("cmd_vel_topic", "/cmd_vel"), ("odom_rate_hz", 20.0),
-            ("color_topic", "/camera/color/image_raw"), ("depth_topic", "/camera/depth/image_raw"),
-            ("camera_info_topic", "/camera/color/camera_info"), ("audio_topic", "/audio/foa"),
-            ("ground_truth_topic", "/sim/ground_truth"))}
+        p = declare(self, PARAMETERS)
         self.p = p
-        if p["camera_rate_hz"] <= 0 or p["odom_rate_hz"] <= 0:
-            raise ValueError(f"camera_rate_hz and odom_rate_hz must be positive, got {p['camera_rate_hz']}, "
-                             f"{p['odom_rate_hz']}")
         self.world = make_world(LiveConfig(
             scenario=p["scenario"], min_loudspeakers=p["min_loudspeakers"], max_loudspeakers=p["max_loudspeakers"],
             split=p["split"], seed=p["seed"], scene_period_s=p["scene_period_s"], chunk_s=p["chunk_s"],
             width=p["width"], height=p["height"], hfov_deg=p["hfov_deg"], noise_rms=p["noise_rms"],
             speech_pool=p["speech_pool"], speech_dir=p["speech_dir"] or None, talkers=p["talkers"],
             max_linear_mps=p["max_linear_mps"], max_angular_rps=p["max_angular_rps"], conditions=p["conditions"]))
-        sensor = qos_profile_sensor_data
-        self.pub_rgb = self.create_publisher(Image, p["color_topic"], sensor)
-        self.pub_depth = self.create_publisher(Image, p["depth_topic"], sensor)
-        self.pub_info = self.create_publisher(CameraInfo, p["camera_info_topic"], sensor)
-        self.pub_audio = self.create_publisher(FoaAudio, p["audio_topic"], sensor)
+        overridable = QoSOverridingOptions.with_default_policies()
+        self.pub_rgb = self.create_publisher(Image, p["color_topic"], SENSOR_QOS, qos_overriding_options=overridable)
+        self.pub_depth = self.create_publisher(Image, p["depth_topic"], SENSOR_QOS, qos_overriding_options=overridable)
+        self.pub_info = self.create_publisher(CameraInfo, p["camera_info_topic"], SENSOR_QOS,
+                                              qos_overriding_options=overridable)
+        self.pub_audio = self.create_publisher(FoaAudio, p["audio_topic"], QoSProfile(
+            depth=20, reliability=ReliabilityPolicy.RELIABLE), qos_overriding_options=overridable)
         self.pub_gt = self.create_publisher(SimGroundTruth, p["ground_truth_topic"], 10)
         self.pub_tf = self.create_publisher(TFMessage, "/tf", 100)
         self.pub_tf_static = self.create_publisher(TFMessage, "/tf_static", STATIC_TF_QOS)
         if isinstance(self.world, PartyWorld):
-            self.create_subscription(Twist, p["cmd_vel_topic"], self._on_cmd_vel, 10)
+            if p["cmd_vel_stamped"]:
+                self.create_subscription(TwistStamped, p["cmd_vel_topic"], lambda m: self._on_cmd_vel(m.twist), 10)
+            else:
+                self.create_subscription(Twist, p["cmd_vel_topic"], self._on_cmd_vel, 10)
         self._cache: tuple[object, Image, Image] | None = None
-        self._static_sent = False
         self._pending_audio: list[tuple[float, object]] = []
         self.get_logger().info(f"building the first scene ({p['scenario']}, seed {p['seed']})")
         self.world.scene(0)  # before the clock starts: otherwise the first frames are born stale
         start = self.get_clock().now().nanoseconds * 1e-9
         self.world.start(start)
         self.t0 = start
+        # the fixed links once, latched, before any frame or audio chunk: a node's first
+        # frame can already be put together with the microphone's mount
+        mic = FrameLink(CAMERA_LINK_FRAME, p["mic_frame"], np.eye(4), True)  # at the camera, same axes
+        self.pub_tf_static.publish(tf_message([link for link in self.world.transforms(start, p["optical_frame"])
+                                               if link.static] + [mic], start))
         self.frames_published = 0
         self.chunks_published = 0
         self.odom_published = 0
@@ -123,8 +176,8 @@ class SimBridgeNode(Node):
         self.timer = self.create_timer(0.005, self._tick)
         self.get_logger().info(
             f"sim_bridge live: {p['width']}x{p['height']} at {p['camera_rate_hz']} Hz, FOA chunks of "
-            f"{self.world.chunk} samples at {self.world.sample_rate} Hz, TF map -> odom -> base_link -> "
-            f"camera_link -> {p['optical_frame']}")
+            f"{self.world.chunk} samples at {self.world.sample_rate} Hz in {p['mic_frame']}, TF map -> odom -> "
+            f"base_link -> camera_link -> {p['optical_frame']} (and camera_link -> {p['mic_frame']})")
 
     def destroy_node(self) -> None:
         if self._renderer is not None:
@@ -155,7 +208,7 @@ class SimBridgeNode(Node):
         chunk_s = self.world.chunk / self.world.sample_rate
         while self._pending_audio and self._pending_audio[0][0] + chunk_s <= now:
             t, samples = self._pending_audio.pop(0)
-            header = rc.make_header(t, self.p["optical_frame"])
+            header = rc.make_header(t, self.p["mic_frame"])
             self.pub_audio.publish(rc.foa_to_msg(samples, self.world.sample_rate, header,
                                                  self.p["audio_channel_order"], self.p["audio_normalization"]))
             self.chunks_published += 1
@@ -205,9 +258,6 @@ class SimBridgeNode(Node):
         self._publish_tf(links, t)
 
     def _publish_tf(self, links: list[FrameLink], t: float) -> None:
-        if not self._static_sent:  # fixed for the whole run: once, latched
-            self.pub_tf_static.publish(tf_message([link for link in links if link.static], t))
-            self._static_sent = True
         self.pub_tf.publish(tf_message([link for link in links if not link.static], t))
 
 

@@ -38,7 +38,7 @@ def test_every_table_entry_is_a_declared_parameter_with_a_description(context):
     sim = SimBridgeNode(context=context, parameter_overrides=[Parameter("speech_pool", value=1)])
     try:
         for table, declares in ((NODE_ARGUMENTS, node.has_parameter), (SIM_ARGUMENTS, sim.has_parameter),
-                                (CAPTURE_ARGUMENTS, dict(foa_capture_node.PARAMETERS).__contains__)):
+                                (CAPTURE_ARGUMENTS, {s.name for s in foa_capture_node.PARAMETERS}.__contains__)):
             for arg in table:
                 assert declares(arg.name), f"{arg.name} is not a parameter of its node"
         for arg in (*LAUNCH_ARGUMENTS, *NODE_ARGUMENTS, *SIM_ARGUMENTS, *CAPTURE_ARGUMENTS):

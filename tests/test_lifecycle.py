@@ -144,15 +144,16 @@ def test_parameters_are_checked_applied_live_or_held_for_configure(rig):
     def set_one(name, value):
         return node.set_parameters([Parameter(name, value=value)])[0]
 
-    for name, value, reason in [("rate_hz", 0.0, "rate_hz"), ("rate_hz", 1e6, "rate_hz"), ("rate_hz", "fast", "number"),
-                                ("window_s", 4.0, "audio_buffer_s"), ("window_s", -1.0, "window_s"),
+    # static typing: a live change cannot turn a double into an integer or a string
+    for name, value, reason in [("rate_hz", 0.0, "rate_hz"), ("rate_hz", 1e6, "rate_hz"), ("rate_hz", "fast", "type"),
+                                ("rate_hz", 4, "type"), ("window_s", 4.0, "audio_buffer_s"), ("window_s", -1.0, "window_s"),
                                 ("target_voice", "child", "target_voice"), ("queue_size", 0, "queue_size"),
-                                ("min_audio_rms", float("nan"), "number")]:
+                                ("min_audio_rms", float("nan"), "min_audio_rms")]:
         result = set_one(name, value)
         assert not result.successful and reason in result.reason, (name, value, result.reason)
-    assert node.p["rate_hz"] == 10.0
+    assert node.p["rate_hz"] == 10.0 and node.get_parameter("rate_hz").type_ == Parameter.Type.DOUBLE
 
-    assert set_one("rate_hz", 4).successful and node.p["rate_hz"] == 4.0
+    assert set_one("rate_hz", 4.0).successful and node.p["rate_hz"] == 4.0
     assert node._process_timer.timer_period_ns == int(0.5e9 / 4.0)  # the processing timer follows rate_hz
     assert set_one("target_voice", "female").successful and node.p["target_voice"] == "female"
 

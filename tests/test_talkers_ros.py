@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import rclpy
 import yaml
-from geometry_msgs.msg import Twist
+from geometry_msgs.msg import TwistStamped
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
 from tf2_msgs.msg import TFMessage
 
 from jaeger_ros.core.geometry import Box3D, optical_to_camera
@@ -51,7 +52,8 @@ def test_turn_to_speaker_turns_a_simulated_base_to_a_talker_behind_it(context, o
     that ends facing the talker."""
     from jaeger_ros.ros.turn_to_speaker import TurnToSpeaker
 
-    behaviour = TurnToSpeaker(context=context)
+    # the simulated base turns at up to 2 rad/s; the node's default (0.5) suits a real base
+    behaviour = TurnToSpeaker(context=context, parameter_overrides=[Parameter("max_angular_rps", value=2.0)])
     sim = rclpy.create_node("simulated_base", context=context)
     base = Base(BaseLimits(max_angular_rps=2.0, odom_scale_error=0.0, odom_noise=0.0), np.random.default_rng(0),
                 0.0, 0.0, 0.0)
@@ -59,9 +61,10 @@ def test_turn_to_speaker_turns_a_simulated_base_to_a_talker_behind_it(context, o
     base.time = clock.now().nanoseconds * 1e-9
     commands, late = [], []
 
-    def on_cmd(msg: Twist) -> None:
-        commands.append(msg.angular.z)
-        late.append((clock.now().nanoseconds * 1e-9 + obey_late_s, msg.angular.z))
+    def on_cmd(msg: TwistStamped) -> None:
+        assert msg.header.frame_id == "base_link" and msg.header.stamp.sec > 0
+        commands.append(msg.twist.angular.z)
+        late.append((clock.now().nanoseconds * 1e-9 + obey_late_s, msg.twist.angular.z))
         obey()
 
     def obey() -> None:
@@ -72,7 +75,7 @@ def test_turn_to_speaker_turns_a_simulated_base_to_a_talker_behind_it(context, o
             base.command(0.0, angular, at)
         base.advance(now)
 
-    sim.create_subscription(Twist, "/cmd_vel", on_cmd, 10)
+    sim.create_subscription(TwistStamped, "/cmd_vel", on_cmd, 10)
     keep = static_tf(sim)
     pub_tf = sim.create_publisher(TFMessage, "/tf", 100)
     pub_talkers = sim.create_publisher(TalkerArray, "/jaeger/talkers", 10)
@@ -189,4 +192,30 @@ def test_party_parameters_are_the_ones_the_nodes_declare(context):
         assert name in SPECS and check_parameter(name, value) == value
     rviz = yaml.safe_load((REPO / "config" / "jaeger.rviz").read_text())["Visualization Manager"]
     topics = [d.get("Topic", {}).get("Value") for d in rviz["Displays"] if d["Class"].endswith("MarkerArray")]
-    assert params["jaeger_tracker"]["ros__parameters"]["markers_topic"] in topics
+    # relative in the params file; RViz (root namespace) shows it resolved
+    assert "/" + params["jaeger_tracker"]["ros__parameters"]["markers_topic"] in topics
+
+
+def test_turn_to_speaker_sends_a_zero_velocity_when_it_stops(context):
+    """A base without a command timeout keeps the last command: stopping the node must stop it."""
+    from jaeger_ros.ros.turn_to_speaker import TurnToSpeaker
+
+    behaviour = TurnToSpeaker(context=context)
+    listener = rclpy.create_node("base_driver", context=context)
+    got: list[TwistStamped] = []
+    listener.create_subscription(TwistStamped, "/cmd_vel", got.append, 10)
+    executor = SingleThreadedExecutor(context=context)
+    for n in (behaviour, listener):
+        executor.add_node(n)
+    try:
+        spin_for(executor, 1.0)  # discovery
+        behaviour._send(0.4)  # turning
+        spin_for(executor, 2.0, until=lambda: len(got) == 1)
+        executor.remove_node(behaviour)
+        behaviour.destroy_node()  # what Ctrl-C / SIGTERM does through the runner
+        spin_for(executor, 2.0, until=lambda: len(got) == 2)
+        assert [m.twist.angular.z for m in got] == [0.4, 0.0]
+        assert behaviour.p["max_angular_rps"] <= 0.5  # the default for a real base
+    finally:
+        executor.shutdown()
+        listener.destroy_node()

@@ -98,14 +98,17 @@ def test_tf_chain_is_complete_and_stamped_like_the_images(recorded):
     got = recorded
     assert len(got["static"]) == 1, "fixed links go out once"
     static = got["static"][0].transforms
-    assert [(t.header.frame_id, t.child_frame_id) for t in static] == [("map", "odom"), ("camera_link", OPTICAL)]
+    assert [(t.header.frame_id, t.child_frame_id) for t in static] == [("map", "odom"), ("camera_link", OPTICAL),
+                                                                       ("camera_link", "mic_link")]
+    mic = matrix(static[2].transform)  # the microphone at the camera, REP-103 axes like camera_link
+    np.testing.assert_allclose(mic, np.eye(4), atol=1e-12)
     assert len(got["tf"]) >= 20
     for msg in got["tf"]:
         links = [(t.header.frame_id, t.child_frame_id) for t in msg.transforms]
         assert links == [("odom", "base_link"), ("base_link", "camera_link")]
         assert len({key(t.header.stamp) for t in msg.transforms}) == 1
     edges = {(t.header.frame_id, t.child_frame_id) for m in [*got["static"], *got["tf"]] for t in m.transforms}
-    assert edges == set(zip(CHAIN, CHAIN[1:]))  # one tree, no stray frames
+    assert edges == set(zip(CHAIN, CHAIN[1:])) | {("camera_link", "mic_link")}  # one tree, no stray frames
     tf_stamps = [key(m.transforms[0].header.stamp) for m in got["tf"]]
     assert len(set(tf_stamps)) == len(tf_stamps)
     # every frame has its TF at exactly its stamp, and every TF stamp is a frame's
@@ -113,7 +116,7 @@ def test_tf_chain_is_complete_and_stamped_like_the_images(recorded):
     assert got["images"] and set(got["images"]) <= set(tf_stamps)
     assert set(got["images"].values()) == {OPTICAL}
     assert {m.header.frame_id for m in got["truth"].values()} == {OPTICAL}
-    assert key(static[0].header.stamp) == min(tf_stamps)  # sent with the first frame
+    assert key(static[0].header.stamp) <= min(tf_stamps)  # sent at start-up, before the first frame
 
 
 def test_tf_static_is_latched_for_late_subscribers(recorded):
@@ -162,6 +165,7 @@ def test_rviz_config_shows_the_tree_camera_and_markers_in_map():
     shown = {d["Class"].split("/")[-1]: d for d in rviz["Displays"] if d["Enabled"]}
     assert {"Grid", "TF", "Image", "MarkerArray"} <= set(shown)
     assert shown["Grid"]["Plane"] == "XY"  # the floor of a z-up map
-    assert shown["Image"]["Topic"]["Value"] == params["sim_bridge"]["ros__parameters"]["color_topic"]
-    assert shown["Image"]["Topic"]["Reliability Policy"] == "Best Effort"  # sensor-data QoS
-    assert shown["MarkerArray"]["Topic"]["Value"] == params["jaeger_node"]["ros__parameters"]["markers_topic"]
+    # the params file names topics relative to the nodes' namespace; RViz (root namespace) resolved
+    assert shown["Image"]["Topic"]["Value"] == "/" + params["sim_bridge"]["ros__parameters"]["color_topic"]
+    assert shown["Image"]["Topic"]["Reliability Policy"] == "Best Effort"  # matches reliable and best-effort
+    assert shown["MarkerArray"]["Topic"]["Value"] == "/" + params["jaeger_node"]["ros__parameters"]["markers_topic"]

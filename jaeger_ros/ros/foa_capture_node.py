@@ -8,9 +8,10 @@ stamped at the FIRST sample of the chunk: a sample counter anchored at the first
 capture time (the stream's ADC time mapped to the ROS clock), so stamps do not jitter with
 callback scheduling.
 
-Axes: the ambisonic axes (X forward, Y left, Z up) are those of the microphone. jaeger_node
-assumes they are aligned with the camera (X = optical +z, Y = optical -x, Z = optical -y):
-mount the microphone that way, front capsule pair towards the scene.
+Axes: the ambisonic axes (X forward, Y left, Z up) are those of the microphone, whose frame is
+`frame_id` (default mic_link, REP-103 axes). jaeger_node looks up the microphone's mount in TF
+(the image frame <- frame_id) and rotates the FOA into the camera frame: publish the mount, e.g.
+camera_link -> mic_link on /tf_static (identity when it is mounted aligned with the camera).
 
 Matrix: `a_to_b_matrix` (16 numbers, row-major, rows W, Y, Z, X in ACN order, SN3D) maps
 capsule signals (columns in device channel order) to B-format. The default is the ideal
@@ -25,11 +26,13 @@ from typing import Any
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos_overriding_options import QoSOverridingOptions
 
 from jaeger_ros.core.foa import TETRA_CAPSULES, tetrahedral_a_to_b  # noqa: F401 (re-exported)
 from jaeger_ros.ros import convert as rc
 from jaeger_ros.msg import FoaAudio
+from jaeger_ros.ros.params import Spec, declare
 from jaeger_ros.ros.runner import NodeStartError, run_node
 
 INSTALL_HINT = "pip install 'jaeger_ros[hardware]' (needs libportaudio2)"
@@ -54,10 +57,17 @@ def a_to_b(block: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return (matrix.astype(np.float32) @ a.T).astype(np.float32)
 
 
-PARAMETERS: tuple[tuple[str, Any], ...] = (
-    ("device", ""), ("sample_rate", 16000), ("chunk_s", 0.05), ("frame_id", "camera_color_optical_frame"),
-    ("audio_topic", "/audio/foa"), ("a_to_b_matrix", tetrahedral_a_to_b().reshape(-1).tolist()))
-"""(name, default) of every parameter the node declares."""
+PARAMETERS: tuple[Spec, ...] = (
+    Spec("device", "", "input device: '' = the default; a sounddevice name or ALSA hw:X,Y"),
+    Spec("sample_rate", 16000, "Hz, the device must support it (no resampling)", 8000, 192000),
+    Spec("chunk_s", 0.05, "s per FOA chunk (stamped at its first sample)", 0.005, 1.0),
+    Spec("frame_id", "mic_link", "frame_id of the chunks: the microphone's frame (X forward, Y left, Z up = the "
+         "ambisonic axes); publish its mount in TF (e.g. camera_link -> mic_link on /tf_static)"),
+    Spec("audio_topic", "audio/foa", "jaeger_ros/FoaAudio output (reliable; qos_overrides.<topic>.publisher.*)"),
+    Spec("a_to_b_matrix", tetrahedral_a_to_b().reshape(-1).tolist(),
+         "16 numbers, row-major 4x4 A->B matrix (rows W, Y, Z, X in ACN/SN3D; columns = device channels)"),
+)
+"""Every parameter is read at start-up (read_only): the stream is opened with them once."""
 
 
 def open_stream(device: str, sample_rate: int, blocksize: int, callback: Any) -> Any:
@@ -83,10 +93,11 @@ class FoaCaptureNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         self.stream: Any = None  # set first: rclpy destroys a half-built node at shutdown
         super().__init__("foa_capture", **kwargs)
-        p = {name: self.declare_parameter(name, default).value for name, default in PARAMETERS}
+        p = declare(self, PARAMETERS)
         self.p = p
         self.matrix = parse_matrix(p["a_to_b_matrix"])
-        self.pub = self.create_publisher(FoaAudio, p["audio_topic"], qos_profile_sensor_data)
+        self.pub = self.create_publisher(FoaAudio, p["audio_topic"], QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE),
+                                         qos_overriding_options=QoSOverridingOptions.with_default_policies())
         self._blocks: queue.Queue = queue.Queue(maxsize=100)
         self._t0: float | None = None
         self._samples = 0

@@ -64,11 +64,15 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from jaeger_ros.ros import convert as rc
 from jaeger_ros.core.audio_buffer import FoaRingBuffer
-from jaeger_ros.core.geometry import Intrinsics, camera_to_optical
+from jaeger_ros.core.foa import ACN
+from jaeger_ros.core.geometry import BODY_FROM_CAMERA, OPTICAL_FROM_CAMERA, Intrinsics, camera_to_optical
 from jaeger_ros.core.msg_arrays import check_frame_layout
 from jaeger_ros.msg import BoundingBox3D, BoundingBox3DArray, DoaEstimate, FoaAudio, SpeakerMatch
 from jaeger_ros.core.sync import ApproximateTimeMatcher, subscribe_synchronized
+from jaeger_ros.ros.params import Spec, descriptor
 from jaeger_ros.ros.runner import run_node
+from jaeger_ros.ros.tracker_node import TfListener
+from jaeger_ros.tracker.transforms import TransformBuffer, TransformError
 from jaeger_ros.pipeline.frame import METHODS, ClassicalEstimator, Estimate, JaegerEstimator, labelled, make_estimator
 
 try:
@@ -158,20 +162,20 @@ PARAMETERS: tuple[Param, ...] = (
     Param("marker_lifetime_s", 0.5, "s, RViz marker lifetime, 0..60", True),
     Param("diagnostics_period_s", 1.0, "s between /diagnostics messages (and input checks), 0.05..60", False),
     Param("no_input_warn_s", 3.0, "s without a synchronised frame set or audio before a warning, 0..3600", True),
-    Param("autostart", True, "configure and activate at start-up (false: wait for `ros2 lifecycle set`)", True),
-    Param("color_topic", "/camera/color/image_raw", "colour image input (rgb8/bgr8)", False),
-    Param("depth_topic", "/camera/depth/image_raw", "depth image input (32FC1 m or 16UC1 mm), aligned to colour",
+    Param("autostart", True, "configure and activate at start-up (false: wait for `ros2 lifecycle set`)", False),
+    Param("color_topic", "camera/color/image_raw", "colour image input (rgb8/bgr8)", False),
+    Param("depth_topic", "camera/depth/image_raw", "depth image input (32FC1 m or 16UC1 mm), aligned to colour",
           False),
-    Param("camera_info_topic", "/camera/color/camera_info", "colour camera_info input", False),
-    Param("audio_topic", "/audio/foa", "jaeger_ros/FoaAudio input", False),
-    Param("doa_topic", "/jaeger/doa", "DoaEstimate output", False),
-    Param("detections_topic", "/jaeger/detections", "BoundingBox3DArray output", False),
-    Param("match_topic", "/jaeger/speaker_match", "SpeakerMatch output", False),
-    Param("markers_topic", "/jaeger/markers", "MarkerArray output", False),
-    Param("diagnostics_topic", "/diagnostics", "DiagnosticArray output", False),
+    Param("camera_info_topic", "camera/color/camera_info", "colour camera_info input", False),
+    Param("audio_topic", "audio/foa", "jaeger_ros/FoaAudio input", False),
+    Param("doa_topic", "jaeger/doa", "DoaEstimate output", False),
+    Param("detections_topic", "jaeger/detections", "BoundingBox3DArray output", False),
+    Param("match_topic", "jaeger/speaker_match", "SpeakerMatch output", False),
+    Param("markers_topic", "jaeger/markers", "MarkerArray output", False),
+    Param("diagnostics_topic", "/diagnostics", "DiagnosticArray output (absolute: one /diagnostics per robot)", False),
 )
 SPECS = {p.name: p for p in PARAMETERS}
-AT_START = ("diagnostics_topic", "diagnostics_period_s")
+AT_START = ("autostart", "diagnostics_topic", "diagnostics_period_s")
 """Read once at construction: /diagnostics is published in every lifecycle state."""
 # float parameters: (low, high, low included)
 FLOAT_LIMITS = {"rate_hz": (0.0, 200.0, False), "window_s": (0.0, 10.0, False), "slop": (0.0, 1.0, True),
@@ -181,6 +185,16 @@ FLOAT_LIMITS = {"rate_hz": (0.0, 200.0, False), "window_s": (0.0, 10.0, False), 
                 "diagnostics_period_s": (0.05, 60.0, True), "no_input_warn_s": (0.0, 3600.0, False)}
 INT_LIMITS = {"queue_size": (1, 1000), "sample_rate": (1000, 192000), "max_pixels": (1, 100_000_000)}
 CHOICES = {"method": METHODS, "target_voice": VOICES}
+
+
+def descriptor_of(spec: Param) -> ParameterDescriptor:
+    """Static type, range and description; read_only only for what is read at construction
+    (configure-time parameters change while unconfigured and are refused, with the reason, while
+    configured)."""
+    low, high = (FLOAT_LIMITS.get(spec.name) or INT_LIMITS.get(spec.name) or (None, None))[:2]
+    when = " (live)" if spec.live else " (read at configure)"
+    return descriptor(Spec(spec.name, spec.default, spec.description + ("" if spec.name in AT_START else when), low,
+                           high, tuple(CHOICES.get(spec.name, ()))), read_only=spec.name in AT_START)
 
 
 def check_parameter(name: str, value: Any) -> Any:
@@ -237,10 +251,11 @@ class _InputTap:
 
     def create_subscription(self, msg_type: type, topic: str, callback: Callable[[Any], None], qos_profile: Any,
                             **kwargs: Any) -> Any:
-        self.arrivals[topic] = None
+        name = self._node.resolve_topic_name(topic)  # as the graph shows it (namespace applied)
+        self.arrivals[name] = None
 
         def tapped(msg: Any) -> None:
-            self.arrivals[topic] = time.monotonic()
+            self.arrivals[name] = time.monotonic()
             if self._admit(topic, msg):
                 callback(msg)
 
@@ -250,6 +265,35 @@ class _InputTap:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._node, name)
+
+
+class _Owned:
+    """Creates subscriptions on the node and keeps them, so a transition can release them (the
+    TF listener subscribes through it)."""
+
+    def __init__(self, node: LifecycleNode) -> None:
+        self._node = node
+        self.subscriptions: list[Any] = []
+
+    def create_subscription(self, *args: Any, **kwargs: Any) -> Any:
+        sub = self._node.create_subscription(*args, **kwargs)
+        self.subscriptions.append(sub)
+        return sub
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._node, name)
+
+
+BODY_FROM_OPTICAL = BODY_FROM_CAMERA @ OPTICAL_FROM_CAMERA.T
+"""REP-103 axes (X forward, Y left, Z up: the ambisonic axes) of a camera <- its optical frame."""
+
+
+def rotate_foa(window: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+    """(4, N) ACN FOA with its dipoles (X, Y, Z) turned by `rotation` (W is omnidirectional)."""
+    out = np.array(window, dtype=np.float32, copy=True)
+    xyz = [ACN.index("X"), ACN.index("Y"), ACN.index("Z")]
+    out[xyz] = rotation @ window[xyz]
+    return out
 
 
 class JaegerNode(LifecycleNode):
@@ -263,6 +307,9 @@ class JaegerNode(LifecycleNode):
         self.buffer: FoaRingBuffer | None = None
         self._outputs: list[Any] = []
         self._inputs: _InputTap | None = None
+        self._tf_owner: _Owned | None = None
+        self._tf: TfListener | None = None
+        self._audio_frame = ""  # frame_id of the newest FOA chunk (the microphone's)
         self._sync: list[Any] = []
         self._tickers: list[Any] = []
         self._process_timer: Any = None
@@ -278,12 +325,13 @@ class JaegerNode(LifecycleNode):
         self._diag_timer: Any = None
         self._reset_counters()
         super().__init__("jaeger_node", **kwargs)
+        # statically typed, described, with ranges (`ros2 param describe`); a start-up value is
+        # checked here (one line, exit 1), typed first: `rate_hz:=10` is the double 10.0
+        overrides = self._parameter_overrides  # rclpy keeps them here until each is declared
         for spec in PARAMETERS:
-            # numbers are dynamically typed so that `rate_hz:=10` (an integer) is accepted;
-            # check_parameter checks their type and range
-            number = isinstance(spec.default, (int, float)) and not isinstance(spec.default, bool)
-            self.declare_parameter(spec.name, spec.default,
-                                   ParameterDescriptor(description=spec.description, dynamic_typing=number))
+            if spec.name in overrides:
+                overrides[spec.name] = Parameter(spec.name, value=check_parameter(spec.name, overrides[spec.name].value))
+            self.declare_parameter(spec.name, spec.default, descriptor_of(spec))
         self.add_on_set_parameters_callback(self._check_change)
         self.add_post_set_parameters_callback(self._apply_change)
         # /diagnostics from construction (a plain publisher, not a lifecycle one): a configure that
@@ -326,9 +374,6 @@ class JaegerNode(LifecycleNode):
             for param in params:
                 if param.name not in SPECS:
                     continue
-                if param.name in AT_START and param.value != values[param.name]:
-                    raise ValueError(f"{param.name} is read at start-up (the /diagnostics publisher exists in "
-                                     f"every state): restart the node to change it")
                 if configured and not SPECS[param.name].live and param.value != values[param.name]:
                     raise ValueError(f"{param.name} is read at configure: deactivate + cleanup + configure to change it")
                 values[param.name] = check_parameter(param.name, param.value)
@@ -445,6 +490,8 @@ class JaegerNode(LifecycleNode):
         self._sync_dropped = 0
         audio_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
         self._inputs.create_subscription(FoaAudio, p["audio_topic"], self._on_audio, audio_qos)
+        self._tf_owner = _Owned(self)  # the microphone's mount relative to the camera
+        self._tf = TfListener(self._tf_owner, TransformBuffer(cache_s=10.0))
         self._process_timer = self.create_timer(0.5 / p["rate_hz"], self._try_process)
         self._tickers = [self._process_timer]
         self._running = True  # the worker last: nothing above can leave it running
@@ -463,10 +510,11 @@ class JaegerNode(LifecycleNode):
         self._worker = None
         for timer in self._tickers:
             self.destroy_timer(timer)
-        if self._inputs is not None:
-            for sub in self._inputs.subscriptions:
+        for owner in (self._inputs, self._tf_owner):
+            for sub in owner.subscriptions if owner is not None else ():
                 self.destroy_subscription(sub)
         self._tickers, self._process_timer, self._inputs, self._sync = [], None, None, []
+        self._tf_owner, self._tf, self._audio_frame = None, None, ""
         self._pending.clear()
 
     def _release(self) -> None:
@@ -567,6 +615,7 @@ class JaegerNode(LifecycleNode):
                                       f"{self.p['audio_buffer_s']:g})")
             return
         self.buffer.push(start, samples)
+        self._audio_frame = msg.header.frame_id
         stats = self.buffer.stats
         if stats.restarts != self._audio_restarts:
             self._audio_restarts = stats.restarts
@@ -640,13 +689,43 @@ class JaegerNode(LifecycleNode):
                 self._drop("no_audio", f"no audio covering [{stamp - self.p['window_s']:.3f}, {stamp:.3f}] "
                                        f"(buffer holds {self.buffer.start_time} .. {self.buffer.end_time})")
                 continue
+            try:
+                rotation = self.mic_rotation(self._pending[0][1].header.frame_id, stamp)
+            except TransformError as err:
+                if self._now() - stamp <= self.p["stale_after_s"]:
+                    return  # the microphone's TF has not arrived yet
+                self._pending.popleft()
+                self._drop("audio_tf", f"no TF from the image frame to the audio frame: {err}")
+                continue
             _, rgb_msg, depth_msg, info_msg = self._pending.popleft()
+            samples, valid = window
+            if rotation is not None:
+                samples = rotate_foa(samples, rotation)
             with self._work:
-                replaced, self._ready = self._ready, (stamp, rgb_msg, depth_msg, info_msg, *window)
+                replaced, self._ready = self._ready, (stamp, rgb_msg, depth_msg, info_msg, samples, valid)
                 self._work.notify()
             if replaced is not None:
                 self._drop("superseded", f"frame {replaced[0]:.3f} was still waiting for the estimator when "
                                          f"frame {stamp:.3f} became ready")
+
+    def mic_rotation(self, image_frame: str, stamp: float) -> np.ndarray | None:
+        """Rotation taking FOA from the microphone's axes (its chunks' frame_id, REP-103: X
+        forward, Y left, Z up) to the camera's ambisonic axes, from TF at `stamp` (the newest
+        if TF is not that recent); None when no rotation applies: audio stamped with the image's
+        own frame (or none) is taken as mounted aligned with the camera (the convention before
+        the microphone had a frame). TransformError when TF has no path (yet)."""
+        mic = self._audio_frame
+        if not mic or mic == image_frame or self._tf is None:
+            return None
+        buffer = self._tf.buffer
+        try:
+            optical_from_mic = buffer.lookup(image_frame, mic, stamp)
+        except TransformError:
+            latest = buffer.latest_common_time(image_frame, mic)
+            if not math.isfinite(latest):
+                raise
+            optical_from_mic = buffer.lookup(image_frame, mic, latest)
+        return BODY_FROM_OPTICAL @ optical_from_mic[:3, :3]
 
     def _work_loop(self) -> None:
         """The worker: decode, estimate and publish the frame handed over, until stopped."""
@@ -717,7 +796,7 @@ class JaegerNode(LifecycleNode):
         now, limit = time.monotonic(), self.p["no_input_warn_s"]
         arrivals = self._inputs.arrivals
         since_set = now - (self._last_set if self._last_set is not None else self._active_since)
-        audio = arrivals.get(self.p["audio_topic"])
+        audio = arrivals.get(self.resolve_topic_name(self.p["audio_topic"]))
         since_audio = now - (audio if audio is not None else self._active_since)
         missing = ([f"no synchronised frame set for {since_set:.1f} s"] if since_set >= limit else []) + \
                   ([f"no audio for {since_audio:.1f} s"] if since_audio >= limit else [])

@@ -40,6 +40,7 @@ from jaeger_ros.core.geometry import Intrinsics
 from jaeger_ros.core.msg_arrays import camera_info_to_intrinsics, depth_from_image
 from jaeger_ros.msg import SpeakerMatch, Talker, TalkerArray
 from jaeger_ros.ros import convert as rc
+from jaeger_ros.ros.params import Spec, declare
 from jaeger_ros.ros.runner import run_node
 from jaeger_ros.tracker.talkers import Observation, TalkerTracker, TrackerConfig, angle_deg, in_view
 from jaeger_ros.tracker.transforms import TransformBuffer, TransformError
@@ -84,28 +85,44 @@ def _color(r: float, g: float, b: float, a: float = 1.0) -> ColorRGBA:
     return ColorRGBA(r=r, g=g, b=b, a=a)
 
 
+PARAMETERS: tuple[Spec, ...] = (
+    Spec("match_topic", "jaeger/speaker_match", "jaeger_ros/SpeakerMatch input"),
+    Spec("depth_topic", "camera/depth/image_raw", "depth image input (ranges the matched boxes)"),
+    Spec("camera_info_topic", "camera/color/camera_info", "colour camera_info input"),
+    Spec("talkers_topic", "jaeger/talkers", "jaeger_ros/TalkerArray output"),
+    Spec("markers_topic", "jaeger/talker_markers", "MarkerArray output"),
+    Spec("diagnostics_topic", "/diagnostics", "DiagnosticArray output (absolute: one /diagnostics per robot)"),
+    Spec("world_frame", "map", "frame of the talker tracks"),
+    Spec("base_frame", "base_link", "the robot base (its turn rate gates smeared DoAs)"),
+    Spec("tf_wait_s", 0.5, "s, a frame newer than TF waits this long for it, then is dropped", 0.0, 10.0),
+    Spec("match_gate_deg", 12.0, "deg, the DoA must pass this close to the matched box to take its place", 0.1, 180.0),
+    Spec("bearing_sigma_deg", 8.0, "deg, DoA noise assumed across the ray", 0.1, 90.0),
+    Spec("min_confidence", 0.3, "below: silence, no update", 0.0, 1.0),
+    Spec("gate_deg", 25.0, "deg, a DoA belongs to a track within this angle of it", 0.1, 180.0),
+    Spec("default_range_m", 2.0, "m, a heard-only talker starts this far along its ray", 0.1, 100.0),
+    Spec("confirm_hits", 3, "observations before a track is published", 1, 1000),
+    Spec("forget_s", 120.0, "s, a talker unheard this long is deleted", 0.1, 86400.0),
+    Spec("merge_m", 0.5, "m, tracks closer than this merge (the older id stays)", 0.0, 10.0),
+    Spec("talking_hold_s", 0.6, "s, a track stays talking this long after it was last heard", 0.0, 60.0),
+    Spec("max_delay_s", 1.0, "s, frames older than this on arrival are dropped", 0.01, 60.0),
+    Spec("memory_s", 20.0, "s, evidence fades with this time constant", 0.1, 3600.0),
+    Spec("diagnostics_period_s", 1.0, "s between /diagnostics messages", 0.05, 60.0),
+    Spec("window_s", 0.5, "s, jaeger_node's audio window (for the turn-rate check)", 0.01, 10.0),
+    Spec("max_turn_rate_rps", 0.4, "rad/s, frames heard while the camera turned faster are dropped", 0.01, 100.0),
+)
+"""Every parameter is read at start-up (read_only): the tracker is built from them once."""
+
+
 class TrackerNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("jaeger_tracker", **kwargs)
-        p = {name: self.declare_parameter(name, default).value for name, default in (
-            ("match_topic", "/jaeger/speaker_match"), ("depth_topic", "/camera/depth/image_raw"),
-            ("camera_info_topic", "/camera/color/camera_info"), ("talkers_topic", "/jaeger/talkers"),
-            ("markers_topic", "/jaeger/talker_markers"), ("diagnostics_topic", "/diagnostics"),
-            ("world_frame", "map"), ("base_frame", "base_link"), ("tf_wait_s", 0.5), ("match_gate_deg", 12.0),
-            ("bearing_sigma_deg", 8.0), ("min_confidence", 0.3), ("gate_deg", 25.0), ("default_range_m", 2.0),
-            ("confirm_hits", 3), ("forget_s", 120.0), ("merge_m", 0.5), ("talking_hold_s", 0.6),
-            ("max_delay_s", 1.0), ("memory_s", 20.0), ("diagnostics_period_s", 1.0), ("window_s", 0.5),
-            ("max_turn_rate_rps", 0.4))}
+        p = declare(self, PARAMETERS)
         self.p = p
         self.tracker = TalkerTracker(TrackerConfig(
             bearing_sigma_deg=p["bearing_sigma_deg"], min_confidence=p["min_confidence"], gate_deg=p["gate_deg"],
             default_range_m=p["default_range_m"], confirm_hits=p["confirm_hits"], forget_s=p["forget_s"],
             merge_m=p["merge_m"], talking_hold_s=p["talking_hold_s"], max_delay_s=p["max_delay_s"],
             memory_s=p["memory_s"]))
-        if p["tf_wait_s"] < 0 or p["match_gate_deg"] <= 0 or p["diagnostics_period_s"] <= 0 or p["window_s"] <= 0 \
-                or p["max_turn_rate_rps"] <= 0:
-            raise ValueError("need tf_wait_s >= 0 and match_gate_deg, diagnostics_period_s, window_s, "
-                             "max_turn_rate_rps > 0")
         self.tf = TfListener(self, TransformBuffer(cache_s=max(10.0, 4 * p["max_delay_s"])))
         self.intrinsics: Intrinsics | None = None
         self.depths: deque[tuple[float, np.ndarray]] = deque(maxlen=30)

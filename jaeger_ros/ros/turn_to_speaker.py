@@ -22,10 +22,12 @@ from collections import deque
 from typing import Any
 
 import numpy as np
-from geometry_msgs.msg import Twist
+from geometry_msgs.msg import Twist, TwistStamped
 from rclpy.node import Node
 
 from jaeger_ros.msg import SpeakerMatch, TalkerArray
+from jaeger_ros.ros import convert as rc
+from jaeger_ros.ros.params import Spec, declare
 from jaeger_ros.ros.runner import run_node
 from jaeger_ros.ros.tracker_node import TfListener, stamp_seconds
 from jaeger_ros.tracker.transforms import TransformBuffer, TransformError
@@ -39,21 +41,40 @@ def _yaw(matrix: np.ndarray) -> float:
     return math.atan2(matrix[1, 0], matrix[0, 0])
 
 
+PARAMETERS: tuple[Spec, ...] = (
+    Spec("target_voice", "", "voice to face: '' any | male | female", choices=VOICES, live=True),
+    Spec("max_angular_rps", 0.5, "rad/s, fastest turn command (a real base: keep it low)", 0.05, 10.0),
+    Spec("min_angular_rps", 0.3, "rad/s, slowest non-zero turn command (below it a base may not move)", 0.0, 10.0),
+    Spec("gain", 3.0, "rad/s per rad of the turn still to go", 0.01, 100.0),
+    Spec("dead_band_deg", 8.0, "deg, facing: no command inside this", 0.0, 90.0),
+    Spec("min_confidence", 0.5, "a DoA steers only at or above this confidence", 0.0, 1.0, live=True),
+    Spec("doa_hold_s", 0.4, "s, a DoA newer than this can start a turn before its track exists", 0.0, 10.0),
+    Spec("agree_deg", 30.0, "deg, DoAs (or a DoA and the talking track) this close are one talker", 1.0, 180.0),
+    Spec("agree_count", 3, "successive agreeing DoAs a new voice needs", 1, 100),
+    Spec("max_heard_age_s", 1.0, "s, a talking track counts only if heard this recently", 0.01, 60.0, live=True),
+    Spec("window_s", 0.5, "s, jaeger_node's audio window (a DoA heard while turning is smeared)", 0.01, 10.0),
+    Spec("max_smear_deg", 5.0, "deg, DoAs heard while the robot turned more than this are ignored", 0.0, 180.0),
+    Spec("delay_window_s", 4.0, "s of odometry that fit the base's delay in obeying commands", 0.1, 60.0),
+    Spec("rate_hz", 20.0, "Hz, control rate", 0.5, 200.0),
+    Spec("stamped", True, "publish geometry_msgs/TwistStamped (Kilted nav2/ros2_control default); false: Twist"),
+    Spec("cmd_vel_topic", "cmd_vel", "velocity command output"),
+    Spec("match_topic", "jaeger/speaker_match", "jaeger_ros/SpeakerMatch input"),
+    Spec("talkers_topic", "jaeger/talkers", "jaeger_ros/TalkerArray input"),
+    Spec("world_frame", "map", "frame of the talker tracks"),
+    Spec("odom_frame", "odom", "turns are planned and executed in this frame"),
+    Spec("base_frame", "base_link", "the robot base (frame_id of TwistStamped)"),
+)
+"""live=True ones apply at once (`ros2 param set`); the others are read at start-up (read_only)."""
+
+
 class TurnToSpeaker(Node):
     def __init__(self, **kwargs) -> None:
+        self.command = 0.0  # first: rclpy destroys a half-built node, and destroy_node sends a stop
         super().__init__("turn_to_speaker", **kwargs)
-        p = {name: self.declare_parameter(name, default).value for name, default in (
-            ("target_voice", ""), ("max_angular_rps", 2.0), ("min_angular_rps", 0.3), ("gain", 3.0),
-            ("dead_band_deg", 8.0), ("min_confidence", 0.5), ("doa_hold_s", 0.4), ("agree_deg", 30.0),
-            ("agree_count", 3), ("max_heard_age_s", 1.0), ("window_s", 0.5), ("max_smear_deg", 5.0),
-            ("delay_window_s", 4.0), ("rate_hz", 20.0), ("cmd_vel_topic", "/cmd_vel"),
-            ("match_topic", "/jaeger/speaker_match"), ("talkers_topic", "/jaeger/talkers"),
-            ("world_frame", "map"), ("odom_frame", "odom"), ("base_frame", "base_link"))}
-        if p["target_voice"] not in VOICES:
-            raise ValueError(f"target_voice must be one of {VOICES}, got {p['target_voice']!r}")
-        if p["rate_hz"] <= 0 or p["window_s"] <= 0 or p["delay_window_s"] <= 0 or p["max_heard_age_s"] <= 0:
-            raise ValueError("need rate_hz, window_s, delay_window_s and max_heard_age_s > 0")
+        p = declare(self, PARAMETERS)
         self.p = p
+        self.add_post_set_parameters_callback(
+            lambda params: self.p.update({q.name: q.value for q in params if q.name in self.p}))
         self.planner = TurnPlanner(TurnConfig(
             dead_band_deg=p["dead_band_deg"], gain=p["gain"], min_angular_rps=p["min_angular_rps"],
             max_angular_rps=p["max_angular_rps"], agree_deg=p["agree_deg"], agree_count=p["agree_count"],
@@ -66,7 +87,7 @@ class TurnToSpeaker(Node):
         self.odometry: deque[tuple[float, float]] = deque()  # (stamp, heading) of each odometry sample
         self.delay = 0.1  # s from sending a command to the base obeying it (re-fitted while turning)
         self._fitted_at = -math.inf
-        self.pub = self.create_publisher(Twist, p["cmd_vel_topic"], 10)
+        self.pub = self.create_publisher(TwistStamped if p["stamped"] else Twist, p["cmd_vel_topic"], 10)
         self.create_subscription(SpeakerMatch, p["match_topic"], self._on_match, 20)
         self.create_subscription(TalkerArray, p["talkers_topic"], self._on_talkers, 10)
         self.create_timer(1.0 / p["rate_hz"], self._control)
@@ -179,10 +200,20 @@ class TurnToSpeaker(Node):
         if angular == 0.0 and self.command == 0.0:
             return
         self.command = angular
-        self.sent.append((self._now(), angular))
-        msg = Twist()
-        msg.angular.z = float(angular)
-        self.pub.publish(msg)
+        now = self._now()
+        self.sent.append((now, angular))
+        twist = Twist()
+        twist.angular.z = float(angular)
+        self.pub.publish(TwistStamped(header=rc.make_header(now, self.p["base_frame"]), twist=twist)
+                         if self.p["stamped"] else twist)
+
+    def destroy_node(self) -> None:
+        """A zero command before going: a base without a command timeout would keep turning."""
+        try:
+            self._send(0.0)
+        except Exception as err:  # the context may already be gone (killed): nothing left to tell the base
+            self.get_logger().warning(f"could not send the final zero velocity: {err}")
+        super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> None:
