@@ -11,10 +11,12 @@ machine the interpreter is world-readable; nothing else of the machine changes.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,7 +73,7 @@ def _as_unprivileged_user(command: list[str], home: Path) -> list[str]:
         if _hidden_ancestor(child / "x") != hidden:
             return []
         keep = home / "interpreter"
-        keep.mkdir()
+        keep.mkdir(exist_ok=True)
         steps += [f"mount --bind {child} {keep}", f"mount -t tmpfs -o mode=755 none {hidden}",
                   f"mkdir -p {child}", f"mount --bind {keep} {child}"]
     user = ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups", "--no-new-privs",
@@ -123,6 +125,27 @@ def test_messages_import_from_the_install_prefix(workspace) -> None:
                            cwd=ws, capture_output=True, text=True, timeout=120)
     assert probe.returncode == 0, probe.stderr[-2000:]
     assert Path(probe.stdout.strip()).resolve().is_relative_to(install.resolve())
+
+
+def test_colcon_test_runs_the_pytest_suite(workspace) -> None:
+    """`colcon test --packages-select jaeger_ros` in that workspace runs pytest on the clone's tests
+    against the install; PYTEST_ADDOPTS narrows it to one small module here (the whole suite is
+    `make test`). Expected: every test function of that module, counted in its source."""
+    ws, run = workspace
+    assert run.returncode == 0, run.stderr[-3000:]
+    module = ws / "src" / "jaeger_ros" / "tests" / "test_rosdep_keys.py"
+    expected = len(re.findall(r"^def test_", module.read_text(), flags=re.M))
+    venv_bin = Path(sys.executable).parent
+    command = _as_unprivileged_user(
+        ["env", f"PATH={venv_bin}:/usr/bin:/bin", f"AMENT_PREFIX_PATH={sys.prefix}", f"HOME={ws.parent / 'home'}",
+         "PYTEST_ADDOPTS=-k test_rosdep_keys", str(venv_bin / "colcon"), "test", "--merge-install",
+         "--packages-select", "jaeger_ros", "--event-handlers", "console_direct-"], ws.parent / "home")
+    test = subprocess.run(command, cwd=ws, capture_output=True, text=True, timeout=900)
+    assert test.returncode == 0, test.stdout[-3000:] + test.stderr[-3000:]
+    result = ET.parse(ws / "build" / "jaeger_ros" / "test_results" / "jaeger_ros" / "pytest.xml").getroot()
+    suite = result if result.tag == "testsuite" else result.find("testsuite")
+    assert int(suite.get("tests")) == expected > 0
+    assert int(suite.get("failures")) == int(suite.get("errors")) == 0
 
 
 def test_an_unmarked_folder_in_the_way_is_never_touched(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ fail() { echo "tools/workspace.sh: $*" >&2; exit 1; }
 
 mkdir -p "$ws/src"
 src=$(realpath "$ws/src")
+testing=()  # a checkout built in place keeps colcon's default BUILD_TESTING=ON: `colcon test` runs its pytest suite
 case "$repo/" in
   "$src"/*)  # built in place
     case "$(realpath -m "$prefix")/" in
@@ -45,7 +46,8 @@ case "$repo/" in
       cp -a "$repo/$item" "$dest/"
     done
     find "$dest" -name __pycache__ -prune -exec rm -rf {} +
-    echo "$repo" > "$dest/$mark" ;;
+    echo "$repo" > "$dest/$mark"
+    testing=(-DBUILD_TESTING=OFF) ;;  # the copy holds the package, not the tests
 esac
 
 if ! "$py" -c 'import tf2_msgs.msg' 2>/dev/null && [ ! -e "$src/tf2_msgs" ]; then
@@ -82,4 +84,4 @@ fi
 cd "$ws"
 AMENT_PREFIX_PATH="${AMENT_PREFIX_PATH:+$AMENT_PREFIX_PATH:}$prefix" CMAKE_PREFIX_PATH="${CMAKE_PREFIX_PATH:+$CMAKE_PREFIX_PATH:}$prefix" \
   colcon build --base-paths "$src" --merge-install --event-handlers console_direct- \
-  --cmake-args -DPython3_EXECUTABLE="$pyexe" -DCMAKE_PROJECT_INCLUDE="$repo/cmake/ros_wheels_python.cmake" -DBUILD_TESTING=OFF
+  --cmake-args -DPython3_EXECUTABLE="$pyexe" -DCMAKE_PROJECT_INCLUDE="$repo/cmake/ros_wheels_python.cmake" "${testing[@]}"
