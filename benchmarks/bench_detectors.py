@@ -1,0 +1,201 @@
+"""Per-frame cost of the detectors stage at 640x480 (median ms over --repeats calls), to judge
+whether 10 Hz holds: mediapipe pose (per image / tracking a video) and face, OpenCV HOG at two
+widths, the merged person detector, the depth blobs, the whole candidate step; silero VAD and
+the voice stream per 0.1 s of a live stream; a Resemblyzer embedding per 2 s turn.
+
+Frames: scikit-image's astronaut photo stretched to 640x480 (one real person) and procedural
+renders at 640x480 (no people: what the models cost when nothing is found).
+
+--accuracy adds the held-out measurements the README quotes: person false alarms per frame on
+people-free test-split renders; on the test-split voices (never used to choose a threshold),
+3 turns each in a reverberant room from random directions and robot headings: same-voice and
+other-voice pair rates at SAME_VOICE, two-talker sessions (every pair of voices, 3 turns each,
+interleaved) clustered into exactly the true identities, and gender from pitch per turn; 95 %
+bootstrap intervals (pairs and sessions resampled by voice).
+
+Run: .venv/bin/python benchmarks/bench_detectors.py [--repeats N] [--accuracy] [--json OUT.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import cv2
+import numpy as np
+from skimage import data
+from tqdm import tqdm
+
+from jaeger_ros.classical.candidates import boxes_from_depth
+from jaeger_ros.core.geometry import Intrinsics, rotation_y
+from jaeger_ros.data.robustness import bootstrap_ci
+from jaeger_ros.detectors.candidates import CandidateDetector
+from jaeger_ros.detectors.people import PersonDetector
+from jaeger_ros.detectors.vad import SpeechGate
+from jaeger_ros.detectors.voice_id import (SAME_VOICE, SpeakerEncoder, VoiceIdentities, VoiceStream, gender_from_f0,
+                                           median_f0)
+from sim_bridge.acoustics import convolve_foa, foa_rir
+from sim_bridge.render import render
+from sim_bridge.scene import sample_scene
+from sim_bridge.room import Room
+from sim_bridge.speech import VOICES, SpeechBank, make_sentence, synthesize_voice, trim_silence
+
+RATE = 16000
+
+
+def _median_ms(fn, repeats: int) -> float:
+    fn()  # warm-up (model graphs, caches)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1000.0)
+
+
+def _ci(values: np.ndarray, rng: np.random.Generator) -> list[float]:
+    return [round(v, 4) for v in bootstrap_ci(np.asarray(values, dtype=float), np.mean, rng)]
+
+
+def person_false_alarms(frames: int) -> dict:
+    """Person candidates on people-free test-split renders (every one is a false alarm)."""
+    intr = Intrinsics.from_hfov(640, 480)
+    det = CandidateDetector(PersonDetector())
+    counts = []
+    for seed in tqdm(range(1000, 1000 + frames), desc="people-free renders"):
+        frame = render(sample_scene(np.random.default_rng(seed), "test", 2, intr), intr)
+        counts.append(sum(c.category == "person" for c in det(frame.rgb, frame.depth, intr)))
+    return {"frames": frames, "person_false_alarms_per_frame": float(np.mean(counts)),
+            "ci95": _ci(np.array(counts), np.random.default_rng(0))}
+
+
+def voice_accuracy(turns_per_voice: int = 3) -> dict:
+    """Identity and gender on the test-split voices through a reverberant room."""
+    rng = np.random.default_rng(5)
+    room = Room((6.0, 3.0, 5.0), (0.25,) * 6)
+    robot = np.array([3.0, 1.2, 2.5])
+    encoder = SpeakerEncoder()
+    voices = [v for v in VOICES if v.split == "test"]
+    emb, f0, owner = [], [], []
+    for i, voice in enumerate(tqdm(voices, desc="test voices")):
+        for _ in range(turns_per_voice):
+            dry = trim_silence(synthesize_voice(voice, make_sentence("test", rng), rng)[0])
+            source = rng.uniform([0.5, 1.2, 0.5], [5.5, 1.8, 4.5])
+            w = convolve_foa(dry, foa_rir(room, source, robot, rotation_y(rng.uniform(0, 360)), rng=rng))[0]
+            emb.append(encoder(w))
+            f0.append(median_f0(w))
+            owner.append(i)
+    emb, owner = np.array(emb), np.array(owner)
+    sims = emb @ emb.T
+    n = len(voices)
+
+    def pair_rates(pick: np.ndarray) -> tuple[float, float]:
+        idx = np.concatenate([np.flatnonzero(owner == v) for v in pick])
+        same = owner[idx][:, None] == owner[idx][None]
+        # a voice drawn twice is still one voice: compare by identity, skip self-pairs
+        off = ~np.eye(len(idx), dtype=bool) & ~((idx[:, None] == idx[None]))
+        s = sims[np.ix_(idx, idx)]
+        return float((s[same & off] < SAME_VOICE).mean()), float((s[~same] >= SAME_VOICE).mean())
+
+    def session(a: int, b: int) -> bool:
+        ids = VoiceIdentities()
+        turns = [k for pair in zip(np.flatnonzero(owner == a), np.flatnonzero(owner == b)) for k in pair]
+        got = [ids.assign(emb[k], f0[k])[0] for k in turns]
+        truth = [owner[k] for k in turns]
+        return len(ids.identities) == 2 and all((g == got[0]) == (t == truth[0]) for g, t in zip(got, truth))
+
+    pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
+    ok = np.array([session(a, b) for a, b in pairs])
+    rng_b = np.random.default_rng(1)
+    boot_miss, boot_false, boot_sess = [], [], []
+    for _ in range(500):
+        pick = rng_b.integers(0, n, n)
+        miss, false = pair_rates(pick)
+        boot_miss.append(miss)
+        boot_false.append(false)
+        keep = [k for k, (a, b) in enumerate(pairs) if a in pick and b in pick]
+        if keep:
+            boot_sess.append(ok[keep].mean())
+    miss, false = pair_rates(np.arange(n))
+    gender_ok = np.array([gender_from_f0(f) == voices[o].gender for f, o in zip(f0, owner)], dtype=float)
+    pct = lambda v: [round(float(np.percentile(v, 2.5)), 4), round(float(np.percentile(v, 97.5)), 4)]  # noqa: E731
+    return {"voices": n, "turns": len(owner), "threshold": SAME_VOICE,
+            "same_voice_pairs_below_threshold": miss, "ci95_same": pct(boot_miss),
+            "other_voice_pairs_above_threshold": false, "ci95_other": pct(boot_false),
+            "two_talker_sessions": len(pairs), "sessions_exact": float(ok.mean()), "ci95_sessions": pct(boot_sess),
+            "gender_accuracy_per_turn": float(gender_ok.mean()), "ci95_gender": _ci(gender_ok, np.random.default_rng(2))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--json", default="", help="also write the rows here")
+    parser.add_argument("--accuracy", action="store_true", help="also measure the held-out accuracy (a few minutes)")
+    parser.add_argument("--frames", type=int, default=30, help="people-free renders for --accuracy")
+    args = parser.parse_args()
+
+    intr = Intrinsics.from_hfov(640, 480)
+    person = cv2.resize(data.astronaut(), (640, 480), interpolation=cv2.INTER_AREA)
+    frames = [render(sample_scene(np.random.default_rng(s), "test", 2, intr), intr) for s in range(3)]
+    rows: list[tuple[str, float]] = []
+
+    def per_image(name: str, fn) -> None:
+        rows.append((f"{name}, person photo", _median_ms(lambda: fn(person), args.repeats)))
+        rows.append((f"{name}, rendered room", float(np.median(
+            [_median_ms(lambda f=f: fn(f.rgb), args.repeats) for f in frames]))))
+
+    pose_only = PersonDetector(use_face=False, use_hog=False)
+    per_image("mediapipe pose (per image)", pose_only.detect_2d)
+    tracking = PersonDetector(use_face=False, use_hog=False, video=True)
+    per_image("mediapipe pose (video tracking)", tracking.detect_2d)
+    face_only = PersonDetector(use_pose=False, use_hog=False)
+    per_image("mediapipe face (full range)", face_only.detect_2d)
+    for width in (640, 320):
+        hog = PersonDetector(use_pose=False, use_face=False, hog_width=width)
+        per_image(f"OpenCV HOG at {width} px wide", hog.detect_2d)
+    merged = PersonDetector(video=True)
+    per_image("PersonDetector 2D (pose video + face + HOG 640)", merged.detect_2d)
+    rows.append(("boxes_from_depth (stride 3), rendered room", float(np.median(
+        [_median_ms(lambda f=f: boxes_from_depth(f.depth, intr), args.repeats) for f in frames]))))
+    candidates = CandidateDetector(PersonDetector(video=True))
+    rows.append(("detect_candidates (people 3D + blobs), rendered room", float(np.median(
+        [_median_ms(lambda f=f: candidates(f.rgb, f.depth, intr), args.repeats) for f in frames]))))
+
+    rng = np.random.default_rng(0)
+    bank = SpeechBank("test", 0, pool_size=2)
+    speech = np.concatenate([np.zeros(RATE // 2, np.float32), bank.utterance("female", rng, max_seconds=4.0),
+                             np.zeros(RATE // 2, np.float32), bank.utterance("male", rng, max_seconds=4.0)])
+    foa = np.stack([speech, 0.5 * speech, 0.1 * speech, 0.3 * speech])
+    window, hop = RATE // 2, RATE // 10
+    ends = list(range(window, foa.shape[1] + 1, hop))
+
+    def stream(consumer_factory) -> None:
+        consumer = consumer_factory()
+        for end in ends:
+            consumer.update(end / RATE, foa[:, end - window:end], RATE)
+
+    encoder = SpeakerEncoder()
+    rows.append(("silero VAD gate per 0.1 s hop (0.5 s windows)",
+                 _median_ms(lambda: stream(lambda: SpeechGate()), max(1, args.repeats // 3)) / len(ends)))
+    rows.append(("VoiceStream (VAD + identity) per 0.1 s hop, amortised",
+                 _median_ms(lambda: stream(lambda: VoiceStream(encoder)), max(1, args.repeats // 3)) / len(ends)))
+    turn = speech[RATE // 2: RATE // 2 + 2 * RATE]
+    rows.append(("Resemblyzer embedding of a 2 s turn", _median_ms(lambda: encoder(turn), args.repeats)))
+
+    width = max(len(name) for name, _ in rows)
+    print(f"{'operation':<{width}}  median ms")
+    print("-" * (width + 11))
+    for name, ms in rows:
+        print(f"{name:<{width}}  {ms:9.1f}")
+    report = {"resolution": "640x480", "repeats": args.repeats, "rows": dict(rows)}
+    if args.accuracy:
+        report["people"] = person_false_alarms(args.frames)
+        report["voice"] = voice_accuracy()
+        print(json.dumps({k: report[k] for k in ("people", "voice")}, indent=1))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
