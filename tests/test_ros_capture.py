@@ -68,6 +68,6 @@ def test_capture_executable_without_sounddevice_or_device_exits_1_with_one_line(
     assert len(output.strip().splitlines()) == 1 and "Traceback" not in output, output
     assert output.startswith("foa_capture: ")
     if missing:
-        assert "pip install 'jaeger_ros[hardware]'" in output
+        assert "pip install sounddevice" in output and "libportaudio2" in output
     else:
         assert "no such device" in output

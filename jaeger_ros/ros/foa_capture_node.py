@@ -35,7 +35,7 @@ from jaeger_ros.msg import FoaAudio
 from jaeger_ros.ros.params import Spec, declare
 from jaeger_ros.ros.runner import NodeStartError, run_node
 
-INSTALL_HINT = "pip install 'jaeger_ros[hardware]' (needs libportaudio2)"
+INSTALL_HINT = "pip install sounddevice (and PortAudio: apt install libportaudio2)"
 
 
 def parse_matrix(values: Any) -> np.ndarray:
