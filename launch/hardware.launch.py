@@ -1,11 +1,11 @@
 """jaeger_node + foa_capture (4-channel tetrahedral microphone via sounddevice/ALSA).
 
-ros2 launch jaeger_ros hardware.launch.py device:=hw:2,0 [params_file:=...] [method:=jaeger]
-Start the RGB-D camera driver separately (see jaeger.launch.py for its topics). Mount the
-microphone aligned with the camera (front towards the scene, upright); set the calibrated
-A->B matrix as `a_to_b_matrix` in config/hardware.yaml (or a_to_b_matrix:="[16 numbers]").
-foa_capture needs `pip install 'jaeger_ros[hardware]'` (sounddevice; libportaudio2).
-Node arguments left empty keep the values of params_file (config/hardware.yaml by default).
+ros2 launch jaeger_ros hardware.launch.py device:=hw:2,0 [namespace:=robot1] [params_file:=...] [method:=jaeger]
+Start the RGB-D camera driver separately (see jaeger.launch.py for its topics) and publish the
+microphone's mount in TF (camera_link -> mic_link, e.g. with static_transform_publisher); set the
+calibrated A->B matrix as `a_to_b_matrix` in config/hardware.yaml (or a_to_b_matrix:="[16 numbers]").
+foa_capture needs sounddevice and PortAudio (see the README's hardware section).
+Node arguments left empty keep the values of params_file (default: config/hardware.yaml in the package).
 """
 import os
 
@@ -16,7 +16,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
-from jaeger_ros.ros.launch_args import CAPTURE_ARGUMENTS, LAUNCH_ARGUMENTS, NODE_ARGUMENTS, overrides
+from jaeger_ros.ros.launch_args import CAPTURE_ARGUMENTS, LAUNCH_ARGUMENTS, NODE_ARGUMENTS, node_parameters, overrides
 
 ARGUMENTS = (*LAUNCH_ARGUMENTS, *CAPTURE_ARGUMENTS, *NODE_ARGUMENTS)
 
@@ -31,9 +31,13 @@ def nodes(context: LaunchContext) -> list:
     log = ["--log-level", values["log_level"]]
     return [
         Node(package="jaeger_ros", executable="foa_capture", name="foa_capture", output="screen",
-             parameters=[values["params_file"], typed(overrides(CAPTURE_ARGUMENTS, values))], ros_arguments=log),
+             namespace=values["namespace"], ros_arguments=log,
+             parameters=[node_parameters(values["params_file"], "foa_capture"),
+                         typed(overrides(CAPTURE_ARGUMENTS, values))]),
         Node(package="jaeger_ros", executable="jaeger_node", name="jaeger_node", output="screen",
-             parameters=[values["params_file"], typed(overrides(NODE_ARGUMENTS, values))], ros_arguments=log),
+             namespace=values["namespace"], ros_arguments=log,
+             parameters=[node_parameters(values["params_file"], "jaeger_node"),
+                         typed(overrides(NODE_ARGUMENTS, values))]),
     ]
 
 
@@ -41,7 +45,8 @@ def generate_launch_description() -> LaunchDescription:
     share = get_package_share_directory("jaeger_ros")
     defaults = {"params_file": os.path.join(share, "config", "hardware.yaml")}
     return LaunchDescription([
-        *[DeclareLaunchArgument(arg.name, default_value=defaults.get(arg.name, arg.default), description=arg.description)
+        *[DeclareLaunchArgument(arg.name, default_value=defaults.get(arg.name, arg.default), description=arg.description,
+                                choices=list(arg.choices) or None)
           for arg in ARGUMENTS],
         OpaqueFunction(function=nodes),
     ])

@@ -1,12 +1,13 @@
 """jaeger_node alone, for any RGB-D camera + FOA stream; every input topic is an argument.
 
-ros2 launch jaeger_ros jaeger.launch.py \
-    color_topic:=/camera/camera/color/image_raw \
-    depth_topic:=/camera/camera/aligned_depth_to_color/image_raw \
-    camera_info_topic:=/camera/camera/color/camera_info audio_topic:=/audio/foa
+ros2 launch jaeger_ros jaeger.launch.py [namespace:=robot1] \
+    color_topic:=camera/camera/color/image_raw \
+    depth_topic:=camera/camera/aligned_depth_to_color/image_raw \
+    camera_info_topic:=camera/camera/color/camera_info audio_topic:=audio/foa
 (realsense2_camera: start it with align_depth.enable:=true so depth is in the colour frame.)
-Node arguments left empty keep the values of params_file (config/jaeger.yaml by default);
-`ros2 launch jaeger_ros jaeger.launch.py --show-args` lists them all.
+Topic names are relative: under namespace:=robot1 they resolve below /robot1.
+Node arguments left empty keep the values of params_file (default: config/jaeger.yaml in the
+package); `ros2 launch jaeger_ros jaeger.launch.py --show-args` lists them with their choices.
 """
 import os
 
@@ -17,7 +18,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
-from jaeger_ros.ros.launch_args import LAUNCH_ARGUMENTS, NODE_ARGUMENTS, overrides
+from jaeger_ros.ros.launch_args import LAUNCH_ARGUMENTS, NODE_ARGUMENTS, node_parameters, overrides
 
 
 def typed(values: dict) -> dict:
@@ -28,7 +29,9 @@ def typed(values: dict) -> dict:
 def nodes(context: LaunchContext) -> list:
     values = {arg.name: LaunchConfiguration(arg.name).perform(context) for arg in (*LAUNCH_ARGUMENTS, *NODE_ARGUMENTS)}
     return [Node(package="jaeger_ros", executable="jaeger_node", name="jaeger_node", output="screen",
-                 parameters=[values["params_file"], typed(overrides(NODE_ARGUMENTS, values))],
+                 namespace=values["namespace"],
+                 parameters=[node_parameters(values["params_file"], "jaeger_node"),
+                             typed(overrides(NODE_ARGUMENTS, values))],
                  ros_arguments=["--log-level", values["log_level"]])]
 
 
@@ -36,7 +39,8 @@ def generate_launch_description() -> LaunchDescription:
     share = get_package_share_directory("jaeger_ros")
     defaults = {"params_file": os.path.join(share, "config", "jaeger.yaml")}
     return LaunchDescription([
-        *[DeclareLaunchArgument(arg.name, default_value=defaults.get(arg.name, arg.default), description=arg.description)
+        *[DeclareLaunchArgument(arg.name, default_value=defaults.get(arg.name, arg.default), description=arg.description,
+                                choices=list(arg.choices) or None)
           for arg in (*LAUNCH_ARGUMENTS, *NODE_ARGUMENTS)],
         OpaqueFunction(function=nodes),
     ])

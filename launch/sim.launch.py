@@ -1,6 +1,6 @@
 """sim_bridge + jaeger_node (+ RViz with rviz:=true): the simulated live world and the estimator.
 
-ros2 launch jaeger_ros sim.launch.py [params_file:=...] [method:=classical|jaeger]
+ros2 launch jaeger_ros sim.launch.py [params_file:=...] [method:=classical|jaeger] [namespace:=robot1]
     [scenario:=single|dual|party] [target_voice:=male|female] [rviz:=true] [record:=true [bag:=DIR]]
 
 scenario:=party: talkers take turns around a robot base that turns; jaeger_tracker (world-frame
@@ -19,16 +19,18 @@ import yaml
 
 from ament_index_python.packages import PackageNotFoundError, get_package_prefix, get_package_share_directory
 from launch import LaunchContext, LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
 from launch.logging import get_logger
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
-from jaeger_ros.ros.launch_args import LAUNCH_ARGUMENTS, NODE_ARGUMENTS, SIM_ARGUMENTS, overrides, parse_bool
+from jaeger_ros.ros.launch_args import (LAUNCH_ARGUMENTS, NODE_ARGUMENTS, SIM_ARGUMENTS, node_parameters, overrides,
+                                        parse_bool)
 
-RECORDED_TOPICS = ["/camera/color/image_raw", "/camera/depth/image_raw", "/camera/color/camera_info", "/audio/foa",
-                   "/sim/ground_truth", "/tf", "/tf_static"]
+RECORDED_TOPICS = ["camera/color/image_raw", "camera/depth/image_raw", "camera/color/camera_info", "audio/foa",
+                   "sim/ground_truth", "/tf", "/tf_static"]
+"""Relative ones are recorded below the launch's namespace."""
 ARGUMENTS = (*LAUNCH_ARGUMENTS, *SIM_ARGUMENTS, *NODE_ARGUMENTS)
 
 
@@ -61,18 +63,21 @@ def nodes(context: LaunchContext, share: str) -> list:
         party = values["scenario"].strip() == "party"
         values["params_file"] = os.path.join(share, "config", "party.yaml" if party else "sim.yaml")
     log = ["--log-level", values["log_level"]]
+    params, ns = values["params_file"], values["namespace"]
     actions = [
-        Node(package="jaeger_ros", executable="sim_bridge", name="sim_bridge", output="screen",
-             parameters=[values["params_file"], typed(overrides(SIM_ARGUMENTS, values))], ros_arguments=log),
-        Node(package="jaeger_ros", executable="jaeger_node", name="jaeger_node", output="screen",
-             parameters=[values["params_file"], typed(overrides(NODE_ARGUMENTS, values))], ros_arguments=log),
+        Node(package="jaeger_ros", executable="sim_bridge", name="sim_bridge", output="screen", namespace=ns,
+             parameters=[node_parameters(params, "sim_bridge"), typed(overrides(SIM_ARGUMENTS, values))],
+             ros_arguments=log),
+        Node(package="jaeger_ros", executable="jaeger_node", name="jaeger_node", output="screen", namespace=ns,
+             parameters=[node_parameters(params, "jaeger_node"), typed(overrides(NODE_ARGUMENTS, values))],
+             ros_arguments=log),
     ]
-    if scenario_of(values, values["params_file"]) == "party":
+    if scenario_of(values, params) == "party":
         actions += [
             Node(package="jaeger_ros", executable="jaeger_tracker", name="jaeger_tracker", output="screen",
-                 parameters=[values["params_file"]], ros_arguments=log),
+                 namespace=ns, parameters=[node_parameters(params, "jaeger_tracker")], ros_arguments=log),
             Node(package="jaeger_ros", executable="turn_to_speaker", name="turn_to_speaker", output="screen",
-                 parameters=[values["params_file"]], ros_arguments=log),
+                 namespace=ns, parameters=[node_parameters(params, "turn_to_speaker")], ros_arguments=log),
         ]
     if parse_bool("rviz", LaunchConfiguration("rviz").perform(context)):
         if installed("rviz2"):
@@ -83,7 +88,9 @@ def nodes(context: LaunchContext, share: str) -> list:
     if parse_bool("record", LaunchConfiguration("record").perform(context)):
         if shutil.which("ros2") and installed("ros2bag"):
             actions.append(ExecuteProcess(cmd=["ros2", "bag", "record", "-s", "mcap", "-o",
-                                               LaunchConfiguration("bag").perform(context), *RECORDED_TOPICS],
+                                               LaunchConfiguration("bag").perform(context),
+                                               *[t if t.startswith("/") else f"{'/' + ns if ns else ''}/{t}"
+                                                 for t in RECORDED_TOPICS]],
                                           output="screen"))
         else:
             get_logger("sim.launch").error("record:=true but `ros2 bag` is not installed: not recording "
@@ -95,12 +102,15 @@ def generate_launch_description() -> LaunchDescription:
     share = get_package_share_directory("jaeger_ros")
     defaults = {"params_file": ""}  # "": config/sim.yaml, or config/party.yaml for scenario:=party
     return LaunchDescription([
-        *[DeclareLaunchArgument(arg.name, default_value=defaults.get(arg.name, arg.default), description=arg.description)
+        *[DeclareLaunchArgument(arg.name, default_value=defaults.get(arg.name, arg.default), description=arg.description,
+                                choices=list(arg.choices) or None)
           for arg in ARGUMENTS],
-        DeclareLaunchArgument("rviz", default_value="false", description="also start RViz with config/jaeger.rviz"),
-        DeclareLaunchArgument("record", default_value="false", description="also record a rosbag2 (mcap)"),
+        DeclareLaunchArgument("rviz", default_value="false", description="also start RViz with config/jaeger.rviz",
+                              choices=["true", "false"]),
+        DeclareLaunchArgument("record", default_value="false", description="also record a rosbag2 (mcap)",
+                              choices=["true", "false"]),
         DeclareLaunchArgument("bag", default_value="jaeger_sim_bag", description="bag folder for record:=true"),
-        # 640x480 RGB-D over shared memory without losses (see config/fastdds.xml)
-        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", os.path.join(share, "config", "fastdds.xml")),
+        # no global Fast DDS profile here: each node process loads config/fastdds.xml itself unless
+        # the user set their own (jaeger_ros/ros/runner.py), so `ros2 run` holds the rate too
         OpaqueFunction(function=nodes, args=[share]),
     ])

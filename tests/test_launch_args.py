@@ -165,3 +165,47 @@ def test_launch_file_loads_with_launch_and_starts_the_right_nodes(name):
     except PackageNotFoundError:
         executables = executables - {"rviz2"}  # rviz:=true without rviz2: the others still start
     assert started == executables
+
+
+def test_one_set_of_topic_defaults_in_nodes_and_every_config(context):
+    """The *_topic values of every params file are the nodes' own defaults (relative names; only
+    /diagnostics global), so a file never silently re-wires a node away from the others."""
+    import yaml
+
+    from jaeger_ros.ros import jaeger_node, tracker_node, turn_to_speaker
+    from sim_bridge import node as sim_node
+
+    defaults = {"jaeger_node": {p.name: p.default for p in jaeger_node.PARAMETERS},
+                "sim_bridge": {s.name: s.default for s in sim_node.PARAMETERS},
+                "jaeger_tracker": {s.name: s.default for s in tracker_node.PARAMETERS},
+                "turn_to_speaker": {s.name: s.default for s in turn_to_speaker.PARAMETERS},
+                "foa_capture": {s.name: s.default for s in foa_capture_node.PARAMETERS}}
+    for name in ("sim.yaml", "party.yaml", "jaeger.yaml", "hardware.yaml"):
+        for node, section in yaml.safe_load((REPO / "config" / name).read_text()).items():
+            for key, value in section["ros__parameters"].items():
+                assert key in defaults[node], (name, node, key)
+                if key.endswith("_topic"):
+                    assert value == defaults[node][key], (name, node, key, value)
+                    assert not value.startswith("/") or value == "/diagnostics", (name, node, key)
+
+
+def test_node_parameters_of_a_params_file_survive_a_namespace(tmp_path):
+    from jaeger_ros.ros.launch_args import node_parameters
+
+    f = tmp_path / "p.yaml"
+    f.write_text("/**:\n  ros__parameters:\n    rate_hz: 5.0\n    method: classical\n"
+                 "jaeger_node:\n  ros__parameters:\n    method: jaeger\n")
+    assert node_parameters(str(f), "jaeger_node") == {"rate_hz": 5.0, "method": "jaeger"}
+    assert node_parameters(str(f), "sim_bridge") == {"rate_hz": 5.0, "method": "classical"}
+
+
+def test_choices_hold_their_defaults_and_match_the_nodes():
+    from jaeger_ros.ros.jaeger_node import CHOICES
+    from sim_bridge.live import SCENARIOS
+
+    for arg in (*LAUNCH_ARGUMENTS, *NODE_ARGUMENTS, *SIM_ARGUMENTS, *CAPTURE_ARGUMENTS):
+        assert not arg.choices or arg.default in arg.choices, arg.name
+    by_name = {arg.name: arg for arg in (*NODE_ARGUMENTS, *SIM_ARGUMENTS)}
+    assert set(by_name["method"].choices) == {"", *CHOICES["method"]}
+    assert set(by_name["target_voice"].choices) == set(CHOICES["target_voice"])
+    assert set(by_name["scenario"].choices) == {"", *SCENARIOS}

@@ -342,6 +342,11 @@ class JaegerNode(LifecycleNode):
         if self.get_parameter("autostart").value and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
 
+    @property
+    def status_name(self) -> str:
+        """The /diagnostics status name: the node's full name (one /diagnostics for all robots)."""
+        return f"{self.get_fully_qualified_name().lstrip('/')}: pipeline"
+
     def _static(self, name: str) -> Any:
         """A parameter read once at construction (checked: a bad one stops the start-up)."""
         return check_parameter(name, self.get_parameter(name).value)
@@ -816,7 +821,7 @@ class JaegerNode(LifecycleNode):
         else:
             level, message = DiagnosticStatus.OK, f"{self._phase}" + (
                 " (waiting for configure)" if self._phase == "unconfigured" else "")
-        status = DiagnosticStatus(level=level, name="jaeger_node: pipeline", message=message, hardware_id="jaeger_ros",
+        status = DiagnosticStatus(level=level, name=self.status_name, message=message, hardware_id="jaeger_ros",
                                   values=[KeyValue(key="lifecycle_state", value=self._phase)])
         self.pub_diag.publish(DiagnosticArray(header=rc.make_header(self._now(), ""), status=[status]))
 
@@ -852,7 +857,7 @@ class JaegerNode(LifecycleNode):
                   **{f"dropped_{k}": v for k, v in sorted(self.drops.items())},
                   **{f"input {topic}": "never" if at is None else f"{time.monotonic() - at:.1f} s ago"
                      for topic, at in (self._inputs.arrivals.items() if self._inputs else ())}}
-        status = DiagnosticStatus(level=level, name="jaeger_node: pipeline", message=message, hardware_id="jaeger_ros",
+        status = DiagnosticStatus(level=level, name=self.status_name, message=message, hardware_id="jaeger_ros",
                                   values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
         self.pub_diag.publish(DiagnosticArray(header=rc.make_header(self._now(), ""), status=[status]))
 

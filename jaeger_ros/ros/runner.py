@@ -10,13 +10,18 @@ slow constructor is cut short. The node is then shut down in order (a lifecycle 
 its shutdown transition, so it releases what it holds), and the process exits 0. A second
 signal during that clean-up is ignored.
 
+Transport: unless the user set their own Fast DDS profile, the process loads the package's
+config/fastdds.xml (large_data_profile), so the RGB-D rate holds with a plain `ros2 run`.
+
 A node that cannot start (missing dependency, bad parameter) raises `NodeStartError`,
 ValueError or a parameter exception from its constructor: one line on stderr, exit status 1.
 """
 from __future__ import annotations
 
+import os
 import signal
 import sys
+from pathlib import Path
 from types import FrameType
 from typing import Callable
 
@@ -64,9 +69,37 @@ def _shut_down(node: Node) -> None:
     node.destroy_node()
 
 
+PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+PROFILE_FILES = ("DEFAULT_FASTDDS_PROFILES.xml", "DEFAULT_FASTRTPS_PROFILES.xml")
+"""How a user gives Fast DDS a profile: a variable, or one of these files in the working directory."""
+
+
+def large_data_profile() -> Path | None:
+    """The package's Fast DDS profile (config/fastdds.xml: a shared-memory segment large enough
+    for whole RGB-D frames) for this process, unless the user gave their own (a profile variable
+    or file) or another middleware is chosen. Why per process: `ros2 run` and every launch file
+    then hold the frame rate without a global variable, and a user's profile is never replaced.
+    Returns the profile set, or None."""
+    if any(os.environ.get(v) for v in PROFILE_VARIABLES) or any(Path(f).exists() for f in PROFILE_FILES):
+        return None
+    if not os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp").startswith("rmw_fastrtps"):
+        return None
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        share = Path(get_package_share_directory("jaeger_ros"))
+    except (ImportError, LookupError, OSError):  # not installed / no AMENT_PREFIX_PATH: the source tree
+        share = Path(__file__).resolve().parents[2]
+    profile = share / "config" / "fastdds.xml"
+    if not profile.is_file():
+        return None
+    os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)  # read when the participant is created
+    return profile
+
+
 def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None:
     """Create the node from `factory` and spin it until SIGINT/SIGTERM (then return, exit 0)
     or until it cannot start (then SystemExit(1) after one line on stderr)."""
+    large_data_profile()
     flag = _StopFlag()
     previous = {sig: signal.signal(sig, flag) for sig in STOP_SIGNALS}
     node: Node | None = None
