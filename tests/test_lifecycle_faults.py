@@ -172,3 +172,19 @@ def test_diagnostics_exist_before_configure(rig):
     node = rig.start(autostart=False)
     assert rig.spin(5.0, lambda: any("waiting for configure" in s.message for s in rig.diag))
     assert node.set_parameters([Parameter("diagnostics_period_s", value=2.0)])[0].successful is False
+
+
+def test_start_up_without_frames_yet_and_load_shedding_are_not_warnings(rig, capfd):
+    """Issue 22.10: before the first frame set arrives (a simulator builds its first scene for
+    seconds) missing input is INFO in the log (still WARN on /diagnostics); `superseded` is
+    normal load shedding (INFO); a real fault stays a WARN."""
+    node = rig.start(no_input_warn_s=0.3)
+    assert rig.spin(5.0, lambda: any(s.level == DiagnosticStatus.WARN and "no synchronised frame set" in s.message
+                                     for s in rig.diag))
+    node._drop("superseded", "frame 1.0 was still waiting for the estimator when frame 1.1 became ready")
+    node._drop("stale", "frame stamped 9.00 s ago")
+    lines = [line for line in capfd.readouterr().err.splitlines() if "jaeger_node" in line]
+    assert not [line for line in lines if "[WARN]" in line and "no synchronised frame set" in line], lines
+    assert any("[INFO]" in line and "no synchronised frame set" in line for line in lines), lines
+    assert any("[INFO]" in line and "dropped input (superseded)" in line for line in lines), lines
+    assert any("[WARN]" in line and "dropped input (stale)" in line for line in lines), lines

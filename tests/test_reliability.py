@@ -309,7 +309,7 @@ def test_frames_above_max_pixels_are_dropped_before_decoding(rig):
     now = time.time()
     r.audio_until(now)
     r.frame(now - 0.05)
-    assert r.node.drops["oversized"] == 1 and not r.matches
+    assert r.node.drops["oversized"] == 2 and not r.matches  # colour and depth, each from its header
     assert r.node.set_parameters([Parameter("max_pixels", value=160 * 120)])[0].successful
     now = time.time()
     r.audio_until(now)
@@ -405,3 +405,19 @@ def test_foa_with_impossible_amplitudes_is_refused(scale, why):
         foa_from_msg(msg)
     samples, _ = foa_from_msg(rc.foa_to_msg(np.full((4, CHUNK), 0.9), RATE, rc.make_header(1.0, OPTICAL)))
     assert samples.shape == (4, CHUNK)
+
+
+# --- issue 26.5: a duplicated frame set is named a duplicate, not "no partner within slop" -----
+def test_a_duplicated_frame_set_is_dropped_as_a_duplicate(rig, capfd):
+    r = rig()
+    now = time.time()
+    r.audio_until(now)
+    msgs = frame_msgs(now - 0.05)
+    r.frame(0, msgs)
+    r.frame(0, msgs)  # the same three messages again
+    assert r.spin(5.0, lambda: len(r.matches) == 1 and r.node.drops["duplicate"] == 3), dict(r.node.drops)
+    r.spin(0.5)
+    r.node._check_sync()  # what the diagnostics timer does: count images the synchroniser let go
+    assert r.node.drops["unsynchronised"] == 0 and len(r.matches) == 1, dict(r.node.drops)
+    err = capfd.readouterr().err
+    assert "dropped input (duplicate)" in err and "duplicated frame set" in err and "within slop" not in err, err

@@ -28,8 +28,10 @@ output stops.
 
 Threads: subscriptions and timers run on the executor; decoding, estimation and publishing
 run on one worker thread, so audio keeps arriving while a frame is processed. The worker takes
-the newest frame whose audio is complete; older ones still waiting are dropped ("superseded").
-Frames above `max_pixels` are dropped before they are decoded.
+the newest frame whose audio is complete; older ones still waiting are dropped ("superseded", normal
+load shedding: logged at INFO). Images above `max_pixels` are refused from their header as they
+arrive, before the synchroniser pairs them and before any conversion; an image whose stamp repeats
+the previous one on its topic is dropped as a "duplicate" (not left to the synchroniser).
 
 Lifecycle (a managed node): parameters are declared at construction; configure validates them
 and builds the estimator (a bad parameter or checkpoint: one log line, the node stays
@@ -86,6 +88,12 @@ STREAM_JUMP_S = 1.0
 DROP_LOG_PERIOD_S = 2.0
 """Each drop reason is logged at most once per this period (with the count since)."""
 WORKER_JOIN_S = 30.0
+SHEDDING = ("superseded",)
+"""Drop reasons that are normal load shedding (the newest frame wins), logged at INFO, not WARN."""
+STARTUP_GRACE_S = 10.0
+"""Before the first synchronised frame set, missing input is logged as a warning only after this
+long (a simulator or camera driver takes seconds to deliver its first frame); /diagnostics says
+it from no_input_warn_s on."""
 _BOX_EDGES = [(a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1]
 
 
@@ -366,6 +374,7 @@ class JaegerNode(LifecycleNode):
         self._last_drop: tuple[str, str] | None = None
         self._sync_dropped = 0
         self._audio_restarts = 0
+        self._last_in: dict[str, int] = {}  # input topic -> stamp (ns) of its last admitted image
 
     # --- parameters -----------------------------------------------------------------------
     def parameter_values(self) -> dict[str, Any]:
@@ -580,7 +589,10 @@ class JaegerNode(LifecycleNode):
                 return
             self._logged[reason] = (now, 0)
         more = f" ({since - 1} more since the last report)" if since > 1 else ""
-        self.get_logger().warning(f"dropped input ({reason}): {detail}{more}")
+        if reason in SHEDDING:
+            self.get_logger().info(f"dropped input ({reason}): {detail}{more}")
+        else:
+            self.get_logger().warning(f"dropped input ({reason}): {detail}{more}")
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -603,6 +615,18 @@ class JaegerNode(LifecycleNode):
         if not audio and -ahead > self.p["stale_after_s"]:
             self._drop("stale", f"{topic} stamped {-ahead:.2f} s ago (stale_after_s {self.p['stale_after_s']:g})")
             return False
+        if audio:
+            return True
+        if isinstance(msg, Image) and msg.width * msg.height > self.p["max_pixels"]:
+            # from the header alone: never converted, never paired, never waits in the synchroniser
+            self._drop("oversized", f"{topic}: {msg.width}x{msg.height} image, {msg.width * msg.height} pixels > "
+                                    f"max_pixels {self.p['max_pixels']}")
+            return False
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        if self._last_in.get(topic) == stamp:  # the same set sent again (a driver or bag replaying it)
+            self._drop("duplicate", f"{topic}: a second message stamped {end:.3f} (a duplicated frame set)")
+            return False
+        self._last_in[topic] = stamp
         return True
 
     def _on_audio(self, msg: FoaAudio) -> None:
@@ -633,11 +657,6 @@ class JaegerNode(LifecycleNode):
         stamp = rc.stamp_to_seconds(rgb.header.stamp)
         if self._now() - stamp > self.p["stale_after_s"]:
             self._drop("stale", f"frame stamped {self._now() - stamp:.2f} s ago")
-            return
-        pixels = max(rgb.width * rgb.height, depth.width * depth.height)
-        if pixels > self.p["max_pixels"]:
-            self._drop("oversized", f"{rgb.width}x{rgb.height} colour / {depth.width}x{depth.height} depth image: "
-                                    f"{pixels} pixels > max_pixels {self.p['max_pixels']}")
             return
         try:  # headers only: a malformed set gets its error even if a newer frame supersedes it
             check_frame_layout(rgb, depth, info)
@@ -833,7 +852,10 @@ class JaegerNode(LifecycleNode):
         self._check_sync()
         stalled = self.input_report()
         if stalled:
-            self.get_logger().warning(stalled, throttle_duration_sec=5.0)
+            if self._last_set is None and time.monotonic() - self._active_since < STARTUP_GRACE_S:
+                self.get_logger().info(stalled, throttle_duration_sec=5.0)
+            else:
+                self.get_logger().warning(stalled, throttle_duration_sec=5.0)
         if self.pub_diag is None:
             return
         recent = [t for t in self._done_stamps if time.monotonic() - t <= 5.0]
