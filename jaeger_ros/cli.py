@@ -94,10 +94,10 @@ def _method(spec: str, protocol: str | None = None):
     sound alone, as the paper's audio-only tasks), or a checkpoint directory / 'default' (the
     shipped tiny model) / 'official:CKPT_DIR[@QWEN_DIR]' (a released checkpoint); `protocol`:
     trained | official."""
-    if spec in ("classical", "classical-audio"):
+    if spec in ("classical", "classical-audio", "classical-robust", "classical-audio-robust"):
         from jaeger_ros.classical.method import ClassicalMethod
 
-        return ClassicalMethod(use_depth=spec == "classical")
+        return ClassicalMethod(use_depth=not spec.startswith("classical-audio"), robust=spec.endswith("-robust"))
     from jaeger_ros.model.predictor import JaegerMethod
 
     return JaegerMethod.from_checkpoint(spec, protocol=protocol)
@@ -262,8 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.set_defaults(func=_cmd_record)
 
     ev = sub.add_parser("eval", help="evaluate a method on a dataset split")
-    ev.add_argument("--method", choices=["classical", "classical-audio"], default=None,
-                    help="classical: A/B answers snapped to depth-detected loudspeakers; classical-audio: sound only")
+    ev.add_argument("--method", choices=["classical", "classical-audio", "classical-robust", "classical-audio-robust"],
+                    default=None, help="classical: A/B answers snapped to depth-detected loudspeakers; classical-audio: "
+                    "sound only; -robust: the noise-aware DoA (classical/doa_robust.py)")
     ev.add_argument("--checkpoint", default=None, help="checkpoint dir or 'default'")
     ev.add_argument("--compare", default=None, help="a second method/checkpoint for a side-by-side table")
     ev.add_argument("--data", default=None, help="dataset root (required unless --merge)")

@@ -101,6 +101,18 @@ class NoiseTracker:
         self._floors = []
 
 
+def directness(sp: Spectra, noise: np.ndarray) -> np.ndarray:
+    """(F, T) 1 - diffuseness of each bin's speech part: (4/3)|<I>| / <E - N>, <> the mean over
+    +-SMOOTH_BINS frequencies (DirAC's expectation taken over frequency instead of time, so an
+    8 ms onset frame keeps its own value). 1 for one plane wave, near 0 for a diffuse field,
+    whose intensities point every way and cancel in the mean."""
+    s = np.maximum(sp.energy - np.asarray(noise, float)[:, None], 0.0)
+    kernel = np.ones(2 * SMOOTH_BINS + 1)
+    s_sm = np.apply_along_axis(np.convolve, 0, s, kernel, "same")
+    i_sm = np.stack([np.apply_along_axis(np.convolve, 0, c, kernel, "same") for c in sp.intensity])
+    return np.clip(_FULL_COHERENCE * np.linalg.norm(i_sm, axis=0) / np.maximum(s_sm, 1e-30), 0.0, 1.0)
+
+
 def votes(foa: np.ndarray, sample_rate: int = foa_core.SAMPLE_RATE, noise: np.ndarray | None = None,
           valid: np.ndarray | None = None, min_votes: int = MIN_VOTES,
           ratio: float = DPD_RATIO) -> doa.Votes:
@@ -116,11 +128,8 @@ def spectra_votes(sp: Spectra, noise: np.ndarray | None = None, valid: np.ndarra
     e = sp.energy
     n = noise_floor(e) if noise is None else np.asarray(noise, float)
     s = np.maximum(e - n[:, None], 0.0)
-    kernel = np.ones(2 * SMOOTH_BINS + 1)
-    s_sm = np.apply_along_axis(np.convolve, 0, s, kernel, "same")
-    i_sm = np.stack([np.apply_along_axis(np.convolve, 0, c, kernel, "same") for c in sp.intensity])
-    norm = np.linalg.norm(i_sm, axis=0)
-    directness = np.clip(_FULL_COHERENCE * norm / np.maximum(s_sm, 1e-30), 0.0, 1.0)
+    direct = directness(sp, n)
+    norm = np.linalg.norm(sp.intensity, axis=0)
     previous = np.zeros_like(s)
     for lag in range(1, ONSET_LAG + 1):
         previous[:, lag:] += s[:, :-lag]
@@ -141,7 +150,7 @@ def spectra_votes(sp: Spectra, noise: np.ndarray | None = None, valid: np.ndarra
     keep &= rise > ratio
     if not np.any(keep):
         raise ValueError("FOA has no direct-path-dominant speech bins in the band (silence or noise only?)")
-    weights = (s * directness ** COHERENCE_POWER * xi / (1.0 + xi))[keep]
+    weights = (s * direct ** COHERENCE_POWER * xi / (1.0 + xi))[keep]
     direction = np.transpose(sp.intensity, (1, 2, 0))[keep]      # single-bin intensity: smoothing it measured worse
     length = np.linalg.norm(direction, axis=1)
     ok = length > 0

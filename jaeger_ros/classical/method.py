@@ -39,13 +39,21 @@ class ClassicalMethod:
     the requested pitch relative to the other talker's -- oracle-box baselines,
     upper bounds for matching from sound. use_depth=False ("classical-audio"): A and B from the
     sound alone (no snapping; B by estimate_by_gender), to measure what the depth adds.
+    robust=True ("classical-audio-robust", "classical-robust"): A and B by doa_robust (the
+    noise-aware direct-path-dominance votes) instead of doa's onset votes.
     """
 
     tasks = frozenset("ABCDE")
 
-    def __init__(self, use_depth: bool = True) -> None:
+    def __init__(self, use_depth: bool = True, robust: bool = False) -> None:
         self.use_depth = use_depth
-        self.name = "classical" if use_depth else "classical-audio"
+        self.robust = robust
+        self.name = ("classical" if use_depth else "classical-audio") + ("-robust" if robust else "")
+        if robust:
+            from jaeger_ros.classical import doa_robust
+            self._doa, self._by_gender = doa_robust.estimate_doa, doa_robust.estimate_by_gender
+        else:
+            self._doa, self._by_gender = estimate_doa, estimate_by_gender
 
     def answer(self, sample: Sample, entry: ManifestEntry) -> str:
         letter = entry.letter
@@ -64,7 +72,7 @@ class ClassicalMethod:
                 k = pick_by_pitch(talker_pitches(foa, [b.center for b in seen], 2, rate), gender)
                 chosen = None if k is None else seen[k]
             if chosen is None:
-                doa = estimate_by_gender(foa, gender, rate) if letter == "B" and gender else estimate_doa(foa, rate)
+                doa = self._by_gender(foa, gender, rate) if letter == "B" and gender else self._doa(foa, rate)
                 chosen = _nearest_box(doa.direction, seen)
                 if chosen is None:
                     return answers.format_doa(doa.azimuth_deg, doa.elevation_deg)

@@ -83,9 +83,9 @@ class RobustPool:
 
     memory_s: float = 5.0
     min_votes: int = 10
-    recent_s: float = 0.6
-    change_deg: float = 12.0
-    confirm_frames: int = 3
+    recent_s: float = 1.0
+    change_deg: float = 25.0
+    confirm_frames: int = 5
     _pending: list = field(default_factory=list)  # recent directions that disagreed with the pool, in a row
     _votes: list = field(default_factory=list)  # (times, directions, weights) arrays per window
     _covered: float = float("-inf")

@@ -15,6 +15,10 @@ from jaeger_ros.core import answers
 from jaeger_ros.core.geometry import Box3D, Intrinsics, direction_from_azel
 
 METHODS = ("classical", "jaeger")
+DOA_METHODS = ("robust", "onset")
+"""ClassicalEstimator's sound-only DoA: "robust" (classical/doa_robust.py through
+tracking.RobustPool: noise-tracked direct-path-dominance votes, talker-change reset; the
+default) or "onset" (the earlier doa.py onset votes through tracking.OnsetPool)."""
 
 
 @dataclass(frozen=True)
@@ -36,18 +40,23 @@ class ClassicalEstimator:
 
     Candidates are recomputed only when the depth image changes (DEPTH_CHANGE_* below): a
     static scene keeps stable boxes and saves 20-50 ms a frame. Such a change also resets the
-    DoA pool, so onsets heard before the scene changed do not vote after it."""
+    DoA pool, so onsets heard before the scene changed do not vote after it. The published
+    direction is the sound-only estimate (`doa`: one of DOA_METHODS); the matched box is
+    reported beside it, never snapped into it."""
 
     name = "classical"
     DEPTH_STRIDE = 8
     DEPTH_CHANGE_M = 0.05     # a pixel moved more than this ...
     DEPTH_CHANGE_SHARE = 0.02  # ... in more than this share of the (subsampled) image: new scene
 
-    def __init__(self, doa_memory_s: float = 5.0) -> None:
-        from jaeger_ros.classical import candidates, doa, matching, tracking
-        self._candidates, self._doa, self._matching, self._tracking = candidates, doa, matching, tracking
-        self._memory_s = doa_memory_s
-        self._pool = tracking.OnsetPool(memory_s=doa_memory_s)
+    def __init__(self, doa_memory_s: float = 5.0, doa: str = "robust") -> None:
+        from jaeger_ros.classical import candidates, matching, tracking
+        if doa not in DOA_METHODS:
+            raise ValueError(f"doa must be one of {DOA_METHODS}, got {doa!r}")
+        self._candidates, self._matching = candidates, matching
+        self._new_pool = lambda: (tracking.RobustPool(memory_s=doa_memory_s) if doa == "robust"
+                                  else tracking.OnsetPool(memory_s=doa_memory_s))
+        self._pool = self._new_pool()
         self._last_stamp: float | None = None
         self._depth_key: np.ndarray | None = None
         self._boxes: list[Box3D] = []
@@ -69,7 +78,7 @@ class ClassicalEstimator:
     def __call__(self, rgb: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics, foa: np.ndarray | None,
                  sample_rate: int, target: str, stamp: float, valid: np.ndarray | None = None) -> Estimate:
         if self._last_stamp is not None and stamp < self._last_stamp:  # the stream restarted
-            self._pool = self._tracking.OnsetPool(memory_s=self._memory_s)
+            self._pool = self._new_pool()
         self._last_stamp = stamp
         if self._scene_changed(depth):
             self._pool.reset(stamp)
@@ -133,9 +142,11 @@ def labelled(est: Estimate) -> Estimate:
     return est
 
 
-def make_estimator(method: str, checkpoint: str, doa_memory_s: float = 5.0) -> ClassicalEstimator | JaegerEstimator:
+def make_estimator(method: str, checkpoint: str, doa_memory_s: float = 5.0,
+                   doa: str = "robust") -> ClassicalEstimator | JaegerEstimator:
+    """`doa` chooses the classical estimator's sound-only DoA (DOA_METHODS)."""
     if method == "classical":
-        return ClassicalEstimator(doa_memory_s)
+        return ClassicalEstimator(doa_memory_s, doa)
     if method == "jaeger":
         return JaegerEstimator(checkpoint)
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
