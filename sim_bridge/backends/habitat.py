@@ -11,12 +11,14 @@ here are the conversions it relies on, on known vectors (tests/test_backends.py)
   pose is our world_from_camera unchanged. Rotations are quaternions: numpy-quaternion's
   (w, x, y, z), or (x, y, z, w) coefficients from habitat_sim.utils.common.quat_to_coeffs.
 - Depth: planar metres along -z (as ours), 0 where nothing was hit. Colour: RGBA -> RGB.
-- Ambisonics: SoundSpaces' ambisonic RIRs are ACN/N3D (their maintainers, sound-spaces issue
-  #58); ours are ACN/SN3D, so each dipole is scaled by 1/sqrt(3). ASSUMED, to check on a real
-  build by rendering a source straight ahead: the three dipole channels are the ACN slots
-  (Y, Z, X) filled with Habitat's own axes (x right, y up, z back) and are fixed to the world
-  rather than turning with the listener (SOUNDSPACES_AXES, SOUNDSPACES_WORLD_FIXED; the
-  converter takes both as arguments, so a wrong guess is one argument to flip).
+- Ambisonics: SoundSpaces' ambisonic RIRs are ACN/N3D; ours are ACN/SN3D, so each dipole is
+  scaled by 1/sqrt(3). VERIFIED on the engine itself (rlr-audio-propagation, the library
+  habitat-sim's audio sensor wraps; tests/test_mesh_acoustics.py renders sources ahead, left,
+  above and behind): the dipole channels are the ACN slots (Y, Z, X) filled with the world's
+  +y, +z, +x (SOUNDSPACES_AXES), fixed to the world whatever the listener's orientation
+  (SOUNDSPACES_WORLD_FIXED), N3D, and W = 1/(sqrt(4 pi) r), which SOUNDSPACES_W_SCALE turns into
+  our W = 1/r (this scale was missing before). Still assumed: that habitat-sim's sensor returns
+  the engine's IR unchanged, and its default listener radius (0.1 m advances the direct sound).
 """
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ SOUNDSPACES_WORLD_FIXED = True
 SOUNDSPACES_AXES = (1, 2, 0)
 """Native channel k + 1 (ACN slots Y, Z, X) carries the component along Habitat axis
 SOUNDSPACES_AXES[k] (0 = x right, 1 = y up, 2 = z back)."""
+SOUNDSPACES_W_SCALE = float(np.sqrt(4.0 * np.pi))
+"""The engine's direct path has W = 1 / (sqrt(4 pi) r); ours has W = 1 / r."""
 
 
 def quaternion_to_matrix(wxyz: np.ndarray) -> np.ndarray:
@@ -108,11 +112,14 @@ def rgb_from_habitat(color: np.ndarray) -> np.ndarray:
 def soundspaces_foa_to_ambix(ir: np.ndarray, world_from_camera: np.ndarray,
                              normalization: str = SOUNDSPACES_NORMALIZATION,
                              world_fixed: bool = SOUNDSPACES_WORLD_FIXED,
-                             axes: tuple[int, int, int] = SOUNDSPACES_AXES) -> np.ndarray:
+                             axes: tuple[int, int, int] = SOUNDSPACES_AXES,
+                             w_scale: float = 1.0) -> np.ndarray:
     """A SoundSpaces ambisonic RIR (4, N) -> ours: ACN/SN3D in the camera's ambisonic axes.
 
     world_from_camera: (3, 3) (or 4x4) rotation of the listening camera; used when the native
-    dipoles are world-fixed. normalization: "N3D" or "SN3D" of the native dipoles."""
+    dipoles are world-fixed. normalization: "N3D" or "SN3D" of the native dipoles. w_scale
+    multiplies every channel (SOUNDSPACES_W_SCALE turns the engine's 1/(sqrt(4 pi) r) into our
+    1/r)."""
     x = np.asarray(ir, dtype=float)
     if x.ndim != 2 or x.shape[0] != 4:
         raise ValueError(f"ambisonic RIR must have shape (4, N), got {x.shape}")
@@ -127,7 +134,7 @@ def soundspaces_foa_to_ambix(ir: np.ndarray, world_from_camera: np.ndarray,
     rot = np.asarray(world_from_camera, dtype=float)[:3, :3]
     cam = rot.T @ native if world_fixed else native
     ambi = foa.camera_to_ambisonic(cam.T).T        # rows X (front), Y (left), Z (up)
-    return np.stack([x[0], ambi[1], ambi[2], ambi[0]])
+    return w_scale * np.stack([x[0], ambi[1], ambi[2], ambi[0]])
 
 
 def _import_habitat() -> Any:
@@ -221,4 +228,4 @@ class HabitatBackend:
         ir = np.asarray(self._sim.get_sensor_observations()["audio_sensor"], dtype=float)
         if ir.ndim == 2 and ir.shape[0] != 4 and ir.shape[1] == 4:
             ir = ir.T
-        return soundspaces_foa_to_ambix(ir, wfc)
+        return soundspaces_foa_to_ambix(ir, wfc, w_scale=SOUNDSPACES_W_SCALE)

@@ -205,9 +205,28 @@ def load_model(model: CatalogueModel, furniture_dir: str | None = None) -> Model
     with zipfile.ZipFile(folder / model.archive) as z:
         base = model.path.rsplit("/", 1)[0]
 
-        class _Resolver:
+        class _Resolver(trimesh.resolvers.Resolver):
+            """MTL and texture files beside the OBJ inside the archive (trimesh ignores a
+            resolver that is not a Resolver)."""
+
+            def __init__(self) -> None:
+                pass
+
             def get(self, name: str) -> bytes:
-                return z.read(f"{base}/{name}".replace("/./", "/"))
+                names = set(z.namelist())
+                for candidate in (f"{base}/{name}", f"{base}/{name.replace(chr(92), '/').rsplit('/', 1)[-1]}"):
+                    if candidate in names:
+                        return z.read(candidate)
+                raise KeyError(name)
+
+            def keys(self) -> list[str]:
+                return [n for n in z.namelist() if n.startswith(base + "/")]
+
+            def namespaced(self, namespace: str) -> "_Resolver":
+                return self
+
+            def write(self, name: str, data: bytes) -> None:
+                raise OSError("the furniture archives are read-only")
 
         loaded = trimesh.load(io.BytesIO(z.read(model.path)), file_type="obj", resolver=_Resolver(),
                               force="scene", process=False)
