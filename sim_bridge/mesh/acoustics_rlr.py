@@ -17,9 +17,12 @@ the file), matched by each mesh part's acoustic material category.
 from __future__ import annotations
 
 import json
+import os
+import sys
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -30,8 +33,8 @@ from sim_bridge.backends.habitat import soundspaces_foa_to_ambix
 ENGINES = ("rlr", "pyroomacoustics")
 RLR_W_SCALE = float(np.sqrt(4.0 * np.pi))
 """rlr's direct path has W = 1 / (sqrt(4 pi) r); ours has W = 1 / r."""
-PRA_W_SCALE = float(4.0 * np.pi)
-"""pyroomacoustics' direct path has amplitude 1 / (4 pi r)."""
+PRA_W_SCALE = 1.0
+"""pyroomacoustics (0.10) already gives the direct path amplitude 1 / r."""
 DEFAULT_RAYS = 3000
 SOURCE_OFFSET_M = 0.03
 """Sources sit this far in front of the driver's face, off the loudspeaker's own mesh."""
@@ -82,7 +85,7 @@ def engine(preferred: str = "rlr") -> str:
 def to_ambix(ir: np.ndarray, world_from_camera: np.ndarray, engine_name: str = "rlr") -> np.ndarray:
     """(4, N) ACN RIR with world-fixed dipoles -> ours (ACN/SN3D, camera axes, W = 1 / r).
 
-    rlr: N3D dipoles, W scale 1/sqrt(4 pi); pyroomacoustics (our virtual B-format): SN3D, 1/(4 pi)."""
+    rlr: N3D dipoles, W scale 1/sqrt(4 pi); pyroomacoustics (our virtual B-format): SN3D, 1."""
     if engine_name == "rlr":
         return soundspaces_foa_to_ambix(ir, world_from_camera, "N3D", True, w_scale=RLR_W_SCALE)
     if engine_name == "pyroomacoustics":
@@ -137,6 +140,21 @@ def shell_triangles(shell: Any) -> list[tuple[np.ndarray, np.ndarray, str]]:
 
 # --- engines ---------------------------------------------------------------------------------------
 
+@contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """File descriptor 1 sent to /dev/null (C-level prints bypass sys.stdout)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 class MeshAcoustics:
     """FOA RIRs from world points to a scene's camera, in the project's AmbiX.
 
@@ -144,14 +162,16 @@ class MeshAcoustics:
     furnished room at 16 kHz on this CPU). preferred: "rlr" or "pyroomacoustics"."""
 
     def __init__(self, preferred: str = "rlr", ray_count: int = DEFAULT_RAYS,
-                 sample_rate: int = foa.SAMPLE_RATE, diffraction: bool = True, threads: int = 1) -> None:
+                 sample_rate: int = foa.SAMPLE_RATE, diffraction: bool = True, threads: int = 1,
+                 materials: str | Path | None = None) -> None:
         self.engine = engine(preferred)
         self.ray_count, self.sample_rate = int(ray_count), int(sample_rate)
         self.diffraction, self.threads = diffraction, int(threads)
+        self.materials = Path(materials) if materials else materials_path()
 
     def describe(self) -> dict[str, Any]:
         d: dict[str, Any] = {"engine": self.engine, "sample_rate": self.sample_rate,
-                             "materials": "config/materials_mesh.json"}
+                             "materials": self.materials.name}
         if self.engine == "rlr":
             d.update(ray_count=self.ray_count, diffraction=self.diffraction, listener_radius_m=0.0,
                      licence="CC-BY-NC-4.0")
@@ -171,6 +191,10 @@ class MeshAcoustics:
         return [to_ambix(r, wfc, self.engine).astype(np.float32) for r in raw]
 
     def _rlr(self, scene: Any, sources_world: list[np.ndarray]) -> list[np.ndarray]:
+        with _quiet_stdout():  # the closed library prints a line per context on the C stdout
+            return self._rlr_run(scene, sources_world)
+
+    def _rlr_run(self, scene: Any, sources_world: list[np.ndarray]) -> list[np.ndarray]:
         import rlr_audio_propagation as rlr
 
         cfg = rlr.Config()
@@ -181,7 +205,7 @@ class MeshAcoustics:
         cfg.diffraction = bool(self.diffraction)
         cfg.max_ir_length = MAX_IR_S
         ctx = rlr.Context(cfg)
-        ctx.set_material_database_json(str(materials_path()))
+        ctx.set_material_database_json(str(self.materials))
         ctx.add_object()
         offset = 0
         parts = scene_triangles(scene)
@@ -228,7 +252,7 @@ class MeshAcoustics:
         def to_pra(p: np.ndarray) -> np.ndarray:
             return np.asarray(p, dtype=float)[[0, 2, 1]]
 
-        box = pra.ShoeBox(size, fs=self.sample_rate, materials=pra.make_materials(**mats),
+        box = pra.ShoeBox(size, fs=self.sample_rate, materials=mats,
                           max_order=PRA_MAX_ORDER, air_absorption=False)
         for src in sources_world:
             box.add_source(np.clip(to_pra(src), 0.05, size - 0.05))
@@ -240,9 +264,10 @@ class MeshAcoustics:
         for d in axes:
             box.add_microphone(mic, directivity=FigureEight(orientation=d))
         box.compute_rir()
+        lead = pra.constants.get("frac_delay_length") // 2  # pra delays every arrival by half its filter
         out = []
         for k in range(len(sources_world)):
-            rirs = [np.asarray(box.rir[m][k], dtype=float) for m in range(4)]
+            rirs = [np.asarray(box.rir[m][k], dtype=float)[lead:] for m in range(4)]
             n = max(len(r) for r in rirs)
             out.append(np.stack([np.pad(r, (0, n - len(r))) for r in rirs]))
         return out
