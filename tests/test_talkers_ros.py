@@ -88,7 +88,7 @@ def test_turn_to_speaker_turns_a_simulated_base_to_a_talker_behind_it(context, o
         pub_tf.publish(TFMessage(transforms=[rc.transform_to_msg(planar_pose(*base.odom), "odom", "base_link", now)]))
         pub_match.publish(_match(now, talker, planar_pose(base.x, base.y, base.yaw) @ BASE_FROM_OPTICAL))
         msg = TalkerArray(header=rc.make_header(now, "map"), current_id=7)
-        t = Talker(id=7, talking=True, heard_ago_s=0.0)
+        t = Talker(id=7, talking=True, last_heard=rc.seconds_to_stamp(now))
         t.position.x, t.position.y, t.position.z = (float(v) for v in talker)
         msg.talkers.append(t)
         pub_talkers.publish(msg)
@@ -159,6 +159,8 @@ def test_tracker_places_delayed_frames_with_the_pose_at_their_stamp_and_drops_ba
         talker = got[-1].talkers[0]
         estimate = np.array([talker.position.x, talker.position.y, talker.position.z])
         assert np.linalg.norm(estimate - source) < 0.1
+        # stamps, not ages: last heard = the newest frame's stamp (published above)
+        assert abs(rc.stamp_to_seconds(talker.last_heard) - (latest - 0.3)) < 1e-6
         seen_then = np.linalg.inv(pose(latest - 0.75)) @ np.append(source, 1.0)
         assert np.linalg.norm((pose(latest) @ seen_then)[:3] - source) > 0.5  # "the latest pose" would miss
 

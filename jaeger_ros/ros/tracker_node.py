@@ -262,10 +262,11 @@ class TrackerNode(Node):
         out = TalkerArray(header=rc.make_header(stamp_msg, world), current_id=-1)
         talking = []
         for t in self.tracker.talkers():
-            msg = Talker(id=t.id, voice=t.voice, heard_ago_s=float(stamp - t.last_heard),
-                         seen_ago_s=float(stamp - t.last_seen) if t.last_seen is not None else -1.0,
+            msg = Talker(id=t.id, voice=t.voice, last_heard=rc.seconds_to_stamp(t.last_heard),
                          talking=t.talking(stamp, hold), observations=t.hits,
                          visible=self.intrinsics is not None and in_view(t.position, map_from_optical, self.intrinsics))
+            if t.last_seen is not None:  # else zero: never seen
+                msg.last_seen = rc.seconds_to_stamp(t.last_seen)
             msg.position.x, msg.position.y, msg.position.z = (float(v) for v in t.position)
             msg.covariance = [float(v) for v in t.covariance.ravel()]
             if base_from_map is not None:

@@ -134,13 +134,12 @@ class TurnToSpeaker(Node):
         if self.talkers is None:
             return None
         voice = self.p["target_voice"]
-        stamp = stamp_seconds(self.talkers.header.stamp)
         talking = [t for t in self.talkers.talkers if t.talking and (not voice or t.voice == voice)
-                   and now - (stamp - t.heard_ago_s) <= self.p["max_heard_age_s"]]
+                   and now - stamp_seconds(t.last_heard) <= self.p["max_heard_age_s"]]
         chosen = [t for t in talking if t.id == self.chosen_id]  # stay with the talker turned to while it talks
         current = [t for t in talking if t.id == self.talkers.current_id]
-        track = (chosen or current or sorted(talking, key=lambda t: t.heard_ago_s) or [None])[0]
-        return None if track is None else (track, stamp - track.heard_ago_s)
+        track = (chosen or current or sorted(talking, key=lambda t: -stamp_seconds(t.last_heard)) or [None])[0]
+        return None if track is None else (track, stamp_seconds(track.last_heard))
 
     def _base_pose(self, now: float) -> tuple[np.ndarray, float] | None:
         """(position, heading) of the base in odom when a command sent now acts: the newest
