@@ -129,8 +129,8 @@ def test_messages_import_from_the_install_prefix(workspace) -> None:
 
 def test_colcon_test_runs_the_pytest_suite(workspace) -> None:
     """`colcon test --packages-select jaeger_ros` in that workspace runs pytest on the clone's tests
-    against the install; PYTEST_ADDOPTS narrows it to one small module here (the whole suite is
-    `make test`). Expected: every test function of that module, counted in its source."""
+    against the install; PYTEST_ADDOPTS narrows it to one small module here, collected alone (the
+    whole suite is `make test`). Expected: every test function of that module, counted in its source."""
     ws, run = workspace
     assert run.returncode == 0, run.stderr[-3000:]
     module = ws / "src" / "jaeger_ros" / "tests" / "test_rosdep_keys.py"
@@ -138,7 +138,7 @@ def test_colcon_test_runs_the_pytest_suite(workspace) -> None:
     venv_bin = Path(sys.executable).parent
     command = _as_unprivileged_user(
         ["env", f"PATH={venv_bin}:/usr/bin:/bin", f"AMENT_PREFIX_PATH={sys.prefix}", f"HOME={ws.parent / 'home'}",
-         "PYTEST_ADDOPTS=-k test_rosdep_keys", str(venv_bin / "colcon"), "test", "--merge-install",
+         "PYTEST_ADDOPTS=-o python_files=test_rosdep_keys.py", str(venv_bin / "colcon"), "test", "--merge-install",
          "--packages-select", "jaeger_ros", "--event-handlers", "console_direct-"], ws.parent / "home")
     test = subprocess.run(command, cwd=ws, capture_output=True, text=True, timeout=900)
     assert test.returncode == 0, test.stdout[-3000:] + test.stderr[-3000:]
@@ -160,3 +160,21 @@ def test_an_unmarked_folder_in_the_way_is_never_touched(tmp_path: Path) -> None:
     assert len(run.stderr.strip().splitlines()) == 1 and "not a copy made by this script" in run.stderr
     assert sorted(p.name for p in mine.iterdir()) == [".git", "notes.txt"]
     assert (mine / "notes.txt").read_text() == "mine\n"
+
+
+def test_a_venv_inside_the_sources_is_refused_with_one_line(tmp_path: Path) -> None:
+    """CMake rejects a package whose exported include paths (numpy's headers) lie in its source
+    folder, after a minute of building; the script says so at once and writes nothing."""
+    package = tmp_path / "ws" / "src" / "jaeger_ros"
+    (package / "tools").mkdir(parents=True)
+    shutil.copy2(REPO / SCRIPT, package / SCRIPT)
+    venv = package / ".venv"
+    (venv / "bin").mkdir(parents=True)  # a minimal venv: pyvenv.cfg beside bin/ makes it sys.prefix
+    (venv / "pyvenv.cfg").write_text(f"home = {Path(sys._base_executable).parent}\n")
+    (venv / "bin" / "python").symlink_to(Path(sys._base_executable).resolve())
+    run = subprocess.run(["bash", str(package / SCRIPT), str(tmp_path / "ws"), str(venv / "bin" / "python")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    assert len(run.stderr.strip().splitlines()) == 1 and "create the venv outside" in run.stderr
+    assert sorted(p.name for p in (tmp_path / "ws").iterdir()) == ["src"]
+    assert sorted(p.name for p in (tmp_path / "ws" / "src").iterdir()) == ["jaeger_ros"]

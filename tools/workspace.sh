@@ -31,8 +31,8 @@ src=$(realpath "$ws/src")
 testing=()  # a checkout built in place keeps colcon's default BUILD_TESTING=ON: `colcon test` runs its pytest suite
 case "$repo/" in
   "$src"/*)  # built in place
-    case "$(realpath -m "$prefix")/" in
-      "$src"/*) fail "the Python prefix $prefix lies inside $src: colcon would take the wheels' share/*/package.xml for packages and CMake refuses exported paths inside a source folder; create the venv outside (e.g. ~/jaeger-venv)" ;;
+    case "$(realpath -ms "$prefix")/ $(realpath -m "$prefix")/" in
+      "$src"/*|*" $src"/*) fail "the Python prefix $prefix lies inside $src: CMake refuses a package whose exported include paths (numpy's headers) are in its source folder; create the venv outside $src (e.g. ~/jaeger-venv)" ;;
     esac ;;
   *)  # a marked copy in WS_DIR/src/jaeger_ros, refreshed from the checkout
     dest="$src/jaeger_ros"
@@ -42,11 +42,11 @@ case "$repo/" in
       rm -rf "$dest"
     fi
     mkdir -p "$dest"
+    echo "$repo" > "$dest/$mark"  # first: an interrupted copy is still recognised as ours
     for item in package.xml CMakeLists.txt setup.py msg jaeger_ros sim_bridge launch config scripts resource; do
       cp -a "$repo/$item" "$dest/"
     done
     find "$dest" -name __pycache__ -prune -exec rm -rf {} +
-    echo "$repo" > "$dest/$mark"
     testing=(-DBUILD_TESTING=OFF) ;;  # the copy holds the package, not the tests
 esac
 
