@@ -19,9 +19,9 @@ Parameters: described, typed and ranged (`ros2 param describe`), all read at sta
 `ros2 param set` is refused with the reason); a bad one stops the start-up with one line (exit 1).
 
 Scenario "party" (sim_bridge.live.PartyWorld): a robot base that executes geometry_msgs/TwistStamped
-(or Twist with cmd_vel_stamped false) on `cmd_vel_topic` (linear.x, angular.z; held for the base's command timeout), talkers taking
-turns around it, and TF with a moving map -> odom (the localiser's correction of the drifting
-wheel odometry odom -> base_link) and a fixed mast base_link -> camera_link (/tf_static). The
+(or Twist with cmd_vel_stamped false) on `cmd_vel_topic` (linear.x, angular.z; held for the base's
+command timeout), talkers taking turns around it, and TF with a moving map -> odom (the
+localiser's correction of the drifting wheel odometry odom -> base_link) and a fixed mast base_link -> camera_link (/tf_static). The
 base's links also go on /tf at `odom_rate_hz`, stamped now, between camera frames: a behaviour
 that steers the base reads its odometry from them without waiting for (or lagging with) frames.
 

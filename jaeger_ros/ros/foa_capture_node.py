@@ -96,7 +96,8 @@ class FoaCaptureNode(Node):
         p = declare(self, PARAMETERS)
         self.p = p
         self.matrix = parse_matrix(p["a_to_b_matrix"])
-        self.pub = self.create_publisher(FoaAudio, p["audio_topic"], QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE),
+        reliable = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)  # REP-2003: as camera drivers
+        self.pub = self.create_publisher(FoaAudio, p["audio_topic"], reliable,
                                          qos_overriding_options=QoSOverridingOptions.with_default_policies())
         self._blocks: queue.Queue = queue.Queue(maxsize=100)
         self._t0: float | None = None

@@ -482,7 +482,8 @@ class JaegerNode(LifecycleNode):
         outputs = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         for attr, msg_type, name in (("pub_doa", DoaEstimate, "doa_topic"),
                                      ("pub_det", BoundingBox3DArray, "detections_topic"),
-                                     ("pub_match", SpeakerMatch, "match_topic"), ("pub_markers", MarkerArray, "markers_topic")):
+                                     ("pub_match", SpeakerMatch, "match_topic"),
+                                     ("pub_markers", MarkerArray, "markers_topic")):
             setattr(self, attr, self.create_lifecycle_publisher(msg_type, p[name], outputs))
             self._outputs.append(getattr(self, attr))  # one at a time: a failure releases those made
         self._failure = None
