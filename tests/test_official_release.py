@@ -219,6 +219,29 @@ def test_speech_step_mixes_as_the_authors_tool(release, imported):
     np.testing.assert_allclose(got, want, atol=2.0 / 32768)  # 16-bit quantisation
 
 
+def test_speech_step_gives_task1_folders_a_voice_of_the_manifests_gender(release, imported):
+    """Issue 25: each task-1 folder's utterance comes from a speaker whose sex (the fabricated
+    SPEAKERS.TXT table) is the task-A manifest's gender; the choice is deterministic."""
+    sex = {"19": "F", "26": "M", "61": "M", "121": "F", "237": "F"}  # as _librispeech writes them
+    root = release["root"]
+    entries = [e for e in release["test"]["A"] if e["path"] not in release["faults"]["missing"]]
+    genders = {str(_folder(root, e["path"])): e["gender"] for e in entries}
+    lists = utterances(release["ls"], "test")
+    roots = {Path(f).parent.parent for f in genders}
+    jobs = {f: u for r in roots for f, u in speech_jobs(r, lists, genders)}
+    assert jobs == {f: u for r in roots for f, u in speech_jobs(r, lists, genders)}  # deterministic
+    assert {g for g in genders.values()} <= {"M", "F"} and len(genders) >= 2
+    for folder, gender in genders.items():
+        (utt,) = jobs[folder]
+        assert sex[Path(utt).name.split("-")[0]] == gender, (folder, utt)
+        # the file the import step wrote is that utterance convolved with the folder's IR
+        dry = sf.read(utt, dtype="float64")[0]
+        ir = np.load(Path(folder) / "ir.npy").astype(np.float64)
+        want = np.stack([np.convolve(dry, ch) for ch in ir], axis=1)
+        np.testing.assert_allclose(sf.read(str(Path(folder) / "foa_ls.wav"), dtype="float64")[0], want,
+                                   atol=2.0 / 32768)
+
+
 def test_manifest_discovery_reads_both_layouts(release):
     nested = find_official_manifests(release["man"])
     flat = find_official_manifests(SHARED)

@@ -20,9 +20,13 @@ The release ships room impulse responses, not finished audio: :func:`render_spee
 each folder's ``ir.npy`` (task 1) or ``ir_male.npy`` + ``ir_female.npy`` (task 2) with dry
 LibriSpeech (train-clean-100 / dev-clean / test-clean for train / val / test) into
 ``foa_ls.wav`` as the authors' tool does: the split's folders sorted by path, task-1 folders
-take the next utterance of the whole subset, task-2 folders the next male and the next female
-utterance (each list cyclic, utterances sorted by path), full convolution, the two talkers
-summed from t = 0 (the shorter zero-padded), no normalisation, 16-bit PCM at the speech's rate.
+take the next utterance of a speaker whose sex (SPEAKERS.TXT) is the manifest's ``gender``
+(task A; the next of the whole subset where no manifest names one), task-2 folders the next
+male and the next female utterance (each list cyclic, utterances sorted by path), full
+convolution, the two talkers summed from t = 0 (the shorter zero-padded), no normalisation,
+16-bit PCM at the speech's rate. The authors' exact utterances cannot be reproduced: their
+per-folder utterance lists (``*_ann_librispeech.json``) are not released, so the voices are
+LibriSpeech utterances of the right sex, chosen deterministically, not the same recordings.
 """
 from __future__ import annotations
 
@@ -296,24 +300,29 @@ def _render_one(job: tuple[str, list[str]]) -> str | None:
     return None
 
 
-def speech_jobs(split_root: Path, lists: dict[str, list[Path]]) -> list[tuple[str, list[str]]]:
+def speech_jobs(split_root: Path, lists: dict[str, list[Path]], genders: dict[str, str] | None = None
+                ) -> list[tuple[str, list[str]]]:
     """(folder, utterances) for every task folder of a split root (<root>/<scene>/task*),
-    folders sorted by path, utterances assigned cyclically (module docstring)."""
+    folders sorted by path, utterances assigned cyclically (module docstring). `genders`:
+    folder -> "M"/"F" from the manifests (task A's `gender`): such a task-1 folder takes the next
+    utterance of a speaker of that sex (LibriSpeech SPEAKERS.TXT), so its voice agrees with the
+    manifest; other task-1 folders take the next of the whole subset."""
     jobs = []
-    counters = {"all": 0, "M": 0, "F": 0}
+    counters: dict[tuple[str, str], int] = {}  # task-1 and task-2 folders count apart
 
-    def take(kind: str) -> str:
+    def take(kind: str, family: str = "task2") -> str:
         pool = lists[kind]
         if not pool:
-            raise ValueError(f"no {'male' if kind == 'M' else 'female'} utterances for the task-2 folders "
+            raise ValueError(f"no {'male' if kind == 'M' else 'female'} utterances for the {family} folders "
                              f"of {split_root}")
-        item = pool[counters[kind] % len(pool)]
-        counters[kind] += 1
+        n = counters.get((family, kind), 0)
+        item = pool[n % len(pool)]
+        counters[(family, kind)] = n + 1
         return str(item)
 
     for folder in sorted((p for p in split_root.glob("*/task*") if p.is_dir()), key=str):  # as the tool sorts
         if folder.name.startswith("task1"):
-            jobs.append((str(folder), [take("all")]))
+            jobs.append((str(folder), [take((genders or {}).get(str(folder), "all"), "task1")]))
         elif folder.name.startswith("task2"):
             jobs.append((str(folder), [take("M"), take("F")]))
     return jobs
@@ -331,11 +340,15 @@ def render_speech(release: str | Path, speech_dir: str | Path, manifests: str | 
     release = Path(release)
     manifest_dir = Path(manifests) if manifests else release
     roots: dict[str, set[Path]] = {}
+    genders: dict[str, str] = {}
     for (split, key), path in find_official_manifests(manifest_dir).items():
         if key == STARSS23:
             continue
         for entry in read_manifest(path):
-            roots.setdefault(split, set()).add(release_path(release, entry.path).parent.parent)
+            folder = release_path(release, entry.path)
+            roots.setdefault(split, set()).add(folder.parent.parent)
+            if key == "A" and entry.gender in ("M", "F"):
+                genders[str(folder)] = entry.gender
     if not roots:
         raise ValueError(f"no HM3D manifest in {manifest_dir}: cannot tell where the task folders are")
     report: dict[str, Any] = {}
@@ -345,7 +358,7 @@ def render_speech(release: str | Path, speech_dir: str | Path, manifests: str | 
             report[split] = {"written": 0, "failed": [], "note": "no task folder found"}
             continue
         lists = utterances(speech_dir, split)
-        jobs = [job for root in existing for job in speech_jobs(root, lists)]
+        jobs = [job for root in existing for job in speech_jobs(root, lists, genders)]
         with tqdm(total=len(jobs), desc=f"speech {split}", unit="folder", disable=not progress) as bar:
             if workers <= 1:
                 results = []

@@ -79,6 +79,9 @@ class JaegerConfig:
     """Dtype of the FROZEN pretrained weights ("bfloat16" for the 7B preset). Trainable
     parameters are always kept in float32 for the optimizer (lora.cast_for_training); the
     forward runs under the recipe's mixed_precision autocast."""
+    attn_implementation: str | None = None
+    """qwen2.5-omni-7b: the thinker's attention kernel ("flash_attention_2" needs the
+    flash-attn package and a GPU; "sdpa", "eager"); None: transformers' default (sdpa)."""
     fused_init: str = "pretrained"
     """Start of the fused audio ln_post/proj (d_model + 1203 inputs): "pretrained" (ours: the
     pretrained weights in the d_model part, zero IV columns, so the tower's output is unchanged
@@ -204,6 +207,11 @@ class TrainConfig:
     aux_weights: dict[str, float] = field(default_factory=dict)
     """Training-only auxiliary heads (jaeger_ros/model/auxiliary.py) -> loss weight: audio_dir,
     llm_dir, llm_label, patch_mask, patch_box. Empty: none (the tiny preset only)."""
+    grad_accum_steps: int = 1
+    """Micro-batches per optimizer step: global batch = batch_size x processes x this (one 8-GPU
+    node reaches the paper's 72 with batch_size 3 and 3 here)."""
+    gradient_checkpointing: bool = False
+    """Recompute the thinker's activations in the backward pass (less memory, ~30 % more time)."""
     log_every: int = 20
     max_minutes: float | None = None
     """Wall-time budget: after 20 steps, and again every 50 from the recent pace, the
@@ -215,7 +223,7 @@ class TrainConfig:
         bad = [t for t in self.tasks if t not in "ABCDE" or len(t) != 1]
         if bad or not self.tasks:
             raise ValueError(f"tasks must be letters A-E, got {self.tasks}")
-        for name in ("max_steps", "batch_size", "eval_every", "save_every", "log_every"):
+        for name in ("max_steps", "batch_size", "eval_every", "save_every", "log_every", "grad_accum_steps"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.integer_sigma < 0:

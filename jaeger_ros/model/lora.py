@@ -48,8 +48,9 @@ def load_base(config: JaegerConfig) -> tuple[nn.Module, Any]:
     path = Path(config.base_model_path or "")
     if not path.is_dir():
         raise FileNotFoundError(f"base_model_path is not a folder: {path}")
+    extra = {"attn_implementation": config.attn_implementation} if config.attn_implementation else {}
     thinker = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
-        str(path), dtype=_dtype(config.dtype), local_files_only=True)
+        str(path), dtype=_dtype(config.dtype), local_files_only=True, **extra)
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     return thinker, tokenizer
 

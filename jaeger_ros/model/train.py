@@ -52,6 +52,8 @@ COMPLETE = "COMPLETE"
 _TMP, _OLD = ".last.tmp", ".last.old"
 """The checkpoint being written, and the previous one while the new one is renamed in."""
 _STATE_FILES = ("model.safetensors", "optimizer.pt", "state.json")
+ENGINE_STATE = "engine_state"
+"""DeepSpeed runs: OUT/engine_state/step_N holds accelerator.save_state of every rank."""
 REFIT_EVERY = 50
 """With max_minutes, the schedule's length is fitted to the time left after 20 steps and again
 every REFIT_EVERY steps from the recent pace (on a shared CPU the speed changes during a run)."""
@@ -317,9 +319,17 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
 
     if not data_dirs:
         raise ValueError("give at least one data root")
-    # cpu=True lets accelerate run DDP over gloo when torchrun starts CPU-only ranks.
-    accel = Accelerator(mixed_precision=tc.mixed_precision, cpu=not torch.cuda.is_available(),
+    # cpu=True lets accelerate run DDP over gloo when torchrun starts CPU-only ranks (DeepSpeed,
+    # when `accelerate launch` asks for it, runs on CPU ranks under DS_ACCELERATOR=cpu).
+    # The schedule steps once per optimizer step (accelerate would step it once per process).
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
+    accel = Accelerator(mixed_precision=tc.mixed_precision, cpu=not torch.cuda.is_available() and not deepspeed,
+                        gradient_accumulation_steps=1 if deepspeed else tc.grad_accum_steps,
+                        step_scheduler_with_optimizer=False,
                         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    plugin = getattr(accel.state, "deepspeed_plugin", None)
+    if plugin is not None:  # the engine accumulates itself: it must know the count (and the micro-batch, below)
+        _deepspeed_set(plugin, "gradient_accumulation_steps", tc.grad_accum_steps)
     out = Path(out)
     last = out / LAST
     if resume:
@@ -349,6 +359,8 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
     if tc.trainable is not None:
         set_trainable(model, tc.trainable, tc.tasks)
     cast_for_training(model)  # trainable float32 (master weights), frozen base in its dtype
+    if tc.gradient_checkpointing:
+        model.base_thinker.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     for tower, ckpt in (("audio", tc.init_audio), ("visual", tc.init_visual)):
         if ckpt and not resume:
             n = init_tower(model, ckpt, tower)
@@ -365,7 +377,8 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
     sources_list = [load_examples(d, "train", tc.tasks) for d in data_dirs]
     sources = _Sources(sources_list, tc.source_weights, tc.seed)
     dataset = JaegerDataset(sources.examples, reader, seed=tc.seed)
-    global_batch = tc.batch_size * accel.num_processes
+    global_batch = tc.batch_size * accel.num_processes * tc.grad_accum_steps
+    micro = accel.num_processes * tc.grad_accum_steps  # loader batches per optimizer step
     max_steps = tc.max_steps if tc.epochs is None else max(1, math.ceil(tc.epochs * len(sources) / global_batch))
     skipped: list[dict[str, str]] = []
     val_items: list[Any] = []
@@ -390,19 +403,21 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
         best_loss = float(progress_state.get("best_val_loss") or math.inf)
         state = load_train_state(last / "optimizer.pt")
         try:
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
+            if plugin is None:  # DeepSpeed: the engine state (per-rank partitions) loads after prepare
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
             torch.set_rng_state(state["torch_rng"])
         except (KeyError, ValueError, TypeError, RuntimeError) as e:
             raise CheckpointError(f"{last / 'optimizer.pt'}: does not fit this model ({one_line(e)})") from e
         start = int(progress_state["step"])
-    plugin = getattr(accel.state, "deepspeed_plugin", None)
     if plugin is not None:  # our loader has a batch sampler, so DeepSpeed cannot read the micro-batch from it
-        plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = tc.batch_size
-    loader = make_loader(dataset, sources, tc.batch_size, start * accel.num_processes,
-                         (schedule.steps - start) * accel.num_processes, tc.num_workers)
+        _deepspeed_set(plugin, "train_micro_batch_size_per_gpu", tc.batch_size)
+    loader = make_loader(dataset, sources, tc.batch_size, start * micro, (schedule.steps - start) * micro,
+                         tc.num_workers)
     model, optimizer, scheduler, loader = accel.prepare(model, optimizer, scheduler, loader)
     raw_model: JaegerModel = accel.unwrap_model(model)
+    if resume and plugin is not None:
+        accel.load_state(str(out / progress_state["engine_state"]))
     if accel.is_main_process:
         (out / "train_config.yaml").write_text(yaml.safe_dump(
             {**tc.to_dict(), "model": model_cfg.to_dict(), "data": list(data_dirs)}, sort_keys=False))
@@ -419,32 +434,34 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
     step = start
     batches = iter(loader)
     while step < end:
-        batch = next(batches)
-        skipped += batch.pop("skipped")
-        with (auxiliary.capture(raw_model, attend=attend) if tc.aux_weights else contextlib.nullcontext({})) \
-                as towers_out:
-            # the answer loss is taken here, per sample, for the per-task logs
-            result = model({k: v for k, v in batch.items() if k != "labels"},
-                           output_hidden_states=bool(tc.aux_weights))
-        lm_loss, per_sample = answer_loss(result.logits, batch["labels"].to(result.logits.device), tc.loss, soft)
-        loss = lm_loss * tc.lm_weight
-        if tc.aux_weights:
-            parts = auxiliary.losses(raw_model.aux_heads, batch, towers_out, result.hidden_states[-1], number_ids,
-                                     raw_model.token_ids["image"] if attend else None)
-            for name, value in parts.items():
-                loss = loss + float(tc.aux_weights.get(name, 0.0)) * value
-                by_head.setdefault(name, []).append(float(value.detach()))
-        for t, v in zip(batch_tasks(batch), per_sample.tolist()):
-            if not math.isnan(v):
-                by_task.setdefault(t, []).append(v)
-        accel.backward(loss)
-        if tc.grad_clip > 0:
-            accel.clip_grad_norm_(model.parameters(), tc.grad_clip)
-        optimizer.step()
+        for _ in range(tc.grad_accum_steps):  # micro-batches of one optimizer step
+            batch = next(batches)
+            skipped += batch.pop("skipped")
+            with accel.accumulate(model):  # DDP: no gradient sync before the last micro-batch
+                with (auxiliary.capture(raw_model, attend=attend) if tc.aux_weights else contextlib.nullcontext({})) \
+                        as towers_out:
+                    # the answer loss is taken here, per sample, for the per-task logs
+                    result = model({k: v for k, v in batch.items() if k != "labels"},
+                                   output_hidden_states=bool(tc.aux_weights))
+                lm_loss, per_sample = answer_loss(result.logits, batch["labels"].to(result.logits.device), tc.loss, soft)
+                loss = lm_loss * tc.lm_weight
+                if tc.aux_weights:
+                    parts = auxiliary.losses(raw_model.aux_heads, batch, towers_out, result.hidden_states[-1], number_ids,
+                                             raw_model.token_ids["image"] if attend else None)
+                    for name, value in parts.items():
+                        loss = loss + float(tc.aux_weights.get(name, 0.0)) * value
+                        by_head.setdefault(name, []).append(float(value.detach()))
+                for t, v in zip(batch_tasks(batch), per_sample.tolist()):
+                    if not math.isnan(v):
+                        by_task.setdefault(t, []).append(v)
+                accel.backward(loss)  # divided by grad_accum_steps (DeepSpeed: by its engine)
+                if tc.grad_clip > 0 and accel.sync_gradients:
+                    accel.clip_grad_norm_(model.parameters(), tc.grad_clip)
+                optimizer.step()  # these two act on the last micro-batch only
+                optimizer.zero_grad(set_to_none=True)
+            running.append(float(loss.detach()))
+            seen += int(batch["input_ids"].shape[0]) * accel.num_processes
         scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        running.append(float(loss.detach()))
-        seen += int(batch["input_ids"].shape[0]) * accel.num_processes
         bar.update()
         done = step + 1
         step = done
@@ -462,7 +479,7 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
         if done % tc.log_every == 0 or done == end:
             rate = seen / max(time.perf_counter() - t0, 1e-9)
             entry = {"step": done, "loss": float(np.mean(running)), "lr": scheduler.get_last_lr()[0],
-                     "samples_per_s": rate, "world_size": accel.num_processes,
+                     "samples_per_s": rate, "world_size": accel.num_processes, "global_batch": global_batch,
                      "lm_by_task": {t: float(np.mean(v)) for t, v in sorted(by_task.items())},
                      "aux": {h: float(np.mean(v)) for h, v in sorted(by_head.items())},
                      "load_avg_1m": os.getloadavg()[0], "elapsed_s": time.perf_counter() - t_start}
@@ -471,6 +488,7 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
             if accel.is_main_process:
                 _append(log_path, entry)
         if val_examples and (done % tc.eval_every == 0 or done == schedule.steps):
+            improved = [None]
             if accel.is_main_process:
                 val_loss = validation_loss(raw_model, val_items, builder, accel.device, tc.loss)
                 report = evaluate_examples(raw_model, val_examples, reader)
@@ -480,21 +498,42 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
                 bar.write(f"step {done} val loss {val_loss:.4f} {json.dumps(headline(report))}")
                 if val_loss < best_loss:
                     best_loss = val_loss
-                    save_best(raw_model, out, done, val_loss)
+                    improved = [val_loss]
+            if plugin is not None and accel.num_processes > 1:
+                from accelerate.utils import broadcast_object_list
+
+                broadcast_object_list(improved)  # every rank takes part in the fp32 gather
+            if improved[0] is not None:
+                with fp32_trainables(raw_model, plugin is not None):
+                    if accel.is_main_process:
+                        save_best(raw_model, out, done, improved[0])
             accel.wait_for_everyone()
         if done % tc.save_every == 0 or done == end:
             accel.wait_for_everyone()
+            engine_state = None
+            if plugin is not None:  # each rank saves its ZeRO partition of the optimizer
+                engine_state = f"{ENGINE_STATE}/step_{done}"
+                accel.save_state(str(out / engine_state))
+                accel.wait_for_everyone()
             if accel.is_main_process:
-                save_checkpoint(raw_model, optimizer, scheduler, out, done, schedule.steps, best_loss)
+                save_checkpoint(raw_model, optimizer, scheduler, out, done, schedule.steps, best_loss,
+                                engine_state)
     bar.close()
     _check_ranks_agree(accel, raw_model)
     _write_skipped(accel, out, skipped)
     if end < schedule.steps:
         return out
-    if accel.is_main_process:
-        raw_model.save_pretrained(out)
+    with fp32_trainables(raw_model, plugin is not None):
+        if accel.is_main_process:
+            raw_model.save_pretrained(out)
     accel.wait_for_everyone()
     return out
+
+
+def _deepspeed_set(plugin: Any, key: str, value: Any) -> None:
+    """A DeepSpeed setting in the plugin's config and in the copy accelerate reads it back from."""
+    plugin.deepspeed_config[key] = value
+    plugin.hf_ds_config.config[key] = value
 
 
 def _write_skipped(accel: Any, out: Path, skipped: list[dict[str, str]]) -> None:
@@ -553,8 +592,34 @@ def _append(path: Path, entry: dict[str, Any]) -> None:
         f.write(json.dumps(entry) + "\n")
 
 
+@contextlib.contextmanager
+def fp32_trainables(model: torch.nn.Module, deepspeed: bool) -> Iterator[None]:
+    """Under DeepSpeed bf16 the engine keeps the module in bf16 and the fp32 master weights in
+    its ZeRO optimizer partitions: for a save, every trainable parameter holds its full fp32
+    master copy (gathered: a collective, so every rank enters), restored afterwards. Without
+    DeepSpeed the trainables already are fp32 (cast_for_training)."""
+    if not deepspeed:
+        yield
+        return
+    from deepspeed.utils import safe_get_full_fp32_param
+
+    kept = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            full = safe_get_full_fp32_param(p)
+            if full is not None:
+                kept[name] = p.data
+                p.data = full.detach().to(p.device, torch.float32)
+    try:
+        yield
+    finally:
+        for name, p in model.named_parameters():
+            if name in kept:
+                p.data = kept[name]
+
+
 def save_checkpoint(model: torch.nn.Module, optimizer: Any, scheduler: Any, out: Path, step: int,
-                    total_steps: int, best_val_loss: float = math.inf) -> Path:
+                    total_steps: int, best_val_loss: float = math.inf, engine_state: str | None = None) -> Path:
     """Resume state in OUT/last: the trainable parameters in full precision (the frozen base
     is rebuilt from its source), optimizer, schedule, RNG. Every step leaves a complete
     checkpoint on disk: the new one is complete (marker written last) before the old one
@@ -565,17 +630,26 @@ def save_checkpoint(model: torch.nn.Module, optimizer: Any, scheduler: Any, out:
     _remove(old)
     tmp.mkdir(parents=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.named_parameters() if v.requires_grad}
+    # DeepSpeed: optimizer and schedule live in the engine's per-rank state (engine_state,
+    # written by accelerator.save_state on every rank); this file then keeps the RNG only
+    engine = engine_state is not None
     blobs = {"model.safetensors": _safetensors_bytes(_untie(state)),
-             "optimizer.pt": _torch_bytes({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "optimizer.pt": _torch_bytes({"optimizer": {} if engine else optimizer.state_dict(),
+                                           "scheduler": {} if engine else scheduler.state_dict(),
                                            "torch_rng": torch.get_rng_state()}),
              "state.json": json.dumps({"step": step, "total_steps": total_steps,
-                                       "best_val_loss": best_val_loss if math.isfinite(best_val_loss) else None
-                                       }).encode()}
+                                       "best_val_loss": best_val_loss if math.isfinite(best_val_loss) else None,
+                                       **({"engine_state": engine_state} if engine else {})}).encode()}
     for name, data in blobs.items():
         write_synced(tmp / name, data)
     marker = {"step": step, "files": {name: len(data) for name, data in blobs.items()}}
     write_synced(tmp / COMPLETE, json.dumps(marker).encode())
-    return _swap_in(tmp, last, old)
+    done = _swap_in(tmp, last, old)
+    if engine:  # the engine states of older checkpoints go once this one is in place
+        for folder in (out / ENGINE_STATE).glob("step_*"):
+            if folder != out / engine_state:
+                _remove(folder)
+    return done
 
 
 def checkpoint_step(folder: Path) -> int | None:
