@@ -63,6 +63,10 @@ def _as_unprivileged_user(command: list[str], home: Path) -> list[str]:
         return command  # already unprivileged
     if not (shutil.which("unshare") and shutil.which("setpriv")):
         return []
+    probe = ["unshare", "--mount", "--propagation", "private", "--", "setpriv", f"--reuid={UID}", f"--regid={UID}",
+             "--clear-groups", "true"]
+    if subprocess.run(probe, capture_output=True).returncode != 0:  # e.g. a container without CAP_SYS_ADMIN
+        return []
     steps = []
     if Path("/opt/python/cp311-cp311").exists():
         steps.append("mount -t tmpfs -o mode=755 none /opt/python")
@@ -94,7 +98,8 @@ def workspace() -> Iterator[tuple[Path, subprocess.CompletedProcess]]:
         (clone / SENTINEL).write_text("work in progress\n")
         command = _as_unprivileged_user(["bash", str(clone / SCRIPT), str(ws), sys.executable], home)
         if not command:
-            pytest.skip("running as root without unshare/setpriv: cannot run the script as an unprivileged user")
+            pytest.skip("running as root where unshare/setpriv are missing or not permitted: "
+                        "cannot run the script as an unprivileged user")
         if os.geteuid() == 0:
             os.chmod(root, 0o755)
             for path in (root, *root.rglob("*")):
