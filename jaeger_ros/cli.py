@@ -67,7 +67,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 
     counts = generate(args.out, args.split, args.num, seed=args.seed, tasks=args.tasks,
                       workers=args.workers, speech_dir=args.speech_dir, resolution=args.resolution,
-                      overwrite=args.overwrite, conditions=args.conditions)
+                      overwrite=args.overwrite, conditions=args.conditions, world=args.world)
     print(json.dumps({"out": str(Path(args.out) / args.split), "entries": counts}))
 
 
@@ -89,7 +89,7 @@ def _cmd_from_bag(args: argparse.Namespace) -> None:
     print(json.dumps({"out": str(Path(args.out) / args.split), **report.to_dict()}))
 
 
-def _method(spec: str, protocol: str | None = None):
+def _method(spec: str, protocol: str | None = None, base_model: str | None = None):
     """'classical' (A/B snapped to depth-detected loudspeakers), 'classical-audio' (A/B from the
     sound alone, as the paper's audio-only tasks), or a checkpoint directory / 'default' (the
     shipped tiny model) / 'official:CKPT_DIR[@QWEN_DIR]' (a released checkpoint); `protocol`:
@@ -100,6 +100,8 @@ def _method(spec: str, protocol: str | None = None):
         return ClassicalMethod(use_depth=not spec.startswith("classical-audio"), robust=spec.endswith("-robust"))
     from jaeger_ros.model.predictor import JaegerMethod
 
+    if base_model and spec.startswith("official:") and "@" not in spec:
+        spec = f"{spec}@{base_model}"
     return JaegerMethod.from_checkpoint(spec, protocol=protocol)
 
 
@@ -135,8 +137,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
             out = None
             if args.out:
                 out = Path(args.out) if k == 0 else Path(args.out) / f"compare_{spec.replace('/', '_')}"
-            reports.append(evaluate(_method(spec, args.protocol), args.data, split=args.split, tasks=args.tasks,
-                                    out_dir=out, shard=shard, parser=parser))
+            reports.append(evaluate(_method(spec, args.protocol, args.base_model), args.data, split=args.split,
+                                    tasks=args.tasks, out_dir=out, shard=shard, parser=parser))
         if shard[1] > 1:
             print(f"rank {shard[0]}/{shard[1]}: shard files written to {args.out}; when every rank is done, "
                   f"`jaeger eval --merge {args.out}` writes the report")
@@ -192,7 +194,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
             out = train_recipe(args.recipe, args.data, args.out or f"runs/{Path(args.recipe).stem}")
         else:
             out = train_from_config(args.config, args.data, args.out, resume=args.resume, init_from=args.init,
-                                    init_audio=args.init_audio, init_visual=args.init_visual)
+                                    init_audio=args.init_audio, init_visual=args.init_visual,
+                                    base_model=args.base_model)
     except yaml.YAMLError as e:  # its message names no file
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -219,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="sensing conditions preset (sim_bridge/conditions.py), default realistic")
     gen.add_argument("--overwrite", action="store_true",
                      help="replace the samples and manifests a previous run wrote into OUT/SPLIT (other files stay)")
+    gen.add_argument("--world", default="procedural", choices=["procedural", "mesh"],
+                     help="procedural shoebox rooms (default) or furnished mesh rooms (sim_bridge/mesh: pyrender, "
+                          "SoundSpaces 2.0's rlr engine or pyroomacoustics)")
     gen.set_defaults(func=_cmd_generate)
     io = ds_sub.add_parser("import-official", help="map the official SpatialSceneQA release onto OUT (no media copied)")
     io.add_argument("--release", required=True, metavar="ROOT",
@@ -280,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--shard", type=_shard, default=None, metavar="K/N",
                     help="evaluate rank K's part of N: sorted(paths)[K::N] per manifest (default: RANK/WORLD_SIZE "
                          "as torchrun/accelerate set them, else 0/1); writes shard files into --out")
+    ev.add_argument("--base-model", default=None, metavar="QWEN_DIR",
+                    help="local Qwen2.5-Omni-7B folder for official:CKPT_DIR (instead of @QWEN_DIR)")
     ev.add_argument("--merge", default=None, metavar="DIR",
                     help="merge the shard files of a sharded run in DIR into its report (no evaluation)")
     ev.add_argument("--by-condition", action="store_true",
@@ -311,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="start the audio tower (+IV, fused projection) from this checkpoint's weights")
     tr.add_argument("--init-visual", default=None, metavar="DIR",
                     help="start the vision tower from this checkpoint's weights")
+    tr.add_argument("--base-model", default=None, metavar="QWEN_DIR",
+                    help="local Qwen2.5-Omni-7B folder (a download of Qwen/Qwen2.5-Omni-7B), instead of the "
+                         "model config's base_model_path")
     tr.set_defaults(func=_cmd_train)
     return parser
 

@@ -68,3 +68,20 @@ def test_jaeger_node_estimator_runs_the_shipped_checkpoint(samples):
     assert est.direction is not None and np.isclose(np.linalg.norm(est.direction), 1.0)
     assert -180.0 <= azel_from_direction(est.direction)[0] <= 180.0
     assert est.index == -1 or (0 <= est.index < len(est.boxes) and est.label in ("Left", "Center", "Right"))
+
+
+def test_the_base_model_folder_is_a_command_line_option(tmp_path, capsys):
+    """`jaeger train --base-model DIR` replaces the 7B config's placeholder base_model_path (the
+    folder is checked before anything loads); `jaeger eval --base-model DIR` names it for an
+    official: checkpoint given without @QWEN_DIR."""
+    from jaeger_ros.cli import build_parser, main
+
+    missing = tmp_path / "Qwen2.5-Omni-7B"
+    data = tmp_path / "data"
+    (data / "train" / "manifests").mkdir(parents=True)
+    assert main(["train", "--config", "config/train_qwen2.5-omni-7b.yaml", "--data", str(data),
+                 "--out", str(tmp_path / "run"), "--base-model", str(missing)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert str(missing) in err and "/path/to/" not in err
+    args = build_parser().parse_args(["eval", "--checkpoint", "official:CK", "--base-model", "Q", "--data", "D"])
+    assert args.base_model == "Q"

@@ -184,8 +184,9 @@ class TrainConfig:
     weight_decay: float = 0.05
     grad_clip: float = 1.0
     eval_every: int = 500
-    eval_samples: int = 64
-    """Validation entries per task for the periodic check (loss + answer accuracy)."""
+    eval_samples: int | None = 64
+    """Validation entries per task for the periodic check (loss + answer accuracy); None: the
+    whole validation split (the authors keep the model of the best loss on all of it)."""
     save_every: int = 500
     seed: int = 0
     mixed_precision: str = "no"

@@ -263,15 +263,19 @@ def headline(report: dict[str, Any]) -> dict[str, float | None]:
 
 def train_from_config(config_path: str | Path, data_dirs: Sequence[str] | str, out_dir: str | Path | None = None,
                       resume: bool = False, init_from: str | None = None, init_audio: str | None = None,
-                      init_visual: str | None = None) -> Path:
+                      init_visual: str | None = None, base_model: str | None = None) -> Path:
     """`jaeger train`: train the recipe in `config_path` on the train splits of `data_dirs`
-    (validating on the first root's val split when it has one). Returns the checkpoint folder."""
+    (validating on the first root's val split when it has one). `base_model`: the local
+    Qwen2.5-Omni-7B folder, instead of the model config's base_model_path. Returns the
+    checkpoint folder."""
     config_path = Path(config_path)
     tc = TrainConfig.load(config_path)
     for name, value in (("init_from", init_from), ("init_audio", init_audio), ("init_visual", init_visual)):
         if value is not None:
             setattr(tc, name, value)
     model_cfg = tc.model_config(base_dir=config_path.parent)
+    if base_model:
+        model_cfg = model_cfg.replace(base_model_path=str(base_model))
     out = Path(out_dir) if out_dir else Path("runs") / config_path.stem
     return train(tc, model_cfg, [str(d) for d in ([data_dirs] if isinstance(data_dirs, (str, Path)) else data_dirs)],
                  out, resume=resume)
