@@ -12,7 +12,8 @@ from jaeger_ros.detectors.people import PERSON
 
 @pytest.fixture(scope="module")
 def detector():
-    det = CandidateDetector()
+    """The blob fallback (no loudspeaker classifier): categories without learned scores."""
+    det = CandidateDetector(loudspeakers=None)
     yield det
     det.people.close()
 

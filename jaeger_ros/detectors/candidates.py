@@ -1,9 +1,10 @@
 """Every candidate talker in an RGB-D frame, with a category and a score.
 
-People come from the pretrained person detectors (people.py); loudspeakers, until a detector
-trained on the mesh world's renders exists, from the depth blobs of
-jaeger_ros.classical.candidates (loudspeaker-sized objects standing on the floor), which cannot
-tell a loudspeaker from a plant of the same size: they carry BLOB_SCORE, a prior, not a
+People come from the pretrained person detectors (people.py); loudspeakers from the depth blobs
+of jaeger_ros.classical.candidates (loudspeaker-sized objects standing on the floor), each
+scored by the crop classifier of loudspeaker.py (trained on the procedural world's renders;
+blobs it scores below its threshold are dropped). Without its checkpoint the blobs, which
+cannot tell a loudspeaker from a plant of the same size, carry BLOB_SCORE, a prior, not a
 measurement. A blob that overlaps a person (a seated person is loudspeaker-sized) is the person.
 """
 from __future__ import annotations
@@ -15,6 +16,8 @@ import numpy as np
 from jaeger_ros.classical.candidates import boxes_from_depth
 from jaeger_ros.core.answers import azimuth_order
 from jaeger_ros.core.geometry import Box3D, Intrinsics, box_iou_3d
+from jaeger_ros.detectors.loudspeaker import CHECKPOINT, LoudspeakerClassifier
+from jaeger_ros.detectors.loudspeaker import THRESHOLD as LOUDSPEAKER_THRESHOLD
 from jaeger_ros.detectors.people import PERSON, PersonDetector
 
 LOUDSPEAKER = "loudspeaker"
@@ -46,11 +49,19 @@ def combine(people: list[Box3D], blobs: list[Box3D], blob_scores: list[float] | 
 
 
 class CandidateDetector:
-    """Person detector + depth-blob loudspeakers for a stream of frames (models loaded once)."""
+    """Person detector + depth-blob loudspeakers for a stream of frames (models loaded once).
+    The default person detector is the live one: pose tracking between frames and HOG at
+    320 px wide: at 640x480 and 90 degrees its smallest person is 224 px tall, a 1.7 m person at
+    2.4 m (at 640 px: 4.9 m), but it costs ~40 ms instead of ~200 ms; pose and face still see
+    one person and every frontal face beyond (see benchmarks/bench_detectors.py)."""
 
-    def __init__(self, people: PersonDetector | None = None, blob_stride: int = 3) -> None:
-        self.people = people or PersonDetector()
+    def __init__(self, people: PersonDetector | None = None, blob_stride: int = 3,
+                 loudspeakers: LoudspeakerClassifier | None | str = "default") -> None:
+        self.people = people or PersonDetector(video=True, hog_width=320)
         self.blob_stride = blob_stride
+        if isinstance(loudspeakers, str):
+            loudspeakers = LoudspeakerClassifier() if CHECKPOINT.is_file() else None
+        self.loudspeakers = loudspeakers
 
     def __call__(self, rgb: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics) -> list[Candidate]:
         persons = self.people.detect(rgb, depth, intrinsics)
@@ -58,7 +69,11 @@ class CandidateDetector:
             blobs = boxes_from_depth(depth, intrinsics, stride=self.blob_stride)
         except ValueError:
             blobs = []   # no floor in view: people only
-        return combine(persons, blobs)
+        if self.loudspeakers is None or not blobs:
+            return combine(persons, blobs)
+        probs = self.loudspeakers(rgb, depth, intrinsics, blobs)
+        keep = [k for k, p in enumerate(probs) if p >= LOUDSPEAKER_THRESHOLD]
+        return combine(persons, [blobs[k] for k in keep], [float(probs[k]) for k in keep])
 
 
 _DEFAULT: CandidateDetector | None = None
