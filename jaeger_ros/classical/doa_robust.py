@@ -27,6 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.ndimage import convolve1d
+from scipy.signal import lfilter
 
 from jaeger_ros.classical import doa
 from jaeger_ros.core import foa as foa_core
@@ -72,8 +74,6 @@ def spectra(foa: np.ndarray, sample_rate: int) -> Spectra:
 def _smoothed(energy: np.ndarray) -> np.ndarray:
     """First-order recursive smoothing of (F, T) energy along time (Martin 2001's P(lambda, k))."""
     alpha = 1.0 - 1.0 / NOISE_SMOOTH_FRAMES
-    from scipy.signal import lfilter
-
     return lfilter([1.0 - alpha], [1.0, -alpha], energy, axis=1,
                    zi=(alpha * energy[:, :1]))[0] if energy.shape[1] else energy
 
@@ -108,8 +108,8 @@ def directness(sp: Spectra, noise: np.ndarray) -> np.ndarray:
     whose intensities point every way and cancel in the mean."""
     s = np.maximum(sp.energy - np.asarray(noise, float)[:, None], 0.0)
     kernel = np.ones(2 * SMOOTH_BINS + 1)
-    s_sm = np.apply_along_axis(np.convolve, 0, s, kernel, "same")
-    i_sm = np.stack([np.apply_along_axis(np.convolve, 0, c, kernel, "same") for c in sp.intensity])
+    s_sm = convolve1d(s, kernel, axis=0, mode="constant")
+    i_sm = convolve1d(sp.intensity, kernel, axis=1, mode="constant")
     return np.clip(_FULL_COHERENCE * np.linalg.norm(i_sm, axis=0) / np.maximum(s_sm, 1e-30), 0.0, 1.0)
 
 

@@ -65,6 +65,14 @@ class OnsetPool:
         self._covered = stamp
 
 
+def _strongest(votes: doa.Votes, mask: np.ndarray, count: int) -> doa.Votes:
+    """The `count` heaviest of the votes selected by `mask`."""
+    idx = np.flatnonzero(mask)
+    if idx.size > count:
+        idx = idx[np.argpartition(votes.weights[idx], -count)[-count:]]
+    return doa.Votes(votes.directions[idx], votes.weights[idx], votes.times[idx])
+
+
 @dataclass
 class RobustPool:
     """The stream pool of doa_robust: direct-path-dominant votes of the last `memory_s` seconds
@@ -92,6 +100,8 @@ class RobustPool:
     _noise: object = None
 
     NOISE_MEMORY_S = 3.0
+    MAX_VOTES = 3000     # the strongest pooled votes carry the direction; the density costs (candidates x votes)
+    CHANGE_VOTES = 1000  # the talker-change test needs only the coarse direction of each part
 
     def _all(self) -> doa.Votes:
         if not self._votes:
@@ -127,10 +137,8 @@ class RobustPool:
         if len(pooled.weights) >= self.min_votes:
             recent = pooled.times > stamp - self.recent_s
             if np.count_nonzero(recent) >= self.min_votes and np.count_nonzero(~recent) >= self.min_votes:
-                new_est = doa.estimate_from_votes(doa.Votes(pooled.directions[recent], pooled.weights[recent],
-                                                            pooled.times[recent]))
-                old_est = doa.estimate_from_votes(doa.Votes(pooled.directions[~recent], pooled.weights[~recent],
-                                                            pooled.times[~recent]))
+                new_est = doa.estimate_from_votes(_strongest(pooled, recent, self.CHANGE_VOTES))
+                old_est = doa.estimate_from_votes(_strongest(pooled, ~recent, self.CHANGE_VOTES))
                 cos_change = np.cos(np.radians(self.change_deg))
                 if new_est.direction @ old_est.direction < cos_change:
                     self._pending = [p for p in self._pending if p @ new_est.direction >= cos_change]
@@ -142,7 +150,7 @@ class RobustPool:
                     self._votes = [(t[t > cut], d[t > cut], w[t > cut]) for t, d, w in self._votes]
                     pooled = doa.Votes(pooled.directions[recent], pooled.weights[recent], pooled.times[recent])
                     self._pending = []
-            return doa.estimate_from_votes(pooled)
+            return doa.estimate_from_votes(_strongest(pooled, np.ones(pooled.weights.size, bool), self.MAX_VOTES))
         if sp is None:
             return None
         try:

@@ -176,7 +176,9 @@ def error_vs_snr_plot(curves: dict[str, dict[str, dict[str, Any]]], path: str | 
             y = np.array([pts[k]["value"] for k in keys])
             lo = np.array([pts[k]["ci95"][0] for k in keys])
             hi = np.array([pts[k]["ci95"][1] for k in keys])
-            ax.errorbar(x, y, yerr=[y - lo, hi - y], marker="o", capsize=3, label=method)
+            # sound-only methods dashed, so they are not read as the depth-snapped ones
+            ax.errorbar(x, y, yerr=[y - lo, hi - y], marker="o", capsize=3, label=method,
+                        linestyle="--" if "audio" in method else "-")
             if "clean" in pts:
                 ax.set_xticks(x, [f"{v:g}" for v in xs] + ["clean"])
         ax.set(title=f"Task {task}", xlabel="diffuse-noise SNR (dB)",
