@@ -109,10 +109,14 @@ def test_launch_file_declares_the_table_with_descriptions(name):
         started[keywords["executable"].value] = call
     assert set(started) == executables
     for executable, call in started.items():  # overrides only from the node's own table
+        if executable != "rviz2":  # every node of the package follows namespace:=
+            assert "namespace" in {k.arg for k in call.keywords}, f"{name}: {executable} has no namespace"
         given = {c.args[0].id for c in _calls(call, "overrides")}
         assert given <= {TABLE_OF.get(executable)}, f"{name}: {executable} gets overrides from {given}"
         if executable in TABLE_OF:
             assert given, f"{name}: {executable} gets no overrides"
+    # no global Fast DDS profile from a launch file: the nodes load theirs (a user's stays theirs)
+    assert not _calls(tree, "SetEnvironmentVariable"), f"{name} sets an environment variable"
     if name == "sim.launch.py":
         recorded = ast.literal_eval(assigned["RECORDED_TOPICS"])
         assert "/tf" in recorded and "/tf_static" in recorded and "/sim/transforms" not in recorded
