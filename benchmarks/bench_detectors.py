@@ -7,7 +7,8 @@ Frames: scikit-image's astronaut photo stretched to 640x480 (one real person) an
 renders at 640x480 (no people: what the models cost when nothing is found).
 
 --accuracy adds the held-out measurements the README quotes: person false alarms per frame on
-people-free test-split renders; on the test-split voices (never used to choose a threshold),
+people-free test-split renders; person recall on mesh-world renders with a placed test-split
+catalogue person; on the test-split voices (never used to choose a threshold),
 3 turns each in a reverberant room from random directions and robot headings: same-voice and
 other-voice pair rates at SAME_VOICE, two-talker sessions (every pair of voices, 3 turns each,
 interleaved) clustered into exactly the true identities, and gender from pitch per turn; 95 %
@@ -69,6 +70,48 @@ def person_false_alarms(frames: int) -> dict:
             "ci95": _ci(np.array(counts), np.random.default_rng(0))}
 
 
+def person_recall_mesh(scenes: int) -> dict:
+    """Mesh-world renders (640x480) with one standing or sitting test-split catalogue person
+    placed 1.5-4.0 m ahead within +-25 degrees, turned +-60 degrees from facing the camera, the
+    furniture near her and other people removed: recall = a person box within 0.5 m of her
+    (horizontally) / scenes, for the live detector (pose tracking reset per scene, HOG at 320)
+    and the full one (per image, HOG at 640)."""
+    from jaeger_ros.core.geometry import transform_points
+    from sim_bridge.mesh import catalogue
+    from sim_bridge.mesh.render_gl import render as render_mesh
+    from sim_bridge.mesh.scene import MeshObject, sample_mesh_scene
+
+    intr = Intrinsics.from_hfov(640, 480)
+    people = [m for m in catalogue.load_catalogue() if m.category == "person" and m.split == "test"
+              and "lying" not in m.model_id.lower()]
+    full = PersonDetector()
+    hits = {"full": [], "live": []}
+    rng = np.random.default_rng(42)
+    for k in tqdm(range(scenes), desc="mesh scenes with a person"):
+        scene = sample_mesh_scene(rng, "test", 1, intr, f"person-{k}")
+        model = people[k % len(people)]
+        distance, bearing = rng.uniform(1.5, 4.0), np.radians(rng.uniform(-25, 25))
+        spot = transform_points(scene.world_from_camera(), distance * np.array([-np.sin(bearing), 0.0, -np.cos(bearing)]))
+        feet = np.array([spot[0], 0.0, spot[2]])
+        scene.objects = [o for o in scene.objects
+                         if o.category != "person" and np.linalg.norm(o.position[[0, 2]] - feet[[0, 2]]) > 0.9]
+        scene.objects.append(MeshObject(1 + max([o.instance_id for o in scene.objects], default=100), "person",
+                                        "human", model.model_id, feet, scene.camera_yaw_deg + rng.uniform(-60, 60),
+                                        np.array(model.size_m)))
+        frame = render_mesh(scene, intr)
+        at = transform_points(scene.camera_from_world(), feet + np.array([0.0, model.size_m[1] / 2, 0.0]))
+        live = PersonDetector(video=True, hog_width=320)
+        for name, det in (("full", full), ("live", live)):
+            boxes = det.detect(frame.rgb, frame.depth, intr)
+            hits[name].append(float(any(np.hypot(b.center[0] - at[0], b.center[2] - at[2]) < 0.5 for b in boxes)))
+        live.close()
+    out = {"scenes": scenes}
+    for name, v in hits.items():
+        out[f"recall_{name}"] = float(np.mean(v))
+        out[f"ci95_{name}"] = _ci(np.array(v), np.random.default_rng(3))
+    return out
+
+
 def voice_accuracy(turns_per_voice: int = 3) -> dict:
     """Identity and gender on the test-split voices through a reverberant room."""
     rng = np.random.default_rng(5)
@@ -126,23 +169,17 @@ def voice_accuracy(turns_per_voice: int = 3) -> dict:
             "gender_accuracy_per_turn": float(gender_ok.mean()), "ci95_gender": _ci(gender_ok, np.random.default_rng(2))}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--json", default="", help="also write the rows here")
-    parser.add_argument("--accuracy", action="store_true", help="also measure the held-out accuracy (a few minutes)")
-    parser.add_argument("--frames", type=int, default=30, help="people-free renders for --accuracy")
-    args = parser.parse_args()
-
+def speed(repeats: int) -> list[tuple[str, float]]:
+    """(operation, median ms) rows; printed as a table."""
     intr = Intrinsics.from_hfov(640, 480)
     person = cv2.resize(data.astronaut(), (640, 480), interpolation=cv2.INTER_AREA)
     frames = [render(sample_scene(np.random.default_rng(s), "test", 2, intr), intr) for s in range(3)]
     rows: list[tuple[str, float]] = []
 
     def per_image(name: str, fn) -> None:
-        rows.append((f"{name}, person photo", _median_ms(lambda: fn(person), args.repeats)))
+        rows.append((f"{name}, person photo", _median_ms(lambda: fn(person), repeats)))
         rows.append((f"{name}, rendered room", float(np.median(
-            [_median_ms(lambda f=f: fn(f.rgb), args.repeats) for f in frames]))))
+            [_median_ms(lambda f=f: fn(f.rgb), repeats) for f in frames]))))
 
     pose_only = PersonDetector(use_face=False, use_hog=False)
     per_image("mediapipe pose (per image)", pose_only.detect_2d)
@@ -156,10 +193,10 @@ def main() -> None:
     merged = PersonDetector(video=True)
     per_image("PersonDetector 2D (pose video + face + HOG 640)", merged.detect_2d)
     rows.append(("boxes_from_depth (stride 3), rendered room", float(np.median(
-        [_median_ms(lambda f=f: boxes_from_depth(f.depth, intr), args.repeats) for f in frames]))))
+        [_median_ms(lambda f=f: boxes_from_depth(f.depth, intr), repeats) for f in frames]))))
     candidates = CandidateDetector(PersonDetector(video=True))
     rows.append(("detect_candidates (people 3D + blobs), rendered room", float(np.median(
-        [_median_ms(lambda f=f: candidates(f.rgb, f.depth, intr), args.repeats) for f in frames]))))
+        [_median_ms(lambda f=f: candidates(f.rgb, f.depth, intr), repeats) for f in frames]))))
 
     rng = np.random.default_rng(0)
     bank = SpeechBank("test", 0, pool_size=2)
@@ -176,22 +213,44 @@ def main() -> None:
 
     encoder = SpeakerEncoder()
     rows.append(("silero VAD gate per 0.1 s hop (0.5 s windows)",
-                 _median_ms(lambda: stream(lambda: SpeechGate()), max(1, args.repeats // 3)) / len(ends)))
+                 _median_ms(lambda: stream(lambda: SpeechGate()), max(1, repeats // 3)) / len(ends)))
     rows.append(("VoiceStream (VAD + identity) per 0.1 s hop, amortised",
-                 _median_ms(lambda: stream(lambda: VoiceStream(encoder)), max(1, args.repeats // 3)) / len(ends)))
+                 _median_ms(lambda: stream(lambda: VoiceStream(encoder)), max(1, repeats // 3)) / len(ends)))
     turn = speech[RATE // 2: RATE // 2 + 2 * RATE]
-    rows.append(("Resemblyzer embedding of a 2 s turn", _median_ms(lambda: encoder(turn), args.repeats)))
+    rows.append(("Resemblyzer embedding of a 2 s turn", _median_ms(lambda: encoder(turn), repeats)))
 
+    candidates_live = CandidateDetector()
+    rows.append(("detect_candidates, live default (HOG at 320), rendered room", float(np.median(
+        [_median_ms(lambda f=f: candidates_live(f.rgb, f.depth, intr), repeats) for f in frames]))))
     width = max(len(name) for name, _ in rows)
     print(f"{'operation':<{width}}  median ms")
     print("-" * (width + 11))
     for name, ms in rows:
         print(f"{name:<{width}}  {ms:9.1f}")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--json", default="", help="also write the rows here")
+    parser.add_argument("--accuracy", action="store_true", help="also measure the held-out accuracy (a few minutes)")
+    parser.add_argument("--frames", type=int, default=30, help="people-free renders for --accuracy")
+    parser.add_argument("--mesh-scenes", type=int, default=20,
+                        help="mesh-world scenes with a placed person for --accuracy (0: skip; needs pyrender)")
+    parser.add_argument("--voice-turns", type=int, default=3, help="turns per test voice for --accuracy (0: skip)")
+    parser.add_argument("--only-accuracy", action="store_true", help="skip the speed table")
+    args = parser.parse_args()
+
+    rows = [] if args.only_accuracy else speed(args.repeats)
     report = {"resolution": "640x480", "repeats": args.repeats, "rows": dict(rows)}
     if args.accuracy:
         report["people"] = person_false_alarms(args.frames)
-        report["voice"] = voice_accuracy()
-        print(json.dumps({k: report[k] for k in ("people", "voice")}, indent=1))
+        if args.mesh_scenes:
+            report["people_mesh"] = person_recall_mesh(args.mesh_scenes)
+        if args.voice_turns:
+            report["voice"] = voice_accuracy(args.voice_turns)
+        print(json.dumps({k: report[k] for k in ("people", "people_mesh", "voice") if k in report}, indent=1))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
