@@ -309,7 +309,11 @@ def test_frames_above_max_pixels_are_dropped_before_decoding(rig):
     now = time.time()
     r.audio_until(now)
     r.frame(now - 0.05)
-    assert r.node.drops["oversized"] == 2 and not r.matches  # colour and depth, each from its header
+    # colour and depth from their headers, and their camera_info with them (not "unsynchronised")
+    assert r.node.drops["oversized"] == 3 and not r.matches
+    r.spin(1.0)
+    r.node._check_sync()
+    assert r.node.drops["unsynchronised"] == 0
     assert r.node.set_parameters([Parameter("max_pixels", value=160 * 120)])[0].successful
     now = time.time()
     r.audio_until(now)
@@ -421,3 +425,16 @@ def test_a_duplicated_frame_set_is_dropped_as_a_duplicate(rig, capfd):
     assert r.node.drops["unsynchronised"] == 0 and len(r.matches) == 1, dict(r.node.drops)
     err = capfd.readouterr().err
     assert "dropped input (duplicate)" in err and "duplicated frame set" in err and "within slop" not in err, err
+
+
+# --- issue 26.3: the size of a serialized image is read before it becomes a Python message -----
+@pytest.mark.parametrize("frame_id", ["", "o", "abc", "abcd", OPTICAL])
+def test_the_image_size_is_read_from_the_serialized_header(frame_id):
+    from rclpy.serialization import serialize_message
+
+    from jaeger_ros.ros.jaeger_node import image_size
+
+    for width, height in ((160, 120), (7, 3)):  # every frame_id length: the CDR padding before height
+        msg = rc.depth_to_image(np.ones((height, width), np.float32), rc.make_header(1.5, frame_id))
+        assert image_size(serialize_message(msg)) == (width, height, 1.5)
+    assert image_size(b"\x00\x01") is None

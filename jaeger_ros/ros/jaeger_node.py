@@ -46,6 +46,7 @@ configure and are rejected while the node is configured ("deactivate + cleanup +
 from __future__ import annotations
 
 import math
+import struct
 import threading
 import time
 from collections import Counter, deque
@@ -59,6 +60,7 @@ from rclpy.exceptions import InvalidTopicNameException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.serialization import deserialize_message
 from rclpy.validate_topic_name import validate_topic_name
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import ColorRGBA
@@ -246,14 +248,35 @@ def check_parameters(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def image_size(raw: bytes) -> tuple[int, int, float] | None:
+    """(width, height, stamp in s) read from a serialized sensor_msgs/Image (CDR, either byte
+    order: the header's stamp and frame_id, then height and width), or None when it is not plain CDR.
+    Why: a 4096x4096 image takes rclpy ~0.3 s to turn into a Python message; its size is in the
+    first bytes, so an oversized one is refused before that."""
+    if len(raw) < 16 or raw[0] != 0 or raw[1] not in (0, 1):
+        return None
+    order = "<" if raw[1] == 1 else ">"
+    body = memoryview(raw)[4:]  # CDR alignment counts from here
+    (length,) = struct.unpack_from(order + "I", body, 8)  # frame_id, after sec and nanosec
+    at = 12 + length
+    at += -at % 4
+    if at + 8 > len(body):
+        return None
+    height, width = struct.unpack_from(order + "II", body, at)
+    sec, nanosec = struct.unpack_from(order + "iI", body, 0)
+    return width, height, sec + nanosec * 1e-9
+
+
 class _InputTap:
     """Stands in for the node while the synchroniser subscribes (message_filters or not): it
     notes when each topic last delivered, for the no-input warning, passes on only what `admit`
     accepts (so no synchroniser sees a message stamped ahead of the clock), and keeps every
-    subscription it made, so deactivation can remove them."""
+    subscription it made, so deactivation can remove them. Images come serialized: `oversized`
+    sees their size first, and only the accepted ones are turned into messages."""
 
-    def __init__(self, node: LifecycleNode, admit: Callable[[str, Any], bool]) -> None:
-        self._node, self._admit = node, admit
+    def __init__(self, node: LifecycleNode, admit: Callable[[str, Any], bool],
+                 oversized: Callable[[str, int, int, float], bool]) -> None:
+        self._node, self._admit, self._oversized = node, admit, oversized
         self.arrivals: dict[str, float | None] = {}
         self.subscriptions: list[Any] = []
 
@@ -264,9 +287,16 @@ class _InputTap:
 
         def tapped(msg: Any) -> None:
             self.arrivals[name] = time.monotonic()
+            if isinstance(msg, bytes):
+                size = image_size(msg)
+                if size is not None and self._oversized(topic, *size):
+                    return
+                msg = deserialize_message(msg, msg_type)
             if self._admit(topic, msg):
                 callback(msg)
 
+        if msg_type is Image:
+            kwargs["raw"] = True
         sub = self._node.create_subscription(msg_type, topic, tapped, qos_profile, **kwargs)
         self.subscriptions.append(sub)
         return sub
@@ -375,6 +405,7 @@ class JaegerNode(LifecycleNode):
         self._sync_dropped = 0
         self._audio_restarts = 0
         self._last_in: dict[str, int] = {}  # input topic -> stamp (ns) of its last admitted image
+        self._refused: deque[float] = deque(maxlen=16)  # stamps of frame sets refused as oversized
 
     # --- parameters -----------------------------------------------------------------------
     def parameter_values(self) -> dict[str, Any]:
@@ -497,7 +528,7 @@ class JaegerNode(LifecycleNode):
     def _activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         result = super().on_activate(state)  # enables the lifecycle publishers
         p = self.p
-        self._inputs = _InputTap(self, self._admit)
+        self._inputs = _InputTap(self, self._admit, self._oversized)
         self._sync = subscribe_synchronized(
             self._inputs, [(Image, p["color_topic"]), (Image, p["depth_topic"]), (CameraInfo, p["camera_info_topic"])],
             qos_profile_sensor_data, p["queue_size"], p["slop"], self._on_frame, clock=self._now,
@@ -618,16 +649,32 @@ class JaegerNode(LifecycleNode):
             return False
         if audio:
             return True
-        if isinstance(msg, Image) and msg.width * msg.height > self.p["max_pixels"]:
-            # from the header alone: never converted, never paired, never waits in the synchroniser
-            self._drop("oversized", f"{topic}: {msg.width}x{msg.height} image, {msg.width * msg.height} pixels > "
-                                    f"max_pixels {self.p['max_pixels']}")
+        if isinstance(msg, Image) and self._oversized(topic, msg.width, msg.height, end):
+            return False
+        if any(abs(end - refused) <= self.p["slop"] for refused in self._refused):
+            self._drop("oversized", f"{topic}: stamped {end:.3f}, part of a frame set whose image was oversized")
             return False
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         if self._last_in.get(topic) == stamp:  # the same set sent again (a driver or bag replaying it)
             self._drop("duplicate", f"{topic}: a second message stamped {end:.3f} (a duplicated frame set)")
             return False
         self._last_in[topic] = stamp
+        return True
+
+    def _oversized(self, topic: str, width: int, height: int, stamp: float) -> bool:
+        """Refuse (count, log) an image above max_pixels from its size alone: never deserialized,
+        converted or paired, it never waits in the synchroniser. The rest of its frame set (the
+        other image, camera_info) goes too, counted here, not as `unsynchronised`."""
+        if width * height <= self.p["max_pixels"]:
+            return False
+        self._drop("oversized", f"{topic}: {width}x{height} image, {width * height} pixels > max_pixels "
+                                f"{self.p['max_pixels']}")
+        self._refused.append(stamp)
+        matcher = self._sync[-1] if self._sync and isinstance(self._sync[-1], ApproximateTimeMatcher) else None
+        for queue in matcher.queues if matcher is not None else ():  # partners that came first
+            for queued in [q for q in queue if abs(q - stamp) <= self.p["slop"]]:
+                del queue[queued]
+                self._drop("oversized", f"stamped {queued:.3f}, part of a frame set whose image was oversized")
         return True
 
     def _on_audio(self, msg: FoaAudio) -> None:
