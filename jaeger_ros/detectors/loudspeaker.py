@@ -129,6 +129,12 @@ def furniture_boxes(scene, intrinsics: Intrinsics, depth: np.ndarray) -> list[Bo
     return boxes
 
 
+def _stack(crops: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    if not crops:
+        return np.zeros((0, 4, CROP, CROP), np.float32), np.zeros((0, 4), np.float32)
+    return np.stack([c[0] for c in crops]), np.stack([c[1] for c in crops])
+
+
 def render_blobs(split: str, scenes: int, seed: int, intrinsics: Intrinsics) -> list[dict]:
     """Per scene: crops, geometry, labels of its blobs and the number of true loudspeakers;
     also crops of the furniture in view (negatives for training)."""
@@ -147,11 +153,12 @@ def render_blobs(split: str, scenes: int, seed: int, intrinsics: Intrinsics) -> 
             blobs = []
         truth = scene.loudspeaker_boxes_camera()
         crops = [blob_crop(frame.rgb, frame.depth, b, intrinsics) for b in blobs]
-        extra = [blob_crop(frame.rgb, frame.depth, b, intrinsics) for b in furniture_boxes(scene, intrinsics, frame.depth)
+        extra = [blob_crop(frame.rgb, frame.depth, b, intrinsics)
+                 for b in furniture_boxes(scene, intrinsics, frame.depth)
                  if max([box_iou_3d(b, t) for t in truth], default=0.0) < NEGATIVE_IOU]
-        out.append({"neg_x": np.stack([c[0] for c in extra]) if extra else np.zeros((0, 4, CROP, CROP), np.float32),
-                    "neg_geom": np.stack([c[1] for c in extra]) if extra else np.zeros((0, 4), np.float32),"x": np.stack([c[0] for c in crops]) if crops else np.zeros((0, 4, CROP, CROP), np.float32),
-                    "geom": np.stack([c[1] for c in crops]) if crops else np.zeros((0, 4), np.float32),
+        x, geom = _stack(crops)
+        neg_x, neg_geom = _stack(extra)
+        out.append({"x": x, "geom": geom, "neg_x": neg_x, "neg_geom": neg_geom,
                     "label": np.array(label_blobs(blobs, truth), int), "truth": len(truth),
                     "found": sum(max([box_iou_3d(t, b) for b in blobs], default=0.0) > POSITIVE_IOU for t in truth)})
     return out

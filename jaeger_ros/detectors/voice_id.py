@@ -6,7 +6,8 @@ GE2E model's weights, pretrained.pt, ship inside the Resemblyzer wheel) maps an 
 the omnidirectional channel to a unit vector; the same voice lands near itself (cosine ~0.9
 on the simulator's voices) and other voices farther (0.4-0.8). An online clusterer keeps a
 centroid per identity: a turn joins the nearest identity above `threshold`, else it opens a
-new one; a turn pitched far from an identity (PITCH_RATIO) never joins it. Time plays no part, so 30 s of silence or a turn of the robot changes nothing.
+new one; a turn pitched far from an identity (PITCH_RATIO) never joins it. Time plays no
+part, so 30 s of silence or a turn of the robot changes nothing.
 
 Gender comes from the voice's pitch (median F0 of its clearly voiced frames; adult male voices
 sit around 85-155 Hz, female 165-255 Hz), not from any scene file.
@@ -161,7 +162,8 @@ class VoiceStream:
 
     def _restart(self, begin: float) -> None:
         self._vad.reset()
-        self._covered, self._rest, self._turn, self._inside, self._silent_chunks = begin, np.zeros(0, np.float32), [], False, 0
+        self._covered, self._rest = begin, np.zeros(0, np.float32)
+        self._turn, self._inside, self._silent_chunks = [], False, 0
 
     def update(self, stamp: float, foa: np.ndarray, sample_rate: int) -> list[VoiceTurn]:
         w = w_channel(foa)
