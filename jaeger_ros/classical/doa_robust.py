@@ -38,7 +38,9 @@ N_FFT = doa.N_FFT
 HOP = doa.HOP
 ONSET_LAG = doa.ONSET_LAG
 DPD_RATIO = 8.0            # speech energy 9 dB over its own last ONSET_LAG frames
-MIN_SNR_DB = 6.0           # local speech-to-noise ratio of a voting bin
+MIN_SNR_DB = 10.0          # local speech-to-noise ratio of a voting bin (0 dB diffuse: 13.2 -> 9.3 deg median vs 6 dB)
+RELAX_SNR_DB = 3.0
+GENDER_DPD_RATIO = 32.0     # B: stricter onsets first (the pitch labels need the voice that STARTS there)
 COHERENCE_POWER = 8
 SMOOTH_BINS = 1            # diffuseness averaged over +-1 frequency bin (DirAC-style smoothing)
 NOISE_PERCENTILE = 5.0     # minimum statistics: the floor is a low percentile of the smoothed energy ...
@@ -123,8 +125,9 @@ def votes(foa: np.ndarray, sample_rate: int = foa_core.SAMPLE_RATE, noise: np.nd
 
 
 def spectra_votes(sp: Spectra, noise: np.ndarray | None = None, valid: np.ndarray | None = None,
-                  min_votes: int = MIN_VOTES, ratio: float = DPD_RATIO) -> doa.Votes:
-    """votes() of precomputed spectra (a stream computes them once for noise tracking and votes)."""
+                  min_votes: int = MIN_VOTES, ratio: float = DPD_RATIO, min_snr_db: float | None = None) -> doa.Votes:
+    """votes() of precomputed spectra (a stream computes them once for noise tracking and votes);
+    `min_snr_db`: the local SNR threshold (None: MIN_SNR_DB)."""
     e = sp.energy
     n = noise_floor(e) if noise is None else np.asarray(noise, float)
     s = np.maximum(e - n[:, None], 0.0)
@@ -137,7 +140,7 @@ def spectra_votes(sp: Spectra, noise: np.ndarray | None = None, valid: np.ndarra
     rise = s / (previous + 0.1 * n[:, None] + 1e-20)
     rise[:, :ONSET_LAG] = 0.0
     xi = s / np.maximum(n[:, None], 1e-20)
-    keep = (xi > 10.0 ** (MIN_SNR_DB / 10.0)) & (norm > 0)
+    keep = norm > 0
     if valid is not None:
         gap = np.concatenate([[0], np.cumsum(~np.asarray(valid, bool))])
         centre = np.arange(e.shape[1]) * HOP
@@ -145,9 +148,12 @@ def spectra_votes(sp: Spectra, noise: np.ndarray | None = None, valid: np.ndarra
         lo = np.clip(centre - ONSET_LAG * HOP - N_FFT // 2, 0, total)
         hi = np.clip(centre + N_FFT // 2, 0, total)
         keep &= (gap[hi] == gap[lo])[None, :]
-    while ratio > 1.0 and np.count_nonzero(keep & (rise > ratio)) < min_votes:
-        ratio /= 2.0
-    keep &= rise > ratio
+    # relax step by step: the DPD ratio halves and the local SNR threshold drops RELAX_SNR_DB
+    snr_db = MIN_SNR_DB if min_snr_db is None else min_snr_db
+    while (ratio > 1.0 and snr_db > 0.0
+           and np.count_nonzero(keep & (rise > ratio) & (xi > 10.0 ** (snr_db / 10.0))) < min_votes):
+        ratio, snr_db = ratio / 2.0, snr_db - RELAX_SNR_DB
+    keep &= (rise > ratio) & (xi > 10.0 ** (max(snr_db, 0.0) / 10.0))
     if not np.any(keep):
         raise ValueError("FOA has no direct-path-dominant speech bins in the band (silence or noise only?)")
     weights = (s * direct ** COHERENCE_POWER * xi / (1.0 + xi))[keep]
@@ -183,7 +189,7 @@ def estimate_by_gender(foa: np.ndarray, gender: str, sample_rate: int = foa_core
     a = np.asarray(foa, dtype=np.float64)
     sp = spectra(a, sample_rate)
     starts, f0, voicing = doa.pitch_track(a[0], sample_rate, new_only=True)
-    ratio = DPD_RATIO
+    ratio = GENDER_DPD_RATIO
     mine = np.zeros(0, bool)
     while True:
         try:

@@ -100,6 +100,7 @@ class RobustPool:
     _noise: object = None
 
     NOISE_MEMORY_S = 3.0
+    MIN_SNR_DB = 6.0     # strict votes are never relaxed here: a lower local-SNR bar than a clip's keeps enough
     MAX_VOTES = 3000     # the strongest pooled votes carry the direction; the density costs (candidates x votes)
     CHANGE_VOTES = 1000  # the talker-change test needs only the coarse direction of each part
 
@@ -122,7 +123,7 @@ class RobustPool:
             sp = doa_robust.spectra(foa, sample_rate)
             floor = self._noise.update(stamp, sp.energy)
             try:
-                v = doa_robust.spectra_votes(sp, floor, valid, min_votes=0)
+                v = doa_robust.spectra_votes(sp, floor, valid, min_votes=0, min_snr_db=self.MIN_SNR_DB)
                 at = stamp - foa.shape[1] / sample_rate + v.times
                 new = (at > self._covered) & (at <= stamp - half_frame)
                 if np.any(new):
