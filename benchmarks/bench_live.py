@@ -10,6 +10,7 @@ Run (from a source checkout with the workspace sourced):
     python benchmarks/bench_live.py --conditions realistic --duration 120 --seed 3 --json OUT.json
     [--scenario single|dual] [--method classical|jaeger]
 --conditions: clean | realistic | hard | diffuse@SNR.
+    python benchmarks/bench_live.py --pool-cost   # per-frame cost of the two DoA pools, no ROS
 """
 from __future__ import annotations
 
@@ -61,6 +62,39 @@ def _row(values: np.ndarray, stat, rng: np.random.Generator) -> dict:
     return {"value": float(stat(values)), "ci95": [lo, hi], "n": int(values.size)}
 
 
+def pool_cost(seconds: float = 8.0, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Per-frame cost (ms) of the node's two sound-only DoA pools, without ROS: espeak-ng speech in
+    an image-source room (RT60 ~0.5 s) plus diffuse pink noise at 10 dB, as 0.5 s windows every 0.1 s."""
+    import time
+
+    from jaeger_ros.classical import tracking
+    from jaeger_ros.core import foa
+    from jaeger_ros.core.geometry import rotation_y
+    from sim_bridge import conditions as sensing
+    from sim_bridge.acoustics import convolve_foa, foa_rir
+    from sim_bridge.room import Room
+    from sim_bridge.speech import SpeechBank
+
+    rng = np.random.default_rng(seed)
+    bank = SpeechBank("test", seed)
+    dry = np.concatenate([bank.utterance("female", rng) for _ in range(3)])[: int(seconds * foa.SAMPLE_RATE)]
+    room = Room((6.0, 2.8, 5.0), (0.2, 0.2, 0.2, 0.35, 0.2, 0.2))
+    wet = convolve_foa(dry, foa_rir(room, np.array([1.6, 1.0, 1.6]), np.array([3.0, 1.4, 4.2]), rotation_y(15.0), rng=rng))
+    noise = sensing.diffuse_noise("pink", wet.shape[1], rng)
+    x = wet + noise * np.sqrt(sensing.active_power(wet[0]) / np.mean(noise[0] ** 2) / 10.0)
+    window, step, rate = foa.SAMPLE_RATE // 2, foa.SAMPLE_RATE // 10, foa.SAMPLE_RATE
+    out = {}
+    for name, pool in (("onset (OnsetPool)", tracking.OnsetPool()), ("robust (RobustPool)", tracking.RobustPool())):
+        times = []
+        for end in range(window, x.shape[1] + 1, step):
+            t0 = time.perf_counter()
+            pool.update(end / rate, x[:, end - window:end], rate)
+            times.append((time.perf_counter() - t0) * 1000.0)
+        t = np.array(times[5:])  # the first frames fill the pool
+        out[name] = {"frames": int(t.size), "median_ms": float(np.median(t)), "p95_ms": float(np.percentile(t, 95))}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--conditions", default="realistic")
@@ -68,8 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scenario", choices=("single", "dual"), default="single")
     parser.add_argument("--method", choices=("classical", "jaeger"), default="classical")
-    parser.add_argument("--json", type=Path, required=True, help="where to write the figures")
+    parser.add_argument("--json", type=Path, help="where to write the figures (required for a live run)")
+    parser.add_argument("--pool-cost", action="store_true", help="only time the two DoA pools (no ROS) and exit")
     args = parser.parse_args(argv)
+    if args.pool_cost:
+        print(json.dumps(pool_cost(seed=args.seed), indent=2))
+        return 0
+    if args.json is None:
+        parser.error("--json is required for a live run")
 
     with tempfile.TemporaryDirectory() as out:
         original = live_demo.Scorer
