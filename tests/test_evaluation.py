@@ -136,3 +136,34 @@ def test_the_official_parser_scores_raw_generations_as_the_authors(data_root, tm
     first = next(r for r in recs if r["key"] == "A" and r["path"] == a[0].path)
     assert first["raw_output"] == first["pred_text"] == doa[0] and first["pred_az"] == 185.0
     assert all(r["category"] == "" for r in recs)
+
+
+def test_shards_follow_the_launcher_and_take_sorted_paths_rank_by_rank(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from jaeger_ros.data.dataset import ManifestEntry
+    from jaeger_ros.data.evaluation import SHARD_FORMAT, launcher_shard, merge, shard_entries
+
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert launcher_shard() == (1, 3)
+    monkeypatch.setenv("RANK", "3")
+    with pytest.raises(ValueError, match="rank"):
+        launcher_shard()
+    # two entries share a path (they go to one rank); manifest order is not path order
+    paths = ["s/t9", "s/t2", "s/t5", "s/t2", "s/t7", "s/t1"]
+    entries = [("D", i, ManifestEntry(p, "single_source", "Left"), Path(p)) for i, p in enumerate(paths)]
+    distinct = ["s/t1", "s/t2", "s/t5", "s/t7", "s/t9"]  # sorted by hand
+    for rank in range(3):
+        got = shard_entries(entries, rank, 3)
+        assert sorted({e[2].path for e in got}) == distinct[rank::3]
+        assert [e[1] for e in got if e[2].path == "s/t2"] == ([1, 3] if rank == 1 else [])
+    # a merge needs every rank of one run
+    meta = {"format": SHARD_FORMAT, "method": "m", "data": "d", "split": "test", "parser": "lenient",
+            "world_size": 2, "rank": 0, "skipped": [], "items": {}}
+    (tmp_path / "shard_rank_0.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"ranks \[1\] of 2 missing"):
+        merge(tmp_path)
+    (tmp_path / "shard_rank_1.json").write_text(json.dumps({**meta, "rank": 1, "parser": "official"}))
+    with pytest.raises(ValueError, match="different runs"):
+        merge(tmp_path)
