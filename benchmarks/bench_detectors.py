@@ -235,7 +235,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--json", default="", help="also write the rows here")
     parser.add_argument("--accuracy", action="store_true", help="also measure the held-out accuracy (a few minutes)")
-    parser.add_argument("--frames", type=int, default=30, help="people-free renders for --accuracy")
+    parser.add_argument("--frames", type=int, default=30, help="people-free renders for --accuracy (0: skip)")
     parser.add_argument("--mesh-scenes", type=int, default=20,
                         help="mesh-world scenes with a placed person for --accuracy (0: skip; needs pyrender)")
     parser.add_argument("--voice-turns", type=int, default=3, help="turns per test voice for --accuracy (0: skip)")
@@ -245,7 +245,8 @@ def main() -> None:
     rows = [] if args.only_accuracy else speed(args.repeats)
     report = {"resolution": "640x480", "repeats": args.repeats, "rows": dict(rows)}
     if args.accuracy:
-        report["people"] = person_false_alarms(args.frames)
+        if args.frames:
+            report["people"] = person_false_alarms(args.frames)
         if args.mesh_scenes:
             report["people_mesh"] = person_recall_mesh(args.mesh_scenes)
         if args.voice_turns:
