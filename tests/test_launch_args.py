@@ -23,7 +23,8 @@ LAUNCH_FILES = {  # file: (tables it must declare, executables it starts)
     "sim.launch.py": ({"LAUNCH_ARGUMENTS", "NODE_ARGUMENTS", "SIM_ARGUMENTS"},
                       {"sim_bridge", "jaeger_node", "jaeger_tracker", "turn_to_speaker", "rviz2"}),
     "jaeger.launch.py": ({"LAUNCH_ARGUMENTS", "NODE_ARGUMENTS"}, {"jaeger_node"}),
-    "hardware.launch.py": ({"LAUNCH_ARGUMENTS", "NODE_ARGUMENTS", "CAPTURE_ARGUMENTS"}, {"foa_capture", "jaeger_node"}),
+    "hardware.launch.py": ({"LAUNCH_ARGUMENTS", "NODE_ARGUMENTS", "CAPTURE_ARGUMENTS"},
+                           {"foa_capture", "jaeger_node", "static_transform_publisher"}),
 }
 TABLE_OF = {"jaeger_node": "NODE_ARGUMENTS", "sim_bridge": "SIM_ARGUMENTS", "foa_capture": "CAPTURE_ARGUMENTS"}
 TABLES = {"LAUNCH_ARGUMENTS": LAUNCH_ARGUMENTS, "NODE_ARGUMENTS": NODE_ARGUMENTS, "SIM_ARGUMENTS": SIM_ARGUMENTS,
@@ -109,7 +110,7 @@ def test_launch_file_declares_the_table_with_descriptions(name):
         started[keywords["executable"].value] = call
     assert set(started) == executables
     for executable, call in started.items():  # overrides only from the node's own table
-        if executable != "rviz2":  # every node of the package follows namespace:=
+        if executable != "rviz2":  # every node of the robot follows namespace:=
             assert "namespace" in {k.arg for k in call.keywords}, f"{name}: {executable} has no namespace"
         given = {c.args[0].id for c in _calls(call, "overrides")}
         assert given <= {TABLE_OF.get(executable)}, f"{name}: {executable} gets overrides from {given}"

@@ -767,7 +767,8 @@ class JaegerNode(LifecycleNode):
                 if self._now() - stamp <= self.p["stale_after_s"]:
                     return  # the microphone's TF has not arrived yet
                 self._pending.popleft()
-                self._drop("audio_tf", f"no TF from the image frame to the audio frame: {err}")
+                self._drop("audio_tf", f"no TF between the image frame and the audio frame {self._audio_frame!r} "
+                                       f"(publish the microphone's mount, e.g. camera_link -> it): {err}")
                 continue
             _, rgb_msg, depth_msg, info_msg = self._pending.popleft()
             samples, valid = window
