@@ -36,17 +36,20 @@ def yaw(deg: float) -> np.ndarray:
     return np.array([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], float)
 
 
-def doa_heard(context, audio_frame: str, mount: np.ndarray, source_az_in_mic: float) -> float:
-    """Azimuth (deg) jaeger_node answers for FOA from `source_az_in_mic` (the microphone's own
-    azimuth, positive left) stamped `audio_frame`, with camera_link -> mic_link = `mount`."""
+def doa_heard(context, audio_frame: str, mount: np.ndarray | None, source_az_in_mic: float,
+              stale_after_s: float = 3.0) -> tuple[list[DoaEstimate], dict]:
+    """What jaeger_node answers for FOA from `source_az_in_mic` (the microphone's own azimuth,
+    positive left) stamped `audio_frame`, with camera_link -> mic_link = `mount` (None: not in
+    TF), and its drop counters."""
     from jaeger_ros.ros.jaeger_node import JaegerNode
 
-    node = JaegerNode(context=context, parameter_overrides=[Parameter("stale_after_s", value=3.0)])
+    node = JaegerNode(context=context, parameter_overrides=[Parameter("stale_after_s", value=stale_after_s)])
     src = rclpy.create_node("mic_rig", context=context)
     latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
-    src.create_publisher(TFMessage, "/tf_static", latched).publish(TFMessage(transforms=[
-        rc.transform_to_msg(LINK_FROM_OPTICAL, "camera_link", OPTICAL, 0.0),
-        rc.transform_to_msg(mount, "camera_link", "mic_link", 0.0)]))
+    links = [rc.transform_to_msg(LINK_FROM_OPTICAL, "camera_link", OPTICAL, 0.0)]
+    if mount is not None:
+        links.append(rc.transform_to_msg(mount, "camera_link", "mic_link", 0.0))
+    src.create_publisher(TFMessage, "/tf_static", latched).publish(TFMessage(transforms=links))
     pubs = [src.create_publisher(Image, "/camera/color/image_raw", 10),
             src.create_publisher(Image, "/camera/depth/image_raw", 10),
             src.create_publisher(CameraInfo, "/camera/color/camera_info", 10)]
@@ -80,10 +83,8 @@ def doa_heard(context, audio_frame: str, mount: np.ndarray, source_az_in_mic: fl
                                    rc.depth_to_image(depth, header),
                                    rc.intrinsics_to_camera_info(Intrinsics.from_hfov(160, 120, 90.0), header))):
             pub.publish(msg)
-        spin(5.0, lambda: bool(got))
-        assert got, dict(node.drops)
-        assert got[0].header.frame_id == OPTICAL and got[0].confidence > 0
-        return got[0].azimuth_deg
+        spin(5.0, lambda: bool(got) or node.drops["audio_tf"] > 0)
+        return got, dict(node.drops)
     finally:
         node.destroy_node()
         src.destroy_node()
@@ -96,5 +97,14 @@ def doa_heard(context, audio_frame: str, mount: np.ndarray, source_az_in_mic: fl
 ])
 def test_a_turned_microphone_gives_the_same_direction_as_an_aligned_one(context, case, audio_frame, mount,
                                                                          az_in_mic):
-    azimuth = doa_heard(context, audio_frame, mount, az_in_mic)
-    assert abs(azimuth - 30.0) < 5.0, (case, azimuth)
+    got, drops = doa_heard(context, audio_frame, mount, az_in_mic)
+    assert got, drops
+    assert got[0].header.frame_id == OPTICAL and got[0].confidence > 0
+    assert abs(got[0].azimuth_deg - 30.0) < 5.0, (case, got[0].azimuth_deg)
+
+
+def test_a_microphone_missing_from_tf_is_named_not_guessed(context):
+    """Audio in mic_link with no camera_link -> mic_link: the frame waits for TF, then is dropped
+    as audio_tf (never answered with an unrotated direction)."""
+    got, drops = doa_heard(context, "mic_link", None, 30.0 - 90.0, stale_after_s=1.0)
+    assert not got and drops.get("audio_tf") == 1, drops
