@@ -651,7 +651,7 @@ class JaegerNode(LifecycleNode):
             return True
         if isinstance(msg, Image) and self._oversized(topic, msg.width, msg.height, end):
             return False
-        if any(abs(end - refused) <= self.p["slop"] for refused in self._refused):
+        if any(abs(end - refused) <= self.p["slop"] / 2 for refused in self._refused):
             self._drop("oversized", f"{topic}: stamped {end:.3f}, part of a frame set whose image was oversized")
             return False
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
@@ -664,7 +664,8 @@ class JaegerNode(LifecycleNode):
     def _oversized(self, topic: str, width: int, height: int, stamp: float) -> bool:
         """Refuse (count, log) an image above max_pixels from its size alone: never deserialized,
         converted or paired, it never waits in the synchroniser. The rest of its frame set (the
-        other image, camera_info) goes too, counted here, not as `unsynchronised`."""
+        other image, camera_info: stamped within slop / 2, closer than the next frame of a 30 Hz
+        camera) goes too, counted here, not as `unsynchronised`."""
         if width * height <= self.p["max_pixels"]:
             return False
         self._drop("oversized", f"{topic}: {width}x{height} image, {width * height} pixels > max_pixels "
@@ -672,7 +673,7 @@ class JaegerNode(LifecycleNode):
         self._refused.append(stamp)
         matcher = self._sync[-1] if self._sync and isinstance(self._sync[-1], ApproximateTimeMatcher) else None
         for queue in matcher.queues if matcher is not None else ():  # partners that came first
-            for queued in [q for q in queue if abs(q - stamp) <= self.p["slop"]]:
+            for queued in [q for q in queue if abs(q - stamp) <= self.p["slop"] / 2]:
                 del queue[queued]
                 self._drop("oversized", f"stamped {queued:.3f}, part of a frame set whose image was oversized")
         return True
