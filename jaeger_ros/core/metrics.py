@@ -184,7 +184,8 @@ def summarise(task: str, preds: Sequence[Any], truths: Sequence[Any], parser: st
     truths_t = [parse_answer(key, t) if isinstance(t, str) else t for t in truths]
     kind = ANSWER_KIND[key]
     # A matching answer is itself a string: run the (idempotent) extractor on all of them.
-    preds_t = [extract_answer(key, p, units, parser) if isinstance(p, str) else p for p in preds]  # type: ignore[arg-type]
+    preds_t = [extract_answer(key, p, units, parser) if isinstance(p, str) else p  # type: ignore[arg-type]
+               for p in preds]
     if kind == "doa":
         return doa_summary(preds_t, truths_t)
     if kind == "boxes":

@@ -447,11 +447,12 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
                     # the answer loss is taken here, per sample, for the per-task logs
                     result = model({k: v for k, v in batch.items() if k != "labels"},
                                    output_hidden_states=bool(tc.aux_weights))
-                lm_loss, per_sample = answer_loss(result.logits, batch["labels"].to(result.logits.device), tc.loss, soft)
+                lm_loss, per_sample = answer_loss(result.logits, batch["labels"].to(result.logits.device), tc.loss,
+                                                  soft)
                 loss = lm_loss * tc.lm_weight
                 if tc.aux_weights:
-                    parts = auxiliary.losses(raw_model.aux_heads, batch, towers_out, result.hidden_states[-1], number_ids,
-                                             raw_model.token_ids["image"] if attend else None)
+                    parts = auxiliary.losses(raw_model.aux_heads, batch, towers_out, result.hidden_states[-1],
+                                             number_ids, raw_model.token_ids["image"] if attend else None)
                     for name, value in parts.items():
                         loss = loss + float(tc.aux_weights.get(name, 0.0)) * value
                         by_head.setdefault(name, []).append(float(value.detach()))
