@@ -42,6 +42,7 @@ from sim_bridge.room import Room
 from sim_bridge.speech import VOICES, SpeechBank, make_sentence, synthesize_voice, trim_silence
 
 RATE = 16000
+MIN_PERSON_PIXELS = 1500   # of 640x480: a person showing less is not "in view"
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -72,8 +73,9 @@ def person_false_alarms(frames: int) -> dict:
 
 def person_recall_mesh(scenes: int) -> dict:
     """Mesh-world renders (640x480) with one standing or sitting test-split catalogue person
-    placed 1.5-4.0 m ahead within +-25 degrees, turned +-60 degrees from facing the camera, the
-    furniture near her and other people removed: recall = a person box within 0.5 m of her
+    placed 1.5-4.0 m ahead within +-25 degrees inside the floor plan, turned +-60 degrees from
+    facing the camera, the furniture near her and other people removed, in view (at least
+    MIN_PERSON_PIXELS of her visible): recall = a person box within 0.5 m of her
     (horizontally) / scenes, for the live detector (pose tracking reset per scene, HOG at 320)
     and the full one (per image, HOG at 640)."""
     from jaeger_ros.core.geometry import transform_points
@@ -85,30 +87,49 @@ def person_recall_mesh(scenes: int) -> dict:
     people = [m for m in catalogue.load_catalogue() if m.category == "person" and m.split == "test"
               and "lying" not in m.model_id.lower()]
     full = PersonDetector()
-    hits = {"full": [], "live": []}
+    hits: dict[str, list[float]] = {"full": [], "live": []}
+    posture: list[str] = []
     rng = np.random.default_rng(42)
-    for k in tqdm(range(scenes), desc="mesh scenes with a person"):
+    k = hidden = 0
+    bar = tqdm(total=scenes, desc="mesh scenes with a person in view")
+    while len(hits["full"]) < scenes and k < 3 * scenes:
+        k += 1
         scene = sample_mesh_scene(rng, "test", 1, intr, f"person-{k}")
         model = people[k % len(people)]
-        distance, bearing = rng.uniform(1.5, 4.0), np.radians(rng.uniform(-25, 25))
-        spot = transform_points(scene.world_from_camera(), distance * np.array([-np.sin(bearing), 0.0, -np.cos(bearing)]))
+        for _ in range(20):   # a spot inside the floor plan, 0.3 m from its walls
+            distance, bearing = rng.uniform(1.5, 4.0), np.radians(rng.uniform(-25, 25))
+            spot = transform_points(scene.world_from_camera(),
+                                    distance * np.array([-np.sin(bearing), 0.0, -np.cos(bearing)]))
+            if any(r[0] + 0.3 < spot[0] < r[2] - 0.3 and r[1] + 0.3 < spot[2] < r[3] - 0.3 for r in scene.shell.rects):
+                break
+        else:
+            continue
         feet = np.array([spot[0], 0.0, spot[2]])
         scene.objects = [o for o in scene.objects
                          if o.category != "person" and np.linalg.norm(o.position[[0, 2]] - feet[[0, 2]]) > 0.9]
-        scene.objects.append(MeshObject(1 + max([o.instance_id for o in scene.objects], default=100), "person",
-                                        "human", model.model_id, feet, scene.camera_yaw_deg + rng.uniform(-60, 60),
-                                        np.array(model.size_m)))
+        pid = 1 + max([o.instance_id for o in scene.objects], default=100)
+        scene.objects.append(MeshObject(pid, "person", "human", model.model_id, feet,
+                                        scene.camera_yaw_deg + rng.uniform(-60, 60), np.array(model.size_m)))
         frame = render_mesh(scene, intr)
+        if (frame.objects == pid).sum() < MIN_PERSON_PIXELS:   # hidden behind furniture: not in view
+            hidden += 1
+            continue
         at = transform_points(scene.camera_from_world(), feet + np.array([0.0, model.size_m[1] / 2, 0.0]))
         live = PersonDetector(video=True, hog_width=320)
         for name, det in (("full", full), ("live", live)):
             boxes = det.detect(frame.rgb, frame.depth, intr)
             hits[name].append(float(any(np.hypot(b.center[0] - at[0], b.center[2] - at[2]) < 0.5 for b in boxes)))
         live.close()
-    out = {"scenes": scenes}
+        posture.append("sitting" if "sit" in model.model_id.lower() else "standing")
+        bar.update(1)
+    bar.close()
+    out = {"scenes_in_view": len(hits["full"]), "hidden_skipped": hidden}
     for name, v in hits.items():
         out[f"recall_{name}"] = float(np.mean(v))
         out[f"ci95_{name}"] = _ci(np.array(v), np.random.default_rng(3))
+        for p in ("standing", "sitting"):
+            mine = [h for h, q in zip(v, posture) if q == p]
+            out[f"recall_{name}_{p}"] = [float(np.mean(mine)) if mine else None, len(mine)]
     return out
 
 
