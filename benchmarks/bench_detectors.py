@@ -76,8 +76,9 @@ def person_recall_mesh(scenes: int) -> dict:
     placed 1.5-4.0 m ahead within +-25 degrees inside the floor plan, turned +-60 degrees from
     facing the camera, the furniture near her and other people removed, in view (at least
     MIN_PERSON_PIXELS of her visible): recall = a person box within 0.5 m of her
-    (horizontally) / scenes, for the live detector (pose tracking reset per scene, HOG at 320)
-    and the full one (per image, HOG at 640)."""
+    (horizontally) / scenes, for the full person detector (per image, HOG at 640), the live one
+    (pose tracking reset per scene, HOG at 320) and the live candidates (which add the pose check
+    on the crops of blobs that the loudspeaker classifier rejects: seated people)."""
     from jaeger_ros.core.geometry import transform_points
     from sim_bridge.mesh import catalogue
     from sim_bridge.mesh.render_gl import render as render_mesh
@@ -87,7 +88,7 @@ def person_recall_mesh(scenes: int) -> dict:
     people = [m for m in catalogue.load_catalogue() if m.category == "person" and m.split == "test"
               and "lying" not in m.model_id.lower()]
     full = PersonDetector()
-    hits: dict[str, list[float]] = {"full": [], "live": []}
+    hits: dict[str, list[float]] = {"full": [], "live": [], "candidates": []}
     posture: list[str] = []
     rng = np.random.default_rng(42)
     k = hidden = 0
@@ -115,11 +116,13 @@ def person_recall_mesh(scenes: int) -> dict:
             hidden += 1
             continue
         at = transform_points(scene.camera_from_world(), feet + np.array([0.0, model.size_m[1] / 2, 0.0]))
-        live = PersonDetector(video=True, hog_width=320)
-        for name, det in (("full", full), ("live", live)):
-            boxes = det.detect(frame.rgb, frame.depth, intr)
+        live = CandidateDetector()
+        found = {"full": full.detect(frame.rgb, frame.depth, intr),
+                 "live": live.people.detect(frame.rgb, frame.depth, intr),
+                 "candidates": [c.box for c in live(frame.rgb, frame.depth, intr) if c.category == "person"]}
+        for name, boxes in found.items():
             hits[name].append(float(any(np.hypot(b.center[0] - at[0], b.center[2] - at[2]) < 0.5 for b in boxes)))
-        live.close()
+        live.people.close()
         posture.append("sitting" if "sit" in model.model_id.lower() else "standing")
         bar.update(1)
     bar.close()

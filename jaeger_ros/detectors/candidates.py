@@ -5,7 +5,9 @@ of jaeger_ros.classical.candidates (loudspeaker-sized objects standing on the fl
 scored by the crop classifier of loudspeaker.py (trained on the procedural world's renders;
 blobs it scores below its threshold are dropped). Without its checkpoint the blobs, which
 cannot tell a loudspeaker from a plant of the same size, carry BLOB_SCORE, a prior, not a
-measurement. A blob that overlaps a person (a seated person is loudspeaker-sized) is the person.
+measurement. A blob that overlaps a person (a seated person is loudspeaker-sized) is the person,
+and a blob the classifier rejects is checked for a person by pose on its crop (seated people
+are too small in the frame for the person detectors).
 """
 from __future__ import annotations
 
@@ -18,12 +20,13 @@ from jaeger_ros.core.answers import azimuth_order
 from jaeger_ros.core.geometry import Box3D, Intrinsics, box_iou_3d
 from jaeger_ros.detectors.loudspeaker import CHECKPOINT, LoudspeakerClassifier
 from jaeger_ros.detectors.loudspeaker import THRESHOLD as LOUDSPEAKER_THRESHOLD
-from jaeger_ros.detectors.people import PERSON, PersonDetector
+from jaeger_ros.detectors.people import PERSON, CropPoseCheck, PersonDetector
 
 LOUDSPEAKER = "loudspeaker"
 CATEGORIES = (LOUDSPEAKER, PERSON)
 BLOB_SCORE = 0.5
 PERSON_OVERLAP_IOU = 0.1
+SEATED_MIN_SCORE = 0.8     # pose visibility on a rejected blob's crop that makes it a person
 
 
 class Candidate(NamedTuple):
@@ -56,12 +59,14 @@ class CandidateDetector:
     one person and every frontal face beyond (see benchmarks/bench_detectors.py)."""
 
     def __init__(self, people: PersonDetector | None = None, blob_stride: int = 3,
-                 loudspeakers: LoudspeakerClassifier | None | str = "default") -> None:
+                 loudspeakers: LoudspeakerClassifier | None | str = "default", seated: bool = True) -> None:
         self.people = people or PersonDetector(video=True, hog_width=320)
         self.blob_stride = blob_stride
         if isinstance(loudspeakers, str):
             loudspeakers = LoudspeakerClassifier() if CHECKPOINT.is_file() else None
         self.loudspeakers = loudspeakers
+        # blobs the classifier rejects get a pose check on their crop (needs the classifier)
+        self.seated = CropPoseCheck() if seated and loudspeakers is not None else None
 
     def __call__(self, rgb: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics) -> list[Candidate]:
         persons = self.people.detect(rgb, depth, intrinsics)
@@ -73,6 +78,15 @@ class CandidateDetector:
             return combine(persons, blobs)
         probs = self.loudspeakers(rgb, depth, intrinsics, blobs)
         keep = [k for k, p in enumerate(probs) if p >= LOUDSPEAKER_THRESHOLD]
+        if self.seated is not None:   # a rejected blob may be a seated person too small for the frame's detectors
+            for k, blob in enumerate(blobs):
+                on_person = any(box_iou_3d(blob, p) > PERSON_OVERLAP_IOU or _inside(blob.center, p) for p in persons)
+                if k in keep or on_person:
+                    continue
+                score = self.seated(rgb, blob, intrinsics)
+                if score >= SEATED_MIN_SCORE:
+                    persons.append(Box3D(blob.center, blob.size, label=PERSON, score=score,
+                                         extra={"source": "blob+pose"}))
         return combine(persons, [blobs[k] for k in keep], [float(probs[k]) for k in keep])
 
 
