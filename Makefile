@@ -4,8 +4,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYVER := 3.11
 SETUP_STAMP := $(VENV)/.setup-done
-# Speech engines and voices of the simulator (train/val/test voices differ), sox for augmentation
-APT_PACKAGES := espeak-ng flite sox festival festvox-kallpc16k festvox-us-slt-hts
+# Speech engines and voices of the simulator (train/val/test voices differ), sox for augmentation;
+# the mesh world's furniture models, Mesa EGL/OSMesa for pyrender on the CPU, a compiler for rlr
+APT_PACKAGES := espeak-ng flite sox festival festvox-kallpc16k festvox-us-slt-hts \
+	sweethome3d-furniture libegl1 libegl-mesa0 libgl1-mesa-dri libgles2 libosmesa6 g++ python3.11-dev
+# SoundSpaces 2.0's acoustic engine (CC-BY-NC-4.0, optional: built from source, ~30 s; without it
+# the mesh world falls back to pyroomacoustics)
+RLR := rlr-audio-propagation==0.0.1
 WS := build/ws
 PTH := $(VENV)/lib/python$(PYVER)/site-packages/jaeger_ros_workspace.pth
 # Every command below runs in the environment a ROS user has after sourcing the workspace.
@@ -18,13 +23,15 @@ DEMO_SECONDS ?= 30
 
 setup: $(SETUP_STAMP) workspace
 
-$(SETUP_STAMP): requirements.txt requirements-deepspeed.txt requirements-perception.txt Makefile
+$(SETUP_STAMP): requirements.txt requirements-deepspeed.txt requirements-perception.txt requirements-mesh.txt Makefile
 	@dpkg -s $(APT_PACKAGES) >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; }
 	test -x $(PY) || python$(PYVER) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps -r requirements-deepspeed.txt
 	$(PY) -m pip install -q --no-deps -r requirements-perception.txt
+	$(PY) -m pip install -q --no-deps -r requirements-mesh.txt
+	$(PY) -m pip install -q --no-deps $(RLR) || echo "$(RLR) did not build: the mesh world will use pyroomacoustics"
 	touch $@
 
 # The full package built by colcon in a workspace (build/ws/src/jaeger_ros -> build/ws/install),

@@ -42,6 +42,7 @@ SPLITS = ("train", "val", "test")
 DEPTH_PNG_MAX_M = 10.0  # official 8-bit depth: d = px / 255 * 10 m
 DEFAULT_RESOLUTION = (672, 378)  # the model's input resolution in the reference
 FORMAT = "jaeger_ros.sample/1"
+WORLDS = ("procedural", "mesh")
 _SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
 _MANIFEST_TASK = {"A": "spatial_doa", "B": "multi_spatial_doa", "C": "visual_grounding",
                   "D": "single_source", "E": "dual_source"}
@@ -397,13 +398,18 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(split: str, seed: int, speech_dir: str | None, resolution: tuple[int, int],
-                 conditions: str = "realistic") -> None:
+                 conditions: str = "realistic", world: str = "procedural") -> None:
     from sim_bridge.speech import SpeechBank
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _WORKER["bank"] = SpeechBank(split, seed, speech_dir=speech_dir)
     _WORKER["intrinsics"] = Intrinsics.from_hfov(resolution[0], resolution[1], 90.0)
     _WORKER["conditions"] = conditions
+    _WORKER["world"] = None
+    if world == "mesh":  # furnished mesh rooms, GL pictures, ray-traced sound (sim_bridge.mesh)
+        from sim_bridge.mesh.world import MeshWorld
+
+        _WORKER["world"] = MeshWorld(_WORKER["intrinsics"])
 
 
 def _num_loudspeakers(family: str, rng: np.random.Generator) -> int:
@@ -422,9 +428,14 @@ def _make_sample(job: _Job, out_split_dir: str) -> list[tuple[str, dict[str, Any
     rng = np.random.default_rng(job.seed)
     intr: Intrinsics = _WORKER["intrinsics"]
     bank = _WORKER["bank"]
-    scene = sample_scene(rng, job.split, _num_loudspeakers(job.family, rng), intr,
-                         scene_id=f"{job.split}/{job.name}")
-    frame = render(scene, intr)
+    world = _WORKER.get("world")  # None: the procedural world
+    if world is None:
+        scene = sample_scene(rng, job.split, _num_loudspeakers(job.family, rng), intr,
+                             scene_id=f"{job.split}/{job.name}")
+        frame = render(scene, intr)
+    else:
+        scene = world.sample_scene(rng, job.split, _num_loudspeakers(job.family, rng), f"{job.split}/{job.name}")
+        frame = world.render(scene)
     crng = np.random.default_rng([job.seed, 0xC0DE])  # conditions draw apart: clean scenes stay as they were
     cond = sensing.draw(_WORKER["conditions"], crng)
 
@@ -443,12 +454,18 @@ def _make_sample(job: _Job, out_split_dir: str) -> list[tuple[str, dict[str, Any
     folder = Path(out_split_dir) / job.name
     folder.mkdir(parents=True, exist_ok=True)
     wet, sources = [], []
-    for spk, gender in zip(talkers, genders):
+    directivities = [Directivity(sensing.loudspeaker_facing(scene.loudspeakers[int(spk)].yaw_deg))
+                     if cond.directivity else None for spk in talkers]
+    mesh_rirs = (world.talker_rirs(scene, [int(spk) for spk in talkers], directivities)
+                 if world is not None else None)  # one engine run for every talker
+    for k, (spk, gender) in enumerate(zip(talkers, genders)):
         spk = int(spk)
-        directivity = (Directivity(sensing.loudspeaker_facing(scene.loudspeakers[spk].yaw_deg))
-                       if cond.directivity else None)
-        rir = foa_rir(scene.room, scene.loudspeakers[spk].acoustic_center, scene.camera_position,
-                      camera_rot, foa_io.SAMPLE_RATE, rng=rng, directivity=directivity, capsules=cond.capsules)
+        if mesh_rirs is None:
+            rir = foa_rir(scene.room, scene.loudspeakers[spk].acoustic_center, scene.camera_position,
+                          camera_rot, foa_io.SAMPLE_RATE, rng=rng, directivity=directivities[k],
+                          capsules=cond.capsules)
+        else:
+            rir = mesh_rirs[k]
         ir_name = f"ir_{gender}.npy" if job.family == "dual" else "ir.npy"
         np.save(folder / ir_name, rir.astype(np.float32))
         dry, voice = bank.utterance_with_info(gender, rng)
@@ -463,7 +480,8 @@ def _make_sample(job: _Job, out_split_dir: str) -> list[tuple[str, dict[str, Any
                         "off_axis_deg": _off_axis_deg(scene, spk)})
     mix = mix_sources(wet)
     mix, cond = sensing.apply_audio(mix, cond, scene, crng, bank.utterance, lambda pos: foa_rir(
-        scene.room, pos, scene.camera_position, camera_rot, foa_io.SAMPLE_RATE, rng=crng, capsules=cond.capsules))
+        scene.room, pos, scene.camera_position, camera_rot, foa_io.SAMPLE_RATE, rng=crng, capsules=cond.capsules)
+        if world is None else world.point_rir(scene, pos))
     peak = float(np.max(np.abs(mix)))
     if peak > 0:
         mix = mix * (0.5 / peak)  # one gain for all channels keeps the spatial cues
@@ -491,16 +509,24 @@ def _make_sample(job: _Job, out_split_dir: str) -> list[tuple[str, dict[str, Any
                   "kind": "planar (camera -z)"},
         "frame": "camera: x right, y up, z backward",
         "boxes": [{"bbox_id": r, "label": b.label, "center": b.center.tolist(), "size": b.size.tolist(),
-                   "shape_id": int(scene.loudspeakers[order[r]].shape.shape_id),
+                   "shape_id": int(getattr(scene.loudspeakers[order[r]], "shape_id", None)
+                                   or scene.loudspeakers[order[r]].shape.shape_id),
                    "pixels": int(np.sum(frame.instance == order[r] + 1))}
                   for r, b in enumerate(sorted_boxes)],
         "sources": sources,
         "rt60_sabine_s": scene.room.sabine_rt60(),
         "conditions": cond.to_dict(),
+        "world": world.describe(scene) if world is not None else _procedural_world(),
         "scene": scene.to_dict(),
     }
     (folder / "metadata.json").write_text(json.dumps(metadata, indent=1))
     return _manifest_entries(job, sorted_boxes, sources)
+
+
+def _procedural_world() -> dict[str, Any]:
+    from sim_bridge.mesh.world import PROCEDURAL_WORLD
+
+    return dict(PROCEDURAL_WORLD)
 
 
 def _off_axis_deg(scene: Any, spk: int) -> float:
@@ -636,7 +662,7 @@ def generate(out_dir: str | Path, split: str, num: int, seed: int = 0,
              tasks: Iterable[str] = TASK_LETTERS, workers: int = 1,
              speech_dir: str | Path | None = None,
              resolution: tuple[int, int] = DEFAULT_RESOLUTION, progress: bool = True,
-             overwrite: bool = False, conditions: str = "realistic") -> dict[str, int]:
+             overwrite: bool = False, conditions: str = "realistic", world: str = "procedural") -> dict[str, int]:
     """Write `num` entries per requested task for one split; returns entries per task.
 
     The split is written to a temporary folder beside its destination and moved in when
@@ -644,6 +670,8 @@ def generate(out_dir: str | Path, split: str, num: int, seed: int = 0,
     killed runs are removed. A non-empty split is refused unless `overwrite`, which replaces
     only the task folders and manifests the generator wrote, never other files.
     `conditions`: a sim_bridge.conditions preset (clean, realistic, hard, diffuse@SNR).
+    `world`: "procedural" (shoebox rooms, ray-cast boxes, image sources) or "mesh" (furnished
+    mesh rooms, pyrender, SoundSpaces 2.0's ray tracer or pyroomacoustics; sim_bridge.mesh).
     """
     from tqdm import tqdm
 
@@ -657,7 +685,13 @@ def generate(out_dir: str | Path, split: str, num: int, seed: int = 0,
     from sim_bridge.conditions import preset
 
     preset(conditions)  # an unknown preset fails before any work
-    init_args = (split, seed, str(speech_dir) if speech_dir else None, tuple(resolution), conditions)
+    if world not in WORLDS:
+        raise ValueError(f"world must be one of {WORLDS}, got {world!r}")
+    if world == "mesh":
+        from sim_bridge.mesh.world import check_available
+
+        check_available()
+    init_args = (split, seed, str(speech_dir) if speech_dir else None, tuple(resolution), conditions, world)
     per_task: dict[str, list[ManifestEntry]] = {t: [] for t in _check_tasks(tasks)}
     try:
         work = [(job, str(tmp)) for job in jobs]

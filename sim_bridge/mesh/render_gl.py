@@ -17,6 +17,7 @@ cloth) and the shell are seen from both sides, as a ray caster sees them.
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -106,7 +107,7 @@ def object_local_meshes(obj: Any) -> tuple[Any, ...]:
 def texture_image(kind: str, texture_id: int) -> np.ndarray:
     """(256, 256, 3) uint8 procedural texture covering 1 m x 1 m: wood planks, tiles, carpet,
     plaster, brick or concrete; the id seeds its colours and grain."""
-    rng = np.random.default_rng([0x7E47, texture_id, hash(kind) & 0xFFFF])
+    rng = np.random.default_rng([0x7E47, texture_id, zlib.crc32(kind.encode())])  # str hash() varies per process
     n = 256
     yy, xx = np.mgrid[0:n, 0:n] / n
     noise = rng.normal(0.0, 1.0, (n, n))
