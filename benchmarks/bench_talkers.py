@@ -183,7 +183,7 @@ def cpu_seconds(pid: int) -> float:
 
 def run(args: argparse.Namespace) -> dict:
     import rclpy
-    from geometry_msgs.msg import Twist
+    from geometry_msgs.msg import TwistStamped  # turn_to_speaker's default (parameter stamped)
     from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor
 
@@ -225,7 +225,7 @@ def run(args: argparse.Namespace) -> dict:
         rec.talkers.append((rc.stamp_to_seconds(msg.header.stamp),
                             [(t.id, np.array([t.position.x, t.position.y, t.position.z])) for t in msg.talkers]))
 
-    def on_cmd(_: Twist) -> None:
+    def on_cmd(_: TwistStamped) -> None:
         rec.commands += 1
 
     def on_match(_: SpeakerMatch) -> None:
@@ -233,7 +233,7 @@ def run(args: argparse.Namespace) -> dict:
 
     node.create_subscription(SimGroundTruth, "/sim/ground_truth", on_truth, 50)
     node.create_subscription(TalkerArray, "/jaeger/talkers", on_talkers, 50)
-    node.create_subscription(Twist, "/cmd_vel", on_cmd, 50)
+    node.create_subscription(TwistStamped, "/cmd_vel", on_cmd, 50)
     node.create_subscription(SpeakerMatch, "/jaeger/speaker_match", on_match, 50)
     executor = SingleThreadedExecutor(context=ctx)
     executor.add_node(node)
