@@ -333,7 +333,8 @@ class MeshScene:
         return sorted(ids)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"world": "mesh", "scene_id": self.scene_id, "split": self.split, "shell": self.shell.to_dict(),
+        return {"world": "mesh", "scene_id": self.scene_id, "split": self.split,
+                "shell": self.shell.to_dict() if self.shell is not None else None,
                 "objects": [o.to_dict() for o in self.objects],
                 "loudspeakers": [s.to_dict() for s in self.loudspeakers],
                 "camera": {"position": _floats(self.camera_position), "yaw_deg": float(self.camera_yaw_deg),
