@@ -122,3 +122,31 @@ def test_bad_audio_is_rejected():
         doa_robust.estimate_doa(np.full((4, FS), np.nan))
     with pytest.raises(ValueError):
         doa_robust.estimate_by_gender(np.zeros((4, FS)), "child")
+
+
+def test_a_level_step_is_not_a_speech_onset_for_the_robust_pool():
+    """A +24 dB gain step mid-utterance (AGC, a driver's volume) lifts every bin at once; the
+    robust pool's noise floor still holds the old level for seconds, so without doa's level-step
+    test the step's frames (the reverberant field) would vote as direct sound. Real speech in a
+    reverberant room, 30 dB diffuse-level noise, streamed as the node does."""
+    from sim_bridge.speech import synthesize
+
+    rng = np.random.default_rng(0)
+    room = Room((6.0, 2.8, 5.0), (0.35, 0.35, 0.4, 0.5, 0.35, 0.35))
+    receiver, source = np.array([3.0, 1.6, 4.2]), np.array([1.5, 0.5, 1.8])
+    rot = rotation_y(20.0) @ rotation_x(-8.0)
+    dry = np.concatenate([np.zeros(FS // 2, np.float32),
+                          synthesize("seven robots listen to the people talking in the kitchen", "female")])
+    x = convolve_foa(dry, foa_rir(room, source, receiver, rot, rng=rng))[:, :dry.size]
+    noise = rng.standard_normal(x.shape) * np.sqrt(np.mean(x[0] ** 2) / 1e3)
+    x = x + noise / np.array([[1.0], [3 ** 0.5], [3 ** 0.5], [3 ** 0.5]])
+    truth = azel_from_direction(rot.T @ (source - receiver))
+    for step_s in (1.05, 1.65, 2.05, 2.65):
+        y, step_at = x.copy(), int(step_s * FS)
+        y[:, step_at:] *= 16.0
+        pool, errors = tracking.RobustPool(), []
+        for end in range(FS // 2, y.shape[1], FS // 10):
+            est = pool.update(end / FS, y[:, end - FS // 2:end], FS)
+            if end > step_at and est is not None:
+                errors.append(great_circle_deg(est.azimuth_deg, est.elevation_deg, *truth))
+        assert np.median(errors) < 10.0, (step_s, np.round(errors, 1))

@@ -139,6 +139,13 @@ def spectra_votes(sp: Spectra, noise: np.ndarray | None = None, valid: np.ndarra
     previous /= ONSET_LAG
     rise = s / (previous + 0.1 * n[:, None] + 1e-20)
     rise[:, :ONSET_LAG] = 0.0
+    # a gain step (AGC, a driver's volume) lifts every bin at once and would pass for an onset
+    raw_before = np.zeros_like(e)
+    for lag in range(1, ONSET_LAG + 1):
+        raw_before[:, lag:] += e[:, :-lag]
+    raw_rise = e / (raw_before / ONSET_LAG + 1e-12)
+    raw_rise[:, :ONSET_LAG] = 0.0
+    rise[:, doa._level_steps(raw_rise, raw_before.sum(axis=0) / ONSET_LAG, e.sum(axis=0))] = 0.0
     xi = s / np.maximum(n[:, None], 1e-20)
     keep = norm > 0
     if valid is not None:
