@@ -300,6 +300,25 @@ class GLRenderer:
         objects, _ = self._seg(s, ids)
         return int(np.sum(objects == i + 1))
 
+    def visibility(self, scene: Any) -> tuple[MeshFrame, list[int]]:
+        """render(scene, with_rgb=False) and pixels_alone for every loudspeaker, in one pyrender
+        scene whose other meshes are hidden rather than removed (pyrender frees the GPU buffers
+        of removed meshes and uploads them again on the next render)."""
+        s, ids = self._scene(scene)
+        objects, depth = self._seg(s, ids)
+        n = len(scene.loudspeakers)
+        frame = MeshFrame(np.zeros((*depth.shape, 3), np.uint8), depth,
+                          np.where((objects >= 1) & (objects <= n), objects, 0).astype(np.int32), objects)
+        alone = []
+        for i in range(n):
+            for node, iid in ids.items():
+                node.mesh.is_visible = iid == i + 1
+            solo, _ = self._seg(s, {node: iid for node, iid in ids.items() if iid == i + 1})
+            alone.append(int(np.sum(solo == i + 1)))
+        for node in ids:
+            node.mesh.is_visible = True
+        return frame, alone
+
 
 def _look_rotation(direction: np.ndarray) -> np.ndarray:
     """A rotation whose -z axis points along `direction` (pyrender lights shine along -z)."""

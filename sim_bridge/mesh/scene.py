@@ -84,7 +84,14 @@ class Shell:
         return xs, zs, inside
 
     def walls(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Wall segments (a_xz, b_xz, inward normal_xz) between inside and outside cells."""
+        """Wall segments (a_xz, b_xz, inward normal_xz) between inside and outside cells (cached:
+        placement asks thousands of times per scene)."""
+        key = repr((self.rects, self.height))
+        if getattr(self, "_walls_key", None) != key:
+            self._walls, self._walls_key = self._compute_walls(), key
+        return self._walls
+
+    def _compute_walls(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         xs, zs, inside = self.grid()
         nx, nz = inside.shape
         out = []
@@ -120,10 +127,17 @@ class Shell:
 
     def wall_clearance(self, footprint: np.ndarray) -> float:
         """Smallest distance (m) from a convex footprint to the walls; negative when any corner
-        is outside the room."""
+        is outside the room. With every corner inside, a wall can only touch the footprint, so
+        the distance is the least of corner-to-wall and wall-end-to-edge distances."""
         if not all(self.contains_xz(c) for c in footprint):
             return -1.0
-        return min(procedural.rect_distance(footprint, np.stack([a, b])) for a, b, _ in self.walls())
+        walls = self.walls()
+        a = np.array([w[0] for w in walls])
+        b = np.array([w[1] for w in walls])
+        edges_a, edges_b = footprint, np.roll(footprint, -1, axis=0)
+        d1 = _point_segment_distances(footprint, a, b)
+        d2 = _point_segment_distances(np.concatenate([a, b]), edges_a, edges_b)
+        return float(min(d1.min(), d2.min()))
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "rects": [list(map(float, r)) for r in self.rects], "height": float(self.height),
@@ -136,6 +150,14 @@ class Shell:
         return cls(d["kind"], [tuple(r) for r in d["rects"]], float(d["height"]), d["floor_material"],
                    d["wall_material"], d["ceiling_material"], int(d["floor_texture"]), int(d["wall_texture"]),
                    tuple(d["wall_color"]))
+
+
+def _point_segment_distances(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(P, S) distances from points p (P, 2) to segments a-b (S, 2)."""
+    ab = b - a
+    t = np.einsum("psk,sk->ps", p[:, None] - a[None], ab) / np.maximum(np.einsum("sk,sk->s", ab, ab), 1e-12)
+    closest = a[None] + np.clip(t, 0.0, 1.0)[..., None] * ab[None]
+    return np.linalg.norm(p[:, None] - closest, axis=-1)
 
 
 def _sample_shell(rng: np.random.Generator, split: str) -> Shell:
@@ -215,7 +237,7 @@ class MeshLoudspeaker:
 
     @property
     def shape(self) -> LoudspeakerShape | None:
-        return make_shape(int(self.source.split(":")[1])) if self.source.startswith("procedural:") else None
+        return _shape(int(self.source.split(":")[1])) if self.source.startswith("procedural:") else None
 
     @property
     def shape_id(self) -> int:
@@ -262,6 +284,11 @@ class MeshLoudspeaker:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MeshLoudspeaker":
         return cls(d["source"], d["position"], float(d["yaw_deg"]))
+
+
+@lru_cache(maxsize=None)
+def _shape(shape_id: int) -> LoudspeakerShape:
+    return make_shape(shape_id)
 
 
 @lru_cache(maxsize=None)
@@ -386,8 +413,15 @@ def _against_wall(rng: np.random.Generator, shell: Shell, w: float, d: float) ->
 
 
 def _fits(shell: Shell, fp: np.ndarray, others: list[np.ndarray], wall_gap: float, gap: float) -> bool:
-    return (shell.wall_clearance(fp) >= wall_gap
-            and all(procedural.rect_distance(fp, o) >= gap for o in others))
+    if shell.wall_clearance(fp) < wall_gap:
+        return False
+    c, r = fp.mean(axis=0), np.linalg.norm(fp - fp.mean(axis=0), axis=1).max()
+    for o in others:  # bounding circles further apart than the gap need no exact test
+        oc = o.mean(axis=0)
+        if np.linalg.norm(c - oc) - r - np.linalg.norm(o - oc, axis=1).max() < gap and \
+                procedural.rect_distance(fp, o) < gap:
+            return False
+    return True
 
 
 def _sample_furniture(rng: np.random.Generator, shell: Shell, split: str) -> list[MeshObject]:
@@ -601,8 +635,7 @@ def sample_mesh_scene(rng: np.random.Generator, split: str, num_loudspeakers: in
             continue
         _place_distractors(rng, scene)
         _number(scene)
-        frame = renderer.render(scene, with_rgb=False)
-        alone = [renderer.pixels_alone(scene, i) for i in range(len(scene.loudspeakers))]
+        frame, alone = renderer.visibility(scene)
         problems = visibility_problems(scene, intrinsics, frame.instance, frame.depth, alone)
         if not problems:
             return scene
