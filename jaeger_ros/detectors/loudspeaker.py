@@ -12,7 +12,7 @@ and loudspeaker shapes) measure it.
 
 Train (about 10 CPU-minutes at the defaults, most of it rendering) and measure:
     python -m jaeger_ros.detectors.loudspeaker train
-    python -m jaeger_ros.detectors.loudspeaker evaluate
+    python -m jaeger_ros.detectors.loudspeaker evaluate [--world mesh]
 """
 from __future__ import annotations
 
@@ -140,16 +140,20 @@ def _stack(crops: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.n
     return np.stack([c[0] for c in crops]), np.stack([c[1] for c in crops])
 
 
-def render_blobs(split: str, scenes: int, seed: int, intrinsics: Intrinsics) -> list[dict]:
+def render_blobs(split: str, scenes: int, seed: int, intrinsics: Intrinsics, world: str = "procedural") -> list[dict]:
     """Per scene: crops, geometry, labels of its blobs and the number of true loudspeakers;
-    also crops of the furniture in view (negatives for training)."""
+    also crops of the furniture in view (negatives for training; procedural world only)."""
     from tqdm import tqdm
 
-    from sim_bridge.render import render
-    from sim_bridge.scene import sample_scene
+    if world == "mesh":
+        from sim_bridge.mesh.render_gl import render
+        from sim_bridge.mesh.scene import sample_mesh_scene as sample_scene
+    else:
+        from sim_bridge.render import render
+        from sim_bridge.scene import sample_scene
     rng = np.random.default_rng(seed)
     out = []
-    for _ in tqdm(range(scenes), desc=f"{split} scenes"):
+    for _ in tqdm(range(scenes), desc=f"{world} {split} scenes"):
         scene = sample_scene(rng, split, int(rng.integers(1, 5)), intrinsics)
         frame = render(scene, intrinsics)
         try:
@@ -159,7 +163,7 @@ def render_blobs(split: str, scenes: int, seed: int, intrinsics: Intrinsics) -> 
         truth = scene.loudspeaker_boxes_camera()
         crops = [blob_crop(frame.rgb, frame.depth, b, intrinsics) for b in blobs]
         extra = [blob_crop(frame.rgb, frame.depth, b, intrinsics)
-                 for b in furniture_boxes(scene, intrinsics, frame.depth)
+                 for b in (furniture_boxes(scene, intrinsics, frame.depth) if world == "procedural" else [])
                  if max([box_iou_3d(b, t) for t in truth], default=0.0) < NEGATIVE_IOU]
         x, geom = _stack(crops)
         neg_x, neg_geom = _stack(extra)
@@ -227,6 +231,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--checkpoint", default=str(CHECKPOINT))
     parser.add_argument("--json", default="", help="evaluate: also write the scores here")
+    parser.add_argument("--world", choices=("procedural", "mesh"), default="procedural",
+                        help="evaluate: the scenes to score on (mesh: catalogue models and distractors, "
+                             "never trained on)")
     args = parser.parse_args(argv)
     intr = Intrinsics.from_hfov(640, 480)
     torch.set_num_threads(2)
@@ -237,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.save(model.state_dict(), args.checkpoint)
         print(json.dumps(info))
         return
-    data = render_blobs("test", args.scenes or 100, args.seed + 1, intr)
+    data = render_blobs("test", args.scenes or 100, args.seed + 1, intr, args.world)
     classifier = LoudspeakerClassifier(args.checkpoint)
     probs = []
     with torch.no_grad():
@@ -248,7 +255,8 @@ def main(argv: list[str] | None = None) -> None:
                 p = np.zeros(0)
             probs.append(p)
     rng = np.random.default_rng(0)
-    report = {"split": "test", "blobs_alone": score(data, None, rng), "classifier": score(data, probs, rng)}
+    report = {"split": "test", "world": args.world, "blobs_alone": score(data, None, rng),
+              "classifier": score(data, probs, rng)}
     print(json.dumps(report, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
