@@ -51,7 +51,7 @@ from tf2_msgs.msg import TFMessage
 from jaeger_ros.ros import convert as rc
 from jaeger_ros.core.geometry import CAMERA_LINK_FRAME, camera_to_optical
 from jaeger_ros.msg import FoaAudio, SimGroundTruth, SimSource
-from sim_bridge.live import OPTICAL_FRAME, SCENARIOS, FrameLink, GroundTruth, LiveConfig, PartyWorld, make_world
+from sim_bridge.live import OPTICAL_FRAME, SCENARIOS, FrameLink, GroundTruth, LiveConfig, LiveWorld, PartyWorld, make_world
 from jaeger_ros.ros.params import Spec, declare
 from jaeger_ros.ros.runner import run_node
 
@@ -129,6 +129,7 @@ class SimBridgeNode(Node):
     def __init__(self, **kwargs) -> None:
         # state first: rclpy destroys a half-built node (bad parameter, interrupted start-up) at shutdown
         self._renderer: ThreadPoolExecutor | None = None
+        self.world: LiveWorld | None = None
         super().__init__("sim_bridge", **kwargs)
         p = declare(self, PARAMETERS)
         self.p = p
@@ -183,6 +184,8 @@ class SimBridgeNode(Node):
         if self._renderer is not None:
             self._renderer.shutdown(wait=True, cancel_futures=True)
             self.get_logger().info(f"{self.frames_skipped} frames skipped while the renderer was busy")
+        if self.world is not None:  # no scene build may outlive the node (a native abort at exit)
+            self.world.close()
         super().destroy_node()
 
     def _frame_msgs(self, rgb, depth) -> tuple[Image, Image]:
