@@ -70,9 +70,13 @@ class LiveConfig:
     max_linear_mps: float = 0.5               # party: base limits
     max_angular_rps: float = 2.0
     conditions: str = "realistic"             # sim_bridge.conditions preset (not used by party)
+    world: str = "procedural"                 # or "mesh": furnished mesh rooms (sim_bridge.mesh; not party)
 
     def __post_init__(self) -> None:
         sensing.preset(self.conditions)  # ValueError for an unknown preset
+        if self.world not in ("procedural", "mesh") or (self.world == "mesh" and self.scenario == "party"):
+            raise ValueError(f"world must be procedural or mesh (mesh: single and dual scenarios), "
+                             f"got {self.world!r} for {self.scenario!r}")
         if self.scenario not in SCENARIOS:
             raise ValueError(f"scenario must be one of {SCENARIOS}, got {self.scenario!r}")
         lo, hi = self.min_loudspeakers, self.max_loudspeakers
@@ -160,6 +164,12 @@ class LiveWorld:
         self._lock = threading.Lock()
         self._closed = False
         self._noise_rng = np.random.default_rng([config.seed, 7])
+        self.mesh = None
+        if config.world == "mesh":
+            from sim_bridge.mesh.world import MeshWorld, check_available
+
+            check_available()
+            self.mesh = MeshWorld(self.intrinsics)
 
     # --- scenes ---------------------------------------------------------------------------
     def _build(self, k: int) -> LiveScene:
@@ -168,8 +178,12 @@ class LiveWorld:
         crng = _conditions_rng(cfg, k)
         cond = sensing.draw(cfg.conditions, crng)
         n = int(rng.integers(cfg.min_loudspeakers, cfg.max_loudspeakers + 1))
-        scene = sample_scene(rng, cfg.split, n, self.intrinsics)
-        rendered = render(scene, self.intrinsics)
+        if self.mesh is None:
+            scene = sample_scene(rng, cfg.split, n, self.intrinsics)
+            rendered = render(scene, self.intrinsics)
+        else:
+            scene = self.mesh.sample_scene(rng, cfg.split, n, f"live/{k}")
+            rendered = self.mesh.render(scene)
         boxes = scene.loudspeaker_boxes_camera()
         order = azimuth_order(boxes)  # bbox ids left to right by azimuth
         wfc = np.asarray(scene.world_from_camera(), dtype=float)
@@ -180,11 +194,16 @@ class LiveWorld:
             pair = rng.choice(len(boxes), size=2, replace=False)
             talkers = [("male", int(pair[0])), ("female", int(pair[1]))]
         voices, reference = [], np.zeros((4, self.scene_samples))
-        for gender, i in talkers:
-            directivity = (Directivity(sensing.loudspeaker_facing(scene.loudspeakers[i].yaw_deg))
-                           if cond.directivity else None)
-            rir = foa_rir(scene.room, scene.loudspeakers[i].acoustic_center, receiver, wfc[:3, :3],
-                          self.sample_rate, rng, directivity=directivity, capsules=cond.capsules)
+        directivities = [Directivity(sensing.loudspeaker_facing(scene.loudspeakers[i].yaw_deg))
+                         if cond.directivity else None for _, i in talkers]
+        mesh_rirs = (self.mesh.talker_rirs(scene, [i for _, i in talkers], directivities)
+                     if self.mesh is not None else None)
+        for t, (gender, i) in enumerate(talkers):
+            if mesh_rirs is None:
+                rir = foa_rir(scene.room, scene.loudspeakers[i].acoustic_center, receiver, wfc[:3, :3],
+                              self.sample_rate, rng, directivity=directivities[t], capsules=cond.capsules)
+            else:
+                rir = mesh_rirs[t]
             # one utterance through this RIR sets the speech level the scene's SNR refers to
             wet = fftconvolve(self.speech.utterance(gender, crng, cfg.utterance_max_s)[None], rir, axes=1)
             reference[:, :min(wet.shape[1], self.scene_samples)] += wet[:, :self.scene_samples]
@@ -195,7 +214,8 @@ class LiveWorld:
         for v in voices:  # a short random lead-in so voices do not all start at the scene cut
             v.wait = int(v.rng.uniform(0.0, cfg.pause_s[1]) * self.sample_rate)
         noisy, cond = sensing.apply_audio(reference, cond, scene, crng, self.speech.utterance, lambda pos: foa_rir(
-            scene.room, pos, receiver, wfc[:3, :3], self.sample_rate, rng=crng, capsules=cond.capsules))
+            scene.room, pos, receiver, wfc[:3, :3], self.sample_rate, rng=crng, capsules=cond.capsules)
+            if self.mesh is None else self.mesh.point_rir(scene, pos))
         ambient = (noisy - reference).astype(np.float32) if cond.preset != "clean" else None
         depth = sensing.degrade_depth(np.nan_to_num(rendered.depth, nan=0.0, posinf=0.0), rendered.rgb, cond, crng)
         return LiveScene(k, scene, sensing.degrade_rgb(rendered.rgb, cond, crng),

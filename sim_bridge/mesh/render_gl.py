@@ -17,10 +17,12 @@ cloth) and the shell are seen from both sides, as a ray caster sees them.
 from __future__ import annotations
 
 import os
+import threading
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -209,6 +211,28 @@ class GLRenderer:
         self._renderer = self.pyrender.OffscreenRenderer(intrinsics.width, intrinsics.height)
         self._meshes: dict[str, Any] = {}
         self._shells: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._release()
+
+    def _release(self) -> None:
+        """Make the GL context current to no thread: the live world builds scenes in threads
+        that end, and EGL refuses a context still current to another thread (pyrender's EGL
+        make_uncurrent does nothing)."""
+        platform = self._renderer._platform
+        if self.platform == "egl":
+            from OpenGL.EGL import EGL_NO_CONTEXT, EGL_NO_SURFACE, eglMakeCurrent
+
+            eglMakeCurrent(platform._egl_display, EGL_NO_SURFACE, EGL_NO_SURFACE, EGL_NO_CONTEXT)
+        else:
+            platform.make_uncurrent()
+
+    @contextmanager
+    def _gl(self) -> Iterator[None]:
+        with self._lock:
+            try:
+                yield
+            finally:
+                self._release()
 
     @classmethod
     def shared(cls, intrinsics: Intrinsics) -> "GLRenderer":
@@ -282,6 +306,10 @@ class GLRenderer:
 
     def render(self, scene: Any, with_rgb: bool = True) -> MeshFrame:
         """RGB (zeros when with_rgb is False), planar depth and instance ids of the scene."""
+        with self._gl():
+            return self._render(scene, with_rgb)
+
+    def _render(self, scene: Any, with_rgb: bool) -> MeshFrame:
         s, ids = self._scene(scene)
         objects, depth = self._seg(s, ids)
         n = len(scene.loudspeakers)
@@ -296,14 +324,19 @@ class GLRenderer:
 
     def pixels_alone(self, scene: Any, i: int) -> int:
         """Pixels loudspeaker i covers with nothing else in the scene."""
-        s, ids = self._scene(scene, only_loudspeaker=i)
-        objects, _ = self._seg(s, ids)
+        with self._gl():
+            s, ids = self._scene(scene, only_loudspeaker=i)
+            objects, _ = self._seg(s, ids)
         return int(np.sum(objects == i + 1))
 
     def visibility(self, scene: Any) -> tuple[MeshFrame, list[int]]:
         """render(scene, with_rgb=False) and pixels_alone for every loudspeaker, in one pyrender
         scene whose other meshes are hidden rather than removed (pyrender frees the GPU buffers
         of removed meshes and uploads them again on the next render)."""
+        with self._gl():
+            return self._visibility(scene)
+
+    def _visibility(self, scene: Any) -> tuple[MeshFrame, list[int]]:
         s, ids = self._scene(scene)
         objects, depth = self._seg(s, ids)
         n = len(scene.loudspeakers)
