@@ -76,7 +76,7 @@ def _cmd_record(args: argparse.Namespace) -> None:
 
     stats = record(args.out, args.duration, scenario=args.scenario, seed=args.seed, storage=args.storage,
                    width=args.resolution[0], height=args.resolution[1], rate_hz=args.rate,
-                   compress=not args.no_compress, conditions=args.conditions)
+                   compress=not args.no_compress, conditions=args.conditions, world=args.world)
     print(json.dumps(stats.to_dict()))
 
 
@@ -265,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--no-compress", action="store_true", help="no zstd (chunks for mcap, messages for sqlite3)")
     rec.add_argument("--conditions", default="realistic", metavar="clean|realistic|hard|diffuse@SNR",
                      help="sensing conditions preset of the live world (sim_bridge/conditions.py), default realistic")
+    rec.add_argument("--world", default="procedural", choices=["procedural", "mesh"],
+                     help="procedural shoebox rooms (default) or furnished mesh rooms (single/dual scenarios)")
     rec.set_defaults(func=_cmd_record)
 
     ev = sub.add_parser("eval", help="evaluate a method on a dataset split")

@@ -191,11 +191,11 @@ class _Messages:
 def record(out: str | Path, duration_s: float, scenario: str = "single", seed: int = 0, storage: str = "mcap",
            width: int = 640, height: int = 480, rate_hz: float = 10.0, start_ns: int | None = None,
            compress: bool = True, split: str = "test", progress: bool = True,
-           conditions: str = "realistic") -> RecordStats:
+           conditions: str = "realistic", world: str = "procedural") -> RecordStats:
     """Record `duration_s` seconds of the live world to the rosbag2 folder `out` (which must not
     exist). The bag is written beside `out` and renamed when complete, so a failure leaves
     nothing behind. `compress`: zstd chunks (mcap) or zstd messages (sqlite3); `conditions`: the
-    sim_bridge.conditions preset of the live world."""
+    sim_bridge.conditions preset of the live world; `world`: procedural or mesh (sim_bridge.mesh)."""
     from rosbags.rosbag2 import Writer
     from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlugin
     from tqdm import tqdm
@@ -211,7 +211,7 @@ def record(out: str | Path, duration_s: float, scenario: str = "single", seed: i
         raise FileExistsError(f"{out} exists already; rosbag2 recordings are never overwritten")
     out.parent.mkdir(parents=True, exist_ok=True)
     world = LiveWorld(LiveConfig(scenario=scenario, seed=seed, width=width, height=height, split=split,
-                                  conditions=conditions))
+                                  conditions=conditions, world=world))
     start_ns = time.time_ns() if start_ns is None else int(start_ns)
     store = jaeger_typestore()
     make = _Messages(store)
