@@ -167,3 +167,39 @@ def test_shards_follow_the_launcher_and_take_sorted_paths_rank_by_rank(monkeypat
     (tmp_path / "shard_rank_1.json").write_text(json.dumps({**meta, "rank": 1, "parser": "official"}))
     with pytest.raises(ValueError, match="different runs"):
         merge(tmp_path)
+
+
+def test_sharded_eval_of_the_tiny_checkpoint_under_the_official_protocol_merges_exactly(data_root, tmp_path):
+    """Two real processes (--shard 0/2, 1/2) with the shipped checkpoint and the authors'
+    protocol, merged, equal the single-process report; the records carry the model's raw
+    generation (with the forced answer prefixes) as raw_output and pred_text."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
+    common = [sys.executable, "-m", "jaeger_ros.cli", "eval", "--checkpoint", "default", "--protocol", "official",
+              "--data", str(data_root), "--tasks", "A,C,D"]
+    runs = [subprocess.Popen([*common, "--shard", f"{r}/2", "--out", str(tmp_path / "sharded")], env=env, cwd=repo,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    single = subprocess.run([*common, "--out", str(tmp_path / "single")], env=env, cwd=repo, capture_output=True,
+                            text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-2000:]
+    for p in runs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-2000:]
+    merged = subprocess.run([*common[:3], "eval", "--merge", str(tmp_path / "sharded")], env=env, cwd=repo,
+                            capture_output=True, text=True, timeout=300)
+    assert merged.returncode == 0, merged.stderr[-2000:]
+    one, two = (json.loads((tmp_path / d / "report.json").read_text()) for d in ("single", "sharded"))
+    assert one == two and one["parser"] == "official"
+    assert (tmp_path / "single" / "predictions.jsonl").read_text() == \
+        (tmp_path / "sharded" / "predictions.jsonl").read_text()
+    recs = [json.loads(line) for line in (tmp_path / "single" / "predictions.jsonl").read_text().splitlines()]
+    assert {r["key"] for r in recs} == {"A", "C", "D"}
+    for r in recs:
+        assert r["raw_output"] == r["pred_text"] == r["raw_text"] and r["category"] == ""
+        prefix = {"A": "azimuth: ", "C": "bbox_0=Bbox(speaker,"}.get(r["key"], "")
+        assert r["raw_output"].startswith(prefix)
