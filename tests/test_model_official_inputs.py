@@ -113,3 +113,51 @@ def test_starss23_under_the_official_protocol_asks_a_voice_and_answers_one_decim
     foa = np.random.default_rng(0).normal(scale=0.1, size=(4, 8000)).astype(np.float32)
     with pytest.raises(ValueError, match="one voice"):
         predictor.predict(None, None, None, foa, 16000, "starss23")
+
+
+def _adaptive_mean(a: np.ndarray, oh: int, ow: int) -> np.ndarray:
+    """PyTorch's documented adaptive average pooling windows: [floor(i*H/oh), ceil((i+1)*H/oh))."""
+    h, w = a.shape[:2]
+    out = np.zeros((oh, ow) + a.shape[2:])
+    for i in range(oh):
+        for j in range(ow):
+            r0, r1 = (i * h) // oh, -(-((i + 1) * h) // oh)
+            c0, c1 = (j * w) // ow, -(-((j + 1) * w) // ow)
+            out[i, j] = a[r0:r1, c0:c1].mean(axis=(0, 1))
+    return out
+
+
+def test_release_depth_pe_uses_the_authors_vertical_field_of_view():
+    """The release's depth PE from the published recipe, written here in float64: 8-bit depth
+    -> metres, the point cloud of the authors' camera (hfov 90, vfov 58.72), bf16 as their
+    inference feeds it, adaptive mean to the 28x48 grid, centred, millimetres rounded,
+    sin/cos interleaved at T 1e4 with 426 channels per axis, zero-padded to 1280."""
+    from jaeger_ros.model.depth_pe import release_depth_pe
+
+    rng = np.random.default_rng(7)
+    depth = (rng.integers(40, 255, (378, 672)).astype(np.float64) / 255 * 10.0).astype(np.float32)
+    fx, fy = 336 / math.tan(math.radians(45)), 189 / math.tan(math.radians(58.72 / 2))
+    u, v = np.meshgrid(np.arange(672), np.arange(378))
+    d = depth.astype(np.float64)
+    cloud = np.stack([(u - 336) * d / fx, -(v - 189) * d / fy, -d], axis=-1)
+    cloud = torch.from_numpy(cloud).to(torch.bfloat16).double().numpy()
+    pooled = _adaptive_mean(cloud, 28, 48).reshape(-1, 3)
+    mm = (pooled - pooled.mean(axis=0)) / 0.001
+    n = 426
+    dim_t = 1e4 ** (2 * (np.arange(n) // 2) / n)
+    want = np.zeros((28 * 48, 1280))
+    for axis in range(3):
+        ang = np.round(mm[:, axis])[:, None] / dim_t
+        want[:, axis * n:(axis + 1) * n] = np.where(np.arange(n) % 2 == 0, np.sin(ang), np.cos(ang))
+    got = release_depth_pe(depth, official_intrinsics(672, 378), (28, 48), 1280).double().numpy()
+    # cells whose millimetres sit on a rounding edge may round either way in float32: left out
+    clear = np.all(np.abs(mm - np.floor(mm) - 0.5) > 0.02, axis=1)
+    assert clear.sum() > 1100
+    np.testing.assert_allclose(got[clear], want[clear], atol=2e-3)
+    assert np.all(got[:, 3 * n:] == 0)
+    square = release_depth_pe(depth, official_intrinsics(672, 378).__class__(672, 378, 336.0, 336.0, 336.0, 189.0),
+                              (28, 48), 1280).double().numpy()
+    changed = np.abs(square - got).max(axis=1) > 1e-3
+    assert 0 < changed.sum() < 28 * 48  # fy 335.97 vs 336 moves some cells' y by a millimetre
+    assert np.allclose(square[:, :n], got[:, :n], atol=2e-3)  # x and z do not depend on fy
+    assert np.allclose(square[:, 2 * n:3 * n], got[:, 2 * n:3 * n], atol=2e-3)
