@@ -86,6 +86,8 @@ PARAMETERS: tuple[Spec, ...] = (
     Spec("scenario", "single", "single: one loudspeaker talks; dual: a male and a female voice overlap; party: "
          "talkers take turns around a robot base that executes cmd_vel", choices=SCENARIOS),
     Spec("conditions", "realistic", "sensing preset (sim_bridge/conditions.py): clean | realistic | hard | diffuse@SNR"),
+    Spec("world", "procedural", "procedural shoebox rooms or mesh: furnished mesh rooms (sim_bridge/mesh; single/dual)",
+         choices=("procedural", "mesh")),
     Spec("min_loudspeakers", 2, "fewest loudspeakers per scene", 1, 8),
     Spec("max_loudspeakers", 3, "most loudspeakers per scene", 1, 8),
     Spec("split", "test", "loudspeaker shapes and sentences from this split", choices=("train", "val", "test")),
@@ -138,7 +140,8 @@ class SimBridgeNode(Node):
             split=p["split"], seed=p["seed"], scene_period_s=p["scene_period_s"], chunk_s=p["chunk_s"],
             width=p["width"], height=p["height"], hfov_deg=p["hfov_deg"], noise_rms=p["noise_rms"],
             speech_pool=p["speech_pool"], speech_dir=p["speech_dir"] or None, talkers=p["talkers"],
-            max_linear_mps=p["max_linear_mps"], max_angular_rps=p["max_angular_rps"], conditions=p["conditions"]))
+            max_linear_mps=p["max_linear_mps"], max_angular_rps=p["max_angular_rps"], conditions=p["conditions"],
+            world=p["world"]))
         overridable = QoSOverridingOptions.with_default_policies()
         self.pub_rgb = self.create_publisher(Image, p["color_topic"], SENSOR_QOS, qos_overriding_options=overridable)
         self.pub_depth = self.create_publisher(Image, p["depth_topic"], SENSOR_QOS, qos_overriding_options=overridable)
