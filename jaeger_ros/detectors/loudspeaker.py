@@ -231,6 +231,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--checkpoint", default=str(CHECKPOINT))
     parser.add_argument("--json", default="", help="evaluate: also write the scores here")
+    parser.add_argument("--mesh-scenes", type=int, default=0,
+                        help="train: also this many train-split mesh-world scenes (their blobs only)")
     parser.add_argument("--world", choices=("procedural", "mesh"), default="procedural",
                         help="evaluate: the scenes to score on (mesh: catalogue models and distractors, "
                              "never trained on)")
@@ -239,7 +241,10 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(2)
     if args.action == "train":
         data = render_blobs("train", args.scenes or 300, args.seed, intr)
+        if args.mesh_scenes:
+            data += render_blobs("train", args.mesh_scenes, args.seed, intr, "mesh")
         model, info = train(data, args.epochs, args.seed)
+        info["mesh_scenes"] = args.mesh_scenes
         Path(args.checkpoint).parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), args.checkpoint)
         print(json.dumps(info))
