@@ -1,6 +1,7 @@
 """Issue 25: the paper's engine. Gradient accumulation reaches the configured global batch, a
-run stopped right after a checkpoint resumes exactly (same loss on every following step to
-1e-6, same weights), and the exported trainable weights are float32 under each engine.
+run killed (SIGKILL) right after its step-2 checkpoint resumes exactly (same loss on every
+following step to 1e-6, same weights), and the exported trainable weights are float32 under
+each engine.
 
 DeepSpeed ZeRO-2 (bf16) runs here in ONE CPU process through `accelerate launch
 --use_deepspeed` (DS_ACCELERATOR=cpu): with two CPU ranks accelerate counts one process and
@@ -32,17 +33,23 @@ def setup(tmp_path_factory):
     data = base / "data"
     for split, n, seed in (("train", 6, 5), ("val", 2, 6)):
         generate(data, split, n, seed=seed, tasks="AD", resolution=(224, 126), progress=False)
-    script = base / "run.py"  # train(), optionally stopping right after the step-2 checkpoint
+    script = base / "run.py"  # train(); "kill": SIGKILL to the main process once step 2 is saved
     script.write_text(textwrap.dedent("""
-        import sys
+        import os, signal, sys
         from pathlib import Path
-        from jaeger_ros.model.config import TrainConfig
-        from jaeger_ros.model.train import train
+        from jaeger_ros.model import train as t
         cfg = Path(sys.argv[1])
-        tc = TrainConfig.load(cfg)
-        stop = int(sys.argv[5]) if len(sys.argv) > 5 else None
-        train(tc, tc.model_config(base_dir=cfg.parent), [sys.argv[2]], Path(sys.argv[3]),
-              resume=sys.argv[4] == "resume", progress=False, stop_at=stop)
+        tc = t.TrainConfig.load(cfg)
+        if len(sys.argv) > 5 and sys.argv[5] == "kill":
+            save = t.save_checkpoint
+            def save_then_die(*args, **kwargs):
+                out = save(*args, **kwargs)
+                if args[4] == 2:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return out
+            t.save_checkpoint = save_then_die
+        t.train(tc, tc.model_config(base_dir=cfg.parent), [sys.argv[2]], Path(sys.argv[3]),
+                resume=sys.argv[4] == "resume", progress=False)
     """))
     return base, data, script
 
@@ -63,11 +70,12 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def _run(launcher: list[str], script: Path, *args: str, env: dict[str, str] | None = None) -> None:
+def _run(launcher: list[str], script: Path, *args: str, env: dict[str, str] | None = None,
+         killed: bool = False) -> None:
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), **(env or {})}
     proc = subprocess.run([*launcher, str(script), *args], env=env, capture_output=True, text=True, timeout=400,
                           cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (proc.returncode != 0) if killed else (proc.returncode == 0), proc.stderr[-3000:]
 
 
 def _losses(run: Path) -> list[dict]:
@@ -77,11 +85,12 @@ def _losses(run: Path) -> list[dict]:
 def _check_resume(launch, script: Path, cfg: Path, data: Path, base: Path, env=None) -> tuple[Path, Path]:
     full, part = base / "full", base / "part"
     _run(launch(), script, str(cfg), str(data), str(full), "new", env=env)
-    _run(launch(), script, str(cfg), str(data), str(part), "new", "2", env=env)  # stops after the step-2 save
-    assert not (part / "model.safetensors").exists() and (part / "last").is_dir()
+    _run(launch(), script, str(cfg), str(data), str(part), "new", "kill", env=env, killed=True)  # dies after step 2
+    assert not (part / "model.safetensors").exists() and json.loads((part / "last" / "state.json").read_text())[
+        "step"] == 2
     _run(launch(), script, str(cfg), str(data), str(part), "resume", env=env)
     a, b = _losses(full), _losses(part)
-    assert [e["step"] for e in a] == [1, 2, 3, 4] and [e["step"] for e in b] == [1, 2, 3, 4]
+    assert [e["step"] for e in a] == [1, 2, 3, 4] and [e["step"] for e in b] == [1, 2, 3, 4]  # 1-2, then 3-4
     for x, y in zip(a[2:], b[2:]):  # the steps after the resume
         assert abs(x["loss"] - y["loss"]) <= 1e-6 and x["lr"] == pytest.approx(y["lr"], rel=1e-12)
     wa, wb = load_file(str(full / "model.safetensors")), load_file(str(part / "model.safetensors"))
