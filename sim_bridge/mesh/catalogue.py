@@ -61,8 +61,6 @@ _RULES: tuple[tuple[str, str, str], ...] = (
                   r"freezer|cooker|water (cooler|heater)|boiler|treadmill|fireplace", "metal"),
 )
 SEMANTIC_CATEGORIES = tuple(r[0] for r in _RULES)
-DISTRACTORS = ("plant", "lamp", "box", "bin", "tv", "audio", "person")
-"""Kinds a depth blob finder can take for a loudspeaker."""
 
 
 @dataclass(frozen=True)
@@ -180,10 +178,6 @@ class ModelMesh:
     model: CatalogueModel
     parts: list[Any]
     """trimesh.Trimesh parts."""
-
-    @property
-    def faces(self) -> int:
-        return int(sum(len(p.faces) for p in self.parts))
 
     def bounds(self) -> np.ndarray:
         """(2, 3) local axis-aligned bounds."""

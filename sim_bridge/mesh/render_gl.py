@@ -253,7 +253,7 @@ class GLRenderer:
             self._meshes[key] = _pyrender_mesh(self.pyrender, parts())
         return self._meshes[key]
 
-    def _scene(self, scene: Any, only_loudspeaker: int | None = None) -> tuple[Any, dict[Any, int]]:
+    def _scene(self, scene: Any) -> tuple[Any, dict[Any, int]]:
         """A pyrender scene of the mesh scene and {node: instance id}."""
         from sim_bridge.mesh.scene import shell_instance_ids
 
@@ -261,25 +261,22 @@ class GLRenderer:
         s = pr.Scene(ambient_light=np.full(3, AMBIENT), bg_color=np.zeros(3))
         ids: dict[Any, int] = {}
         for i, spk in enumerate(scene.loudspeakers):
-            if only_loudspeaker is not None and i != only_loudspeaker:
-                continue
             mesh = self._mesh(f"spk:{spk.source}", lambda src=spk.source: loudspeaker_local_meshes(src))
             ids[s.add(mesh, pose=spk.world_from_local())] = i + 1
-        if only_loudspeaker is None:
-            for obj in scene.objects:
-                key = obj.source if obj.source != "box" else f"box:{obj.size.tolist()}:{obj.color}"
-                mesh = self._mesh(key, lambda o=obj: object_local_meshes(o))
-                ids[s.add(mesh, pose=obj.world_from_local())] = obj.instance_id
-            if scene.shell is not None:
-                key = repr(scene.shell.to_dict())
-                if key not in self._shells:
-                    if len(self._shells) > 16:
-                        self._shells.clear()
-                    self._shells[key] = shell_meshes(pr, scene.shell)
-                for name, iid in shell_instance_ids(scene).items():
-                    ids[s.add(self._shells[key][name])] = iid
-            for extra, iid in getattr(scene, "extra_meshes", lambda: [])():
-                ids[s.add(extra)] = iid
+        for obj in scene.objects:
+            key = obj.source if obj.source != "box" else f"box:{obj.size.tolist()}:{obj.color}"
+            mesh = self._mesh(key, lambda o=obj: object_local_meshes(o))
+            ids[s.add(mesh, pose=obj.world_from_local())] = obj.instance_id
+        if scene.shell is not None:
+            key = repr(scene.shell.to_dict())
+            if key not in self._shells:
+                if len(self._shells) > 16:
+                    self._shells.clear()
+                self._shells[key] = shell_meshes(pr, scene.shell)
+            for name, iid in shell_instance_ids(scene).items():
+                ids[s.add(self._shells[key][name])] = iid
+        for extra, iid in getattr(scene, "extra_meshes", lambda: [])():
+            ids[s.add(extra)] = iid
         intr = self.intrinsics
         cam = pr.IntrinsicsCamera(intr.fx, intr.fy, intr.cx + 0.5, intr.cy + 0.5, znear=ZNEAR, zfar=ZFAR)
         s.add(cam, pose=scene.world_from_camera())
@@ -321,13 +318,6 @@ class GLRenderer:
         else:
             rgb = np.zeros((*depth.shape, 3), np.uint8)
         return MeshFrame(rgb, depth, instance, objects)
-
-    def pixels_alone(self, scene: Any, i: int) -> int:
-        """Pixels loudspeaker i covers with nothing else in the scene."""
-        with self._gl():
-            s, ids = self._scene(scene, only_loudspeaker=i)
-            objects, _ = self._seg(s, ids)
-        return int(np.sum(objects == i + 1))
 
     def visibility(self, scene: Any) -> tuple[MeshFrame, list[int]]:
         """render(scene, with_rgb=False) and pixels_alone for every loudspeaker, in one pyrender

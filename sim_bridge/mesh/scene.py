@@ -15,7 +15,7 @@ catalogue.CatalogueModel.split, textures by TEXTURE_SPLITS.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -29,16 +29,15 @@ from sim_bridge.mesh import catalogue
 from sim_bridge.room import SURFACES, Room
 
 SHELL_KINDS = ("shoebox", "L", "alcove")
-NUM_TEXTURES = 40
 TEXTURE_SPLITS = {"train": range(0, 32), "val": range(32, 36), "test": range(36, 40)}
-"""Procedural floor/wall texture ids per split (texture k is drawn from seed k)."""
+"""Procedural floor/wall texture ids per split, 40 in all (texture k is drawn from seed k)."""
 FLOOR_MATERIALS = ("parquet", "carpet", "tile")
 WALL_MATERIALS = ("plaster", "brick", "drywall")
 CEILING_MATERIALS = ("plaster", "ceiling_panel")
 FURNITURE_WEIGHTS = {"sofa": 3, "table": 3, "chair": 3, "cabinet": 3, "shelf": 2, "bed": 1, "appliance": 1,
                      "plant": 2, "lamp": 1, "person": 1}
 AGAINST_WALL = ("sofa", "cabinet", "shelf", "bed", "appliance")
-ON_TOP = ("tv", "lamp", "plant", "box", "audio", "loudspeaker")
+ON_TOP = ("tv", "lamp", "plant", "box", "audio")
 """Kinds that may stand on a table/cabinet top when small enough."""
 SUPPORTS = ("table", "cabinet", "shelf")
 CATALOGUE_SPEAKER_SHARE = 0.3
@@ -457,7 +456,7 @@ def _sample_on_tops(rng: np.random.Generator, furniture: list[MeshObject], split
     for sup in furniture:
         if sup.category not in SUPPORTS or not 0.35 <= sup.top <= 1.25 or rng.random() < 0.35:
             continue
-        kind = ("tv", "lamp", "plant", "box", "audio")[int(rng.integers(5))]
+        kind = ON_TOP[int(rng.integers(len(ON_TOP)))]
         room = np.array([sup.size[0] * 0.9, 2.0, sup.size[2] * 0.9])
         model = _pick_model(rng, split, kind, room)
         if model is None:

@@ -56,7 +56,7 @@ def check_available() -> None:
         import pyrender  # noqa: F401
         import trimesh  # noqa: F401
     except ImportError as e:
-        raise RuntimeError(f"the mesh world needs pyrender and trimesh (pip install -r requirements.txt): {e}") from None
+        raise RuntimeError(f"the mesh world needs pyrender and trimesh (make setup): {e}") from None
     if not catalogue.load_catalogue():
         raise RuntimeError(f"the mesh world needs the furniture models of the sweethome3d-furniture package "
                            f"(apt-get install sweethome3d-furniture; none in {catalogue.FURNITURE_DIR})")
