@@ -77,7 +77,7 @@ from jaeger_ros.ros.params import Spec, descriptor
 from jaeger_ros.ros.runner import run_node
 from jaeger_ros.ros.tracker_node import TfListener
 from jaeger_ros.tracker.transforms import TransformBuffer, TransformError
-from jaeger_ros.pipeline.frame import METHODS, ClassicalEstimator, Estimate, JaegerEstimator, labelled, make_estimator
+from jaeger_ros.pipeline.frame import DOA_METHODS, METHODS, ClassicalEstimator, Estimate, JaegerEstimator, labelled, make_estimator
 
 try:
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -160,6 +160,8 @@ PARAMETERS: tuple[Param, ...] = (
     Param("window_s", 0.5, "seconds of audio ending at the image stamp, 0 < window_s < audio_buffer_s", True),
     Param("doa_memory_s", 5.0, "method classical: s of onset votes pooled into the DoA (a new talker takes "
           "over within about this), 0..60", False),
+    Param("doa", "robust", "method classical: sound-only DoA pool: robust (noise-tracked direct-path votes) | "
+          "onset (the previous onset pool)", False),
     Param("queue_size", 10, "approximate-time sync queue per image input, 1..1000", False),
     Param("slop", 0.02, "s, largest stamp spread of a synchronised RGB/depth/info set, 0..1", False),
     Param("stale_after_s", 1.0, "s, drop frames older than this (or whose audio never came), 0..60", True),
@@ -194,7 +196,7 @@ FLOAT_LIMITS = {"rate_hz": (0.0, 200.0, False), "window_s": (0.0, 10.0, False), 
                 "min_audio_rms": (0.0, 1.0, True), "marker_lifetime_s": (0.0, 60.0, False),
                 "diagnostics_period_s": (0.05, 60.0, True), "no_input_warn_s": (0.0, 3600.0, False)}
 INT_LIMITS = {"queue_size": (1, 1000), "sample_rate": (1000, 192000), "max_pixels": (1, 100_000_000)}
-CHOICES = {"method": METHODS, "target_voice": VOICES}
+CHOICES = {"method": METHODS, "target_voice": VOICES, "doa": DOA_METHODS}
 
 
 def descriptor_of(spec: Param) -> ParameterDescriptor:
@@ -502,7 +504,7 @@ class JaegerNode(LifecycleNode):
         if p["method"] == "jaeger":  # loading takes seconds: say what the node is doing
             self.get_logger().info(f"lifecycle: configuring (loading checkpoint {p['checkpoint'] or 'default'!r})")
         try:
-            estimator = make_estimator(p["method"], p["checkpoint"], p["doa_memory_s"])
+            estimator = make_estimator(p["method"], p["checkpoint"], p["doa_memory_s"], p["doa"])
         except Exception as err:  # whatever loading raises (missing file, bad weights, no torch): stay up
             where = f"checkpoint {p['checkpoint'] or 'default'!r}" if p["method"] == "jaeger" else f"method {p['method']}"
             return self._configure_failed(f"{where}: {type(err).__name__}: {err}")
