@@ -56,3 +56,21 @@ def test_splits_share_no_models_rooms_or_textures(tmp_path):
         assert shell["floor_texture"] in TEXTURE_SPLITS[split] and shell["wall_texture"] in TEXTURE_SPLITS[split]
         rooms.append(json.dumps(shell["rects"]))
     assert len(set(rooms)) == 3
+
+
+def test_cli_without_the_furniture_package_is_one_line(tmp_path, monkeypatch, capsys):
+    """No models installed (an empty furniture folder): the CLI exits non-zero with one line
+    naming the package, before any work."""
+    from jaeger_ros.cli import main
+
+    monkeypatch.setattr(catalogue, "FURNITURE_DIR", tmp_path / "none")
+    catalogue.load_catalogue.cache_clear()
+    try:
+        code = main(["dataset", "generate", "--out", str(tmp_path / "d"), "--split", "test", "--num", "1",
+                     "--tasks", "D", "--world", "mesh"])
+    finally:
+        monkeypatch.undo()
+        catalogue.load_catalogue.cache_clear()
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and len(err.splitlines()) == 1 and "sweethome3d-furniture" in err
+    assert not (tmp_path / "d").exists()

@@ -675,6 +675,12 @@ def generate(out_dir: str | Path, split: str, num: int, seed: int = 0,
     """
     from tqdm import tqdm
 
+    if world not in WORLDS:
+        raise ValueError(f"world must be one of {WORLDS}, got {world!r}")
+    if world == "mesh":  # what the mesh world lacks here fails before anything is written
+        from sim_bridge.mesh.world import check_available
+
+        check_available()
     jobs = plan_jobs(split, num, seed, tasks)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -685,12 +691,6 @@ def generate(out_dir: str | Path, split: str, num: int, seed: int = 0,
     from sim_bridge.conditions import preset
 
     preset(conditions)  # an unknown preset fails before any work
-    if world not in WORLDS:
-        raise ValueError(f"world must be one of {WORLDS}, got {world!r}")
-    if world == "mesh":
-        from sim_bridge.mesh.world import check_available
-
-        check_available()
     init_args = (split, seed, str(speech_dir) if speech_dir else None, tuple(resolution), conditions, world)
     per_task: dict[str, list[ManifestEntry]] = {t: [] for t in _check_tasks(tasks)}
     try:
