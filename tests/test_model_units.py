@@ -304,3 +304,18 @@ def test_release_compat_builder_puts_raster_pe_on_patches(tokenizer):
     raster = release_depth_pe(depth, intr, (28, 48), 1280)
     assert torch.equal(rel, raster)  # patch j <- raster cell j
     assert not torch.allclose(ours, raster, atol=1e-3)
+
+
+def test_patchify_takes_a_read_only_camera_frame_silently():
+    """Frames decoded from ROS messages are read-only arrays; torch warns on wrapping those, and
+    the node printed that warning at every start. Values: 255 -> (1 - mean) / std per channel."""
+    import warnings
+
+    from jaeger_ros.model.depth_pe import IMAGE_MEAN, IMAGE_STD
+    img = np.full((28, 28, 3), 255, np.uint8)
+    img.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        patches, _ = patchify(img, 14, 2, 2)
+    expected = sorted((1.0 - m) / s for m, s in zip(IMAGE_MEAN, IMAGE_STD))
+    assert np.allclose(sorted(set(np.round(patches.numpy().ravel(), 5))), np.round(expected, 5))

@@ -30,7 +30,7 @@ def patchify(image: np.ndarray, patch_size: int, merge: int, temporal_patch_size
     unit = patch_size * merge
     if h % unit or w % unit:
         raise ValueError(f"image {w}x{h} is not a multiple of patch_size*merge = {unit}")
-    x = torch.from_numpy(np.ascontiguousarray(img)).float().div(255.0)
+    x = torch.from_numpy(img.astype(np.float32)).div(255.0)  # a copy: camera frames arrive read-only
     x = (x - torch.tensor(IMAGE_MEAN)) / torch.tensor(IMAGE_STD)  # (H, W, 3)
     x = x.permute(2, 0, 1)[None].expand(temporal_patch_size, -1, -1, -1)  # (tps, 3, H, W)
     gh, gw = h // patch_size, w // patch_size
