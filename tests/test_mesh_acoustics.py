@@ -144,3 +144,29 @@ def test_world_fixed_dipoles_are_turned_into_camera_axes():
     native = np.array([[1.0], [0.0], [0.0], [-np.sqrt(3.0)]]) / np.sqrt(4 * np.pi)  # ACN: W, y, z, x
     out = acoustics_rlr.to_ambix(native, wfc, "rlr")[:, 0]
     np.testing.assert_allclose(out, [1.0, 0.0, 0.0, 1.0], atol=1e-12)
+
+
+def test_directivity_on_the_direct_sound_and_power_averaged_later():
+    """A loudspeaker facing away from the camera: its direct sound keeps the omni low band
+    (exponent 0) and falls to the 0.1 floor in the top band; the later sound is scaled by the
+    RMS gain over the sphere, sqrt(0.01 x0 + (1 - x0^7) / 7) with x0 = 0.1^(1/3) (cos theta is
+    uniform on a sphere, so x = (1 + cos) / 2 is uniform on [0, 1])."""
+    from sim_bridge.acoustics import Directivity
+    from sim_bridge.mesh.world import apply_directivity
+
+    src, rcv = np.array([0.0, 1.0, 0.0]), np.array([0.0, 1.0, 3.43])  # 10 ms apart
+    d = Directivity(facing=np.array([0.0, 0.0, -1.0]))                 # away from the receiver
+    rir = np.zeros((4, 8192))
+    rir[:, 160] = 1.0                                                  # the direct sound
+    rir[:, 3000] = 1.0                                                 # a late reflection
+    out = apply_directivity(rir, src, rcv, d, FS)
+    freqs = np.fft.rfftfreq(1024, 1.0 / FS)
+    direct = np.abs(np.fft.rfft(out[0, :1024]))
+    late = np.abs(np.fft.rfft(out[0, 3000 - 512:3000 + 512]))
+    x0 = 0.1 ** (1.0 / 3.0)
+    rms_top = np.sqrt(0.01 * x0 + (1.0 - x0 ** 7) / 7.0)
+    low, top = (freqs > 100) & (freqs < 300), (freqs > 6000) & (freqs < 7500)
+    assert np.median(direct[low]) == pytest.approx(1.0, abs=0.03)
+    assert np.median(direct[top]) == pytest.approx(0.1, abs=0.01)
+    assert np.median(late[low]) == pytest.approx(1.0, abs=0.03)
+    assert np.median(late[top]) == pytest.approx(rms_top, rel=0.05)
