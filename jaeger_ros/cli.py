@@ -67,7 +67,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 
     counts = generate(args.out, args.split, args.num, seed=args.seed, tasks=args.tasks,
                       workers=args.workers, speech_dir=args.speech_dir, resolution=args.resolution,
-                      overwrite=args.overwrite, conditions=args.conditions, world=args.world)
+                      overwrite=args.overwrite, conditions=args.conditions, world=args.world, scene=args.scene)
     print(json.dumps({"out": str(Path(args.out) / args.split), "entries": counts}))
 
 
@@ -225,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--world", default="procedural", choices=["procedural", "mesh"],
                      help="procedural shoebox rooms (default) or furnished mesh rooms (sim_bridge/mesh: pyrender, "
                           "SoundSpaces 2.0's rlr engine or pyroomacoustics)")
+    gen.add_argument("--scene", default=None, metavar="FILE",
+                     help="with --world mesh: your GLB/glTF/OBJ/PLY home and its semantic sidecar FILE.json "
+                          "(camera, loudspeakers, categories: sim_bridge/mesh/import_scene.py) instead of sampled rooms")
     gen.set_defaults(func=_cmd_generate)
     io = ds_sub.add_parser("import-official", help="map the official SpatialSceneQA release onto OUT (no media copied)")
     io.add_argument("--release", required=True, metavar="ROOT",

@@ -87,3 +87,22 @@ def test_bad_inputs_are_one_line_errors(glb, tmp_path):
     bad.write_text("{}")
     with pytest.raises(ValueError, match="semantic sidecar with a camera"):
         load_scene(path, bad)
+
+
+def test_generate_with_scene_renders_the_imported_home(glb, tmp_path):
+    import json as _json
+
+    from jaeger_ros.data.dataset import generate, load_sample
+
+    path, _ = glb  # its sidecar is home.json beside home.glb
+    generate(tmp_path / "d", "test", 2, seed=1, tasks=["D"], resolution=(160, 90), progress=False,
+             conditions="clean", world="mesh", scene=path)
+    sample = load_sample(tmp_path / "d" / "test" / "task1_00000")
+    meta = sample.metadata
+    assert meta["world"]["scene_file"] == str(path) and meta["scene"]["source_file"] == str(path)
+    assert len(meta["boxes"]) == 1 and sample.instance_mask().max() == 1
+    assert _json.loads((tmp_path / "d" / "test" / "manifests" / "D.json").read_text())["annotation"]
+    with pytest.raises(ValueError, match="tasks B/E need 2"):
+        generate(tmp_path / "e", "test", 1, tasks=["E"], world="mesh", scene=path, progress=False)
+    with pytest.raises(ValueError, match="add --world mesh"):
+        generate(tmp_path / "f", "test", 1, tasks=["D"], scene=path, progress=False)

@@ -398,7 +398,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(split: str, seed: int, speech_dir: str | None, resolution: tuple[int, int],
-                 conditions: str = "realistic", world: str = "procedural") -> None:
+                 conditions: str = "realistic", world: str = "procedural", scene_file: str | None = None) -> None:
     from sim_bridge.speech import SpeechBank
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -409,7 +409,7 @@ def _init_worker(split: str, seed: int, speech_dir: str | None, resolution: tupl
     if world == "mesh":  # furnished mesh rooms, GL pictures, ray-traced sound (sim_bridge.mesh)
         from sim_bridge.mesh.world import MeshWorld
 
-        _WORKER["world"] = MeshWorld(_WORKER["intrinsics"])
+        _WORKER["world"] = MeshWorld(_WORKER["intrinsics"], scene_file=scene_file)
 
 
 def _num_loudspeakers(family: str, rng: np.random.Generator) -> int:
@@ -662,7 +662,8 @@ def generate(out_dir: str | Path, split: str, num: int, seed: int = 0,
              tasks: Iterable[str] = TASK_LETTERS, workers: int = 1,
              speech_dir: str | Path | None = None,
              resolution: tuple[int, int] = DEFAULT_RESOLUTION, progress: bool = True,
-             overwrite: bool = False, conditions: str = "realistic", world: str = "procedural") -> dict[str, int]:
+             overwrite: bool = False, conditions: str = "realistic", world: str = "procedural",
+             scene: str | Path | None = None) -> dict[str, int]:
     """Write `num` entries per requested task for one split; returns entries per task.
 
     The split is written to a temporary folder beside its destination and moved in when
@@ -672,6 +673,8 @@ def generate(out_dir: str | Path, split: str, num: int, seed: int = 0,
     `conditions`: a sim_bridge.conditions preset (clean, realistic, hard, diffuse@SNR).
     `world`: "procedural" (shoebox rooms, ray-cast boxes, image sources) or "mesh" (furnished
     mesh rooms, pyrender, SoundSpaces 2.0's ray tracer or pyroomacoustics; sim_bridge.mesh).
+    `scene`: a user's GLB/glTF/OBJ/PLY home with its semantic sidecar beside it (FILE.json, see
+    sim_bridge.mesh.import_scene) rendered as posed there instead of sampled rooms (mesh world).
     """
     from tqdm import tqdm
 
@@ -681,6 +684,14 @@ def generate(out_dir: str | Path, split: str, num: int, seed: int = 0,
         from sim_bridge.mesh.world import check_available
 
         check_available()
+    if scene is not None:
+        from sim_bridge.mesh.import_scene import load_scene, sidecar_of
+
+        if world != "mesh":
+            raise ValueError("--scene renders in the mesh world: add --world mesh")
+        speakers = len(load_scene(scene, sidecar_of(scene)).loudspeakers)  # bad files fail here, in one line
+        if speakers < (2 if set(_check_tasks(tasks)) & set("BE") else 1):
+            raise ValueError(f"{scene}: its sidecar places {speakers} loudspeaker(s); tasks B/E need 2, the others 1")
     jobs = plan_jobs(split, num, seed, tasks)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -691,7 +702,8 @@ def generate(out_dir: str | Path, split: str, num: int, seed: int = 0,
     from sim_bridge.conditions import preset
 
     preset(conditions)  # an unknown preset fails before any work
-    init_args = (split, seed, str(speech_dir) if speech_dir else None, tuple(resolution), conditions, world)
+    init_args = (split, seed, str(speech_dir) if speech_dir else None, tuple(resolution), conditions, world,
+                 str(scene) if scene is not None else None)
     per_task: dict[str, list[ManifestEntry]] = {t: [] for t in _check_tasks(tasks)}
     try:
         work = [(job, str(tmp)) for job in jobs]

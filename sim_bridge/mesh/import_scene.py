@@ -81,6 +81,11 @@ class ImportedScene(MeshScene):
         return out
 
 
+def sidecar_of(path: str | Path) -> Path:
+    """The semantic sidecar beside a scene file: the same name with .json (home.glb -> home.json)."""
+    return Path(path).with_suffix(".json")
+
+
 def load_scene(path: str | Path, sidecar: str | Path) -> ImportedScene:
     """An ImportedScene of a GLB/glTF/OBJ/PLY file and its semantic sidecar (see the module doc).
     Raises ValueError (one line) for an unknown suffix or a sidecar without camera."""

@@ -67,12 +67,23 @@ class MeshWorld:
 
     name = "mesh"
 
-    def __init__(self, intrinsics: Intrinsics, acoustics: str = "rlr", ray_count: int = DEFAULT_RAYS) -> None:
+    def __init__(self, intrinsics: Intrinsics, acoustics: str = "rlr", ray_count: int = DEFAULT_RAYS,
+                 scene_file: str | None = None) -> None:
         self.intrinsics = intrinsics
         self.acoustics = MeshAcoustics(acoustics, ray_count)
+        self.imported = None
+        if scene_file:
+            from sim_bridge.mesh.import_scene import load_scene, sidecar_of
+
+            self.imported = load_scene(scene_file, sidecar_of(scene_file))
 
     def sample_scene(self, rng: np.random.Generator, split: str, num_loudspeakers: int, scene_id: str) -> Any:
+        """A sampled furnished room, or the imported home as its sidecar poses it (camera and
+        loudspeakers; num_loudspeakers is then the sidecar's)."""
         from sim_bridge.mesh.scene import sample_mesh_scene
+
+        if self.imported is not None:
+            return self.imported
 
         return sample_mesh_scene(rng, split, num_loudspeakers, self.intrinsics, scene_id)
 
@@ -103,6 +114,7 @@ class MeshWorld:
         return {"name": "mesh", "render": "pyrender", "gl_platform": GLRenderer.shared(self.intrinsics).platform,
                 "acoustics": self.acoustics.engine, "acoustics_settings": self.acoustics.describe(),
                 "assets": scene.assets(), "asset_source": "Debian sweethome3d-furniture (see ATTRIBUTION)",
+                "scene_file": scene.source_file,
                 "directivity": "where conditions.directivity: direct sound directional, later sound power-averaged",
                 "capsules": "ideal (the tetrahedral capsule model is procedural-only)"}
 
