@@ -18,6 +18,7 @@ RUN := source $(VENV)/bin/activate && source $(WS)/install/setup.bash &&
 DEMO_DIR ?= data/demo
 DEMO_N ?= 20
 DEMO_SECONDS ?= 30
+DEMO_WORLD ?= procedural
 
 .PHONY: setup workspace demo test clean bench record tiny
 
@@ -48,7 +49,7 @@ workspace: $(SETUP_STAMP)
 # The main job: a small simulated test split scored by the classical baseline (Table-2
 # columns), then the live ROS 2 demo (sim_bridge + jaeger_node as separate processes).
 demo: setup
-	$(RUN) jaeger dataset generate --out $(DEMO_DIR) --split test --num $(DEMO_N) --seed 0 --tasks A,B,C,D,E --workers 2 --overwrite
+	$(RUN) jaeger dataset generate --out $(DEMO_DIR) --split test --num $(DEMO_N) --seed 0 --tasks A,B,C,D,E --workers 2 --overwrite --world $(DEMO_WORLD)
 	$(RUN) jaeger eval --method classical --data $(DEMO_DIR) --split test --out reports/demo
 	$(RUN) $(WS)/install/lib/jaeger_ros/live_demo --duration $(DEMO_SECONDS) --out reports/live
 
