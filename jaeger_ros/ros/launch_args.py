@@ -62,6 +62,8 @@ SIM_ARGUMENTS: tuple[Arg, ...] = (
     Arg("scenario", "", "single: one loudspeaker talks; dual: a male and a female voice overlap; party: talkers take "
         "turns around a turning robot (+ jaeger_tracker and turn_to_speaker)" + keep("single"),
         choices=("", "single", "dual", "party")),
+    Arg("world", "", "procedural: shoebox rooms; mesh: furnished mesh rooms from the catalogue (single and dual "
+        "only)" + keep("procedural"), choices=("", "procedural", "mesh")),
 )
 """sim.launch.py: each one is the sim_bridge parameter of the same name."""
 
