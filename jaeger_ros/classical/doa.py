@@ -76,6 +76,16 @@ class Votes:
     times: np.ndarray        # (K,) s, centre of the bin's STFT frame
 
 
+def checked_foa(foa: np.ndarray) -> np.ndarray:
+    """(4, N) float64 FOA, or a ValueError saying what is wrong (every DoA method's input check)."""
+    a = np.asarray(foa, dtype=np.float64)
+    if a.ndim != 2 or a.shape[0] != 4:
+        raise ValueError(f"FOA must have shape (4, N), got {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError("FOA contains NaN or infinite samples")
+    return a
+
+
 def _votes(foa: np.ndarray, sample_rate: int, band_hz: tuple[float, float] = BAND_HZ,
            n_fft: int = N_FFT, hop: int = HOP, onset_ratio: float | None = ONSET_RATIO,
            min_votes: int = MIN_VOTES, valid: np.ndarray | None = None, reject_steps: bool = True) -> Votes:
@@ -83,11 +93,7 @@ def _votes(foa: np.ndarray, sample_rate: int, band_hz: tuple[float, float] = BAN
     (0: strict, never relaxed). `valid` (N,) marks real samples: a frame whose own samples or
     onset history touch a filled gap never votes (the gap's edges look like onsets). Frames at a
     level step never vote unless `reject_steps` is False (see _level_steps)."""
-    a = np.asarray(foa, dtype=np.float64)
-    if a.ndim != 2 or a.shape[0] != 4:
-        raise ValueError(f"FOA must have shape (4, N), got {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError("FOA contains NaN or infinite samples")
+    a = checked_foa(foa)
     field = foa_core.intensity_vectors(a, n_fft, hop)
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
     band = (freqs >= band_hz[0]) & (freqs <= band_hz[1])

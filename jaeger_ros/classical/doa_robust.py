@@ -61,11 +61,7 @@ class Spectra:
 
 
 def spectra(foa: np.ndarray, sample_rate: int) -> Spectra:
-    a = np.asarray(foa, dtype=np.float64)
-    if a.ndim != 2 or a.shape[0] != 4:
-        raise ValueError(f"FOA must have shape (4, N), got {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError("FOA contains NaN or infinite samples")
+    a = doa.checked_foa(foa)
     f = foa_core.intensity_vectors(a, N_FFT, HOP)
     freqs = np.fft.rfftfreq(N_FFT, 1.0 / sample_rate)
     band = (freqs >= BAND_HZ[0]) & (freqs <= BAND_HZ[1])

@@ -56,12 +56,10 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 from geometry_msgs.msg import Point
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.exceptions import InvalidTopicNameException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
-from rclpy.validate_topic_name import validate_topic_name
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
@@ -73,7 +71,7 @@ from jaeger_ros.core.geometry import BODY_FROM_CAMERA, OPTICAL_FROM_CAMERA, Intr
 from jaeger_ros.core.msg_arrays import check_frame_layout
 from jaeger_ros.msg import BoundingBox3D, BoundingBox3DArray, DoaEstimate, FoaAudio, SpeakerMatch
 from jaeger_ros.core.sync import ApproximateTimeMatcher, subscribe_synchronized
-from jaeger_ros.ros.params import Spec, descriptor
+from jaeger_ros.ros.params import Spec, check_topic, descriptor
 from jaeger_ros.ros.runner import run_node
 from jaeger_ros.ros.tracker_node import TfListener
 from jaeger_ros.tracker.transforms import TransformBuffer, TransformError
@@ -235,10 +233,7 @@ def check_parameter(name: str, value: Any) -> Any:
     if name in CHOICES and value not in CHOICES[name]:
         raise ValueError(f"{name} must be one of {CHOICES[name]}, got {value!r}")
     if name.endswith("_topic"):
-        try:
-            validate_topic_name(value)
-        except InvalidTopicNameException:
-            raise ValueError(f"{name}: {value!r} is not a valid topic name") from None
+        check_topic(name, value)
     return value
 
 

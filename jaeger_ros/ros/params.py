@@ -93,11 +93,16 @@ def check(spec: Spec, value: Any) -> Any:
     if spec.choices and value not in spec.choices:
         raise ValueError(f"{name} must be one of {list(spec.choices)}, got {value!r}")
     if name.endswith("_topic"):
-        try:
-            validate_topic_name(value)
-        except InvalidTopicNameException:
-            raise ValueError(f"{name}: {value!r} is not a valid topic name") from None
+        check_topic(name, value)
     return value
+
+
+def check_topic(name: str, value: str) -> None:
+    """ValueError naming parameter `name` when `value` is not a valid ROS topic name."""
+    try:
+        validate_topic_name(value)
+    except InvalidTopicNameException:
+        raise ValueError(f"{name}: {value!r} is not a valid topic name") from None
 
 
 def declare(node: Node, specs: tuple[Spec, ...]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import numpy as np
 from jaeger_ros.core.geometry import (Box3D, Intrinsics, azel_from_direction, pose_matrix, project, rotation_x,
                                       rotation_y, transform_points)
 from sim_bridge import scene as procedural
+from sim_bridge.scene import _floats, _vec
 from sim_bridge.loudspeakers import LoudspeakerShape, make_shape, shape_ids
 from sim_bridge.mesh import catalogue
 from sim_bridge.room import SURFACES, Room
@@ -44,14 +45,6 @@ CATALOGUE_SPEAKER_SHARE = 0.3
 """Share of loudspeakers drawn from the catalogue (where the split has any), on stands or tops."""
 MAX_ATTEMPTS = 60
 _SPLIT_STREAM = 0x3E54
-
-
-def _vec(v: Any) -> np.ndarray:
-    return np.asarray(v, dtype=float).reshape(3)
-
-
-def _floats(v: Any) -> list[float]:
-    return [float(x) for x in np.asarray(v, dtype=float).ravel()]
 
 
 # --- the shell -----------------------------------------------------------------------------------
