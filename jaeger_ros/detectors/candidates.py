@@ -2,7 +2,7 @@
 
 People come from the pretrained person detectors (people.py); loudspeakers from the depth blobs
 of jaeger_ros.classical.candidates (loudspeaker-sized objects standing on the floor), each
-scored by the crop classifier of loudspeaker.py (trained on the procedural world's renders;
+scored by the crop classifier of loudspeaker.py (trained on both worlds' renders;
 blobs it scores below its threshold are dropped). Without its checkpoint the blobs, which
 cannot tell a loudspeaker from a plant of the same size, carry BLOB_SCORE, a prior, not a
 measurement. A blob that overlaps a person (a seated person is loudspeaker-sized) is the person,

@@ -2,16 +2,16 @@
 
 Why: the depth blobs (jaeger_ros.classical.candidates) are every loudspeaker-sized object
 standing on the floor, plants, lamps and armchairs included, and the matcher then grounds the
-voice on a plant. No pretrained loudspeaker detector exists, so this one is trained here on the
-procedural world's renders (the mesh world with catalogue models was not ready when it was
-built): each blob of a train-split scene is cropped from the RGB and the depth image and
-labelled by its 3D overlap with the true loudspeakers (IoU > 0.25: loudspeaker, < 0.05: not;
-in between: skipped). The network sees the crop's colour, its depth relative to the blob's
-median depth, and the blob's metric size and distance. Scenes of the test split (unseen rooms
-and loudspeaker shapes) measure it.
+voice on a plant. No pretrained loudspeaker detector exists, so this one is trained here on
+the procedural world's and the mesh world's renders: each blob of a train-split scene is
+cropped from the RGB and the depth image and labelled by its 3D overlap with the true
+loudspeakers (IoU > 0.25: loudspeaker, < 0.05: not; in between: skipped); crops of the
+procedural world's furniture in view add negatives. The network sees the crop's colour, its
+depth relative to the blob's median depth, and the blob's metric size and distance. Scenes of
+the test split (unseen rooms and loudspeaker shapes or catalogue models) measure it.
 
-Train (about 10 CPU-minutes at the defaults, most of it rendering) and measure:
-    python -m jaeger_ros.detectors.loudspeaker train
+Train (the shipped checkpoint: 8 CPU-minutes, most of it rendering) and measure:
+    python -m jaeger_ros.detectors.loudspeaker train --mesh-scenes 200
     python -m jaeger_ros.detectors.loudspeaker evaluate [--world mesh]
 """
 from __future__ import annotations
