@@ -119,6 +119,17 @@ def test_boxes_go_to_the_optical_frame_and_back():
     np.testing.assert_allclose(back[1].size, box.size)
 
 
+def test_box_category_travels_in_the_message():
+    """A person, the simulator's "speaker" (a loudspeaker), a blob the pipeline left unclassified."""
+    person = geometry.Box3D(np.zeros(3), np.ones(3), label="person", score=0.7)
+    speaker = geometry.Box3D(np.zeros(3), np.ones(3))
+    blob = geometry.Box3D(np.zeros(3), np.ones(3), extra={"category": "unknown"})
+    msgs = [rc.box_to_msg(b, i) for i, b in enumerate((person, speaker, blob))]
+    assert [m.category for m in msgs] == ["person", "loudspeaker", "unknown"]
+    assert msgs[0].score == pytest.approx(0.7)
+    assert [geometry.box_category(rc.box_from_msg(m)) for m in msgs] == ["person", "loudspeaker", "unknown"]
+
+
 def test_doa_message_keeps_reference_angles_and_optical_direction():
     d = geometry.direction_from_azel(30.0, -20.0)
     msg = rc.doa_to_msg(d * 3.0, 0.9, header(), "female")

@@ -221,6 +221,18 @@ class Box3D:
         return cls((lo + hi) / 2.0, hi - lo, label)
 
 
+CATEGORIES = ("loudspeaker", "person", "unknown")
+
+
+def box_category(box: Box3D) -> str:
+    """The box's category (one of CATEGORIES) for the messages: `extra["category"]` where the
+    pipeline set it, else from the label ("speaker" is the release's and the simulator's
+    loudspeaker label), so ground-truth boxes keep a category too."""
+    if box.extra.get("category") in CATEGORIES:
+        return box.extra["category"]
+    return {"speaker": "loudspeaker", "loudspeaker": "loudspeaker", "person": "person"}.get(box.label, "unknown")
+
+
 @dataclass(frozen=True)
 class SourceTruth:
     """One talker's ground truth at one instant. The simulator publishes it and the bag

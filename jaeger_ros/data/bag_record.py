@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from jaeger_ros.core.geometry import OPTICAL_FRAME, Box3D, camera_to_optical
+from jaeger_ros.core.geometry import OPTICAL_FRAME, Box3D, box_category, camera_to_optical
 from jaeger_ros.core.paths import share_candidates
 
 if TYPE_CHECKING:  # the simulator is imported only when recording (converting bags needs none of it)
@@ -160,7 +160,8 @@ class _Messages:
         """Camera-frame box -> BoundingBox3D in the optical frame (as ros_convert.box_to_msg)."""
         pose = np.eye(4)
         pose[:3, 3] = camera_to_optical(box.center)
-        return self.t["jaeger_ros/msg/BoundingBox3D"](id=index, label=box.label, center=self.pose(pose),
+        return self.t["jaeger_ros/msg/BoundingBox3D"](id=index, label=box.label, category=box_category(box),
+                                                      center=self.pose(pose),
                                                       size=self.vector(box.size), score=float(box.score))
 
     def ground_truth(self, stamp_ns: int, gt: Any) -> Any:

@@ -19,7 +19,8 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from jaeger_ros.core import foa as foa_mod
-from jaeger_ros.core.geometry import Box3D, Intrinsics, azel_from_direction, camera_to_optical, optical_to_camera
+from jaeger_ros.core.geometry import (Box3D, Intrinsics, azel_from_direction, box_category, camera_to_optical,
+                                      optical_to_camera)
 from jaeger_ros.msg import BoundingBox3D, BoundingBox3DArray, DoaEstimate, FoaAudio
 from jaeger_ros.core.msg_arrays import (ENCODINGS, camera_info_to_intrinsics, depth_from_image, foa_from_msg,  # noqa: F401
                                  image_to_numpy, rgb_from_image)
@@ -100,7 +101,7 @@ def box_to_msg(box: Box3D, index: int) -> BoundingBox3D:
     pose = Pose()
     pose.position.x, pose.position.y, pose.position.z = (float(v) for v in c)
     pose.orientation.w = 1.0
-    return BoundingBox3D(id=int(index), label=box.label, center=pose,
+    return BoundingBox3D(id=int(index), label=box.label, category=box_category(box), center=pose,
                          size=Vector3(x=float(box.size[0]), y=float(box.size[1]), z=float(box.size[2])),
                          score=float(box.score))
 
@@ -109,7 +110,7 @@ def box_from_msg(msg: BoundingBox3D) -> Box3D:
     """BoundingBox3D in an optical frame -> Box3D in JAEGER's camera frame."""
     p = msg.center.position
     return Box3D(optical_to_camera(np.array([p.x, p.y, p.z])), np.array([msg.size.x, msg.size.y, msg.size.z]),
-                 label=msg.label, score=float(msg.score))
+                 label=msg.label, score=float(msg.score), extra={"category": msg.category} if msg.category else {})
 
 
 def boxes_to_msg(boxes: Sequence[Box3D], header: Header) -> BoundingBox3DArray:
