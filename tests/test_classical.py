@@ -117,7 +117,7 @@ def test_the_node_estimator_keeps_its_candidates_through_sensor_noise_and_renews
 
     world = LiveWorld(LiveConfig(seed=0))
     first, second = world._build(0), world._build(2)
-    est = ClassicalEstimator()
+    est = ClassicalEstimator(candidates="depth")  # every blob: the count is the scene's
     rng = np.random.default_rng(0)
     rgb = np.zeros(first.depth.shape + (3,), np.uint8)
     boxes = est(rgb, first.depth, world.intrinsics, None, foa.SAMPLE_RATE, "", 0.0).boxes
@@ -128,3 +128,35 @@ def test_the_node_estimator_keeps_its_candidates_through_sensor_noise_and_renews
     assert again is boxes  # the same list: not recomputed
     renewed = est(rgb, second.depth, world.intrinsics, None, foa.SAMPLE_RATE, "", 0.2).boxes
     assert renewed is not boxes and len(renewed) == len(second.boxes)
+
+
+def test_classified_candidates_are_the_rendered_loudspeakers():
+    """A procedural scene rendered in RGB-D: with the crop classifier every true loudspeaker
+    (the scene's boxes, not the estimator's) is found as a "loudspeaker" box with its score,
+    and nothing the classifier dropped is published; the unclassified blobs say "unknown"."""
+    from jaeger_ros.core.geometry import box_iou_3d
+    from jaeger_ros.detectors.loudspeaker import CHECKPOINT, THRESHOLD
+    from jaeger_ros.pipeline.frame import ClassicalEstimator
+    from sim_bridge.live import LiveConfig, LiveWorld
+
+    assert CHECKPOINT.is_file()
+    world = LiveWorld(LiveConfig(seed=0))
+    for k in (0, 2):
+        scene = world._build(k)
+        est = ClassicalEstimator(candidates="classified")
+        assert est.candidates == "classified"
+        out = est(scene.rgb, scene.depth, world.intrinsics, None, foa.SAMPLE_RATE, "", 0.0)
+        assert out.categories == ["loudspeaker"] * len(out.boxes)
+        assert all(THRESHOLD <= s <= 1.0 for s in out.scores)
+        for truth in scene.boxes:
+            assert max(box_iou_3d(truth, b) for b in out.boxes) > 0.25
+        blobs = ClassicalEstimator(candidates="depth")(scene.rgb, scene.depth, world.intrinsics, None,
+                                                       foa.SAMPLE_RATE, "", 0.0)
+        assert set(blobs.categories) == {"unknown"} and len(blobs.boxes) >= len(out.boxes)
+
+
+def test_candidates_choice_is_checked():
+    from jaeger_ros.pipeline.frame import ClassicalEstimator
+
+    with pytest.raises(ValueError, match="candidates must be one of"):
+        ClassicalEstimator(candidates="blobs")

@@ -48,6 +48,13 @@ def blob_crop(rgb: np.ndarray, depth: np.ndarray, box: Box3D, intrinsics: Intrin
     d = depth[y0:y1, x0:x1].astype(np.float32)
     valid = np.isfinite(d) & (d > 0)
     ref = float(np.median(d[valid])) if valid.any() else -box.max[2]
+    if valid.any() and not valid.all():
+        # a real sensor's holes (dark cloth, depth edges: half of a black loudspeaker) take the
+        # nearest valid depth; read as "far" they made the classifier reject half the
+        # loudspeakers under `realistic` sensing (14 of 30 kept, 29 of 30 filled; 12 live scenes)
+        from scipy.ndimage import distance_transform_edt
+        d = d[tuple(distance_transform_edt(~valid, return_distances=False, return_indices=True))]
+        valid = np.ones_like(valid)
     rel = np.where(valid, np.clip((d - ref) / DEPTH_SCALE_M, -1.0, 1.0), 1.0).astype(np.float32)
     rel = cv2.resize(rel, (CROP, CROP), interpolation=cv2.INTER_AREA)
     x = np.concatenate([colour.astype(np.float32).transpose(2, 0, 1) / 255.0 - 0.5, rel[None]], axis=0)

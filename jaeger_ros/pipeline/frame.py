@@ -7,18 +7,27 @@ the estimators (classical, model) and before the ROS edge.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from jaeger_ros.core import answers
-from jaeger_ros.core.geometry import Box3D, Intrinsics, direction_from_azel
+from jaeger_ros.core.geometry import Box3D, Intrinsics, box_category, direction_from_azel
 
 METHODS = ("classical", "jaeger")
 DOA_METHODS = ("robust", "onset")
 """ClassicalEstimator's sound-only DoA: "robust" (classical/doa_robust.py through
 tracking.RobustPool: noise-tracked direct-path-dominance votes, talker-change reset; the
 default) or "onset" (the earlier doa.py onset votes through tracking.OnsetPool)."""
+CANDIDATES = ("depth", "classified", "detectors")
+"""ClassicalEstimator's candidates: "depth" (every loudspeaker-sized depth blob, category
+"unknown": plants and lamps included), "classified" (those blobs scored by the loudspeaker crop
+classifier, the rejected ones dropped; ~1 ms more; the default when its checkpoint loads) or
+"detectors" (detectors.candidates: people from the person detectors + classified loudspeakers,
+~175 ms a new scene on 2 shared cores)."""
+UNKNOWN = "unknown"
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -32,10 +41,30 @@ class Estimate:
     label: str
     confidence: float
 
+    @property
+    def categories(self) -> list[str]:
+        """Per box: "loudspeaker", "person" or "unknown" (geometry.box_category)."""
+        return [box_category(b) for b in self.boxes]
+
+    @property
+    def scores(self) -> list[float]:
+        """Per box: its category's detector or classifier score in [0, 1]."""
+        return [float(b.score) for b in self.boxes]
+
+    @property
+    def category(self) -> str:
+        """Category of the matched box ("" when none is matched)."""
+        return box_category(self.boxes[self.index]) if 0 <= self.index < len(self.boxes) else ""
+
+
+def _as_candidate(box: Box3D, category: str, score: float) -> Box3D:
+    """`box` carrying its category (extra["category"], read by geometry.box_category) and score."""
+    return Box3D(box.center, box.size, label=box.label, score=float(score), extra={**box.extra, "category": category})
+
 
 class ClassicalEstimator:
-    """Depth-only candidates + intensity-vector DoA pooled over the stream + nearest-box
-    matching (no learning). The match confidence is the DoA's confidence times the matching
+    """Candidates (CANDIDATES) + intensity-vector DoA pooled over the stream + nearest-box
+    matching over every candidate, people and loudspeakers alike. The match confidence is the DoA's confidence times the matching
     probability, so a guess from a reverberant window is not reported as certain.
 
     Candidates are recomputed only when the depth image changes (DEPTH_CHANGE_* below): a
@@ -49,11 +78,28 @@ class ClassicalEstimator:
     DEPTH_CHANGE_M = 0.05     # a pixel moved more than this ...
     DEPTH_CHANGE_SHARE = 0.02  # ... in more than this share of the (subsampled) image: new scene
 
-    def __init__(self, doa_memory_s: float = 5.0, doa: str = "robust") -> None:
-        from jaeger_ros.classical import candidates, matching, tracking
+    def __init__(self, doa_memory_s: float = 5.0, doa: str = "robust", candidates: str = "classified") -> None:
+        from jaeger_ros.classical import candidates as blobs
+        from jaeger_ros.classical import matching, tracking
         if doa not in DOA_METHODS:
             raise ValueError(f"doa must be one of {DOA_METHODS}, got {doa!r}")
-        self._candidates, self._matching = candidates, matching
+        if candidates not in CANDIDATES:
+            raise ValueError(f"candidates must be one of {CANDIDATES}, got {candidates!r}")
+        self._blobs, self._matching = blobs, matching
+        self._classifier, self._detector = None, None
+        if candidates == "classified":
+            from jaeger_ros.detectors import loudspeaker
+            try:
+                self._classifier = loudspeaker.LoudspeakerClassifier()
+            except Exception as err:  # no checkpoint (or torch): the unclassified blobs still work
+                _log.warning("loudspeaker classifier not loaded (%s: %s): candidates are unclassified depth blobs",
+                             type(err).__name__, err)
+                candidates = "depth"
+            self._threshold = loudspeaker.THRESHOLD
+        elif candidates == "detectors":
+            from jaeger_ros.detectors.candidates import CandidateDetector
+            self._detector = CandidateDetector()
+        self.candidates = candidates  # what is used (a failed "classified" is "depth")
         self._new_pool = lambda: (tracking.RobustPool(memory_s=doa_memory_s) if doa == "robust"
                                   else tracking.OnsetPool(memory_s=doa_memory_s))
         self._pool = self._new_pool()
@@ -83,7 +129,7 @@ class ClassicalEstimator:
         if self._scene_changed(depth):
             self._pool.reset(stamp)
             try:
-                self._boxes = self._candidates.boxes_from_depth(depth, intrinsics)  # left to right by azimuth
+                self._boxes = self._find(rgb, depth, intrinsics)  # left to right by azimuth
             except ValueError:
                 self._depth_key, self._boxes = None, []  # try again on the next frame
                 raise
@@ -97,6 +143,16 @@ class ClassicalEstimator:
         match = self._matching.match_speaker(direction, boxes)
         return Estimate(boxes, direction, float(est.confidence), int(match.index), match.label,
                         float(est.confidence * match.confidence))
+
+    def _find(self, rgb: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics) -> list[Box3D]:
+        """This frame's candidates, left to right, each with its category and score."""
+        if self._detector is not None:
+            return [_as_candidate(c.box, c.category, c.score) for c in self._detector(rgb, depth, intrinsics)]
+        boxes = self._blobs.boxes_from_depth(depth, intrinsics)
+        if self._classifier is None:
+            return [_as_candidate(b, UNKNOWN, b.score) for b in boxes]
+        probs = self._classifier(rgb, depth, intrinsics, boxes)
+        return [_as_candidate(b, "loudspeaker", p) for b, p in zip(boxes, probs) if p >= self._threshold]
 
 
 class JaegerEstimator:
@@ -143,10 +199,11 @@ def labelled(est: Estimate) -> Estimate:
 
 
 def make_estimator(method: str, checkpoint: str, doa_memory_s: float = 5.0,
-                   doa: str = "robust") -> ClassicalEstimator | JaegerEstimator:
-    """`doa` chooses the classical estimator's sound-only DoA (DOA_METHODS)."""
+                   doa: str = "robust", candidates: str = "classified") -> ClassicalEstimator | JaegerEstimator:
+    """`doa` chooses the classical estimator's sound-only DoA (DOA_METHODS), `candidates` its
+    candidates (CANDIDATES)."""
     if method == "classical":
-        return ClassicalEstimator(doa_memory_s, doa)
+        return ClassicalEstimator(doa_memory_s, doa, candidates)
     if method == "jaeger":
         return JaegerEstimator(checkpoint)
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
