@@ -47,10 +47,12 @@ def test_sim_bridge_to_jaeger_node_matches_ground_truth(context):
     from jaeger_ros.ros.jaeger_node import JaegerNode
     from sim_bridge.node import SimBridgeNode
 
+    # the node first: its configure loads the loudspeaker classifier (torch, ~1-2 s), and frames the
+    # simulator stamped meanwhile would arrive stale
+    node = JaegerNode(context=context)
     sim = SimBridgeNode(context=context, parameter_overrides=[  # the plumbing, on noise-free scenes
         Parameter("scene_period_s", value=4.0), Parameter("seed", value=3), Parameter("speech_pool", value=3),
         Parameter("conditions", value="clean")])
-    node = JaegerNode(context=context)
     listener = rclpy.create_node("listener", context=context)
     got = {"match": [], "gt": {}, "markers": [], "tf": {}, "diag": [], "doa": []}
     listener.create_subscription(SpeakerMatch, "/jaeger/speaker_match", got["match"].append, 50)
@@ -108,7 +110,13 @@ def test_sim_bridge_to_jaeger_node_matches_ground_truth(context):
     # a matched box always has its position label, on the message and on the marker text
     assert all(m.label for m in matches if m.index >= 0)
     talking = [mk.text for ma in got["markers"] for mk in ma.markers if "talking" in mk.text]
-    assert talking and all(re.fullmatch(r"bbox_\d+ \S+ \(talking, [0-9.]+\)", t) for t in talking), talking[:3]
+    assert talking and all(re.fullmatch(r"bbox_\d+ loudspeaker (Left|Center|Right)( \d)? \(talking, [0-9.]+\)", t)
+                           for t in talking), talking[:3]
+    # candidates: the classified loudspeakers (the default), each with its category and score, and
+    # the match names the matched candidate's category (the simulator's talkers are loudspeakers)
+    assert all(b.category == "loudspeaker" and 0.5 <= b.score <= 1.0 for m in matches for b in m.candidates)
+    assert all(m.category == "loudspeaker" for m in matches if m.index >= 0)
+    assert all(m.category == "" for m in matches if m.index < 0)
     # the TF chain (/tf_static and /tf) composes to the camera pose in the ground truth
     tf = {k: rc.pose_from_msg(_as_pose(v)) for k, v in got["tf"].items()}
     chain = tf[("map", "odom")] @ tf[("odom", "base_link")] @ tf[("base_link", "camera_link")] @ \
@@ -222,3 +230,31 @@ def test_live_demo_runs_nodes_as_separate_processes(tmp_path):
     assert "rate" in proc.stdout and "match" in proc.stdout and "scoring:" in proc.stdout
     # box match scores every talker frame, the label match only those with all candidates found
     assert summary["talker_frames"] >= summary["scored_frames"] and summary["box_correct"] <= summary["talker_frames"]
+
+
+def test_categories_flow_from_estimate_to_message_and_marker():
+    """A person and a loudspeaker as the pipeline hands them over (detectors' labels, scores):
+    the message says each category, and the markers colour them apart (loudspeaker green, person
+    blue, the matched one red) and name the category in the text."""
+    from jaeger_ros.core.geometry import Box3D
+    from jaeger_ros.pipeline.frame import Estimate
+    from jaeger_ros.ros.jaeger_node import markers_for
+
+    person = Box3D(np.array([-0.8, 0.0, -3.0]), np.array([0.5, 1.7, 0.4]), label="person", score=0.9)
+    speaker = Box3D(np.array([0.8, -0.5, -3.0]), np.array([0.3, 0.6, 0.3]), label="loudspeaker", score=0.8,
+                    extra={"category": "loudspeaker"})
+    header = rc.make_header(1.0, OPTICAL)
+    for matched in (-1, 0, 1):
+        est = Estimate([person, speaker], None, 0.0, matched, ["", "Left", "Right"][matched + 1], 0.5)
+        msgs = [rc.box_to_msg(b, i) for i, b in enumerate(est.boxes)]
+        assert [(m.category, round(m.score, 3)) for m in msgs] == [("person", 0.9), ("loudspeaker", 0.8)]
+        assert est.category == ["", "person", "loudspeaker"][matched + 1]
+        markers = markers_for(est, header, 0.5).markers
+        outline = {mk.id: mk.color for mk in markers if mk.ns == "jaeger_boxes"}
+        text = {mk.id: mk.text for mk in markers if mk.ns == "jaeger_labels"}
+        dominant = {k: max("rgb", key=lambda ch: getattr(c, ch)) for k, c in outline.items()}
+        expect = {0: "b", 1: "g"}
+        if matched >= 0:
+            expect[matched] = "r"
+        assert dominant == expect
+        assert text[0].startswith("bbox_0 person") and text[1].startswith("bbox_1 loudspeaker")

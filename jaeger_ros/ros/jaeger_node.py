@@ -75,7 +75,8 @@ from jaeger_ros.ros.params import Spec, check_topic, descriptor
 from jaeger_ros.ros.runner import run_node
 from jaeger_ros.ros.tracker_node import TfListener
 from jaeger_ros.tracker.transforms import TransformBuffer, TransformError
-from jaeger_ros.pipeline.frame import DOA_METHODS, METHODS, ClassicalEstimator, Estimate, JaegerEstimator, labelled, make_estimator
+from jaeger_ros.pipeline.frame import (CANDIDATES, DOA_METHODS, METHODS, ClassicalEstimator, Estimate, JaegerEstimator,
+                                       labelled, make_estimator)
 
 try:
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -106,17 +107,22 @@ def _color(r: float, g: float, b: float, a: float = 1.0) -> ColorRGBA:
     return ColorRGBA(r=r, g=g, b=b, a=a)
 
 
+CATEGORY_COLORS = {"loudspeaker": (0.2, 0.9, 0.3, 0.8), "person": (0.1, 0.3, 1.0, 0.8), "unknown": (0.7, 0.7, 0.7, 0.8)}
+"""Box outline colour per category (RGBA); the matched box is red whatever its category."""
+MATCHED_COLOR = (1.0, 0.2, 0.1, 1.0)
+
+
 def markers_for(est: Estimate, header: Any, lifetime_s: float, arrow_length_m: float = 1.5) -> MarkerArray:
-    """Box outlines (matched one highlighted), a DoA arrow from the camera and text labels, in
-    the optical frame of `header`. Ids are stable (box k is always id k in its namespace) and
+    """Box outlines coloured by category (CATEGORY_COLORS; the matched one red and thicker), a DoA
+    arrow from the camera and text labels naming the category, in the optical frame of `header`. Ids are stable (box k is always id k in its namespace) and
     every marker has a lifetime, so RViz drops boxes that are no longer detected."""
     lifetime = rc.seconds_to_stamp(lifetime_s)
     life = type(Marker().lifetime)(sec=lifetime.sec, nanosec=lifetime.nanosec)
     out = MarkerArray()
-    for k, box in enumerate(est.boxes):
+    for k, (box, category) in enumerate(zip(est.boxes, est.categories)):
         matched = k == est.index
         outline = Marker(header=header, ns="jaeger_boxes", id=k, type=Marker.LINE_LIST, action=Marker.ADD,
-                         lifetime=life, color=_color(1.0, 0.2, 0.1) if matched else _color(0.2, 0.9, 0.3, 0.8))
+                         lifetime=life, color=_color(*(MATCHED_COLOR if matched else CATEGORY_COLORS[category])))
         outline.pose.orientation.w = 1.0
         outline.scale.x = 0.03 if matched else 0.012
         corners = camera_to_optical(box.corners())
@@ -128,7 +134,7 @@ def markers_for(est: Estimate, header: Any, lifetime_s: float, arrow_length_m: f
         text.pose.position = Point(x=float(top[0]), y=float(top[1]), z=float(top[2]))
         text.pose.orientation.w = 1.0
         text.scale.z = 0.12
-        text.text = f"bbox_{k}" + (f" {est.label} (talking, {est.confidence:.2f})" if matched else "")
+        text.text = f"bbox_{k} {category}" + (f" {est.label} (talking, {est.confidence:.2f})" if matched else "")
         out.markers.append(text)
     if est.direction is not None:
         arrow = Marker(header=header, ns="jaeger_doa", id=0, type=Marker.ARROW, action=Marker.ADD, lifetime=life,
@@ -160,6 +166,9 @@ PARAMETERS: tuple[Param, ...] = (
           "over within about this), 0..60", False),
     Param("doa", "robust", "method classical: sound-only DoA pool: robust (noise-tracked direct-path votes) | "
           "onset (the previous onset pool)", False),
+    Param("candidates", "classified", "method classical: candidate boxes: depth (every loudspeaker-sized depth blob, "
+          "category unknown) | classified (blobs kept by the loudspeaker crop classifier; depth when its checkpoint "
+          "is missing) | detectors (people + classified loudspeakers, ~175 ms per new scene)", False),
     Param("queue_size", 10, "approximate-time sync queue per image input, 1..1000", False),
     Param("slop", 0.02, "s, largest stamp spread of a synchronised RGB/depth/info set, 0..1", False),
     Param("stale_after_s", 1.0, "s, drop frames older than this (or whose audio never came), 0..60", True),
@@ -194,7 +203,7 @@ FLOAT_LIMITS = {"rate_hz": (0.0, 200.0, False), "window_s": (0.0, 10.0, False), 
                 "min_audio_rms": (0.0, 1.0, True), "marker_lifetime_s": (0.0, 60.0, False),
                 "diagnostics_period_s": (0.05, 60.0, True), "no_input_warn_s": (0.0, 3600.0, False)}
 INT_LIMITS = {"queue_size": (1, 1000), "sample_rate": (1000, 192000), "max_pixels": (1, 100_000_000)}
-CHOICES = {"method": METHODS, "target_voice": VOICES, "doa": DOA_METHODS}
+CHOICES = {"method": METHODS, "target_voice": VOICES, "doa": DOA_METHODS, "candidates": CANDIDATES}
 
 
 def descriptor_of(spec: Param) -> ParameterDescriptor:
@@ -499,7 +508,7 @@ class JaegerNode(LifecycleNode):
         if p["method"] == "jaeger":  # loading takes seconds: say what the node is doing
             self.get_logger().info(f"lifecycle: configuring (loading checkpoint {p['checkpoint'] or 'default'!r})")
         try:
-            estimator = make_estimator(p["method"], p["checkpoint"], p["doa_memory_s"], p["doa"])
+            estimator = make_estimator(p["method"], p["checkpoint"], p["doa_memory_s"], p["doa"], p["candidates"])
         except Exception as err:  # whatever loading raises (missing file, bad weights, no torch): stay up
             where = f"checkpoint {p['checkpoint'] or 'default'!r}" if p["method"] == "jaeger" else f"method {p['method']}"
             return self._configure_failed(f"{where}: {type(err).__name__}: {err}")
@@ -515,7 +524,9 @@ class JaegerNode(LifecycleNode):
             setattr(self, attr, self.create_lifecycle_publisher(msg_type, p[name], outputs))
             self._outputs.append(getattr(self, attr))  # one at a time: a failure releases those made
         self._failure = None
-        self._transition(state, "inactive", f"method {p['method']}, target '{p['target_voice']}', "
+        # the candidates in use: a "classified" without its checkpoint is "depth" (the estimator warned)
+        used = f", candidates {estimator.candidates}" if isinstance(estimator, ClassicalEstimator) else ""
+        self._transition(state, "inactive", f"method {p['method']}{used}, target '{p['target_voice']}', "
                                             f"{p['rate_hz']:g} Hz, window {p['window_s']:g} s")
         return super().on_configure(state)
 
@@ -847,7 +858,7 @@ class JaegerNode(LifecycleNode):
         boxes = [rc.box_to_msg(b, i) for i, b in enumerate(est.boxes)]
         direction = est.direction if est.direction is not None else np.array([0.0, 0.0, -1.0])
         doa = rc.doa_to_msg(direction, est.doa_confidence if est.direction is not None else 0.0, header, target)
-        match = SpeakerMatch(header=header, target=target, index=est.index, label=est.label,
+        match = SpeakerMatch(header=header, target=target, index=est.index, label=est.label, category=est.category,
                              matched_box=boxes[est.index] if est.index >= 0 else BoundingBox3D(),
                              candidates=boxes, doa=doa, confidence=est.confidence, method=self.estimator.name)
         self.pub_det.publish(BoundingBox3DArray(header=header, boxes=boxes))

@@ -34,6 +34,9 @@ class Arg(NamedTuple):
 NODE_ARGUMENTS: tuple[Arg, ...] = (
     Arg("method", "", "estimator: classical | jaeger" + keep("classical"), choices=("", "classical", "jaeger")),
     Arg("checkpoint", "", "method jaeger: model folder" + keep("'' = the packaged tiny checkpoint")),
+    Arg("candidates", "", "method classical: candidate boxes: depth (every depth blob) | classified (blobs the "
+        "loudspeaker classifier keeps) | detectors (people + classified loudspeakers)" + keep("classified"),
+        choices=("", "depth", "classified", "detectors")),
     Arg("target_voice", "", "voice to locate: male | female" + keep("'' = single source"),
         choices=("", "male", "female")),
     Arg("rate_hz", "", "most outputs per second, 0 < rate_hz <= 200" + keep("10.0"), "float"),
