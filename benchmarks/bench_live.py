@@ -8,8 +8,9 @@ the talker's acoustic centre is in the image (SimSource.in_view), and whether th
 
 Run (from a source checkout with the workspace sourced):
     python benchmarks/bench_live.py --conditions realistic --duration 120 --seed 3 --json OUT.json
-    [--scenario single|dual] [--method classical|jaeger]
---conditions: clean | realistic | hard | diffuse@SNR.
+    [--scenario single|dual] [--method classical|jaeger] [--candidates depth|classified|detectors]
+--conditions: clean | realistic | hard | diffuse@SNR. --candidates is jaeger_node's parameter (set in a
+copy of the demo's params file; default: the file's value, classified).
     python benchmarks/bench_live.py --pool-cost   # per-frame cost of the two DoA pools, no ROS
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from jaeger_ros.data.robustness import bootstrap_ci
 from jaeger_ros.ros import live_demo
@@ -102,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scenario", choices=("single", "dual"), default="single")
     parser.add_argument("--method", choices=("classical", "jaeger"), default="classical")
+    parser.add_argument("--candidates", choices=("depth", "classified", "detectors"), default=None,
+                        help="jaeger_node parameter candidates (default: the params file's value)")
     parser.add_argument("--json", type=Path, help="where to write the figures (required for a live run)")
     parser.add_argument("--pool-cost", action="store_true", help="only time the two DoA pools (no ROS) and exit")
     args = parser.parse_args(argv)
@@ -112,12 +116,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--json is required for a live run")
 
     with tempfile.TemporaryDirectory() as out:
+        params = yaml.safe_load(live_demo.DEFAULT_PARAMS.read_text())
+        if args.candidates is not None:
+            params["jaeger_node"]["ros__parameters"]["candidates"] = args.candidates
+        params_file = Path(out) / "params.yaml"
+        params_file.write_text(yaml.safe_dump(params))
+        candidates = params["jaeger_node"]["ros__parameters"].get("candidates", "classified")
         original = live_demo.Scorer
         live_demo.Scorer = FrameScorer  # the demo builds its scorer by this name
         try:
             status = live_demo.main(["--duration", str(args.duration), "--seed", str(args.seed), "--conditions",
                                      args.conditions, "--scenario", args.scenario, "--method", args.method,
-                                     "--out", out])
+                                     "--params", str(params_file), "--out", out])
         finally:
             live_demo.Scorer = original
         summary_path = Path(out) / "summary.json"
@@ -134,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     lat = np.array([(r - s) * 1000.0 for r, s in recv])
     result = {
         "conditions": args.conditions, "duration_s": summary["duration_s"], "seed": args.seed,
-        "scenario": args.scenario, "method": args.method, "scoring_rule": live_demo.SCORING_RULE,
+        "scenario": args.scenario, "method": args.method, "candidates": candidates, "scoring_rule": live_demo.SCORING_RULE,
         "doa_error_median_deg": _row(err, np.median, rng),
         "doa_error_median_out_of_view_deg": _row(out_err, np.median, rng),
         "match_accuracy": _row(correct, np.mean, rng),
