@@ -323,6 +323,8 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
 
     if not data_dirs:
         raise ValueError("give at least one data root")
+    if model_cfg.base_model_path and not Path(model_cfg.base_model_path).is_dir():  # before any state is built
+        raise FileNotFoundError(f"base_model_path is not a folder: {model_cfg.base_model_path}")
     # cpu=True lets accelerate run DDP over gloo when torchrun starts CPU-only ranks (DeepSpeed,
     # when `accelerate launch` asks for it, runs on CPU ranks under DS_ACCELERATOR=cpu).
     # The schedule steps once per optimizer step (accelerate would step it once per process).
