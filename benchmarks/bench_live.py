@@ -9,6 +9,7 @@ the talker's acoustic centre is in the image (SimSource.in_view), and whether th
 Run (from a source checkout with the workspace sourced):
     python benchmarks/bench_live.py --conditions realistic --duration 120 --seed 3 --json OUT.json
     [--scenario single|dual] [--method classical|jaeger] [--candidates depth|classified|detectors]
+    [--world procedural|mesh]
 --conditions: clean | realistic | hard | diffuse@SNR. --candidates is jaeger_node's parameter (set in a
 copy of the demo's params file; default: the file's value, classified).
     python benchmarks/bench_live.py --pool-cost   # per-frame cost of the two DoA pools, no ROS
@@ -106,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", choices=("classical", "jaeger"), default="classical")
     parser.add_argument("--candidates", choices=("depth", "classified", "detectors"), default=None,
                         help="jaeger_node parameter candidates (default: the params file's value)")
+    parser.add_argument("--world", choices=("procedural", "mesh"), default=None,
+                        help="sim_bridge parameter world (default: the params file's value, procedural)")
     parser.add_argument("--json", type=Path, help="where to write the figures (required for a live run)")
     parser.add_argument("--pool-cost", action="store_true", help="only time the two DoA pools (no ROS) and exit")
     args = parser.parse_args(argv)
@@ -119,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         params = yaml.safe_load(live_demo.DEFAULT_PARAMS.read_text())
         if args.candidates is not None:
             params["jaeger_node"]["ros__parameters"]["candidates"] = args.candidates
+        if args.world is not None:
+            params["sim_bridge"]["ros__parameters"]["world"] = args.world
         params_file = Path(out) / "params.yaml"
         params_file.write_text(yaml.safe_dump(params))
         candidates = params["jaeger_node"]["ros__parameters"].get("candidates", "classified")
@@ -144,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     lat = np.array([(r - s) * 1000.0 for r, s in recv])
     result = {
         "conditions": args.conditions, "duration_s": summary["duration_s"], "seed": args.seed,
-        "scenario": args.scenario, "method": args.method, "candidates": candidates, "scoring_rule": live_demo.SCORING_RULE,
+        "scenario": args.scenario, "method": args.method, "candidates": candidates,
+        "world": params["sim_bridge"]["ros__parameters"].get("world", "procedural"), "scoring_rule": live_demo.SCORING_RULE,
         "doa_error_median_deg": _row(err, np.median, rng),
         "doa_error_median_out_of_view_deg": _row(out_err, np.median, rng),
         "match_accuracy": _row(correct, np.mean, rng),
