@@ -160,3 +160,18 @@ def test_candidates_choice_is_checked():
 
     with pytest.raises(ValueError, match="candidates must be one of"):
         ClassicalEstimator(candidates="blobs")
+
+
+def test_without_the_classifier_checkpoint_the_candidates_are_depth_blobs_with_one_warning(tmp_path, monkeypatch, caplog):
+    """A checkout without the checkpoint (the file really missing: the default path points
+    elsewhere) still gives candidates: the unclassified blobs, said once in the log."""
+    import logging
+
+    from jaeger_ros.detectors import loudspeaker
+    from jaeger_ros.pipeline.frame import ClassicalEstimator
+
+    monkeypatch.setattr(loudspeaker.LoudspeakerClassifier.__init__, "__defaults__", (tmp_path / "missing.pt",))
+    with caplog.at_level(logging.WARNING, logger="jaeger_ros.pipeline.frame"):
+        est = ClassicalEstimator(candidates="classified")
+    assert est.candidates == "depth"
+    assert len(caplog.records) == 1 and "missing.pt" in caplog.records[0].getMessage()
