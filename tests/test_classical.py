@@ -175,3 +175,18 @@ def test_without_the_classifier_checkpoint_the_candidates_are_depth_blobs_with_o
         est = ClassicalEstimator(candidates="classified")
     assert est.candidates == "depth"
     assert len(caplog.records) == 1 and "missing.pt" in caplog.records[0].getMessage()
+
+
+def test_detectors_candidates_find_the_person_in_a_photo():
+    """candidates "detectors": the astronaut photo (scikit-image) over a hand-made depth image
+    (her at 1.5 m, a wall at 4 m, no floor: no blobs) gives one "person" box at her depth."""
+    from skimage import data
+
+    from jaeger_ros.pipeline.frame import ClassicalEstimator
+
+    intr = Intrinsics.from_hfov(512, 512, 60.0)
+    depth = np.full((512, 512), 4.0, np.float32)
+    depth[10:, 30:360] = 1.5
+    out = ClassicalEstimator(candidates="detectors")(data.astronaut(), depth, intr, None, foa.SAMPLE_RATE, "", 0.0)
+    assert out.categories == ["person"] and 0.0 < out.scores[0] <= 1.0
+    assert out.boxes[0].max[2] == pytest.approx(-1.5, abs=0.02)
