@@ -12,7 +12,7 @@ renderer's instance mask.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -456,8 +456,16 @@ def _place_loudspeakers(rng: np.random.Generator, scene: Scene, shapes: list[int
     return True
 
 
-def visibility_problems(scene: Scene, intrinsics: Intrinsics, instance: np.ndarray, depth: np.ndarray) -> list[str]:
-    """Why a rendered scene breaks the visibility rules (empty list: it is valid)."""
+def visibility_problems(scene: Scene, intrinsics: Intrinsics, instance: np.ndarray, depth: np.ndarray,
+                        alone_pixels: Callable[[int], int] | None = None) -> list[str]:
+    """Why a rendered scene breaks the visibility rules (empty list: it is valid). Any world whose
+    scene has `loudspeakers` (with `acoustic_center`) and `camera_from_world()` uses it;
+    `alone_pixels(i)`: loudspeaker i's pixels with nothing else in the scene (default: a ray-cast
+    of the procedural scene with that loudspeaker alone, only computed when needed)."""
+    if alone_pixels is None:
+        def alone_pixels(i: int) -> int:
+            solo = replace(scene, furniture=[], wall_items=[], loudspeakers=[scene.loudspeakers[i]])
+            return int(np.sum(raycast(solo, intrinsics)[1] == 1))
     problems = []
     need = min_pixels(intrinsics)
     cam_from_world = scene.camera_from_world()
@@ -466,8 +474,7 @@ def visibility_problems(scene: Scene, intrinsics: Intrinsics, instance: np.ndarr
         if count < need:
             problems.append(f"loudspeaker {i} covers {count} px < {need}")
             continue
-        solo = replace(scene, furniture=[], wall_items=[], loudspeakers=[spk])
-        alone = int(np.sum(raycast(solo, intrinsics)[1] == 1))
+        alone = alone_pixels(i)
         if count < MIN_VISIBLE_FRACTION * alone:
             problems.append(f"loudspeaker {i}: only {count} of its {alone} px are unoccluded")
             continue

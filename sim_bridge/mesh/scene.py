@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from jaeger_ros.core.geometry import (Box3D, Intrinsics, azel_from_direction, pose_matrix, project, rotation_x,
+from jaeger_ros.core.geometry import (Box3D, Intrinsics, azel_from_direction, pose_matrix, rotation_x,
                                       rotation_y, transform_points)
 from sim_bridge import scene as procedural
 from sim_bridge.scene import _floats, _vec
@@ -569,27 +569,9 @@ def shell_instance_ids(scene: MeshScene) -> dict[str, int]:
 
 def visibility_problems(scene: MeshScene, intrinsics: Intrinsics, instance: np.ndarray, depth: np.ndarray,
                         alone_pixels: list[int]) -> list[str]:
-    """Why a rendered mesh scene breaks the visibility rules (as procedural.visibility_problems;
+    """Why a rendered mesh scene breaks the visibility rules (procedural.visibility_problems;
     alone_pixels[i]: loudspeaker i's pixels with nothing else in the scene)."""
-    problems = []
-    need = procedural.min_pixels(intrinsics)
-    cam_from_world = scene.camera_from_world()
-    for i, spk in enumerate(scene.loudspeakers):
-        count = int(np.sum(instance == i + 1))
-        if count < need:
-            problems.append(f"loudspeaker {i} covers {count} px < {need}")
-            continue
-        if count < procedural.MIN_VISIBLE_FRACTION * alone_pixels[i]:
-            problems.append(f"loudspeaker {i}: only {count} of its {alone_pixels[i]} px are unoccluded")
-            continue
-        p = transform_points(cam_from_world, spk.acoustic_center)
-        u, v, front = project(p, intrinsics)
-        ui, vi = int(np.round(u)), int(np.round(v))
-        if not (front and 0 <= ui < intrinsics.width and 0 <= vi < intrinsics.height):
-            problems.append(f"loudspeaker {i}: acoustic centre outside the image")
-        elif instance[vi, ui] != i + 1 or abs(depth[vi, ui] + p[2]) > 0.1:
-            problems.append(f"loudspeaker {i}: acoustic centre hidden")
-    return problems
+    return procedural.visibility_problems(scene, intrinsics, instance, depth, alone_pixels.__getitem__)
 
 
 def sample_mesh_scene(rng: np.random.Generator, split: str, num_loudspeakers: int, intrinsics: Intrinsics,
