@@ -122,6 +122,9 @@ def score(rec: Recording, duration_s: float, facing_deg: float) -> dict:
                 ids[k].append(tid)
                 (err_seen if seen_talking[times <= stamp, k].any() else err_heard).append(dist)
     switches = sum(sum(a != b for a, b in zip(seq, seq[1:])) for seq in ids)
+    # over-counting: tracks published per talker heard so far (1.0 = one track per real talker)
+    per_talker = [len(tracks) / heard for stamp, tracks in rec.talkers
+                  if (heard := sum(f <= stamp - 1.0 for f in first_heard))]
     minutes = duration_s / 60.0
 
     # onsets of a new talker and the time until the camera faces it
@@ -167,6 +170,8 @@ def score(rec: Recording, duration_s: float, facing_deg: float) -> dict:
         "position_samples_seen": len(err_seen), "position_samples_heard": len(err_heard),
         "id_switches_per_talker_min": switches / n / minutes if minutes > 0 else None,
         "id_switches": int(switches),
+        "tracks_per_heard_talker_median": float(np.median(per_talker)) if per_talker else None,
+        "tracks_per_heard_talker_max": float(np.max(per_talker)) if per_talker else None,
         "recall": hits / total if total else None,
         "time_to_face_median_s": float(np.median(to_face)) if to_face else None,
         "time_to_face_p90_s": float(np.percentile(to_face, 90)) if to_face else None,
