@@ -28,11 +28,9 @@ import numpy as np
 
 from jaeger_ros.core import foa
 from jaeger_ros.core.paths import share_dir
-from sim_bridge.backends.habitat import soundspaces_foa_to_ambix
+from sim_bridge.backends.habitat import SOUNDSPACES_W_SCALE, soundspaces_foa_to_ambix
 
 ENGINES = ("rlr", "pyroomacoustics")
-RLR_W_SCALE = float(np.sqrt(4.0 * np.pi))
-"""rlr's direct path has W = 1 / (sqrt(4 pi) r); ours has W = 1 / r."""
 PRA_W_SCALE = 1.0
 """pyroomacoustics (0.10) already gives the direct path amplitude 1 / r."""
 DEFAULT_RAYS = 3000
@@ -87,7 +85,7 @@ def to_ambix(ir: np.ndarray, world_from_camera: np.ndarray, engine_name: str = "
 
     rlr: N3D dipoles, W scale 1/sqrt(4 pi); pyroomacoustics (our virtual B-format): SN3D, 1."""
     if engine_name == "rlr":
-        return soundspaces_foa_to_ambix(ir, world_from_camera, "N3D", True, w_scale=RLR_W_SCALE)
+        return soundspaces_foa_to_ambix(ir, world_from_camera, "N3D", True, w_scale=SOUNDSPACES_W_SCALE)  # rlr is the SoundSpaces engine
     if engine_name == "pyroomacoustics":
         return soundspaces_foa_to_ambix(ir, world_from_camera, "SN3D", True, w_scale=PRA_W_SCALE)
     raise ValueError(f"unknown acoustics engine {engine_name!r}")
