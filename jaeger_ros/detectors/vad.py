@@ -126,27 +126,39 @@ class SpeechGate:
     """The VAD over a live stream of overlapping FOA windows (each ending at its stamp): every
     stretch of audio is heard once, the last `memory_s` of probabilities are kept, and `mask`
     says which vote times fall in speech. A stamp going back or a gap longer than a window
-    restarts the stream."""
+    restarts the stream. `update` also returns the chunks it completed (their 16 kHz audio and
+    probabilities), so voice identity (voice_id.VoiceStream) reuses this VAD pass."""
 
     def __init__(self, memory_s: float = 10.0) -> None:
         self._vad = VoiceActivity()
         self.memory_s = memory_s
         self._covered: float | None = None   # stream time up to which audio has been pushed
+        self._rest = np.zeros(0, np.float32)  # 16 kHz samples short of a whole chunk, ending at _covered
         self._start: float = 0.0             # time of the first kept chunk
         self._probs = np.zeros(0, np.float32)
+        self.restarted = False               # the last update restarted the stream
 
-    def update(self, stamp: float, foa: np.ndarray, sample_rate: int) -> None:
+    def update(self, stamp: float, foa: np.ndarray, sample_rate: int) -> tuple[float, np.ndarray, np.ndarray]:
+        """Push the window's unheard audio; returns (stream time of the first new chunk, new chunks
+        (n, CHUNK) at 16 kHz, their speech probabilities (n,))."""
         w = w_channel(foa)
         begin = stamp - w.size / sample_rate
-        if self._covered is None or stamp < self._covered or begin > self._covered + CHUNK_S:
+        self.restarted = self._covered is None or stamp < self._covered or begin > self._covered + CHUNK_S
+        if self.restarted:
             self._vad.reset()
-            self._covered, self._start, self._probs = begin, begin, np.zeros(0, np.float32)
-        fresh = w[max(0, int(round((self._covered - begin) * sample_rate))):]
-        probs = self._vad.push(fresh, sample_rate)
+            self._covered, self._start = begin, begin
+            self._rest, self._probs = np.zeros(0, np.float32), np.zeros(0, np.float32)
+        fresh = to_vad_rate(w[max(0, int(round((self._covered - begin) * sample_rate))):], sample_rate)
+        t0 = self._start + self._probs.size * CHUNK_S
+        x = np.concatenate([self._rest, fresh])
+        n = x.size // CHUNK
+        chunks = x[:n * CHUNK].reshape(n, CHUNK)
+        probs = np.array([self._vad.probability(c) for c in chunks], dtype=np.float32)
+        self._rest, self._covered = x[n * CHUNK:], stamp
         self._probs = np.concatenate([self._probs, probs])
-        self._covered = stamp  # the VAD holds the samples short of a whole chunk until the next push
         drop = max(0, int((stamp - self.memory_s - self._start) / CHUNK_S))
         self._probs, self._start = self._probs[drop:], self._start + drop * CHUNK_S
+        return t0, chunks, probs
 
     def activity(self) -> SpeechActivity:
         return SpeechActivity(self._start, self._probs.copy())
@@ -156,5 +168,12 @@ class SpeechGate:
         spans = speech_spans(self._probs, self._start, min_speech_s=0.0)
         return bool(spans) and spans[-1][1] >= self._start + len(self._probs) * CHUNK_S - 1e-9
 
-    def mask(self, times: np.ndarray) -> np.ndarray:
-        return in_speech(times, speech_spans(self._probs, self._start))
+    def last_speech(self) -> float | None:
+        """End (stream time) of the latest speech span, None when none is remembered."""
+        spans = speech_spans(self._probs, self._start, min_speech_s=0.0)
+        return spans[-1][1] if spans else None
+
+    def mask(self, times: np.ndarray, min_speech_s: float = MIN_SPEECH_S, pad_before_s: float = PAD_S) -> np.ndarray:
+        """Which `times` fall in speech (spans widened by PAD_S after and pad_before_s before)."""
+        spans = speech_spans(self._probs, self._start, min_speech_s=min_speech_s)
+        return in_speech(times, [(a - pad_before_s + PAD_S, b) for a, b in spans])

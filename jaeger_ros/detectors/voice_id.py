@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from jaeger_ros.detectors.vad import CHUNK, CHUNK_S, OFF_THRESHOLD, ON_THRESHOLD, VAD_RATE, VoiceActivity, \
-    to_vad_rate, w_channel
+from jaeger_ros.detectors.vad import CHUNK_S, OFF_THRESHOLD, ON_THRESHOLD, VAD_RATE, SpeechGate, to_vad_rate
 
 SAME_VOICE = 0.72
 """Cosine to an identity's centroid from which a turn is that voice. Chosen on the train-split
@@ -31,6 +30,7 @@ PITCH_RATIO = 1.4           # a turn whose F0 differs from an identity's by more
 MIN_TURN_S = 1.0            # shorter speech gives unreliable embeddings: not identified
 MAX_TURN_S = 4.0            # a longer turn is identified in pieces of this length
 TURN_GAP_S = 0.4            # a pause this long ends a turn (words are closer)
+EARLY_S = 1.5               # a new turn is matched (not learnt) against the known voices this far in
 MALE_BELOW_HZ = 160.0
 
 
@@ -75,6 +75,15 @@ class SpeakerEncoder:
         from resemblyzer import VoiceEncoder
         self._torch = torch
         self._encoder = VoiceEncoder("cpu", verbose=False)
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """One pass over noise now, so the first voice heard live does not pay librosa's and
+        torch's first-call set-up (seconds: a live node would drop frames)."""
+        from resemblyzer import preprocess_wav
+        noise = np.random.default_rng(0).normal(0.0, 0.1, 2 * VAD_RATE).astype(np.float32)
+        preprocess_wav(noise)
+        self._encoder.embed_utterance(noise)
 
     def __call__(self, audio: np.ndarray, sample_rate: int = VAD_RATE) -> np.ndarray:
         """Unit 256-D embedding of one utterance (its long silences are trimmed first)."""
@@ -135,6 +144,21 @@ class VoiceIdentities:
         self.identities.append(Identity(len(self.identities), e, 1, [] if f0 is None else [f0]))
         return self.identities[-1].voice_id, 1.0
 
+    def match(self, embedding: np.ndarray, f0: float | None = None) -> int | None:
+        """The identity `assign` would give, without learning from it; None for a new voice."""
+        e = np.asarray(embedding, dtype=np.float64)
+        e = e / np.linalg.norm(e)
+        best, best_sim = None, self.threshold
+        for ident in self.identities:
+            if f0 is not None and ident.f0s:
+                ratio = f0 / float(np.median(ident.f0s))
+                if max(ratio, 1.0 / ratio) > PITCH_RATIO:
+                    continue
+            sim = float(e @ ident.centroid)
+            if sim >= best_sim:
+                best, best_sim = ident.voice_id, sim
+        return best
+
     def gender(self, voice_id: int) -> str:
         return self.identities[voice_id].gender
 
@@ -155,40 +179,32 @@ class VoiceStream:
     """Voice activity + identity over a live stream of overlapping FOA windows (each ending at
     its stamp). Speech chunks gather into a turn that ends at a TURN_GAP_S pause or after
     MAX_TURN_S; a turn of at least MIN_TURN_S is embedded and assigned an identity. `update`
-    returns the turns finished by the new audio; `last` is the latest one."""
+    returns the turns finished by the new audio; `last` is the latest one. A new turn is also
+    matched against the known voices once EARLY_S of it is heard (`current` names that voice
+    while the turn goes on), so a known voice is named ~1.5 s into a turn instead of at its end. The VAD pass is
+    `gate`'s (a SpeechGate), so a pipeline that also gates DoA votes runs silero once."""
 
-    def __init__(self, encoder: SpeakerEncoder | None = None, threshold: float = SAME_VOICE) -> None:
-        self._vad = VoiceActivity()
+    def __init__(self, encoder: SpeakerEncoder | None = None, threshold: float = SAME_VOICE,
+                 gate: SpeechGate | None = None) -> None:
+        self.gate = gate or SpeechGate()
         self._encoder = encoder or SpeakerEncoder()
         self.identities = VoiceIdentities(threshold)
-        self._covered: float | None = None
-        self._rest = np.zeros(0, np.float32)
         self._turn: list[np.ndarray] = []
         self._turn_start = 0.0
         self._silent_chunks = 0
         self._inside = False
+        self._early: int | None = None   # voice id matched early for the turn in progress
         self.last: VoiceTurn | None = None
 
-    def _restart(self, begin: float) -> None:
-        self._vad.reset()
-        self._covered, self._rest = begin, np.zeros(0, np.float32)
-        self._turn, self._inside, self._silent_chunks = [], False, 0
-
     def update(self, stamp: float, foa: np.ndarray, sample_rate: int) -> list[VoiceTurn]:
-        w = w_channel(foa)
-        begin = stamp - w.size / sample_rate
-        if self._covered is None or stamp < self._covered or begin > self._covered + CHUNK_S:
-            self._restart(begin)
-        fresh = to_vad_rate(w[max(0, int(round((self._covered - begin) * sample_rate))):], sample_rate)
-        # stream time of the first sample of the pending audio
-        t0 = self._covered - self._rest.size / VAD_RATE
-        x = np.concatenate([self._rest, fresh])
-        n = x.size // CHUNK
-        self._rest, self._covered = x[n * CHUNK:], stamp
+        return self.feed(*self.gate.update(stamp, foa, sample_rate), restarted=self.gate.restarted)
+
+    def feed(self, t0: float, chunks: np.ndarray, probs: np.ndarray, restarted: bool = False) -> list[VoiceTurn]:
+        """Fold in consecutive VAD chunks (SpeechGate.update's output) starting at stream time t0."""
+        if restarted:
+            self._turn, self._inside, self._silent_chunks, self._early = [], False, 0, None
         finished = []
-        for k in range(n):
-            chunk = x[k * CHUNK:(k + 1) * CHUNK]
-            p = self._vad.probability(chunk)
+        for k, (chunk, p) in enumerate(zip(chunks, probs)):
             t = t0 + k * CHUNK_S
             if not self._inside and p >= ON_THRESHOLD:
                 self._inside, self._silent_chunks = True, 0
@@ -203,15 +219,43 @@ class VoiceStream:
                 self._silent_chunks += 1
                 self._turn.append(chunk)   # keep word gaps; trimmed below if the turn ends
             end_by_gap = self._turn and not self._inside and self._silent_chunks * CHUNK_S >= TURN_GAP_S
+            if self._inside and self._early is None and abs(len(self._turn) * CHUNK_S - EARLY_S) < CHUNK_S / 2 \
+                    and not self._continues():
+                self._early = self._peek(np.concatenate(self._turn))
             if end_by_gap or len(self._turn) * CHUNK_S >= MAX_TURN_S:
                 audio = np.concatenate(self._turn[:len(self._turn) - self._silent_chunks] if end_by_gap else self._turn)
                 turn = self._identify(audio, self._turn_start)
                 if turn is not None:
                     finished.append(turn)
                     self.last = turn
-                self._turn, self._silent_chunks = [], 0
+                self._turn, self._silent_chunks, self._early = [], 0, None
                 self._turn_start = t + CHUNK_S
         return finished
+
+    def _continues(self) -> bool:
+        """Whether the turn in progress goes on from the last identified one (a long turn cut at
+        MAX_TURN_S): the same voice."""
+        return self.last is not None and abs(self._turn_start - self.last.end_s) < CHUNK_S / 2
+
+    def _peek(self, audio: np.ndarray) -> int | None:
+        try:
+            return self.identities.match(self._encoder(audio), median_f0(audio))
+        except ValueError:
+            return None
+
+    def current(self, now: float, hold_s: float) -> VoiceTurn | None:
+        """The identified turn whose voice is heard at `now`: the last one while its speech goes on
+        (a long turn is identified in MAX_TURN_S pieces) or ended within hold_s; None while a new
+        turn, perhaps another voice, is not yet identified, and in silence."""
+        last = self.last
+        if self._turn and self._early is not None:   # a known voice matched early in this turn
+            ident = self.identities.identities[self._early]
+            return VoiceTurn(self._turn_start, now, ident.voice_id, float("nan"), ident.gender, None)
+        if last is None:
+            return None
+        if self._turn:   # speech in progress: the same voice only if it continues the last turn
+            return last if self._continues() else None
+        return last if now - last.end_s <= hold_s else None
 
     def _identify(self, audio: np.ndarray, start: float) -> VoiceTurn | None:
         if audio.size < MIN_TURN_S * VAD_RATE:

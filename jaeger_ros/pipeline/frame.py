@@ -27,6 +27,13 @@ classifier, the rejected ones dropped; ~1 ms more; the default when its checkpoi
 "detectors" (detectors.candidates: people from the person detectors + classified loudspeakers,
 ~175 ms a new scene on 2 shared cores)."""
 UNKNOWN = "unknown"
+VAD_HOLD_S = 1.2
+"""With the VAD on, a direction is reported only while speech was heard within this long
+(longer than the pauses between a talker's sentences, 0.3-1 s in the simulator): nobody
+speaking, no direction."""
+VOTE_LEAD_S = 0.15
+"""DoA votes this long before a speech span still count: silero enters a span a chunk or two
+(32 ms each) after the first syllable, and that syllable's onset is the cleanest vote."""
 _log = logging.getLogger(__name__)
 
 
@@ -40,6 +47,8 @@ class Estimate:
     index: int  # matched box, -1 for none
     label: str
     confidence: float
+    voice_id: str = ""      # identity of the voice heard ("voice_<n>", n from 0 in order of appearance; "" unknown)
+    voice_gender: str = ""  # "male" / "female" from that voice's pitch ("" unknown)
 
     @property
     def categories(self) -> list[str]:
@@ -78,7 +87,11 @@ class ClassicalEstimator:
     DEPTH_CHANGE_M = 0.05     # a pixel moved more than this ...
     DEPTH_CHANGE_SHARE = 0.02  # ... in more than this share of the (subsampled) image: new scene
 
-    def __init__(self, doa_memory_s: float = 5.0, doa: str = "robust", candidates: str = "classified") -> None:
+    def __init__(self, doa_memory_s: float = 5.0, doa: str = "robust", candidates: str = "classified",
+                 vad: bool = True, voices: bool = False) -> None:
+        """`vad`: only votes inside speech (silero, detectors.vad) count, and no direction is
+        reported when nobody spoke within VAD_HOLD_S; `voices`: each voice heard gets an identity
+        (detectors.voice_id: Resemblyzer embeddings clustered online, gender from pitch)."""
         from jaeger_ros.classical import candidates as blobs
         from jaeger_ros.classical import matching, tracking
         if doa not in DOA_METHODS:
@@ -106,6 +119,14 @@ class ClassicalEstimator:
         self._last_stamp: float | None = None
         self._depth_key: np.ndarray | None = None
         self._boxes: list[Box3D] = []
+        self.vad = vad
+        self._gate, self._voices = None, None
+        if vad or voices:
+            from jaeger_ros.detectors import vad as speech
+            self._gate = speech.SpeechGate(memory_s=doa_memory_s + 2.0)
+        if voices:
+            from jaeger_ros.detectors.voice_id import VoiceStream
+            self._voices = VoiceStream(gate=self._gate)
 
     def _scene_changed(self, depth: np.ndarray) -> bool:
         """Whether the depth moved since the candidates were computed. Only pixels valid in both
@@ -134,15 +155,43 @@ class ClassicalEstimator:
                 self._depth_key, self._boxes = None, []  # try again on the next frame
                 raise
         boxes = self._boxes
+        voice = self._hear(stamp, foa, sample_rate)
+        if self.vad and foa is not None:
+            valid = self._speech_only(stamp, foa.shape[1], sample_rate, valid)
         est = self._pool.update(stamp, foa, sample_rate, valid)
+        if self.vad and not self._spoke_recently(stamp):
+            est = None  # the pool still remembers votes of speech that ended: nobody speaks now
         if est is None:
-            return Estimate(boxes, None, 0.0, -1, "", 0.0)
+            return Estimate(boxes, None, 0.0, -1, "", 0.0, *voice)
         direction = np.asarray(est.direction, dtype=float)
         if not boxes:
-            return Estimate(boxes, direction, float(est.confidence), -1, "", 0.0)
+            return Estimate(boxes, direction, float(est.confidence), -1, "", 0.0, *voice)
         match = self._matching.match_speaker(direction, boxes)
         return Estimate(boxes, direction, float(est.confidence), int(match.index), match.label,
-                        float(est.confidence * match.confidence))
+                        float(est.confidence * match.confidence), *voice)
+
+    def _hear(self, stamp: float, foa: np.ndarray | None, sample_rate: int) -> tuple[str, str]:
+        """Run the VAD (and voice identity) over the window's unheard audio; returns the
+        (voice id, gender) of the voice heard now, ("", "") when unknown."""
+        if foa is not None and self._voices is not None:
+            self._voices.update(stamp, foa, sample_rate)
+        elif foa is not None and self._gate is not None:
+            self._gate.update(stamp, foa, sample_rate)
+        turn = self._voices.current(stamp, VAD_HOLD_S) if self._voices is not None else None
+        if turn is None:
+            return "", ""
+        return f"voice_{turn.voice_id}", self._voices.identities.gender(turn.voice_id)
+
+    def _speech_only(self, stamp: float, n: int, sample_rate: int, valid: np.ndarray | None) -> np.ndarray:
+        """The window's sample mask with everything outside speech (as the gate heard it) marked
+        invalid, which the pools treat as a dropout: no vote there, and none from the fallback."""
+        times = stamp - n / sample_rate + np.arange(n) / sample_rate
+        speech = self._gate.mask(times, min_speech_s=0.0, pad_before_s=VOTE_LEAD_S)
+        return speech if valid is None else speech & np.asarray(valid, bool)
+
+    def _spoke_recently(self, stamp: float) -> bool:
+        end = self._gate.last_speech()
+        return end is not None and stamp - end <= VAD_HOLD_S
 
     def _find(self, rgb: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics) -> list[Box3D]:
         """This frame's candidates, left to right, each with its category and score."""
@@ -198,12 +247,13 @@ def labelled(est: Estimate) -> Estimate:
     return est
 
 
-def make_estimator(method: str, checkpoint: str, doa_memory_s: float = 5.0,
-                   doa: str = "robust", candidates: str = "classified") -> ClassicalEstimator | JaegerEstimator:
+def make_estimator(method: str, checkpoint: str, doa_memory_s: float = 5.0, doa: str = "robust",
+                   candidates: str = "classified", vad: bool = True,
+                   voices: bool = False) -> ClassicalEstimator | JaegerEstimator:
     """`doa` chooses the classical estimator's sound-only DoA (DOA_METHODS), `candidates` its
-    candidates (CANDIDATES)."""
+    candidates (CANDIDATES), `vad` and `voices` its speech gate and voice identity."""
     if method == "classical":
-        return ClassicalEstimator(doa_memory_s, doa, candidates)
+        return ClassicalEstimator(doa_memory_s, doa, candidates, vad, voices)
     if method == "jaeger":
         return JaegerEstimator(checkpoint)
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")

@@ -71,7 +71,7 @@ from jaeger_ros.core.geometry import BODY_FROM_CAMERA, OPTICAL_FROM_CAMERA, Intr
 from jaeger_ros.core.msg_arrays import check_frame_layout
 from jaeger_ros.msg import BoundingBox3D, BoundingBox3DArray, DoaEstimate, FoaAudio, SpeakerMatch
 from jaeger_ros.core.sync import ApproximateTimeMatcher, subscribe_synchronized
-from jaeger_ros.ros.params import Spec, check_topic, descriptor
+from jaeger_ros.ros.params import Spec, check, descriptor
 from jaeger_ros.ros.runner import run_node
 from jaeger_ros.ros.tracker_node import TfListener
 from jaeger_ros.tracker.transforms import TransformBuffer, TransformError
@@ -169,6 +169,10 @@ PARAMETERS: tuple[Param, ...] = (
     Param("candidates", "classified", "method classical: candidate boxes: depth (every loudspeaker-sized depth blob, "
           "category unknown) | classified (blobs kept by the loudspeaker crop classifier; depth when its checkpoint "
           "is missing) | detectors (people + classified loudspeakers, ~175 ms per new scene)", False),
+    Param("vad", True, "method classical: only DoA votes inside speech (silero VAD) count; no direction while "
+          "nobody speaks (~1 ms per 0.1 s step, benchmarks/bench_voice.py)", False),
+    Param("voice_id", True, "method classical: give each voice heard an identity (Resemblyzer embeddings, gender "
+          "from pitch), published as SpeakerMatch.voice_id/voice_gender (one embedding per turn of speech)", False),
     Param("queue_size", 10, "approximate-time sync queue per image input, 1..1000", False),
     Param("slop", 0.02, "s, largest stamp spread of a synchronised RGB/depth/info set, 0..1", False),
     Param("stale_after_s", 1.0, "s, drop frames older than this (or whose audio never came), 0..60", True),
@@ -206,44 +210,28 @@ INT_LIMITS = {"queue_size": (1, 1000), "sample_rate": (1000, 192000), "max_pixel
 CHOICES = {"method": METHODS, "target_voice": VOICES, "doa": DOA_METHODS, "candidates": CANDIDATES}
 
 
+def spec_of(param: Param) -> Spec:
+    """The parameter as a params.Spec: its range (FLOAT_LIMITS, INT_LIMITS) and choices, so the
+    node checks values with the same params.check as every other node."""
+    low, high, closed = FLOAT_LIMITS.get(param.name) or (*INT_LIMITS.get(param.name, (None, None)), True)
+    return Spec(param.name, param.default, param.description, low, high, tuple(CHOICES.get(param.name, ())),
+                live=param.live, low_open=not closed)
+
+
 def descriptor_of(spec: Param) -> ParameterDescriptor:
     """Static type, range and description; read_only only for what is read at construction
     (configure-time parameters change while unconfigured and are refused, with the reason, while
     configured)."""
-    low, high = (FLOAT_LIMITS.get(spec.name) or INT_LIMITS.get(spec.name) or (None, None))[:2]
     when = " (live)" if spec.live else " (read at configure)"
-    return descriptor(Spec(spec.name, spec.default, spec.description + ("" if spec.name in AT_START else when), low,
-                           high, tuple(CHOICES.get(spec.name, ()))), read_only=spec.name in AT_START)
+    full = spec_of(spec)
+    return descriptor(full._replace(description=spec.description + ("" if spec.name in AT_START else when)),
+                      read_only=spec.name in AT_START)
 
 
 def check_parameter(name: str, value: Any) -> Any:
     """`value` of parameter `name`, normalised (an integer where a float is meant becomes a
     float); ValueError naming the parameter and the reason otherwise."""
-    default = SPECS[name].default
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ValueError(f"{name} must be true or false, got {value!r}")
-    elif isinstance(default, str):
-        if not isinstance(value, str):
-            raise ValueError(f"{name} must be a string, got {value!r}")
-    elif isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"{name} must be a number, got {value!r}")
-        value = float(value)
-        low, high, closed = FLOAT_LIMITS[name]
-        if not ((value >= low if closed else value > low) and value <= high):
-            raise ValueError(f"{name} = {value:g} is outside {'[' if closed else '('}{low:g}, {high:g}]")
-    else:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{name} must be an integer, got {value!r}")
-        low, high = INT_LIMITS[name]
-        if not low <= value <= high:
-            raise ValueError(f"{name} = {value} is outside [{low}, {high}]")
-    if name in CHOICES and value not in CHOICES[name]:
-        raise ValueError(f"{name} must be one of {CHOICES[name]}, got {value!r}")
-    if name.endswith("_topic"):
-        check_topic(name, value)
-    return value
+    return check(spec_of(SPECS[name]), value)
 
 
 def check_parameters(values: dict[str, Any]) -> dict[str, Any]:
@@ -508,7 +496,8 @@ class JaegerNode(LifecycleNode):
         if p["method"] == "jaeger":  # loading takes seconds: say what the node is doing
             self.get_logger().info(f"lifecycle: configuring (loading checkpoint {p['checkpoint'] or 'default'!r})")
         try:
-            estimator = make_estimator(p["method"], p["checkpoint"], p["doa_memory_s"], p["doa"], p["candidates"])
+            estimator = make_estimator(p["method"], p["checkpoint"], p["doa_memory_s"], p["doa"], p["candidates"],
+                                       p["vad"], p["voice_id"])
         except Exception as err:  # whatever loading raises (missing file, bad weights, no torch): stay up
             where = f"checkpoint {p['checkpoint'] or 'default'!r}" if p["method"] == "jaeger" else f"method {p['method']}"
             return self._configure_failed(f"{where}: {type(err).__name__}: {err}")
@@ -860,7 +849,8 @@ class JaegerNode(LifecycleNode):
         doa = rc.doa_to_msg(direction, est.doa_confidence if est.direction is not None else 0.0, header, target)
         match = SpeakerMatch(header=header, target=target, index=est.index, label=est.label, category=est.category,
                              matched_box=boxes[est.index] if est.index >= 0 else BoundingBox3D(),
-                             candidates=boxes, doa=doa, confidence=est.confidence, method=self.estimator.name)
+                             candidates=boxes, doa=doa, confidence=est.confidence, method=self.estimator.name,
+                             voice_id=est.voice_id, voice_gender=est.voice_gender)
         self.pub_det.publish(BoundingBox3DArray(header=header, boxes=boxes))
         self.pub_doa.publish(doa)
         self.pub_match.publish(match)

@@ -25,7 +25,8 @@ READ_AT_START = " (read at start-up: restart the node to change it)"
 
 
 class Spec(NamedTuple):
-    """One parameter: its default fixes its type; low/high (closed) its range; choices for strings."""
+    """One parameter: its default fixes its type; low/high its range (closed, or open at low with
+    low_open: a period or a rate must be above 0, not 0); choices for strings."""
 
     name: str
     default: Any
@@ -34,6 +35,7 @@ class Spec(NamedTuple):
     high: float | None = None
     choices: tuple[str, ...] = ()
     live: bool = False  # a live change applies; False: read_only
+    low_open: bool = False  # low itself is outside the range
 
 
 def _type(default: Any) -> int:
@@ -88,8 +90,9 @@ def check(spec: Spec, value: Any) -> Any:
             value = [float(v) for v in value]
         except (TypeError, ValueError):
             raise ValueError(f"{name} must be a list of numbers, got {value!r}") from None
-    if spec.low is not None and spec.high is not None and not spec.low <= value <= spec.high:
-        raise ValueError(f"{name} = {value!r} is outside [{spec.low:g}, {spec.high:g}]")
+    if spec.low is not None and spec.high is not None and \
+            not ((value > spec.low if spec.low_open else value >= spec.low) and value <= spec.high):
+        raise ValueError(f"{name} = {value!r} is outside {'(' if spec.low_open else '['}{spec.low:g}, {spec.high:g}]")
     if spec.choices and value not in spec.choices:
         raise ValueError(f"{name} must be one of {list(spec.choices)}, got {value!r}")
     if name.endswith("_topic"):

@@ -16,7 +16,8 @@ A frame whose audio window (`window_s`, as jaeger_node's) was heard while the ca
 than `max_turn_rate_rps` is dropped and counted ("turning"): its DoA is smeared over the turn.
 
 Outputs: jaeger_ros/TalkerArray on `talkers_topic` (every confirmed track: position and
-covariance in `world_frame`, voice, heard/seen ages, talking, visible in the current view,
+covariance in `world_frame`, voice identity (SpeakerMatch.voice_id: one track per identity) and
+gender, heard/seen ages, talking, visible in the current view,
 azimuth and distance from `base_frame`) after every frame, and markers on `markers_topic`
 (positions, 2-sigma covariance ellipsoids, id/voice labels; talking tracks red). Out-of-order,
 stale (older than `max_delay_s` on arrival), malformed and TF-less frames are dropped, counted
@@ -242,7 +243,8 @@ class TrackerNode(Node):
         obs = Observation(stamp, origin, rot @ d, float(msg.doa.confidence),
                           position=None if ranged is None else rot @ ranged[0] + origin,
                           position_sigma_m=None if ranged is None else ranged[1],
-                          voice=msg.target if msg.target in ("male", "female") else "", seen=ranged is not None)
+                          voice=msg.target if msg.target in ("male", "female") else msg.voice_gender,
+                          seen=ranged is not None, voice_id=msg.voice_id)
         rejected = sum(self.tracker.dropped.values()) - self.tracker.dropped["silence"]
         self.tracker.update(obs, now=self._now())
         if sum(self.tracker.dropped.values()) - self.tracker.dropped["silence"] > rejected:
@@ -262,7 +264,7 @@ class TrackerNode(Node):
         out = TalkerArray(header=rc.make_header(stamp_msg, world), current_id=-1)
         talking = []
         for t in self.tracker.talkers():
-            msg = Talker(id=t.id, voice=t.voice, last_heard=rc.seconds_to_stamp(t.last_heard),
+            msg = Talker(id=t.id, voice=t.voice, voice_id=t.voice_id, last_heard=rc.seconds_to_stamp(t.last_heard),
                          talking=t.talking(stamp, hold), observations=t.hits,
                          visible=self.intrinsics is not None and in_view(t.position, map_from_optical, self.intrinsics))
             if t.last_seen is not None:  # else zero: never seen
@@ -306,7 +308,7 @@ class TrackerNode(Node):
                                                                  for v in vals)
             label = Marker(header=header, ns="talker_labels", id=int(t.id), type=Marker.TEXT_VIEW_FACING,
                            action=Marker.ADD, color=_color(1.0, 1.0, 1.0),
-                           text=f"#{t.id} {t.voice or 'voice ?'}{' talking' if t.talking else ''}")
+                           text=f"#{t.id} {t.voice_id or 'voice ?'} {t.voice}".rstrip() + (" talking" if t.talking else ""))
             label.pose.position.x, label.pose.position.y = t.position.x, t.position.y
             label.pose.position.z = t.position.z + 0.35
             label.pose.orientation.w = 1.0

@@ -20,7 +20,13 @@ heard-only talker onto the robot; an angular fit leaves the range to the evidenc
 `memory_s` measured from the track's newest observation, so a talker that walks is followed and
 one that falls silent keeps its last place; at most `max_evidence` items are kept.
 
-Association picks the nearest track inside an angular gate (voices that are known must agree);
+Association picks the nearest track inside an angular gate (voices that are known must agree).
+A voice IDENTITY (`voice_id`, from detectors.voice_id) outranks geometry: an observation with a
+known identity goes to that identity's track wherever it is, and when it lies outside the gate
+the talker has moved (walked while unheard, or the evidence was bearing-only), so the track
+restarts its evidence from the new observation; one identity never has two tracks (they merge)
+and two identities never share one. Silence, leaving the view and robot turns change nothing.
+Otherwise,
 anything else starts a tentative track that becomes a talker after `confirm_hits` observations
 within `tentative_timeout_s`. Tracks closer than `merge_m` merge into the older one (its id
 survives); talkers unheard for `forget_s` are deleted. Silence (a low-confidence DoA) updates
@@ -79,6 +85,7 @@ class Observation:
     position_sigma_m: float | None = None
     voice: str = ""
     seen: bool = False  # the talker is in the camera's view (the position came from vision)
+    voice_id: str = ""  # identity of the voice ("voice_<n>"), "" unknown
 
 
 @dataclass
@@ -96,6 +103,7 @@ class Track:
     hits: int = 1
     confirmed: bool = False
     last_seen: float | None = None
+    voice_id: str = ""
 
     def talking(self, now: float, hold_s: float) -> bool:
         return now - self.last_heard <= hold_s
@@ -172,7 +180,13 @@ class TalkerTracker:
     # --- association ----------------------------------------------------------------------
     def _cost(self, track: Track, obs: Observation, direction: np.ndarray) -> float | None:
         """Angle (degrees, plus a small range term) from the observation to the track; None
-        outside the gate or for a known, different voice."""
+        outside the gate or for a known, different voice. The track of the observation's own
+        voice identity costs less than any other, wherever it is."""
+        if obs.voice_id and track.voice_id:
+            if obs.voice_id != track.voice_id:
+                return None
+            to_track = track.position - obs.origin
+            return -180.0 + (angle_deg(direction, to_track) if np.linalg.norm(to_track) > 0 else 0.0)
         if obs.voice and track.voice and obs.voice != track.voice:
             return None
         to_track = track.position - obs.origin
@@ -195,22 +209,31 @@ class TalkerTracker:
         prior_info = np.eye(3) / cfg.range_prior_sigma_m ** 2
         track = Track(self._next_id, obs.voice, obs.stamp, obs.stamp, (prior_info, prior_info @ point),
                       position=point if obs.position is None else np.asarray(obs.position, dtype=float),
-                      last_seen=obs.stamp if obs.seen else None)
+                      last_seen=obs.stamp if obs.seen else None, voice_id=obs.voice_id)
         track.evidence.append(replace(obs, direction=direction))
         track.solve(cfg)
         self._next_id += 1
         self.tracks[track.id] = track
         return track
 
-    def _apply(self, track: Track, obs: Observation, direction: np.ndarray) -> None:
+    def _apply(self, track: Track, obs: Observation, direction: np.ndarray, moved: bool = False) -> None:
+        """Add the observation's evidence; `moved`: the track's voice was heard outside its gate,
+        so its old evidence (another place) is dropped and the solve starts from the new ray."""
         cfg = self.config
+        if moved:
+            point = obs.origin + direction * cfg.default_range_m
+            prior_info = np.eye(3) / cfg.range_prior_sigma_m ** 2
+            track.prior, track.evidence = (prior_info, prior_info @ point), []
+            track.position = point if obs.position is None else np.asarray(obs.position, dtype=float)
         track.evidence.append(replace(obs, direction=direction))
         del track.evidence[:-cfg.max_evidence]
         track.hits += 1
         track.last_heard = max(track.last_heard, obs.stamp)
         if obs.seen:
             track.last_seen = obs.stamp
-        if obs.voice and not track.voice:
+        if obs.voice_id and not track.voice_id:
+            track.voice_id = obs.voice_id
+        if obs.voice and (not track.voice or obs.voice_id):  # an identity's gender firms up as it speaks
             track.voice = obs.voice
         if track.hits >= cfg.confirm_hits:
             track.confirmed = True
@@ -243,11 +266,16 @@ class TalkerTracker:
                  if (c := self._cost(t, obs, direction)) is not None]
         if costs:
             track = self.tracks[min(costs)[2]]
-            self._apply(track, obs, direction)
+            moved = bool(obs.voice_id) and obs.voice_id == track.voice_id and self._outside(track, obs, direction)
+            self._apply(track, obs, direction, moved)
         else:
             track = self._new_track(obs, direction)
         merged = self._merge()
         return merged.get(track.id, track.id)
+
+    def _outside(self, track: Track, obs: Observation, direction: np.ndarray) -> bool:
+        """Whether the observation falls outside the track's gate (as an anonymous one would)."""
+        return self._cost(track, replace(obs, voice_id="", voice=""), direction) is None
 
     def _merge(self) -> dict[int, int]:
         """Fuse tracks closer than merge_m (information-weighted) into the older id; returns
@@ -257,9 +285,13 @@ class TalkerTracker:
         for i, a_id in enumerate(ids):
             for b_id in ids[i + 1:]:
                 a, b = self.tracks.get(a_id), self.tracks.get(b_id)
-                if a is None or b is None or (a.voice and b.voice and a.voice != b.voice):
+                if a is None or b is None:
                     continue
-                if np.linalg.norm(a.position - b.position) >= self.config.merge_m:
+                far = np.linalg.norm(a.position - b.position) >= self.config.merge_m
+                if a.voice_id and a.voice_id == b.voice_id:  # one track per identity, wherever they are
+                    if far and b.last_heard > a.last_heard:  # the newer place wins
+                        a.position, a.evidence, a.prior = b.position, [], b.prior
+                elif far or (a.voice_id and b.voice_id) or (a.voice and b.voice and a.voice != b.voice):
                     continue
                 a.evidence = sorted(a.evidence + b.evidence, key=lambda e: e.stamp)[-self.config.max_evidence:]
                 a.hits += b.hits
@@ -268,6 +300,7 @@ class TalkerTracker:
                 seen = [s for s in (a.last_seen, b.last_seen) if s is not None]
                 a.last_seen = max(seen) if seen else None
                 a.voice = a.voice or b.voice
+                a.voice_id = a.voice_id or b.voice_id
                 a.solve(self.config)
                 del self.tracks[b_id]
                 into[b_id] = a_id
