@@ -67,7 +67,8 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 
     counts = generate(args.out, args.split, args.num, seed=args.seed, tasks=args.tasks,
                       workers=args.workers, speech_dir=args.speech_dir, resolution=args.resolution,
-                      overwrite=args.overwrite, conditions=args.conditions, world=args.world, scene=args.scene)
+                      overwrite=args.overwrite, conditions=args.conditions, world=args.world, scene=args.scene,
+                      talkers=args.talkers)
     print(json.dumps({"out": str(Path(args.out) / args.split), "entries": counts}))
 
 
@@ -76,7 +77,8 @@ def _cmd_record(args: argparse.Namespace) -> None:
 
     stats = record(args.out, args.duration, scenario=args.scenario, seed=args.seed, storage=args.storage,
                    width=args.resolution[0], height=args.resolution[1], rate_hz=args.rate,
-                   compress=not args.no_compress, conditions=args.conditions, world=args.world)
+                   compress=not args.no_compress, conditions=args.conditions, world=args.world,
+                   talkers=args.talkers)
     print(json.dumps(stats.to_dict()))
 
 
@@ -103,6 +105,16 @@ def _method(spec: str, protocol: str | None = None, base_model: str | None = Non
     if base_model and spec.startswith("official:") and "@" not in spec:
         spec = f"{spec}@{base_model}"
     return JaegerMethod.from_checkpoint(spec, protocol=protocol)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"need a whole number of at least 1, got {text!r}")
+    return value
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -138,7 +150,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
             if args.out:
                 out = Path(args.out) if k == 0 else Path(args.out) / f"compare_{spec.replace('/', '_')}"
             reports.append(evaluate(_method(spec, args.protocol, args.base_model), args.data, split=args.split,
-                                    tasks=args.tasks, out_dir=out, shard=shard, parser=parser))
+                                    tasks=args.tasks, out_dir=out, shard=shard, parser=parser,
+                                    batch_size=args.batch_size))
         if shard[1] > 1:
             print(f"rank {shard[0]}/{shard[1]}: shard files written to {args.out}; when every rank is done, "
                   f"`jaeger eval --merge {args.out}` writes the report")
@@ -228,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--scene", default=None, metavar="FILE",
                      help="with --world mesh: your GLB/glTF/OBJ/PLY home and its semantic sidecar FILE.json "
                           "(camera, loudspeakers, categories: sim_bridge/mesh/import_scene.py) instead of sampled rooms")
+    gen.add_argument("--talkers", default="loudspeakers", choices=["loudspeakers", "people", "mixed"],
+                     help="who talks: loudspeakers (the official form, default), people (every source a person "
+                          "talking from its mouth, box category person) or mixed")
     gen.set_defaults(func=_cmd_generate)
     io = ds_sub.add_parser("import-official", help="map the official SpatialSceneQA release onto OUT (no media copied)")
     io.add_argument("--release", required=True, metavar="ROOT",
@@ -270,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="sensing conditions preset of the live world (sim_bridge/conditions.py), default realistic")
     rec.add_argument("--world", default="procedural", choices=["procedural", "mesh"],
                      help="procedural shoebox rooms (default) or furnished mesh rooms (single/dual scenarios)")
+    rec.add_argument("--talkers", default="loudspeakers", choices=["loudspeakers", "people", "mixed"],
+                     help="who talks: loudspeakers (default), people or mixed (ground truth names each category)")
     rec.set_defaults(func=_cmd_record)
 
     ev = sub.add_parser("eval", help="evaluate a method on a dataset split")
@@ -293,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "as torchrun/accelerate set them, else 0/1); writes shard files into --out")
     ev.add_argument("--base-model", default=None, metavar="QWEN_DIR",
                     help="local Qwen2.5-Omni-7B folder for official:CKPT_DIR (instead of @QWEN_DIR)")
+    ev.add_argument("--batch-size", type=_positive_int, default=1, metavar="N",
+                    help="checkpoints: answer N items of a task together (left padding, greedy; the answers "
+                         "equal batch 1); the official protocol's whole files still go one at a time")
     ev.add_argument("--merge", default=None, metavar="DIR",
                     help="merge the shard files of a sharded run in DIR into its report (no evaluation)")
     ev.add_argument("--by-condition", action="store_true",

@@ -1,7 +1,8 @@
 """sim_bridge + jaeger_node (+ RViz with rviz:=true): the simulated live world and the estimator.
 
 ros2 launch jaeger_ros sim.launch.py [params_file:=...] [method:=classical|jaeger] [namespace:=robot1]
-    [scenario:=single|dual|party] [world:=procedural|mesh] [target_voice:=male|female] [rviz:=true] [record:=true [bag:=DIR]]
+    [scenario:=single|dual|party] [world:=procedural|mesh] [talker_kind:=loudspeakers|people|mixed]
+    [target_voice:=male|female] [rviz:=true] [record:=true [bag:=DIR]]
 
 scenario:=party: talkers take turns around a robot base that turns; jaeger_tracker (world-frame
 talker tracks on /jaeger/talkers) and turn_to_speaker (cmd_vel to the sim) start too, and the

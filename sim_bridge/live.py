@@ -14,6 +14,8 @@ sim_bridge.conditions, `realistic` by default: ambient noise, interferer and sel
 precomputed scene-long buffer at the drawn SNR, directional loudspeakers, tetrahedral
 capsules, depth and RGB noise; `drawn_conditions` says what scene k drew). Scenario
 "single": one loudspeaker per scene talks; "dual": a male and a female loudspeaker talk independently (they overlap at times).
+`talker_kind` people / mixed makes some or all sources people who talk from the mouth with
+their own voice gender and a human voice directivity (sim_bridge.people).
 
 Frames: the simulator's world is y up; `map` is REP-103 (z up): map = (z, x, y) of world.
 TF (tf_links): map -> odom -> base_link -> camera_link -> camera_color_optical_frame (REP-105).
@@ -32,7 +34,8 @@ from jaeger_ros.core.geometry import (BASE_FRAME, BODY_FROM_CAMERA, CAMERA_LINK_
                                      OPTICAL_FRAME, OPTICAL_FROM_CAMERA, Box3D, Intrinsics, SourceTruth,
                                      azel_from_direction, pose_matrix, project, transform_points)
 from sim_bridge import conditions as sensing
-from sim_bridge.acoustics import Directivity, foa_rir
+from sim_bridge.acoustics import foa_rir
+from sim_bridge.people import TALKER_KINDS, source_directivity, talker_voices
 from sim_bridge.render import render
 from sim_bridge.robot import Base, BaseLimits, planar_pose
 from sim_bridge.scene import sample_scene
@@ -71,6 +74,7 @@ class LiveConfig:
     max_angular_rps: float = 2.0
     conditions: str = "realistic"             # sim_bridge.conditions preset (not used by party)
     world: str = "procedural"                 # or "mesh": furnished mesh rooms (sim_bridge.mesh; not party)
+    talker_kind: str = "loudspeakers"         # or people / mixed: who talks (sim_bridge.people; not party)
 
     def __post_init__(self) -> None:
         sensing.preset(self.conditions)  # ValueError for an unknown preset
@@ -79,6 +83,9 @@ class LiveConfig:
                              f"got {self.world!r} for {self.scenario!r}")
         if self.scenario not in SCENARIOS:
             raise ValueError(f"scenario must be one of {SCENARIOS}, got {self.scenario!r}")
+        if self.talker_kind not in TALKER_KINDS or (self.scenario == "party" and self.talker_kind != "loudspeakers"):
+            raise ValueError(f"talker_kind must be one of {TALKER_KINDS} (party: loudspeakers), "
+                             f"got {self.talker_kind!r} for {self.scenario!r}")
         lo, hi = self.min_loudspeakers, self.max_loudspeakers
         need = 2 if self.scenario == "dual" else 1
         if not need <= lo <= hi:
@@ -135,6 +142,7 @@ class GroundTruth:
     room_size_map: np.ndarray
     positions_map: list[np.ndarray]  # acoustic centre of each source, map
     in_view: list[bool]  # each source's acoustic centre inside the image
+    categories: list[str] = field(default_factory=list)  # each source's "loudspeaker" or "person"
 
 
 def _conditions_rng(config: LiveConfig, k: int) -> np.random.Generator:
@@ -179,10 +187,10 @@ class LiveWorld:
         cond = sensing.draw(cfg.conditions, crng)
         n = int(rng.integers(cfg.min_loudspeakers, cfg.max_loudspeakers + 1))
         if self.mesh is None:
-            scene = sample_scene(rng, cfg.split, n, self.intrinsics)
+            scene = sample_scene(rng, cfg.split, n, self.intrinsics, talkers=cfg.talker_kind)
             rendered = render(scene, self.intrinsics)
         else:
-            scene = self.mesh.sample_scene(rng, cfg.split, n, f"live/{k}")
+            scene = self.mesh.sample_scene(rng, cfg.split, n, f"live/{k}", talkers=cfg.talker_kind)
             rendered = self.mesh.render(scene)
         boxes = scene.loudspeaker_boxes_camera()
         order = azimuth_order(boxes)  # bbox ids left to right by azimuth
@@ -193,9 +201,11 @@ class LiveWorld:
         else:
             pair = rng.choice(len(boxes), size=2, replace=False)
             talkers = [("male", int(pair[0])), ("female", int(pair[1]))]
+        who, genders = talker_voices(scene.loudspeakers, [i for _, i in talkers], [g for g, _ in talkers])
+        talkers = list(zip(genders, who))  # a person speaks with its model's voice gender
         voices, reference = [], np.zeros((4, self.scene_samples))
-        directivities = [Directivity(sensing.loudspeaker_facing(scene.loudspeakers[i].yaw_deg))
-                         if cond.directivity else None for _, i in talkers]
+        directivities = [source_directivity(scene.loudspeakers[i]) if cond.directivity else None
+                         for _, i in talkers]
         mesh_rirs = (self.mesh.talker_rirs(scene, [i for _, i in talkers], directivities)
                      if self.mesh is not None else None)
         for t, (gender, i) in enumerate(talkers):
@@ -363,7 +373,9 @@ class LiveWorld:
         positions = [transform_points(MAP_FROM_WORLD, live.scene.loudspeakers[v.loudspeaker].acoustic_center)
                      for v in live.voices]
         return GroundTruth(t, live.index, self.config.scenario, live.boxes, sources, live.map_from_optical, room,
-                           positions, [True] * len(sources))
+                           positions, [True] * len(sources),
+                           [getattr(live.scene.loudspeakers[v.loudspeaker], "category", "loudspeaker")
+                            for v in live.voices])
 
     def transforms(self, t: float, optical_frame: str = OPTICAL_FRAME) -> list[FrameLink]:
         """The TF tree at capture time t (see :func:`tf_links`)."""
@@ -656,7 +668,7 @@ class PartyWorld(LiveWorld):
         room = MAP_FROM_WORLD[:3, :3] @ np.asarray(posed.room.size, dtype=float)
         return GroundTruth(t, 0, self.config.scenario, [boxes_all[i] for i in order], sources,
                            self._map_from_optical(posed), room, positions,
-                           [seen[v.loudspeaker] for v in live.voices])
+                           [seen[v.loudspeaker] for v in live.voices], ["loudspeaker"] * len(live.voices))
 
     def transforms(self, t: float, optical_frame: str = OPTICAL_FRAME) -> list[FrameLink]:
         """map -> odom (the localiser's correction, moving), odom -> base_link (wheel odometry),

@@ -28,7 +28,8 @@ PART_KINDS = ("box", "cylinder_y", "cylinder_z")
 PART_FRAMES = {"box": np.eye(3), "cylinder_z": np.eye(3),
                "cylinder_y": np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])}
 """local_from_part rotations: a part's own frame has its cylinder axis along z."""
-TEXTURES = ("plain", "gloss", "wood", "metal", "grille", "driver", "dome", "port", "fabric")
+TEXTURES = ("plain", "gloss", "wood", "metal", "grille", "driver", "dome", "port", "fabric", "skin", "cloth", "hair")
+"""The last three dress people (sim_bridge.people), who are built from the same parts."""
 
 # (name, colour, texture) cabinet finishes.
 _FINISHES = (
@@ -94,7 +95,16 @@ class LoudspeakerShape:
     parts: tuple[Part, ...]
     main_driver: int
     """Index into parts of the top cone driver (woofer/midrange, below any tweeter): its front
-    centre is the acoustic centre, where speech comes from."""
+    centre is the acoustic centre, where speech comes from. For a person: the mouth."""
+    category: str = "loudspeaker"
+    """"loudspeaker" or "person" (sim_bridge.people)."""
+    gender: str | None = None
+    """A person's voice gender (None for a loudspeaker: any voice plays through it)."""
+
+    @property
+    def body_parts(self) -> tuple[Part, ...]:
+        """The parts that belong to the object's box: all but a seated person's stool."""
+        return tuple(p for p in self.parts if p.role != "seat")
 
     @property
     def colors(self) -> np.ndarray:

@@ -66,12 +66,13 @@ def tf_message(links: list[FrameLink], stamp: float) -> TFMessage:
 
 def ground_truth_to_msg(gt: GroundTruth, frame_id: str) -> SimGroundTruth:
     header = rc.make_header(gt.time, frame_id)
-    sources = [SimSource(gender=s.gender, loudspeaker=s.loudspeaker, label=s.label, active=s.active,
+    categories = gt.categories or ["loudspeaker"] * len(gt.sources)
+    sources = [SimSource(gender=s.gender, loudspeaker=s.loudspeaker, category=c, label=s.label, active=s.active,
                          active_for_s=float(s.active_for_s), azimuth_deg=s.azimuth_deg,
                          elevation_deg=s.elevation_deg,
                          direction=rc.vector_to_msg(camera_to_optical(s.direction)),
                          position=Point(x=float(p[0]), y=float(p[1]), z=float(p[2])), in_view=bool(seen))
-               for s, p, seen in zip(gt.sources, gt.positions_map, gt.in_view)]
+               for s, p, seen, c in zip(gt.sources, gt.positions_map, gt.in_view, categories)]
     return SimGroundTruth(header=header, scene_id=gt.scene_id, scenario=gt.scenario,
                           boxes=[rc.box_to_msg(b, i) for i, b in enumerate(gt.boxes)], sources=sources,
                           camera_pose=rc.pose_to_msg(gt.map_from_optical),
@@ -88,6 +89,8 @@ PARAMETERS: tuple[Spec, ...] = (
     Spec("conditions", "realistic", "sensing preset (sim_bridge/conditions.py): clean | realistic | hard | diffuse@SNR"),
     Spec("world", "procedural", "procedural shoebox rooms or mesh: furnished mesh rooms (sim_bridge/mesh; single/dual)",
          choices=("procedural", "mesh")),
+    Spec("talker_kind", "loudspeakers", "who talks: loudspeakers | people (every source a person, voice from the "
+         "mouth) | mixed (both; single/dual)", choices=("loudspeakers", "people", "mixed")),
     Spec("min_loudspeakers", 2, "fewest loudspeakers per scene", 1, 8),
     Spec("max_loudspeakers", 3, "most loudspeakers per scene", 1, 8),
     Spec("split", "test", "loudspeaker shapes and sentences from this split", choices=("train", "val", "test")),
@@ -141,7 +144,7 @@ class SimBridgeNode(Node):
             width=p["width"], height=p["height"], hfov_deg=p["hfov_deg"], noise_rms=p["noise_rms"],
             speech_pool=p["speech_pool"], speech_dir=p["speech_dir"] or None, talkers=p["talkers"],
             max_linear_mps=p["max_linear_mps"], max_angular_rps=p["max_angular_rps"], conditions=p["conditions"],
-            world=p["world"]))
+            world=p["world"], talker_kind=p["talker_kind"]))
         overridable = QoSOverridingOptions.with_default_policies()
         self.pub_rgb = self.create_publisher(Image, p["color_topic"], SENSOR_QOS, qos_overriding_options=overridable)
         self.pub_depth = self.create_publisher(Image, p["depth_topic"], SENSOR_QOS, qos_overriding_options=overridable)

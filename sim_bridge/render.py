@@ -144,13 +144,14 @@ def _furniture_parts(f: "Furniture") -> list[tuple]:
 
 
 def scene_primitives(scene: "Scene") -> list[Primitive]:
-    """Every loudspeaker part (instance i + 1), furniture and wall item as world primitives."""
+    """Every loudspeaker or person part (instance i + 1; a seated person's stool 0), furniture and
+    wall item as world primitives."""
     prims = []
     for i, spk in enumerate(scene.loudspeakers):
         rot = rotation_y(spk.yaw_deg)
         for k, p in enumerate(spk.shape.parts):
-            prims.append(_prim(p.kind, p.center, p.size, p.color, p.texture, rot, spk.position, i + 1,
-                               spk.shape.shape_id * 100 + k))
+            prims.append(_prim(p.kind, p.center, p.size, p.color, p.texture, rot, spk.position,
+                               0 if p.role == "seat" else i + 1, spk.shape.shape_id * 100 + k))
     for f in list(scene.furniture) + list(scene.wall_items):
         rot = rotation_y(f.yaw_deg)
         for k, (kind, c, s, col, tex) in enumerate(_furniture_parts(f)):
@@ -337,6 +338,29 @@ def _tex_fabric(s: _Surface, p, n, half, color, seed) -> None:
     s.albedo *= (0.86 + 0.1 * _noise(u * 60, v * 60, seed) + 0.06 * _noise(u * 4, v * 4, seed + 3))[:, None]
 
 
+def _tex_skin(s: _Surface, p, n, half, color, seed) -> None:
+    """Smooth skin: faint blotches and a little sheen (people, sim_bridge.people)."""
+    u, v = _surface_coords(p, n)
+    s.albedo *= (0.94 + 0.06 * _noise(u * 25, v * 25, seed))[:, None]
+    s.spec[:] = 0.15
+
+
+def _tex_cloth(s: _Surface, p, n, half, color, seed) -> None:
+    """Clothes: a fine weave, soft folds and, by seed, stripes (people's shirts and trousers)."""
+    u, v = _surface_coords(p, n)
+    folds = 0.9 + 0.1 * np.sin(v * 40.0 + 3.0 * _noise(u * 5, v * 5, seed))
+    weave = 0.92 + 0.08 * _noise(u * 120, v * 120, seed + 1)
+    stripes = np.where((seed % 3 == 0) & (np.sin(v * 70.0) > 0.6), 0.7, 1.0)
+    s.albedo *= (folds * weave * stripes)[:, None]
+
+
+def _tex_hair(s: _Surface, p, n, half, color, seed) -> None:
+    """Hair: strands along the vertical with a sheen."""
+    u, v = _surface_coords(p, n)
+    s.albedo *= (0.75 + 0.25 * _noise(u * 300, v * 8, seed))[:, None]
+    s.spec[:] = 0.3
+
+
 _BOOK_COLOURS = np.array([[0.55, 0.1, 0.1], [0.1, 0.2, 0.45], [0.12, 0.35, 0.2], [0.8, 0.75, 0.6],
                           [0.15, 0.15, 0.15], [0.7, 0.5, 0.15], [0.45, 0.3, 0.5], [0.85, 0.85, 0.85]])
 
@@ -433,7 +457,7 @@ _TEXTURES: dict[str, Callable] = {
     "plain": _tex_plain, "gloss": _tex_gloss, "wood": _tex_wood, "metal": _tex_metal, "grille": _tex_grille,
     "driver": _tex_driver, "dome": _tex_dome, "port": _tex_port, "fabric": _tex_fabric, "books": _tex_books,
     "leaves": _tex_leaves, "panels": _tex_panels, "screen": _tex_screen, "shade": _tex_shade, "door": _tex_door,
-    "window": _tex_window, "picture": _tex_picture,
+    "window": _tex_window, "picture": _tex_picture, "skin": _tex_skin, "cloth": _tex_cloth, "hair": _tex_hair,
 }
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from jaeger_ros.core.geometry import (Box3D, Intrinsics, azel_from_direction, pose_matrix, project, rotation_x,
                                  rotation_y, transform_points)
 from sim_bridge.loudspeakers import SPLITS, LoudspeakerShape, make_shape, shape_ids
+from sim_bridge.people import TALKER_KINDS, make_person, person_ids
 from sim_bridge.render import raycast
 from sim_bridge.room import Room
 
@@ -43,6 +44,8 @@ CAMERA_HEIGHT_RANGE_M = (1.4, 1.75)
 PITCH_RANGE_DEG = (-12.0, 5.0)
 """Tuned so that source elevations resemble the official ones (median about -18 deg)."""
 YAW_JITTER_DEG = 30.0
+PERSON_YAW_JITTER_DEG = 45.0
+"""People turn further away from the camera than loudspeakers are aimed (still facing it)."""
 RT60_RANGE_S = (0.2, 0.9)
 MAX_ATTEMPTS = 300
 _SPLIT_STREAM = 0x5CE7E
@@ -93,7 +96,8 @@ class Furniture:
 
 @dataclass
 class PlacedLoudspeaker:
-    """A loudspeaker shape standing with its local origin at `position` (floor point, world)."""
+    """A sound source standing with its local origin at `position` (floor point, world): a
+    loudspeaker shape, or a person (sim_bridge.people) whose mouth is the acoustic centre."""
 
     shape: LoudspeakerShape
     position: np.ndarray
@@ -106,8 +110,14 @@ class PlacedLoudspeaker:
         return pose_matrix(rotation_y(self.yaw_deg), self.position)
 
     @property
+    def category(self) -> str:
+        """"loudspeaker" or "person"."""
+        return self.shape.category
+
+    @property
     def acoustic_center(self) -> np.ndarray:
-        """World point the sound comes from: the centre of the main driver's front face."""
+        """World point the sound comes from: the centre of the main driver's (a person's mouth's)
+        front face."""
         return transform_points(self.world_from_local(), self.shape.acoustic_center_local)
 
     def footprint(self) -> np.ndarray:
@@ -118,12 +128,13 @@ class PlacedLoudspeaker:
         return _rect_corners(c[[0, 2]], (hi - lo)[[0, 2]] / 2.0, self.yaw_deg)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"shape_id": int(self.shape.shape_id), "position": _floats(self.position),
+        return {"shape_id": int(self.shape.shape_id), "category": self.category, "position": _floats(self.position),
                 "yaw_deg": float(self.yaw_deg), "acoustic_center": _floats(self.acoustic_center)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PlacedLoudspeaker":
-        return cls(make_shape(int(d["shape_id"])), d["position"], float(d["yaw_deg"]))
+        make = make_person if d.get("category") == "person" else make_shape
+        return cls(make(int(d["shape_id"])), d["position"], float(d["yaw_deg"]))
 
 
 @dataclass
@@ -164,14 +175,15 @@ class Scene:
         return np.linalg.inv(self.world_from_camera())
 
     def loudspeaker_boxes_camera(self) -> list[Box3D]:
-        """Camera-frame axis-aligned boxes tightly enclosing each loudspeaker's parts (list order)."""
+        """Camera-frame axis-aligned boxes tightly enclosing each source's parts (list order; a
+        seated person's stool left out), labelled "speaker" (the release's label) or "person"."""
         cam_from_world = self.camera_from_world()
         boxes = []
         for spk in self.loudspeakers:
             rot = cam_from_world[:3, :3] @ rotation_y(spk.yaw_deg)
             origin = transform_points(cam_from_world, spk.position)
             lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
-            for part in spk.shape.parts:
+            for part in spk.shape.body_parts:
                 r = rot @ part.frame
                 c = origin + rot @ np.asarray(part.center)
                 h = part.half_extents
@@ -181,7 +193,7 @@ class Scene:
                     a = r[:, 2]
                     ext = np.abs(a) * h[2] + h[0] * np.sqrt(np.clip(1.0 - a * a, 0.0, None))
                 lo, hi = np.minimum(lo, c - ext), np.maximum(hi, c + ext)
-            boxes.append(Box3D((lo + hi) / 2.0, hi - lo, "speaker"))
+            boxes.append(Box3D((lo + hi) / 2.0, hi - lo, "person" if spk.category == "person" else "speaker"))
         return boxes
 
     def source_direction_camera(self, i: int) -> np.ndarray:
@@ -417,18 +429,49 @@ def _sample_camera(rng: np.random.Generator, room: Room,
     return None
 
 
-def _place_loudspeakers(rng: np.random.Generator, scene: Scene, shapes: list[int], n: int) -> bool:
-    """Append n loudspeakers satisfying the geometric rules to scene.loudspeakers (False: gave up)."""
+def source_kinds(rng: np.random.Generator, talkers: str, n: int) -> list[str]:
+    """Category of each of n sources for a `talkers` mode (sim_bridge.people.TALKER_KINDS):
+    mixed draws each at even odds but keeps at least one of each where n >= 2."""
+    if talkers not in TALKER_KINDS:
+        raise ValueError(f"talkers must be one of {TALKER_KINDS}, got {talkers!r}")
+    if talkers != "mixed":
+        return ["person" if talkers == "people" else "loudspeaker"] * n
+    kinds = ["person" if rng.random() < 0.5 else "loudspeaker" for _ in range(n)]
+    if n >= 2 and len(set(kinds)) == 1:
+        kinds[int(rng.integers(n))] = "loudspeaker" if kinds[0] == "person" else "person"
+    return kinds
+
+
+def people_by_gender(split: str) -> dict[str, list[int]]:
+    """Person ids of a split per voice gender (both genders exist in every split)."""
+    ids = person_ids(split)
+    return {g: [i for i in ids if make_person(i).gender == g] or ids for g in ("male", "female")}
+
+
+def _place_loudspeakers(rng: np.random.Generator, scene: Scene, shapes: list[int], n: int,
+                        kinds: list[str] | None = None, people: dict[str, list[int]] | None = None) -> bool:
+    """Append n sources satisfying the geometric rules to scene.loudspeakers (False: gave up);
+    kinds[j] "person" makes source j a person from `people` (ids per gender); people alternate
+    genders, so two people can always voice a male + female pair."""
     cam_from_world = scene.camera_from_world()
     cam_xz = scene.camera_position[[0, 2]]
-    for _ in range(n):
+    first = ("male", "female")[int(rng.integers(2))] if kinds is not None and "person" in kinds else "male"
+    for j in range(n):
+        person = kinds is not None and kinds[j] == "person"
+        gender = first if sum(k == "person" for k in (kinds or [])[:j]) % 2 == 0 else \
+            ("female" if first == "male" else "male")
         for _ in range(60):
-            shape = make_shape(int(shapes[int(rng.integers(len(shapes)))]))
+            if person:
+                pool = people[gender]
+                shape = make_person(int(pool[int(rng.integers(len(pool)))]))
+            else:
+                shape = make_shape(int(shapes[int(rng.integers(len(shapes)))]))
             az = np.radians(scene.camera_yaw_deg + rng.uniform(-AZIMUTH_LIMIT_DEG, AZIMUTH_LIMIT_DEG))
             r = rng.uniform(0.8, DISTANCE_RANGE_M[1])
             xz = cam_xz + r * np.array([-np.sin(az), -np.cos(az)])
             to_cam = cam_xz - xz
-            yaw = float(np.degrees(np.arctan2(to_cam[0], to_cam[1])) + rng.uniform(-YAW_JITTER_DEG, YAW_JITTER_DEG))
+            jitter = PERSON_YAW_JITTER_DEG if person else YAW_JITTER_DEG
+            yaw = float(np.degrees(np.arctan2(to_cam[0], to_cam[1])) + rng.uniform(-jitter, jitter))
             spk = PlacedLoudspeaker(shape, [xz[0], 0.0, xz[1]], yaw)
             p = transform_points(cam_from_world, spk.acoustic_center)
             dist = float(np.linalg.norm(p))
@@ -489,8 +532,11 @@ def visibility_problems(scene: Scene, intrinsics: Intrinsics, instance: np.ndarr
 
 
 def sample_scene(rng: np.random.Generator, split: str, num_loudspeakers: int, intrinsics: Intrinsics,
-                 scene_id: str = "") -> Scene:
-    """Draw a valid scene (see the module doc) with loudspeaker shapes from `split` only.
+                 scene_id: str = "", talkers: str = "loudspeakers") -> Scene:
+    """Draw a valid scene (see the module doc) with loudspeaker shapes (and people) from `split` only.
+
+    `talkers`: what the sources are (sim_bridge.people.TALKER_KINDS): loudspeakers (draws exactly
+    as before people existed), people, or mixed (see source_kinds).
 
     Retries with fresh draws until every rule holds (visibility checked on a real render at
     `intrinsics`); raises RuntimeError after MAX_ATTEMPTS failures. Consumes exactly one draw
@@ -503,9 +549,12 @@ def sample_scene(rng: np.random.Generator, split: str, num_loudspeakers: int, in
     if not isinstance(rng, np.random.Generator):
         raise ValueError("rng must be a numpy Generator")
     shapes = shape_ids(split)
+    people = people_by_gender(split)
+    source_kinds(rng, talkers, 0)  # an unknown mode fails before any draw
     # One draw from the caller's stream, mixed with the split: the same generator state never
     # gives the same room in two splits, and the caller's stream advances by a fixed amount.
     rng = np.random.default_rng([int(rng.integers(1 << 62)), SPLITS.index(split), _SPLIT_STREAM])
+    kinds = None if talkers == "loudspeakers" else source_kinds(rng, talkers, num_loudspeakers)
     last = "no attempt"
     scene: Scene | None = None
     for attempt in range(MAX_ATTEMPTS):
@@ -520,7 +569,7 @@ def sample_scene(rng: np.random.Generator, split: str, num_loudspeakers: int, in
             scene = None
             continue
         scene = Scene(scene_id, room, furniture, [], cam[0], cam[1], cam[2], wall_items, **look)
-        if not _place_loudspeakers(rng, scene, shapes, num_loudspeakers):
+        if not _place_loudspeakers(rng, scene, shapes, num_loudspeakers, kinds, people):
             last = "could not place the loudspeakers"
             continue
         depth, instance = raycast(scene, intrinsics)

@@ -165,12 +165,13 @@ class _Messages:
                                                       size=self.vector(box.size), score=float(box.score))
 
     def ground_truth(self, stamp_ns: int, gt: Any) -> Any:
+        categories = list(getattr(gt, "categories", None) or ["loudspeaker"] * len(gt.sources))
         sources = [self.t["jaeger_ros/msg/SimSource"](
-            gender=s.gender, loudspeaker=s.loudspeaker, label=s.label, active=bool(s.active),
+            gender=s.gender, loudspeaker=s.loudspeaker, category=c, label=s.label, active=bool(s.active),
             active_for_s=float(s.active_for_s), azimuth_deg=float(s.azimuth_deg), elevation_deg=float(s.elevation_deg),
             direction=self.vector(camera_to_optical(s.direction)),
             position=self.t["geometry_msgs/msg/Point"](x=float(p[0]), y=float(p[1]), z=float(p[2])), in_view=bool(seen))
-            for s, p, seen in zip(gt.sources, gt.positions_map, gt.in_view)]
+            for s, p, seen, c in zip(gt.sources, gt.positions_map, gt.in_view, categories)]
         return self.t["jaeger_ros/msg/SimGroundTruth"](
             header=self.header(stamp_ns), scene_id=gt.scene_id, scenario=gt.scenario,
             boxes=[self.box(b, i) for i, b in enumerate(gt.boxes)], sources=sources,
@@ -192,11 +193,12 @@ class _Messages:
 def record(out: str | Path, duration_s: float, scenario: str = "single", seed: int = 0, storage: str = "mcap",
            width: int = 640, height: int = 480, rate_hz: float = 10.0, start_ns: int | None = None,
            compress: bool = True, split: str = "test", progress: bool = True,
-           conditions: str = "realistic", world: str = "procedural") -> RecordStats:
+           conditions: str = "realistic", world: str = "procedural", talkers: str = "loudspeakers") -> RecordStats:
     """Record `duration_s` seconds of the live world to the rosbag2 folder `out` (which must not
     exist). The bag is written beside `out` and renamed when complete, so a failure leaves
     nothing behind. `compress`: zstd chunks (mcap) or zstd messages (sqlite3); `conditions`: the
-    sim_bridge.conditions preset of the live world; `world`: procedural or mesh (sim_bridge.mesh)."""
+    sim_bridge.conditions preset of the live world; `world`: procedural or mesh (sim_bridge.mesh);
+    `talkers`: loudspeakers, people or mixed (sim_bridge.people)."""
     from rosbags.rosbag2 import Writer
     from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlugin
     from tqdm import tqdm
@@ -212,7 +214,7 @@ def record(out: str | Path, duration_s: float, scenario: str = "single", seed: i
         raise FileExistsError(f"{out} exists already; rosbag2 recordings are never overwritten")
     out.parent.mkdir(parents=True, exist_ok=True)
     world = LiveWorld(LiveConfig(scenario=scenario, seed=seed, width=width, height=height, split=split,
-                                  conditions=conditions, world=world))
+                                  conditions=conditions, world=world, talker_kind=talkers))
     start_ns = time.time_ns() if start_ns is None else int(start_ns)
     store = jaeger_typestore()
     make = _Messages(store)

@@ -398,13 +398,15 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(split: str, seed: int, speech_dir: str | None, resolution: tuple[int, int],
-                 conditions: str = "realistic", world: str = "procedural", scene_file: str | None = None) -> None:
+                 conditions: str = "realistic", world: str = "procedural", scene_file: str | None = None,
+                 talkers: str = "loudspeakers") -> None:
     from sim_bridge.speech import SpeechBank
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _WORKER["bank"] = SpeechBank(split, seed, speech_dir=speech_dir)
     _WORKER["intrinsics"] = Intrinsics.from_hfov(resolution[0], resolution[1], 90.0)
     _WORKER["conditions"] = conditions
+    _WORKER["talkers"] = talkers
     _WORKER["world"] = None
     if world == "mesh":  # furnished mesh rooms, GL pictures, ray-traced sound (sim_bridge.mesh)
         from sim_bridge.mesh.world import MeshWorld
@@ -421,7 +423,8 @@ def _num_loudspeakers(family: str, rng: np.random.Generator) -> int:
 def _make_sample(job: _Job, out_split_dir: str) -> list[tuple[str, dict[str, Any]]]:
     """Simulate, render and write one folder; return (letter, manifest dict) pairs."""
     from sim_bridge import conditions as sensing
-    from sim_bridge.acoustics import Directivity, convolve_foa, foa_rir, mix_sources
+    from sim_bridge.acoustics import convolve_foa, foa_rir, mix_sources
+    from sim_bridge.people import source_directivity, talker_voices
     from sim_bridge.render import render
     from sim_bridge.scene import sample_scene
 
@@ -431,10 +434,11 @@ def _make_sample(job: _Job, out_split_dir: str) -> list[tuple[str, dict[str, Any
     world = _WORKER.get("world")  # None: the procedural world
     if world is None:
         scene = sample_scene(rng, job.split, _num_loudspeakers(job.family, rng), intr,
-                             scene_id=f"{job.split}/{job.name}")
+                             scene_id=f"{job.split}/{job.name}", talkers=_WORKER.get("talkers", "loudspeakers"))
         frame = render(scene, intr)
     else:
-        scene = world.sample_scene(rng, job.split, _num_loudspeakers(job.family, rng), f"{job.split}/{job.name}")
+        scene = world.sample_scene(rng, job.split, _num_loudspeakers(job.family, rng), f"{job.split}/{job.name}",
+                                   talkers=_WORKER.get("talkers", "loudspeakers"))
         frame = world.render(scene)
     crng = np.random.default_rng([job.seed, 0xC0DE])  # conditions draw apart: clean scenes stay as they were
     cond = sensing.draw(_WORKER["conditions"], crng)
@@ -449,13 +453,14 @@ def _make_sample(job: _Job, out_split_dir: str) -> list[tuple[str, dict[str, Any
     else:
         talkers = [int(rng.integers(len(boxes)))]
         genders = [str(rng.choice(["male", "female"]))]
+    talkers, genders = talker_voices(scene.loudspeakers, talkers, genders)  # people speak with their own voice
 
     camera_rot = scene.world_from_camera()[:3, :3]
     folder = Path(out_split_dir) / job.name
     folder.mkdir(parents=True, exist_ok=True)
     wet, sources = [], []
-    directivities = [Directivity(sensing.loudspeaker_facing(scene.loudspeakers[int(spk)].yaw_deg))
-                     if cond.directivity else None for spk in talkers]
+    directivities = [source_directivity(scene.loudspeakers[int(spk)]) if cond.directivity else None
+                     for spk in talkers]
     mesh_rirs = (world.talker_rirs(scene, [int(spk) for spk in talkers], directivities)
                  if world is not None else None)  # one engine run for every talker
     for k, (spk, gender) in enumerate(zip(talkers, genders)):
@@ -476,7 +481,8 @@ def _make_sample(job: _Job, out_split_dir: str) -> list[tuple[str, dict[str, Any
         sources.append({"gender": gender, "azimuth_deg": float(az), "elevation_deg": float(el),
                         "direction": [float(v) for v in direction],
                         "distance_m": float(np.linalg.norm(boxes[spk].center)),
-                        "loudspeaker": rank_of[spk], "ir_file": ir_name, "voice": voice,
+                        "loudspeaker": rank_of[spk], "category": _category(scene, spk), "ir_file": ir_name,
+                        "voice": voice,
                         "off_axis_deg": _off_axis_deg(scene, spk)})
     mix = mix_sources(wet)
     mix, cond = sensing.apply_audio(mix, cond, scene, crng, bank.utterance, lambda pos: foa_rir(
@@ -508,7 +514,9 @@ def _make_sample(job: _Job, out_split_dir: str) -> list[tuple[str, dict[str, Any
         "depth": {"depth.png": "uint8, d = px/255*10 m", "depth_mm.png": "uint16 millimetres",
                   "kind": "planar (camera -z)"},
         "frame": "camera: x right, y up, z backward",
-        "boxes": [{"bbox_id": r, "label": b.label, "center": b.center.tolist(), "size": b.size.tolist(),
+        "talkers": _WORKER.get("talkers", "loudspeakers"),
+        "boxes": [{"bbox_id": r, "label": b.label, "category": _category(scene, order[r]),
+                   "center": b.center.tolist(), "size": b.size.tolist(),
                    "shape_id": int(getattr(scene.loudspeakers[order[r]], "shape_id", None)
                                    or scene.loudspeakers[order[r]].shape.shape_id),
                    "pixels": int(np.sum(frame.instance == order[r] + 1))}
@@ -527,6 +535,11 @@ def _procedural_world() -> dict[str, Any]:
     from sim_bridge.mesh.world import PROCEDURAL_WORLD
 
     return dict(PROCEDURAL_WORLD)
+
+
+def _category(scene: Any, spk: int) -> str:
+    """"loudspeaker" or "person": what source spk of the scene is."""
+    return str(getattr(scene.loudspeakers[spk], "category", "loudspeaker"))
 
 
 def _off_axis_deg(scene: Any, spk: int) -> float:
@@ -663,7 +676,7 @@ def generate(out_dir: str | Path, split: str, num: int, seed: int = 0,
              speech_dir: str | Path | None = None,
              resolution: tuple[int, int] = DEFAULT_RESOLUTION, progress: bool = True,
              overwrite: bool = False, conditions: str = "realistic", world: str = "procedural",
-             scene: str | Path | None = None) -> dict[str, int]:
+             scene: str | Path | None = None, talkers: str = "loudspeakers") -> dict[str, int]:
     """Write `num` entries per requested task for one split; returns entries per task.
 
     The split is written to a temporary folder beside its destination and moved in when
@@ -675,11 +688,17 @@ def generate(out_dir: str | Path, split: str, num: int, seed: int = 0,
     mesh rooms, pyrender, SoundSpaces 2.0's ray tracer or pyroomacoustics; sim_bridge.mesh).
     `scene`: a user's GLB/glTF/OBJ/PLY home with its semantic sidecar beside it (FILE.json, see
     sim_bridge.mesh.import_scene) rendered as posed there instead of sampled rooms (mesh world).
+    `talkers`: loudspeakers (the official form), people (every source a person, who talks from
+    the mouth with the voice gender of the model) or mixed (sim_bridge.people.TALKER_KINDS).
     """
     from tqdm import tqdm
 
     if world not in WORLDS:
         raise ValueError(f"world must be one of {WORLDS}, got {world!r}")
+    from sim_bridge.people import TALKER_KINDS
+
+    if talkers not in TALKER_KINDS:
+        raise ValueError(f"talkers must be one of {TALKER_KINDS}, got {talkers!r}")
     if world == "mesh":  # what the mesh world lacks here fails before anything is written
         from sim_bridge.mesh.world import check_available
 
@@ -703,7 +722,7 @@ def generate(out_dir: str | Path, split: str, num: int, seed: int = 0,
 
     preset(conditions)  # an unknown preset fails before any work
     init_args = (split, seed, str(speech_dir) if speech_dir else None, tuple(resolution), conditions, world,
-                 str(scene) if scene is not None else None)
+                 str(scene) if scene is not None else None, talkers)
     per_task: dict[str, list[ManifestEntry]] = {t: [] for t in _check_tasks(tasks)}
     try:
         work = [(job, str(tmp)) for job in jobs]

@@ -67,6 +67,8 @@ SIM_ARGUMENTS: tuple[Arg, ...] = (
         choices=("", "single", "dual", "party")),
     Arg("world", "", "procedural: shoebox rooms; mesh: furnished mesh rooms from the catalogue (single and dual "
         "only)" + keep("procedural"), choices=("", "procedural", "mesh")),
+    Arg("talker_kind", "", "who talks: loudspeakers | people (every source a person talking from its mouth) | "
+        "mixed (single and dual only)" + keep("loudspeakers"), choices=("", "loudspeakers", "people", "mixed")),
 )
 """sim.launch.py: each one is the sim_bridge parameter of the same name."""
 

@@ -27,6 +27,7 @@ from sim_bridge import scene as procedural
 from sim_bridge.scene import _floats, _vec
 from sim_bridge.loudspeakers import LoudspeakerShape, make_shape, shape_ids
 from sim_bridge.mesh import catalogue
+from sim_bridge.people import MOUTH_FRACTION
 from sim_bridge.room import SURFACES, Room
 
 SHELL_KINDS = ("shoebox", "L", "alcove")
@@ -215,10 +216,49 @@ class MeshObject:
                    float(d["yaw_deg"]), d["size"], tuple(d.get("color", (0.8, 0.8, 0.8))))
 
 
+TALKING_PEOPLE = r"^(sitting |holding )?(male|female|boy|girl)$"
+"""Catalogue people who may talk: standing, holding or seated; not lying down, not mannequins."""
+ADULT_HEIGHT_M, CHILD_HEIGHT_M = 1.72, 1.30
+"""Standing height assumed for a seated model (its own box is shorter than the person)."""
+
+
+def talking_people(split: str) -> list[catalogue.CatalogueModel]:
+    """The split's catalogue people who can be talkers."""
+    import re
+
+    return [m for m in catalogue.models(split, "person") if re.match(TALKING_PEOPLE, m.name.lower())]
+
+
+def person_gender(name: str) -> str | None:
+    """Voice gender a catalogue person's name says (male/boy, female/girl), else None."""
+    low = name.lower()
+    return "female" if ("female" in low or "girl" in low) else "male" if ("male" in low or "boy" in low) else None
+
+
+@lru_cache(maxsize=None)
+def _mouth_local(model_id: str) -> tuple[float, float, float]:
+    """A catalogue person's mouth in its local frame: MOUTH_FRACTION of the standing height
+    (a seated model: its top less the mouth's drop below the crown of a standing adult/child),
+    on the front (+z) surface of the head at the head's centre line."""
+    model = _model_by_id(model_id)
+    verts = np.concatenate([np.asarray(m.vertices) for m in catalogue.load_model(model).parts])
+    top = float(verts[:, 1].max())
+    low = model.name.lower()
+    standing = top if not low.startswith("sitting") else (CHILD_HEIGHT_M if ("boy" in low or "girl" in low)
+                                                          else ADULT_HEIGHT_M)
+    y = top - (1.0 - MOUTH_FRACTION) * standing if low.startswith("sitting") else MOUTH_FRACTION * top
+    head = verts[verts[:, 1] > top - 0.3]
+    cx = float(np.median(head[:, 0]))
+    band = verts[(np.abs(verts[:, 1] - y) < 0.04) & (np.abs(verts[:, 0] - cx) < 0.05) & (verts[:, 1] > top - 0.35)]
+    z = float(band[:, 2].max()) if len(band) else float(np.median(head[:, 2]) + 0.09)
+    return cx, y, z
+
+
 @dataclass
 class MeshLoudspeaker:
-    """A loudspeaker: a procedural shape (source "procedural:<id>") or a catalogue "Speaker"
-    model (source = its model id), standing with its local origin at `position`."""
+    """A sound source: a procedural loudspeaker shape (source "procedural:<id>"), a catalogue
+    "Speaker" model or a catalogue person (source = its model id; the mouth is the acoustic
+    centre), standing with its local origin at `position`."""
 
     source: str
     position: np.ndarray
@@ -240,6 +280,17 @@ class MeshLoudspeaker:
     def model(self) -> catalogue.CatalogueModel | None:
         return None if self.source.startswith("procedural:") else _model_by_id(self.source)
 
+    @property
+    def category(self) -> str:
+        """"person" for a catalogue person, else "loudspeaker"."""
+        model = self.model
+        return "person" if model is not None and model.category == "person" else "loudspeaker"
+
+    @property
+    def gender(self) -> str | None:
+        """A person's voice gender as the catalogue names it (None: a loudspeaker)."""
+        return person_gender(self.model.name) if self.category == "person" else None
+
     def local_bounds(self) -> np.ndarray:
         shape = self.shape
         if shape is not None:
@@ -250,10 +301,13 @@ class MeshLoudspeaker:
     @property
     def acoustic_center_local(self) -> np.ndarray:
         """The main driver's front centre; for a catalogue model (which names no driver) the
-        front face centre at 62 % of its height, where a two-way box has its woofer."""
+        front face centre at 62 % of its height, where a two-way box has its woofer; for a person
+        the mouth (_mouth_local)."""
         shape = self.shape
         if shape is not None:
             return shape.acoustic_center_local
+        if self.category == "person":
+            return np.array(_mouth_local(self.source))
         lo, hi = self.local_bounds()
         return np.array([0.0, 0.62 * hi[1], hi[2]])
 
@@ -270,7 +324,8 @@ class MeshLoudspeaker:
         return procedural._rect_corners(c[[0, 2]], (hi - lo)[[0, 2]] / 2.0, self.yaw_deg)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "shape_id": self.shape_id, "position": _floats(self.position),
+        return {"source": self.source, "shape_id": self.shape_id, "category": self.category,
+                "position": _floats(self.position),
                 "yaw_deg": float(self.yaw_deg), "acoustic_center": _floats(self.acoustic_center)}
 
     @classmethod
@@ -338,7 +393,7 @@ class MeshScene:
         for spk in self.loudspeakers:
             verts = np.concatenate([m.vertices for m in loudspeaker_local_meshes(spk.source)])
             p = transform_points(cam_from_world @ spk.world_from_local(), verts)
-            boxes.append(Box3D.from_points(p, "speaker"))
+            boxes.append(Box3D.from_points(p, "person" if spk.category == "person" else "speaker"))
         return boxes
 
     def source_direction_camera(self, i: int) -> np.ndarray:
@@ -480,15 +535,38 @@ def _sample_camera(rng: np.random.Generator, shell: Shell,
     return None
 
 
-def _place_loudspeakers(rng: np.random.Generator, scene: MeshScene, n: int) -> bool:
+def _place_loudspeakers(rng: np.random.Generator, scene: MeshScene, n: int, kinds: list[str] | None = None) -> bool:
     """Append n loudspeakers under the procedural world's rules; catalogue models stand on a stand
-    (a box object added to scene.objects) so their drivers are at listening height."""
+    (a box object added to scene.objects) so their drivers are at listening height. kinds[j]
+    "person": source j is a catalogue person on the floor, facing the camera, genders alternating."""
     cam_from_world = scene.camera_from_world()
     cam_xz = scene.camera_position[[0, 2]]
     shapes = shape_ids(scene.split)
     cat_speakers = [m for m in catalogue.models(scene.split, "loudspeaker")]
-    for _ in range(n):
+    people = talking_people(scene.split)
+    for j in range(n):
+        person = kinds is not None and kinds[j] == "person"
+        if person:  # alternate voice genders where the split has both, as the procedural world does
+            want = ("male", "female")[sum(k == "person" for k in kinds[:j]) % 2]
+            pool = [m for m in people if person_gender(m.name) == want] or people
         for _ in range(60):
+            if person:
+                model = pool[int(rng.integers(len(pool)))]
+                az = np.radians(scene.camera_yaw_deg + rng.uniform(-procedural.AZIMUTH_LIMIT_DEG,
+                                                                    procedural.AZIMUTH_LIMIT_DEG))
+                xz = cam_xz + rng.uniform(1.2, procedural.DISTANCE_RANGE_M[1]) * np.array([-np.sin(az), -np.cos(az)])
+                to_cam = cam_xz - xz
+                yaw = float(np.degrees(np.arctan2(to_cam[0], to_cam[1]))
+                            + rng.uniform(-procedural.PERSON_YAW_JITTER_DEG, procedural.PERSON_YAW_JITTER_DEG))
+                spk, stand = MeshLoudspeaker(model.model_id, [xz[0], 0.0, xz[1]], yaw), None
+                if not self_check(spk, scene, cam_from_world):
+                    continue
+                scene.loudspeakers.append(spk)
+                xs = np.array([b.center[0] for b in scene.loudspeaker_boxes_camera()])
+                if len(xs) > 1 and np.min(np.abs(xs[-1] - xs[:-1])) < procedural.MIN_X_SEPARATION_M:
+                    scene.loudspeakers.pop()
+                    continue
+                break
             use_model = bool(cat_speakers) and rng.random() < CATALOGUE_SPEAKER_SHARE
             az = np.radians(scene.camera_yaw_deg + rng.uniform(-procedural.AZIMUTH_LIMIT_DEG,
                                                                 procedural.AZIMUTH_LIMIT_DEG))
@@ -530,6 +608,18 @@ def _place_loudspeakers(rng: np.random.Generator, scene: MeshScene, n: int) -> b
         else:
             return False
     return True
+
+
+def self_check(spk: MeshLoudspeaker, scene: MeshScene, cam_from_world: np.ndarray) -> bool:
+    """Whether a placed source keeps the distance, direction and clearance rules."""
+    p = transform_points(cam_from_world, spk.acoustic_center)
+    a, e = azel_from_direction(p)
+    if not (procedural.DISTANCE_RANGE_M[0] <= float(np.linalg.norm(p)) <= procedural.DISTANCE_RANGE_M[1]
+            and abs(float(a)) <= procedural.AZIMUTH_LIMIT_DEG
+            and procedural.ELEVATION_RANGE_DEG[0] <= float(e) <= procedural.ELEVATION_RANGE_DEG[1]):
+        return False
+    others = [o.footprint() for o in scene.objects] + [o.footprint() for o in scene.loudspeakers]
+    return _fits(scene.shell, spk.footprint(), others, procedural.CLEARANCE_M, procedural.CLEARANCE_M)
 
 
 def _place_distractors(rng: np.random.Generator, scene: MeshScene) -> None:
@@ -575,9 +665,11 @@ def visibility_problems(scene: MeshScene, intrinsics: Intrinsics, instance: np.n
 
 
 def sample_mesh_scene(rng: np.random.Generator, split: str, num_loudspeakers: int, intrinsics: Intrinsics,
-                      scene_id: str = "") -> MeshScene:
+                      scene_id: str = "", talkers: str = "loudspeakers") -> MeshScene:
     """A valid furnished mesh scene (see the module doc) from `split`'s rooms, models and
-    textures. Consumes exactly one draw from `rng`, as procedural.sample_scene does."""
+    textures. Consumes exactly one draw from `rng`, as procedural.sample_scene does.
+    `talkers`: loudspeakers, people (catalogue people, mouth = source) or mixed
+    (procedural.source_kinds); a split without talking people falls back to loudspeakers."""
     from sim_bridge.mesh.render_gl import GLRenderer
 
     if split not in catalogue.SPLITS:
@@ -587,7 +679,10 @@ def sample_mesh_scene(rng: np.random.Generator, split: str, num_loudspeakers: in
     if not catalogue.load_catalogue():
         raise RuntimeError(f"the mesh world needs the sweethome3d-furniture package "
                            f"(no models in {catalogue.FURNITURE_DIR})")
+    procedural.source_kinds(rng, talkers, 0)  # an unknown mode fails before any draw
     rng = np.random.default_rng([int(rng.integers(1 << 62)), catalogue.SPLITS.index(split), _SPLIT_STREAM])
+    kinds = (None if talkers == "loudspeakers" or not talking_people(split)
+             else procedural.source_kinds(rng, talkers, num_loudspeakers))
     renderer = GLRenderer.shared(intrinsics)
     last = "no attempt"
     furniture: list[MeshObject] = []
@@ -604,7 +699,7 @@ def sample_mesh_scene(rng: np.random.Generator, split: str, num_loudspeakers: in
             continue
         scene = MeshScene(scene_id, split, shell, list(furniture), [], cam[0], cam[1], cam[2],
                           float(rng.uniform(2.0, 4.0)), int(rng.integers(1 << 30)))
-        if not _place_loudspeakers(rng, scene, num_loudspeakers):
+        if not _place_loudspeakers(rng, scene, num_loudspeakers, kinds):
             last = "could not place the loudspeakers"
             continue
         _place_distractors(rng, scene)

@@ -77,15 +77,16 @@ class MeshWorld:
 
             self.imported = load_scene(scene_file, sidecar_of(scene_file))
 
-    def sample_scene(self, rng: np.random.Generator, split: str, num_loudspeakers: int, scene_id: str) -> Any:
+    def sample_scene(self, rng: np.random.Generator, split: str, num_loudspeakers: int, scene_id: str,
+                     talkers: str = "loudspeakers") -> Any:
         """A sampled furnished room, or the imported home as its sidecar poses it (camera and
-        loudspeakers; num_loudspeakers is then the sidecar's)."""
+        loudspeakers; num_loudspeakers is then the sidecar's). talkers: see sample_mesh_scene."""
         from sim_bridge.mesh.scene import sample_mesh_scene
 
         if self.imported is not None:
             return self.imported
 
-        return sample_mesh_scene(rng, split, num_loudspeakers, self.intrinsics, scene_id)
+        return sample_mesh_scene(rng, split, num_loudspeakers, self.intrinsics, scene_id, talkers)
 
     def render(self, scene: Any) -> Any:
         from sim_bridge.mesh.render_gl import GLRenderer
