@@ -43,6 +43,8 @@ from sim_bridge.speech import VOICES, SpeechBank, make_sentence, synthesize_voic
 
 RATE = 16000
 MIN_PERSON_PIXELS = 1500   # of 640x480: a person showing less is not "in view"
+PLACED_PERSON_ID = 5000
+COVER_PAD_M = 0.15
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -71,15 +73,18 @@ def person_false_alarms(frames: int) -> dict:
             "ci95": _ci(np.array(counts), np.random.default_rng(0))}
 
 
-def person_recall_mesh(scenes: int) -> dict:
+def person_recall_mesh(scenes: int, seed: int = 42) -> dict:
     """Mesh-world renders (640x480) with one standing or sitting test-split catalogue person
     placed 1.5-4.0 m ahead within +-25 degrees inside the floor plan, turned +-60 degrees from
     facing the camera, the furniture near her and other people removed, in view (at least
-    MIN_PERSON_PIXELS of her visible): recall = a person box within 0.5 m of her
-    (horizontally) / scenes, for the full person detector (per image, HOG at 640), the live one
-    (pose tracking reset per scene, HOG at 320) and the live candidates (which add the pose check
-    on the crops of blobs that the loudspeaker classifier rejects: seated people)."""
-    from jaeger_ros.core.geometry import transform_points
+    MIN_PERSON_PIXELS of her visible). A person box finds her when it holds (padded by
+    COVER_PAD_M) at least half of her visible surface points (her instance pixels back-projected
+    with the depth image): a lifted box holds what the camera sees, and a seated model's origin
+    is not her centre. Recall = scenes where a box finds her; precision = person boxes that find
+    her / person boxes (she is the only person in the room), for the full person detector (per
+    image, HOG at 640), the live one (pose tracking reset per scene, HOG at 320) and the live
+    candidates (which add pose on the crops of depth blobs no detector explained)."""
+    from jaeger_ros.core.geometry import backproject, transform_points
     from sim_bridge.mesh import catalogue
     from sim_bridge.mesh.render_gl import render as render_mesh
     from sim_bridge.mesh.scene import MeshObject, sample_mesh_scene
@@ -89,8 +94,10 @@ def person_recall_mesh(scenes: int) -> dict:
               and "lying" not in m.model_id.lower()]
     full = PersonDetector()
     hits: dict[str, list[float]] = {"full": [], "live": [], "candidates": []}
+    boxes_on_her: dict[str, list[int]] = {name: [] for name in hits}
+    boxes_all: dict[str, list[int]] = {name: [] for name in hits}
     posture: list[str] = []
-    rng = np.random.default_rng(42)
+    rng = np.random.default_rng(seed)
     k = hidden = 0
     bar = tqdm(total=scenes, desc="mesh scenes with a person in view")
     while len(hits["full"]) < scenes and k < 3 * scenes:
@@ -108,32 +115,104 @@ def person_recall_mesh(scenes: int) -> dict:
         feet = np.array([spot[0], 0.0, spot[2]])
         scene.objects = [o for o in scene.objects
                          if o.category != "person" and np.linalg.norm(o.position[[0, 2]] - feet[[0, 2]]) > 0.9]
-        pid = 1 + max([o.instance_id for o in scene.objects], default=100)
-        scene.objects.append(MeshObject(pid, "person", "human", model.model_id, feet,
+        # an id far above the floor's, walls' and ceiling's (they follow the objects)
+        scene.objects.append(MeshObject(PLACED_PERSON_ID, "person", "human", model.model_id, feet,
                                         scene.camera_yaw_deg + rng.uniform(-60, 60), np.array(model.size_m)))
         frame = render_mesh(scene, intr)
-        if (frame.objects == pid).sum() < MIN_PERSON_PIXELS:   # hidden behind furniture: not in view
+        mask = (frame.objects == PLACED_PERSON_ID) & np.isfinite(frame.depth) & (frame.depth > 0)
+        if mask.sum() < MIN_PERSON_PIXELS:   # hidden behind furniture: not in view
             hidden += 1
             continue
-        at = transform_points(scene.camera_from_world(), feet + np.array([0.0, model.size_m[1] / 2, 0.0]))
+        her = backproject(frame.depth, intr)[mask]
         live = CandidateDetector()
         found = {"full": full.detect(frame.rgb, frame.depth, intr),
                  "live": live.people.detect(frame.rgb, frame.depth, intr),
                  "candidates": [c.box for c in live(frame.rgb, frame.depth, intr) if c.category == "person"]}
         for name, boxes in found.items():
-            hits[name].append(float(any(np.hypot(b.center[0] - at[0], b.center[2] - at[2]) < 0.5 for b in boxes)))
+            on_her = [float(np.all((her >= b.min - COVER_PAD_M) & (her <= b.max + COVER_PAD_M), axis=1).mean()) >= 0.5
+                      for b in boxes]
+            hits[name].append(float(any(on_her)))
+            boxes_on_her[name].append(int(sum(on_her)))
+            boxes_all[name].append(len(boxes))
         live.people.close()
         posture.append("sitting" if "sit" in model.model_id.lower() else "standing")
         bar.update(1)
     bar.close()
-    out = {"scenes_in_view": len(hits["full"]), "hidden_skipped": hidden}
+    out = {"seed": seed, "scenes_in_view": len(hits["full"]), "hidden_skipped": hidden}
+    boot = np.random.default_rng(3)
     for name, v in hits.items():
         out[f"recall_{name}"] = float(np.mean(v))
-        out[f"ci95_{name}"] = _ci(np.array(v), np.random.default_rng(3))
+        out[f"ci95_{name}"] = _ci(np.array(v), boot)
+        tp, n = np.array(boxes_on_her[name], float), np.array(boxes_all[name], float)
+        out[f"precision_{name}"] = float(tp.sum() / max(n.sum(), 1))
+        draws = boot.integers(0, len(n), (1000, len(n)))
+        out[f"ci95_precision_{name}"] = [round(float(np.percentile(tp[draws].sum(1) / np.maximum(n[draws].sum(1), 1), q)), 4)
+                                         for q in (2.5, 97.5)]
         for p in ("standing", "sitting"):
             mine = [h for h, q in zip(v, posture) if q == p]
             out[f"recall_{name}_{p}"] = [float(np.mean(mine)) if mine else None, len(mine)]
     return out
+
+
+def candidates_mesh(scenes: int, seed: int = 7, conditions: str = "realistic") -> dict:
+    """The live candidate step on unseen mesh-world scenes as sampled (test split: rooms,
+    loudspeaker models, distractors such as plants, lamps, boxes, bins and TVs, and the catalogue
+    people the scene places), rendered at 640x480 and degraded by the `conditions` sensing
+    preset (depth holes and noise, colour noise) as sim_bridge does. A loudspeaker candidate is
+    right when its 3D IoU with a true loudspeaker box exceeds loudspeaker.POSITIVE_IOU (one to
+    one); precision = right / loudspeaker candidates, recall = right / true loudspeakers, 95 %
+    bootstrap intervals over scenes; each false positive is named by the catalogue category of the
+    object under its centre pixel."""
+    from jaeger_ros.core.geometry import box_iou_3d, project
+    from jaeger_ros.detectors.loudspeaker import POSITIVE_IOU
+    from sim_bridge import conditions as sensing
+    from sim_bridge.mesh.render_gl import render as render_mesh
+    from sim_bridge.mesh.scene import sample_mesh_scene, shell_instance_ids
+
+    intr = Intrinsics.from_hfov(640, 480)
+    rng = np.random.default_rng(seed)
+    det = CandidateDetector()
+    tp, claims, truth, fp_kinds = [], [], [], {}
+    for k in tqdm(range(scenes), desc=f"mesh scenes ({conditions})"):
+        scene = sample_mesh_scene(rng, "test", int(rng.integers(1, 4)), intr, f"candidates-{k}")
+        frame = render_mesh(scene, intr)
+        cond = sensing.draw(conditions, rng)
+        rgb = sensing.degrade_rgb(frame.rgb, cond, rng)
+        depth = sensing.degrade_depth(np.nan_to_num(frame.depth, nan=0.0, posinf=0.0), frame.rgb, cond, rng)
+        if cond.depth_noise_k is None:
+            depth = frame.depth
+        det.people.close()
+        det.people = PersonDetector(video=True, hog_width=320)   # the live detector, fresh per scene
+        found = [c.box for c in det(rgb, depth, intr) if c.category == "loudspeaker"]
+        true = scene.loudspeaker_boxes_camera()
+        pairs = sorted(((box_iou_3d(f, t), i, j) for i, f in enumerate(found) for j, t in enumerate(true)), reverse=True)
+        used_f, used_t = set(), set()
+        for iou, i, j in pairs:
+            if iou > POSITIVE_IOU and i not in used_f and j not in used_t:
+                used_f.add(i)
+                used_t.add(j)
+        names = {o.instance_id: o.category for o in scene.objects}
+        names.update({v: key for key, v in shell_instance_ids(scene).items()})
+        for i, f in enumerate(found):
+            if i in used_f:
+                continue
+            u, v, _ = project(f.center, intr)
+            iid = int(frame.objects[int(np.clip(v, 0, intr.height - 1)), int(np.clip(u, 0, intr.width - 1))])
+            kind = "loudspeaker (duplicate)" if 1 <= iid <= len(scene.loudspeakers) else names.get(iid, "nothing")
+            fp_kinds[kind] = fp_kinds.get(kind, 0) + 1
+        tp.append(len(used_f))
+        claims.append(len(found))
+        truth.append(len(true))
+    tp, claims, truth = np.array(tp, float), np.array(claims, float), np.array(truth, float)
+    boot = np.random.default_rng(0)
+    draws = boot.integers(0, scenes, (2000, scenes))
+    ci = lambda v: [round(float(np.percentile(v, 2.5)), 4), round(float(np.percentile(v, 97.5)), 4)]  # noqa: E731
+    return {"seed": seed, "scenes": scenes, "conditions": conditions, "loudspeakers": int(truth.sum()),
+            "loudspeaker_candidates": int(claims.sum()),
+            "precision": float(tp.sum() / max(claims.sum(), 1)),
+            "ci95_precision": ci(tp[draws].sum(1) / np.maximum(claims[draws].sum(1), 1)),
+            "recall": float(tp.sum() / max(truth.sum(), 1)), "ci95_recall": ci(tp[draws].sum(1) / truth[draws].sum(1)),
+            "false_positives_on": fp_kinds}
 
 
 def voice_accuracy(turns_per_voice: int = 3) -> dict:
@@ -262,6 +341,10 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=30, help="people-free renders for --accuracy (0: skip)")
     parser.add_argument("--mesh-scenes", type=int, default=20,
                         help="mesh-world scenes with a placed person for --accuracy (0: skip; needs pyrender)")
+    parser.add_argument("--candidate-scenes", type=int, default=0,
+                        help="--accuracy: unseen mesh scenes for loudspeaker candidate precision/recall (0: skip)")
+    parser.add_argument("--candidate-seed", type=int, default=7)
+    parser.add_argument("--mesh-seed", type=int, default=42, help="seed of the mesh-world person scenes")
     parser.add_argument("--voice-turns", type=int, default=3, help="turns per test voice for --accuracy (0: skip)")
     parser.add_argument("--only-accuracy", action="store_true", help="skip the speed table")
     args = parser.parse_args()
@@ -272,10 +355,12 @@ def main() -> None:
         if args.frames:
             report["people"] = person_false_alarms(args.frames)
         if args.mesh_scenes:
-            report["people_mesh"] = person_recall_mesh(args.mesh_scenes)
+            report["people_mesh"] = person_recall_mesh(args.mesh_scenes, args.mesh_seed)
+        if args.candidate_scenes:
+            report["candidates_mesh"] = candidates_mesh(args.candidate_scenes, args.candidate_seed)
         if args.voice_turns:
             report["voice"] = voice_accuracy(args.voice_turns)
-        print(json.dumps({k: report[k] for k in ("people", "people_mesh", "voice") if k in report}, indent=1))
+        print(json.dumps({k: report[k] for k in ("people", "people_mesh", "candidates_mesh", "voice") if k in report}, indent=1))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)

@@ -99,9 +99,11 @@ def _remove_walls(points: np.ndarray, up: np.ndarray, rng: np.random.Generator,
 
 
 def boxes_from_depth(depth: np.ndarray, intrinsics: Intrinsics, stride: int = 3,
-                     seed: int = 0) -> list[Box3D]:
+                     seed: int = 0, height_range: tuple[float, float] = HEIGHT_RANGE_M,
+                     width_range: tuple[float, float] = WIDTH_RANGE_M, max_top: float = MAX_TOP_M) -> list[Box3D]:
     """Loudspeaker-sized objects standing on the floor, as camera-frame boxes, left to right
-    (descending azimuth, the bbox-id order of the release)."""
+    (descending azimuth, the bbox-id order of the release). The size limits are the
+    loudspeakers' unless given (the person detectors ask for person-sized objects)."""
     d = np.asarray(depth, dtype=np.float32)
     if d.ndim != 2 or d.size == 0:
         raise ValueError(f"depth must be a non-empty 2-D image, got shape {d.shape}")
@@ -116,7 +118,7 @@ def boxes_from_depth(depth: np.ndarray, intrinsics: Intrinsics, stride: int = 3,
     fwd = np.array([0.0, 0.0, -1.0]) - up * (-up[2])
     fwd /= np.linalg.norm(fwd)
     right = np.cross(fwd, up)
-    mask = (height > FLOOR_TOL_M) & (height < MAX_TOP_M)
+    mask = (height > FLOOR_TOL_M) & (height < max_top)
     mask[mask] &= _remove_walls(pts[mask], up, rng)
     obj = pts[mask]
     if len(obj) < MIN_POINTS:
@@ -136,7 +138,7 @@ def boxes_from_depth(depth: np.ndarray, intrinsics: Intrinsics, stride: int = 3,
         pa, pb, ph = a[sel], b[sel], h[sel]
         top = np.percentile(ph, 99)
         width = np.percentile(pa, 98) - np.percentile(pa, 2)
-        if not (HEIGHT_RANGE_M[0] <= top <= HEIGHT_RANGE_M[1] and WIDTH_RANGE_M[0] <= width <= WIDTH_RANGE_M[1]):
+        if not (height_range[0] <= top <= height_range[1] and width_range[0] <= width <= width_range[1]):
             continue
         if np.percentile(ph, 2) > FLOATING_M:     # a table top or shelf, not standing
             continue

@@ -250,7 +250,13 @@ class CropPoseCheck:
     """Is a depth blob a (seated) person? mediapipe pose on the blob's crop, widened to a square
     1.6x its larger side and scaled to CROP_PX: a seated person 2-4 m away is only 60-100 px tall
     at 640x480, too small for pose on the whole frame, but found on the crop. The score is the
-    mean visibility of the head and shoulder landmarks (0 when no pose)."""
+    mean visibility of the head and shoulder landmarks, 0 when no pose or when the pose's torso
+    (the mean of its visible shoulders and hips) is not on the blob: outside its image box or,
+    with the depth image, its 3D point outside the box (padded by TORSO_PAD_M). The widened crop
+    also shows the blob's neighbours, and a person beside or behind a loudspeaker would
+    otherwise make the loudspeaker a person too."""
+
+    TORSO_PAD_M = 0.15
 
     CROP_PX = 256
 
@@ -261,7 +267,7 @@ class CropPoseCheck:
         self._cv2 = cv2
         self._pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1, min_detection_confidence=0.5)
 
-    def __call__(self, rgb: np.ndarray, box: Box3D, intrinsics: Intrinsics) -> float:
+    def __call__(self, rgb: np.ndarray, box: Box3D, intrinsics: Intrinsics, depth: np.ndarray | None = None) -> float:
         img = _as_rgb8(rgb)
         u, v, front = project(box.corners(), intrinsics)
         if not front.all():
@@ -275,7 +281,27 @@ class CropPoseCheck:
         result = self._pose.process(crop)
         if result.pose_landmarks is None:
             return 0.0
-        return float(np.mean([p.visibility for p in result.pose_landmarks.landmark][:13]))
+        lm = result.pose_landmarks.landmark
+        torso = [lm[i] for i in TORSO_LANDMARKS if lm[i].visibility >= MIN_VISIBILITY] or [lm[i] for i in (11, 12)]
+        tx = x0 + np.mean([p.x for p in torso]) * (x1 - x0)
+        ty = y0 + np.mean([p.y for p in torso]) * (y1 - y0)
+        if not (u.min() * sx <= tx <= u.max() * sx and v.min() * sy <= ty <= v.max() * sy):
+            return 0.0
+        if depth is not None and not self._on_box(depth, tx / sx, ty / sy, box, intrinsics):
+            return 0.0
+        return float(np.mean([p.visibility for p in lm][:13]))
+
+    def _on_box(self, depth: np.ndarray, u: float, v: float, box: Box3D, intrinsics: Intrinsics) -> bool:
+        """Whether the depth around pixel (u, v) (median of a 7x7 window) is a point inside `box`."""
+        h, w = depth.shape
+        iu, iv = int(np.clip(u, 0, w - 1)), int(np.clip(v, 0, h - 1))
+        window = depth[max(iv - 3, 0):iv + 4, max(iu - 3, 0):iu + 4]
+        window = window[np.isfinite(window) & (window > 0)]
+        if not window.size:
+            return True   # a hole: the image box check alone
+        d = float(np.median(window))
+        point = np.array([(u - intrinsics.cx) * d / intrinsics.fx, -(v - intrinsics.cy) * d / intrinsics.fy, -d])
+        return bool(np.all(point >= box.min - self.TORSO_PAD_M) and np.all(point <= box.max + self.TORSO_PAD_M))
 
     def close(self) -> None:
         self._pose.close()
