@@ -4,12 +4,15 @@ Why beside the live demo: `make demo` prints running figures; this writes one JS
 published, sound-only DoA and the matching with bootstrap 95 % intervals, so live runs can be
 compared. It runs jaeger_ros.ros.live_demo's main (same processes, same scoring rule,
 live_demo.SCORING_RULE) with a Scorer that also keeps each scored frame: its DoA error, whether
-the talker's acoustic centre is in the image (SimSource.in_view), and whether the match is right.
+the talker's acoustic centre is in the image (SimSource.in_view), and whether the match is right;
+per frame the candidates against the true boxes (loudspeaker precision and recall: a plant, lamp
+or box claimed as a loudspeaker is a false positive; person recall), match accuracy per talker
+category, and, from jaeger_tracker's tracks, identity switches per talker per minute.
 
 Run (from a source checkout with the workspace sourced):
     python benchmarks/bench_live.py --conditions realistic --duration 120 --seed 3 --json OUT.json
     [--scenario single|dual] [--method classical|jaeger] [--candidates depth|classified|detectors]
-    [--world procedural|mesh]
+    [--world procedural|mesh] [--talkers loudspeakers|people|mixed] [--no-tracker]
 --conditions: clean | realistic | hard | diffuse@SNR. --candidates is jaeger_node's parameter (set in a
 copy of the demo's params file; default: the file's value, classified).
     python benchmarks/bench_live.py --pool-cost   # per-frame cost of the two DoA pools, no ROS
@@ -29,16 +32,73 @@ from jaeger_ros.data.robustness import bootstrap_ci
 from jaeger_ros.ros import live_demo
 
 
+PERSON_MATCH_M = 0.5
+"""A person candidate finds a true person when their centres are this close horizontally (x, z of
+the optical frame): a lifted box holds the person's front only, so its centre sits nearer than the
+true box's, and a seated person's box is wider than her body."""
+TRACK_GATE_M = 1.0
+"""A talker's track is the nearest track within this distance of her true position (map frame)."""
+LOUDSPEAKER_CLAIMS = ("loudspeaker", "unknown", "")
+"""Candidate categories that claim a loudspeaker: a depth blob (unknown) on a plant is a false positive."""
+
+
+def _category(box) -> str:
+    return box.category or "loudspeaker"   # the simulator's boxes are loudspeakers unless they say otherwise
+
+
+def _greedy(found: list, truth: list, close) -> int:
+    """One-to-one pairs of found and true boxes that `close(a, b)` accepts, nearest first."""
+    pairs = sorted((_centre_gap(a, b), i, j) for i, a in enumerate(found) for j, b in enumerate(truth) if close(a, b))
+    used_i, used_j = set(), set()
+    for _, i, j in pairs:
+        if i not in used_i and j not in used_j:
+            used_i.add(i)
+            used_j.add(j)
+    return len(used_i)
+
+
+def _xyz(box) -> np.ndarray:
+    p = box.center.position
+    return np.array([p.x, p.y, p.z])
+
+
+def _centre_gap(a, b) -> float:
+    return float(np.linalg.norm(_xyz(a) - _xyz(b)))
+
+
+def candidate_counts(match, gt) -> dict[str, int]:
+    """One frame's candidates against the truth: loudspeaker claims that are a true loudspeaker
+    (centres within live_demo.BOX_MATCH_M), claims, true loudspeakers; people found (PERSON_MATCH_M
+    horizontally) and true people."""
+    claims = [c for c in match.candidates if c.category in LOUDSPEAKER_CLAIMS]
+    people = [c for c in match.candidates if c.category == "person"]
+    true_ls = [b for b in gt.boxes if _category(b) == "loudspeaker"]
+    true_people = [b for b in gt.boxes if _category(b) == "person"]
+    horizontal = lambda a, b: float(np.hypot(*(_xyz(a) - _xyz(b))[[0, 2]])) < PERSON_MATCH_M  # noqa: E731
+    return {"ls_tp": _greedy(claims, true_ls, lambda a, b: _centre_gap(a, b) < live_demo.BOX_MATCH_M),
+            "ls_claims": len(claims), "ls_truth": len(true_ls),
+            "person_tp": _greedy(people, true_people, horizontal), "person_truth": len(true_people)}
+
+
 class FrameScorer(live_demo.Scorer):
-    """live_demo.Scorer that keeps (doa error or None, in view, correct) per scored frame: it
-    hands the pending matches to the base class one at a time and reads what each one added."""
+    """live_demo.Scorer that keeps, per scored frame, (doa error or None, in view, correct, the
+    talker's category), and per frame with ground truth its scene and candidate_counts: it hands
+    the pending matches to the base class one at a time and reads what each one added."""
 
     made: list["FrameScorer"] = []  # the demo builds its own scorer; this is how we find it
 
     def __init__(self, window_s: float) -> None:
         super().__init__(window_s)
-        self.frames: list[tuple[float | None, bool, bool]] = []
+        self.frames: list[tuple[float | None, bool, bool, str]] = []
+        self.detections: list[tuple[int, dict[str, int]]] = []
+        self.truth_log: list[tuple[int, int, list[tuple[int, np.ndarray, bool]]]] = []  # (stamp, scene, talkers)
         FrameScorer.made.append(self)
+
+    def on_truth(self, msg) -> None:
+        talkers = [(s.loudspeaker, np.array([s.position.x, s.position.y, s.position.z]), bool(s.active))
+                   for s in msg.sources]
+        self.truth_log.append((self.key(msg.header.stamp), int(msg.scene_id), talkers))
+        super().on_truth(msg)
 
     def _drain(self) -> None:
         queued = list(self.pending)
@@ -50,12 +110,17 @@ class FrameScorer(live_demo.Scorer):
             if self.pending:  # its ground truth has not arrived yet: keep it and the rest, in order
                 self.pending.extend(queued[i + 1:])
                 return
+            if self.last is None or self.last[0] is not match:
+                continue   # its ground truth was lost
+            gt = self.last[1]
+            self.detections.append((int(gt.scene_id), candidate_counts(match, gt)))
             if self.scored > scored:
-                talking = [s for s in self.last[1].sources if s.active_for_s >= self.window_s]
+                talking = [s for s in gt.sources if s.active_for_s >= self.window_s]
                 target = next((s for s in talking if s.gender == match.target), talking[0] if talking else None)
                 error = self.doa_errors[-1] if len(self.doa_errors) > errors else None
+                category = _category(gt.boxes[target.loudspeaker]) if target is not None else "loudspeaker"
                 self.frames.append((error, bool(target.in_view) if target is not None else True,
-                                    self.correct > correct))
+                                    self.correct > correct, category))
 
 
 def _row(values: np.ndarray, stat, rng: np.random.Generator) -> dict:
@@ -63,6 +128,68 @@ def _row(values: np.ndarray, stat, rng: np.random.Generator) -> dict:
         return {"value": None, "ci95": None, "n": 0}
     lo, hi = bootstrap_ci(values, stat, rng)
     return {"value": float(stat(values)), "ci95": [lo, hi], "n": int(values.size)}
+
+
+def _ratio_by_scene(scenes: np.ndarray, num: np.ndarray, den: np.ndarray, rng: np.random.Generator,
+                    draws: int = 2000) -> dict:
+    """sum(num) / sum(den) with a 95 % bootstrap interval over scenes (a scene's frames share
+    its candidates, so frames are not independent); n = the denominator, scenes = its scenes."""
+    ids = np.unique(scenes)
+    per_num = np.array([num[scenes == s].sum() for s in ids], dtype=float)
+    per_den = np.array([den[scenes == s].sum() for s in ids], dtype=float)
+    if per_den.sum() == 0:
+        return {"value": None, "ci95": None, "n": 0, "scenes": 0}
+    pick = rng.integers(0, len(ids), (draws, len(ids)))
+    ratios = per_num[pick].sum(1) / np.maximum(per_den[pick].sum(1), 1e-9)
+    ratios = ratios[per_den[pick].sum(1) > 0]
+    return {"value": float(per_num.sum() / per_den.sum()),
+            "ci95": [float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))],
+            "n": int(per_den.sum()), "scenes": int((per_den > 0).sum())}
+
+
+def id_switches(truth_log: list, talkers: list, rng: np.random.Generator) -> dict:
+    """Identity switches per talker per minute: for each tracker message, each talker talking in
+    the latest ground truth takes the nearest track within TRACK_GATE_M (map frame); a switch is
+    its track id changing between consecutive such messages of the same scene. Talker-minutes
+    are those messages' span per talker; 95 % bootstrap interval over talkers."""
+    if not talkers or not truth_log:
+        return {"value": None, "ci95": None, "talkers": 0, "talker_minutes": 0.0}
+    stamps = np.array([t[0] for t in truth_log])
+    seen: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for stamp, tracks in talkers:
+        k = int(np.searchsorted(stamps, stamp, side="right")) - 1
+        if k < 0 or not tracks:
+            continue
+        _, scene, sources = truth_log[k]
+        for index, position, active in sources:
+            if not active:
+                continue
+            gaps = [float(np.linalg.norm(p - position)) for _, p in tracks]
+            best = int(np.argmin(gaps))
+            if gaps[best] <= TRACK_GATE_M:
+                seen.setdefault((scene, index), []).append((stamp, tracks[best][0]))
+    switches, minutes = [], []
+    for events in seen.values():
+        ids = [tid for _, tid in events]
+        switches.append(sum(a != b for a, b in zip(ids, ids[1:])))
+        minutes.append(max((events[-1][0] - events[0][0]) / 6e10, 1e-9))
+    switches, minutes = np.array(switches, float), np.array(minutes)
+    keep = minutes >= 1.0 / 60.0   # a talker tracked for under a second tells nothing about switches
+    switches, minutes = switches[keep], minutes[keep]
+    if not minutes.size:
+        return {"value": None, "ci95": None, "talkers": 0, "talker_minutes": 0.0}
+    pick = rng.integers(0, len(minutes), (2000, len(minutes)))
+    rates = switches[pick].sum(1) / minutes[pick].sum(1)
+    return {"value": float(switches.sum() / minutes.sum()),
+            "ci95": [float(np.percentile(rates, 2.5)), float(np.percentile(rates, 97.5))],
+            "talkers": int(minutes.size), "talker_minutes": float(minutes.sum())}
+
+
+def talkers_parameter() -> str | None:
+    """The name of sim_bridge's parameter that chooses loudspeaker / people / mixed talkers, or
+    None while the simulator has none (only loudspeakers talk then)."""
+    from sim_bridge.node import PARAMETERS
+    return next((p.name for p in PARAMETERS if "mixed" in p.choices and "people" in p.choices), None)
 
 
 def pool_cost(seconds: float = 8.0, seed: int = 0) -> dict[str, dict[str, float]]:
@@ -109,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="jaeger_node parameter candidates (default: the params file's value)")
     parser.add_argument("--world", choices=("procedural", "mesh"), default=None,
                         help="sim_bridge parameter world (default: the params file's value, procedural)")
+    parser.add_argument("--talkers", choices=("loudspeakers", "people", "mixed"), default="loudspeakers",
+                        help="who talks (sim_bridge's talkers parameter; people/mixed need a simulator that has it)")
+    parser.add_argument("--no-tracker", action="store_true",
+                        help="do not run jaeger_tracker (no id_switches_per_talker_min)")
     parser.add_argument("--json", type=Path, help="where to write the figures (required for a live run)")
     parser.add_argument("--pool-cost", action="store_true", help="only time the two DoA pools (no ROS) and exit")
     args = parser.parse_args(argv)
@@ -124,6 +255,13 @@ def main(argv: list[str] | None = None) -> int:
             params["jaeger_node"]["ros__parameters"]["candidates"] = args.candidates
         if args.world is not None:
             params["sim_bridge"]["ros__parameters"]["world"] = args.world
+        if args.talkers != "loudspeakers":
+            name = talkers_parameter()
+            if name is None:
+                print(f"bench_live: --talkers {args.talkers}: this sim_bridge has no talkers parameter with people "
+                      "(only loudspeakers talk)", file=sys.stderr)
+                return 2
+            params["sim_bridge"]["ros__parameters"][name] = args.talkers
         params_file = Path(out) / "params.yaml"
         params_file.write_text(yaml.safe_dump(params))
         candidates = params["jaeger_node"]["ros__parameters"].get("candidates", "classified")
@@ -132,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             status = live_demo.main(["--duration", str(args.duration), "--seed", str(args.seed), "--conditions",
                                      args.conditions, "--scenario", args.scenario, "--method", args.method,
-                                     "--params", str(params_file), "--out", out])
+                                     "--params", str(params_file), "--out", out]
+                                    + ([] if args.no_tracker else ["--tracker"]))
         finally:
             live_demo.Scorer = original
         summary_path = Path(out) / "summary.json"
@@ -140,23 +279,36 @@ def main(argv: list[str] | None = None) -> int:
             print("bench_live: the live run failed (see above)", file=sys.stderr)
             return 1
         summary = json.loads(summary_path.read_text())
-    frames = FrameScorer.made[-1].frames
+    scorer = FrameScorer.made[-1]
+    frames = scorer.frames
     rng = np.random.default_rng(0)
     err = np.array([f[0] for f in frames if f[0] is not None])
     out_err = np.array([f[0] for f in frames if f[0] is not None and not f[1]])
     correct = np.array([100.0 * f[2] for f in frames])
-    recv = FrameScorer.made[-1].received
-    lat = np.array([(r - s) * 1000.0 for r, s in recv])
+    by_category = {c: np.array([100.0 * f[2] for f in frames if f[3] == c]) for c in ("loudspeaker", "person")}
+    lat = np.array([(r - s) * 1000.0 for r, s in scorer.received])
+    scenes = np.array([d[0] for d in scorer.detections], dtype=int)
+    counts = {k: np.array([d[1][k] for d in scorer.detections], dtype=float)
+              for k in ("ls_tp", "ls_claims", "ls_truth", "person_tp", "person_truth")}
     result = {
         "conditions": args.conditions, "duration_s": summary["duration_s"], "seed": args.seed,
-        "scenario": args.scenario, "method": args.method, "candidates": candidates,
+        "scenario": args.scenario, "method": args.method, "candidates": candidates, "talkers": args.talkers,
         "world": params["sim_bridge"]["ros__parameters"].get("world", "procedural"), "scoring_rule": live_demo.SCORING_RULE,
+        "candidate_rule": f"per frame with ground truth; a loudspeaker claim (category {LOUDSPEAKER_CLAIMS}) is right "
+                          f"within {live_demo.BOX_MATCH_M} m of a true loudspeaker's centre, a person within "
+                          f"{PERSON_MATCH_M} m horizontally; one-to-one; intervals over scenes",
+        "loudspeaker_precision": _ratio_by_scene(scenes, counts["ls_tp"], counts["ls_claims"], rng),
+        "loudspeaker_recall": _ratio_by_scene(scenes, counts["ls_tp"], counts["ls_truth"], rng),
+        "person_recall": _ratio_by_scene(scenes, counts["person_tp"], counts["person_truth"], rng),
         "doa_error_median_deg": _row(err, np.median, rng),
         "doa_error_median_out_of_view_deg": _row(out_err, np.median, rng),
         "match_accuracy": _row(correct, np.mean, rng),
+        "match_accuracy_loudspeaker": _row(by_category["loudspeaker"], np.mean, rng),
+        "match_accuracy_person": _row(by_category["person"], np.mean, rng),
+        "id_switches_per_talker_min": id_switches(scorer.truth_log, scorer.talkers, rng),
         "latency_p95_ms": _row(lat, lambda v: np.percentile(v, 95), rng),
-        "rate_hz": summary["rate_hz"], "scored_frames": len(frames),
-        "scene_snr_db": summary.get("scene_snr_db", {}),
+        "rate_hz": summary["rate_hz"], "scored_frames": len(frames), "frames_with_truth": len(scenes),
+        "scenes": int(np.unique(scenes).size), "scene_snr_db": summary.get("scene_snr_db", {}),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))

@@ -104,3 +104,53 @@ def test_a_seated_person_too_small_for_the_frame_is_found_from_her_blob():
     near = [c for c in found if np.hypot(c.box.center[0] - at[0], c.box.center[2] - at[2]) < 0.5]
     assert [c.category for c in near] == [PERSON], [(c.category, c.box.center.round(2)) for c in found]
     assert near[0].box.extra["source"] == "blob+pose"   # the frame's detectors did miss her
+
+
+def test_background_run_hands_over_the_same_candidates_once(detector):
+    """submit/poll (the live node's background thread): the astronaut frame's result arrives
+    without blocking the caller, equals the synchronous one, is handed over once, and a frame
+    submitted while another waits replaces it (only the latest frame's result comes back)."""
+    import time
+
+    from skimage import data
+    intr = Intrinsics.from_hfov(512, 512, 60.0)
+    depth = np.full((512, 512), 4.0, np.float32)
+    depth[10:, 30:360] = 1.5
+    wall = np.full((512, 512), 4.0, np.float32)   # nothing but a wall: no person can be lifted
+    det = CandidateDetector(loudspeakers=None)
+    try:
+        det.submit(data.astronaut(), wall, intr)
+        det.submit(data.astronaut(), depth, intr)
+        deadline, found = time.monotonic() + 120.0, None
+        while found is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            found = det.poll()
+        assert found is not None, "no background result within 120 s"
+        time.sleep(0.5)
+        assert det.poll() is None   # handed over once; the superseded wall frame never comes back
+        people = [c for c in found if c.category == PERSON]
+        assert len(people) >= 1 and people[0].box.max[2] == pytest.approx(-1.5, abs=0.02)
+    finally:
+        det.people.close()
+
+
+def test_estimator_keeps_its_boxes_until_the_background_result_arrives():
+    """ClassicalEstimator(background=True): the first frame answers at once with no candidates
+    (the detectors run beside the stream), later frames of the same view carry the person."""
+    import time
+
+    from skimage import data
+
+    from jaeger_ros.pipeline.frame import ClassicalEstimator
+    intr = Intrinsics.from_hfov(512, 512, 60.0)
+    depth = np.full((512, 512), 4.0, np.float32)
+    depth[10:, 30:360] = 1.5
+    est = ClassicalEstimator(candidates="detectors", vad=False, background=True)
+    first = est(data.astronaut(), depth, intr, None, 16000, "", 0.0)
+    assert first.boxes == []
+    deadline, boxes, stamp = time.monotonic() + 120.0, [], 0.0
+    while not boxes and time.monotonic() < deadline:
+        time.sleep(0.1)
+        stamp += 0.1
+        boxes = est(data.astronaut(), depth, intr, None, 16000, "", stamp).boxes
+    assert [b.extra["category"] for b in boxes][:1] == [PERSON]

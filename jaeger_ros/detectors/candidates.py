@@ -14,6 +14,9 @@ frame, yet found by pose on her crop (mesh-world misses of the frame detectors: 
 """
 from __future__ import annotations
 
+import logging
+import os
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -35,6 +38,12 @@ PERSON_BLOB_WIDTH_M = (0.25, 1.4)   # across the view: a standing side view .. l
 PERSON_BLOB_MAX_TOP_M = 2.2
 PERSON_BLOB_STRIDE = 4
 SAME_PERSON_M = 0.5        # a blob this close (horizontally) to a found person is that person
+
+
+_log = logging.getLogger(__name__)
+WORKER_NICE = 5
+"""The background run's niceness above the caller's (Linux threads take their own): the frame
+path keeps its 10 Hz, the candidates arrive a few frames later."""
 
 
 class Candidate(NamedTuple):
@@ -79,6 +88,11 @@ class CandidateDetector:
         self.loudspeakers = loudspeakers
         # blobs the classifier rejects get a pose check on their crop (needs the classifier)
         self.seated = CropPoseCheck() if seated and loudspeakers is not None else None
+        self._cond = threading.Condition()
+        self._job: tuple | None = None
+        self._done: list[Candidate] | None = None
+        self._submitted = 0
+        self._worker: threading.Thread | None = None
 
     def __call__(self, rgb: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics) -> list[Candidate]:
         persons = self.people.detect(rgb, depth, intrinsics)
@@ -104,6 +118,43 @@ class CandidateDetector:
                     persons.append(Box3D(blob.center, blob.size, label=PERSON, score=score,
                                          extra={"source": "blob+pose"}))
         return combine(persons, [blobs[k] for k in keep], [float(probs[k]) for k in keep])
+
+    def submit(self, rgb: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics) -> None:
+        """Find this frame's candidates in a background thread (a frame submitted while one is
+        still waiting replaces it); `poll` hands the result over. ~0.2-0.7 s of 2 CPU cores per
+        frame is too much for a 10 Hz frame path, so the node runs it beside the stream."""
+        with self._cond:
+            self._job = (rgb, depth, intrinsics, self._submitted + 1)
+            self._submitted += 1
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name="candidate-detector", daemon=True)
+                self._worker.start()
+            self._cond.notify()
+
+    def poll(self) -> list[Candidate] | None:
+        """The candidates of the latest submitted frame once found (each result once), else None."""
+        with self._cond:
+            done, self._done = self._done, None
+        return done
+
+    def _work(self) -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICE)
+        except (AttributeError, OSError):
+            pass   # not Linux, or not allowed: the same priority as the frame path
+        while True:
+            with self._cond:
+                while self._job is None:
+                    self._cond.wait()
+                (rgb, depth, intrinsics, number), self._job = self._job, None
+            try:
+                found = self(rgb, depth, intrinsics)
+            except ValueError as err:   # a malformed frame: no candidates, as the synchronous path drops it
+                _log.warning("candidate detection failed on a frame: %s", err)
+                found = []
+            with self._cond:
+                if number == self._submitted:   # a newer frame supersedes this result
+                    self._done = found
 
     @staticmethod
     def _person_blobs(depth: np.ndarray, intrinsics: Intrinsics) -> list[Box3D]:

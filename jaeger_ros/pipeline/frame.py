@@ -25,7 +25,7 @@ CANDIDATES = ("depth", "classified", "detectors")
 "unknown": plants and lamps included), "classified" (those blobs scored by the loudspeaker crop
 classifier, the rejected ones dropped; ~1 ms more; the default when its checkpoint loads) or
 "detectors" (detectors.candidates: people from the person detectors + classified loudspeakers,
-~175 ms a new scene on 2 shared cores)."""
+0.2-0.7 s a new scene on 2 shared cores, in a background thread in the node)."""
 UNKNOWN = "unknown"
 VAD_HOLD_S = 1.2
 """With the VAD on, a direction is reported only while speech was heard within this long
@@ -88,10 +88,12 @@ class ClassicalEstimator:
     DEPTH_CHANGE_SHARE = 0.02  # ... in more than this share of the (subsampled) image: new scene
 
     def __init__(self, doa_memory_s: float = 5.0, doa: str = "robust", candidates: str = "classified",
-                 vad: bool = True, voices: bool = False) -> None:
+                 vad: bool = True, voices: bool = False, background: bool = False) -> None:
         """`vad`: only votes inside speech (silero, detectors.vad) count, and no direction is
         reported when nobody spoke within VAD_HOLD_S; `voices`: each voice heard gets an identity
-        (detectors.voice_id: Resemblyzer embeddings clustered online, gender from pitch)."""
+        (detectors.voice_id: Resemblyzer embeddings clustered online, gender from pitch);
+        `background` (candidates "detectors"): the detectors run beside the stream (the live
+        node), the previous boxes serve until their result arrives a few frames later."""
         from jaeger_ros.classical import candidates as blobs
         from jaeger_ros.classical import matching, tracking
         if doa not in DOA_METHODS:
@@ -112,6 +114,7 @@ class ClassicalEstimator:
         elif candidates == "detectors":
             from jaeger_ros.detectors.candidates import CandidateDetector
             self._detector = CandidateDetector()
+        self._background = background and self._detector is not None
         self.candidates = candidates  # what is used (a failed "classified" is "depth")
         self._new_pool = lambda: (tracking.RobustPool(memory_s=doa_memory_s) if doa == "robust"
                                   else tracking.OnsetPool(memory_s=doa_memory_s))
@@ -147,10 +150,15 @@ class ClassicalEstimator:
         if self._last_stamp is not None and stamp < self._last_stamp:  # the stream restarted
             self._pool = self._new_pool()
         self._last_stamp = stamp
+        if self._background and (found := self._detector.poll()) is not None:
+            self._boxes = [_as_candidate(c.box, c.category, c.score) for c in found]
         if self._scene_changed(depth):
             self._pool.reset(stamp)
             try:
-                self._boxes = self._find(rgb, depth, intrinsics)  # left to right by azimuth
+                if self._background:
+                    self._detector.submit(rgb, depth, intrinsics)
+                else:
+                    self._boxes = self._find(rgb, depth, intrinsics)  # left to right by azimuth
             except ValueError:
                 self._depth_key, self._boxes = None, []  # try again on the next frame
                 raise
@@ -249,11 +257,12 @@ def labelled(est: Estimate) -> Estimate:
 
 def make_estimator(method: str, checkpoint: str, doa_memory_s: float = 5.0, doa: str = "robust",
                    candidates: str = "classified", vad: bool = True,
-                   voices: bool = False) -> ClassicalEstimator | JaegerEstimator:
+                   voices: bool = False, background: bool = False) -> ClassicalEstimator | JaegerEstimator:
     """`doa` chooses the classical estimator's sound-only DoA (DOA_METHODS), `candidates` its
-    candidates (CANDIDATES), `vad` and `voices` its speech gate and voice identity."""
+    candidates (CANDIDATES), `vad` and `voices` its speech gate and voice identity, `background`
+    whether its detectors run beside the stream."""
     if method == "classical":
-        return ClassicalEstimator(doa_memory_s, doa, candidates, vad, voices)
+        return ClassicalEstimator(doa_memory_s, doa, candidates, vad, voices, background)
     if method == "jaeger":
         return JaegerEstimator(checkpoint)
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")

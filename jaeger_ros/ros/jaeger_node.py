@@ -110,6 +110,7 @@ def _color(r: float, g: float, b: float, a: float = 1.0) -> ColorRGBA:
 CATEGORY_COLORS = {"loudspeaker": (0.2, 0.9, 0.3, 0.8), "person": (0.1, 0.3, 1.0, 0.8), "unknown": (0.7, 0.7, 0.7, 0.8)}
 """Box outline colour per category (RGBA); the matched box is red whatever its category."""
 MATCHED_COLOR = (1.0, 0.2, 0.1, 1.0)
+LEGEND = "boxes: green loudspeaker | blue person | grey unknown (depth blob) | red talking"
 
 
 def markers_for(est: Estimate, header: Any, lifetime_s: float, arrow_length_m: float = 1.5) -> MarkerArray:
@@ -136,6 +137,13 @@ def markers_for(est: Estimate, header: Any, lifetime_s: float, arrow_length_m: f
         text.scale.z = 0.12
         text.text = f"bbox_{k} {category}" + (f" {est.label} (talking, {est.confidence:.2f})" if matched else "")
         out.markers.append(text)
+    if est.boxes:   # RViz has no legend widget: one line of text above the view's top left says the colours
+        legend = Marker(header=header, ns="jaeger_legend", id=0, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD,
+                        lifetime=life, color=_color(1.0, 1.0, 1.0), text=LEGEND)
+        legend.pose.position = Point(x=-1.2, y=-1.0, z=3.0)
+        legend.pose.orientation.w = 1.0
+        legend.scale.z = 0.1
+        out.markers.append(legend)
     if est.direction is not None:
         arrow = Marker(header=header, ns="jaeger_doa", id=0, type=Marker.ARROW, action=Marker.ADD, lifetime=life,
                        color=_color(0.2, 0.5, 1.0))
@@ -168,7 +176,8 @@ PARAMETERS: tuple[Param, ...] = (
           "onset (the previous onset pool)", False),
     Param("candidates", "classified", "method classical: candidate boxes: depth (every loudspeaker-sized depth blob, "
           "category unknown) | classified (blobs kept by the loudspeaker crop classifier; depth when its checkpoint "
-          "is missing) | detectors (people + classified loudspeakers, ~175 ms per new scene)", False),
+          "is missing) | detectors (people + classified loudspeakers; 0.2-0.7 s per new scene in a background thread, "
+          "the boxes follow a few frames later)", False),
     Param("vad", True, "method classical: only DoA votes inside speech (silero VAD) count; no direction while "
           "nobody speaks (~1 ms per 0.1 s step, benchmarks/bench_voice.py)", False),
     Param("voice_id", True, "method classical: give each voice heard an identity (Resemblyzer embeddings, gender "
@@ -496,8 +505,9 @@ class JaegerNode(LifecycleNode):
         if p["method"] == "jaeger":  # loading takes seconds: say what the node is doing
             self.get_logger().info(f"lifecycle: configuring (loading checkpoint {p['checkpoint'] or 'default'!r})")
         try:
+            # background: the person detectors run beside the 10 Hz frame path (their boxes a few frames later)
             estimator = make_estimator(p["method"], p["checkpoint"], p["doa_memory_s"], p["doa"], p["candidates"],
-                                       p["vad"], p["voice_id"])
+                                       p["vad"], p["voice_id"], background=True)
         except Exception as err:  # whatever loading raises (missing file, bad weights, no torch): stay up
             where = f"checkpoint {p['checkpoint'] or 'default'!r}" if p["method"] == "jaeger" else f"method {p['method']}"
             return self._configure_failed(f"{where}: {type(err).__name__}: {err}")

@@ -143,6 +143,12 @@ class Scorer:
         self.missing_truth = 0
         self.pending: deque = deque(maxlen=200)
         self.last: tuple[object, object | None, object | None] | None = None
+        self.talkers: list[tuple[int, list[tuple[int, np.ndarray]]]] = []  # (stamp key, [(track id, map xyz)])
+
+    def on_talkers(self, msg) -> None:
+        """The tracker's tracks (--tracker), kept for identity scoring (benchmarks/bench_live.py)."""
+        self.talkers.append((self.key(msg.header.stamp), [
+            (int(t.id), np.array([t.position.x, t.position.y, t.position.z])) for t in msg.talkers]))
 
     @staticmethod
     def key(stamp) -> int:
@@ -322,6 +328,13 @@ GT_TALKING = {"color": "orange", "ls": "--", "lw": 1.5}
 GT_SILENT_IMAGE = {"color": "white", "ls": "--", "lw": 0.9}
 GT_SILENT_MAP = {"color": "black", "ls": "--", "lw": 0.9}
 CANDIDATE = {"color": "limegreen", "ls": "-", "lw": 1.3}
+CANDIDATE_BY_CATEGORY = {"loudspeaker": CANDIDATE, "person": {"color": "dodgerblue", "ls": "-", "lw": 1.3},
+                         "unknown": {"color": "lightgray", "ls": "-", "lw": 1.3}}
+"""Candidate boxes by category, as jaeger_node's markers colour them (green, blue, grey)."""
+
+
+def _candidate_look(box) -> dict:
+    return CANDIDATE_BY_CATEGORY.get(box.category, CANDIDATE_BY_CATEGORY["unknown"])
 MATCHED = {"color": "red", "ls": "-", "lw": 2.8}
 DOA_COLOUR = "cyan"
 PAUSED_COLOUR = "violet"  # a voice that is not talking at this frame
@@ -355,11 +368,12 @@ def write_pictures(last, info_k: np.ndarray | None, tf: TfTree, out: Path) -> li
                 ax.plot(uv[[a, b], 0], uv[[a, b], 1], **(GT_TALKING if i in talking else GT_SILENT_IMAGE))
         for box in match.candidates:
             matched = box.id == match.index
+            look = MATCHED if matched else _candidate_look(box)
             uv = _project(_box_corners(box), info_k)
             for a, b in _EDGES:
-                ax.plot(uv[[a, b], 0], uv[[a, b], 1], **(MATCHED if matched else CANDIDATE))
-            ax.text(uv[:, 0].min(), uv[:, 1].min() - 5, f"bbox_{box.id}" + (f": {match.label}" if matched else ""),
-                    color=(MATCHED if matched else CANDIDATE)["color"], fontsize=9, fontweight="bold",
+                ax.plot(uv[[a, b], 0], uv[[a, b], 1], **look)
+            ax.text(uv[:, 0].min(), uv[:, 1].min() - 5, f"bbox_{box.id} {box.category or 'unknown'}"
+                    + (f": {match.label}" if matched else ""), color=look["color"], fontsize=9, fontweight="bold",
                     bbox={"facecolor": "black", "alpha": 0.55, "pad": 1, "edgecolor": "none"})
         if has_doa and direction[2] > 0:
             u, v = _project(direction, info_k)
@@ -374,10 +388,10 @@ def write_pictures(last, info_k: np.ndarray | None, tf: TfTree, out: Path) -> li
         ax.set_xlabel("image u (px)")
         ax.set_ylabel("image v (px)")
         ax.set_title(f"{match.method}: {_answer(match)}\n{doa_text}; {_truth(gt)}", fontsize=10)
-        handles = [Line2D([], [], label="candidate box", **CANDIDATE),
+        handles = [*(Line2D([], [], label=f"candidate: {name}", **look) for name, look in CANDIDATE_BY_CATEGORY.items()),
                    Line2D([], [], label="matched candidate (its label)", **MATCHED),
-                   Line2D([], [], label="ground truth: talking loudspeaker", **GT_TALKING),
-                   Line2D([], [], label="ground truth: silent loudspeaker", **GT_SILENT_IMAGE),
+                   Line2D([], [], label="ground truth: talking talker", **GT_TALKING),
+                   Line2D([], [], label="ground truth: silent talker", **GT_SILENT_IMAGE),
                    Line2D([], [], ls="none", marker="x", color=DOA_COLOUR, ms=10, mew=3, label="estimated DoA"),
                    Line2D([], [], ls="none", marker="o", mfc="none", color="yellow", ms=10, mew=2,
                           label="true direction: voice talking"),
@@ -416,9 +430,9 @@ def write_pictures(last, info_k: np.ndarray | None, tf: TfTree, out: Path) -> li
         ax.plot(ring[:, 0], ring[:, 1], **(GT_TALKING if i in talking else GT_SILENT_MAP))
     for box in match.candidates:
         ring = footprint(box)
-        style = MATCHED if box.id == match.index else CANDIDATE
+        style = MATCHED if box.id == match.index else _candidate_look(box)
         ax.fill(ring[:, 0], ring[:, 1], color=style["color"], alpha=0.45)
-        ax.text(ring[:, 0].max() + 0.05, ring[:, 1].max(), f"bbox_{box.id}" + (
+        ax.text(ring[:, 0].max() + 0.05, ring[:, 1].max(), f"bbox_{box.id} {box.category or 'unknown'}" + (
             f": {match.label}" if box.id == match.index else ""), fontsize=8, color=style["color"])
     if has_doa:
         ray = rot @ direction
@@ -437,10 +451,11 @@ def write_pictures(last, info_k: np.ndarray | None, tf: TfTree, out: Path) -> li
     handles = [Line2D([], [], color="black", lw=2, label="room walls"),
                Line2D([], [], ls="none", marker="^", color="black", ms=9, label="camera"),
                Line2D([], [], color="gray", lw=0.8, label="camera field of view"),
-               Patch(color=CANDIDATE["color"], alpha=0.45, label="candidate box"),
+               *(Patch(color=look["color"], alpha=0.45, label=f"candidate: {name}")
+                 for name, look in CANDIDATE_BY_CATEGORY.items()),
                Patch(color=MATCHED["color"], alpha=0.45, label="matched candidate"),
-               Line2D([], [], label="ground truth: talking loudspeaker", **GT_TALKING),
-               Line2D([], [], label="ground truth: silent loudspeaker", **GT_SILENT_MAP),
+               Line2D([], [], label="ground truth: talking talker", **GT_TALKING),
+               Line2D([], [], label="ground truth: silent talker", **GT_SILENT_MAP),
                Line2D([], [], color=DOA_COLOUR, lw=2, label="estimated DoA"),
                Line2D([], [], ls="none", marker="*", color="orange", ms=12, label="voice talking (its loudspeaker)"),
                Line2D([], [], ls="none", marker="*", color=PAUSED_COLOUR, ms=12,
@@ -467,7 +482,7 @@ def write_pictures(last, info_k: np.ndarray | None, tf: TfTree, out: Path) -> li
     for box in match.candidates:
         th, r = az_range(_box_corners(box).mean(axis=0))
         matched = box.id == match.index
-        pol.plot(th, r, marker="s", ms=7, ls="none", color=(MATCHED if matched else CANDIDATE)["color"])
+        pol.plot(th, r, marker="s", ms=7, ls="none", color=(MATCHED if matched else _candidate_look(box))["color"])
         pol.annotate(f"bbox_{box.id}" + (f": {match.label}" if matched else ""), (th, r), textcoords="offset points",
                      xytext=(8, 4), fontsize=8)
         ranges.append(r)
@@ -483,7 +498,8 @@ def write_pictures(last, info_k: np.ndarray | None, tf: TfTree, out: Path) -> li
     pol.text(np.radians(-112.5), rmax * 1.22, "distance from\ncamera (m)", ha="center", va="center", fontsize=8)
     pol.set_xlabel("azimuth (deg): 0° ahead, positive to the left (camera frame)")
     pol.legend(handles=[
-        Line2D([], [], ls="none", marker="s", ms=7, color=CANDIDATE["color"], label="candidate box"),
+        *(Line2D([], [], ls="none", marker="s", ms=7, color=look["color"], label=f"candidate: {name}")
+          for name, look in CANDIDATE_BY_CATEGORY.items()),
         Line2D([], [], ls="none", marker="s", ms=7, color=MATCHED["color"], label="matched candidate"),
         Line2D([], [], ls="none", marker="s", ms=11, mfc="none", mew=1.5, mec=GT_TALKING["color"],
                label="ground truth: talking loudspeaker"),
@@ -539,6 +555,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="sim_bridge sensing preset: clean | realistic | hard | diffuse@SNR")
     parser.add_argument("--window", type=float, default=0.5, help="jaeger_node window_s")
     parser.add_argument("--startup-timeout", type=float, default=90.0)
+    parser.add_argument("--tracker", action="store_true",
+                        help="also run jaeger_tracker (its talker tracks are recorded for identity scoring)")
     args = parser.parse_args(argv)
     if args.duration <= 0:
         parser.error("--duration must be positive")
@@ -561,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
     from sensor_msgs.msg import CameraInfo, Image
     from tf2_msgs.msg import TFMessage
 
-    from jaeger_ros.msg import SimGroundTruth, SpeakerMatch
+    from jaeger_ros.msg import SimGroundTruth, SpeakerMatch, TalkerArray
 
     args.out.mkdir(parents=True, exist_ok=True)
     target = "female" if args.scenario == "dual" else ""
@@ -573,6 +591,8 @@ def main(argv: list[str] | None = None) -> int:
             **({"checkpoint": args.checkpoint} if args.checkpoint else {}),
             **({"target_voice": target} if target else {})}),
     }
+    if args.tracker:
+        commands["jaeger_tracker"] = _node_command("jaeger_ros.ros.tracker_node", args.params, {})
     stop = StopFlag()
     previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
     procs: dict[str, subprocess.Popen] = {}
@@ -596,6 +616,8 @@ def main(argv: list[str] | None = None) -> int:
         node = rclpy.create_node("live_demo")
         node.create_subscription(SpeakerMatch, "/jaeger/speaker_match", scorer.on_match, 50)
         node.create_subscription(SimGroundTruth, "/sim/ground_truth", scorer.on_truth, 50)
+        if args.tracker:
+            node.create_subscription(TalkerArray, "/jaeger/talkers", scorer.on_talkers, 50)
         node.create_subscription(Image, "/camera/color/image_raw", scorer.on_image, qos_profile_sensor_data)
         node.create_subscription(CameraInfo, "/camera/color/camera_info",
                                  lambda m: camera_k.append(np.asarray(m.k)) if not camera_k else None,
