@@ -13,6 +13,11 @@ Figures (the JSON keys in brackets):
   the last 30 s (nearest first, at most GATE_ERROR_M apart);
 - id switches per talker per minute [id_switches_per_talker_min]: the matched track id of a
   talker changing between consecutive matched messages;
+- voice identity: the voice id (Talker.voice_id) of the track matched to a talker changing
+  between consecutive matched messages, ignoring unnamed tracks [voice_id_switches_per_talker_min];
+  distinct voice ids matched to each talker (1 = one identity per voice) [voice_ids_per_talker_max];
+  distinct voice ids published against the talkers heard [voice_ids_total]; share of published
+  tracks that carry a voice id [tracks_with_voice_id_share];
 - recall [recall]: share of (message, talker heard in the last 30 s and first heard >= 1 s
   before) pairs with a track within GATE_RECALL_M;
 - time from a new talker's onset (its first speech after another talker's) to the robot facing
@@ -70,6 +75,7 @@ class Truth:
 class Recording:
     truths: list[Truth] = field(default_factory=list)
     talkers: list[tuple[float, list[tuple[int, np.ndarray]]]] = field(default_factory=list)
+    voice_ids: list[dict[int, str]] = field(default_factory=list)  # per TalkerArray: track id -> voice id
     commands: int = 0
 
 
@@ -106,7 +112,8 @@ def score(rec: Recording, duration_s: float, facing_deg: float) -> dict:
     first_heard = [times[active[:, k]][0] if active[:, k].any() else math.inf for k in range(n)]
     err_seen, err_heard, hits, total = [], [], 0, 0
     ids: list[list[int]] = [[] for _ in range(n)]
-    for stamp, tracks in rec.talkers:
+    voices: list[list[str]] = [[] for _ in range(n)]
+    for (stamp, tracks), named in zip(rec.talkers, rec.voice_ids or [{}] * len(rec.talkers)):
         i = int(np.clip(np.searchsorted(times, stamp), 0, len(times) - 1))
         window = (times >= stamp - RECENT_S) & (times <= stamp)
         recent = [k for k in range(n) if active[window, k].any() and first_heard[k] <= stamp - 1.0]
@@ -120,8 +127,12 @@ def score(rec: Recording, duration_s: float, facing_deg: float) -> dict:
                 tid, dist = close[k]
                 hits += dist <= GATE_RECALL_M
                 ids[k].append(tid)
+                if named.get(tid):
+                    voices[k].append(named[tid])
                 (err_seen if seen_talking[times <= stamp, k].any() else err_heard).append(dist)
     switches = sum(sum(a != b for a, b in zip(seq, seq[1:])) for seq in ids)
+    voice_switches = sum(sum(a != b for a, b in zip(seq, seq[1:])) for seq in voices)
+    published = [v for named in rec.voice_ids for v in named.values()]
     # over-counting: tracks published per talker heard so far (1.0 = one track per real talker)
     per_talker = [len(tracks) / heard for stamp, tracks in rec.talkers
                   if (heard := sum(f <= stamp - 1.0 for f in first_heard))]
@@ -170,6 +181,13 @@ def score(rec: Recording, duration_s: float, facing_deg: float) -> dict:
         "position_samples_seen": len(err_seen), "position_samples_heard": len(err_heard),
         "id_switches_per_talker_min": switches / n / minutes if minutes > 0 else None,
         "id_switches": int(switches),
+        "voice_id_switches_per_talker_min": voice_switches / n / minutes if minutes > 0 else None,
+        "voice_id_switches": int(voice_switches),
+        "voice_ids_per_talker": [len(set(seq)) for seq in voices],
+        "voice_ids_per_talker_max": max(len(set(seq)) for seq in voices),
+        "voice_ids_total": len({v for v in published if v}),
+        "talkers_heard": int(sum(math.isfinite(f) for f in first_heard)),
+        "tracks_with_voice_id_share": float(np.mean([bool(v) for v in published])) if published else None,
         "tracks_per_heard_talker_median": float(np.median(per_talker)) if per_talker else None,
         "tracks_per_heard_talker_max": float(np.max(per_talker)) if per_talker else None,
         "recall": hits / total if total else None,
@@ -229,6 +247,7 @@ def run(args: argparse.Namespace) -> dict:
     def on_talkers(msg: TalkerArray) -> None:
         rec.talkers.append((rc.stamp_to_seconds(msg.header.stamp),
                             [(t.id, np.array([t.position.x, t.position.y, t.position.z])) for t in msg.talkers]))
+        rec.voice_ids.append({t.id: t.voice_id for t in msg.talkers})
 
     def on_cmd(_: TwistStamped) -> None:
         rec.commands += 1

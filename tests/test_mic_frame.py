@@ -43,7 +43,8 @@ def doa_heard(context, audio_frame: str, mount: np.ndarray | None, source_az_in_
     TF), and its drop counters."""
     from jaeger_ros.ros.jaeger_node import JaegerNode
 
-    node = JaegerNode(context=context, parameter_overrides=[Parameter("stale_after_s", value=stale_after_s)])
+    node = JaegerNode(context=context, parameter_overrides=[Parameter("stale_after_s", value=stale_after_s),
+                                                            Parameter("vad", value=False)])  # noise, not speech
     src = rclpy.create_node("mic_rig", context=context)
     latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
     links = [rc.transform_to_msg(LINK_FROM_OPTICAL, "camera_link", OPTICAL, 0.0)]

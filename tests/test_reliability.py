@@ -46,7 +46,9 @@ class Rig:
     """A jaeger_node and a source node publishing its inputs, on one executor."""
 
     def __init__(self, context: Context, **params: object) -> None:
-        overrides = [Parameter(k, value=v) for k, v in {"stale_after_s": 3.0, **params}.items()]
+        # the source is a noise plane wave, not speech: the speech gate (vad) would silence it
+        defaults = {"stale_after_s": 3.0, "vad": False, "voice_id": False}
+        overrides = [Parameter(k, value=v) for k, v in {**defaults, **params}.items()]
         self.node = JaegerNode(context=context, parameter_overrides=overrides)
         self.src = rclpy.create_node("source", context=context)
         self.pubs = [self.src.create_publisher(Image, "/camera/color/image_raw", qos_profile_sensor_data),

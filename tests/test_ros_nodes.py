@@ -158,7 +158,8 @@ def _frame(stamp, width=160, height=120, depth_value=2.5, depth_shape=None):
 def test_malformed_and_unsynchronised_input_is_dropped_and_the_node_keeps_running(context):
     from jaeger_ros.ros.jaeger_node import JaegerNode
 
-    node = JaegerNode(context=context, parameter_overrides=[Parameter("stale_after_s", value=3.0)])
+    node = JaegerNode(context=context, parameter_overrides=[Parameter("stale_after_s", value=3.0),
+                                                            Parameter("vad", value=False)])  # noise, not speech
     src = rclpy.create_node("source", context=context)
     pub_rgb = src.create_publisher(Image, "/camera/color/image_raw", qos_profile_sensor_data)
     pub_depth = src.create_publisher(Image, "/camera/depth/image_raw", qos_profile_sensor_data)

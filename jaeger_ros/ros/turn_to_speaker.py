@@ -8,6 +8,10 @@ agreeing DoAs start a fixed rotation to their bearing (the talking track's when 
 executed on odometry, verified by what is heard once the robot stands still. A DoA counts when its confidence is at
 least `min_confidence` and the robot turned less than `max_smear_deg` over its audio window
 (`window_s`, as jaeger_node's); with `target_voice` set, only that voice's DoAs and tracks.
+`target` chooses WHOM to face: "" whoever talks now; "last" the talker heard last, faced even
+after they fell silent (their track's bearing alone turns the robot); "voice_<n>" one voice
+identity (SpeakerMatch.voice_id, Talker.voice_id): only its DoAs steer, and its track is faced
+whenever it is known.
 
 The robot's heading is the newest odom -> base_link from /tf, advanced by the commands sent since
 then, predicted for when a command sent now acts: the base's delay in obeying is fitted to the
@@ -18,11 +22,13 @@ a zero command is sent once whenever it stops.
 from __future__ import annotations
 
 import math
+import re
 from collections import deque
 from typing import Any
 
 import numpy as np
 from geometry_msgs.msg import Twist, TwistStamped
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 
 from jaeger_ros.msg import SpeakerMatch, TalkerArray
@@ -35,6 +41,14 @@ from jaeger_ros.tracker.turning import (ACTUATION_DELAYS, Track, TurnConfig, Tur
                                        predicted_heading, wrap)
 
 VOICES = ("", "male", "female")
+TARGET = re.compile(r"^(|last|voice_\d+)$")
+
+
+def check_target(value: str) -> str:
+    """`target` as given; ValueError (one line) unless "", "last" or "voice_<n>"."""
+    if not TARGET.match(value):
+        raise ValueError(f"target must be '', 'last' or 'voice_<n>' (e.g. voice_0), got {value!r}")
+    return value
 
 
 def _yaw(matrix: np.ndarray) -> float:
@@ -43,6 +57,8 @@ def _yaw(matrix: np.ndarray) -> float:
 
 PARAMETERS: tuple[Spec, ...] = (
     Spec("target_voice", "", "voice to face: '' any | male | female", choices=VOICES, live=True),
+    Spec("target", "", "whom to face: '' whoever talks now | last (the talker heard last, also while silent) | "
+         "voice_<n> (that voice identity only)", live=True),
     Spec("max_angular_rps", 0.5, "rad/s, fastest turn command (a real base: keep it low)", 0.05, 10.0),
     Spec("min_angular_rps", 0.3, "rad/s, slowest non-zero turn command (below it a base may not move)", 0.0, 10.0),
     Spec("gain", 3.0, "rad/s per rad of the turn still to go", 0.01, 100.0),
@@ -72,7 +88,9 @@ class TurnToSpeaker(Node):
         self.command = 0.0  # first: rclpy destroys a half-built node, and destroy_node sends a stop
         super().__init__("turn_to_speaker", **kwargs)
         p = declare(self, PARAMETERS)
+        check_target(p["target"])
         self.p = p
+        self.add_on_set_parameters_callback(self._check_change)
         self.add_post_set_parameters_callback(
             lambda params: self.p.update({q.name: q.value for q in params if q.name in self.p}))
         self.planner = TurnPlanner(TurnConfig(
@@ -94,6 +112,16 @@ class TurnToSpeaker(Node):
         self.get_logger().info(f"turn_to_speaker: voice {p['target_voice'] or 'any'}, at most "
                                f"{p['max_angular_rps']} rad/s, dead band {p['dead_band_deg']} deg -> {p['cmd_vel_topic']}")
 
+    @staticmethod
+    def _check_change(params: list[Any]) -> SetParametersResult:
+        for q in params:
+            if q.name == "target":
+                try:
+                    check_target(q.value)
+                except ValueError as err:
+                    return SetParametersResult(successful=False, reason=str(err))
+        return SetParametersResult(successful=True)
+
     @property
     def turns(self) -> int:
         return self.planner.turns
@@ -102,9 +130,11 @@ class TurnToSpeaker(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _on_match(self, msg: SpeakerMatch) -> None:
-        voice = self.p["target_voice"]
+        voice, target = self.p["target_voice"], self.p["target"]
         if msg.doa.confidence < self.p["min_confidence"] or (voice and msg.target != voice):
             return
+        if target.startswith("voice_") and msg.voice_id != target:
+            return  # another voice, or speech not yet identified
         d = np.array([msg.doa.direction.x, msg.doa.direction.y, msg.doa.direction.z], dtype=float)
         if not (np.all(np.isfinite(d)) and np.linalg.norm(d) > 0):
             self.get_logger().warning("ignoring a speaker_match with a non-finite or zero DoA",
@@ -128,14 +158,21 @@ class TurnToSpeaker(Node):
         self.talkers = msg
 
     def _talking_track(self, now: float) -> tuple[Any, float] | None:
-        """(track, when it was last heard) of the talker to face: talking in the newest TalkerArray
-        and heard within `max_heard_age_s` of now (the tracker publishes nothing while the robot
-        turns, so the newest array may be old)."""
+        """(track, when it was last heard) of the talker to face: with `target` "last" the track
+        heard last, with a voice id that voice's track, talking or not; else talking in the newest
+        TalkerArray and heard within `max_heard_age_s` of now (the tracker publishes nothing while
+        the robot turns, so the newest array may be old)."""
         if self.talkers is None:
             return None
-        voice = self.p["target_voice"]
-        talking = [t for t in self.talkers.talkers if t.talking and (not voice or t.voice == voice)
-                   and now - stamp_seconds(t.last_heard) <= self.p["max_heard_age_s"]]
+        voice, target = self.p["target_voice"], self.p["target"]
+        tracks = [t for t in self.talkers.talkers if not voice or t.voice == voice]
+        if target == "last":
+            heard = sorted(tracks, key=lambda t: -stamp_seconds(t.last_heard))[:1]
+            return (heard[0], stamp_seconds(heard[0].last_heard)) if heard else None
+        if target:
+            named = [t for t in tracks if t.voice_id == target]
+            return (named[0], stamp_seconds(named[0].last_heard)) if named else None
+        talking = [t for t in tracks if t.talking and now - stamp_seconds(t.last_heard) <= self.p["max_heard_age_s"]]
         chosen = [t for t in talking if t.id == self.chosen_id]  # stay with the talker turned to while it talks
         current = [t for t in talking if t.id == self.talkers.current_id]
         track = (chosen or current or sorted(talking, key=lambda t: -stamp_seconds(t.last_heard)) or [None])[0]
@@ -186,7 +223,7 @@ class TurnToSpeaker(Node):
         talking = self._talking_track(now)
         track = None if talking is None else self._track_bearing(*talking, position)
         was_turning = self.planner.turning
-        angular = self.planner.step(now, heading, track)
+        angular = self.planner.step(now, heading, track, follow=bool(self.p["target"]))
         if self.planner.turning:
             self.chosen_id = self.planner.target_id
             if not was_turning:

@@ -149,9 +149,10 @@ class TurnPlanner:
             return None
         return b
 
-    def step(self, now: float, heading: float, track: Track | None) -> float:
+    def step(self, now: float, heading: float, track: Track | None, follow: bool = False) -> float:
         """The angular velocity for this tick, given the robot's heading in odom now and the
-        talking track (None when nobody talks)."""
+        talking track (None when nobody talks). `follow`: `track` is a chosen talker (the last
+        one heard, or a given voice) to face even while silent, so its bearing alone starts a turn."""
         cfg = self.config
         if self.turning:
             if track is not None and (self.target_id == track.id or (
@@ -163,9 +164,11 @@ class TurnPlanner:
                 self.doas.clear()  # verify with what is heard from the new heading
                 return 0.0
             return self.direction * min(cfg.max_angular_rps, max(cfg.min_angular_rps, cfg.gain * abs(remaining)))
-        if track is not None and track.heard <= self.stopped_at:
+        if track is not None and track.heard <= self.stopped_at and not follow:
             track = None  # heard before the turn ended: wait for the track's next update
         goal, target_id = self._heard(now), None
+        if goal is None and follow and track is not None:
+            goal, target_id = track.bearing, track.id
         if goal is None:
             return 0.0
         if track is not None and abs(math.degrees(wrap(goal - track.bearing))) <= cfg.agree_deg:
@@ -175,4 +178,4 @@ class TurnPlanner:
             return 0.0
         self.goal, self.target_id, self.direction = goal, target_id, math.copysign(1.0, error)
         self.turns += 1
-        return self.step(now, heading, track)
+        return self.step(now, heading, track, follow)
