@@ -297,6 +297,14 @@ def speed(repeats: int) -> list[tuple[str, float]]:
     per_image("PersonDetector 2D (pose video + face + HOG 640)", merged.detect_2d)
     rows.append(("boxes_from_depth (stride 3), rendered room", float(np.median(
         [_median_ms(lambda f=f: boxes_from_depth(f.depth, intr), repeats) for f in frames]))))
+    stages = CandidateDetector()
+    rows.append(("person-sized depth blobs (stride 4), rendered room", float(np.median(
+        [_median_ms(lambda f=f: stages._person_blobs(f.depth, intr), repeats) for f in frames]))))
+    room_blobs = [(f, boxes_from_depth(f.depth, intr)) for f in frames]
+    rows.append(("loudspeaker classifier on a room's blobs", float(np.median(
+        [_median_ms(lambda f=f, b=b: stages.loudspeakers(f.rgb, f.depth, intr, b), repeats) for f, b in room_blobs]))))
+    rows.append(("pose on one blob's crop (CropPoseCheck)", float(np.median(
+        [_median_ms(lambda f=f, b=b: stages.seated(f.rgb, b[0], intr, f.depth), repeats) for f, b in room_blobs if b]))))
     candidates = CandidateDetector(PersonDetector(video=True))
     rows.append(("detect_candidates (people 3D + blobs), rendered room", float(np.median(
         [_median_ms(lambda f=f: candidates(f.rgb, f.depth, intr), repeats) for f in frames]))))

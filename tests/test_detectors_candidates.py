@@ -154,3 +154,27 @@ def test_estimator_keeps_its_boxes_until_the_background_result_arrives():
         stamp += 0.1
         boxes = est(data.astronaut(), depth, intr, None, 16000, "", stamp).boxes
     assert [b.extra["category"] for b in boxes][:1] == [PERSON]
+
+
+def test_categories_flow_from_detector_to_message_to_marker():
+    """The astronaut photo through ClassicalEstimator(candidates="detectors"): the person the
+    detectors find reaches BoundingBox3D.category as "person", its marker outline is blue
+    (jaeger_node.CATEGORY_COLORS), its text names the category, and a legend line says what each
+    colour means."""
+    from skimage import data
+
+    from jaeger_ros.pipeline.frame import ClassicalEstimator
+    from jaeger_ros.ros import convert as rc
+    from jaeger_ros.ros.jaeger_node import markers_for
+    intr = Intrinsics.from_hfov(512, 512, 60.0)
+    depth = np.full((512, 512), 4.0, np.float32)
+    depth[10:, 30:360] = 1.5
+    est = ClassicalEstimator(candidates="detectors", vad=False)(data.astronaut(), depth, intr, None, 16000, "", 0.0)
+    msgs = [rc.box_to_msg(b, i) for i, b in enumerate(est.boxes)]
+    assert [m.category for m in msgs][:1] == [PERSON]
+    markers = markers_for(est, rc.make_header(0.0, "camera_color_optical_frame"), 0.5).markers
+    outline = next(m for m in markers if m.ns == "jaeger_boxes" and m.id == 0)
+    assert outline.color.b > max(outline.color.r, outline.color.g)          # blue: a person
+    assert next(m for m in markers if m.ns == "jaeger_labels" and m.id == 0).text.startswith("bbox_0 person")
+    legend = next(m for m in markers if m.ns == "jaeger_legend").text
+    assert all(word in legend for word in ("green loudspeaker", "blue person", "red talking"))
