@@ -364,8 +364,11 @@ class LiveWorld:
                 if s <= sample and (e is None or sample < e):
                     active_for = (sample - s) / self.sample_rate
             rank = live.order.index(v.loudspeaker)
-            direction = np.asarray(live.boxes[rank].center, dtype=float)  # labels point at the box centre
-            direction = direction / np.linalg.norm(direction)
+            if getattr(live.scene.loudspeakers[v.loudspeaker], "category", "loudspeaker") == "person":
+                direction = np.asarray(live.scene.source_direction_camera(v.loudspeaker), dtype=float)  # the mouth
+            else:
+                direction = np.asarray(live.boxes[rank].center, dtype=float)  # labels point at the box centre
+                direction = direction / np.linalg.norm(direction)
             az, el = azel_from_direction(direction)
             sources.append(SourceTruth(v.gender, rank, match_label(rank, len(live.boxes)), active_for > 0,
                                        active_for, direction, float(az), float(el)))

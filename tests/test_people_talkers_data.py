@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaeger_ros.core.geometry import Intrinsics, project, transform_points
+from jaeger_ros.core.geometry import Intrinsics, project, rotation_x, rotation_y, transform_points
 from jaeger_ros.data.dataset import read_manifest
 from sim_bridge.people import make_person
 
@@ -28,8 +28,16 @@ def test_generate_with_people_writes_person_metadata_and_answers(tmp_path):
         assert {b["label"] for b in meta["boxes"]} == {"person"}
         people = meta["scene"]["loudspeakers"]
         assert all(s["category"] == "person" for s in people)
+        cam = meta["scene"]["camera"]
+        world_from_cam = rotation_y(cam["yaw_deg"]) @ rotation_x(cam["pitch_deg"])
+        mouths = [world_from_cam.T @ (np.array(s["acoustic_center"]) - cam["position"]) for s in people]
         for src in meta["sources"]:
             assert src["category"] == "person"
+            # tasks A/B label a person by its mouth, not by its box centre (which is ~0.4 H lower)
+            d = np.array(src["direction"])
+            assert min(np.degrees(np.arccos(np.clip(d @ m / np.linalg.norm(m), -1, 1))) for m in mouths) < 0.01
+            centre = np.array(meta["boxes"][src["loudspeaker"]]["center"])
+            assert np.degrees(np.arccos(d @ centre / np.linalg.norm(centre))) > 3.0
             # the voice is the person's: find the talker's model by its box rank (left to right)
             shape_id = meta["boxes"][src["loudspeaker"]]["shape_id"]
             assert src["gender"] == make_person(shape_id).gender
@@ -64,3 +72,21 @@ def test_mesh_people_talk_from_the_mouth_and_are_seen():
         assert frame.instance[int(round(v)), int(round(u))] == i + 1
         assert frame.depth[int(round(v)), int(round(u))] == pytest.approx(-p[2], abs=0.1)
         assert int(np.sum(frame.instance == i + 1)) > 300
+
+
+def test_a_recorded_bag_names_the_people_in_its_ground_truth(tmp_path):
+    from rosbags.highlevel import AnyReader
+
+    bag = tmp_path / "bag"
+    r = subprocess.run([sys.executable, "-m", "jaeger_ros.cli", "record", "--duration", "2.5", "--out", str(bag),
+                        "--resolution", "160x120", "--scenario", "dual", "--talkers", "people", "--seed", "4"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    with AnyReader([bag]) as reader:  # decoded from the bag's own message definitions
+        conns = [c for c in reader.connections if c.topic == "/sim/ground_truth"]
+        truths = [reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages(connections=conns)]
+    assert truths
+    for msg in truths:
+        assert [s.category for s in msg.sources] == ["person", "person"]
+        assert {b.category for b in msg.boxes} == {"person"} and {b.label for b in msg.boxes} == {"person"}
+        assert {s.gender for s in msg.sources} == {"male", "female"}

@@ -476,11 +476,13 @@ def _make_sample(job: _Job, out_split_dir: str) -> list[tuple[str, dict[str, Any
         dry, voice = bank.utterance_with_info(gender, rng)
         wet.append(convolve_foa(dry, rir))
         # The sound comes from the driver; the label points at the box centre, as the release's do.
-        direction = boxes[spk].center / np.linalg.norm(boxes[spk].center)
+        # A person's label points at the mouth: a body's box centre is ~0.4 H below the voice.
+        point = _label_point(scene, boxes, spk)
+        direction = point / np.linalg.norm(point)
         az, el = azel_from_direction(direction)
         sources.append({"gender": gender, "azimuth_deg": float(az), "elevation_deg": float(el),
                         "direction": [float(v) for v in direction],
-                        "distance_m": float(np.linalg.norm(boxes[spk].center)),
+                        "distance_m": float(np.linalg.norm(point)),
                         "loudspeaker": rank_of[spk], "category": _category(scene, spk), "ir_file": ir_name,
                         "voice": voice,
                         "off_axis_deg": _off_axis_deg(scene, spk)})
@@ -535,6 +537,15 @@ def _procedural_world() -> dict[str, Any]:
     from sim_bridge.mesh.world import PROCEDURAL_WORLD
 
     return dict(PROCEDURAL_WORLD)
+
+
+def _label_point(scene: Any, boxes: list[Box3D], spk: int) -> np.ndarray:
+    """Camera-frame point tasks A/B label: a loudspeaker's box centre (the release's convention),
+    a person's mouth."""
+    if _category(scene, spk) != "person":
+        return np.asarray(boxes[spk].center, dtype=float)
+    cam_from_world = scene.camera_from_world()
+    return cam_from_world[:3, :3] @ np.asarray(scene.loudspeakers[spk].acoustic_center) + cam_from_world[:3, 3]
 
 
 def _category(scene: Any, spk: int) -> str:

@@ -254,6 +254,29 @@ def _mouth_local(model_id: str) -> tuple[float, float, float]:
     return cx, y, z
 
 
+SITTING_HEIGHT = 0.52
+"""Seat to crown / standing height of a seated person (Drillis & Contini)."""
+
+
+@lru_cache(maxsize=None)
+def _seat_local(model_id: str) -> tuple[float, float, float] | None:
+    """(seat height, x, z) of the stool a catalogue person sits on, local frame; None for one
+    standing or sitting on the floor. The catalogue's seated people come without their chair."""
+    model = _model_by_id(model_id)
+    low = model.name.lower()
+    if not low.startswith("sitting"):
+        return None
+    verts = np.concatenate([np.asarray(m.vertices) for m in catalogue.load_model(model).parts])
+    standing = CHILD_HEIGHT_M if ("boy" in low or "girl" in low) else ADULT_HEIGHT_M
+    seat = float(verts[:, 1].max()) - SITTING_HEIGHT * standing
+    if seat < 0.25:
+        return None
+    band = verts[(verts[:, 1] > seat) & (verts[:, 1] < seat + 0.12)]  # buttocks and thighs
+    if not len(band):
+        return None
+    return seat, float(np.median(band[:, 0])), float(band[:, 2].min()) + 0.2
+
+
 @dataclass
 class MeshLoudspeaker:
     """A sound source: a procedural loudspeaker shape (source "procedural:<id>"), a catalogue
@@ -558,7 +581,7 @@ def _place_loudspeakers(rng: np.random.Generator, scene: MeshScene, n: int, kind
                 to_cam = cam_xz - xz
                 yaw = float(np.degrees(np.arctan2(to_cam[0], to_cam[1]))
                             + rng.uniform(-procedural.PERSON_YAW_JITTER_DEG, procedural.PERSON_YAW_JITTER_DEG))
-                spk, stand = MeshLoudspeaker(model.model_id, [xz[0], 0.0, xz[1]], yaw), None
+                spk = MeshLoudspeaker(model.model_id, [xz[0], 0.0, xz[1]], yaw)
                 if not self_check(spk, scene, cam_from_world):
                     continue
                 scene.loudspeakers.append(spk)
@@ -566,6 +589,11 @@ def _place_loudspeakers(rng: np.random.Generator, scene: MeshScene, n: int, kind
                 if len(xs) > 1 and np.min(np.abs(xs[-1] - xs[:-1])) < procedural.MIN_X_SEPARATION_M:
                     scene.loudspeakers.pop()
                     continue
+                seat = _seat_local(model.model_id)
+                if seat is not None:  # a stool under a seated person (furniture, not part of the person)
+                    at = transform_points(spk.world_from_local(), np.array([seat[1], 0.0, seat[2]]))
+                    scene.objects.append(MeshObject(0, "chair", "wood", "box", [at[0], 0.0, at[2]], yaw,
+                                                    [0.42, seat[0], 0.40], (0.36, 0.25, 0.15)))
                 break
             use_model = bool(cat_speakers) and rng.random() < CATALOGUE_SPEAKER_SHARE
             az = np.radians(scene.camera_yaw_deg + rng.uniform(-procedural.AZIMUTH_LIMIT_DEG,
