@@ -91,15 +91,19 @@ def _cmd_from_bag(args: argparse.Namespace) -> None:
     print(json.dumps({"out": str(Path(args.out) / args.split), **report.to_dict()}))
 
 
+CLASSICAL_METHODS = [f"classical{s}{d}" for s in ("", "-audio") for d in ("", "-robust", "-dpd", "-dpd-floor")]
+
+
 def _method(spec: str, protocol: str | None = None, base_model: str | None = None):
     """'classical' (A/B snapped to depth-detected loudspeakers), 'classical-audio' (A/B from the
     sound alone, as the paper's audio-only tasks), or a checkpoint directory / 'default' (the
     shipped tiny model) / 'official:CKPT_DIR[@QWEN_DIR]' (a released checkpoint); `protocol`:
     trained | official."""
-    if spec in ("classical", "classical-audio", "classical-robust", "classical-audio-robust"):
+    if spec in CLASSICAL_METHODS:
         from jaeger_ros.classical.method import ClassicalMethod
 
-        return ClassicalMethod(use_depth=not spec.startswith("classical-audio"), robust=spec.endswith("-robust"))
+        estimator = spec.removeprefix("classical").removeprefix("-audio").removeprefix("-") or "onset"
+        return ClassicalMethod(use_depth=not spec.startswith("classical-audio"), doa=estimator)
     from jaeger_ros.model.predictor import JaegerMethod
 
     if base_model and spec.startswith("official:") and "@" not in spec:
@@ -291,9 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
     rec.set_defaults(func=_cmd_record)
 
     ev = sub.add_parser("eval", help="evaluate a method on a dataset split")
-    ev.add_argument("--method", choices=["classical", "classical-audio", "classical-robust", "classical-audio-robust"],
+    ev.add_argument("--method", choices=CLASSICAL_METHODS,
                     default=None, help="classical: A/B answers snapped to depth-detected loudspeakers; classical-audio: "
-                    "sound only; -robust: the noise-aware DoA (classical/doa_robust.py)")
+                    "sound only; -robust: the noise-aware DoA (classical/doa_robust.py); -dpd / -dpd-floor: the pooled "
+                    "direct-path covariance DoA (classical/doa_dpd.py)")
     ev.add_argument("--checkpoint", default=None, help="checkpoint dir or 'default'")
     ev.add_argument("--compare", default=None, help="a second method/checkpoint for a side-by-side table")
     ev.add_argument("--data", default=None, help="dataset root (required unless --merge)")

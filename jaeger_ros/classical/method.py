@@ -39,19 +39,32 @@ class ClassicalMethod:
     the requested pitch relative to the other talker's -- oracle-box baselines,
     upper bounds for matching from sound. use_depth=False ("classical-audio"): A and B from the
     sound alone (no snapping; B by estimate_by_gender), to measure what the depth adds.
-    robust=True ("classical-audio-robust", "classical-robust"): A and B by doa_robust (the
-    noise-aware direct-path-dominance votes) instead of doa's onset votes.
+    doa picks the A/B estimator: "onset" (doa's onset votes), "robust" ("classical-audio-robust",
+    "classical-robust": doa_robust's noise-aware direct-path-dominance votes; also robust=True),
+    "dpd" / "dpd-floor" ("classical-audio-dpd", "-dpd-floor": doa_dpd's pooled direct-path
+    covariance, one wave / direct + floor reflection).
     """
 
     tasks = frozenset("ABCDE")
+    DOA = ("onset", "robust", "dpd", "dpd-floor")
 
-    def __init__(self, use_depth: bool = True, robust: bool = False) -> None:
+    def __init__(self, use_depth: bool = True, robust: bool = False, doa: str | None = None) -> None:
+        doa = doa or ("robust" if robust else "onset")
+        if doa not in self.DOA:
+            raise ValueError(f"doa must be one of {self.DOA}, got {doa!r}")
         self.use_depth = use_depth
-        self.robust = robust
-        self.name = ("classical" if use_depth else "classical-audio") + ("-robust" if robust else "")
-        if robust:
+        self.robust = doa == "robust"
+        self.name = ("classical" if use_depth else "classical-audio") + ("" if doa == "onset" else f"-{doa}")
+        if doa == "robust":
             from jaeger_ros.classical import doa_robust
             self._doa, self._by_gender = doa_robust.estimate_doa, doa_robust.estimate_by_gender
+        elif doa.startswith("dpd"):
+            from functools import partial
+
+            from jaeger_ros.classical import doa_dpd
+            model = "floor" if doa == "dpd-floor" else "one"
+            self._doa = partial(doa_dpd.estimate_doa, model=model)
+            self._by_gender = partial(doa_dpd.estimate_by_gender, model=model)
         else:
             self._doa, self._by_gender = estimate_doa, estimate_by_gender
 

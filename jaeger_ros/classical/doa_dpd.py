@@ -1,0 +1,231 @@
+"""Pooled direct-path covariance DoA from first-order ambisonics ("classical-audio-dpd").
+
+Why: doa.py / doa_robust.py take the direction of EACH onset bin (its intensity) and then a
+robust mean of those unit vectors. At 10 dB diffuse noise one 8 ms bin's intensity is mostly
+noise, and averaging directions (a non-linear function of the noisy bin) keeps a bias and a
+wide spread. Here the noise is averaged BEFORE the direction is taken:
+
+1. Spatial covariance of the FOA STFT (8 ms frames, 1 ms hop) summed over blocks of
+   BLOCK_BINS neighbouring frequencies. Frequency smoothing is the step of the direct-path
+   dominance (DPD) test of Nadiri & Rafaely (2014, "Localization of multiple speakers under
+   high reverberation using a spherical microphone array and the direct-path dominance test",
+   IEEE/ACM TASLP 22(10)); an ideal FOA steering vector [1, y, z, x] (ACN/SN3D) is the same at
+   every frequency, so no focusing is needed, and it is real, so the real part is used.
+2. The noise covariance of each block from its quietest frames (minimum statistics in the
+   spirit of Martin 2001), subtracted.
+3. Onset regions (frame, block) vote: the block's speech power rises DPD_RATIO over its own
+   last 8 ms and stands MIN_SNR_DB over the noise -- the direct sound before the reverberant
+   tail builds up (as in doa_robust). Each region's vote is the principal generalised
+   eigenvector (noise-whitened) of its covariance, weighted by its power.
+4. Pooling: the noise-subtracted covariances of the regions whose votes lie within
+   AGG_RADIUS_DEG of a seed direction are summed (each scaled to unit speech power times its
+   speech-presence gain xi / (1 + xi), so every onset counts alike), whitened for a diffuse
+   residue (W vs dipoles 1 : 1/3) and the direction is the principal eigenvector's; repeated
+   AGG_ITER times from the new direction. The seed is doa_robust's answer (its density peak
+   is the most reliable choice of WHICH source; this step refines WHERE).
+
+`model="floor"` (the "classical-audio-dpd-floor" option) fits the pooled covariance with TWO
+waves at the one-wave azimuth -- the direct sound and its floor reflection, whose image source
+lies straight below the source -- and answers the stronger one (a deterministic maximum-
+likelihood / subspace fit over both elevations). It removes most of the ~1.3-2 degree downward
+pull of the floor reflection but its variance costs more than the bias gains (README).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from jaeger_ros.classical import doa, doa_robust
+from jaeger_ros.core import foa as foa_core
+from jaeger_ros.core.geometry import azel_from_direction
+
+BAND_HZ = doa.BAND_HZ
+N_FFT = doa.N_FFT
+HOP = doa.HOP
+ONSET_LAG = doa.ONSET_LAG
+BLOCK_BINS = 8             # 1 kHz at 125 Hz per bin
+BLOCK_STEP = 4
+DPD_RATIO = 8.0            # block speech power 9 dB over its own last ONSET_LAG frames
+MIN_SNR_DB = 6.0
+RELAX_SNR_DB = 3.0
+MIN_VOTES = 30
+NOISE_PERCENTILE = 10.0    # quietest frames of each block give its noise covariance
+NOISE_FLOOR = 1e-4         # regularisation: a clean recording's "noise" is this share of its median power
+AGG_RADIUS_DEG = 15.0
+AGG_ITER = 3
+FLOOR_GRID_DEG = 0.5
+MODELS = ("one", "floor")
+_DIFFUSE = np.array([1.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0])  # isotropic field in SN3D: W vs each dipole
+_SCALE = np.sqrt(_DIFFUSE)
+
+
+@dataclass(frozen=True)
+class Regions:
+    """Onset regions (frame, frequency block) of a window and each one's vote."""
+
+    cov: np.ndarray         # (K, 4, 4) noise-subtracted covariance (ACN)
+    speech: np.ndarray      # (K,) speech power
+    xi: np.ndarray          # (K,) speech-to-noise power ratio
+    votes: doa.Votes        # one per region (directions in the camera frame)
+
+
+def block_covariances(foa: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """(T, B, 4, 4) real part of the STFT covariance summed over B overlapping frequency blocks
+    of BLOCK_BINS bins in BAND_HZ (ACN channel order), and the (T,) frame centre times."""
+    a = doa.checked_foa(foa)
+    spec = foa_core.stft(a, N_FFT, HOP)                                   # (4, F, T)
+    freqs = np.fft.rfftfreq(N_FFT, 1.0 / sample_rate)
+    band = np.flatnonzero((freqs >= BAND_HZ[0]) & (freqs <= BAND_HZ[1]))
+    x = spec[:, band]                                                     # (4, Fb, T)
+    outer = np.einsum("aft,bft->tfab", x, np.conj(x)).real               # (T, Fb, 4, 4)
+    csum = np.concatenate([np.zeros_like(outer[:, :1]), np.cumsum(outer, axis=1)], axis=1)
+    starts = np.arange(0, max(len(band) - BLOCK_BINS, 0) + 1, BLOCK_STEP)
+    ends = np.minimum(starts + BLOCK_BINS, len(band))
+    return csum[:, ends] - csum[:, starts], np.arange(outer.shape[0]) * HOP / sample_rate
+
+
+def _power(cov: np.ndarray) -> np.ndarray:
+    """Energy of (..., 4, 4) ACN/SN3D covariances in doa's convention: W + (X + Y + Z) / 3."""
+    return np.einsum("...ii,i->...", cov, _DIFFUSE)
+
+
+def noise_covariance(cov: np.ndarray) -> np.ndarray:
+    """(B, 4, 4) noise covariance of each block: the mean over its NOISE_PERCENTILE quietest
+    frames, times 1.5 (the quietest frames of a fluctuating power sit below its mean), plus a
+    small diffuse floor so a noise-free recording still whitens."""
+    p = _power(cov)                                                       # (T, B)
+    quiet = p <= np.percentile(p, NOISE_PERCENTILE, axis=0, keepdims=True)
+    n = 1.5 * np.einsum("tb,tbij->bij", quiet, cov) / np.maximum(quiet.sum(axis=0), 1)[:, None, None]
+    floor = np.maximum(NOISE_FLOOR * np.median(p, axis=0), 1e-20)          # > 0 even for digital silence
+    return n + floor[:, None, None] * np.diag(_DIFFUSE)[None]
+
+
+def _steering(d: np.ndarray) -> np.ndarray:
+    """(..., 4) ACN/SN3D steering vectors [1, y, z, x] of (..., 3) ambisonic-axis directions."""
+    return np.concatenate([np.ones(d.shape[:-1] + (1,)), d[..., [1, 2, 0]]], axis=-1)
+
+
+def regions(foa: np.ndarray, sample_rate: int = foa_core.SAMPLE_RATE, min_votes: int = MIN_VOTES,
+            ratio: float = DPD_RATIO) -> Regions:
+    """Onset regions of (4, N) FOA (module doc, steps 1-3); the onset ratio halves and the SNR
+    threshold drops RELAX_SNR_DB until `min_votes` regions pass (0: never relaxed)."""
+    cov, times = block_covariances(foa, sample_rate)
+    return covariance_regions(cov, times, noise_covariance(cov), min_votes, ratio)
+
+
+def covariance_regions(cov: np.ndarray, times: np.ndarray, n: np.ndarray, min_votes: int = MIN_VOTES,
+                       ratio: float = DPD_RATIO, min_snr_db: float = MIN_SNR_DB) -> Regions:
+    """regions() of block covariances `cov` (T, B, 4, 4) at `times` with the noise covariance
+    `n` (B, 4, 4)."""
+    noise_power = _power(n)[None]
+    speech = np.maximum(_power(cov) - noise_power, 0.0)                   # (T, B)
+    previous = np.zeros_like(speech)
+    for lag in range(1, ONSET_LAG + 1):
+        previous[lag:] += speech[:-lag]
+    rise = speech / (previous / ONSET_LAG + 0.1 * noise_power + 1e-30)
+    rise[:ONSET_LAG] = 0.0
+    xi = speech / noise_power
+    snr_db = min_snr_db
+    while ratio > 1.0 and snr_db > 0.0 and np.count_nonzero((rise > ratio) & (xi > 10 ** (snr_db / 10))) < min_votes:
+        ratio, snr_db = ratio / 2.0, snr_db - RELAX_SNR_DB
+    t_idx, b_idx = np.nonzero((rise > ratio) & (xi > 10 ** (max(snr_db, 0.0) / 10)))
+    r = cov[t_idx, b_idx]                                                 # (K, 4, 4)
+    chol = np.linalg.cholesky(n[b_idx])
+    inv = np.linalg.inv(chol)
+    _, vec = np.linalg.eigh(inv @ r @ np.swapaxes(inv, 1, 2))            # ascending eigenvalues
+    u = np.einsum("kij,kj->ki", chol, vec[:, :, 3])                       # principal steering (K, 4)
+    d = u[:, [3, 1, 2]] * np.sign(u[:, :1])
+    d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-30)
+    clean = r - n[b_idx]
+    a = _steering(d)
+    power = np.einsum("ki,kij,kj->k", a, clean, a) / 4.0                  # a^T (P a a^T) a = 4 P
+    keep = power > 0
+    if not np.any(keep):
+        raise ValueError("FOA has no direct-path-dominant onsets in the speech band (silence or noise only?)")
+    return Regions(clean[keep], speech[t_idx, b_idx][keep], xi[t_idx, b_idx][keep],
+                   doa.Votes(foa_core.ambisonic_to_camera(d[keep]), power[keep], times[t_idx[keep]]))
+
+
+def _floor_split(white: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Direct direction (ambisonic axes) of a pooled, diffuse-whitened covariance as the
+    stronger of TWO waves at the azimuth of the one-wave direction `d` (the direct sound and
+    its floor reflection from the image source straight below), their elevations maximising
+    the covariance's energy in their span, tr((A^T A)^-1 A^T C A)."""
+    az = np.arctan2(d[1], d[0])
+    el = np.radians(np.arange(-89.0, 89.0 + 1e-9, FLOOR_GRID_DEG))
+    dirs = np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=1)
+    a = _steering(dirs) / _SCALE                                          # whitened steering (E, 4)
+    gram = a @ a.T
+    proj = a @ white @ a.T
+    hi, lo = np.triu_indices(len(el), 1)
+    g11, g22, g12 = gram[lo, lo], gram[hi, hi], gram[lo, hi]
+    fit = (g22 * proj[lo, lo] + g11 * proj[hi, hi] - 2.0 * g12 * proj[lo, hi]) / np.maximum(g11 * g22 - g12 ** 2, 1e-12)
+    k = int(np.argmax(fit))
+    pinv = np.linalg.pinv(a[[hi[k], lo[k]]].T)
+    power = np.einsum("ai,ij,aj->a", pinv, white, pinv)
+    return dirs[hi[k]] if power[0] >= power[1] else dirs[lo[k]]
+
+
+def pooled_direction(reg: Regions, seed: np.ndarray, mask: np.ndarray | None = None,
+                     model: str = "one") -> np.ndarray:
+    """Camera-frame direction of the summed covariances of the regions (of `mask`, all when
+    None) whose votes lie within AGG_RADIUS_DEG of `seed` (module doc, step 4)."""
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+    direction = np.asarray(seed, float) / np.linalg.norm(seed)
+    use = np.ones(len(reg.xi), bool) if mask is None else np.asarray(mask, bool)
+    for _ in range(AGG_ITER):
+        near = use & (reg.votes.directions @ direction >= np.cos(np.radians(AGG_RADIUS_DEG)))
+        if not np.any(near):
+            break
+        g = reg.xi[near] / (1.0 + reg.xi[near]) / np.maximum(reg.speech[near], 1e-30)
+        white = np.einsum("k,kij->ij", g, reg.cov[near]) / _SCALE[:, None] / _SCALE[None, :]
+        _, vec = np.linalg.eigh(white)
+        u = _SCALE * vec[:, 3]
+        d = u[[3, 1, 2]] * np.sign(u[0])
+        if model == "floor":
+            d = _floor_split(white, d)
+        cam = foa_core.ambisonic_to_camera(d)
+        direction = cam / np.linalg.norm(cam)
+    return direction
+
+
+def _answer(direction: np.ndarray, confidence: float) -> doa.DoaEstimate:
+    az, el = azel_from_direction(direction)
+    return doa.DoaEstimate(float(az), float(el), direction, confidence)
+
+
+def estimate_doa(foa: np.ndarray, sample_rate: int = foa_core.SAMPLE_RATE, model: str = "one",
+                 seed: np.ndarray | None = None) -> doa.DoaEstimate:
+    """The dominant source of (4, N) ACN/SN3D FOA: doa_robust's answer (or `seed`, a camera-frame
+    direction) refined by pooled_direction."""
+    a = doa.checked_foa(foa)
+    reg = regions(a, sample_rate)
+    first = doa.estimate_from_votes(reg.votes)
+    if seed is None:
+        try:
+            seed = doa_robust.estimate_doa(a, sample_rate).direction
+        except ValueError:  # no robust votes: this estimator's own density peak
+            seed = first.direction
+    return _answer(pooled_direction(reg, seed, model=model), first.confidence)
+
+
+def estimate_by_gender(foa: np.ndarray, gender: str, sample_rate: int = foa_core.SAMPLE_RATE,
+                       model: str = "one", seed: doa.DoaEstimate | None = None) -> doa.DoaEstimate:
+    """The requested voice ("male"/"female") among overlapping talkers, by voice: the seed is
+    doa_robust.estimate_by_gender's answer, and only the regions whose onset starts a syllable
+    of that pitch (doa.pitch_track new_only over the 40 ms after the region, F0 below
+    doa.MALE_MAX_F0_HZ is male) are pooled -- all regions near the seed when fewer than
+    doa.MIN_GENDER_VOTES carry it. `seed`: that answer when already computed."""
+    a = doa.checked_foa(foa)
+    seed = seed or doa_robust.estimate_by_gender(a, gender, sample_rate)
+    reg = regions(a, sample_rate)
+    male = gender.strip().lower() in ("male", "m")
+    starts, f0, voicing = doa.pitch_track(a[0], sample_rate, new_only=True)
+    i = np.clip(np.searchsorted(starts, reg.votes.times), 0, len(starts) - 1)
+    mine = (voicing[i] > doa.VOICING_MIN) & ((f0[i] < doa.MALE_MAX_F0_HZ) == male)
+    near = reg.votes.directions @ seed.direction >= np.cos(np.radians(AGG_RADIUS_DEG))
+    mask = mine if np.count_nonzero(mine & near) >= doa.MIN_GENDER_VOTES else None
+    return _answer(pooled_direction(reg, seed.direction, mask, model), seed.confidence)
+
