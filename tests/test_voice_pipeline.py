@@ -129,17 +129,21 @@ def test_each_voice_keeps_one_identity_and_one_track_across_silence_and_robot_tu
 
 
 def test_a_known_voice_heard_from_elsewhere_moves_its_track_instead_of_opening_another():
-    """By hand: voice_0 heard 3 times at 0 deg, then (after 30 s unheard) 3 times at 90 deg
-    from the same spot: still one track, now on the new bearing; an unnamed DoA at 0 deg then
-    starts a new track (nothing is left there)."""
+    """By hand: voice_0 heard 3 times at 0 deg, then (after 30 s unheard) at 90 deg from the
+    same spot: held back (a DoA may carry a new voice's id while still pointing at the last
+    talker) until relocate_hits (5) agree, then still one track, on the new bearing; a stray
+    one at 0 deg in between starts the count again. Another identity never joins that track."""
     tracker = TalkerTracker()
+    assert tracker.config.relocate_hits == 5
     origin = np.zeros(3)
     east, north = np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, 1.0])
     ids = [tracker.update(Observation(t, origin, east, 0.9, voice="male", voice_id="voice_0")) for t in (0.0, 0.1, 0.2)]
-    ids += [tracker.update(Observation(t, origin, north, 0.9, voice="male", voice_id="voice_0")) for t in (30.2, 30.3, 30.4)]
-    assert set(ids) == {ids[0]} and len(tracker.tracks) == 1
-    assert angle_deg(tracker.tracks[ids[0]].position, north) < 1.0
-    other = tracker.update(Observation(30.5, origin, east, 0.9, voice_id="voice_1"))
+    assert set(ids) == {ids[0]}
+    heard = [tracker.update(Observation(30.0 + 0.1 * k, origin, north, 0.9, voice_id="voice_0")) for k in range(3)]
+    heard.append(tracker.update(Observation(30.3, origin, -north, 0.9, voice_id="voice_0")))  # disagrees: count restarts
+    heard += [tracker.update(Observation(30.4 + 0.1 * k, origin, north, 0.9, voice_id="voice_0")) for k in range(5)]
+    assert heard == [None] * 8 + [ids[0]] and tracker.dropped["voice_elsewhere"] == 8
+    assert len(tracker.tracks) == 1 and angle_deg(tracker.tracks[ids[0]].position, north) < 1.0
+    other = tracker.update(Observation(31.0, origin, east, 0.9, voice_id="voice_1"))
     assert other != ids[0] and len(tracker.tracks) == 2
-    # another identity never joins voice_0's track, even on its bearing
-    assert tracker.update(Observation(30.6, origin, north, 0.9, voice_id="voice_1")) == other
+    assert tracker.update(Observation(31.1, origin, north, 0.9, voice_id="voice_1")) is None  # its own track is east

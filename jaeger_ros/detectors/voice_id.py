@@ -83,7 +83,15 @@ class SpeakerEncoder:
         from resemblyzer import preprocess_wav
         noise = np.random.default_rng(0).normal(0.0, 0.1, 2 * VAD_RATE).astype(np.float32)
         preprocess_wav(noise)
-        self._encoder.embed_utterance(noise)
+        self._embed(noise)
+
+    def _embed(self, wav: np.ndarray) -> np.ndarray:
+        threads = self._torch.get_num_threads()
+        self._torch.set_num_threads(1)   # measured 200 ms per 2 s turn on one thread, 730 ms on a busy pool of 2
+        try:
+            return np.asarray(self._encoder.embed_utterance(wav), dtype=np.float32)
+        finally:
+            self._torch.set_num_threads(threads)
 
     def __call__(self, audio: np.ndarray, sample_rate: int = VAD_RATE) -> np.ndarray:
         """Unit 256-D embedding of one utterance (its long silences are trimmed first)."""
@@ -94,12 +102,7 @@ class SpeakerEncoder:
         wav = preprocess_wav(x)
         if wav.size < int(0.3 * VAD_RATE):
             raise ValueError("utterance has too little speech to embed")
-        threads = self._torch.get_num_threads()
-        self._torch.set_num_threads(1)   # measured 200 ms per 2 s turn on one thread, 730 ms on a busy pool of 2
-        try:
-            return np.asarray(self._encoder.embed_utterance(wav), dtype=np.float32)
-        finally:
-            self._torch.set_num_threads(threads)
+        return self._embed(wav)
 
 
 @dataclass
@@ -194,6 +197,7 @@ class VoiceStream:
         self._silent_chunks = 0
         self._inside = False
         self._early: int | None = None   # voice id matched early for the turn in progress
+        self.changed_at: float | None = None  # stream time the latest turn was found to be another voice
         self.last: VoiceTurn | None = None
 
     def update(self, stamp: float, foa: np.ndarray, sample_rate: int) -> list[VoiceTurn]:
@@ -222,6 +226,8 @@ class VoiceStream:
             if self._inside and self._early is None and abs(len(self._turn) * CHUNK_S - EARLY_S) < CHUNK_S / 2 \
                     and not self._continues():
                 self._early = self._peek(np.concatenate(self._turn))
+                if self.last is not None and self._early != self.last.voice_id:
+                    self.changed_at = t + CHUNK_S
             if end_by_gap or len(self._turn) * CHUNK_S >= MAX_TURN_S:
                 audio = np.concatenate(self._turn[:len(self._turn) - self._silent_chunks] if end_by_gap else self._turn)
                 turn = self._continued(audio) if self._continues() else self._identify(audio, self._turn_start)

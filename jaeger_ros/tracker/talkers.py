@@ -22,9 +22,11 @@ one that falls silent keeps its last place; at most `max_evidence` items are kep
 
 Association picks the nearest track inside an angular gate (voices that are known must agree).
 A voice IDENTITY (`voice_id`, from detectors.voice_id) outranks geometry: an observation with a
-known identity goes to that identity's track wherever it is, and when it lies outside the gate
-the talker has moved (walked while unheard, or the evidence was bearing-only), so the track
-restarts its evidence from the new observation; one identity never has two tracks (they merge)
+known identity goes to that identity's track. Outside the track's gate it is held back (counted
+`voice_elsewhere`) until `relocate_hits` successive ones agree on one bearing: then the talker
+has moved (walked while unheard, or the evidence was bearing-only) and the track restarts its
+evidence there. (A single DoA may carry a new voice's id while it still points at the last
+talker: the pool needs a moment to follow.) One identity never has two tracks (they merge)
 and two identities never share one. Silence, leaving the view and robot turns change nothing.
 Otherwise,
 anything else starts a tentative track that becomes a talker after `confirm_hits` observations
@@ -62,12 +64,13 @@ class TrackerConfig:
     merge_m: float = 0.5
     talking_hold_s: float = 0.6          # a track talks while heard within this long
     max_delay_s: float = 1.0             # older at arrival: stale
+    relocate_hits: int = 5               # agreeing observations of a voice outside its track's gate that move it
 
     def __post_init__(self) -> None:
         positive = ("bearing_sigma_deg", "gate_deg", "default_range_m", "range_prior_sigma_m", "position_sigma_m",
                     "tentative_timeout_s", "forget_s", "talking_hold_s", "max_delay_s", "memory_s")
         bad = [name for name in positive if not getattr(self, name) > 0]
-        if bad or self.confirm_hits < 1 or self.max_evidence < 1 or self.merge_m < 0 \
+        if bad or self.confirm_hits < 1 or self.max_evidence < 1 or self.relocate_hits < 1 or self.merge_m < 0 \
                 or not 0 <= self.min_confidence <= 1:
             raise ValueError(f"bad tracker configuration: {', '.join(bad) or self}")
 
@@ -104,6 +107,7 @@ class Track:
     confirmed: bool = False
     last_seen: float | None = None
     voice_id: str = ""
+    pending: list[Observation] = field(default_factory=list)  # its voice heard outside its gate, in a row
 
     def talking(self, now: float, hold_s: float) -> bool:
         return now - self.last_heard <= hold_s
@@ -220,6 +224,8 @@ class TalkerTracker:
         """Add the observation's evidence; `moved`: the track's voice was heard outside its gate,
         so its old evidence (another place) is dropped and the solve starts from the new ray."""
         cfg = self.config
+        if not moved:
+            track.pending = []
         if moved:
             point = obs.origin + direction * cfg.default_range_m
             prior_info = np.eye(3) / cfg.range_prior_sigma_m ** 2
@@ -267,11 +273,26 @@ class TalkerTracker:
         if costs:
             track = self.tracks[min(costs)[2]]
             moved = bool(obs.voice_id) and obs.voice_id == track.voice_id and self._outside(track, obs, direction)
+            if moved and not self._relocating(track, obs, direction):
+                self.dropped["voice_elsewhere"] += 1
+                return None
             self._apply(track, obs, direction, moved)
         else:
             track = self._new_track(obs, direction)
         merged = self._merge()
         return merged.get(track.id, track.id)
+
+    def _relocating(self, track: Track, obs: Observation, direction: np.ndarray) -> bool:
+        """Whether this outside-gate observation of the track's voice completes `relocate_hits`
+        successive ones that agree (within gate_deg of each other, from where each was heard)."""
+        pending = [o for o in track.pending if angle_deg(o.direction, direction) <= self.config.gate_deg]
+        if len(pending) < len(track.pending):
+            pending = []  # they disagree: start again from this one
+        track.pending = pending + [replace(obs, direction=direction)]
+        if len(track.pending) < self.config.relocate_hits:
+            return False
+        track.pending = []
+        return True
 
     def _outside(self, track: Track, obs: Observation, direction: np.ndarray) -> bool:
         """Whether the observation falls outside the track's gate (as an anonymous one would)."""
