@@ -26,6 +26,11 @@ sharded run (N > 1) writes only its rank's files (official/*_rank_R.json,
 predictions_rank_R.jsonl, shard_rank_R.json); :func:`merge` reads all ranks' shard files and
 writes the report a single-process run writes (report.json, report.md, predictions.jsonl,
 plots), identical to it. Items are scored in (path, manifest position) order either way.
+
+Batching (``batch_size`` > 1, a method with ``answer_batch``): consecutive items of one
+manifest are answered together (the model: left padding, attention mask, greedy), in the same
+order; a batch the method fails on is answered again one item at a time, so the failure is
+recorded against its own item.
 """
 from __future__ import annotations
 
@@ -65,6 +70,39 @@ class Method(Protocol):
     tasks: frozenset[str]
 
     def answer(self, sample: Sample, entry: ManifestEntry) -> str: ...
+
+
+class BatchMethod(Method, Protocol):
+    """A method that answers several entries at once (`evaluate(batch_size=...)`); after
+    `answer_batch` it sets `last_raw_texts` and `last_scores_list`, one per answer."""
+
+    last_raw_texts: list[str | None]
+    last_scores_list: list[dict[str, float]]
+
+    def answer_batch(self, pairs: list[tuple[Sample, ManifestEntry]]) -> list[str]: ...
+
+
+_Answer = tuple[str | None, str | None, dict[str, float], str | None]
+"""(prediction, raw generation, scores, failure) of one item."""
+
+
+def _answer_one(method: Method, sample: Sample, entry: ManifestEntry) -> _Answer:
+    try:
+        prediction = method.answer(sample, entry)
+    except (ValueError, RuntimeError) as e:  # reported, counted as unparsed
+        return None, None, {}, f"{entry.path}: {e}"
+    return prediction, getattr(method, "last_raw_text", None), dict(getattr(method, "last_scores", {})), None
+
+
+def _answer_group(method: BatchMethod, group: list[tuple[Sample, ManifestEntry]]) -> list[_Answer]:
+    if len(group) == 1:
+        return [_answer_one(method, *group[0])]
+    try:
+        predictions = method.answer_batch(group)
+    except (ValueError, RuntimeError):  # find the item that failed
+        return [_answer_one(method, *pair) for pair in group]
+    return [(p, raw, dict(sc), None) for p, raw, sc in zip(predictions, method.last_raw_texts,
+                                                           method.last_scores_list)]
 
 
 @dataclass
@@ -136,7 +174,7 @@ def shard_entries(entries: list[tuple[str, int, ManifestEntry, Path]], rank: int
 
 def evaluate(method: Method, data_dir: str | Path, split: str = "test", tasks: Iterable[str] | None = None,
              out_dir: str | Path | None = None, progress: bool = True, shard: tuple[int, int] = (0, 1),
-             parser: str = "lenient") -> dict[str, Any]:
+             parser: str = "lenient", batch_size: int = 1) -> dict[str, Any]:
     """Report {"method", "data", "split", "parser", "tasks": {key: summary}, "official": {key:
     headline}, "skipped": [...]} (see metrics.summarise and the module docstring). `tasks`:
     manifest keys, letters A-E or "starss23" (default: all the method answers, STARSS23 with A).
@@ -144,11 +182,15 @@ def evaluate(method: Method, data_dir: str | Path, split: str = "test", tasks: I
     and listed ({"task", "path", "error"}, plus "entry" = position for a malformed entry); the
     error names the file. `shard` = (rank, world size): this rank's part only, written as shard
     files for :func:`merge` (rank 0 lists the malformed manifests and entries). `parser`:
-    "lenient" or "official" (answers.PARSERS). ValueError when nothing could be scored (single
-    process)."""
+    "lenient" or "official" (answers.PARSERS). `batch_size`: items answered together by a
+    method with `answer_batch` (the answers equal one-at-a-time answers; see the module
+    docstring). ValueError when nothing could be scored (single process)."""
     from tqdm import tqdm
 
     rank, world = check_shard(*shard)
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    batch_size = batch_size if hasattr(method, "answer_batch") else 1
     if parser not in answers.PARSERS:
         raise ValueError(f"parser must be one of {answers.PARSERS}, got {parser!r}")
     answered = set(method.tasks) | ({STARSS23} if "A" in method.tasks else set())
@@ -162,20 +204,28 @@ def evaluate(method: Method, data_dir: str | Path, split: str = "test", tasks: I
     items: dict[str, _TaskItems] = {}
     readable: dict[tuple[Path, str], str | None] = {}
     desc = f"eval {method.name}" + (f" rank {rank}/{world}" if world > 1 else "")
+    group: list[tuple[str, int, ManifestEntry, Sample]] = []  # readable items of one manifest, not yet answered
+
+    def answer_group() -> None:
+        pairs = [(sample, entry) for _, _, entry, sample in group]
+        answered = _answer_group(method, pairs) if batch_size > 1 else [_answer_one(method, *pairs[0])]
+        for (key, index, entry, _), (prediction, raw, scores, failure) in zip(group, answered):
+            items.setdefault(key, _TaskItems()).add(entry, index, prediction, raw if prediction is not None else None,
+                                                    scores if prediction is not None else {}, failure)
+        group.clear()
+
     for key, index, entry, folder in tqdm(entries, desc=desc, unit="item", disable=not progress):
         problem = _unreadable(folder, method_task(key), readable)
         if problem is not None:
             skipped.append({"task": key, "path": entry.path, "error": problem})
             continue
-        try:
-            prediction: str | None = method.answer(load_sample(folder), entry)
-            failure = None
-        except (ValueError, RuntimeError) as e:  # reported, counted as unparsed
-            prediction, failure = None, f"{entry.path}: {e}"
-        items.setdefault(key, _TaskItems()).add(
-            entry, index, prediction,
-            getattr(method, "last_raw_text", None) if prediction is not None else None,
-            dict(getattr(method, "last_scores", {})) if prediction is not None else {}, failure)
+        if group and group[0][0] != key:
+            answer_group()
+        group.append((key, index, entry, load_sample(folder)))
+        if len(group) == batch_size:
+            answer_group()
+    if group:
+        answer_group()
     meta = {"method": method.name, "data": str(data_dir), "split": split, "parser": parser}
     if world > 1:
         if out_dir is not None:

@@ -211,6 +211,8 @@ class JaegerMethod:
         self.name = name
         self.last_raw_text: str | None = None
         self.last_scores: dict[str, float] = {}
+        self.last_raw_texts: list[str | None] = []
+        self.last_scores_list: list[dict[str, float]] = []
 
     @classmethod
     def from_checkpoint(cls, path_or_default: str | Path = "default", device: str | None = None,
@@ -228,13 +230,17 @@ class JaegerMethod:
         return self.answer_batch([(sample, entry)])[0]
 
     def answer_batch(self, pairs: Sequence[tuple[Any, Any]]) -> list[str]:
-        """Official answers; `last_raw_text` keeps the raw generation of the last one and
-        `last_scores` its confidence and token probability."""
+        """Official answers, generated as one left-padded batch (trained protocol; the official
+        protocol's whole files go one at a time). `last_raw_texts` / `last_scores_list` keep
+        each raw generation and its confidence and token probability; `last_raw_text` /
+        `last_scores` those of the last one."""
         queries = [query_for(sample, entry) for sample, entry in pairs]
         predictions = self.predictor.predict_batch(queries)
-        self.last_raw_text = predictions[-1].raw_text if predictions else None
-        self.last_scores = {"confidence": predictions[-1].confidence,
-                            "token_probability": float(predictions[-1].token_probability or 0.0)} if predictions else {}
+        self.last_raw_texts = [p.raw_text for p in predictions]
+        self.last_scores_list = [{"confidence": p.confidence, "token_probability": float(p.token_probability or 0.0)}
+                                 for p in predictions]
+        self.last_raw_text = self.last_raw_texts[-1] if predictions else None
+        self.last_scores = self.last_scores_list[-1] if predictions else {}
         return [p.official_text() for p in predictions]
 
 

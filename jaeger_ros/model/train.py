@@ -316,7 +316,7 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
           progress: bool = True, stop_at: int | None = None) -> Path:
     """Train (or resume) and write the checkpoint to `out`. `stop_at`: leave after that step
     with only the resumable state in OUT/last (a job sliced into time-limited runs)."""
-    from accelerate import Accelerator, DistributedDataParallelKwargs
+    from accelerate import Accelerator, DistributedDataParallelKwargs, InitProcessGroupKwargs
     from tqdm import tqdm
 
     from jaeger_ros.model.lora import cast_for_training, set_trainable
@@ -328,11 +328,16 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
     # cpu=True lets accelerate run DDP over gloo when torchrun starts CPU-only ranks (DeepSpeed,
     # when `accelerate launch` asks for it, runs on CPU ranks under DS_ACCELERATOR=cpu).
     # The schedule steps once per optimizer step (accelerate would step it once per process).
+    # DeepSpeed on CPU ranks: accelerate finds no backend for a non-`cpu` run without a GPU, so it
+    # would count one process while DeepSpeed's world has them all (and fail DeepSpeed's batch
+    # check); naming gloo makes both count the same ranks.
     deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
+    handlers: list[Any] = [DistributedDataParallelKwargs(find_unused_parameters=True)]
+    if deepspeed and not torch.cuda.is_available():
+        handlers.append(InitProcessGroupKwargs(backend="gloo"))
     accel = Accelerator(mixed_precision=tc.mixed_precision, cpu=not torch.cuda.is_available() and not deepspeed,
                         gradient_accumulation_steps=1 if deepspeed else tc.grad_accum_steps,
-                        step_scheduler_with_optimizer=False,
-                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+                        step_scheduler_with_optimizer=False, kwargs_handlers=handlers)
     plugin = getattr(accel.state, "deepspeed_plugin", None)
     if plugin is not None:  # the engine accumulates itself: it must know the count (and the micro-batch, below)
         _deepspeed_set(plugin, "gradient_accumulation_steps", tc.grad_accum_steps)
@@ -444,6 +449,7 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
             batch = next(batches)
             skipped += batch.pop("skipped")
             with accel.accumulate(model):  # DDP: no gradient sync before the last micro-batch
+                touch = every_trainable(raw_model) if plugin is not None else None  # before the forward
                 with (auxiliary.capture(raw_model, attend=attend) if tc.aux_weights else contextlib.nullcontext({})) \
                         as towers_out:
                     # the answer loss is taken here, per sample, for the per-task logs
@@ -461,7 +467,7 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
                 for t, v in zip(batch_tasks(batch), per_sample.tolist()):
                     if not math.isnan(v):
                         by_task.setdefault(t, []).append(v)
-                accel.backward(loss)  # divided by grad_accum_steps (DeepSpeed: by its engine)
+                accel.backward(loss if touch is None else loss + touch)  # DeepSpeed: divided by its engine
                 if tc.grad_clip > 0 and accel.sync_gradients:
                     accel.clip_grad_norm_(model.parameters(), tc.grad_clip)
                 optimizer.step()  # these two act on the last micro-batch only
@@ -535,6 +541,22 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
             raw_model.save_pretrained(out)
     accel.wait_for_everyone()
     return out
+
+
+def every_trainable(model: torch.nn.Module) -> torch.Tensor:
+    """0 x (the sum of every trainable parameter), built BEFORE the forward and added to the loss.
+
+    ZeRO-2 reduces gradients in buckets filled in the order the parameters' gradient hooks
+    fire, and the ranks must agree on that order. A rank whose micro-batch holds only audio
+    tasks (A, B) leaves the vision tower out of its graph, one with only task C the audio
+    tower, so the buckets differ (gloo: "Received data size doesn't match expected size").
+    This term gives every trainable parameter one more gradient input, zero, from nodes older
+    than the whole forward: autograd runs the newest ready node first, so those inputs arrive
+    last, after the real backward, and every rank's hooks fire in the same (parameter) order.
+    The gradients and the loss are unchanged; unused parameters get zeros, as ZeRO's flat
+    partitions give them anyway. Cost: the reduction no longer overlaps the backward."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.stack([p.sum().float() for p in params]).sum() * 0.0
 
 
 def _deepspeed_set(plugin: Any, key: str, value: Any) -> None:
