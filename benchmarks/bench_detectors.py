@@ -162,7 +162,8 @@ def candidates_mesh(scenes: int, seed: int = 7, conditions: str = "realistic") -
     right when its 3D IoU with a true loudspeaker box exceeds loudspeaker.POSITIVE_IOU (one to
     one); precision = right / loudspeaker candidates, recall = right / true loudspeakers, 95 %
     bootstrap intervals over scenes; each false positive is named by the catalogue category of the
-    object under its centre pixel."""
+    object under its centre pixel; loudspeakers_with_a_depth_blob counts those the blob stage
+    found at all (the rest the classifier cannot recover)."""
     from jaeger_ros.core.geometry import box_iou_3d, project
     from jaeger_ros.detectors.loudspeaker import POSITIVE_IOU
     from sim_bridge import conditions as sensing
@@ -172,7 +173,7 @@ def candidates_mesh(scenes: int, seed: int = 7, conditions: str = "realistic") -
     intr = Intrinsics.from_hfov(640, 480)
     rng = np.random.default_rng(seed)
     det = CandidateDetector()
-    tp, claims, truth, fp_kinds = [], [], [], {}
+    tp, claims, truth, fp_kinds, blob_found = [], [], [], {}, 0
     for k in tqdm(range(scenes), desc=f"mesh scenes ({conditions})"):
         scene = sample_mesh_scene(rng, "test", int(rng.integers(1, 4)), intr, f"candidates-{k}")
         frame = render_mesh(scene, intr)
@@ -200,6 +201,11 @@ def candidates_mesh(scenes: int, seed: int = 7, conditions: str = "realistic") -
             iid = int(frame.objects[int(np.clip(v, 0, intr.height - 1)), int(np.clip(u, 0, intr.width - 1))])
             kind = "loudspeaker (duplicate)" if 1 <= iid <= len(scene.loudspeakers) else names.get(iid, "nothing")
             fp_kinds[kind] = fp_kinds.get(kind, 0) + 1
+        try:
+            blobs = boxes_from_depth(depth, intr, stride=det.blob_stride)
+        except ValueError:
+            blobs = []
+        blob_found += sum(max([box_iou_3d(b, t) for b in blobs], default=0.0) > POSITIVE_IOU for t in true)
         tp.append(len(used_f))
         claims.append(len(found))
         truth.append(len(true))
@@ -212,7 +218,7 @@ def candidates_mesh(scenes: int, seed: int = 7, conditions: str = "realistic") -
             "precision": float(tp.sum() / max(claims.sum(), 1)),
             "ci95_precision": ci(tp[draws].sum(1) / np.maximum(claims[draws].sum(1), 1)),
             "recall": float(tp.sum() / max(truth.sum(), 1)), "ci95_recall": ci(tp[draws].sum(1) / truth[draws].sum(1)),
-            "false_positives_on": fp_kinds}
+            "false_positives_on": fp_kinds, "loudspeakers_with_a_depth_blob": int(blob_found)}
 
 
 def voice_accuracy(turns_per_voice: int = 3) -> dict:

@@ -178,3 +178,14 @@ def test_categories_flow_from_detector_to_message_to_marker():
     assert next(m for m in markers if m.ns == "jaeger_labels" and m.id == 0).text.startswith("bbox_0 person")
     legend = next(m for m in markers if m.ns == "jaeger_legend").text
     assert all(word in legend for word in ("green loudspeaker", "blue person", "red talking"))
+
+
+def test_a_carried_box_stays_only_while_the_depth_still_shows_it():
+    """still_there: a 0.4 m box whose front is 2.0 m ahead on the optical axis; a depth image
+    with a surface at 2.1 m there keeps it, one whose view changed (a wall at 4 m, a surface at
+    1.5 m) or shows nothing valid drops it."""
+    from jaeger_ros.detectors.candidates import still_there
+    intr = Intrinsics.from_hfov(640, 480)
+    box = Box3D([0.0, 0.0, -2.2], [0.4, 0.4, 0.4])   # spans 2.0-2.4 m ahead, centred on the axis
+    for distance, kept in ((2.1, True), (2.6, True), (4.0, False), (1.5, False), (np.nan, False)):
+        assert still_there(box, np.full((480, 640), distance, np.float32), intr) is kept, distance

@@ -23,7 +23,7 @@ import numpy as np
 
 from jaeger_ros.classical.candidates import boxes_from_depth
 from jaeger_ros.core.answers import azimuth_order
-from jaeger_ros.core.geometry import Box3D, Intrinsics, box_iou_3d
+from jaeger_ros.core.geometry import Box3D, Intrinsics, box_iou_3d, project
 from jaeger_ros.detectors.loudspeaker import CHECKPOINT, LoudspeakerClassifier
 from jaeger_ros.detectors.loudspeaker import THRESHOLD as LOUDSPEAKER_THRESHOLD
 from jaeger_ros.detectors.people import PERSON, CropPoseCheck, PersonDetector
@@ -54,6 +54,26 @@ class Candidate(NamedTuple):
 
 def _inside(point: np.ndarray, box: Box3D) -> bool:
     return bool(np.all(point >= box.min) and np.all(point <= box.max))
+
+
+def still_there(box: Box3D, depth: np.ndarray, intrinsics: Intrinsics, margin_m: float = 0.25) -> bool:
+    """Whether the depth image still shows something where `box` is: the median valid depth of
+    the central half of its image footprint lies within its depth extent +- margin_m. A box
+    carried over from an earlier frame (the background detectors are a few frames behind) is
+    kept only while this holds, so a view that changed does not keep its old boxes."""
+    u, v, front = project(box.corners(), intrinsics)
+    if not front.all():
+        return False
+    h, w = depth.shape
+    cu, cv, hu, hv = (u.min() + u.max()) / 2, (v.min() + v.max()) / 2, (u.max() - u.min()) / 4, (v.max() - v.min()) / 4
+    x0, x1 = int(np.clip(cu - hu, 0, w - 1)), int(np.clip(np.ceil(cu + hu), 1, w))
+    y0, y1 = int(np.clip(cv - hv, 0, h - 1)), int(np.clip(np.ceil(cv + hv), 1, h))
+    patch = depth[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)]
+    patch = patch[np.isfinite(patch) & (patch > 0)]
+    if not patch.size:
+        return False
+    d = float(np.median(patch))
+    return bool(-box.max[2] - margin_m <= d <= -box.min[2] + margin_m)
 
 
 def _overlaps(blob: Box3D, other: Box3D) -> bool:
@@ -130,6 +150,8 @@ class CandidateDetector:
                 self._worker = threading.Thread(target=self._work, name="candidate-detector", daemon=True)
                 self._worker.start()
             self._cond.notify()
+
+    still_there = staticmethod(still_there)
 
     def poll(self) -> list[Candidate] | None:
         """The candidates of the latest submitted frame once found (each result once), else None."""

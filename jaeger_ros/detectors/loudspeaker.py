@@ -147,9 +147,12 @@ def _stack(crops: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.n
     return np.stack([c[0] for c in crops]), np.stack([c[1] for c in crops])
 
 
-def render_blobs(split: str, scenes: int, seed: int, intrinsics: Intrinsics, world: str = "procedural") -> list[dict]:
+def render_blobs(split: str, scenes: int, seed: int, intrinsics: Intrinsics, world: str = "procedural",
+                 conditions: str = "") -> list[dict]:
     """Per scene: crops, geometry, labels of its blobs and the number of true loudspeakers;
-    also crops of the furniture in view (negatives for training; procedural world only)."""
+    also crops of the furniture in view (negatives for training; procedural world only).
+    `conditions` (a sim_bridge sensing preset, e.g. realistic): each scene once more as that
+    preset degrades it (depth holes and noise, colour noise), the sensor the live node sees."""
     from tqdm import tqdm
 
     if world == "mesh":
@@ -163,20 +166,29 @@ def render_blobs(split: str, scenes: int, seed: int, intrinsics: Intrinsics, wor
     for _ in tqdm(range(scenes), desc=f"{world} {split} scenes"):
         scene = sample_scene(rng, split, int(rng.integers(1, 5)), intrinsics)
         frame = render(scene, intrinsics)
-        try:
-            blobs = boxes_from_depth(frame.depth, intrinsics)
-        except ValueError:
-            blobs = []
         truth = scene.loudspeaker_boxes_camera()
-        crops = [blob_crop(frame.rgb, frame.depth, b, intrinsics) for b in blobs]
-        extra = [blob_crop(frame.rgb, frame.depth, b, intrinsics)
-                 for b in (furniture_boxes(scene, intrinsics, frame.depth) if world == "procedural" else [])
-                 if max([box_iou_3d(b, t) for t in truth], default=0.0) < NEGATIVE_IOU]
-        x, geom = _stack(crops)
-        neg_x, neg_geom = _stack(extra)
-        out.append({"x": x, "geom": geom, "neg_x": neg_x, "neg_geom": neg_geom,
-                    "label": np.array(label_blobs(blobs, truth), int), "truth": len(truth),
-                    "found": sum(max([box_iou_3d(t, b) for b in blobs], default=0.0) > POSITIVE_IOU for t in truth)})
+        views = [(frame.rgb, frame.depth)]
+        if conditions:
+            from sim_bridge import conditions as sensing
+            cond = sensing.draw(conditions, rng)
+            depth = (sensing.degrade_depth(np.nan_to_num(frame.depth, nan=0.0, posinf=0.0), frame.rgb, cond, rng)
+                     if cond.depth_noise_k is not None else frame.depth)
+            views.append((sensing.degrade_rgb(frame.rgb, cond, rng), depth))
+        for rgb, depth in views:
+            try:
+                blobs = boxes_from_depth(depth, intrinsics)
+            except ValueError:
+                blobs = []
+            crops = [blob_crop(rgb, depth, b, intrinsics) for b in blobs]
+            extra = [blob_crop(rgb, depth, b, intrinsics)
+                     for b in (furniture_boxes(scene, intrinsics, frame.depth) if world == "procedural" else [])
+                     if max([box_iou_3d(b, t) for t in truth], default=0.0) < NEGATIVE_IOU]
+            x, geom = _stack(crops)
+            neg_x, neg_geom = _stack(extra)
+            out.append({"x": x, "geom": geom, "neg_x": neg_x, "neg_geom": neg_geom,
+                        "label": np.array(label_blobs(blobs, truth), int), "truth": len(truth),
+                        "found": sum(max([box_iou_3d(t, b) for b in blobs], default=0.0) > POSITIVE_IOU
+                                     for t in truth)})
     return out
 
 
@@ -240,6 +252,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", default="", help="evaluate: also write the scores here")
     parser.add_argument("--mesh-scenes", type=int, default=0,
                         help="train: also this many train-split mesh-world scenes (their blobs only)")
+    parser.add_argument("--conditions", default="",
+                        help="train: also each scene as this sensing preset degrades it (e.g. realistic); "
+                             "evaluate: score the degraded scenes only")
     parser.add_argument("--world", choices=("procedural", "mesh"), default="procedural",
                         help="evaluate: the scenes to score on (mesh: catalogue models and distractors, "
                              "never trained on)")
@@ -247,16 +262,18 @@ def main(argv: list[str] | None = None) -> None:
     intr = Intrinsics.from_hfov(640, 480)
     torch.set_num_threads(2)
     if args.action == "train":
-        data = render_blobs("train", args.scenes or 300, args.seed, intr)
+        data = render_blobs("train", args.scenes or 300, args.seed, intr, conditions=args.conditions)
         if args.mesh_scenes:
-            data += render_blobs("train", args.mesh_scenes, args.seed, intr, "mesh")
+            data += render_blobs("train", args.mesh_scenes, args.seed, intr, "mesh", args.conditions)
         model, info = train(data, args.epochs, args.seed)
-        info["mesh_scenes"] = args.mesh_scenes
+        info.update(mesh_scenes=args.mesh_scenes, conditions=args.conditions or "clean")
         Path(args.checkpoint).parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), args.checkpoint)
         print(json.dumps(info))
         return
-    data = render_blobs("test", args.scenes or 100, args.seed + 1, intr, args.world)
+    data = render_blobs("test", args.scenes or 100, args.seed + 1, intr, args.world, args.conditions)
+    if args.conditions:
+        data = data[1::2]   # the degraded view of each scene
     classifier = LoudspeakerClassifier(args.checkpoint)
     probs = []
     with torch.no_grad():
@@ -267,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
                 p = np.zeros(0)
             probs.append(p)
     rng = np.random.default_rng(0)
-    report = {"split": "test", "world": args.world, "blobs_alone": score(data, None, rng),
+    report = {"split": "test", "world": args.world, "conditions": args.conditions or "clean", "blobs_alone": score(data, None, rng),
               "classifier": score(data, probs, rng)}
     print(json.dumps(report, indent=1))
     if args.json:

@@ -93,7 +93,8 @@ class ClassicalEstimator:
         reported when nobody spoke within VAD_HOLD_S; `voices`: each voice heard gets an identity
         (detectors.voice_id: Resemblyzer embeddings clustered online, gender from pitch);
         `background` (candidates "detectors"): the detectors run beside the stream (the live
-        node), the previous boxes serve until their result arrives a few frames later."""
+        node), the previous boxes the depth still shows (candidates.still_there) serve until their
+        result arrives a few frames later."""
         from jaeger_ros.classical import candidates as blobs
         from jaeger_ros.classical import matching, tracking
         if doa not in DOA_METHODS:
@@ -156,8 +157,9 @@ class ClassicalEstimator:
         if self._scene_changed(depth):
             self._pool.reset(stamp)
             try:
-                if self._background:
+                if self._background:   # the boxes the depth still shows serve until the result arrives
                     self._detector.submit(rgb, depth, intrinsics)
+                    self._boxes = [b for b in self._boxes if self._detector.still_there(b, depth, intrinsics)]
                 else:
                     self._boxes = self._find(rgb, depth, intrinsics)  # left to right by azimuth
             except ValueError:
