@@ -123,8 +123,10 @@ def synthesize_voice(voice: Voice, text: str, rng: np.random.Generator,
         wav = out.read_bytes()
     cents = float(rng.uniform(*SOX_PITCH_CENTS))
     tempo = float(rng.uniform(*SOX_TEMPO))
-    wav = _run([_executable("sox"), "-t", "wav", "-", "-t", "wav", "-b", "16", "-", "pitch", f"{cents:.0f}",
-                "tempo", "-s", f"{tempo:.3f}"], wav)
+    # -R: sox seeds its 16-bit dither with a fixed number (else each run differs by ~2 LSB and the
+    # same seed would not give the same data)
+    wav = _run([_executable("sox"), "-R", "-t", "wav", "-", "-t", "wav", "-b", "16", "-", "pitch",
+                f"{cents:.0f}", "tempo", "-s", f"{tempo:.3f}"], wav)
     audio, rate = _parse_wav(wav)
     return _resample(audio, rate, sample_rate), {"sox_pitch_cents": round(cents), "sox_tempo": round(tempo, 3)}
 

@@ -102,3 +102,46 @@ def test_depth_is_planar_along_minus_z(scene_and_frame):
     cam = transform_points(scene.camera_from_world(), world)
     np.testing.assert_allclose(cam, [0.0, 0.0, -d], atol=1e-9)
     assert 0.3 < d < 15.0
+
+
+def test_alone_pixels_match_ray_casting_each_loudspeaker_alone(scene_and_frame):
+    """visibility()'s pixels-alone counts (one pass for loudspeakers whose screen boxes do not
+    overlap, one pass each otherwise) against ray casting each loudspeaker with nothing else in
+    the scene, and exactly against a GL pass of each alone."""
+    import trimesh
+    from trimesh.ray.ray_pyembree import RayMeshIntersector
+
+    from sim_bridge.mesh.render_gl import GLRenderer, loudspeaker_local_meshes
+
+    scene, _ = scene_and_frame
+    renderer = GLRenderer.shared(INTR)
+    _, alone = renderer.visibility(scene)
+    wfc = scene.world_from_camera()
+    dirs = INTR.pixel_rays().reshape(-1, 3) @ wfc[:3, :3].T
+    origins = np.repeat(wfc[:3, 3][None], len(dirs), axis=0)
+    with renderer._gl():
+        s, ids = renderer._scene(scene)
+        for i, spk in enumerate(scene.loudspeakers):
+            parts = [p.copy().apply_transform(spk.world_from_local()) for p in loudspeaker_local_meshes(spk.source)]
+            hits = RayMeshIntersector(trimesh.util.concatenate(parts)).intersects_any(origins, dirs)
+            assert alone[i] == pytest.approx(int(hits.sum()), rel=0.02), (i, alone[i], int(hits.sum()))
+            solo = renderer._seg(s, {node: iid for node, iid in ids.items() if iid == i + 1})[0]
+            assert alone[i] == int(np.sum(solo == i + 1))
+
+
+def test_rendering_is_repeatable():
+    """The same scene twice (new pyrender scenes and nodes each time, so a new set order) and
+    after the sampler's visibility pass (whose segmentation render() reuses) gives the same
+    bytes: the shell's equally distant meshes and the lights are drawn in a fixed order."""
+    from sim_bridge.mesh.render_gl import GLRenderer
+    from sim_bridge.mesh.scene import sample_mesh_scene
+
+    renderer = GLRenderer.shared(INTR)
+    for seed in (57, 58, 59):
+        scene = sample_mesh_scene(np.random.default_rng(seed), "test", 3, INTR, "repeat")  # ends in visibility()
+        frames = [renderer.render(scene), renderer.render(scene)]
+        renderer.visibility(scene)
+        frames.append(renderer.render(scene))
+        for f in frames[1:]:
+            for name in ("rgb", "depth", "objects", "instance"):
+                assert getattr(f, name).tobytes() == getattr(frames[0], name).tobytes(), (seed, name)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import pickle
 import re
 import zipfile
 from dataclasses import dataclass
@@ -189,45 +190,119 @@ class ModelTooHeavy(ValueError):
     """A model over MAX_FACES."""
 
 
-@lru_cache(maxsize=64)
-def load_model(model: CatalogueModel, furniture_dir: str | None = None) -> ModelMesh:
-    """Read a model's OBJ (and its MTL/textures) out of its archive, rotated by modelRotation and
-    scaled to the catalogue size as Sweet Home 3D does. Cached per process."""
+CACHE_FORMAT = 1
+"""Bump when load_model's output changes: parsed models cached on disk under an older number are
+not used."""
+
+
+def model_cache_dir() -> Path | None:
+    """Where parsed models are kept between processes: $JAEGER_MODEL_CACHE ("" or "off": no disk
+    cache), else $XDG_CACHE_HOME/jaeger_ros/furniture (~/.cache/...). Parsing an OBJ costs
+    0.1-0.3 s and every generator worker and live simulator would pay it again per model."""
+    env = os.environ.get("JAEGER_MODEL_CACHE")
+    if env is not None:
+        return Path(env) if env.strip() and env.strip().lower() != "off" else None
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "jaeger_ros" / "furniture"
+
+
+def _cache_file(model: CatalogueModel, folder: Path) -> Path | None:
+    """The model's cache file, keyed by what its parse depends on (archive size and time,
+    trimesh version, CACHE_FORMAT), so a new package or library never reads a stale entry."""
     import trimesh
 
+    root = model_cache_dir()
+    archive = folder / model.archive
+    if root is None or not archive.is_file():
+        return None
+    st = archive.stat()
+    key = repr((str(archive.resolve()), st.st_size, st.st_mtime_ns, model.path, model.rotation, model.size_m,
+                trimesh.__version__, CACHE_FORMAT))
+    return root / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.pkl"
+
+
+def _read_cached(path: Path | None) -> list[Any] | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        with path.open("rb") as f:
+            return pickle.load(f)  # our own cache folder, written by _write_cached below
+    except Exception:  # a truncated or foreign file: parse again (and overwrite it)
+        return None
+
+
+def _write_cached(path: Path | None, parts: list[Any]) -> None:
+    """Best effort: a read-only home or a full disk only costs the next process a parse."""
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with tmp.open("wb") as f:
+            pickle.dump(parts, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)  # atomic: parallel workers never read a half-written file
+    except OSError:
+        pass
+
+
+@lru_cache(maxsize=8)
+def _archive(path: Path) -> tuple[zipfile.ZipFile, frozenset[str]]:
+    """An open furniture archive and its member names (reading a 1000-entry central directory
+    costs ~40 ms, once per process instead of once per model)."""
+    z = zipfile.ZipFile(path)
+    return z, frozenset(z.namelist())
+
+
+@lru_cache(maxsize=128)
+def load_model(model: CatalogueModel, furniture_dir: str | None = None) -> ModelMesh:
+    """Read a model's OBJ (and its MTL/textures) out of its archive, rotated by modelRotation and
+    scaled to the catalogue size as Sweet Home 3D does. Cached per process, and its parsed
+    parts on disk (model_cache_dir)."""
     folder = Path(furniture_dir) if furniture_dir else FURNITURE_DIR
-    with zipfile.ZipFile(folder / model.archive) as z:
-        base = model.path.rsplit("/", 1)[0]
-
-        class _Resolver(trimesh.resolvers.Resolver):
-            """MTL and texture files beside the OBJ inside the archive (trimesh ignores a
-            resolver that is not a Resolver)."""
-
-            def __init__(self) -> None:
-                pass
-
-            def get(self, name: str) -> bytes:
-                names = set(z.namelist())
-                for candidate in (f"{base}/{name}", f"{base}/{name.replace(chr(92), '/').rsplit('/', 1)[-1]}"):
-                    if candidate in names:
-                        return z.read(candidate)
-                raise KeyError(name)
-
-            def keys(self) -> list[str]:
-                return [n for n in z.namelist() if n.startswith(base + "/")]
-
-            def namespaced(self, namespace: str) -> "_Resolver":
-                return self
-
-            def write(self, name: str, data: bytes) -> None:
-                raise OSError("the furniture archives are read-only")
-
-        loaded = trimesh.load(io.BytesIO(z.read(model.path)), file_type="obj", resolver=_Resolver(),
-                              force="scene", process=False)
-    parts = [g for g in loaded.dump() if len(g.faces)] if hasattr(loaded, "dump") else [loaded]
+    cache = _cache_file(model, folder)
+    parts = _read_cached(cache)
+    if parts is None:
+        parts = _parse_model(model, folder)
+        _write_cached(cache, parts)
     faces = sum(len(p.faces) for p in parts)
     if not parts or faces > MAX_FACES:
         raise ModelTooHeavy(f"{model.model_id}: {faces} faces (limit {MAX_FACES})")
+    return ModelMesh(model, parts)
+
+
+def _parse_model(model: CatalogueModel, folder: Path) -> list[Any]:
+    """The model's trimesh parts in metres, rotated and scaled (load_model's uncached work)."""
+    import trimesh
+
+    z, names = _archive(folder / model.archive)
+    base = model.path.rsplit("/", 1)[0]
+
+    class _Resolver(trimesh.resolvers.Resolver):
+        """MTL and texture files beside the OBJ inside the archive (trimesh ignores a
+        resolver that is not a Resolver)."""
+
+        def __init__(self) -> None:
+            pass
+
+        def get(self, name: str) -> bytes:
+            for candidate in (f"{base}/{name}", f"{base}/{name.replace(chr(92), '/').rsplit('/', 1)[-1]}"):
+                if candidate in names:
+                    return z.read(candidate)
+            raise KeyError(name)
+
+        def keys(self) -> list[str]:
+            return [n for n in names if n.startswith(base + "/")]
+
+        def namespaced(self, namespace: str) -> "_Resolver":
+            return self
+
+        def write(self, name: str, data: bytes) -> None:
+            raise OSError("the furniture archives are read-only")
+
+    loaded = trimesh.load(io.BytesIO(z.read(model.path)), file_type="obj", resolver=_Resolver(),
+                          force="scene", process=False)
+    parts = [g for g in loaded.dump() if len(g.faces)] if hasattr(loaded, "dump") else [loaded]
+    if not parts or sum(len(p.faces) for p in parts) > MAX_FACES:
+        return parts  # load_model refuses it (cached as it is: no second parse)
     transform = np.eye(4)
     if model.rotation is not None:
         transform[:3, :3] = np.asarray(model.rotation, dtype=float).reshape(3, 3)
@@ -241,4 +316,4 @@ def load_model(model: CatalogueModel, furniture_dir: str | None = None) -> Model
     fit[:3, 3] = shift
     for p in parts:
         p.apply_transform(fit)
-    return ModelMesh(model, parts)
+    return parts

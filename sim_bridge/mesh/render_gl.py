@@ -58,10 +58,36 @@ def _pyrender() -> Any:
             if cap != GL.GL_CULL_FACE:
                 GL.glEnable(cap)
 
+        def sorted_mesh_nodes(self: Any, scene: Any) -> list[Any]:
+            """pyrender's back-to-front order with ties broken by node name (pyrender keeps nodes
+            in a set, so equally distant meshes -- the shell's, all at the origin -- were drawn in
+            an order that changed per process, and so did the pixels where they meet)."""
+            cam = scene.get_pose(scene.main_camera_node)[:3, 3]
+            nodes = sorted(scene.mesh_nodes, key=lambda n: (-float(np.linalg.norm(scene.get_pose(n)[:3, 3] - cam)),
+                                                            n.name or ""))
+            return [n for n in nodes if not n.mesh.is_transparent] + [n for n in nodes if n.mesh.is_transparent]
+
         prr.glRenderbufferStorageMultisample = storage
         prr.glEnable = enable
+        prr.Renderer._sorted_mesh_nodes = sorted_mesh_nodes
         prr._jaeger_no_msaa = True
     return pyrender
+
+
+@lru_cache(maxsize=1)
+def _ordered_scene_class() -> type:
+    import pyrender
+
+    class OrderedScene(pyrender.Scene):
+        """A pyrender Scene whose lights are handed to the shader in name order: pyrender keeps
+        them in a set, so the lights were summed in an order that changed per process (a
+        last-bit difference in a few pixels between two runs of one seed)."""
+
+        @property
+        def light_nodes(self) -> list[Any]:  # type: ignore[override]
+            return sorted(super().light_nodes, key=lambda n: n.name or "")
+
+    return OrderedScene
 
 
 # --- meshes ------------------------------------------------------------------------------------------
@@ -212,6 +238,8 @@ class GLRenderer:
         self._meshes: dict[str, Any] = {}
         self._shells: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+        self._last_seg: tuple[tuple, tuple[np.ndarray, np.ndarray]] | None = None
+        self._cam_from_world = np.eye(4)
         self._release()
 
     def _release(self) -> None:
@@ -258,15 +286,15 @@ class GLRenderer:
         from sim_bridge.mesh.scene import shell_instance_ids
 
         pr = self.pyrender
-        s = pr.Scene(ambient_light=np.full(3, AMBIENT), bg_color=np.zeros(3))
+        s = _ordered_scene_class()(ambient_light=np.full(3, AMBIENT), bg_color=np.zeros(3))
         ids: dict[Any, int] = {}
         for i, spk in enumerate(scene.loudspeakers):
             mesh = self._mesh(f"spk:{spk.source}", lambda src=spk.source: loudspeaker_local_meshes(src))
-            ids[s.add(mesh, pose=spk.world_from_local())] = i + 1
+            ids[s.add(mesh, pose=spk.world_from_local(), name=f"{len(ids):05d}")] = i + 1
         for obj in scene.objects:
             key = obj.source if obj.source != "box" else f"box:{obj.size.tolist()}:{obj.color}"
             mesh = self._mesh(key, lambda o=obj: object_local_meshes(o))
-            ids[s.add(mesh, pose=obj.world_from_local())] = obj.instance_id
+            ids[s.add(mesh, pose=obj.world_from_local(), name=f"{len(ids):05d}")] = obj.instance_id
         if scene.shell is not None:
             key = repr(scene.shell.to_dict())
             if key not in self._shells:
@@ -274,9 +302,9 @@ class GLRenderer:
                     self._shells.clear()
                 self._shells[key] = shell_meshes(pr, scene.shell)
             for name, iid in shell_instance_ids(scene).items():
-                ids[s.add(self._shells[key][name])] = iid
+                ids[s.add(self._shells[key][name], name=f"{len(ids):05d}")] = iid
         for extra, iid in getattr(scene, "extra_meshes", lambda: [])():
-            ids[s.add(extra)] = iid
+            ids[s.add(extra, name=f"{len(ids):05d}")] = iid
         intr = self.intrinsics
         cam = pr.IntrinsicsCamera(intr.fx, intr.fy, intr.cx + 0.5, intr.cy + 0.5, znear=ZNEAR, zfar=ZFAR)
         s.add(cam, pose=scene.world_from_camera())
@@ -289,11 +317,12 @@ class GLRenderer:
         key = pr.DirectionalLight(color=np.ones(3), intensity=float(scene.light_intensity) * 0.8)
         tilt = np.eye(4)
         tilt[:3, :3] = _look_rotation(np.array([rng.uniform(-0.5, 0.5), -1.0, rng.uniform(-0.5, 0.5)]))
-        s.add(key, pose=tilt)
-        for _ in range(2):
+        s.add(key, pose=tilt, name="light0")
+        for k in range(2):
             p = np.eye(4)
             p[:3, 3] = [rng.uniform(0.2, 0.8) * size[0], 0.6 * size[1], rng.uniform(0.2, 0.8) * size[2]]
-            s.add(pr.PointLight(color=np.ones(3), intensity=float(scene.light_intensity) * 1.5), pose=p)
+            s.add(pr.PointLight(color=np.ones(3), intensity=float(scene.light_intensity) * 1.5), pose=p,
+                  name=f"light{k + 1}")
 
     def _seg(self, s: Any, ids: dict[Any, int]) -> tuple[np.ndarray, np.ndarray]:
         colours = {node: np.array([iid & 255, (iid >> 8) & 255, 0], dtype=np.uint8) for node, iid in ids.items()}
@@ -306,9 +335,21 @@ class GLRenderer:
         with self._gl():
             return self._render(scene, with_rgb)
 
+    @staticmethod
+    def _key(s: Any, ids: dict[Any, int]) -> tuple:
+        """What a segmentation pass depends on: every node's mesh (by identity), pose and id,
+        and the camera's pose."""
+        nodes = tuple((node.mesh, node.matrix.tobytes(), iid) for node, iid in ids.items())
+        return nodes, s.get_pose(s.main_camera_node).tobytes()
+
     def _render(self, scene: Any, with_rgb: bool) -> MeshFrame:
         s, ids = self._scene(scene)
-        objects, depth = self._seg(s, ids)
+        key = self._key(s, ids)
+        if self._last_seg is not None and self._last_seg[0] == key:
+            objects, depth = self._last_seg[1]  # the scene sampler's visibility pass of this very scene
+        else:
+            objects, depth = self._seg(s, ids)
+        self._last_seg = None
         n = len(scene.loudspeakers)
         instance = np.where((objects >= 1) & (objects <= n), objects, 0).astype(np.int32)
         if with_rgb:
@@ -321,25 +362,52 @@ class GLRenderer:
 
     def visibility(self, scene: Any) -> tuple[MeshFrame, list[int]]:
         """render(scene, with_rgb=False) and pixels_alone for every loudspeaker, in one pyrender
-        scene whose other meshes are hidden rather than removed (pyrender frees the GPU buffers
-        of removed meshes and uploads them again on the next render)."""
+        scene whose segmentation passes draw only the nodes in their map (removing meshes would
+        free their GPU buffers and upload them again on the next render). The loudspeakers are
+        rendered alone together in one pass; one whose screen box overlaps another's gets a
+        pass of its own. The segmentation is kept for a render() of the same scene."""
         with self._gl():
             return self._visibility(scene)
+
+    def _screen_box(self, node: Any) -> np.ndarray | None:
+        """(u0, v0, u1, v1) pixel box of a node's mesh bounds, None when part of it is not in
+        front of the camera (then its box is unknown: the caller renders it alone)."""
+        pts = np.concatenate([prim.positions for prim in node.mesh.primitives])  # (Mesh.bounds needs numpy < 2)
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        corners = np.array([[x, y, z, 1.0] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+        cam = (self._cam_from_world @ node.matrix @ corners.T)[:3]
+        if np.any(cam[2] > -ZNEAR):
+            return None
+        intr = self.intrinsics
+        u = intr.fx * cam[0] / -cam[2] + intr.cx
+        v = -intr.fy * cam[1] / -cam[2] + intr.cy
+        return np.array([u.min() - 2, v.min() - 2, u.max() + 2, v.max() + 2])
 
     def _visibility(self, scene: Any) -> tuple[MeshFrame, list[int]]:
         s, ids = self._scene(scene)
         objects, depth = self._seg(s, ids)
+        self._last_seg = (self._key(s, ids), (objects, depth))
         n = len(scene.loudspeakers)
         frame = MeshFrame(np.zeros((*depth.shape, 3), np.uint8), depth,
                           np.where((objects >= 1) & (objects <= n), objects, 0).astype(np.int32), objects)
-        alone = []
-        for i in range(n):
-            for node, iid in ids.items():
-                node.mesh.is_visible = iid == i + 1
-            solo, _ = self._seg(s, {node: iid for node, iid in ids.items() if iid == i + 1})
-            alone.append(int(np.sum(solo == i + 1)))
-        for node in ids:
-            node.mesh.is_visible = True
+        self._cam_from_world = np.linalg.inv(s.get_pose(s.main_camera_node))
+        boxes = [(iid, self._screen_box(node)) for node, iid in ids.items() if 1 <= iid <= n]
+
+        def overlaps(i: int) -> bool:
+            return any(a is None or b is None or (a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3])
+                       for k, a in boxes if k == i for j, b in boxes if j != i)
+
+        def seg_of(visible: set[int]) -> np.ndarray:  # a segmentation pass draws only its map's nodes
+            return self._seg(s, {node: iid for node, iid in ids.items() if iid in visible})[0]
+
+        alone = [0] * n
+        together = [i + 1 for i in range(n) if not overlaps(i + 1)]
+        if together:
+            joint = seg_of(set(together))
+            for iid in together:
+                alone[iid - 1] = int(np.sum(joint == iid))
+        for iid in (i + 1 for i in range(n) if overlaps(i + 1)):
+            alone[iid - 1] = int(np.sum(seg_of({iid}) == iid))
         return frame, alone
 
 
