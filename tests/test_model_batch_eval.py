@@ -86,3 +86,30 @@ def test_cli_batch_size_must_be_positive(data_root):
                            str(data_root), "--batch-size", "0"], env=env, cwd=REPO, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode != 0 and "--batch-size" in proc.stderr and "at least 1" in proc.stderr
+
+
+class _FailsOn(JaegerMethod):
+    """The shipped checkpoint made to fail (ValueError, as a bad input would) on one sample."""
+
+    def __init__(self, inner: JaegerMethod, path: str) -> None:
+        super().__init__(inner.predictor, inner.name)
+        self.path = path
+
+    def answer_batch(self, pairs):
+        if any(entry.path == self.path for _, entry in pairs):
+            raise ValueError("this sample fails")
+        return super().answer_batch(pairs)
+
+
+def test_a_failing_item_is_charged_to_itself_not_to_its_batch(data_root, method, tmp_path):
+    entries = read_manifest(find_manifests(data_root, "test")["D"])
+    bad = sorted(e.path for e in entries)[1]
+    evaluate(_FailsOn(method, bad), data_root, "test", tasks=["D"], out_dir=tmp_path / "b1", progress=False)
+    evaluate(_FailsOn(method, bad), data_root, "test", tasks=["D"], out_dir=tmp_path / "b4", progress=False,
+             batch_size=4)
+    a, b = _records(tmp_path / "b1"), _records(tmp_path / "b4")
+    assert [r["path"] for r in a] == [r["path"] for r in b] == sorted(e.path for e in entries)
+    assert [r["answer"] for r in a] == [r["answer"] for r in b]
+    assert [r["path"] for r in b if r["answer"] is None] == [bad]  # the other three of its batch are answered
+    report = json.loads((tmp_path / "b4" / "report.json").read_text())
+    assert report["tasks"]["D"]["n"] == len(entries)

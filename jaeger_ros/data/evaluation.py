@@ -221,7 +221,14 @@ def evaluate(method: Method, data_dir: str | Path, split: str = "test", tasks: I
             continue
         if group and group[0][0] != key:
             answer_group()
-        group.append((key, index, entry, load_sample(folder)))
+        try:
+            sample = load_sample(folder)
+        except (ValueError, RuntimeError) as e:  # counted as unparsed, in its place among the items
+            if group:
+                answer_group()
+            items.setdefault(key, _TaskItems()).add(entry, index, None, None, {}, f"{entry.path}: {e}")
+            continue
+        group.append((key, index, entry, sample))
         if len(group) == batch_size:
             answer_group()
     if group:
