@@ -32,6 +32,7 @@ Figures (the JSON keys in brackets):
   (frames published vs. expected, outputs of jaeger_node and the tracker per frame).
 
 Usage: python benchmarks/bench_talkers.py --duration 120 --seed 0 [--json FILE] [--method classical]
+       [--jaeger-param vad:=false --jaeger-param voice_id:=false]
 """
 from __future__ import annotations
 
@@ -222,7 +223,7 @@ def run(args: argparse.Namespace) -> dict:
                PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     params = str(REPO / "config" / "party.yaml")
     overrides = {"sim_bridge": [f"seed:={args.seed}", f"talkers:={args.talkers}"],
-                 "jaeger_node": [f"method:={args.method}"]}
+                 "jaeger_node": [f"method:={args.method}", *args.jaeger_param]}
     logs = Path(tempfile.mkdtemp(prefix="bench_talkers_"))
     procs = {name: subprocess.Popen([sys.executable, "-m", module, "--ros-args", "--params-file", params,
                                      *[a for o in overrides.get(name, []) for a in ("-p", o)]],
@@ -231,7 +232,7 @@ def run(args: argparse.Namespace) -> dict:
              for name, module in NODES.items()}
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     ctx = Context()
-    rclpy.init(context=ctx, domain_id=domain)
+    rclpy.init(args=[], context=ctx, domain_id=domain)  # not this script's argv: --jaeger-param values look like remaps
     node = rclpy.create_node("bench_talkers", context=ctx)
     rec = Recording()
     counts = {"matches": 0, "frames": 0}
@@ -296,6 +297,7 @@ def run(args: argparse.Namespace) -> dict:
     out = score(rec, wall, args.facing_deg if args.facing_deg is not None else dead_band_deg())
     frames = len(rec.truths)
     out.update({"duration_s": round(wall, 1), "seed": args.seed, "talkers": args.talkers, "method": args.method,
+                "jaeger_params": args.jaeger_param,
                 "frames": frames, "frames_expected": int(wall * 10.0), "speaker_matches": matches,
                 "talker_messages": len(rec.talkers), "cmd_vel_messages": rec.commands,
                 "cpu_share_of_one_core": {k: round(v, 3) for k, v in cpu.items()},
@@ -311,6 +313,8 @@ def main() -> None:
     parser.add_argument("--method", default="classical")
     parser.add_argument("--facing-deg", type=float, help="facing = |azimuth| within this (default: the "
                         "behaviour's dead_band_deg in config/party.yaml)")
+    parser.add_argument("--jaeger-param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="a jaeger_node parameter, e.g. vad:=false voice_id:=false (the pipeline without voice)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.duration <= 0 or (args.facing_deg is not None and args.facing_deg <= 0):

@@ -22,12 +22,15 @@ one that falls silent keeps its last place; at most `max_evidence` items are kep
 
 Association picks the nearest track inside an angular gate (voices that are known must agree).
 A voice IDENTITY (`voice_id`, from detectors.voice_id) outranks geometry: an observation with a
-known identity goes to that identity's track. Outside the track's gate it is held back (counted
-`voice_elsewhere`) until `relocate_hits` successive ones agree on one bearing: then the talker
-has moved (walked while unheard, or the evidence was bearing-only) and the track restarts its
-evidence there. (A single DoA may carry a new voice's id while it still points at the last
-talker: the pool needs a moment to follow.) One identity never has two tracks (they merge)
-and two identities never share one. Silence, leaving the view and robot turns change nothing.
+known identity goes to the track whose identity it is (the id most often heard on it). Outside
+the track's gate it is held back (counted `voice_elsewhere`) until `relocate_hits` successive
+ones agree on one bearing: then the talker has moved (walked while unheard, or the evidence was
+bearing-only) and the track restarts its evidence there. (A single DoA may carry a new voice's
+id while it still points at the last talker: the pool needs a moment to follow.) Inside the
+gate another identity's track is only dearer (`gate_deg` more), not forbidden: online
+clustering sometimes splits one voice into two ids, and the second id then joins the talker's
+track (counted on it) instead of opening a duplicate. Tracks of one identity merge wherever they
+are. Silence, leaving the view and robot turns change nothing.
 Otherwise,
 anything else starts a tentative track that becomes a talker after `confirm_hits` observations
 within `tentative_timeout_s`. Tracks closer than `merge_m` merge into the older one (its id
@@ -106,8 +109,13 @@ class Track:
     hits: int = 1
     confirmed: bool = False
     last_seen: float | None = None
-    voice_id: str = ""
+    voice_ids: Counter[str] = field(default_factory=Counter)  # voice ids heard on it, with counts
     pending: list[Observation] = field(default_factory=list)  # its voice heard outside its gate, in a row
+
+    @property
+    def voice_id(self) -> str:
+        """Its identity: the voice id heard most often on it ("" none)."""
+        return self.voice_ids.most_common(1)[0][0] if self.voice_ids else ""
 
     def talking(self, now: float, hold_s: float) -> bool:
         return now - self.last_heard <= hold_s
@@ -184,14 +192,16 @@ class TalkerTracker:
     # --- association ----------------------------------------------------------------------
     def _cost(self, track: Track, obs: Observation, direction: np.ndarray) -> float | None:
         """Angle (degrees, plus a small range term) from the observation to the track; None
-        outside the gate or for a known, different voice. The track of the observation's own
-        voice identity costs less than any other, wherever it is."""
-        if obs.voice_id and track.voice_id:
-            if obs.voice_id != track.voice_id:
-                return None
-            to_track = track.position - obs.origin
-            return -180.0 + (angle_deg(direction, to_track) if np.linalg.norm(to_track) > 0 else 0.0)
-        if obs.voice and track.voice and obs.voice != track.voice:
+        outside the gate or for a known, different voice (target_voice's gender). The track of the
+        observation's own voice identity costs less than any other, wherever it is; another
+        identity's costs gate_deg more (module doc)."""
+        penalty = 0.0
+        if obs.voice_id and track.voice_ids:
+            if obs.voice_id == track.voice_id:
+                to_track = track.position - obs.origin
+                return -180.0 + (angle_deg(direction, to_track) if np.linalg.norm(to_track) > 0 else 0.0)
+            penalty = self.config.gate_deg
+        elif not obs.voice_id and obs.voice and track.voice and obs.voice != track.voice:
             return None
         to_track = track.position - obs.origin
         if np.linalg.norm(to_track) < 0.2:
@@ -200,12 +210,12 @@ class TalkerTracker:
         if angle > self.config.gate_deg:
             return None
         if obs.position is None:
-            return angle
+            return angle + penalty
         gap = float(np.linalg.norm(np.asarray(obs.position) - track.position))
         spread = float(np.sqrt(np.trace(track.covariance) / 3.0))
         if gap > 1.0 + 2.0 * spread:  # same bearing, but clearly another talker behind or in front
             return None
-        return angle + 10.0 * gap
+        return angle + 10.0 * gap + penalty
 
     def _new_track(self, obs: Observation, direction: np.ndarray) -> Track:
         cfg = self.config
@@ -213,7 +223,8 @@ class TalkerTracker:
         prior_info = np.eye(3) / cfg.range_prior_sigma_m ** 2
         track = Track(self._next_id, obs.voice, obs.stamp, obs.stamp, (prior_info, prior_info @ point),
                       position=point if obs.position is None else np.asarray(obs.position, dtype=float),
-                      last_seen=obs.stamp if obs.seen else None, voice_id=obs.voice_id)
+                      last_seen=obs.stamp if obs.seen else None,
+                      voice_ids=Counter([obs.voice_id] if obs.voice_id else []))
         track.evidence.append(replace(obs, direction=direction))
         track.solve(cfg)
         self._next_id += 1
@@ -237,9 +248,9 @@ class TalkerTracker:
         track.last_heard = max(track.last_heard, obs.stamp)
         if obs.seen:
             track.last_seen = obs.stamp
-        if obs.voice_id and not track.voice_id:
-            track.voice_id = obs.voice_id
-        if obs.voice and (not track.voice or obs.voice_id):  # an identity's gender firms up as it speaks
+        if obs.voice_id:
+            track.voice_ids[obs.voice_id] += 1
+        if obs.voice and (not track.voice or obs.voice_id == track.voice_id):  # an identity's gender firms up
             track.voice = obs.voice
         if track.hits >= cfg.confirm_hits:
             track.confirmed = True
@@ -321,7 +332,7 @@ class TalkerTracker:
                 seen = [s for s in (a.last_seen, b.last_seen) if s is not None]
                 a.last_seen = max(seen) if seen else None
                 a.voice = a.voice or b.voice
-                a.voice_id = a.voice_id or b.voice_id
+                a.voice_ids += b.voice_ids
                 a.solve(self.config)
                 del self.tracks[b_id]
                 into[b_id] = a_id
