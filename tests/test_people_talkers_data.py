@@ -89,3 +89,20 @@ def test_a_recorded_bag_names_the_people_in_its_ground_truth(tmp_path):
         assert [s.category for s in msg.sources] == ["person", "person"]
         assert {b.category for b in msg.boxes} == {"person"} and {b.label for b in msg.boxes} == {"person"}
         assert {s.gender for s in msg.sources} == {"male", "female"}
+
+
+@pytest.mark.skipif(not mesh.load_catalogue(), reason="sweethome3d-furniture not installed")
+def test_seated_catalogue_people_sit_on_their_stool():
+    """The catalogue's seated people come without a chair: the stool put under each one carries
+    the body (vertices just above its top) without swallowing it (few vertices inside it)."""
+    from sim_bridge.mesh.scene import STOOL_DEPTH_M, STOOL_WIDTH_M, _seat_local, talking_people
+
+    seated = [m for m in talking_people("train") if _seat_local(m.model_id) is not None]
+    assert len(seated) >= 3
+    for model in seated:
+        seat, x, z = _seat_local(model.model_id)
+        verts = np.concatenate([np.asarray(p.vertices) for p in mesh.load_model(model).parts])
+        over = verts[(np.abs(verts[:, 0] - x) < STOOL_WIDTH_M / 2) & (np.abs(verts[:, 2] - z) < STOOL_DEPTH_M / 2)]
+        assert 0.25 < seat < 0.7, model.name  # chair height, not the floor
+        assert np.mean(over[:, 1] < seat - 0.02) < 0.05, model.name
+        assert np.any((over[:, 1] >= seat - 0.02) & (over[:, 1] < seat + 0.03)), model.name

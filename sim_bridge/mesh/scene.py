@@ -254,27 +254,23 @@ def _mouth_local(model_id: str) -> tuple[float, float, float]:
     return cx, y, z
 
 
-SITTING_HEIGHT = 0.52
-"""Seat to crown / standing height of a seated person (Drillis & Contini)."""
+STOOL_WIDTH_M, STOOL_DEPTH_M = 0.42, 0.36
 
 
 @lru_cache(maxsize=None)
 def _seat_local(model_id: str) -> tuple[float, float, float] | None:
     """(seat height, x, z) of the stool a catalogue person sits on, local frame; None for one
-    standing or sitting on the floor. The catalogue's seated people come without their chair."""
+    standing or sitting on the floor. The catalogue's seated people come without their chair: the
+    seat is the underside of the body's rear 20 cm (buttocks and back; feet near the floor ignored)."""
     model = _model_by_id(model_id)
-    low = model.name.lower()
-    if not low.startswith("sitting"):
+    if not model.name.lower().startswith("sitting"):
         return None
     verts = np.concatenate([np.asarray(m.vertices) for m in catalogue.load_model(model).parts])
-    standing = CHILD_HEIGHT_M if ("boy" in low or "girl" in low) else ADULT_HEIGHT_M
-    seat = float(verts[:, 1].max()) - SITTING_HEIGHT * standing
-    if seat < 0.25:
+    rear = verts[(verts[:, 2] < verts[:, 2].min() + 0.2) & (verts[:, 1] > 0.2)]
+    if not len(rear) or rear[:, 1].min() < 0.25:
         return None
-    band = verts[(verts[:, 1] > seat) & (verts[:, 1] < seat + 0.12)]  # buttocks and thighs
-    if not len(band):
-        return None
-    return seat, float(np.median(band[:, 0])), float(band[:, 2].min()) + 0.2
+    seat = float(rear[:, 1].min())
+    return seat, float(np.median(rear[:, 0])), float(verts[:, 2].min()) + STOOL_DEPTH_M / 2 + 0.02
 
 
 @dataclass
@@ -593,7 +589,7 @@ def _place_loudspeakers(rng: np.random.Generator, scene: MeshScene, n: int, kind
                 if seat is not None:  # a stool under a seated person (furniture, not part of the person)
                     at = transform_points(spk.world_from_local(), np.array([seat[1], 0.0, seat[2]]))
                     scene.objects.append(MeshObject(0, "chair", "wood", "box", [at[0], 0.0, at[2]], yaw,
-                                                    [0.42, seat[0], 0.40], (0.36, 0.25, 0.15)))
+                                                    [STOOL_WIDTH_M, seat[0], STOOL_DEPTH_M], (0.36, 0.25, 0.15)))
                 break
             use_model = bool(cat_speakers) and rng.random() < CATALOGUE_SPEAKER_SHARE
             az = np.radians(scene.camera_yaw_deg + rng.uniform(-procedural.AZIMUTH_LIMIT_DEG,
