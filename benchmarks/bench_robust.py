@@ -9,8 +9,9 @@ accuracy (D, E; E also per gender) with its bootstrap 95 % interval.
 Run: .venv/bin/python benchmarks/bench_robust.py --out /tmp/jaeger_robust [--num 200]
      [--preset-num 100] [--presets clean,realistic,hard] [--snrs 20,10,5,0]
      [--checkpoint DIR|default] [--audio-only] [--workers 1]
-(--audio-only adds the classical baseline without depth, A and B from the sound alone, with both
-sound-only DoAs: classical-audio (doa.py onset votes) and classical-audio-robust (doa_robust.py).)
+(--audio-only adds the classical baseline without depth, A and B from the sound alone, with the
+sound-only DoAs: classical-audio (doa.py onset votes), classical-audio-robust (doa_robust.py) and
+classical-audio-dpd (doa_dpd.py, the pooled direct-path covariance).)
 """
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ def _methods(checkpoint: str | None, audio_only: bool) -> list:
     from jaeger_ros.cli import _method
 
     return ([_method("classical")]
-            + ([ClassicalMethod(use_depth=False), ClassicalMethod(use_depth=False, robust=True)] if audio_only else [])
+            + ([ClassicalMethod(use_depth=False, doa=d) for d in ("onset", "robust", "dpd")] if audio_only else [])
             + ([_method(checkpoint)] if checkpoint else []))
 
 

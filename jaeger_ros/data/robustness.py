@@ -153,19 +153,24 @@ def format_breakdown(table: dict[str, Any], title: str = "") -> str:
     return "\n".join(lines)
 
 
-def error_vs_snr_plot(curves: dict[str, dict[str, dict[str, Any]]], path: str | Path) -> None:
+def error_vs_snr_plot(curves: dict[str, dict[str, dict[str, Any]]], path: str | Path,
+                      separate: bool = False) -> None:
     """Side-by-side panels per task: statistic against SNR (dB; 'clean' drawn at the right
     end) for each method, with the 95 % intervals as error bars. curves[method][task] maps an
-    SNR label ('clean' or a number of dB) to a breakdown row."""
+    SNR label ('clean' or a number of dB) to a breakdown row. `separate`: sound-only methods
+    (names with "audio") in the top row, depth-snapped ones below, so neither is read as the other."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     tasks = sorted({t for c in curves.values() for t in c})
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        for method, per_task in curves.items():
+    groups = [list(curves)]
+    if separate:
+        groups = [g for g in ([m for m in curves if "audio" in m], [m for m in curves if "audio" not in m]) if g]
+    fig, axes = plt.subplots(len(groups), len(tasks), figsize=(4.2 * len(tasks), 3.6 * len(groups)), squeeze=False)
+    for (ax, task), names in ((p, g) for row, g in zip(axes, groups) for p in zip(row, tasks)):
+        for method, per_task in ((m, curves[m]) for m in names):
             pts = per_task.get(task, {})
             if not pts:
                 continue  # no legend entry for a method without points here
@@ -181,7 +186,8 @@ def error_vs_snr_plot(curves: dict[str, dict[str, dict[str, Any]]], path: str | 
                         linestyle="--" if "audio" in method else "-")
             if "clean" in pts:
                 ax.set_xticks(x, [f"{v:g}" for v in xs] + ["clean"])
-        ax.set(title=f"Task {task}", xlabel="diffuse-noise SNR (dB)",
+        kind = "" if not separate else " (sound only)" if "audio" in names[0] else " (depth-snapped)"
+        ax.set(title=f"Task {task}{kind}", xlabel="diffuse-noise SNR (dB)",
                ylabel="median great-circle error (°)" if task in "AB" else "accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
