@@ -1,4 +1,4 @@
-"""Classical baseline speed (one process): ms per DoA estimate, per pitch attribution (median
+"""Classical baseline speed (one process): ms per DoA estimate (doa, doa_robust, doa_dpd), per pitch attribution (median
 pitches and male shares) of two candidate directions and per onset-vote share on 1 s / 4 s of
 reverberant two-talker FOA; ms per frame of the node's pooled estimator (a 0.5 s window every
 0.1 s); ms per depth-only candidate segmentation on rendered 640x480 / 672x378 frames.
@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from jaeger_ros.classical import doa_dpd, doa_robust
 from jaeger_ros.classical.candidates import boxes_from_depth
 from jaeger_ros.classical.doa import (estimate_by_gender, estimate_doa, estimate_sources, talker_male_shares,
                                       talker_pitches, vote_shares)
@@ -51,6 +52,9 @@ def main() -> None:
     for seconds in (1.0, 4.0):
         x = mix[:, : int(seconds * SAMPLE_RATE)]
         rows.append((f"estimate_doa, {seconds:.0f} s", _ms(lambda: estimate_doa(x), args.repeats)))
+        rows.append((f"doa_robust.estimate_doa, {seconds:.0f} s", _ms(lambda: doa_robust.estimate_doa(x), args.repeats)))
+        rows.append((f"doa_dpd.estimate_doa (incl. doa_robust seed), {seconds:.0f} s",
+                     _ms(lambda: doa_dpd.estimate_doa(x), args.repeats)))
         rows.append((f"estimate_sources(2), {seconds:.0f} s", _ms(lambda: estimate_sources(x, max_sources=2), args.repeats)))
         rows.append((f"estimate_by_gender, {seconds:.0f} s", _ms(lambda: estimate_by_gender(x, "female"), args.repeats)))
         rows.append((f"talker_pitches(2 directions), {seconds:.0f} s",
