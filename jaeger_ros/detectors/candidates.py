@@ -92,6 +92,14 @@ def combine(people: list[Box3D], blobs: list[Box3D], blob_scores: list[float] | 
     return [found[i] for i in azimuth_order([c.box for c in found])]
 
 
+def _classified(people: list[Box3D], blobs: list[Box3D], probs: np.ndarray | None) -> list[Candidate]:
+    """combine() with the blobs the classifier keeps (all of them without a classifier)."""
+    if probs is None:
+        return combine(people, blobs)
+    keep = [k for k, p in enumerate(probs) if p >= LOUDSPEAKER_THRESHOLD]
+    return combine(people, [blobs[k] for k in keep], [float(probs[k]) for k in keep])
+
+
 class CandidateDetector:
     """Person detector + depth-blob loudspeakers for a stream of frames (models loaded once).
     The default person detector is the live one: pose tracking between frames and HOG at
@@ -111,18 +119,29 @@ class CandidateDetector:
         self._cond = threading.Condition()
         self._job: tuple | None = None
         self._done: list[Candidate] | None = None
+        self._last: list[Candidate] = []   # the latest full result: its people are carried
         self._submitted = 0
         self._worker: threading.Thread | None = None
 
     def __call__(self, rgb: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics) -> list[Candidate]:
-        persons = self.people.detect(rgb, depth, intrinsics)
+        return self._with_people(rgb, depth, intrinsics, *self._loudspeaker_blobs(rgb, depth, intrinsics))
+
+    def _loudspeaker_blobs(self, rgb: np.ndarray, depth: np.ndarray,
+                           intrinsics: Intrinsics) -> tuple[list[Box3D], np.ndarray | None]:
+        """The loudspeaker-sized depth blobs and their classifier probabilities (None without it)."""
         try:
             blobs = boxes_from_depth(depth, intrinsics, stride=self.blob_stride)
         except ValueError:
             blobs = []   # no floor in view: people only
         if self.loudspeakers is None:
+            return blobs, None
+        return blobs, self.loudspeakers(rgb, depth, intrinsics, blobs)
+
+    def _with_people(self, rgb: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics, blobs: list[Box3D],
+                     probs: np.ndarray | None) -> list[Candidate]:
+        persons = self.people.detect(rgb, depth, intrinsics)
+        if probs is None:
             return combine(persons, blobs)
-        probs = self.loudspeakers(rgb, depth, intrinsics, blobs)
         keep = [k for k, p in enumerate(probs) if p >= LOUDSPEAKER_THRESHOLD]
         if self.seated is not None:
             # blobs no detector explained: rejected loudspeaker-sized ones (seated people) and
@@ -137,21 +156,24 @@ class CandidateDetector:
                 if score >= SEATED_MIN_SCORE:
                     persons.append(Box3D(blob.center, blob.size, label=PERSON, score=score,
                                          extra={"source": "blob+pose"}))
-        return combine(persons, [blobs[k] for k in keep], [float(probs[k]) for k in keep])
+        return _classified(persons, blobs, probs)
 
-    def submit(self, rgb: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics) -> None:
-        """Find this frame's candidates in a background thread (a frame submitted while one is
-        still waiting replaces it); `poll` hands the result over. ~0.2-0.7 s of 2 CPU cores per
-        frame is too much for a 10 Hz frame path, so the node runs it beside the stream."""
+    def submit(self, rgb: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics) -> list[Candidate]:
+        """The live split: this frame's loudspeakers now (depth blobs + classifier, tens of ms)
+        with the people of the last result that the depth still shows (still_there), and the
+        people (0.2-0.7 s of 2 CPU cores, too much for a 10 Hz frame path) in a background
+        thread; `poll` hands over the full result. A frame submitted while another waits
+        replaces it."""
+        blobs, probs = self._loudspeaker_blobs(rgb, depth, intrinsics)
         with self._cond:
-            self._job = (rgb, depth, intrinsics, self._submitted + 1)
+            self._job = (rgb, depth, intrinsics, blobs, probs, self._submitted + 1)
             self._submitted += 1
+            people = [c.box for c in self._last if c.category == PERSON]
             if self._worker is None:
                 self._worker = threading.Thread(target=self._work, name="candidate-detector", daemon=True)
                 self._worker.start()
             self._cond.notify()
-
-    still_there = staticmethod(still_there)
+        return _classified([p for p in people if still_there(p, depth, intrinsics)], blobs, probs)
 
     def poll(self) -> list[Candidate] | None:
         """The candidates of the latest submitted frame once found (each result once), else None."""
@@ -168,15 +190,15 @@ class CandidateDetector:
             with self._cond:
                 while self._job is None:
                     self._cond.wait()
-                (rgb, depth, intrinsics, number), self._job = self._job, None
+                (rgb, depth, intrinsics, blobs, probs, number), self._job = self._job, None
             try:
-                found = self(rgb, depth, intrinsics)
-            except ValueError as err:   # a malformed frame: no candidates, as the synchronous path drops it
-                _log.warning("candidate detection failed on a frame: %s", err)
-                found = []
+                found = self._with_people(rgb, depth, intrinsics, blobs, probs)
+            except ValueError as err:   # a malformed frame: its loudspeakers without people
+                _log.warning("person detection failed on a frame: %s", err)
+                found = _classified([], blobs, probs)
             with self._cond:
                 if number == self._submitted:   # a newer frame supersedes this result
-                    self._done = found
+                    self._done = self._last = found
 
     @staticmethod
     def _person_blobs(depth: np.ndarray, intrinsics: Intrinsics) -> list[Box3D]:

@@ -157,9 +157,9 @@ class ClassicalEstimator:
         if self._scene_changed(depth):
             self._pool.reset(stamp)
             try:
-                if self._background:   # the boxes the depth still shows serve until the result arrives
-                    self._detector.submit(rgb, depth, intrinsics)
-                    self._boxes = [b for b in self._boxes if self._detector.still_there(b, depth, intrinsics)]
+                if self._background:   # loudspeakers now, people when the background run ends
+                    self._boxes = [_as_candidate(c.box, c.category, c.score)
+                                   for c in self._detector.submit(rgb, depth, intrinsics)]
                 else:
                     self._boxes = self._find(rgb, depth, intrinsics)  # left to right by azimuth
             except ValueError:
