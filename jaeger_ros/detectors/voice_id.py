@@ -14,6 +14,8 @@ sit around 85-155 Hz, female 165-255 Hz), not from any scene file.
 """
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -184,11 +186,16 @@ class VoiceStream:
     MAX_TURN_S; a turn of at least MIN_TURN_S is embedded and assigned an identity. `update`
     returns the turns finished by the new audio; `last` is the latest one. A new turn is also
     matched against the known voices once EARLY_S of it is heard (`current` names that voice
-    while the turn goes on), so a known voice is named ~1.5 s into a turn instead of at its end. The VAD pass is
-    `gate`'s (a SpeechGate), so a pipeline that also gates DoA votes runs silero once."""
+    while the turn goes on), so a known voice is named ~1.5 s into a turn instead of at its end.
+    The VAD pass is `gate`'s (a SpeechGate), so a pipeline that also gates DoA votes runs silero
+    once. `background`: embeddings (120-300 ms each on 2 shared cores) run in a worker thread and
+    their results are applied on a later `update`, so a live stream is not stalled by them."""
 
     def __init__(self, encoder: SpeakerEncoder | None = None, threshold: float = SAME_VOICE,
-                 gate: SpeechGate | None = None) -> None:
+                 gate: SpeechGate | None = None, background: bool = False) -> None:
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="voice_id") if background else None
+        self._jobs: deque[tuple[str, Future, tuple]] = deque()  # ("turn" | "peek", result, context) in order
+        self._serial = 0                 # number of the turn in progress (a late early match must be for it)
         self.gate = gate or SpeechGate()
         self._encoder = encoder or SpeakerEncoder()
         self.identities = VoiceIdentities(threshold)
@@ -207,7 +214,8 @@ class VoiceStream:
         """Fold in consecutive VAD chunks (SpeechGate.update's output) starting at stream time t0."""
         if restarted:
             self._turn, self._inside, self._silent_chunks, self._early = [], False, 0, None
-        finished = []
+            self._serial += 1
+        finished = self._drain(block=False)
         for k, (chunk, p) in enumerate(zip(chunks, probs)):
             t = t0 + k * CHUNK_S
             if not self._inside and p >= ON_THRESHOLD:
@@ -225,17 +233,65 @@ class VoiceStream:
             end_by_gap = self._turn and not self._inside and self._silent_chunks * CHUNK_S >= TURN_GAP_S
             if self._inside and self._early is None and abs(len(self._turn) * CHUNK_S - EARLY_S) < CHUNK_S / 2 \
                     and not self._continues():
-                self._early = self._peek(np.concatenate(self._turn))
-                if self.last is not None and self._early != self.last.voice_id:
-                    self.changed_at = t + CHUNK_S
+                audio = np.concatenate(self._turn)
+                if self._worker is None:
+                    self._matched(self._peek(audio), self._serial, t + CHUNK_S)
+                else:
+                    self._jobs.append(("peek", self._worker.submit(self._features, audio), (self._serial, t + CHUNK_S)))
             if end_by_gap or len(self._turn) * CHUNK_S >= MAX_TURN_S:
                 audio = np.concatenate(self._turn[:len(self._turn) - self._silent_chunks] if end_by_gap else self._turn)
-                turn = self._continued(audio) if self._continues() else self._identify(audio, self._turn_start)
-                if turn is not None:
-                    finished.append(turn)
-                    self.last = turn
+                if self._jobs and abs(self._turn_start - self._pending_end()) < CHUNK_S / 2:
+                    finished += self._drain(block=True)  # a continuation needs its head's identity
+                if self._continues():
+                    finished.append(self._set_last(self._continued(audio)))
+                elif self._worker is None:
+                    turn = self._identify(audio, self._turn_start)
+                    if turn is not None:
+                        finished.append(self._set_last(turn))
+                elif audio.size >= MIN_TURN_S * VAD_RATE:
+                    self._jobs.append(("turn", self._worker.submit(self._features, audio),
+                                       (self._turn_start, self._turn_start + audio.size / VAD_RATE)))
                 self._turn, self._silent_chunks, self._early = [], 0, None
                 self._turn_start = t + CHUNK_S
+                self._serial += 1
+        return finished
+
+    def _set_last(self, turn: VoiceTurn) -> VoiceTurn:
+        self.last = turn
+        return turn
+
+    def _matched(self, voice_id: int | None, serial: int, at: float) -> None:
+        """An early match for turn `serial` (ignored if that turn is over)."""
+        if serial != self._serial or not self._turn:
+            return
+        self._early = voice_id
+        if self.last is not None and voice_id != self.last.voice_id:
+            self.changed_at = at
+
+    def _pending_end(self) -> float:
+        """End of the newest turn waiting for its embedding (-inf: none)."""
+        ends = [ctx[1] for kind, _, ctx in self._jobs if kind == "turn"]
+        return ends[-1] if ends else -np.inf
+
+    def _features(self, audio: np.ndarray) -> tuple[np.ndarray | None, float | None]:
+        """(embedding or None when it cannot be embedded, median F0): the worker's part."""
+        try:
+            return self._encoder(audio), median_f0(audio)
+        except ValueError:
+            return None, None
+
+    def _drain(self, block: bool) -> list[VoiceTurn]:
+        """Apply the worker's finished results in submission order; `block`: wait for all."""
+        finished = []
+        while self._jobs and (block or self._jobs[0][1].done()):
+            kind, future, ctx = self._jobs.popleft()
+            embedding, f0 = future.result()
+            if kind == "peek":
+                self._matched(None if embedding is None else self.identities.match(embedding, f0), *ctx)
+            elif embedding is not None:
+                voice_id, sim = self.identities.assign(embedding, f0)
+                finished.append(self._set_last(VoiceTurn(ctx[0], ctx[1], voice_id, sim,
+                                                         self.identities.gender(voice_id), f0)))
         return finished
 
     def _continues(self) -> bool:
