@@ -167,10 +167,19 @@ def make_person(person_id: int) -> LoudspeakerShape:
     parts.append(_box((0.0, y_top + 0.012, head_z - 0.01), (head_w + 0.02, 0.03, head_d + 0.02), hair, "hair", "hair"))
     parts.append(_box((0.0, y_top - hair_len / 2, head_z - head_d / 2 - 0.012), (head_w + 0.02, hair_len + 0.02, 0.03),
                       hair, "hair", "hair"))
+    # A face a face detector can find: eye whites and irises, brows, a nose, ears.
     y_eye = EYES * H + lift
     for sx in (-1, 1):
-        parts.append(_box((sx * head_w * 0.22, y_eye, front + 0.002), (0.022, 0.011, 0.004), (0.05, 0.04, 0.04),
+        parts.append(_box((sx * head_w * 0.24, y_eye, front + 0.002), (0.03, 0.014, 0.004), (0.92, 0.9, 0.88),
                           "plain", "eye"))
+        parts.append(_box((sx * head_w * 0.24, y_eye, front + 0.0045), (0.012, 0.012, 0.002), (0.12, 0.08, 0.05),
+                          "plain", "eye"))
+        parts.append(_box((sx * head_w * 0.24, y_eye + 0.02, front + 0.003), (0.036, 0.007, 0.006), hair,
+                          "hair", "brow"))
+        parts.append(_box((sx * (head_w / 2 + 0.008), (y_eye + MOUTH_FRACTION * H + lift) / 2, head_z),
+                          (0.016, 0.055, 0.035), skin, "skin", "ear"))
+    parts.append(_box((0.0, (y_eye + MOUTH_FRACTION * H + lift) / 2 + 0.004, front + 0.01), (0.024, 0.04, 0.02),
+                      tuple(c * 0.93 for c in skin), "skin", "nose"))
     y_mouth = MOUTH_FRACTION * H + lift
     parts.append(_box((0.0, y_mouth, front + 0.002), (0.045, 0.014, 0.004), _LIPS, "skin", "mouth"))
     return LoudspeakerShape(pid, posture, tuple(parts), len(parts) - 1, category="person", gender=gender)
