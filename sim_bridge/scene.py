@@ -46,6 +46,9 @@ PITCH_RANGE_DEG = (-12.0, 5.0)
 YAW_JITTER_DEG = 30.0
 PERSON_YAW_JITTER_DEG = 45.0
 """People turn further away from the camera than loudspeakers are aimed (still facing it)."""
+PERSON_DISTANCE_M = 1.2
+"""People keep at least social distance from the robot (E. T. Hall, The Hidden Dimension, 1966:
+social zone from 1.2 m), so most of the body is in view."""
 RT60_RANGE_S = (0.2, 0.9)
 MAX_ATTEMPTS = 300
 _SPLIT_STREAM = 0x5CE7E
@@ -476,7 +479,7 @@ def _place_loudspeakers(rng: np.random.Generator, scene: Scene, shapes: list[int
             p = transform_points(cam_from_world, spk.acoustic_center)
             dist = float(np.linalg.norm(p))
             a, e = azel_from_direction(p)
-            if not (DISTANCE_RANGE_M[0] <= dist <= DISTANCE_RANGE_M[1]
+            if not ((PERSON_DISTANCE_M if person else DISTANCE_RANGE_M[0]) <= dist <= DISTANCE_RANGE_M[1]
                     and abs(float(a)) <= AZIMUTH_LIMIT_DEG
                     and ELEVATION_RANGE_DEG[0] <= float(e) <= ELEVATION_RANGE_DEG[1]):
                 continue

@@ -120,6 +120,8 @@ def test_sampled_scenes_have_the_asked_talkers(mode, want):
     scene = sample_scene(np.random.default_rng(5), "test", 3, INTR, talkers=mode)
     assert {s.category for s in scene.loudspeakers} == want
     people = [s for s in scene.loudspeakers if s.category == "person"]
+    for s in people:  # social distance: the mouth at least 1.2 m from the camera
+        assert np.linalg.norm(s.acoustic_center - scene.camera_position) >= 1.2
     if len(people) >= 2:  # genders alternate, so a male + female pair can always be voiced
         assert {s.shape.gender for s in people} == {"male", "female"}
 
