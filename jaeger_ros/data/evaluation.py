@@ -44,7 +44,7 @@ import numpy as np
 
 from jaeger_ros.core import answers
 from jaeger_ros.core import metrics
-from jaeger_ros.data.dataset import STARSS23, TASK_LETTERS, ManifestEntry, Sample, find_manifests, load_sample, \
+from jaeger_ros.data.dataset import STARSS23, ManifestEntry, Sample, find_manifests, load_sample, \
     resolve_sample_path, sample_problem
 from jaeger_ros.core.geometry import box_iou_3d, great_circle_deg, wrapped_azimuth_error
 
