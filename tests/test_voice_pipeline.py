@@ -128,22 +128,25 @@ def test_each_voice_keeps_one_identity_and_one_track_across_silence_and_robot_tu
         assert any(a <= s <= b + VAD_HOLD_S and vid for s, n, vid, _ in results if n == name), (name, a, yaw)
 
 
-def test_a_known_voice_heard_from_elsewhere_moves_its_track_instead_of_opening_another():
-    """By hand: voice_0 heard 3 times at 0 deg, then (after 30 s unheard) at 90 deg from the
-    same spot: held back (a DoA may carry a new voice's id while still pointing at the last
-    talker) until relocate_hits (5) agree, then still one track, on the new bearing; a stray
-    one at 0 deg in between starts the count again. Another identity never joins that track."""
+def test_voice_ids_steer_association_inside_the_gate_without_overriding_geometry():
+    """By hand, bearing-only DoAs from one spot (gate 25 deg): voice_0 (male) at 0 deg,
+    voice_1 (female) at 20 deg, inside voice_0's gate but of another gender: its own track. After
+    30 s of silence each, heard at 10 deg (10 deg from both tracks), goes to its own track (its
+    identity costs 25 deg less). A split id of voice_0 (voice_2, male) at 0 deg joins voice_0's
+    track instead of opening a duplicate; voice_0 heard at 90 deg (no track there) opens a new
+    track: identity never drags a track across the room."""
     tracker = TalkerTracker()
-    assert tracker.config.relocate_hits == 5
     origin = np.zeros(3)
-    east, north = np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, 1.0])
-    ids = [tracker.update(Observation(t, origin, east, 0.9, voice="male", voice_id="voice_0")) for t in (0.0, 0.1, 0.2)]
-    assert set(ids) == {ids[0]}
-    heard = [tracker.update(Observation(30.0 + 0.1 * k, origin, north, 0.9, voice_id="voice_0")) for k in range(3)]
-    heard.append(tracker.update(Observation(30.3, origin, -north, 0.9, voice_id="voice_0")))  # disagrees: count restarts
-    heard += [tracker.update(Observation(30.4 + 0.1 * k, origin, north, 0.9, voice_id="voice_0")) for k in range(5)]
-    assert heard == [None] * 8 + [ids[0]] and tracker.dropped["voice_elsewhere"] == 8
-    assert len(tracker.tracks) == 1 and angle_deg(tracker.tracks[ids[0]].position, north) < 1.0
-    other = tracker.update(Observation(31.0, origin, east, 0.9, voice_id="voice_1"))
-    assert other != ids[0] and len(tracker.tracks) == 2
-    assert tracker.update(Observation(31.1, origin, north, 0.9, voice_id="voice_1")) is None  # its own track is east
+    ray = lambda deg: np.array([np.cos(np.radians(deg)), 0.0, np.sin(np.radians(deg))])
+    male = lambda t, deg, vid: Observation(t, origin, ray(deg), 0.9, voice="male", voice_id=vid)
+    female = lambda t, deg, vid: Observation(t, origin, ray(deg), 0.9, voice="female", voice_id=vid)
+    first = {tracker.update(male(t, 0.0, "voice_0")) for t in (0.0, 0.1, 0.2)}
+    second = {tracker.update(female(t, 20.0, "voice_1")) for t in (0.3, 0.4, 0.5)}
+    assert len(first) == 1 and len(second) == 1 and first != second
+    (a,), (b,) = first, second
+    assert tracker.update(male(30.5, 10.0, "voice_0")) == a
+    assert tracker.update(female(30.6, 10.0, "voice_1")) == b
+    assert tracker.update(male(30.7, 0.0, "voice_2")) == a
+    assert tracker.tracks[a].voice_id == "voice_0" and tracker.tracks[a].voice_ids["voice_2"] == 1
+    far = tracker.update(male(30.8, 90.0, "voice_0"))
+    assert far not in (a, b) and angle_deg(tracker.tracks[a].position, ray(0.0)) < 5.0
