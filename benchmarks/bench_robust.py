@@ -8,7 +8,7 @@ accuracy (D, E; E also per gender) with its bootstrap 95 % interval.
 
 Run: .venv/bin/python benchmarks/bench_robust.py --out /tmp/jaeger_robust [--num 200]
      [--preset-num 100] [--presets clean,realistic,hard] [--snrs 20,10,5,0]
-     [--checkpoint DIR|default] [--audio-only] [--workers 1]
+     [--checkpoint DIR|default] [--audio-only] [--workers 1] [--world procedural|mesh]
 (--audio-only adds the classical baseline without depth, A and B from the sound alone, with the
 sound-only DoAs: classical-audio (doa.py onset votes), classical-audio-robust (doa_robust.py) and
 classical-audio-dpd (doa_dpd.py, the pooled direct-path covariance).)
@@ -93,6 +93,8 @@ def main() -> None:
     parser.add_argument("--audio-only", action="store_true")
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--world", choices=("procedural", "mesh"), default="procedural",
+                        help="the simulated world of every generated split")
     args = parser.parse_args()
 
     presets = ["clean"] + [p for p in args.presets.split(",") if p and p != "clean"]
@@ -106,7 +108,7 @@ def main() -> None:
         if not _generated(root):
             t0 = time.perf_counter()
             generate(root, "test", num, seed=SEED, tasks=TASKS, workers=args.workers, conditions=name,
-                     overwrite=True)
+                     overwrite=True, world=args.world)
             print(f"generated {name}: {3 * num} folders in {time.perf_counter() - t0:.0f} s")
         splits[name] = root
     for snr in [float(s) for s in args.snrs.split(",")]:

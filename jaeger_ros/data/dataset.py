@@ -40,6 +40,9 @@ MANIFEST_KEYS = (*TASK_LETTERS, STARSS23)
 question on STARSS23 recordings, answers with one decimal)."""
 SPLITS = ("train", "val", "test")
 DEPTH_PNG_MAX_M = 10.0  # official 8-bit depth: d = px / 255 * 10 m
+PNG_LEVEL = 1
+"""zlib level of the written PNGs (lossless at any level): level 6, PIL's default, took ~0.4 s of a
+mesh sample's ~2.6 s at 672x378 for files 1-15 % smaller."""
 DEFAULT_RESOLUTION = (672, 378)  # the model's input resolution in the reference
 FORMAT = "jaeger_ros.sample/1"
 WORLDS = ("procedural", "mesh")
@@ -495,16 +498,17 @@ def _make_sample(job: _Job, out_split_dir: str) -> list[tuple[str, dict[str, Any
         mix = mix * (0.5 / peak)  # one gain for all channels keeps the spatial cues
     foa_io.write_foa_wav(folder / "foa_ls.wav", mix.astype(np.float32), foa_io.SAMPLE_RATE)
 
-    Image.fromarray(sensing.degrade_rgb(frame.rgb, cond, crng)).save(folder / "rgb.png")
+    Image.fromarray(sensing.degrade_rgb(frame.rgb, cond, crng)).save(folder / "rgb.png", compress_level=PNG_LEVEL)
     depth = sensing.degrade_depth(np.nan_to_num(frame.depth, nan=0.0, posinf=0.0), frame.rgb, cond, crng)
     Image.fromarray(np.clip(np.round(depth / DEPTH_PNG_MAX_M * 255.0), 0, 255).astype(np.uint8)).save(
-        folder / "depth.png")
+        folder / "depth.png", compress_level=PNG_LEVEL)
     if not cond.depth_8bit:  # release-like: only the 8-bit depth
-        Image.fromarray(np.clip(np.round(depth * 1000.0), 0, 65535).astype(np.uint16)).save(folder / "depth_mm.png")
+        Image.fromarray(np.clip(np.round(depth * 1000.0), 0, 65535).astype(np.uint16)).save(
+            folder / "depth_mm.png", compress_level=PNG_LEVEL)
     mask = np.zeros_like(frame.instance, dtype=np.uint8)  # bbox id + 1, 0 = background
     for spk, rank in rank_of.items():
         mask[frame.instance == spk + 1] = rank + 1
-    Image.fromarray(mask).save(folder / "mask.png")
+    Image.fromarray(mask).save(folder / "mask.png", compress_level=PNG_LEVEL)
 
     sorted_boxes = [boxes[i] for i in order]
     metadata = {

@@ -76,6 +76,9 @@ class MeshWorld:
             from sim_bridge.mesh.import_scene import load_scene, sidecar_of
 
             self.imported = load_scene(scene_file, sidecar_of(scene_file))
+        self._imported_rirs: dict[tuple, list[np.ndarray]] = {}
+        """Talker RIRs of the imported home by source positions: every sample renders the same
+        home, so the same loudspeakers' responses would otherwise be traced again and again."""
 
     def sample_scene(self, rng: np.random.Generator, split: str, num_loudspeakers: int, scene_id: str,
                      talkers: str = "loudspeakers") -> Any:
@@ -94,13 +97,20 @@ class MeshWorld:
         return GLRenderer.shared(self.intrinsics).render(scene)
 
     def talker_rirs(self, scene: Any, speakers: list[int], directivities: list[Any]) -> list[np.ndarray]:
-        """FOA RIRs of loudspeakers `speakers` (indices), in one engine run; each source sits
-        SOURCE_OFFSET_M in front of its driver, off the loudspeaker's own mesh."""
+        """FOA RIRs of loudspeakers `speakers` (indices), in one engine run (once per set of
+        sources in an imported home); each source sits SOURCE_OFFSET_M in front of its driver,
+        off the loudspeaker's own mesh."""
         from sim_bridge.conditions import loudspeaker_facing
 
         spks = [scene.loudspeakers[i] for i in speakers]
         sources = [s.acoustic_center + SOURCE_OFFSET_M * loudspeaker_facing(s.yaw_deg) for s in spks]
-        rirs = self.acoustics.rirs(scene, sources)
+        if scene is self.imported:
+            key = tuple(tuple(np.round(src, 6)) for src in sources)
+            if key not in self._imported_rirs:
+                self._imported_rirs[key] = self.acoustics.rirs(scene, sources)
+            rirs = self._imported_rirs[key]
+        else:
+            rirs = self.acoustics.rirs(scene, sources)
         return [r if d is None else apply_directivity(r, src, scene.camera_position, d, self.acoustics.sample_rate)
                 for r, src, d in zip(rirs, sources, directivities)]
 
