@@ -220,6 +220,20 @@ def _cmd_train(args: argparse.Namespace) -> None:
     print(f"checkpoint written to {out}")
 
 
+def _cmd_scene_convert(args: argparse.Namespace) -> None:
+    from sim_bridge.mesh.habitat_semantic import convert_hm3d, convert_replica
+
+    if args.replica:
+        sidecar = convert_replica(args.replica, args.out, up=args.up or "z")
+    else:
+        sidecar = convert_hm3d(args.hm3d[0], args.hm3d[1], args.out, up=args.up or "y")
+    counts: dict[str, int] = {}
+    for info in sidecar["instances"].values():
+        counts[info["category"]] = counts.get(info["category"], 0) + 1
+    print(json.dumps({"out": str(args.out), "sidecar": str(Path(args.out).with_suffix(".json")),
+                      "objects": len(sidecar["instances"]), "categories": dict(sorted(counts.items()))}))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaeger", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -354,6 +368,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="local Qwen2.5-Omni-7B folder (a download of Qwen/Qwen2.5-Omni-7B), instead of the "
                          "model config's base_model_path")
     tr.set_defaults(func=_cmd_train)
+
+    sc = sub.add_parser("scene", help="bring a scanned home in for --world mesh --scene")
+    sc_sub = sc.add_subparsers(dest="scene_command", required=True)
+    conv = sc_sub.add_parser("convert", help="Habitat semantic annotations -> GLB + sidecar (one node per object)")
+    src = conv.add_mutually_exclusive_group(required=True)
+    src.add_argument("--replica", metavar="DIR", help="a Replica scene folder (habitat/mesh_semantic.ply, "
+                                                      "habitat/info_semantic.json)")
+    src.add_argument("--hm3d", nargs=2, metavar=("SEMANTIC_GLB", "SEMANTIC_TXT"), help="an HM3D *.semantic.glb "
+                                                                                      "and its *.semantic.txt")
+    conv.add_argument("--out", required=True, help="OUT.glb; the sidecar goes to OUT.json beside it")
+    conv.add_argument("--up", choices=["y", "z"], default=None, help="the input's up axis (default: Replica z, HM3D y)")
+    conv.set_defaults(func=_cmd_scene_convert)
     return parser
 
 

@@ -84,8 +84,11 @@ def test_bad_inputs_are_one_line_errors(glb, tmp_path):
     with pytest.raises(ValueError, match="scene files must be"):
         load_scene(tmp_path / "x.fbx", glb[1])
     bad = tmp_path / "bad.json"
-    bad.write_text("{}")
-    with pytest.raises(ValueError, match="semantic sidecar with a camera"):
+    bad.write_text("[]")
+    with pytest.raises(ValueError, match="not a semantic sidecar"):
+        load_scene(path, bad)
+    bad.write_text(json.dumps({"loudspeakers": [{"source": "procedural:3", "position": [1, 0, 1]}]}))
+    with pytest.raises(ValueError, match="placed loudspeakers need the camera"):
         load_scene(path, bad)
 
 

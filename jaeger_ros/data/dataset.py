@@ -723,8 +723,9 @@ def generate(out_dir: str | Path, split: str, num: int, seed: int = 0,
 
         if world != "mesh":
             raise ValueError("--scene renders in the mesh world: add --world mesh")
-        speakers = len(load_scene(scene, sidecar_of(scene)).loudspeakers)  # bad files fail here, in one line
-        if speakers < (2 if set(_check_tasks(tasks)) & set("BE") else 1):
+        home = load_scene(scene, sidecar_of(scene))  # bad files fail here, in one line
+        speakers = len(home.loudspeakers)
+        if home.posed and speakers < (2 if set(_check_tasks(tasks)) & set("BE") else 1):
             raise ValueError(f"{scene}: its sidecar places {speakers} loudspeaker(s); tasks B/E need 2, the others 1")
     jobs = plan_jobs(split, num, seed, tasks)
     out_dir = Path(out_dir)

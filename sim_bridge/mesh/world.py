@@ -83,11 +83,16 @@ class MeshWorld:
     def sample_scene(self, rng: np.random.Generator, split: str, num_loudspeakers: int, scene_id: str,
                      talkers: str = "loudspeakers") -> Any:
         """A sampled furnished room, or the imported home as its sidecar poses it (camera and
-        loudspeakers; num_loudspeakers is then the sidecar's). talkers: see sample_mesh_scene."""
+        loudspeakers; num_loudspeakers is then the sidecar's) or, where the sidecar poses none,
+        with camera and sources sampled in it. talkers: see sample_mesh_scene."""
         from sim_bridge.mesh.scene import sample_mesh_scene
 
         if self.imported is not None:
-            return self.imported
+            if self.imported.posed:
+                return self.imported
+            from sim_bridge.mesh.import_scene import sample_in_home
+
+            return sample_in_home(self.imported, rng, split, num_loudspeakers, self.intrinsics, scene_id, talkers)
 
         return sample_mesh_scene(rng, split, num_loudspeakers, self.intrinsics, scene_id, talkers)
 
