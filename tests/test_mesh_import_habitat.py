@@ -180,3 +180,39 @@ def test_cli_scene_convert_then_generate_varies_camera_per_sample(replica_dir, t
         assert meta["scene"]["source_file"] == str(tmp_path / "home.glb")
         cams.append(meta["scene"]["camera"]["position"])
     assert not np.allclose(cams[0], cams[1])
+
+
+def test_hm3d_texture_coded_semantic_glb_takes_the_texel_under_each_face(tmp_path):
+    """HM3D-semantics v0.2 paints object colours into a texture: one mesh, four colour
+    quadrants, each object's faces mapped into its own quadrant (UVs spread inside it)."""
+    from PIL import Image
+
+    table = {1: ("C44A7D", "wall"), 2: ("1F77B4", "floor"), 3: ("2CA02C", "sofa"), 4: ("FF7F0E", "rug")}
+    room = trimesh.creation.box(extents=[4.0, 2.5, 3.0])
+    room.apply_translation([2.0, 1.25, 1.5])
+    sofa = trimesh.creation.box(extents=[1.6, 0.7, 0.8])
+    sofa.apply_translation([1.0, 0.35, 0.5])
+    rug = trimesh.creation.box(extents=[1.0, 0.01, 1.0])
+    rug.apply_translation([3.0, 0.005, 2.0])
+    floor_faces = room.triangles_center[:, 1] < 1e-6
+    owner = np.concatenate([np.where(floor_faces, 2, 1), np.full(len(sofa.faces), 3), np.full(len(rug.faces), 4)])
+    mesh = trimesh.util.concatenate([room, sofa, rug])
+    mesh.unmerge_vertices()  # vertex k*3+j belongs to face k alone
+    quadrant = {1: (0.25, 0.75), 2: (0.75, 0.75), 3: (0.25, 0.25), 4: (0.75, 0.25)}  # uv centres
+    spread = np.array([[-0.2, -0.2], [0.2, -0.15], [0.0, 0.2]])  # every vertex inside its quadrant
+    uv = np.concatenate([np.asarray(quadrant[o]) + spread for o in owner])
+    img = np.zeros((64, 64, 3), np.uint8)  # row 0 is v = 1 (top of the texture)
+    for oid, (u, v) in quadrant.items():
+        r0, c0 = int((1 - v) * 64) - 16, int(u * 64) - 16
+        img[r0:r0 + 32, c0:c0 + 32] = list(bytes.fromhex(table[oid][0]))
+    mesh.visual = trimesh.visual.TextureVisuals(uv=uv, image=Image.fromarray(img))
+    mesh.export(str(tmp_path / "t.semantic.glb"))
+    (tmp_path / "t.semantic.txt").write_text("HM3D Semantic Annotations\n" + "".join(
+        f'{oid},{hexc},"{name}",1\n' for oid, (hexc, name) in table.items()))
+    sidecar = convert_hm3d(tmp_path / "t.semantic.glb", tmp_path / "t.semantic.txt", tmp_path / "home.glb")
+    assert sorted(v["habitat_id"] for v in sidecar["instances"].values()) == [1, 2, 3, 4]
+    home = load_scene(tmp_path / "home.glb", tmp_path / "home.json")
+    faces = {p.category: len(p.mesh.faces) for p in home.parts}
+    assert faces == {"wall": 10, "floor": 2, "sofa": 12, "rug": 12}
+    assert np.allclose(next(p for p in home.parts if p.category == "sofa").mesh.bounds,
+                       [[0.2, 0.0, 0.1], [1.8, 0.7, 0.9]], atol=1e-5)

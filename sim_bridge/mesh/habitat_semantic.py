@@ -13,7 +13,8 @@ habitat-sim's semantic scene loaders):
   the colours into textures, not vertices; a face takes the texel under its centroid's UV (or
   its first vertex's colour where the GLB has vertex colours). A face straddling two objects
   in the texture goes whole to the object under its centroid: object borders are jagged by up
-  to one triangle. glTF is y up.
+  to one triangle. Textures must be ones Pillow decodes (PNG/JPEG; a KTX2/Basis-compressed
+  texture is not read, and its faces end up "unknown"). glTF is y up.
 
 The output is y up in metres with the main floor at y = 0 and the bounding box starting at
 x = z = 0 (the frame import_scene and its samplers assume). The sidecar gives no camera and no
@@ -265,7 +266,8 @@ def _face_colours(mesh: Any) -> np.ndarray:
     if visual.kind == "vertex":
         return np.asarray(visual.vertex_colors)[mesh.faces[:, 0], :3]
     material = getattr(visual, "material", None)
-    image = getattr(material, "baseColorTexture", None) or getattr(material, "image", None)
+    image = getattr(material, "baseColorTexture", None)
+    image = getattr(material, "image", None) if image is None else image
     uv = getattr(visual, "uv", None)
     if image is not None and uv is not None:
         img = np.asarray(image.convert("RGB"))
