@@ -204,7 +204,7 @@ class VoiceStream:
         self._silent_chunks = 0
         self._inside = False
         self._early: int | None = None   # voice id matched early for the turn in progress
-        self.changed_at: float | None = None  # stream time the latest turn was found to be another voice
+        self.changed_at: float | None = None  # stream time the latest turn was found to be another known voice
         self.last: VoiceTurn | None = None
 
     def update(self, stamp: float, foa: np.ndarray, sample_rate: int) -> list[VoiceTurn]:
@@ -265,7 +265,9 @@ class VoiceStream:
         if serial != self._serial or not self._turn:
             return
         self._early = voice_id
-        if self.last is not None and voice_id != self.last.voice_id:
+        # only a known other voice is a change: a 1.5 s embedding of the same voice often misses
+        # the threshold (None), and resetting the DoA pool mid-talker costs it its votes
+        if self.last is not None and voice_id is not None and voice_id != self.last.voice_id:
             self.changed_at = at
 
     def _pending_end(self) -> float:

@@ -287,8 +287,9 @@ class TalkerTracker:
                 a, b = self.tracks.get(a_id), self.tracks.get(b_id)
                 if a is None or b is None:
                     continue
-                if (a.voice_id and b.voice_id and a.voice_id != b.voice_id) or \
-                        (a.voice and b.voice and a.voice != b.voice) or \
+                # two voice ids this close are one talker heard under two ids (a split identity or a
+                # mislabelled DoA): no two people stand within merge_m; a known other gender is kept apart
+                if (a.voice and b.voice and a.voice != b.voice) or \
                         np.linalg.norm(a.position - b.position) >= self.config.merge_m:
                     continue
                 a.evidence = sorted(a.evidence + b.evidence, key=lambda e: e.stamp)[-self.config.max_evidence:]
