@@ -216,3 +216,18 @@ def test_hm3d_texture_coded_semantic_glb_takes_the_texel_under_each_face(tmp_pat
     assert faces == {"wall": 10, "floor": 2, "sofa": 12, "rug": 12}
     assert np.allclose(next(p for p in home.parts if p.category == "sofa").mesh.bounds,
                        [[0.2, 0.0, 0.1], [1.8, 0.7, 0.9]], atol=1e-5)
+
+
+def test_people_talk_inside_an_imported_home(replica_dir, tmp_path):
+    from sim_bridge.mesh.scene import talking_people
+
+    if not talking_people("test"):
+        pytest.skip("no catalogue people installed (sweethome3d-furniture)")
+    convert_replica(replica_dir, tmp_path / "home.glb")
+    home = load_scene(tmp_path / "home.glb", tmp_path / "home.json")
+    scene = sample_in_home(home, np.random.default_rng(11), "test", 2, INTR, talkers="people")
+    assert [s.category for s in scene.loudspeakers] == ["person", "person"]
+    assert [b.label for b in scene.loudspeaker_boxes_camera()] == ["person", "person"]
+    for s in scene.loudspeakers:  # standing on the floor, 1-4 m from the camera, inside the walls
+        assert s.position[1] == 0.0 and 1.0 <= np.linalg.norm(s.acoustic_center - scene.camera_position) <= 4.0
+        assert np.all((s.footprint() >= 0.5 - 1e-6) & (s.footprint() <= np.array([5.5, 4.5]) + 1e-6))
