@@ -34,8 +34,9 @@ from jaeger_ros.ros import live_demo
 
 PERSON_MATCH_M = 0.5
 """A person candidate finds a true person when their centres are this close horizontally (x, z of
-the optical frame): a lifted box holds the person's front only, so its centre sits nearer than the
-true box's, and a seated person's box is wider than her body."""
+the optical frame) or its centre lies on her true box's footprint widened by this much: a lifted
+box holds the person's front only, so its centre sits nearer than the true box's, and a seated
+person's true box (legs, chair) is larger than what is seen of her."""
 SETTLED_S = 2.0
 """*_settled keys: only frames this long after their scene's first answered frame (the background
 person detectors are a few frames behind a scene cut; on loaded cores, seconds)."""
@@ -77,7 +78,10 @@ def candidate_counts(match, gt) -> dict[str, int]:
     people = [c for c in match.candidates if c.category == "person"]
     true_ls = [b for b in gt.boxes if _category(b) == "loudspeaker"]
     true_people = [b for b in gt.boxes if _category(b) == "person"]
-    horizontal = lambda a, b: float(np.hypot(*(_xyz(a) - _xyz(b))[[0, 2]])) < PERSON_MATCH_M  # noqa: E731
+    def horizontal(a, b) -> bool:
+        gap = np.abs(_xyz(a) - _xyz(b))[[0, 2]]
+        half = np.array([b.size.x, b.size.z]) / 2 + PERSON_MATCH_M
+        return float(np.hypot(*gap)) < PERSON_MATCH_M or bool(np.all(gap <= half))
     return {"ls_tp": _greedy(claims, true_ls, lambda a, b: _centre_gap(a, b) < live_demo.BOX_MATCH_M),
             "ls_claims": len(claims), "ls_truth": len(true_ls),
             "person_tp": _greedy(people, true_people, horizontal), "person_truth": len(true_people)}

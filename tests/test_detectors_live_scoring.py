@@ -1,6 +1,6 @@
 """benchmarks/bench_live.py's scoring of candidates and identities, on hand-made messages whose
 right answers are counted by hand: a plant claimed as a loudspeaker is a false positive, a person
-found within 0.5 m horizontally counts, a track id that changes while one talker talks is a switch."""
+found within 0.5 m horizontally (or on her widened footprint) counts, a track id that changes while one talker talks is a switch."""
 from __future__ import annotations
 
 import importlib.util
@@ -17,14 +17,15 @@ bench_live = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench_live)
 
 
-def box(x: float, z: float, category: str) -> BoundingBox3D:
+def box(x: float, z: float, category: str, size: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> BoundingBox3D:
     b = BoundingBox3D(category=category)
     b.center.position.x, b.center.position.z = x, z
+    b.size.x, b.size.y, b.size.z = size
     return b
 
 
 def test_candidate_counts_score_claims_against_the_true_boxes():
-    truth = SimpleNamespace(boxes=[box(-1.0, 3.0, "loudspeaker"), box(1.0, 3.0, "loudspeaker"), box(0.0, 2.0, "person")])
+    truth = SimpleNamespace(boxes=[box(-1.0, 3.0, "loudspeaker"), box(1.0, 3.0, "loudspeaker"), box(0.0, 2.0, "person", (0.5, 1.7, 0.4))])
     match = SimpleNamespace(candidates=[
         box(-1.1, 3.1, "loudspeaker"),   # 0.14 m from the left loudspeaker: right
         box(0.5, 4.0, "unknown"),        # a depth blob on a plant: a claim, wrong
@@ -32,10 +33,14 @@ def test_candidate_counts_score_claims_against_the_true_boxes():
     ])
     counts = bench_live.candidate_counts(match, truth)
     assert counts == {"ls_tp": 1, "ls_claims": 2, "ls_truth": 2, "person_tp": 1, "person_truth": 1}
-    far = SimpleNamespace(candidates=[box(0.5, 2.5, "person"), box(1.0, 3.0, "loudspeaker"), box(1.05, 3.0, "loudspeaker")])
-    # 0.71 m from the person: missed; two claims on one loudspeaker: one right (one to one)
+    # 0.94 m from her and 0.8 m beside her box (footprint half-width 0.25 + 0.5 m): missed;
+    # two claims on one loudspeaker: one right (one to one)
+    far = SimpleNamespace(candidates=[box(0.8, 2.5, "person"), box(1.0, 3.0, "loudspeaker"), box(1.05, 3.0, "loudspeaker")])
     assert bench_live.candidate_counts(far, truth) == {"ls_tp": 1, "ls_claims": 2, "ls_truth": 2,
                                                        "person_tp": 0, "person_truth": 1}
+    # 0.6 m behind her centre, but on her box's footprint widened by 0.5 m (half-depth 0.2 + 0.5): found
+    behind = SimpleNamespace(candidates=[box(0.0, 2.6, "person")])
+    assert bench_live.candidate_counts(behind, truth)["person_tp"] == 1
 
 
 def test_ratio_by_scene_is_the_pooled_ratio():
