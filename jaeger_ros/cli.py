@@ -258,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "SoundSpaces 2.0's rlr engine or pyroomacoustics)")
     gen.add_argument("--scene", default=None, metavar="FILE",
                      help="with --world mesh: your GLB/glTF/OBJ/PLY home and its semantic sidecar FILE.json "
-                          "(camera, loudspeakers, categories: sim_bridge/mesh/import_scene.py) instead of sampled rooms")
+                          "(categories; a camera and loudspeakers, else sampled per sample; `jaeger scene convert` "
+                          "writes one from Habitat data: sim_bridge/mesh/import_scene.py) instead of sampled rooms")
     gen.add_argument("--talkers", default="loudspeakers", choices=["loudspeakers", "people", "mixed"],
                      help="who talks: loudspeakers (the official form, default), people (every source a person "
                           "talking from its mouth, box category person) or mixed")
