@@ -156,6 +156,12 @@ def test_class_table_and_bad_inputs(tmp_path):
     assert classify("tv-screen") == ("tv", "plastic") and classify("armoire") == ("armoire", "default")
     with pytest.raises(ValueError, match="no habitat/mesh_semantic.ply"):
         convert_replica(tmp_path, tmp_path / "o.glb")
+    lifted = trimesh.creation.box(extents=[4.0, 0.1, 4.0])
+    lifted.apply_translation([2.0, 1.0, 2.0])  # its floor at y = 1: nowhere to stand a camera
+    lifted.export(str(tmp_path / "lifted.glb"))
+    (tmp_path / "lifted.json").write_text(json.dumps({"instances": {}}))
+    with pytest.raises(ValueError, match="no free floor at y = 0"):
+        load_scene(tmp_path / "lifted.glb", tmp_path / "lifted.json")
     (tmp_path / "t.txt").write_text("HM3D Semantic Annotations\n")
     with pytest.raises(ValueError, match="HEXCOLOR"):
         convert_hm3d(tmp_path / "none.glb", tmp_path / "t.txt", tmp_path / "o.glb")

@@ -247,6 +247,9 @@ def load_scene(path: str | Path, sidecar: str | Path) -> ImportedScene:
         bounds = np.array([p.mesh.bounds for p in parts])
         centre = (bounds[:, 0].min(axis=0) + bounds[:, 1].max(axis=0)) / 2
         cam = {"position": [centre[0], procedural.CAMERA_HEIGHT_RANGE_M[0], centre[2]]}
-    return ImportedScene(path.stem, "test", None, [], speakers, cam["position"], float(cam.get("yaw_deg", 0.0)),
+    home = ImportedScene(path.stem, "test", None, [], speakers, cam["position"], float(cam.get("yaw_deg", 0.0)),
                          float(cam.get("pitch_deg", 0.0)), source_file=str(path), parts=parts,
                          posed="camera" in meta)
+    if not home.posed:
+        home.floor_grid()  # a home with no free floor at y = 0 fails here, before any sample
+    return home
