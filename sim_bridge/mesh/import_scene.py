@@ -105,6 +105,7 @@ class ImportedScene(MeshScene):
         return out
 
     def floor_grid(self) -> "FloorGrid":
+        """Where cameras and sources may stand (computed once: it samples every surface)."""
         if not self._grid:
             self._grid.append(FloorGrid.of(self.parts))
         return self._grid[0]
