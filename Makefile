@@ -18,7 +18,8 @@ RUN := source $(VENV)/bin/activate && source $(WS)/install/setup.bash &&
 DEMO_DIR ?= data/demo
 DEMO_N ?= 20
 DEMO_SECONDS ?= 30
-DEMO_WORLD ?= procedural
+# furnished mesh rooms with rlr sound; DEMO_WORLD=procedural for the dependency-free box world
+DEMO_WORLD ?= mesh
 
 .PHONY: setup workspace demo test clean bench record tiny
 
@@ -51,7 +52,7 @@ workspace: $(SETUP_STAMP)
 demo: setup
 	$(RUN) jaeger dataset generate --out $(DEMO_DIR) --split test --num $(DEMO_N) --seed 0 --tasks A,B,C,D,E --workers 2 --overwrite --world $(DEMO_WORLD)
 	$(RUN) jaeger eval --method classical --data $(DEMO_DIR) --split test --out reports/demo
-	$(RUN) $(WS)/install/lib/jaeger_ros/live_demo --duration $(DEMO_SECONDS) --out reports/live
+	$(RUN) $(WS)/install/lib/jaeger_ros/live_demo --duration $(DEMO_SECONDS) --out reports/live --world $(DEMO_WORLD)
 
 # The tiny JAEGER from nothing on this CPU: realistic training data (1500 per scene family,
 # skipped when present), the staged recipe (config/train_tiny_recipe.yaml, ~60 min), then the

@@ -31,3 +31,19 @@ def test_mesh_live_world_builds_scenes_in_threads_and_streams():
 def test_party_is_procedural_only():
     with pytest.raises(ValueError, match="world must be procedural or mesh"):
         LiveConfig(world="mesh", scenario="party")
+
+
+def test_live_demo_names_the_world_and_its_engines(tmp_path):
+    """`live_demo --world mesh` prints the renderer and the acoustic engine that actually runs
+    (rlr where it imports, else its fallback); without --world the params file decides."""
+    import importlib.util
+
+    from jaeger_ros.ros.live_demo import world_line
+
+    params = tmp_path / "p.yaml"
+    params.write_text("sim_bridge:\n  ros__parameters:\n    world: mesh\n")
+    sound = "rlr" if importlib.util.find_spec("rlr_audio_propagation") else "pyroomacoustics"
+    for line in (world_line("mesh", params), world_line(None, params)):
+        assert line.startswith("world: mesh (render pyrender/") and line.endswith(f"acoustics {sound})")
+    params.write_text("sim_bridge:\n  ros__parameters:\n    seed: 1\n")
+    assert world_line(None, params).startswith("world: procedural")

@@ -542,6 +542,21 @@ def _write_outputs(args: argparse.Namespace, scorer: Scorer, tf: TfTree, camera_
     print("wrote " + ", ".join(str(p) for p in [args.out / "summary.json", *written]), flush=True)
 
 
+def world_line(world: str | None, params: Path) -> str:
+    """The simulated world and the engines that render and sonify it (a user should not have to
+    guess whether rlr or its pyroomacoustics fallback made the sound)."""
+    if world is None:
+        import yaml
+
+        world = (yaml.safe_load(Path(params).read_text()) or {}).get("sim_bridge", {}).get(
+            "ros__parameters", {}).get("world", "procedural")
+    if world != "mesh":
+        return "world: procedural (ray-cast boxes, image-source acoustics)"
+    from sim_bridge.mesh.acoustics_rlr import engine
+
+    return f"world: mesh (render pyrender/{os.environ.get('PYOPENGL_PLATFORM', 'egl')}, acoustics {engine('rlr')})"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Live demo: sim_bridge + jaeger_node, scored live.")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of scored running")
@@ -557,6 +572,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--startup-timeout", type=float, default=90.0)
     parser.add_argument("--tracker", action="store_true",
                         help="also run jaeger_tracker (its talker tracks are recorded for identity scoring)")
+    parser.add_argument("--world", choices=("procedural", "mesh"), default=None,
+                        help="sim_bridge parameter world (default: the params file's)")
     args = parser.parse_args(argv)
     if args.duration <= 0:
         parser.error("--duration must be positive")
@@ -585,7 +602,8 @@ def main(argv: list[str] | None = None) -> int:
     target = "female" if args.scenario == "dual" else ""
     commands = {
         "sim_bridge": _node_command("sim_bridge.node", args.params, {"scenario": args.scenario, "seed": args.seed,
-                                                                       "conditions": args.conditions}),
+                                                                       "conditions": args.conditions,
+                                                                       **({"world": args.world} if args.world else {})}),
         "jaeger_node": _node_command("jaeger_ros.ros.jaeger_node", args.params, {
             "method": args.method, "window_s": args.window,
             **({"checkpoint": args.checkpoint} if args.checkpoint else {}),
@@ -612,6 +630,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"starting sim_bridge (pid {sim_pid}) and jaeger_node (pid {node_pid}) in process group {sim_pid}, "
               f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']} ...", flush=True)
         print(SCORING_RULE, flush=True)
+        print(world_line(args.world, args.params), flush=True)
         rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # our handlers stop the run in order
         node = rclpy.create_node("live_demo")
         node.create_subscription(SpeakerMatch, "/jaeger/speaker_match", scorer.on_match, 50)
