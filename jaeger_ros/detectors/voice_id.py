@@ -204,7 +204,6 @@ class VoiceStream:
         self._silent_chunks = 0
         self._inside = False
         self._early: int | None = None   # voice id matched early for the turn in progress
-        self.changed_at: float | None = None  # stream time the latest turn was found to be another known voice
         self.last: VoiceTurn | None = None
 
     def update(self, stamp: float, foa: np.ndarray, sample_rate: int) -> list[VoiceTurn]:
@@ -235,9 +234,9 @@ class VoiceStream:
                     and not self._continues():
                 audio = np.concatenate(self._turn)
                 if self._worker is None:
-                    self._matched(self._peek(audio), self._serial, t + CHUNK_S)
+                    self._matched(self._peek(audio), self._serial)
                 else:
-                    self._jobs.append(("peek", self._worker.submit(self._features, audio), (self._serial, t + CHUNK_S)))
+                    self._jobs.append(("peek", self._worker.submit(self._features, audio), (self._serial,)))
             if end_by_gap or len(self._turn) * CHUNK_S >= MAX_TURN_S:
                 audio = np.concatenate(self._turn[:len(self._turn) - self._silent_chunks] if end_by_gap else self._turn)
                 if self._jobs and abs(self._turn_start - self._pending_end()) < CHUNK_S / 2:
@@ -260,15 +259,10 @@ class VoiceStream:
         self.last = turn
         return turn
 
-    def _matched(self, voice_id: int | None, serial: int, at: float) -> None:
+    def _matched(self, voice_id: int | None, serial: int) -> None:
         """An early match for turn `serial` (ignored if that turn is over)."""
-        if serial != self._serial or not self._turn:
-            return
-        self._early = voice_id
-        # only a known other voice is a change: a 1.5 s embedding of the same voice often misses
-        # the threshold (None), and resetting the DoA pool mid-talker costs it its votes
-        if self.last is not None and voice_id is not None and voice_id != self.last.voice_id:
-            self.changed_at = at
+        if serial == self._serial and self._turn:
+            self._early = voice_id
 
     def _pending_end(self) -> float:
         """End of the newest turn waiting for its embedding (-inf: none)."""

@@ -127,7 +127,6 @@ class ClassicalEstimator:
         self._boxes: list[Box3D] = []
         self.vad = vad
         self._gate, self._voices = None, None
-        self._voice_change = -np.inf
         if vad or voices:
             from jaeger_ros.detectors import vad as speech
             self._gate = speech.SpeechGate(memory_s=doa_memory_s + 2.0)
@@ -169,10 +168,6 @@ class ClassicalEstimator:
                 raise
         boxes = self._boxes
         voice = self._hear(stamp, foa, sample_rate)
-        if self._voices is not None and self._voices.changed_at is not None and \
-                self._voices.changed_at > self._voice_change:
-            self._voice_change = self._voices.changed_at
-            self._pool.reset(stamp)  # another voice took the turn: the last talker's votes must not steer its DoA
         if self.vad and foa is not None:
             valid = self._speech_only(stamp, foa.shape[1], sample_rate, valid)
         est = self._pool.update(stamp, foa, sample_rate, valid)
