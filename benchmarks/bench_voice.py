@@ -3,7 +3,8 @@
 Feeds ClassicalEstimator the node's input, 0.5 s FOA windows every 0.1 s, over a rendered stream:
 two simulator voices (test split) taking turns from two places in a reverberant room, with
 diffuse-ish noise (independent per channel) at `--snr-db`, then `--noise-s` seconds of noise only.
-Three configurations: no VAD (the previous pipeline), VAD, VAD + voice identity. Candidates are
+Four configurations: no VAD (the previous pipeline), VAD, VAD + voice identity embedded in the
+frame path, and the same with the embeddings in a worker thread (`bg`, as the live node runs it). Candidates are
 plain depth blobs of an empty room (floor and a wall: no boxes), so the figures are the audio path only.
 
 Prints, per configuration: ms per 0.1 s step (mean, p50, p95, max over every step of the
@@ -97,8 +98,10 @@ def main() -> None:
     args = parser.parse_args()
     stream, spans = render_stream(args.turns, args.noise_s, args.snr_db, args.seed)
     noise_from = stream.shape[1] / RATE - args.noise_s
-    rows = [run(name, ClassicalEstimator(candidates="depth", vad=vad, voices=voices), stream, spans, noise_from)
-            for name, vad, voices in (("no VAD", False, False), ("VAD", True, False), ("VAD + voice id", True, True))]
+    configs = (("no VAD", False, False, False), ("VAD", True, False, False), ("VAD + voice id", True, True, False),
+               ("VAD + voice id bg", True, True, True))
+    rows = [run(name, ClassicalEstimator(candidates="depth", vad=vad, voices=voices, background=bg), stream, spans,
+                noise_from) for name, vad, voices, bg in configs]
     print(f"stream {stream.shape[1] / RATE:.1f} s: {args.turns} turns of 2 voices, {args.noise_s:g} s noise only, "
           f"SNR {args.snr_db:g} dB, 0.5 s windows every 0.1 s")
     print(f"{'config':16s} {'ms mean':>8s} {'p50':>6s} {'p95':>6s} {'max':>7s} {'noise dir':>10s} {'speech dir':>11s} "
