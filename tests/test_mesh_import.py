@@ -109,3 +109,22 @@ def test_generate_with_scene_renders_the_imported_home(glb, tmp_path):
         generate(tmp_path / "e", "test", 1, tasks=["E"], world="mesh", scene=path, progress=False)
     with pytest.raises(ValueError, match="add --world mesh"):
         generate(tmp_path / "f", "test", 1, tasks=["D"], scene=path, progress=False)
+
+
+def test_an_imported_home_traces_each_talker_position_once(glb):
+    """Every sample of `--scene` renders the same home, so a talker's RIR is traced once per
+    process and reused; a sampled room (a new scene) is traced afresh."""
+    from sim_bridge.mesh.world import MeshWorld
+
+    world = MeshWorld(INTR, scene_file=str(glb[0]))
+    calls = []
+    trace = world.acoustics.rirs
+    world.acoustics.rirs = lambda scene, sources: calls.append(len(sources)) or trace(scene, sources)
+    scene = world.sample_scene(np.random.default_rng(0), "test", 1, "a")
+    first = world.talker_rirs(scene, [0], [None])[0]
+    again = world.talker_rirs(world.sample_scene(np.random.default_rng(1), "test", 1, "b"), [0], [None])[0]
+    assert calls == [1]
+    np.testing.assert_array_equal(first, again)
+    other = load_scene(*glb)  # the same home loaded again is another scene object: traced
+    np.testing.assert_array_equal(world.talker_rirs(other, [0], [None])[0], first)  # rlr is repeatable
+    assert calls == [1, 1]
