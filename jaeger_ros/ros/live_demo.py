@@ -601,9 +601,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     target = "female" if args.scenario == "dual" else ""
     commands = {
-        "sim_bridge": _node_command("sim_bridge.node", args.params, {"scenario": args.scenario, "seed": args.seed,
-                                                                       "conditions": args.conditions,
-                                                                       **({"world": args.world} if args.world else {})}),
+        "sim_bridge": _node_command("sim_bridge.node", args.params, {
+            "scenario": args.scenario, "seed": args.seed, "conditions": args.conditions,
+            **({"world": args.world} if args.world else {})}),
         "jaeger_node": _node_command("jaeger_ros.ros.jaeger_node", args.params, {
             "method": args.method, "window_s": args.window,
             **({"checkpoint": args.checkpoint} if args.checkpoint else {}),
