@@ -105,7 +105,9 @@ class CandidateDetector:
     The default person detector is the live one: pose tracking between frames and HOG at
     320 px wide: at 640x480 and 90 degrees its smallest person is 224 px tall, a 1.7 m person at
     2.4 m (at 640 px: 4.9 m), but it costs ~40 ms instead of ~200 ms; pose and face still see
-    one person and every frontal face beyond (see benchmarks/bench_detectors.py)."""
+    one person and every frontal face beyond, and pose on the crops of unexplained depth blobs
+    the people too small for the frame (see benchmarks/bench_detectors.py). The live node calls
+    `submit`/`poll` (people in a background thread), everything else `__call__`."""
 
     def __init__(self, people: PersonDetector | None = None, blob_stride: int = 3,
                  loudspeakers: LoudspeakerClassifier | None | str = "default", seated: bool = True) -> None:
