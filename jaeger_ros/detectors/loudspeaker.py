@@ -10,9 +10,10 @@ procedural world's furniture in view add negatives. The network sees the crop's 
 depth relative to the blob's median depth, and the blob's metric size and distance. Scenes of
 the test split (unseen rooms and loudspeaker shapes or catalogue models) measure it.
 
-Train (the shipped checkpoint: 8 CPU-minutes, most of it rendering) and measure:
-    python -m jaeger_ros.detectors.loudspeaker train --mesh-scenes 200
-    python -m jaeger_ros.detectors.loudspeaker evaluate [--world mesh]
+Train (the shipped checkpoint: 13 CPU-minutes, most of it rendering; each scene also as the
+`realistic` sensing preset degrades it, the sensor the live node sees) and measure:
+    python -m jaeger_ros.detectors.loudspeaker train --scenes 300 --mesh-scenes 300 --conditions realistic
+    python -m jaeger_ros.detectors.loudspeaker evaluate [--world mesh] [--conditions realistic]
 """
 from __future__ import annotations
 
