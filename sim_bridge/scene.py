@@ -451,6 +451,17 @@ def people_by_gender(split: str) -> dict[str, list[int]]:
     return {g: [i for i in ids if make_person(i).gender == g] or ids for g in ("male", "female")}
 
 
+def append_separated(scene: Any, spk: Any) -> bool:
+    """Add a talker to scene.loudspeakers (procedural or mesh scene) unless its box centre is within
+    MIN_X_SEPARATION_M of another's in camera x, so talkers stay apart across the image."""
+    scene.loudspeakers.append(spk)
+    xs = np.array([b.center[0] for b in scene.loudspeaker_boxes_camera()])
+    if len(xs) > 1 and np.min(np.abs(xs[-1] - xs[:-1])) < MIN_X_SEPARATION_M:
+        scene.loudspeakers.pop()
+        return False
+    return True
+
+
 def _place_loudspeakers(rng: np.random.Generator, scene: Scene, shapes: list[int], n: int,
                         kinds: list[str] | None = None, people: dict[str, list[int]] | None = None) -> bool:
     """Append n sources satisfying the geometric rules to scene.loudspeakers (False: gave up);
@@ -490,11 +501,7 @@ def _place_loudspeakers(rng: np.random.Generator, scene: Scene, shapes: list[int
                 continue
             if any(rect_distance(fp, o.footprint()) < CLEARANCE_M for o in scene.loudspeakers):
                 continue
-            scene.loudspeakers.append(spk)
-            boxes = scene.loudspeaker_boxes_camera()
-            xs = np.array([b.center[0] for b in boxes])
-            if len(xs) > 1 and np.min(np.abs(xs[-1] - xs[:-1])) < MIN_X_SEPARATION_M:
-                scene.loudspeakers.pop()
+            if not append_separated(scene, spk):
                 continue
             break
         else:

@@ -198,8 +198,7 @@ def sample_in_home(home: ImportedScene, rng: np.random.Generator, split: str, nu
         _number(scene)
         first = len(scene.loudspeakers) + len(scene.objects) + 1
         scene.parts = [replace(p, instance_id=first + k) for k, p in enumerate(home.parts)]
-        frame, alone = renderer.visibility(scene)
-        problems = visibility_problems(scene, intrinsics, frame.instance, frame.depth, alone)
+        problems = visibility_problems(scene, intrinsics, renderer)
         if not problems:
             return scene
         last = "; ".join(problems)

@@ -580,10 +580,7 @@ def _place_loudspeakers(rng: np.random.Generator, scene: MeshScene, n: int, kind
                 spk = MeshLoudspeaker(model.model_id, [xz[0], 0.0, xz[1]], yaw)
                 if not self_check(spk, scene, cam_from_world):
                     continue
-                scene.loudspeakers.append(spk)
-                xs = np.array([b.center[0] for b in scene.loudspeaker_boxes_camera()])
-                if len(xs) > 1 and np.min(np.abs(xs[-1] - xs[:-1])) < procedural.MIN_X_SEPARATION_M:
-                    scene.loudspeakers.pop()
+                if not procedural.append_separated(scene, spk):
                     continue
                 seat = _seat_local(model.model_id)
                 if seat is not None:  # a stool under a seated person (furniture, not part of the person)
@@ -621,10 +618,7 @@ def _place_loudspeakers(rng: np.random.Generator, scene: MeshScene, n: int, kind
             others = [o.footprint() for o in scene.objects] + [o.footprint() for o in scene.loudspeakers]
             if not _fits(scene.shell, fp, others, procedural.CLEARANCE_M, procedural.CLEARANCE_M):
                 continue
-            scene.loudspeakers.append(spk)
-            xs = np.array([b.center[0] for b in scene.loudspeaker_boxes_camera()])
-            if len(xs) > 1 and np.min(np.abs(xs[-1] - xs[:-1])) < procedural.MIN_X_SEPARATION_M:
-                scene.loudspeakers.pop()
+            if not procedural.append_separated(scene, spk):
                 continue
             if stand is not None:
                 scene.objects.append(stand)
@@ -681,11 +675,11 @@ def shell_instance_ids(scene: MeshScene) -> dict[str, int]:
     return {"floor": base, "wall": base + 1, "ceiling": base + 2}
 
 
-def visibility_problems(scene: MeshScene, intrinsics: Intrinsics, instance: np.ndarray, depth: np.ndarray,
-                        alone_pixels: list[int]) -> list[str]:
-    """Why a rendered mesh scene breaks the visibility rules (procedural.visibility_problems;
-    alone_pixels[i]: loudspeaker i's pixels with nothing else in the scene)."""
-    return procedural.visibility_problems(scene, intrinsics, instance, depth, alone_pixels.__getitem__)
+def visibility_problems(scene: MeshScene, intrinsics: Intrinsics, renderer: Any) -> list[str]:
+    """Why a mesh scene, rendered by `renderer.visibility`, breaks the visibility rules
+    (procedural.visibility_problems, with each loudspeaker's pixels counted alone in the scene)."""
+    frame, alone = renderer.visibility(scene)
+    return procedural.visibility_problems(scene, intrinsics, frame.instance, frame.depth, alone.__getitem__)
 
 
 def sample_mesh_scene(rng: np.random.Generator, split: str, num_loudspeakers: int, intrinsics: Intrinsics,
@@ -728,8 +722,7 @@ def sample_mesh_scene(rng: np.random.Generator, split: str, num_loudspeakers: in
             continue
         _place_distractors(rng, scene)
         _number(scene)
-        frame, alone = renderer.visibility(scene)
-        problems = visibility_problems(scene, intrinsics, frame.instance, frame.depth, alone)
+        problems = visibility_problems(scene, intrinsics, renderer)
         if not problems:
             return scene
         last = "; ".join(problems)
