@@ -60,9 +60,9 @@ demo: setup
 TINY_DATA ?= data/r13
 TINY_RUN ?= runs/tiny_recipe
 tiny: setup
-	test -f $(TINY_DATA)/train/manifests/E.json || { $(RUN) jaeger dataset generate --out $(TINY_DATA) --split train --num 1500 --seed 1 --tasks A,B,C,D,E --workers 2 --conditions realistic; }
-	test -f $(TINY_DATA)/val/manifests/E.json || { $(RUN) jaeger dataset generate --out $(TINY_DATA) --split val --num 60 --seed 3 --tasks A,B,C,D,E --workers 2 --conditions realistic; }
-	test -f data/test200/test/manifests/E.json || { $(RUN) jaeger dataset generate --out data/test200 --split test --num 200 --seed 2026 --tasks A,B,C,D,E --workers 2 --conditions realistic; }
+	test -f $(TINY_DATA)/train/manifests/E.json || { $(RUN) jaeger dataset generate --out $(TINY_DATA) --split train --num 1500 --seed 1 --tasks A,B,C,D,E --workers 2 --conditions realistic --world procedural; }
+	test -f $(TINY_DATA)/val/manifests/E.json || { $(RUN) jaeger dataset generate --out $(TINY_DATA) --split val --num 60 --seed 3 --tasks A,B,C,D,E --workers 2 --conditions realistic --world procedural; }
+	test -f data/test200/test/manifests/E.json || { $(RUN) jaeger dataset generate --out data/test200 --split test --num 200 --seed 2026 --tasks A,B,C,D,E --workers 2 --conditions realistic --world procedural; }
 	$(RUN) jaeger train --recipe config/train_tiny_recipe.yaml --data $(TINY_DATA) --out $(TINY_RUN)
 	$(RUN) jaeger eval --checkpoint $(TINY_RUN)/final --compare classical-audio --data data/test200 --split test --out reports/tiny_recipe
 	$(RUN) jaeger eval --checkpoint $(TINY_RUN)/final --data $(TINY_DATA) --split val --tasks A,B,D,E --out reports/tiny_recipe_val

@@ -253,9 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="sensing conditions preset (sim_bridge/conditions.py), default realistic")
     gen.add_argument("--overwrite", action="store_true",
                      help="replace the samples and manifests a previous run wrote into OUT/SPLIT (other files stay)")
-    gen.add_argument("--world", default="procedural", choices=["procedural", "mesh"],
-                     help="procedural shoebox rooms (default) or furnished mesh rooms (sim_bridge/mesh: pyrender, "
-                          "SoundSpaces 2.0's rlr engine or pyroomacoustics)")
+    gen.add_argument("--world", default="mesh", choices=["procedural", "mesh"],
+                     help="furnished mesh rooms (default; sim_bridge/mesh: pyrender, SoundSpaces 2.0's rlr engine "
+                          "or pyroomacoustics) or procedural shoebox rooms (no GL, no furniture package needed)")
     gen.add_argument("--scene", default=None, metavar="FILE",
                      help="with --world mesh: your GLB/glTF/OBJ/PLY home and its semantic sidecar FILE.json "
                           "(categories; a camera and loudspeakers, else sampled per sample; `jaeger scene convert` "

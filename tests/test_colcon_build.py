@@ -102,7 +102,7 @@ def test_cli_runs_from_the_install(install: Path) -> None:
 def test_cli_generates_with_worker_processes_from_the_install(install: Path, tmp_path: Path) -> None:
     """Worker processes re-import the installed `jaeger` script: it must not run again in them."""
     run = subprocess.run(["jaeger", "dataset", "generate", "--out", str(tmp_path / "d"), "--split", "test",
-                          "--num", "2", "--seed", "0", "--tasks", "A", "--workers", "2", "--resolution", "224x126"],
+                          "--num", "2", "--seed", "0", "--tasks", "A", "--workers", "2", "--resolution", "224x126", "--world", "procedural"],
                          env=sourced_env(install), cwd=install, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     assert len(list((tmp_path / "d" / "test").glob("task1_*"))) == 2

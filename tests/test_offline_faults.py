@@ -410,7 +410,7 @@ def test_a_live_run_temp_folder_is_not_removed(tmp_path):
 
 def test_cli_generate_overwrite_flag(tmp_path, capsys):
     argv = ["dataset", "generate", "--out", str(tmp_path), "--split", "test", "--num", "1", "--tasks", "A",
-            "--resolution", "224x126"]
+            "--resolution", "224x126", "--world", "procedural"]
     assert main(argv) == 0
     assert main(argv) == 2
     assert "--overwrite" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from sim_bridge.people import make_person
 
 def test_generate_with_people_writes_person_metadata_and_answers(tmp_path):
     cmd = [sys.executable, "-m", "jaeger_ros.cli", "dataset", "generate", "--out", str(tmp_path), "--split", "test",
-           "--num", "2", "--tasks", "A,C,E", "--resolution", "224x126", "--conditions", "clean", "--talkers", "people"]
+           "--num", "2", "--tasks", "A,C,E", "--resolution", "224x126", "--conditions", "clean", "--talkers", "people", "--world", "procedural"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     folders = [p.parent for p in (tmp_path / "test").rglob("metadata.json")]
