@@ -32,6 +32,7 @@ Figures (the JSON keys in brackets):
   (frames published vs. expected, outputs of jaeger_node and the tracker per frame).
 
 Usage: python benchmarks/bench_talkers.py --duration 120 --seed 0 [--json FILE] [--method classical]
+       [--world procedural|mesh]
        [--jaeger-param vad:=false --jaeger-param voice_id:=false]
 """
 from __future__ import annotations
@@ -222,7 +223,7 @@ def run(args: argparse.Namespace) -> dict:
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     params = str(REPO / "config" / "party.yaml")
-    overrides = {"sim_bridge": [f"seed:={args.seed}", f"talkers:={args.talkers}"],
+    overrides = {"sim_bridge": [f"seed:={args.seed}", f"talkers:={args.talkers}", f"world:={args.world}"],
                  "jaeger_node": [f"method:={args.method}", *args.jaeger_param]}
     logs = Path(tempfile.mkdtemp(prefix="bench_talkers_"))
     procs = {name: subprocess.Popen([sys.executable, "-m", module, "--ros-args", "--params-file", params,
@@ -296,7 +297,8 @@ def run(args: argparse.Namespace) -> dict:
         rclpy.shutdown(context=ctx)
     out = score(rec, wall, args.facing_deg if args.facing_deg is not None else dead_band_deg())
     frames = len(rec.truths)
-    out.update({"duration_s": round(wall, 1), "seed": args.seed, "talkers": args.talkers, "method": args.method,
+    out.update({"duration_s": round(wall, 1), "seed": args.seed, "talkers": args.talkers, "world": args.world,
+                "method": args.method,
                 "jaeger_params": args.jaeger_param,
                 "frames": frames, "frames_expected": int(wall * 10.0), "speaker_matches": matches,
                 "talker_messages": len(rec.talkers), "cmd_vel_messages": rec.commands,
@@ -311,6 +313,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--talkers", type=int, default=3)
     parser.add_argument("--method", default="classical")
+    parser.add_argument("--world", default="procedural", choices=["procedural", "mesh"],
+                        help="sim_bridge's world: procedural shoebox rooms or furnished mesh rooms (sim_bridge/mesh)")
     parser.add_argument("--facing-deg", type=float, help="facing = |azimuth| within this (default: the "
                         "behaviour's dead_band_deg in config/party.yaml)")
     parser.add_argument("--jaeger-param", action="append", default=[], metavar="NAME:=VALUE",

@@ -23,7 +23,7 @@ TF (tf_links): map -> odom -> base_link -> camera_link -> camera_color_optical_f
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.signal import fftconvolve
@@ -73,14 +73,13 @@ class LiveConfig:
     max_linear_mps: float = 0.5               # party: base limits
     max_angular_rps: float = 2.0
     conditions: str = "realistic"             # sim_bridge.conditions preset (not used by party)
-    world: str = "procedural"                 # or "mesh": furnished mesh rooms (sim_bridge.mesh; not party)
+    world: str = "procedural"                 # or "mesh": furnished mesh rooms (sim_bridge.mesh)
     talker_kind: str = "loudspeakers"         # or people / mixed: who talks (sim_bridge.people; not party)
 
     def __post_init__(self) -> None:
         sensing.preset(self.conditions)  # ValueError for an unknown preset
-        if self.world not in ("procedural", "mesh") or (self.world == "mesh" and self.scenario == "party"):
-            raise ValueError(f"world must be procedural or mesh (mesh: single and dual scenarios), "
-                             f"got {self.world!r} for {self.scenario!r}")
+        if self.world not in ("procedural", "mesh"):
+            raise ValueError(f"world must be procedural or mesh, got {self.world!r}")
         if self.scenario not in SCENARIOS:
             raise ValueError(f"scenario must be one of {SCENARIOS}, got {self.scenario!r}")
         if self.talker_kind not in TALKER_KINDS or (self.scenario == "party" and self.talker_kind != "loudspeakers"):
@@ -514,9 +513,15 @@ class PartyWorld(LiveWorld):
     def _build(self, k: int) -> LiveScene:
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, k, 0xBA27])
-        for _ in range(30):
-            layout = party_layout(sample_scene(rng, cfg.split, 1, self.intrinsics), rng, cfg.talkers, cfg.split,
-                                  self.intrinsics.vfov_deg)
+        for attempt in range(30):
+            if self.mesh is None:
+                layout = party_layout(sample_scene(rng, cfg.split, 1, self.intrinsics), rng, cfg.talkers, cfg.split,
+                                      self.intrinsics.vfov_deg)
+            else:
+                from sim_bridge.mesh.party import mesh_party_layout
+
+                layout = mesh_party_layout(self.mesh.sample_scene(rng, cfg.split, 1, f"party/{attempt}"), rng,
+                                           cfg.talkers, PARTY_AZIMUTHS_DEG, self.intrinsics.vfov_deg, _corridor)
             if layout is not None:
                 break
         else:
@@ -556,9 +561,13 @@ class PartyWorld(LiveWorld):
         receiver = np.asarray(posed.camera_position, dtype=float)
         if self._rir_at is not None and np.linalg.norm(receiver - self._rir_at) < RIR_REFRESH_M:
             return
-        for v in live.voices:
-            rir = foa_rir(posed.room, posed.loudspeakers[v.loudspeaker].acoustic_center, receiver, np.eye(3),
-                          self.sample_rate, np.random.default_rng([self.config.seed, v.loudspeaker, 17]))
+        if self.mesh is not None:  # a camera at yaw 0, pitch 0 has the world's axes
+            aligned = self.mesh.talker_rirs(replace(posed, camera_yaw_deg=0.0, camera_pitch_deg=0.0),
+                                            [v.loudspeaker for v in live.voices], [None] * len(live.voices))
+        for n, v in enumerate(live.voices):
+            rir = (foa_rir(posed.room, posed.loudspeakers[v.loudspeaker].acoustic_center, receiver, np.eye(3),
+                           self.sample_rate, np.random.default_rng([self.config.seed, v.loudspeaker, 17]))
+                   if self.mesh is None else aligned[n])
             nfft = 1 << int(np.ceil(np.log2(self.chunk + rir.shape[1] - 1)))
             tail = np.zeros((4, rir.shape[1] - 1))
             keep = min(tail.shape[1], v.tail.shape[1])
@@ -639,7 +648,7 @@ class PartyWorld(LiveWorld):
         key = (round(pose[0], 3), round(pose[1], 3), round(float(np.degrees(pose[2])), 1))
         if key != self._render_key:
             posed = self._posed(planar(pose))
-            rendered = render(posed, self.intrinsics)
+            rendered = render(posed, self.intrinsics) if self.mesh is None else self.mesh.render(posed)
             self._render = (rendered.rgb, rendered.depth, posed.loudspeaker_boxes_camera())
             self._render_key = key
             self.renders += 1

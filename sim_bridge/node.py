@@ -87,7 +87,7 @@ PARAMETERS: tuple[Spec, ...] = (
     Spec("scenario", "single", "single: one loudspeaker talks; dual: a male and a female voice overlap; party: "
          "talkers take turns around a robot base that executes cmd_vel", choices=SCENARIOS),
     Spec("conditions", "realistic", "sensing preset (sim_bridge/conditions.py): clean | realistic | hard | diffuse@SNR"),
-    Spec("world", "procedural", "procedural shoebox rooms or mesh: furnished mesh rooms (sim_bridge/mesh; single/dual)",
+    Spec("world", "procedural", "procedural shoebox rooms or mesh: furnished mesh rooms (sim_bridge/mesh)",
          choices=("procedural", "mesh")),
     Spec("talker_kind", "loudspeakers", "who talks: loudspeakers | people (every source a person, voice from the "
          "mouth) | mixed (both; single/dual)", choices=("loudspeakers", "people", "mixed")),

@@ -28,9 +28,10 @@ def test_mesh_live_world_builds_scenes_in_threads_and_streams():
         world.close()
 
 
-def test_party_is_procedural_only():
+def test_unknown_world_is_refused_and_party_runs_in_both():
     with pytest.raises(ValueError, match="world must be procedural or mesh"):
-        LiveConfig(world="mesh", scenario="party")
+        LiveConfig(world="photo", scenario="party")
+    assert LiveConfig(world="mesh", scenario="party").world == "mesh"  # see test_party_mesh.py
 
 
 def test_live_demo_names_the_world_and_its_engines(tmp_path):
