@@ -428,13 +428,6 @@ RIR_REFRESH_M = 0.15
 """Impulse responses are recomputed when the microphone moved this far from where they were."""
 
 
-def _corridor(a: np.ndarray, b: np.ndarray, half_width: float) -> np.ndarray:
-    """(4, 2) corners of the strip between two floor points (world x, z)."""
-    d = b - a
-    n = np.array([-d[1], d[0]]) / max(np.linalg.norm(d), 1e-9) * half_width
-    return np.array([a + n, b + n, b - n, a - n])
-
-
 def party_layout(scene, rng: np.random.Generator, talkers: int, split: str, vfov_deg: float):
     """The sampled room with the robot in its middle and `talkers` loudspeakers around it
     (PARTY_AZIMUTHS_DEG, 1.2-2.5 m away, facing it, their acoustic centres inside the vertical
@@ -444,39 +437,21 @@ def party_layout(scene, rng: np.random.Generator, talkers: int, split: str, vfov
     from dataclasses import replace
 
     from sim_bridge.loudspeakers import make_shape, shape_ids
-    from sim_bridge.scene import PlacedLoudspeaker, rect_distance, wall_distance
+    from sim_bridge.scene import PlacedLoudspeaker, corridor, place_around, rect_distance, wall_distance
 
     sx, _, sz = scene.room.size
     robot_w = np.array([sx / 2.0, sz / 2.0])  # world x, z
     pitch = float(np.clip(scene.camera_pitch_deg, -8.0, 0.0))
     height = float(scene.camera_position[1])
     heading = float(rng.uniform(-np.pi, np.pi))  # map yaw
-    shapes = shape_ids(split)
-    placed = []
-    for k in range(talkers):
-        for _ in range(40):
-            shape = make_shape(int(shapes[int(rng.integers(len(shapes)))]))
-            a = heading + np.radians(rng.uniform(*PARTY_AZIMUTHS_DEG[k]))
-            r = rng.uniform(1.2, 2.5)
-            xy_map = np.array([np.cos(a), np.sin(a)]) * r  # relative to the robot, map x, y
-            xz = robot_w + np.array([xy_map[1], xy_map[0]])  # world x = map y, world z = map x
-            to = robot_w - xz
-            spk = PlacedLoudspeaker(shape, [xz[0], 0.0, xz[1]],
-                                    float(np.degrees(np.arctan2(to[0], to[1])) + rng.uniform(-20.0, 20.0)))
-            fp = spk.footprint()
-            if wall_distance(fp, scene.room) < 0.4 or any(rect_distance(fp, o.footprint()) < 0.6 for o in placed):
-                continue
-            centre = spk.acoustic_center
-            elevation = np.degrees(np.arctan2(centre[1] - height, np.linalg.norm(centre[[0, 2]] - robot_w)))
-            if abs(elevation - pitch) > vfov_deg / 2.0 - 6.0:
-                continue
-            placed.append(spk)
-            break
-        else:
-            return None
+    placed = place_around(rng, robot_w, heading, PARTY_AZIMUTHS_DEG[:talkers], pitch, height, vfov_deg,
+                          shape_ids(split), lambda sid, at, yaw: PlacedLoudspeaker(make_shape(sid), at, yaw),
+                          lambda fp: wall_distance(fp, scene.room))
+    if placed is None:
+        return None
     robot = np.array([[-0.6, -0.6], [0.6, -0.6], [0.6, 0.6], [-0.6, 0.6]]) + robot_w
     keep_clear = [robot] + [s.footprint() for s in placed] + \
-        [_corridor(robot_w, s.acoustic_center[[0, 2]], 0.3) for s in placed]
+        [corridor(robot_w, s.acoustic_center[[0, 2]], 0.3) for s in placed]
     furniture = [f for f in scene.furniture if all(rect_distance(f.footprint(), c) > 0.15 for c in keep_clear)]
     return (replace(scene, loudspeakers=placed, furniture=furniture, camera_pitch_deg=pitch),
             robot_w[1], robot_w[0], heading)
@@ -521,7 +496,7 @@ class PartyWorld(LiveWorld):
                 from sim_bridge.mesh.party import mesh_party_layout
 
                 layout = mesh_party_layout(self.mesh.sample_scene(rng, cfg.split, 1, f"party/{attempt}"), rng,
-                                           cfg.talkers, PARTY_AZIMUTHS_DEG, self.intrinsics.vfov_deg, _corridor)
+                                           cfg.talkers, PARTY_AZIMUTHS_DEG, self.intrinsics.vfov_deg)
             if layout is not None:
                 break
         else:

@@ -280,6 +280,46 @@ def wall_distance(footprint: np.ndarray, room: Room) -> float:
 
 # --- sampling ------------------------------------------------------------------------------------
 
+def corridor(a: np.ndarray, b: np.ndarray, half_width: float) -> np.ndarray:
+    """(4, 2) corners of the strip between two floor points (world x, z)."""
+    d = b - a
+    n = np.array([-d[1], d[0]]) / max(np.linalg.norm(d), 1e-9) * half_width
+    return np.array([a + n, b + n, b - n, a - n])
+
+
+def place_around(rng: np.random.Generator, centre_xz: np.ndarray, heading: float, azimuths_deg: Any,
+                 pitch_deg: float, height: float, vfov_deg: float, shapes: np.ndarray,
+                 make: Callable[[int, list[float], float], Any],
+                 wall_clearance: Callable[[np.ndarray], float]) -> list[Any] | None:
+    """Loudspeakers around a robot at centre_xz (world x, z) with map heading `heading`: talker k
+    at azimuths_deg[k] (map, positive left), 1.2-2.5 m away, facing the robot within 20 deg, 0.4 m
+    from the walls, 0.6 m from each other, its acoustic centre inside the vertical field of view of
+    a camera at `height` pitched `pitch_deg`. make(shape id, position, yaw) builds one talker (the
+    procedural and the mesh worlds' own loudspeaker types). None when one does not fit."""
+    placed: list[Any] = []
+    for k in range(len(azimuths_deg)):
+        for _ in range(40):
+            shape = int(shapes[int(rng.integers(len(shapes)))])
+            a = heading + np.radians(rng.uniform(*azimuths_deg[k]))
+            r = rng.uniform(1.2, 2.5)
+            xy_map = np.array([np.cos(a), np.sin(a)]) * r  # relative to the robot, map x, y
+            xz = centre_xz + np.array([xy_map[1], xy_map[0]])  # world x = map y, world z = map x
+            to = centre_xz - xz
+            spk = make(shape, [xz[0], 0.0, xz[1]], float(np.degrees(np.arctan2(to[0], to[1])) + rng.uniform(-20.0, 20.0)))
+            fp = spk.footprint()
+            if wall_clearance(fp) < 0.4 or any(rect_distance(fp, o.footprint()) < 0.6 for o in placed):
+                continue
+            centre = spk.acoustic_center
+            elevation = np.degrees(np.arctan2(centre[1] - height, np.linalg.norm(centre[[0, 2]] - centre_xz)))
+            if abs(elevation - pitch_deg) > vfov_deg / 2.0 - 6.0:
+                continue
+            placed.append(spk)
+            break
+        else:
+            return None
+    return placed
+
+
 def min_pixels(intrinsics: Intrinsics) -> int:
     """The 500-px-at-1080p visibility rule scaled to this resolution's pixel count."""
     return max(1, int(np.ceil(MIN_PIXELS_1080P * intrinsics.width * intrinsics.height / (1920 * 1080))))

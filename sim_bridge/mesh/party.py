@@ -14,7 +14,7 @@ import numpy as np
 
 from sim_bridge.loudspeakers import shape_ids
 from sim_bridge.mesh.scene import MeshLoudspeaker, MeshScene, _number
-from sim_bridge.scene import rect_distance
+from sim_bridge.scene import corridor, place_around, rect_distance
 
 ROBOT_HALF_M = 0.6
 """Half the side of the square kept free around the robot's turning centre."""
@@ -30,8 +30,8 @@ def _free_middle(scene: MeshScene) -> np.ndarray | None:
     return middle if scene.shell.wall_clearance(square) >= 0.2 else None
 
 
-def mesh_party_layout(scene: MeshScene, rng: np.random.Generator, talkers: int, azimuths_deg, vfov_deg: float,
-                      corridor) -> tuple[MeshScene, float, float, float] | None:
+def mesh_party_layout(scene: MeshScene, rng: np.random.Generator, talkers: int, azimuths_deg: tuple,
+                      vfov_deg: float) -> tuple[MeshScene, float, float, float] | None:
     """As sim_bridge.live.party_layout for a sampled mesh room: the robot at the free middle,
     `talkers` procedural loudspeakers around it at azimuths_deg[k] (1.2-2.5 m, facing it, acoustic
     centres inside the mast camera's vertical field of view, pitch clipped to [-8, 0] deg), the
@@ -44,28 +44,11 @@ def mesh_party_layout(scene: MeshScene, rng: np.random.Generator, talkers: int, 
     pitch = float(np.clip(scene.camera_pitch_deg, -8.0, 0.0))
     height = float(scene.camera_position[1])
     heading = float(rng.uniform(-np.pi, np.pi))  # map yaw
-    shapes = shape_ids(scene.split)
-    placed: list[MeshLoudspeaker] = []
-    for k in range(talkers):
-        for _ in range(40):
-            a = heading + np.radians(rng.uniform(*azimuths_deg[k]))
-            r = rng.uniform(1.2, 2.5)
-            xy_map = np.array([np.cos(a), np.sin(a)]) * r  # relative to the robot, map x, y
-            xz = robot_w + np.array([xy_map[1], xy_map[0]])  # world x = map y, world z = map x
-            to = robot_w - xz
-            spk = MeshLoudspeaker(f"procedural:{int(shapes[int(rng.integers(len(shapes)))])}", [xz[0], 0.0, xz[1]],
-                                  float(np.degrees(np.arctan2(to[0], to[1])) + rng.uniform(-20.0, 20.0)))
-            fp = spk.footprint()
-            if scene.shell.wall_clearance(fp) < 0.4 or any(rect_distance(fp, o.footprint()) < 0.6 for o in placed):
-                continue
-            centre = spk.acoustic_center
-            elevation = np.degrees(np.arctan2(centre[1] - height, np.linalg.norm(centre[[0, 2]] - robot_w)))
-            if abs(elevation - pitch) > vfov_deg / 2.0 - 6.0:
-                continue
-            placed.append(spk)
-            break
-        else:
-            return None
+    placed = place_around(rng, robot_w, heading, azimuths_deg[:talkers], pitch, height, vfov_deg,
+                          shape_ids(scene.split), lambda sid, at, yaw: MeshLoudspeaker(f"procedural:{sid}", at, yaw),
+                          scene.shell.wall_clearance)
+    if placed is None:
+        return None
     robot = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * ROBOT_HALF_M + robot_w
     keep_clear = [robot] + [s.footprint() for s in placed] + \
         [corridor(robot_w, s.acoustic_center[[0, 2]], 0.3) for s in placed]
