@@ -127,42 +127,38 @@ class VoiceIdentities:
         self.threshold = threshold
         self.identities: list[Identity] = []
 
-    def assign(self, embedding: np.ndarray, f0: float | None = None) -> tuple[int, float]:
-        """(voice id, cosine to its centroid before the update; 1.0 for a new voice)."""
+    def _nearest(self, embedding: np.ndarray, f0: float | None) -> tuple[np.ndarray, int | None, float]:
+        """(unit embedding, index of the most similar identity of a compatible pitch if its cosine
+        reaches the threshold else None, that cosine)."""
         e = np.asarray(embedding, dtype=np.float64)
         e = e / np.linalg.norm(e)
-        if self.identities:
-            sims = np.array([float(e @ ident.centroid) for ident in self.identities])
-            for k, ident in enumerate(self.identities):
-                if f0 is not None and ident.f0s:
-                    ratio = f0 / float(np.median(ident.f0s))
-                    if max(ratio, 1.0 / ratio) > PITCH_RATIO:
-                        sims[k] = -1.0
-            best = int(np.argmax(sims))
-            if sims[best] >= self.threshold:
-                ident = self.identities[best]
-                total = ident.centroid * ident.turns + e
-                ident.centroid, ident.turns = total / np.linalg.norm(total), ident.turns + 1
-                if f0 is not None:
-                    ident.f0s.append(f0)
-                return ident.voice_id, float(sims[best])
+        if not self.identities:
+            return e, None, -1.0
+        sims = np.array([float(e @ ident.centroid) for ident in self.identities])
+        for k, ident in enumerate(self.identities):
+            if f0 is not None and ident.f0s:
+                ratio = f0 / float(np.median(ident.f0s))
+                if max(ratio, 1.0 / ratio) > PITCH_RATIO:
+                    sims[k] = -1.0
+        best = int(np.argmax(sims))
+        return e, (best if sims[best] >= self.threshold else None), float(sims[best])
+
+    def assign(self, embedding: np.ndarray, f0: float | None = None) -> tuple[int, float]:
+        """(voice id, cosine to its centroid before the update; 1.0 for a new voice)."""
+        e, best, sim = self._nearest(embedding, f0)
+        if best is not None:
+            ident = self.identities[best]
+            total = ident.centroid * ident.turns + e
+            ident.centroid, ident.turns = total / np.linalg.norm(total), ident.turns + 1
+            if f0 is not None:
+                ident.f0s.append(f0)
+            return ident.voice_id, sim
         self.identities.append(Identity(len(self.identities), e, 1, [] if f0 is None else [f0]))
         return self.identities[-1].voice_id, 1.0
 
     def match(self, embedding: np.ndarray, f0: float | None = None) -> int | None:
         """The identity `assign` would give, without learning from it; None for a new voice."""
-        e = np.asarray(embedding, dtype=np.float64)
-        e = e / np.linalg.norm(e)
-        best, best_sim = None, self.threshold
-        for ident in self.identities:
-            if f0 is not None and ident.f0s:
-                ratio = f0 / float(np.median(ident.f0s))
-                if max(ratio, 1.0 / ratio) > PITCH_RATIO:
-                    continue
-            sim = float(e @ ident.centroid)
-            if sim >= best_sim:
-                best, best_sim = ident.voice_id, sim
-        return best
+        return self._nearest(embedding, f0)[1]
 
     def gender(self, voice_id: int) -> str:
         return self.identities[voice_id].gender
@@ -284,11 +280,16 @@ class VoiceStream:
             embedding, f0 = future.result()
             if kind == "peek":
                 self._matched(None if embedding is None else self.identities.match(embedding, f0), *ctx)
-            elif embedding is not None:
-                voice_id, sim = self.identities.assign(embedding, f0)
-                finished.append(self._set_last(VoiceTurn(ctx[0], ctx[1], voice_id, sim,
-                                                         self.identities.gender(voice_id), f0)))
+            elif (turn := self._assigned(ctx[0], ctx[1], embedding, f0)) is not None:
+                finished.append(self._set_last(turn))
         return finished
+
+    def _assigned(self, start: float, end: float, embedding: np.ndarray | None, f0: float | None) -> VoiceTurn | None:
+        """The turn [start, end] given the identity its embedding is assigned (None: not embeddable)."""
+        if embedding is None:
+            return None
+        voice_id, sim = self.identities.assign(embedding, f0)
+        return VoiceTurn(start, end, voice_id, sim, self.identities.gender(voice_id), f0)
 
     def _continues(self) -> bool:
         """Whether the turn in progress goes on from the last identified one (a long turn cut at
@@ -308,10 +309,8 @@ class VoiceStream:
                          ident.gender, last.f0_hz)
 
     def _peek(self, audio: np.ndarray) -> int | None:
-        try:
-            return self.identities.match(self._encoder(audio), median_f0(audio))
-        except ValueError:
-            return None
+        embedding, f0 = self._features(audio)
+        return None if embedding is None else self.identities.match(embedding, f0)
 
     def current(self, now: float, hold_s: float) -> VoiceTurn | None:
         """The identified turn whose voice is heard at `now`: the last one while its speech goes on
@@ -330,10 +329,4 @@ class VoiceStream:
     def _identify(self, audio: np.ndarray, start: float) -> VoiceTurn | None:
         if audio.size < MIN_TURN_S * VAD_RATE:
             return None
-        try:
-            embedding = self._encoder(audio)
-        except ValueError:
-            return None
-        f0 = median_f0(audio)
-        voice_id, sim = self.identities.assign(embedding, f0)
-        return VoiceTurn(start, start + audio.size / VAD_RATE, voice_id, sim, self.identities.gender(voice_id), f0)
+        return self._assigned(start, start + audio.size / VAD_RATE, *self._features(audio))
