@@ -13,7 +13,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
 
-from jaeger_ros.core.geometry import Box3D, Intrinsics, optical_to_camera
+from jaeger_ros.core.geometry import Intrinsics, optical_to_camera
 from jaeger_ros.msg import FoaAudio, SpeakerMatch, TalkerArray
 from jaeger_ros.ros import convert as rc
 from sim_bridge.acoustics import convolve_foa, foa_rir

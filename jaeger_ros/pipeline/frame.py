@@ -71,6 +71,11 @@ def _as_candidate(box: Box3D, category: str, score: float) -> Box3D:
     return Box3D(box.center, box.size, label=box.label, score=float(score), extra={**box.extra, "category": category})
 
 
+def _detected(found: list) -> list[Box3D]:
+    """detectors.candidates results as candidate boxes carrying their category and score."""
+    return [_as_candidate(c.box, c.category, c.score) for c in found]
+
+
 class ClassicalEstimator:
     """Candidates (CANDIDATES) + intensity-vector DoA pooled over the stream + nearest-box
     matching over every candidate, people and loudspeakers alike. The match confidence is the DoA's confidence times the matching
@@ -154,13 +159,12 @@ class ClassicalEstimator:
             self._pool = self._new_pool()
         self._last_stamp = stamp
         if self._background and (found := self._detector.poll()) is not None:
-            self._boxes = [_as_candidate(c.box, c.category, c.score) for c in found]
+            self._boxes = _detected(found)
         if self._scene_changed(depth):
             self._pool.reset(stamp)
             try:
                 if self._background:   # loudspeakers now, people when the background run ends
-                    self._boxes = [_as_candidate(c.box, c.category, c.score)
-                                   for c in self._detector.submit(rgb, depth, intrinsics)]
+                    self._boxes = _detected(self._detector.submit(rgb, depth, intrinsics))
                 else:
                     self._boxes = self._find(rgb, depth, intrinsics)  # left to right by azimuth
             except ValueError:
@@ -208,7 +212,7 @@ class ClassicalEstimator:
     def _find(self, rgb: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics) -> list[Box3D]:
         """This frame's candidates, left to right, each with its category and score."""
         if self._detector is not None:
-            return [_as_candidate(c.box, c.category, c.score) for c in self._detector(rgb, depth, intrinsics)]
+            return _detected(self._detector(rgb, depth, intrinsics))
         boxes = self._blobs.boxes_from_depth(depth, intrinsics)
         if self._classifier is None:
             return [_as_candidate(b, UNKNOWN, b.score) for b in boxes]

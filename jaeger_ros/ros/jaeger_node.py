@@ -179,7 +179,7 @@ PARAMETERS: tuple[Param, ...] = (
           "is missing) | detectors (people + classified loudspeakers; 0.2-0.7 s per new scene in a background thread, "
           "the boxes follow a few frames later)", False),
     Param("vad", True, "method classical: only DoA votes inside speech (silero VAD) count; no direction while "
-          "nobody speaks (~1 ms per 0.1 s step, benchmarks/bench_voice.py)", False),
+          "nobody speaks (~4 ms more per 0.1 s step: 7.5 -> 11.6 ms mean, benchmarks/bench_voice.py)", False),
     Param("voice_id", True, "method classical: give each voice heard an identity (Resemblyzer embeddings, gender "
           "from pitch), published as SpeakerMatch.voice_id/voice_gender (one embedding per turn of speech)", False),
     Param("queue_size", 10, "approximate-time sync queue per image input, 1..1000", False),
