@@ -25,6 +25,7 @@ from functools import lru_cache
 import numpy as np
 
 from sim_bridge.acoustics import Directivity
+from sim_bridge.conditions import loudspeaker_facing  # any source's front, people's too
 from sim_bridge.loudspeakers import SPLITS, LoudspeakerShape, Part, _box, _cyl, _jitter
 
 NUM_PEOPLE = 60
@@ -208,17 +209,12 @@ class VoiceDirectivity(Directivity):
         return back[:, None] + (1.0 - back[:, None]) * card[None]
 
 
-def facing(yaw_deg: float) -> np.ndarray:
-    """World direction an object's front (+z local) points to for a yaw about +y."""
-    return np.array([np.sin(np.radians(yaw_deg)), 0.0, np.cos(np.radians(yaw_deg))])
-
-
 def source_directivity(source) -> Directivity:
     """The directivity of a placed source (anything with `category` and `yaw_deg`): a person's
     voice (VoiceDirectivity) or the default loudspeaker box (acoustics.Directivity)."""
     if getattr(source, "category", "loudspeaker") == "person":
-        return VoiceDirectivity(facing(source.yaw_deg))
-    return Directivity(facing(source.yaw_deg))
+        return VoiceDirectivity(loudspeaker_facing(source.yaw_deg))
+    return Directivity(loudspeaker_facing(source.yaw_deg))
 
 
 def source_gender(source) -> str | None:

@@ -31,7 +31,7 @@ from PIL import Image
 
 from jaeger_ros.core import answers
 from jaeger_ros.core import foa as foa_io
-from jaeger_ros.core.geometry import Box3D, Intrinsics, azel_from_direction
+from jaeger_ros.core.geometry import Box3D, Intrinsics, azel_from_direction, transform_points
 
 TASK_LETTERS = ("A", "B", "C", "D", "E")
 STARSS23 = "starss23"
@@ -548,8 +548,7 @@ def _label_point(scene: Any, boxes: list[Box3D], spk: int) -> np.ndarray:
     a person's mouth."""
     if _category(scene, spk) != "person":
         return np.asarray(boxes[spk].center, dtype=float)
-    cam_from_world = scene.camera_from_world()
-    return cam_from_world[:3, :3] @ np.asarray(scene.loudspeakers[spk].acoustic_center) + cam_from_world[:3, 3]
+    return transform_points(scene.camera_from_world(), scene.loudspeakers[spk].acoustic_center)
 
 
 def _category(scene: Any, spk: int) -> str:

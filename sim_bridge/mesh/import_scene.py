@@ -152,10 +152,6 @@ class FloorGrid:
             raise ValueError("the imported home has no free floor at y = 0 to place a camera on")
         return cls(lo, free)
 
-    def contains_xz(self, p: np.ndarray) -> bool:
-        ij = np.floor((np.asarray(p, dtype=float) - self.origin) / GRID_CELL_M).astype(int)
-        return bool(np.all(ij >= 0) and np.all(ij < self.free.shape) and self.free[tuple(ij)])
-
     def wall_clearance(self, footprint: np.ndarray) -> float:
         """Least clearance over a 5 x 5 lattice spanning the (convex, 4-corner) footprint; -1
         when any lattice point is off the free floor (Shell.wall_clearance's contract)."""
