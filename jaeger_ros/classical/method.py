@@ -53,7 +53,6 @@ class ClassicalMethod:
         if doa not in self.DOA:
             raise ValueError(f"doa must be one of {self.DOA}, got {doa!r}")
         self.use_depth = use_depth
-        self.robust = doa == "robust"
         self.name = ("classical" if use_depth else "classical-audio") + ("" if doa == "onset" else f"-{doa}")
         if doa == "robust":
             from jaeger_ros.classical import doa_robust

@@ -208,7 +208,7 @@ def evaluate(method: Method, data_dir: str | Path, split: str = "test", tasks: I
 
     def answer_group() -> None:
         pairs = [(sample, entry) for _, _, entry, sample in group]
-        answered = _answer_group(method, pairs) if batch_size > 1 else [_answer_one(method, *pairs[0])]
+        answered = _answer_group(method, pairs)
         for (key, index, entry, _), (prediction, raw, scores, failure) in zip(group, answered):
             items.setdefault(key, _TaskItems()).add(entry, index, prediction, raw if prediction is not None else None,
                                                     scores if prediction is not None else {}, failure)

@@ -444,12 +444,14 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
     fit_at = (t_start, start)  # (time, step) of the last fit of the schedule to max_minutes
     step = start
     batches = iter(loader)
+    # ZeRO-2: every trainable joins every micro-batch's graph (every_trainable; the set is fixed here)
+    trainables = [p for p in raw_model.parameters() if p.requires_grad] if plugin is not None else None
     while step < end:
         for _ in range(tc.grad_accum_steps):  # micro-batches of one optimizer step
             batch = next(batches)
             skipped += batch.pop("skipped")
             with accel.accumulate(model):  # DDP: no gradient sync before the last micro-batch
-                touch = every_trainable(raw_model) if plugin is not None else None  # before the forward
+                touch = every_trainable(trainables) if trainables is not None else None  # before the forward
                 with (auxiliary.capture(raw_model, attend=attend) if tc.aux_weights else contextlib.nullcontext({})) \
                         as towers_out:
                     # the answer loss is taken here, per sample, for the per-task logs
@@ -543,7 +545,7 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
     return out
 
 
-def every_trainable(model: torch.nn.Module) -> torch.Tensor:
+def every_trainable(params: list[torch.nn.Parameter]) -> torch.Tensor:
     """0 x (the sum of every trainable parameter), built BEFORE the forward and added to the loss.
 
     ZeRO-2 reduces gradients in buckets filled in the order the parameters' gradient hooks
@@ -555,7 +557,6 @@ def every_trainable(model: torch.nn.Module) -> torch.Tensor:
     last, after the real backward, and every rank's hooks fire in the same (parameter) order.
     The gradients and the loss are unchanged; unused parameters get zeros, as ZeRO's flat
     partitions give them anyway. Cost: the reduction no longer overlaps the backward."""
-    params = [p for p in model.parameters() if p.requires_grad]
     return torch.stack([p.sum().float() for p in params]).sum() * 0.0
 
 
