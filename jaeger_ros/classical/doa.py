@@ -227,6 +227,22 @@ def estimate_sources(foa: np.ndarray, sample_rate: int = foa_core.SAMPLE_RATE,
     return sorted(found, key=lambda e: e.confidence, reverse=True)
 
 
+def is_male(gender: str) -> bool:
+    """The requested voice of tasks B/E: "male"/"m" or "female"/"f" (any case); ValueError otherwise."""
+    g = gender.strip().lower()
+    if g not in ("male", "female", "m", "f"):
+        raise ValueError(f"gender must be male or female, got {gender!r}")
+    return g in ("male", "m")
+
+
+def voiced_as(times: np.ndarray, pitch: tuple[np.ndarray, np.ndarray, np.ndarray], male: bool) -> np.ndarray:
+    """Which vote `times` start a clearly voiced syllable of the requested voice's pitch range;
+    `pitch`: pitch_track(W, new_only=True) (F0 below MALE_MAX_F0_HZ is male)."""
+    starts, f0, voicing = pitch
+    i = np.clip(np.searchsorted(starts, times), 0, len(starts) - 1)
+    return (voicing[i] > VOICING_MIN) & ((f0[i] < MALE_MAX_F0_HZ) == male)
+
+
 def pitch_track(signal: np.ndarray, sample_rate: int = foa_core.SAMPLE_RATE,
                 window: int = PITCH_WINDOW, hop: int = PITCH_HOP,
                 new_only: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -271,19 +287,15 @@ def estimate_by_gender(foa: np.ndarray, gender: str,
     simulated task-B test data: see the classical section of the project report. Without any
     voiced vote of that pitch (not speech), the dominant direction is returned.
     """
-    g = gender.strip().lower()
-    if g not in ("male", "female", "m", "f"):
-        raise ValueError(f"gender must be male or female, got {gender!r}")
-    male = g in ("male", "m")
+    male = is_male(gender)
     a = np.asarray(foa, dtype=np.float64)
-    starts, f0, voicing = pitch_track(a[0], sample_rate, new_only=True)
+    pitch = pitch_track(a[0], sample_rate, new_only=True)
     ratio = GENDER_ONSET_RATIO
     while True:
         # No step test here: each frame's weight is square-root compressed below, and the test
         # would drop the two voices' joint onsets (measured on test200 B: +0.3 deg median).
         onset = _votes(a, sample_rate, onset_ratio=ratio, reject_steps=False)
-        i = np.clip(np.searchsorted(starts, onset.times), 0, len(starts) - 1)
-        mine = (voicing[i] > VOICING_MIN) & ((f0[i] < MALE_MAX_F0_HZ) == male)
+        mine = voiced_as(onset.times, pitch, male)
         if np.count_nonzero(mine) >= MIN_GENDER_VOTES or ratio <= 1.0:
             break
         ratio /= 2.0

@@ -218,13 +218,12 @@ def estimate_by_gender(foa: np.ndarray, gender: str, sample_rate: int = foa_core
     of that pitch (doa.pitch_track new_only over the 40 ms after the region, F0 below
     doa.MALE_MAX_F0_HZ is male) are pooled -- all regions near the seed when fewer than
     doa.MIN_GENDER_VOTES carry it. `seed`: that answer when already computed."""
+    male = doa.is_male(gender)
     a = doa.checked_foa(foa)
-    seed = seed or doa_robust.estimate_by_gender(a, gender, sample_rate)
+    pitch = doa.pitch_track(a[0], sample_rate, new_only=True)
+    seed = seed or doa_robust.estimate_by_gender(a, gender, sample_rate, pitch=pitch)
     reg = regions(a, sample_rate)
-    male = gender.strip().lower() in ("male", "m")
-    starts, f0, voicing = doa.pitch_track(a[0], sample_rate, new_only=True)
-    i = np.clip(np.searchsorted(starts, reg.votes.times), 0, len(starts) - 1)
-    mine = (voicing[i] > doa.VOICING_MIN) & ((f0[i] < doa.MALE_MAX_F0_HZ) == male)
+    mine = doa.voiced_as(reg.votes.times, pitch, male)
     near = reg.votes.directions @ seed.direction >= np.cos(np.radians(AGG_RADIUS_DEG))
     mask = mine if np.count_nonzero(mine & near) >= doa.MIN_GENDER_VOTES else None
     return _answer(pooled_direction(reg, seed.direction, mask, model), seed.confidence)

@@ -178,20 +178,19 @@ def estimate_doa(foa: np.ndarray, sample_rate: int = foa_core.SAMPLE_RATE,
     return doa.estimate_from_votes(votes(foa, sample_rate, valid=valid))
 
 
-def estimate_by_gender(foa: np.ndarray, gender: str, sample_rate: int = foa_core.SAMPLE_RATE) -> doa.DoaEstimate:
+def estimate_by_gender(foa: np.ndarray, gender: str, sample_rate: int = foa_core.SAMPLE_RATE,
+                       pitch: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> doa.DoaEstimate:
     """The requested voice ("male"/"female") among overlapping talkers, by voice not by box:
     each direct-path-dominant vote is labelled by the pitch of what is NEW in W over the 40 ms
     after it (doa.pitch_track new_only: the voice whose syllable starts there); F0 below
     doa.MALE_MAX_F0_HZ is a male voice. The DPD ratio is relaxed until doa.MIN_GENDER_VOTES
     votes carry the requested pitch; each onset frame's weight is square-root compressed (one
-    joint onset of both voices cannot outvote many). Without such votes: the dominant source."""
-    g = gender.strip().lower()
-    if g not in ("male", "female", "m", "f"):
-        raise ValueError(f"gender must be male or female, got {gender!r}")
-    male = g in ("male", "m")
+    joint onset of both voices cannot outvote many). Without such votes: the dominant source.
+    `pitch`: doa.pitch_track(W, new_only=True) when the caller already has it."""
+    male = doa.is_male(gender)
     a = np.asarray(foa, dtype=np.float64)
     sp = spectra(a, sample_rate)
-    starts, f0, voicing = doa.pitch_track(a[0], sample_rate, new_only=True)
+    pitch = pitch or doa.pitch_track(a[0], sample_rate, new_only=True)
     ratio = GENDER_DPD_RATIO
     mine = np.zeros(0, bool)
     while True:
@@ -202,8 +201,7 @@ def estimate_by_gender(foa: np.ndarray, gender: str, sample_rate: int = foa_core
             if ratio < 1.0:
                 break
             continue
-        i = np.clip(np.searchsorted(starts, onset.times), 0, len(starts) - 1)
-        mine = (voicing[i] > doa.VOICING_MIN) & ((f0[i] < doa.MALE_MAX_F0_HZ) == male)
+        mine = doa.voiced_as(onset.times, pitch, male)
         if np.count_nonzero(mine) >= doa.MIN_GENDER_VOTES or ratio <= 1.0:
             break
         ratio /= 2.0
