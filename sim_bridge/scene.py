@@ -491,6 +491,15 @@ def people_by_gender(split: str) -> dict[str, list[int]]:
     return {g: [i for i in ids if make_person(i).gender == g] or ids for g in ("male", "female")}
 
 
+def in_sensing_range(p_cam: np.ndarray, min_distance_m: float = DISTANCE_RANGE_M[0]) -> bool:
+    """Whether a camera-frame acoustic centre keeps the distance and direction rules (procedural
+    and mesh sources alike; people keep a larger minimum distance in the procedural world)."""
+    a, e = azel_from_direction(p_cam)
+    return bool(min_distance_m <= float(np.linalg.norm(p_cam)) <= DISTANCE_RANGE_M[1]
+                and abs(float(a)) <= AZIMUTH_LIMIT_DEG
+                and ELEVATION_RANGE_DEG[0] <= float(e) <= ELEVATION_RANGE_DEG[1])
+
+
 def append_separated(scene: Any, spk: Any) -> bool:
     """Add a talker to scene.loudspeakers (procedural or mesh scene) unless its box centre is within
     MIN_X_SEPARATION_M of another's in camera x, so talkers stay apart across the image."""
@@ -527,12 +536,8 @@ def _place_loudspeakers(rng: np.random.Generator, scene: Scene, shapes: list[int
             jitter = PERSON_YAW_JITTER_DEG if person else YAW_JITTER_DEG
             yaw = float(np.degrees(np.arctan2(to_cam[0], to_cam[1])) + rng.uniform(-jitter, jitter))
             spk = PlacedLoudspeaker(shape, [xz[0], 0.0, xz[1]], yaw)
-            p = transform_points(cam_from_world, spk.acoustic_center)
-            dist = float(np.linalg.norm(p))
-            a, e = azel_from_direction(p)
-            if not ((PERSON_DISTANCE_M if person else DISTANCE_RANGE_M[0]) <= dist <= DISTANCE_RANGE_M[1]
-                    and abs(float(a)) <= AZIMUTH_LIMIT_DEG
-                    and ELEVATION_RANGE_DEG[0] <= float(e) <= ELEVATION_RANGE_DEG[1]):
+            if not in_sensing_range(transform_points(cam_from_world, spk.acoustic_center),
+                                    PERSON_DISTANCE_M if person else DISTANCE_RANGE_M[0]):
                 continue
             fp = spk.footprint()
             if wall_distance(fp, scene.room) < CLEARANCE_M:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from jaeger_ros.core.geometry import (Box3D, Intrinsics, azel_from_direction, pose_matrix, rotation_x,
+from jaeger_ros.core.geometry import (Box3D, Intrinsics, pose_matrix, rotation_x,
                                       rotation_y, transform_points)
 from sim_bridge import scene as procedural
 from sim_bridge.scene import _floats, _vec
@@ -607,16 +607,7 @@ def _place_loudspeakers(rng: np.random.Generator, scene: MeshScene, n: int, kind
             else:
                 spk = MeshLoudspeaker(f"procedural:{int(shapes[int(rng.integers(len(shapes)))])}",
                                       [xz[0], 0.0, xz[1]], yaw)
-            p = transform_points(cam_from_world, spk.acoustic_center)
-            dist = float(np.linalg.norm(p))
-            a, e = azel_from_direction(p)
-            if not (procedural.DISTANCE_RANGE_M[0] <= dist <= procedural.DISTANCE_RANGE_M[1]
-                    and abs(float(a)) <= procedural.AZIMUTH_LIMIT_DEG
-                    and procedural.ELEVATION_RANGE_DEG[0] <= float(e) <= procedural.ELEVATION_RANGE_DEG[1]):
-                continue
-            fp = spk.footprint() if stand is None else stand.footprint()
-            others = [o.footprint() for o in scene.objects] + [o.footprint() for o in scene.loudspeakers]
-            if not _fits(scene.shell, fp, others, procedural.CLEARANCE_M, procedural.CLEARANCE_M):
+            if not self_check(spk, scene, cam_from_world, None if stand is None else stand.footprint()):
                 continue
             if not procedural.append_separated(scene, spk):
                 continue
@@ -628,16 +619,15 @@ def _place_loudspeakers(rng: np.random.Generator, scene: MeshScene, n: int, kind
     return True
 
 
-def self_check(spk: MeshLoudspeaker, scene: MeshScene, cam_from_world: np.ndarray) -> bool:
-    """Whether a placed source keeps the distance, direction and clearance rules."""
-    p = transform_points(cam_from_world, spk.acoustic_center)
-    a, e = azel_from_direction(p)
-    if not (procedural.DISTANCE_RANGE_M[0] <= float(np.linalg.norm(p)) <= procedural.DISTANCE_RANGE_M[1]
-            and abs(float(a)) <= procedural.AZIMUTH_LIMIT_DEG
-            and procedural.ELEVATION_RANGE_DEG[0] <= float(e) <= procedural.ELEVATION_RANGE_DEG[1]):
+def self_check(spk: MeshLoudspeaker, scene: MeshScene, cam_from_world: np.ndarray,
+               footprint: np.ndarray | None = None) -> bool:
+    """Whether a placed source keeps the distance, direction and clearance rules; `footprint`:
+    what stands on the floor when that is not the source itself (a catalogue model's stand)."""
+    if not procedural.in_sensing_range(transform_points(cam_from_world, spk.acoustic_center)):
         return False
     others = [o.footprint() for o in scene.objects] + [o.footprint() for o in scene.loudspeakers]
-    return _fits(scene.shell, spk.footprint(), others, procedural.CLEARANCE_M, procedural.CLEARANCE_M)
+    fp = spk.footprint() if footprint is None else footprint
+    return _fits(scene.shell, fp, others, procedural.CLEARANCE_M, procedural.CLEARANCE_M)
 
 
 def _place_distractors(rng: np.random.Generator, scene: MeshScene) -> None:
