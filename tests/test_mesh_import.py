@@ -92,14 +92,19 @@ def test_bad_inputs_are_one_line_errors(glb, tmp_path):
         load_scene(path, bad)
 
 
-def test_generate_with_scene_renders_the_imported_home(glb, tmp_path):
+def test_generate_with_scene_renders_the_imported_home(glb, tmp_path, monkeypatch):
     import json as _json
 
     from jaeger_ros.data.dataset import generate, load_sample
+    from sim_bridge.mesh import import_scene
 
+    loads = []
+    load = import_scene.load_scene
+    monkeypatch.setattr(import_scene, "load_scene", lambda *a: loads.append(a) or load(*a))
     path, _ = glb  # its sidecar is home.json beside home.glb
     generate(tmp_path / "d", "test", 2, seed=1, tasks=["D"], resolution=(160, 90), progress=False,
              conditions="clean", world="mesh", scene=path)
+    assert len(loads) == 1  # one process: the home checked up front is the one rendered
     sample = load_sample(tmp_path / "d" / "test" / "task1_00000")
     meta = sample.metadata
     assert meta["world"]["scene_file"] == str(path) and meta["scene"]["source_file"] == str(path)

@@ -402,7 +402,9 @@ _WORKER: dict[str, Any] = {}
 
 def _init_worker(split: str, seed: int, speech_dir: str | None, resolution: tuple[int, int],
                  conditions: str = "realistic", world: str = "procedural", scene_file: str | None = None,
-                 talkers: str = "loudspeakers") -> None:
+                 talkers: str = "loudspeakers", home: Any = None) -> None:
+    """`home`: the imported home generate already loaded from scene_file (a worker in this
+    process uses it rather than loading the file again)."""
     from sim_bridge.speech import SpeechBank
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -414,7 +416,7 @@ def _init_worker(split: str, seed: int, speech_dir: str | None, resolution: tupl
     if world == "mesh":  # furnished mesh rooms, GL pictures, ray-traced sound (sim_bridge.mesh)
         from sim_bridge.mesh.world import MeshWorld
 
-        _WORKER["world"] = MeshWorld(_WORKER["intrinsics"], scene_file=scene_file)
+        _WORKER["world"] = MeshWorld(_WORKER["intrinsics"], scene_file=scene_file, home=home)
 
 
 def _num_loudspeakers(family: str, rng: np.random.Generator) -> int:
@@ -717,6 +719,7 @@ def generate(out_dir: str | Path, split: str, num: int, seed: int = 0,
         from sim_bridge.mesh.world import check_available
 
         check_available()
+    home = None
     if scene is not None:
         from sim_bridge.mesh.import_scene import load_scene, sidecar_of
 
@@ -743,7 +746,7 @@ def generate(out_dir: str | Path, split: str, num: int, seed: int = 0,
         work = [(job, str(tmp)) for job in jobs]
         with tqdm(total=len(jobs), desc=f"generate {split}", unit="sample", disable=not progress) as bar:
             if workers <= 1:
-                _init_worker(*init_args)
+                _init_worker(*init_args, home=home)
                 results: Iterable[list[tuple[str, dict[str, Any]]]] = map(_run_job, work)
                 for entries in results:
                     _collect(per_task, entries)

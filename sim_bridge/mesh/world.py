@@ -68,11 +68,13 @@ class MeshWorld:
     name = "mesh"
 
     def __init__(self, intrinsics: Intrinsics, acoustics: str = "rlr", ray_count: int = DEFAULT_RAYS,
-                 scene_file: str | None = None) -> None:
+                 scene_file: str | None = None, home: Any = None) -> None:
+        """`home`: the ImportedScene a caller already loaded from `scene_file` (loading one is
+        slow), else scene_file is loaded here."""
         self.intrinsics = intrinsics
         self.acoustics = MeshAcoustics(acoustics, ray_count)
-        self.imported = None
-        if scene_file:
+        self.imported = home
+        if home is None and scene_file:
             from sim_bridge.mesh.import_scene import load_scene, sidecar_of
 
             self.imported = load_scene(scene_file, sidecar_of(scene_file))
