@@ -28,7 +28,7 @@ import numpy as np
 
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
-from jaeger_ros.core.geometry import Intrinsics  # noqa: E402
+from jaeger_ros.core.geometry import Intrinsics, project, transform_points  # noqa: E402
 from sim_bridge.loudspeakers import make_shape  # noqa: E402
 from sim_bridge.mesh import catalogue  # noqa: E402
 from sim_bridge.render import RenderResult  # noqa: E402
@@ -374,13 +374,11 @@ class GLRenderer:
         front of the camera (then its box is unknown: the caller renders it alone)."""
         pts = np.concatenate([prim.positions for prim in node.mesh.primitives])  # (Mesh.bounds needs numpy < 2)
         lo, hi = pts.min(axis=0), pts.max(axis=0)
-        corners = np.array([[x, y, z, 1.0] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
-        cam = (self._cam_from_world @ node.matrix @ corners.T)[:3]
-        if np.any(cam[2] > -ZNEAR):
+        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+        cam = transform_points(self._cam_from_world @ node.matrix, corners)
+        if np.any(cam[:, 2] > -ZNEAR):
             return None
-        intr = self.intrinsics
-        u = intr.fx * cam[0] / -cam[2] + intr.cx
-        v = -intr.fy * cam[1] / -cam[2] + intr.cy
+        u, v, _ = project(cam, self.intrinsics)
         return np.array([u.min() - 2, v.min() - 2, u.max() + 2, v.max() + 2])
 
     def _visibility(self, scene: Any) -> tuple[MeshFrame, list[int]]:
