@@ -129,7 +129,7 @@ def shell_triangles(shell: Any) -> list[tuple[np.ndarray, np.ndarray, str]]:
                 x0, x1, z0, z1 = xs[i], xs[i + 1], zs[j], zs[j + 1]
                 floor.append([[x0, 0, z0], [x0, 0, z1], [x1, 0, z1], [x1, 0, z0]])
                 ceil.append([[x0, h, z0], [x1, h, z0], [x1, h, z1], [x0, h, z1]])
-    walls = [[[a[0], 0, a[1]], [b[0], 0, b[1]], [b[0], h, b[1]], [a[0], h, a[1]]] for a, b, _ in shell.walls()]
+    walls = [[[a[0], 0, a[1]], [b[0], 0, b[1]], [b[0], h, b[1]], [a[0], h, a[1]]] for a, b, _ in shell.walls]
 
     def quads(q: list) -> tuple[np.ndarray, np.ndarray]:
         v = np.asarray(q, dtype=float).reshape(-1, 3)

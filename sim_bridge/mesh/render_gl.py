@@ -196,7 +196,7 @@ def shell_meshes(pyrender: Any, shell: Any) -> dict[str, Any]:
                 ceil.append(np.array([[x0, shell.height, z0], [x1, shell.height, z0], [x1, shell.height, z1],
                                       [x0, shell.height, z1]], float))
     walls, wall_n, wall_uv = [], [], []
-    for a, b, n in shell.walls():
+    for a, b, n in shell.walls:
         length = float(np.linalg.norm(b - a))
         walls.append(np.array([[a[0], 0, a[1]], [b[0], 0, b[1]], [b[0], shell.height, b[1]],
                                [a[0], shell.height, a[1]]], float))

@@ -16,7 +16,7 @@ catalogue.CatalogueModel.split, textures by TEXTURE_SPLITS.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
@@ -76,15 +76,10 @@ class Shell:
                 inside[i, j] = any(r[0] <= cx <= r[2] and r[1] <= cz <= r[3] for r in self.rects)
         return xs, zs, inside
 
+    @cached_property
     def walls(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Wall segments (a_xz, b_xz, inward normal_xz) between inside and outside cells (cached:
-        placement asks thousands of times per scene)."""
-        key = repr((self.rects, self.height))
-        if getattr(self, "_walls_key", None) != key:
-            self._walls, self._walls_key = self._compute_walls(), key
-        return self._walls
-
-    def _compute_walls(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Wall segments (a_xz, b_xz, inward normal_xz) between inside and outside cells (computed
+        once, as nothing changes a shell's rects: placement asks thousands of times per scene)."""
         xs, zs, inside = self.grid()
         nx, nz = inside.shape
         out = []
@@ -124,7 +119,7 @@ class Shell:
         the distance is the least of corner-to-wall and wall-end-to-edge distances."""
         if not all(self.contains_xz(c) for c in footprint):
             return -1.0
-        walls = self.walls()
+        walls = self.walls
         a = np.array([w[0] for w in walls])
         b = np.array([w[1] for w in walls])
         edges_a, edges_b = footprint, np.roll(footprint, -1, axis=0)
@@ -467,7 +462,7 @@ def _pick_model(rng: np.random.Generator, split: str, category: str,
 
 def _against_wall(rng: np.random.Generator, shell: Shell, w: float, d: float) -> tuple[np.ndarray, float] | None:
     """Centre (x, z) and yaw of a w x d footprint with its back to a random wall segment."""
-    segments = [s for s in shell.walls() if np.linalg.norm(s[1] - s[0]) >= w + 0.1]
+    segments = [s for s in shell.walls if np.linalg.norm(s[1] - s[0]) >= w + 0.1]
     if not segments:
         return None
     a, b, n = segments[int(rng.integers(len(segments)))]
