@@ -230,13 +230,19 @@ def person_gender(name: str) -> str | None:
     return "female" if ("female" in low or "girl" in low) else "male" if ("male" in low or "boy" in low) else None
 
 
+def _model_vertices(model: catalogue.CatalogueModel) -> np.ndarray:
+    """(N, 3) vertices of all of a catalogue model's parts, local frame (where the mouth and the
+    seat of a person are looked for)."""
+    return np.concatenate([np.asarray(m.vertices) for m in catalogue.load_model(model).parts])
+
+
 @lru_cache(maxsize=None)
 def _mouth_local(model_id: str) -> tuple[float, float, float]:
     """A catalogue person's mouth in its local frame: MOUTH_FRACTION of the standing height
     (a seated model: its top less the mouth's drop below the crown of a standing adult/child),
     on the front (+z) surface of the head at the head's centre line."""
     model = _model_by_id(model_id)
-    verts = np.concatenate([np.asarray(m.vertices) for m in catalogue.load_model(model).parts])
+    verts = _model_vertices(model)
     top = float(verts[:, 1].max())
     low = model.name.lower()
     standing = top if not low.startswith("sitting") else (CHILD_HEIGHT_M if ("boy" in low or "girl" in low)
@@ -260,7 +266,7 @@ def _seat_local(model_id: str) -> tuple[float, float, float] | None:
     model = _model_by_id(model_id)
     if not model.name.lower().startswith("sitting"):
         return None
-    verts = np.concatenate([np.asarray(m.vertices) for m in catalogue.load_model(model).parts])
+    verts = _model_vertices(model)
     rear = verts[(verts[:, 2] < verts[:, 2].min() + 0.2) & (verts[:, 1] > 0.2)]
     if not len(rear) or rear[:, 1].min() < 0.25:
         return None
