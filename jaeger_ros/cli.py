@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from jaeger_ros.classical.method import ClassicalMethod
 from jaeger_ros.data.dataset import DEFAULT_RESOLUTION, SPLITS, STARSS23, TASK_LETTERS, one_line
 
 
@@ -91,7 +92,9 @@ def _cmd_from_bag(args: argparse.Namespace) -> None:
     print(json.dumps({"out": str(Path(args.out) / args.split), **report.to_dict()}))
 
 
-CLASSICAL_METHODS = [f"classical{s}{d}" for s in ("", "-audio") for d in ("", "-robust", "-dpd", "-dpd-floor")]
+CLASSICAL_METHODS = {ClassicalMethod(use_depth=depth, doa=doa).name: (depth, doa)
+                     for depth in (True, False) for doa in ClassicalMethod.DOA}
+"""Eval names of the classical baselines -> (use_depth, doa), as ClassicalMethod names itself."""
 
 
 def _method(spec: str, protocol: str | None = None, base_model: str | None = None):
@@ -100,10 +103,8 @@ def _method(spec: str, protocol: str | None = None, base_model: str | None = Non
     shipped tiny model) / 'official:CKPT_DIR[@QWEN_DIR]' (a released checkpoint); `protocol`:
     trained | official."""
     if spec in CLASSICAL_METHODS:
-        from jaeger_ros.classical.method import ClassicalMethod
-
-        estimator = spec.removeprefix("classical").removeprefix("-audio").removeprefix("-") or "onset"
-        return ClassicalMethod(use_depth=not spec.startswith("classical-audio"), doa=estimator)
+        use_depth, doa = CLASSICAL_METHODS[spec]
+        return ClassicalMethod(use_depth=use_depth, doa=doa)
     from jaeger_ros.model.predictor import JaegerMethod
 
     if base_model and spec.startswith("official:") and "@" not in spec:
@@ -310,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.set_defaults(func=_cmd_record)
 
     ev = sub.add_parser("eval", help="evaluate a method on a dataset split")
-    ev.add_argument("--method", choices=CLASSICAL_METHODS,
+    ev.add_argument("--method", choices=list(CLASSICAL_METHODS),
                     default=None, help="classical: A/B answers snapped to depth-detected loudspeakers; classical-audio: "
                     "sound only; -robust: the noise-aware DoA (classical/doa_robust.py); -dpd / -dpd-floor: the pooled "
                     "direct-path covariance DoA (classical/doa_dpd.py)")
