@@ -68,3 +68,34 @@ def test_bad_input_is_rejected():
         match_speaker(np.zeros(3), boxes)
     with pytest.raises(ValueError):
         match_speaker(np.array([np.nan, 0.0, -1.0]), boxes)
+
+
+def test_a_given_index_is_scored_by_how_well_the_direction_fits_it():
+    boxes = _boxes_given_unsorted()
+    at_right = boxes[1].center
+    free = match_speaker(at_right, boxes)
+    held = match_speaker(at_right, boxes, index=2)   # the left box, held while the DoA points right
+    assert (held.index, held.label) == (2, "Left") and held.angles_deg == free.angles_deg
+    assert held.confidence < 1e-3 < free.confidence   # the direction does not support it, and says so
+    with pytest.raises(ValueError):
+        match_speaker(at_right, boxes, index=3)
+
+
+def test_weak_directions_keep_the_box_of_the_last_confident_one():
+    """The streaming estimator's match (pipeline.frame): a DoA below HOLD_CONFIDENCE does not move
+    the match off the box a confident DoA chose, unless the hold expired, the voice changed or the
+    box is gone; a confident DoA moves it at once."""
+    from jaeger_ros.pipeline import frame
+    est = frame.ClassicalEstimator(candidates="depth", vad=False)
+    boxes = _boxes_given_unsorted()
+    left, right = boxes[2].center, boxes[1].center
+    assert est._match(left, 0.95, boxes, 10.0, "voice_0").label == "Left"
+    weak = est._match(right, 0.4, boxes, 11.0, "voice_0")
+    assert weak.label == "Left" and weak.confidence < 1e-3
+    assert est._match(right, 0.4, boxes, 11.0, "").label == "Left"            # an unknown voice is no other voice
+    assert est._match(right, 0.4, boxes, 11.0, "voice_1").label == "Right"    # another voice: no hold
+    assert est._match(right, 0.4, boxes, 10.0 + frame.HOLD_S + 0.1, "voice_0").label == "Right"  # expired
+    moved = [boxes[0], boxes[1], Box3D(boxes[2].center + [0.0, 0.0, -0.5], boxes[2].size)]  # the left box 0.5 m back
+    assert est._match(right, 0.4, moved, 11.0, "voice_0").label == "Right"
+    assert est._match(right, 0.9, boxes, 12.0, "voice_0").label == "Right"     # confident: moves at once
+    assert est._match(left, 0.4, boxes, 12.5, "voice_0").label == "Right"      # ... and is held from there

@@ -45,15 +45,18 @@ def angle_to_box(direction: np.ndarray, box: Box3D) -> float:
     return float(np.degrees(np.arccos(np.clip(d @ c, -1.0, 1.0))))
 
 
-def match_speaker(direction_cam: np.ndarray, boxes: list[Box3D]) -> MatchResult:
-    """The candidate nearest in angle to `direction_cam` (camera frame)."""
+def match_speaker(direction_cam: np.ndarray, boxes: list[Box3D], index: int | None = None) -> MatchResult:
+    """The candidate nearest in angle to `direction_cam` (camera frame); with `index`, that
+    candidate instead, scored by the same softmax (how much this direction supports it)."""
     if not boxes:
         raise ValueError("no candidate boxes to match")
     d = np.asarray(direction_cam, dtype=float).reshape(3)
     if not np.all(np.isfinite(d)) or np.linalg.norm(d) == 0:
         raise ValueError(f"invalid direction {d}")
+    if index is not None and not 0 <= index < len(boxes):
+        raise ValueError(f"index {index} is not one of {len(boxes)} boxes")
     angles = np.array([angle_to_box(d, b) for b in boxes])
-    best = int(np.argmin(angles))
+    best = int(np.argmin(angles)) if index is None else index
     logits = -angles / TEMPERATURE_DEG
     probs = np.exp(logits - logits.max())
     probs /= probs.sum()
