@@ -253,3 +253,47 @@ def test_the_base_delay_is_fitted_from_odometry_and_predicting_it_stops_the_over
     planner = TurnPlanner(TurnConfig(dead_band_deg=8.0))
     heading, commands = _fly(planner, 0.0, track=talker, talker=goal, delay_s=0.25, predict_s=0.25)
     assert planner.turns == 1 and abs(np.degrees(wrap(heading - goal))) <= 4.0 + 1e-6 and commands[-1] == 0.0
+
+
+def _seen_through_setup():
+    """A camera 1.5 m up at the origin looking along map x; one confirmed, silent talker 2 m ahead."""
+    map_from_optical = pose_matrix(LINK_FROM_OPTICAL[:3, :3], [0.0, 0.0, 1.5])
+    tracker = TalkerTracker()
+    talker = np.array([2.0, 0.0, 1.5])
+    for stamp in (0.0, 0.1, 0.2):   # three ranged observations: a confirmed track with a sure range
+        tracker.update(Observation(stamp, np.array([0.0, 0.0, 1.5]), np.array([1.0, 0.0, 0.0]), 0.9,
+                                   position=talker, position_sigma_m=0.1))
+    return tracker, map_from_optical, Intrinsics.from_hfov(64, 48, 90.0)
+
+
+def test_a_silent_track_the_camera_sees_through_is_deleted_and_only_that():
+    tracker, map_from_optical, intr = _seen_through_setup()
+    (track,) = tracker.talkers()
+    wall = np.full((48, 64), 5.0, np.float32)       # free space to a wall 5 m away: she has left
+    her = wall.copy()
+    her[14:34, 27:37] = 1.9                         # her front 1.9 m away (the track holds 2.0 m)
+    behind = wall.copy()
+    behind[10:40, 20:44] = 1.0                      # something between her and the camera
+    holes = np.zeros((48, 64), np.float32)          # no depth reading at all
+    for depth in (her, behind, holes):
+        for stamp in np.arange(1.0, 3.0, 0.1):
+            assert tracker.clear_seen_through(stamp, map_from_optical, intr, depth) == []
+    assert tracker.clear_seen_through(3.0, map_from_optical, intr, wall) == []   # not yet seen_through_s
+    away = pose_matrix(yaw_pose(0, 0, np.pi)[:3, :3] @ LINK_FROM_OPTICAL[:3, :3], [0.0, 0.0, 1.5])
+    assert tracker.clear_seen_through(3.3, away, intr, wall) == []               # out of view: no evidence
+    assert tracker.clear_seen_through(3.4, map_from_optical, intr, wall) == []   # the run starts again
+    assert tracker.clear_seen_through(3.9, map_from_optical, intr, wall) == [track.id]
+    assert tracker.talkers() == []
+
+
+def test_a_talking_track_or_one_with_an_unsure_range_is_never_seen_through():
+    tracker, map_from_optical, intr = _seen_through_setup()
+    wall = np.full((48, 64), 5.0, np.float32)
+    assert tracker.clear_seen_through(0.3, map_from_optical, intr, wall) == []   # heard 0.1 s ago: talking
+    assert tracker.clear_seen_through(0.5, map_from_optical, intr, wall) == []
+    assert len(tracker.talkers()) == 1
+    heard = TalkerTracker()   # bearing-only: the 1.5 m range prior along the ray, no depth evidence against it
+    for stamp in (0.0, 0.1, 0.2):
+        heard.update(Observation(stamp, np.array([0.0, 0.0, 1.5]), np.array([1.0, 0.0, 0.0]), 0.9))
+    for stamp in np.arange(1.0, 3.0, 0.1):
+        assert heard.clear_seen_through(stamp, map_from_optical, intr, wall) == []

@@ -12,6 +12,8 @@ dropped and counted. What the observation says about range:
   the same stamp (seen);
 - else: a bearing only (heard, out of view), triangulated as the robot moves.
 
+The same depth image deletes silent tracks whose place it shows empty (TalkerTracker.clear_seen_through).
+
 A frame whose audio window (`window_s`, as jaeger_node's) was heard while the camera turned faster
 than `max_turn_rate_rps` is dropped and counted ("turning"): its DoA is smeared over the turn.
 
@@ -107,6 +109,9 @@ PARAMETERS: tuple[Spec, ...] = (
     Spec("talking_hold_s", 0.6, "s, a track stays talking this long after it was last heard", 0.0, 60.0),
     Spec("max_delay_s", 1.0, "s, frames older than this on arrival are dropped", 0.01, 60.0),
     Spec("memory_s", 20.0, "s, evidence fades with this time constant", 0.1, 3600.0),
+    Spec("seen_through_m", 0.5, "m, depth this far beyond a silent track's place is free space there", 0.05, 10.0),
+    Spec("seen_through_s", 0.5, "s, a silent track seen through this long is deleted (the talker left)", 0.0, 3600.0,
+         low_open=True),
     Spec("diagnostics_period_s", 1.0, "s between /diagnostics messages", 0.05, 60.0),
     Spec("window_s", 0.5, "s, jaeger_node's audio window (for the turn-rate check)", 0.01, 10.0),
     Spec("max_turn_rate_rps", 0.4, "rad/s, frames heard while the camera turned faster are dropped", 0.01, 100.0),
@@ -123,7 +128,7 @@ class TrackerNode(Node):
             bearing_sigma_deg=p["bearing_sigma_deg"], min_confidence=p["min_confidence"], gate_deg=p["gate_deg"],
             default_range_m=p["default_range_m"], confirm_hits=p["confirm_hits"], forget_s=p["forget_s"],
             merge_m=p["merge_m"], talking_hold_s=p["talking_hold_s"], max_delay_s=p["max_delay_s"],
-            memory_s=p["memory_s"]))
+            memory_s=p["memory_s"], seen_through_m=p["seen_through_m"], seen_through_s=p["seen_through_s"]))
         self.tf = TfListener(self, TransformBuffer(cache_s=max(10.0, 4 * p["max_delay_s"])))
         self.intrinsics: Intrinsics | None = None
         self.depths: deque[tuple[float, np.ndarray]] = deque(maxlen=30)
@@ -250,6 +255,10 @@ class TrackerNode(Node):
         if sum(self.tracker.dropped.values()) - self.tracker.dropped["silence"] > rejected:
             return  # out of order, stale or invalid: counted by the tracker, nothing new to say
         self.tracker.prune(stamp)
+        depth = self._depth_at(stamp)
+        if self.intrinsics is not None and depth is not None and depth.shape == (self.intrinsics.height,
+                                                                                 self.intrinsics.width):
+            self.tracker.clear_seen_through(stamp, map_from_optical, self.intrinsics, depth)
         self.processed += 1
         self._publish(msg.header.stamp, stamp, map_from_optical)
 

@@ -36,8 +36,12 @@ across silences (up to forget_s), leaving the view and robot turns because the t
 the world frame; one who walks away while silent gets a new track (which inherits nothing).
 An observation in no track's gate starts a tentative track that becomes a talker after `confirm_hits` observations
 within `tentative_timeout_s`. Tracks closer than `merge_m` merge into the older one (its id
-survives); talkers unheard for `forget_s` are deleted. Silence (a low-confidence DoA) updates
-nothing. Observations must arrive in stamp order: an older one than the last accepted, or one
+survives); talkers unheard for `forget_s` are deleted, and so is a silent track the camera SEES
+THROUGH (`clear_seen_through`: the depth image shows free space beyond its place, for
+`seen_through_s`): the talker has left that spot, and a stale track there would take the id of
+whoever stands near it next (live mesh world: a track of an earlier room's talker 0.6 m from
+the next room's talker was that talker's nearest track until her own was confirmed). Silence
+(a low-confidence DoA) updates nothing. Observations must arrive in stamp order: an older one than the last accepted, or one
 older than `max_delay_s` at arrival, is dropped and counted.
 """
 from __future__ import annotations
@@ -69,10 +73,13 @@ class TrackerConfig:
     merge_m: float = 0.5
     talking_hold_s: float = 0.6          # a track talks while heard within this long
     max_delay_s: float = 1.0             # older at arrival: stale
+    seen_through_m: float = 0.5          # depth this far beyond a silent track's place: free space there ...
+    seen_through_s: float = 0.5          # ... for this long deletes it
 
     def __post_init__(self) -> None:
         positive = ("bearing_sigma_deg", "gate_deg", "default_range_m", "range_prior_sigma_m", "position_sigma_m",
-                    "tentative_timeout_s", "forget_s", "talking_hold_s", "max_delay_s", "memory_s")
+                    "tentative_timeout_s", "forget_s", "talking_hold_s", "max_delay_s", "memory_s",
+                    "seen_through_m", "seen_through_s")
         bad = [name for name in positive if not getattr(self, name) > 0]
         if bad or self.confirm_hits < 1 or self.max_evidence < 1 or self.merge_m < 0 \
                 or not 0 <= self.min_confidence <= 1:
@@ -111,6 +118,7 @@ class Track:
     confirmed: bool = False
     last_seen: float | None = None
     voice_ids: Counter[str] = field(default_factory=Counter)  # voice ids heard on it, with counts
+    seen_through_since: float | None = None  # first frame of the current run that saw free space at its place
 
     @property
     def voice_id(self) -> str:
@@ -314,6 +322,42 @@ class TalkerTracker:
                 or now - t.last_heard > cfg.forget_s]
         for track_id in gone:
             del self.tracks[track_id]
+        return gone
+
+    def clear_seen_through(self, stamp: float, map_from_optical: np.ndarray, intrinsics: Intrinsics,
+                           depth: np.ndarray) -> list[int]:
+        """Delete the silent tracks this depth image (optical frame, metres, 0 or NaN: no
+        reading) has shown free space at for seen_through_s: the nearest surfaces (10th
+        percentile) in a 0.3 m patch around the track's pixel lie more than seen_through_m plus
+        twice its range uncertainty beyond it. A surface at or before the track (the talker, or
+        something hiding it), too few readings, or the track outside the view is no such
+        evidence; a heard-only track with an unsure range is never seen through. Returns the ids."""
+        cfg = self.config
+        optical_from_map = np.linalg.inv(map_from_optical)
+        gone = []
+        for track in list(self.tracks.values()):
+            if track.talking(stamp, cfg.talking_hold_s):
+                track.seen_through_since = None
+                continue
+            x, y, z = transform_points(optical_from_map, track.position)
+            through = False
+            if z > MIN_RANGE_M:
+                u, v = intrinsics.cx + intrinsics.fx * x / z, intrinsics.cy + intrinsics.fy * y / z
+                r = int(np.clip(intrinsics.fx * 0.3 / z, 2, 40))
+                if 0 <= u < intrinsics.width and 0 <= v < intrinsics.height:
+                    patch = depth[max(0, int(v) - r):int(v) + r + 1, max(0, int(u) - r):int(u) + r + 1]
+                    valid = patch[np.isfinite(patch) & (patch > 0)]
+                    ray = map_from_optical[:3, :3] @ (np.array([x, y, z]) / np.linalg.norm([x, y, z]))
+                    sigma = float(np.sqrt(max(ray @ track.covariance @ ray, 0.0)))
+                    through = valid.size >= 0.3 * patch.size and \
+                        float(np.percentile(valid, 10)) > z + cfg.seen_through_m + 2.0 * sigma
+            if not through:
+                track.seen_through_since = None
+                continue
+            track.seen_through_since = track.seen_through_since if track.seen_through_since is not None else stamp
+            if stamp - track.seen_through_since >= cfg.seen_through_s:
+                del self.tracks[track.id]
+                gone.append(track.id)
         return gone
 
     def talkers(self) -> list[Track]:
