@@ -138,6 +138,13 @@ def test_resume_without_checkpoint_is_an_error(data, tmp_path):
         train(recipe(), model_config(), [str(data)], tmp_path / "none", resume=True, progress=False)
 
 
+def test_a_missing_base_model_fails_before_any_state(tmp_path):
+    cfg = model_config().replace(base_model_path=str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="base_model_path is not a folder"):
+        train(recipe(), cfg, [str(tmp_path)], tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_source_weights_must_match_the_roots(data, tmp_path):
     with pytest.raises(ValueError, match="source weights"):
         train(recipe(source_weights=[1.0, 2.0]), model_config(), [str(data)], tmp_path / "w", progress=False)

@@ -41,13 +41,20 @@ def _dtype(name: str) -> torch.dtype:
         raise ValueError(f"dtype must be float32, bfloat16 or float16, got {name!r}") from None
 
 
+def base_model_dir(config: JaegerConfig) -> Path:
+    """config.base_model_path, which must be a folder (FileNotFoundError otherwise): checked
+    by load_base and by training before any state is built."""
+    path = Path(config.base_model_path or "")
+    if not path.is_dir():
+        raise FileNotFoundError(f"base_model_path is not a folder: {path}")
+    return path
+
+
 def load_base(config: JaegerConfig) -> tuple[nn.Module, Any]:
     """(thinker, tokenizer) from config.base_model_path, local files only."""
     from transformers import AutoTokenizer, Qwen2_5OmniThinkerForConditionalGeneration
 
-    path = Path(config.base_model_path or "")
-    if not path.is_dir():
-        raise FileNotFoundError(f"base_model_path is not a folder: {path}")
+    path = base_model_dir(config)
     extra = {"attn_implementation": config.attn_implementation} if config.attn_implementation else {}
     thinker = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
         str(path), dtype=_dtype(config.dtype), local_files_only=True, **extra)

@@ -319,12 +319,12 @@ def train(tc: TrainConfig, model_cfg: JaegerConfig, data_dirs: Sequence[str], ou
     from accelerate import Accelerator, DistributedDataParallelKwargs, InitProcessGroupKwargs
     from tqdm import tqdm
 
-    from jaeger_ros.model.lora import cast_for_training, set_trainable
+    from jaeger_ros.model.lora import base_model_dir, cast_for_training, set_trainable
 
     if not data_dirs:
         raise ValueError("give at least one data root")
-    if model_cfg.base_model_path and not Path(model_cfg.base_model_path).is_dir():  # before any state is built
-        raise FileNotFoundError(f"base_model_path is not a folder: {model_cfg.base_model_path}")
+    if model_cfg.base_model_path:  # before any state is built
+        base_model_dir(model_cfg)
     # cpu=True lets accelerate run DDP over gloo when torchrun starts CPU-only ranks (DeepSpeed,
     # when `accelerate launch` asks for it, runs on CPU ranks under DS_ACCELERATOR=cpu).
     # The schedule steps once per optimizer step (accelerate would step it once per process).
