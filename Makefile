@@ -52,7 +52,7 @@ workspace: $(SETUP_STAMP)
 demo: setup
 	$(RUN) jaeger dataset generate --out $(DEMO_DIR) --split test --num $(DEMO_N) --seed 0 --tasks A,B,C,D,E --workers 2 --overwrite --world $(DEMO_WORLD)
 	$(RUN) jaeger eval --method classical --data $(DEMO_DIR) --split test --out reports/demo
-	$(RUN) $(WS)/install/lib/jaeger_ros/live_demo --duration $(DEMO_SECONDS) --out reports/live --world $(DEMO_WORLD)
+	$(RUN) $(WS)/install/lib/jaeger_ros/live_demo --duration $(DEMO_SECONDS) --out reports/live --world $(DEMO_WORLD) --talkers mixed --candidates detectors
 
 # The tiny JAEGER from nothing on this CPU: realistic training data (1500 per scene family,
 # skipped when present), the staged recipe (config/train_tiny_recipe.yaml, ~60 min), then the

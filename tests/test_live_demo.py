@@ -132,3 +132,17 @@ def test_the_nodes_die_with_the_demo_even_when_it_is_killed(demo_factory):
     demo.proc.kill()  # SIGKILL: no handler runs in the demo
     demo.finish()
     assert not wait_gone(pids), "node processes outlived the demo"
+
+
+def test_live_demo_options_set_who_talks_and_the_candidates_else_the_params_file_does():
+    """`make demo` runs --talkers mixed --candidates detectors: sim_bridge gets talker_kind,
+    jaeger_node candidates; without the options neither is overridden."""
+    from jaeger_ros.ros.live_demo import node_commands, parse_args
+
+    demo = node_commands(parse_args(["--world", "mesh", "--talkers", "mixed", "--candidates", "detectors"]))
+    assert "talker_kind:=mixed" in demo["sim_bridge"] and "world:=mesh" in demo["sim_bridge"]
+    assert "candidates:=detectors" in demo["jaeger_node"]
+    plain = node_commands(parse_args([]))
+    assert not any(a.startswith(("talker_kind:=", "candidates:=")) for cmd in plain.values() for a in cmd)
+    assert set(plain) == {"sim_bridge", "jaeger_node"}
+    assert set(node_commands(parse_args(["--tracker"]))) == {"sim_bridge", "jaeger_node", "jaeger_tracker"}

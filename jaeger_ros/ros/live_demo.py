@@ -6,8 +6,10 @@ it starts both nodes as their own processes with config/sim.yaml, listens to
 chain once, then a live line every second: output rate, latency (image stamp ->
 speaker_match received), DoA error and speaker-match accuracy. SCORING_RULE (printed at the
 start) says which frames count. At the end it writes summary.json, last_frame.png (the last
-answered frame with projected boxes, the matched speaker and the DoA) and topdown.png (the
-room in `map` placed with the received TF, and a polar view around the camera) to --out.
+answered talker frame, else the last answered frame, with projected boxes and their categories,
+the matched speaker and the DoA) and topdown.png (the room in `map` placed with the received TF,
+and a polar view around the camera) to --out. --talkers mixed --candidates detectors (what `make
+demo` runs) puts a person and a loudspeaker that may talk in every scene, found by the detectors.
 
 The nodes log to this terminal (their stderr is ours), lifecycle transitions included. They
 run in one process group of their own, so the terminal's Ctrl-C reaches this process only,
@@ -42,10 +44,10 @@ FASTDDS_PROFILE = REPO / "config" / "fastdds.xml"
 """Large shared-memory segment: without it best-effort readers lose many 640x480 frames."""
 BOX_MATCH_M = 0.3
 SCORING_RULE = (
-    "scoring: a frame is a talker frame when exactly one loudspeaker talks and has talked for at least "
-    "window_s (so the audio window holds that voice only; pauses, scene cuts and utterance starts are not "
-    "scored). match = the position label (Left/Center/Right ...), scored on talker frames where the node "
-    "found as many candidates as there are loudspeakers; box match = the matched candidate lies within "
+    "scoring: a frame is a talker frame when exactly one talker (loudspeaker or person) talks and has talked for "
+    "at least window_s (so the audio window holds that voice only; pauses, scene cuts and utterance starts are "
+    "not scored). match = the position label (Left/Center/Right ...), scored on talker frames where the node "
+    "found as many candidates as there are talkers' boxes; box match = the matched candidate lies within "
     f"{BOX_MATCH_M} m of the talker's box, scored on every talker frame (candidate misses and extras count "
     "as errors).")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -124,6 +126,26 @@ def _node_command(module: str, params: Path, overrides: dict[str, object]) -> li
     return cmd
 
 
+def node_commands(args: argparse.Namespace) -> dict[str, list[str]]:
+    """The node processes to start, each with the params file and the options that override it
+    (unset options leave the file's values)."""
+    target = "female" if args.scenario == "dual" else ""
+    commands = {
+        "sim_bridge": _node_command("sim_bridge.node", args.params, {
+            "scenario": args.scenario, "seed": args.seed, "conditions": args.conditions,
+            **({"world": args.world} if args.world else {}),
+            **({"talker_kind": args.talkers} if args.talkers else {})}),
+        "jaeger_node": _node_command("jaeger_ros.ros.jaeger_node", args.params, {
+            "method": args.method, "window_s": args.window,
+            **({"candidates": args.candidates} if args.candidates else {}),
+            **({"checkpoint": args.checkpoint} if args.checkpoint else {}),
+            **({"target_voice": target} if target else {})}),
+    }
+    if args.tracker:
+        commands["jaeger_tracker"] = _node_command("jaeger_ros.ros.tracker_node", args.params, {})
+    return commands
+
+
 class Scorer:
     """Joins speaker matches with ground truth by stamp and keeps running statistics."""
 
@@ -143,6 +165,7 @@ class Scorer:
         self.missing_truth = 0
         self.pending: deque = deque(maxlen=200)
         self.last: tuple[object, object | None, object | None] | None = None
+        self.last_talker: tuple[object, object | None, object | None] | None = None  # the last talker frame's
         self.talkers: list[tuple[int, list[tuple[int, np.ndarray]]]] = []  # (stamp key, [(track id, map xyz)])
 
     def on_talkers(self, msg) -> None:
@@ -192,6 +215,7 @@ class Scorer:
             target = next((s for s in talking if s.gender == match.target), None) if match.target else \
                 (talking[0] if len(talking) == 1 and len(voices) == 1 else None)
             if target is not None:
+                self.last_talker = self.last
                 self.talker_frames += 1
                 self.box_correct += int(match.index >= 0 and _distance(match.matched_box,
                                                                         gt.boxes[target.loudspeaker]) < BOX_MATCH_M)
@@ -364,8 +388,12 @@ def write_pictures(last, info_k: np.ndarray | None, tf: TfTree, out: Path) -> li
         ax.imshow(rgb)
         for i, box in enumerate(gt.boxes):
             uv = _project(_box_corners(box), info_k)
+            look = GT_TALKING if i in talking else GT_SILENT_IMAGE
             for a, b in _EDGES:
-                ax.plot(uv[[a, b], 0], uv[[a, b], 1], **(GT_TALKING if i in talking else GT_SILENT_IMAGE))
+                ax.plot(uv[[a, b], 0], uv[[a, b], 1], **look)
+            ax.text(max(uv[:, 0].min(), 2), min(uv[:, 1].max() + 12, rgb.shape[0] - 6), f"true {box.category or 'loudspeaker'}",
+                    color=look["color"], fontsize=8, clip_on=True,
+                    bbox={"facecolor": "black", "alpha": 0.45, "pad": 1, "edgecolor": "none"})
         for box in match.candidates:
             matched = box.id == match.index
             look = MATCHED if matched else _candidate_look(box)
@@ -457,9 +485,9 @@ def write_pictures(last, info_k: np.ndarray | None, tf: TfTree, out: Path) -> li
                Line2D([], [], label="ground truth: talking talker", **GT_TALKING),
                Line2D([], [], label="ground truth: silent talker", **GT_SILENT_MAP),
                Line2D([], [], color=DOA_COLOUR, lw=2, label="estimated DoA"),
-               Line2D([], [], ls="none", marker="*", color="orange", ms=12, label="voice talking (its loudspeaker)"),
+               Line2D([], [], ls="none", marker="*", color="orange", ms=12, label="voice talking (its talker)"),
                Line2D([], [], ls="none", marker="*", color=PAUSED_COLOUR, ms=12,
-                      label="voice paused (its loudspeaker)")]
+                      label="voice paused (its talker)")]
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize=8)
 
     # Around the camera, in the README's convention: azimuth 0 ahead, positive to the LEFT.
@@ -502,9 +530,9 @@ def write_pictures(last, info_k: np.ndarray | None, tf: TfTree, out: Path) -> li
           for name, look in CANDIDATE_BY_CATEGORY.items()),
         Line2D([], [], ls="none", marker="s", ms=7, color=MATCHED["color"], label="matched candidate"),
         Line2D([], [], ls="none", marker="s", ms=11, mfc="none", mew=1.5, mec=GT_TALKING["color"],
-               label="ground truth: talking loudspeaker"),
+               label="ground truth: talking talker"),
         Line2D([], [], ls="none", marker="s", ms=11, mfc="none", mew=1.5, mec=GT_SILENT_MAP["color"],
-               label="ground truth: silent loudspeaker"),
+               label="ground truth: silent talker"),
         Line2D([], [], color=DOA_COLOUR, lw=2, label="estimated DoA azimuth"),
         Line2D([], [], ls="none", marker="*", color="orange", ms=12, label="true azimuth: voice talking"),
         Line2D([], [], ls="none", marker="*", color=PAUSED_COLOUR, ms=12, label="true azimuth: voice paused")],
@@ -537,7 +565,8 @@ def _write_outputs(args: argparse.Namespace, scorer: Scorer, tf: TfTree, camera_
                "conditions": args.conditions, "scene_snr_db": scene_snr_db or {},
                **scorer.stats(since=since), "scoring_rule": SCORING_RULE}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
-    written = write_pictures(scorer.last, camera_k[0] if camera_k else None, tf, args.out) if scorer.last else []
+    shown = scorer.last_talker or scorer.last  # a frame where somebody talks says more
+    written = write_pictures(shown, camera_k[0] if camera_k else None, tf, args.out) if shown else []
     print(json.dumps(summary, indent=2))
     print("wrote " + ", ".join(str(p) for p in [args.out / "summary.json", *written]), flush=True)
 
@@ -557,7 +586,8 @@ def world_line(world: str | None, params: Path) -> str:
     return f"world: mesh (render pyrender/{os.environ.get('PYOPENGL_PLATFORM', 'egl')}, acoustics {engine('rlr')})"
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The demo's options (exits with a usage line on a bad one)."""
     parser = argparse.ArgumentParser(description="Live demo: sim_bridge + jaeger_node, scored live.")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of scored running")
     parser.add_argument("--out", type=Path, default=Path("reports/live"))
@@ -574,6 +604,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="also run jaeger_tracker (its talker tracks are recorded for identity scoring)")
     parser.add_argument("--world", choices=("procedural", "mesh"), default=None,
                         help="sim_bridge parameter world (default: the params file's)")
+    parser.add_argument("--talkers", choices=("loudspeakers", "people", "mixed"), default=None,
+                        help="sim_bridge parameter talker_kind: who talks (default: the params file's)")
+    parser.add_argument("--candidates", choices=("depth", "classified", "detectors"), default=None,
+                        help="jaeger_node parameter candidates (default: the params file's); only 'detectors' "
+                             "finds people, the others keep loudspeaker-sized depth blobs")
     args = parser.parse_args(argv)
     if args.duration <= 0:
         parser.error("--duration must be positive")
@@ -583,7 +618,11 @@ def main(argv: list[str] | None = None) -> int:
         preset(args.conditions)
     except ValueError as err:
         parser.error(str(err))
+    return args
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     # One private DDS domain on this host, inherited by the node processes.
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -599,18 +638,7 @@ def main(argv: list[str] | None = None) -> int:
     from jaeger_ros.msg import SimGroundTruth, SpeakerMatch, TalkerArray
 
     args.out.mkdir(parents=True, exist_ok=True)
-    target = "female" if args.scenario == "dual" else ""
-    commands = {
-        "sim_bridge": _node_command("sim_bridge.node", args.params, {
-            "scenario": args.scenario, "seed": args.seed, "conditions": args.conditions,
-            **({"world": args.world} if args.world else {})}),
-        "jaeger_node": _node_command("jaeger_ros.ros.jaeger_node", args.params, {
-            "method": args.method, "window_s": args.window,
-            **({"checkpoint": args.checkpoint} if args.checkpoint else {}),
-            **({"target_voice": target} if target else {})}),
-    }
-    if args.tracker:
-        commands["jaeger_tracker"] = _node_command("jaeger_ros.ros.tracker_node", args.params, {})
+    commands = node_commands(args)
     stop = StopFlag()
     previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
     procs: dict[str, subprocess.Popen] = {}
