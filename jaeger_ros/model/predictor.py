@@ -209,10 +209,18 @@ class JaegerMethod:
     def __init__(self, predictor: JaegerPredictor, name: str = "jaeger") -> None:
         self.predictor = predictor
         self.name = name
-        self.last_raw_text: str | None = None
-        self.last_scores: dict[str, float] = {}
         self.last_raw_texts: list[str | None] = []
         self.last_scores_list: list[dict[str, float]] = []
+
+    @property
+    def last_raw_text(self) -> str | None:
+        """The last answer's raw generation (the Method protocol's single-answer view)."""
+        return self.last_raw_texts[-1] if self.last_raw_texts else None
+
+    @property
+    def last_scores(self) -> dict[str, float]:
+        """The last answer's confidence and token probability."""
+        return self.last_scores_list[-1] if self.last_scores_list else {}
 
     @classmethod
     def from_checkpoint(cls, path_or_default: str | Path = "default", device: str | None = None,
@@ -232,15 +240,13 @@ class JaegerMethod:
     def answer_batch(self, pairs: Sequence[tuple[Any, Any]]) -> list[str]:
         """Official answers, generated as one left-padded batch (trained protocol; the official
         protocol's whole files go one at a time). `last_raw_texts` / `last_scores_list` keep
-        each raw generation and its confidence and token probability; `last_raw_text` /
-        `last_scores` those of the last one."""
+        each raw generation and its confidence and token probability (`last_raw_text` /
+        `last_scores` read the last one)."""
         queries = [query_for(sample, entry) for sample, entry in pairs]
         predictions = self.predictor.predict_batch(queries)
         self.last_raw_texts = [p.raw_text for p in predictions]
         self.last_scores_list = [{"confidence": p.confidence, "token_probability": float(p.token_probability or 0.0)}
                                  for p in predictions]
-        self.last_raw_text = self.last_raw_texts[-1] if predictions else None
-        self.last_scores = self.last_scores_list[-1] if predictions else {}
         return [p.official_text() for p in predictions]
 
 
