@@ -12,14 +12,17 @@ category, and, from jaeger_tracker's tracks, identity switches per talker per mi
 Run (from a source checkout with the workspace sourced):
     python benchmarks/bench_live.py --conditions realistic --duration 120 --seed 3 --json OUT.json
     [--scenario single|dual] [--method classical|jaeger] [--candidates depth|classified|detectors]
-    [--world procedural|mesh] [--talkers loudspeakers|people|mixed] [--no-tracker]
+    [--world procedural|mesh] [--talkers loudspeakers|people|mixed] [--no-tracker] [--out-of-view SHARE]
 --conditions: clean | realistic | hard | diffuse@SNR. --candidates is jaeger_node's parameter (set in a
-copy of the demo's params file; default: the file's value, classified).
+copy of the demo's params file; default: the file's value, classified). --out-of-view: sim_bridge's
+out_of_view, the share of scenes where the robot looks away (talkers beside or behind it); the
+sound-only DoA is then reported in view and out of view.
     python benchmarks/bench_live.py --pool-cost   # per-frame cost of the two DoA pools, no ROS
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import tempfile
@@ -99,6 +102,7 @@ class FrameScorer(live_demo.Scorer):
         self.frames: list[tuple[float | None, bool, bool, str]] = []
         self.detections: list[tuple[int, float, dict[str, int]]] = []   # (scene, stamp s, counts)
         self.truth_log: list[tuple[int, int, list[tuple[int, np.ndarray, bool]]]] = []  # (stamp, scene, talkers)
+        self._pictured: tuple | None = None
         FrameScorer.made.append(self)
 
     def on_truth(self, msg) -> None:
@@ -106,12 +110,30 @@ class FrameScorer(live_demo.Scorer):
                    for s in msg.sources]
         self.truth_log.append((self.key(msg.header.stamp), int(msg.scene_id), talkers))
         super().on_truth(msg)
+        self._keep_pictured()
+
+    def on_match(self, msg) -> None:
+        super().on_match(msg)
+        self._keep_pictured()
+
+    def _keep_pictured(self) -> None:
+        """live_demo draws its pictures of `last` with each talker at its box; a talker out of view
+        has none, so `last` stays the latest frame whose talkers are all in view."""
+        if self.last is not None and all(s.in_view for s in self.last[1].sources):
+            self._pictured = self.last
+        self.last = self._pictured
 
     def _drain(self) -> None:
         queued = list(self.pending)
         self.pending.clear()
         for i, match in enumerate(queued):
             scored, correct, errors = self.scored, self.correct, len(self.doa_errors)
+            seen = self.truth.get(self.key(match.header.stamp))
+            if seen is not None and not seen.boxes and match.index >= 0:
+                # nothing in view to match (the talker's box index is -1 there): live_demo.Scorer would
+                # look it up among no boxes; as a miss the frame is counted as it would be (unscored)
+                match = copy.copy(match)
+                match.index = -1
             self.pending.append(match)
             super()._drain()
             if self.pending:  # its ground truth has not arrived yet: keep it and the rest, in order
@@ -126,7 +148,12 @@ class FrameScorer(live_demo.Scorer):
                 talking = [s for s in gt.sources if s.active_for_s >= self.window_s]
                 target = next((s for s in talking if s.gender == match.target), talking[0] if talking else None)
                 error = self.doa_errors[-1] if len(self.doa_errors) > errors else None
-                category = _category(gt.boxes[target.loudspeaker]) if target is not None else "loudspeaker"
+                if target is None:
+                    category = "loudspeaker"
+                elif target.loudspeaker < 0:  # out of view: no box, the truth names it
+                    category = target.category or "loudspeaker"
+                else:
+                    category = _category(gt.boxes[target.loudspeaker])
                 self.frames.append((error, bool(target.in_view) if target is not None else True,
                                     self.correct > correct, category))
 
@@ -248,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="who talks (sim_bridge's talkers parameter; people/mixed need a simulator that has it)")
     parser.add_argument("--no-tracker", action="store_true",
                         help="do not run jaeger_tracker (no id_switches_per_talker_min)")
+    parser.add_argument("--out-of-view", type=float, default=None, metavar="SHARE",
+                        help="sim_bridge parameter out_of_view: share of scenes where the robot looks away (0-1)")
     parser.add_argument("--json", type=Path, help="where to write the figures (required for a live run)")
     parser.add_argument("--pool-cost", action="store_true", help="only time the two DoA pools (no ROS) and exit")
     args = parser.parse_args(argv)
@@ -256,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.json is None:
         parser.error("--json is required for a live run")
+    if args.out_of_view is not None and not 0.0 <= args.out_of_view <= 1.0:
+        parser.error(f"--out-of-view must be a share in [0, 1], got {args.out_of_view}")
 
     with tempfile.TemporaryDirectory() as out:
         params = yaml.safe_load(live_demo.DEFAULT_PARAMS.read_text())
@@ -263,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
             params["jaeger_node"]["ros__parameters"]["candidates"] = args.candidates
         if args.world is not None:
             params["sim_bridge"]["ros__parameters"]["world"] = args.world
+        if args.out_of_view is not None:
+            params["sim_bridge"]["ros__parameters"]["out_of_view"] = args.out_of_view
         if args.talkers != "loudspeakers":
             name = talkers_parameter()
             if name is None:
@@ -291,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     frames = scorer.frames
     rng = np.random.default_rng(0)
     err = np.array([f[0] for f in frames if f[0] is not None])
+    in_err = np.array([f[0] for f in frames if f[0] is not None and f[1]])
     out_err = np.array([f[0] for f in frames if f[0] is not None and not f[1]])
     correct = np.array([100.0 * f[2] for f in frames])
     by_category = {c: np.array([100.0 * f[2] for f in frames if f[3] == c]) for c in ("loudspeaker", "person")}
@@ -306,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         "conditions": args.conditions, "duration_s": summary["duration_s"], "seed": args.seed,
         "scenario": args.scenario, "method": args.method, "candidates": candidates, "talkers": args.talkers,
         "world": params["sim_bridge"]["ros__parameters"].get("world", "procedural"), "scoring_rule": live_demo.SCORING_RULE,
+        "out_of_view": params["sim_bridge"]["ros__parameters"].get("out_of_view", 0.0),
         "candidate_rule": f"per frame with ground truth; a loudspeaker claim (category {LOUDSPEAKER_CLAIMS}) is right "
                           f"within {live_demo.BOX_MATCH_M} m of a true loudspeaker's centre, a person within "
                           f"{PERSON_MATCH_M} m horizontally; one-to-one; intervals over scenes",
@@ -317,8 +352,10 @@ def main(argv: list[str] | None = None) -> int:
         "person_recall_settled": _ratio_by_scene(scenes[settled], counts["person_tp"][settled],
                                                  counts["person_truth"][settled], rng),
         "doa_error_median_deg": _row(err, np.median, rng),
+        "doa_error_median_in_view_deg": _row(in_err, np.median, rng),
         "doa_error_median_out_of_view_deg": _row(out_err, np.median, rng),
         "match_accuracy": _row(correct, np.mean, rng),
+        "match_accuracy_in_view": _row(np.array([100.0 * f[2] for f in frames if f[1]]), np.mean, rng),
         "match_accuracy_loudspeaker": _row(by_category["loudspeaker"], np.mean, rng),
         "match_accuracy_person": _row(by_category["person"], np.mean, rng),
         "id_switches_per_talker_min": id_switches(scorer.truth_log, scorer.talkers, rng),

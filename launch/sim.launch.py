@@ -2,7 +2,7 @@
 
 ros2 launch jaeger_ros sim.launch.py [params_file:=...] [method:=classical|jaeger] [namespace:=robot1]
     [scenario:=single|dual|party] [world:=procedural|mesh] [talker_kind:=loudspeakers|people|mixed]
-    [target_voice:=male|female] [rviz:=true] [record:=true [bag:=DIR]]
+    [out_of_view:=0.3] [target_voice:=male|female] [rviz:=true] [record:=true [bag:=DIR]]
 
 scenario:=party: talkers take turns around a robot base that turns; jaeger_tracker (world-frame
 talker tracks on /jaeger/talkers) and turn_to_speaker (cmd_vel to the sim) start too, and the

@@ -75,6 +75,7 @@ class LiveConfig:
     conditions: str = "realistic"             # sim_bridge.conditions preset (not used by party)
     world: str = "procedural"                 # or "mesh": furnished mesh rooms (sim_bridge.mesh)
     talker_kind: str = "loudspeakers"         # or people / mixed: who talks (sim_bridge.people; not party)
+    out_of_view: float = 0.0                  # share of scenes where the robot looks away (LOOK_AWAY_DEG; not party)
 
     def __post_init__(self) -> None:
         sensing.preset(self.conditions)  # ValueError for an unknown preset
@@ -95,6 +96,9 @@ class LiveConfig:
                                              and 0 < self.turn_s[0] <= self.turn_s[1] and 0 <= self.gap_s[0] <= self.gap_s[1]):
             raise ValueError(f"party needs 1..{len(PARTY_AZIMUTHS_DEG)} talkers and positive turns, got "
                              f"{self.talkers}, turns {self.turn_s}, gaps {self.gap_s}")
+        if not 0.0 <= self.out_of_view <= 1.0 or (self.scenario == "party" and self.out_of_view > 0.0):
+            raise ValueError(f"out_of_view must be in [0, 1] (0 for party, whose talkers stand around the robot), "
+                             f"got {self.out_of_view} for {self.scenario!r}")
         if not 0 <= self.pause_s[0] <= self.pause_s[1] or self.utterance_max_s <= 0:
             raise ValueError(f"bad speech timing: pauses {self.pause_s}, utterances <= {self.utterance_max_s} s")
 
@@ -144,6 +148,34 @@ class GroundTruth:
     categories: list[str] = field(default_factory=list)  # each source's "loudspeaker" or "person"
 
 
+LOOK_AWAY_DEG = (90.0, 180.0)
+"""In an out-of-view scene the camera, and the microphone on it, turns this far left or right from
+where the scene placed it: the talkers (within scene.AZIMUTH_LIMIT_DEG of its old heading) are
+then beside or behind the robot, where only the microphone finds them."""
+
+
+def look_away_deg(config: LiveConfig, k: int) -> float:
+    """How far scene k's camera turns away from its talkers (0: it looks at them). Its own
+    generator, drawn only when out_of_view > 0: the other scenes and a world without the option
+    stay exactly as they were."""
+    if config.out_of_view <= 0.0:
+        return 0.0
+    rng = np.random.default_rng([config.seed, k, 0x0FF])
+    if rng.random() >= config.out_of_view:
+        return 0.0
+    return float(rng.choice((-1.0, 1.0)) * rng.uniform(*LOOK_AWAY_DEG))
+
+
+def in_image(scene, intrinsics: Intrinsics) -> list[bool]:
+    """Per source of `scene`: whether its acoustic centre projects inside the image."""
+    cam_from_world = scene.camera_from_world()
+    seen = []
+    for spk in scene.loudspeakers:
+        u, v, front = project(transform_points(cam_from_world, spk.acoustic_center), intrinsics)
+        seen.append(bool(front and 0 <= u < intrinsics.width and 0 <= v < intrinsics.height))
+    return seen
+
+
 def _conditions_rng(config: LiveConfig, k: int) -> np.random.Generator:
     """Scene k's conditions draw from their own generator: clean scenes stay as they were."""
     return np.random.default_rng([config.seed, k, 0xC0DE])
@@ -187,12 +219,17 @@ class LiveWorld:
         n = int(rng.integers(cfg.min_loudspeakers, cfg.max_loudspeakers + 1))
         if self.mesh is None:
             scene = sample_scene(rng, cfg.split, n, self.intrinsics, talkers=cfg.talker_kind)
-            rendered = render(scene, self.intrinsics)
         else:
             scene = self.mesh.sample_scene(rng, cfg.split, n, f"live/{k}", talkers=cfg.talker_kind)
-            rendered = self.mesh.render(scene)
+        turn = look_away_deg(cfg, k)
+        if turn:  # the robot looks away: seen, heard and published from the turned camera
+            scene = replace(scene, camera_yaw_deg=float(scene.camera_yaw_deg) + turn)
+        rendered = render(scene, self.intrinsics) if self.mesh is None else self.mesh.render(scene)
         boxes = scene.loudspeaker_boxes_camera()
         order = azimuth_order(boxes)  # bbox ids left to right by azimuth
+        if turn:  # only what the image shows has a box (and a rank)
+            seen = in_image(scene, self.intrinsics)
+            order = [i for i in order if seen[i]]
         wfc = np.asarray(scene.world_from_camera(), dtype=float)
         receiver = wfc[:3, 3]
         if cfg.scenario == "single":
@@ -362,20 +399,21 @@ class LiveWorld:
             for s, e in spans:
                 if s <= sample and (e is None or sample < e):
                     active_for = (sample - s) / self.sample_rate
-            rank = live.order.index(v.loudspeaker)
-            if getattr(live.scene.loudspeakers[v.loudspeaker], "category", "loudspeaker") == "person":
-                direction = np.asarray(live.scene.source_direction_camera(v.loudspeaker), dtype=float)  # the mouth
+            rank = live.order.index(v.loudspeaker) if v.loudspeaker in live.order else -1  # -1: out of view
+            if rank < 0 or getattr(live.scene.loudspeakers[v.loudspeaker], "category", "loudspeaker") == "person":
+                # the mouth, or an out-of-view source's acoustic centre (no box to label)
+                direction = np.asarray(live.scene.source_direction_camera(v.loudspeaker), dtype=float)
             else:
                 direction = np.asarray(live.boxes[rank].center, dtype=float)  # labels point at the box centre
                 direction = direction / np.linalg.norm(direction)
             az, el = azel_from_direction(direction)
-            sources.append(SourceTruth(v.gender, rank, match_label(rank, len(live.boxes)), active_for > 0,
-                                       active_for, direction, float(az), float(el)))
+            sources.append(SourceTruth(v.gender, rank, match_label(rank, len(live.boxes)) if rank >= 0 else "",
+                                       active_for > 0, active_for, direction, float(az), float(el)))
         room = MAP_FROM_WORLD[:3, :3] @ np.asarray(live.scene.room.size, dtype=float)
         positions = [transform_points(MAP_FROM_WORLD, live.scene.loudspeakers[v.loudspeaker].acoustic_center)
                      for v in live.voices]
         return GroundTruth(t, live.index, self.config.scenario, live.boxes, sources, live.map_from_optical, room,
-                           positions, [True] * len(sources),
+                           positions, [v.loudspeaker in live.order for v in live.voices],
                            [getattr(live.scene.loudspeakers[v.loudspeaker], "category", "loudspeaker")
                             for v in live.voices])
 
@@ -632,13 +670,8 @@ class PartyWorld(LiveWorld):
     def ground_truth(self, t: float) -> GroundTruth:
         live = self.scene(0)
         posed = self._posed(planar(self._pose_at(t)[0]))
-        cam_from_world = posed.camera_from_world()
         boxes_all = posed.loudspeaker_boxes_camera()
-        seen = []
-        for spk in posed.loudspeakers:
-            p = transform_points(cam_from_world, spk.acoustic_center)
-            u, v, front = project(p, self.intrinsics)
-            seen.append(bool(front and 0 <= u < self.intrinsics.width and 0 <= v < self.intrinsics.height))
+        seen = in_image(posed, self.intrinsics)
         order = sorted([i for i in range(len(seen)) if seen[i]], key=lambda i: boxes_all[i].center[0])
         sample = self._sample_at(t)
         sources, positions = [], []

@@ -91,6 +91,8 @@ PARAMETERS: tuple[Spec, ...] = (
          choices=("procedural", "mesh")),
     Spec("talker_kind", "loudspeakers", "who talks: loudspeakers | people (every source a person, voice from the "
          "mouth) | mixed (both; single/dual)", choices=("loudspeakers", "people", "mixed")),
+    Spec("out_of_view", 0.0, "single/dual: share of scenes where the robot looks away (camera and microphone "
+         "turned 90-180 deg from the talkers, who are then beside or behind it)", 0.0, 1.0),
     Spec("min_loudspeakers", 2, "fewest loudspeakers per scene", 1, 8),
     Spec("max_loudspeakers", 3, "most loudspeakers per scene", 1, 8),
     Spec("split", "test", "loudspeaker shapes and sentences from this split", choices=("train", "val", "test")),
@@ -144,7 +146,7 @@ class SimBridgeNode(Node):
             width=p["width"], height=p["height"], hfov_deg=p["hfov_deg"], noise_rms=p["noise_rms"],
             speech_pool=p["speech_pool"], speech_dir=p["speech_dir"] or None, talkers=p["talkers"],
             max_linear_mps=p["max_linear_mps"], max_angular_rps=p["max_angular_rps"], conditions=p["conditions"],
-            world=p["world"], talker_kind=p["talker_kind"]))
+            world=p["world"], talker_kind=p["talker_kind"], out_of_view=p["out_of_view"]))
         overridable = QoSOverridingOptions.with_default_policies()
         self.pub_rgb = self.create_publisher(Image, p["color_topic"], SENSOR_QOS, qos_overriding_options=overridable)
         self.pub_depth = self.create_publisher(Image, p["depth_topic"], SENSOR_QOS, qos_overriding_options=overridable)

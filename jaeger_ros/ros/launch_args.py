@@ -69,6 +69,8 @@ SIM_ARGUMENTS: tuple[Arg, ...] = (
         "only)" + keep("procedural"), choices=("", "procedural", "mesh")),
     Arg("talker_kind", "", "who talks: loudspeakers | people (every source a person talking from its mouth) | "
         "mixed (single and dual only)" + keep("loudspeakers"), choices=("", "loudspeakers", "people", "mixed")),
+    Arg("out_of_view", "", "share of scenes (0-1) where the robot looks away from the talkers, who are then beside "
+        "or behind it (single and dual only)" + keep("0.0"), "float"),
 )
 """sim.launch.py: each one is the sim_bridge parameter of the same name."""
 
