@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaeger_ros.core.geometry import Box3D, Intrinsics, box_iou_3d
-from jaeger_ros.detectors.candidates import BLOB_SCORE, LOUDSPEAKER, CandidateDetector, combine
+from jaeger_ros.detectors.candidates import BLOB_SCORE, LOUDSPEAKER, Candidate, CandidateDetector, combine
 from jaeger_ros.detectors.people import PERSON
 
 
@@ -189,3 +189,80 @@ def test_a_carried_box_stays_only_while_the_depth_still_shows_it():
     box = Box3D([0.0, 0.0, -2.2], [0.4, 0.4, 0.4])   # spans 2.0-2.4 m ahead, centred on the axis
     for distance, kept in ((2.1, True), (2.6, True), (4.0, False), (1.5, False), (np.nan, False)):
         assert still_there(box, np.full((480, 640), distance, np.float32), intr) is kept, distance
+
+
+def _live_mesh_scene(seed: int, k: int):
+    """Scene k of the live benchmark's mesh world (`--talkers mixed`, `realistic` sensing) as
+    sim_bridge streams it, or a skip reason."""
+    import importlib.util
+    if importlib.util.find_spec("pyrender") is None:
+        pytest.skip("pyrender is not installed")
+    from sim_bridge.mesh import catalogue
+    if not catalogue.load_catalogue():
+        pytest.skip("the sweethome3d-furniture models are not installed")
+    from jaeger_ros.detectors.loudspeaker import CHECKPOINT
+    if not CHECKPOINT.is_file():
+        pytest.skip("no loudspeaker checkpoint shipped")
+    from sim_bridge.live import LiveConfig, make_world
+    world = make_world(LiveConfig(world="mesh", talker_kind="mixed", seed=seed, conditions="realistic"))
+    try:
+        return world.scene(k), world.intrinsics
+    finally:
+        world.close()
+
+
+def _people_found(live, intr) -> tuple[list[Box3D], list[Candidate]]:
+    """The scene's true people and the live CandidateDetector's person candidates (the frame
+    given twice, as a stream repeats a view)."""
+    detector = CandidateDetector()
+    try:
+        for _ in range(2):
+            found = detector(live.rgb, live.depth, intr)
+    finally:
+        detector.people.close()
+    return [b for b in live.boxes if b.label == PERSON], [c for c in found if c.category == PERSON]
+
+
+def _finds(candidate: Box3D, person: Box3D) -> bool:
+    """benchmarks/bench_live.py's person rule: within 0.5 m horizontally of her box's centre or
+    on its footprint widened by 0.5 m."""
+    gap = np.abs(candidate.center - person.center)[[0, 2]]
+    return float(np.hypot(*gap)) < 0.5 or bool(np.all(gap <= person.size[[0, 2]] / 2 + 0.5))
+
+
+def test_people_cut_by_the_frame_bottom_are_found():
+    """Live mesh scene (seed 5, scene 3): two talking people 1.3-1.5 m ahead whose thighs and
+    feet are below the image (their true boxes reach past its bottom edge), so no floor shows
+    under them: the standing-on-the-floor blob rule drops them as table tops, the blob rule
+    that lets a blob float when the floor at its front is out of view keeps them, and both
+    are person candidates."""
+    from jaeger_ros.classical.candidates import boxes_from_depth
+    from jaeger_ros.core.geometry import project
+    from jaeger_ros.detectors import candidates as cd
+    live, intr = _live_mesh_scene(5, 3)
+    people, found = _people_found(live, intr)
+    assert len(people) == 2
+    for person in people:
+        assert project(person.corners(), intr)[1].max() > intr.height      # her feet are out of view
+    limits = dict(stride=cd.PERSON_BLOB_STRIDE, height_range=cd.PERSON_BLOB_HEIGHT_M,
+                  width_range=cd.PERSON_BLOB_WIDTH_M, max_top=cd.PERSON_BLOB_MAX_TOP_M)
+    standing = boxes_from_depth(live.depth, intr, **limits)
+    cut = boxes_from_depth(live.depth, intr, cut_floating=cd.PERSON_BLOB_CUT_M, **limits)
+    assert not any(_finds(b, p) for b in standing for p in people)
+    assert all(any(_finds(b, p) for b in cut) for p in people)
+    assert all(any(_finds(c.box, p) for c in found) for p in people), [c.box.center.round(2) for c in found]
+
+
+def test_a_person_behind_another_is_found_on_her_own_crop():
+    """Live mesh scene (seed 14, scene 8): a talking person 2.9 m ahead stands half behind
+    another at 1.9 m, and a third person stands to the right. Pose on a crop finds the most
+    prominent person in it; the crop of each one's depth blob shows that blob alone (the rest
+    grey), so each of the two talkers is a person candidate of her own."""
+    live, intr = _live_mesh_scene(14, 8)
+    people, found = _people_found(live, intr)
+    assert len(people) == 2
+    used: set[int] = set()
+    for person in people:
+        match = next((i for i, c in enumerate(found) if i not in used and _finds(c.box, person)), None)
+        assert match is not None, (person.center.round(2), [c.box.center.round(2) for c in found])
+        used.add(match)

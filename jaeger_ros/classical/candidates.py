@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from jaeger_ros.core.answers import azimuth_order
-from jaeger_ros.core.geometry import Box3D, Intrinsics, backproject
+from jaeger_ros.core.geometry import Box3D, Intrinsics, backproject, project
 
 CELL_M = 0.04
 HEIGHT_RANGE_M = (0.55, 1.05)
@@ -98,12 +98,22 @@ def _remove_walls(points: np.ndarray, up: np.ndarray, rng: np.random.Generator,
     return keep
 
 
+def _floor_in_view(point: np.ndarray, intrinsics: Intrinsics) -> bool:
+    """Whether a camera-frame floor point is in front of the camera and above the image's bottom edge."""
+    _, v, in_front = project(point, intrinsics)
+    return bool(in_front and v < intrinsics.height)
+
+
 def boxes_from_depth(depth: np.ndarray, intrinsics: Intrinsics, stride: int = 3,
                      seed: int = 0, height_range: tuple[float, float] = HEIGHT_RANGE_M,
-                     width_range: tuple[float, float] = WIDTH_RANGE_M, max_top: float = MAX_TOP_M) -> list[Box3D]:
+                     width_range: tuple[float, float] = WIDTH_RANGE_M, max_top: float = MAX_TOP_M,
+                     cut_floating: float = FLOATING_M) -> list[Box3D]:
     """Loudspeaker-sized objects standing on the floor, as camera-frame boxes, left to right
     (descending azimuth, the bbox-id order of the release). The size limits are the
-    loudspeakers' unless given (the person detectors ask for person-sized objects)."""
+    loudspeakers' unless given (the person detectors ask for person-sized objects).
+    `cut_floating` (> FLOATING_M) also keeps a blob whose lowest visible point is up to this
+    high when the floor at its front lies below the image's bottom edge: a person standing
+    1.3 m from the camera shows nothing below her thighs, she is not a table top."""
     d = np.asarray(depth, dtype=np.float32)
     if d.ndim != 2 or d.size == 0:
         raise ValueError(f"depth must be a non-empty 2-D image, got shape {d.shape}")
@@ -140,10 +150,12 @@ def boxes_from_depth(depth: np.ndarray, intrinsics: Intrinsics, stride: int = 3,
         width = np.percentile(pa, 98) - np.percentile(pa, 2)
         if not (height_range[0] <= top <= height_range[1] and width_range[0] <= width <= width_range[1]):
             continue
-        if np.percentile(ph, 2) > FLOATING_M:     # a table top or shelf, not standing
-            continue
         a0, a1 = np.percentile(pa, 2), np.percentile(pa, 98)
         b0 = np.percentile(pb, 2)
+        bottom = np.percentile(ph, 2)
+        foot = (a0 + a1) / 2 * right - offset * up + b0 * fwd
+        if bottom > FLOATING_M and (bottom > cut_floating or _floor_in_view(foot, intrinsics)):
+            continue                              # a table top or shelf, not standing
         if np.hypot((a0 + a1) / 2, b0) > MAX_RANGE_M:
             continue
         depth_extent = max(np.percentile(pb, 98) - b0, 0.9 * width)

@@ -10,7 +10,9 @@ and a blob the classifier rejects is checked for a person by pose on its crop (s
 are too small in the frame for the person detectors). So is every person-sized depth blob
 (PERSON_BLOB_*) that no detector explained: a person 3.5-4 m away is 110-140 px tall at
 640x480, below HOG's 128 px window at the live 320 px width and too small for pose on the whole
-frame, yet found by pose on her crop (mesh-world misses of the frame detectors: 7 of 30).
+frame, yet found by pose on her crop (mesh-world misses of the frame detectors: 7 of 30), and
+so is a person 1.1-1.5 m away whose thighs and feet are below the image (PERSON_BLOB_CUT_M:
+the frame's detectors and the standing-on-the-floor blob rule both miss her).
 """
 from __future__ import annotations
 
@@ -34,9 +36,10 @@ BLOB_SCORE = 0.5
 PERSON_OVERLAP_IOU = 0.1
 SEATED_MIN_SCORE = 0.8     # pose visibility on a rejected blob's crop that makes it a person
 PERSON_BLOB_HEIGHT_M = (0.6, 2.1)   # top of a person on the floor: sitting on it .. a tall adult
-PERSON_BLOB_WIDTH_M = (0.25, 1.4)   # across the view: a standing side view .. legs stretched out
+PERSON_BLOB_WIDTH_M = (0.2, 1.4)    # across the view: one cut by the frame's side .. legs stretched out
 PERSON_BLOB_MAX_TOP_M = 2.2
 PERSON_BLOB_STRIDE = 4
+PERSON_BLOB_CUT_M = 1.1    # a person whose feet are below the frame shows nothing lower than this
 SAME_PERSON_M = 0.5        # a blob this close (horizontally) to a found person is that person
 
 
@@ -147,7 +150,7 @@ class CandidateDetector:
         keep = [k for k, p in enumerate(probs) if p >= LOUDSPEAKER_THRESHOLD]
         if self.seated is not None:
             # blobs no detector explained: rejected loudspeaker-sized ones (seated people) and
-            # person-sized ones (people too small in the frame for the frame's detectors)
+            # person-sized ones (people too small in the frame, or cut by its edges)
             kept = [blobs[k] for k in keep]
             unexplained = [b for k, b in enumerate(blobs) if k not in keep] + self._person_blobs(depth, intrinsics)
             for blob in unexplained:
@@ -206,7 +209,8 @@ class CandidateDetector:
     def _person_blobs(depth: np.ndarray, intrinsics: Intrinsics) -> list[Box3D]:
         try:
             return boxes_from_depth(depth, intrinsics, stride=PERSON_BLOB_STRIDE, height_range=PERSON_BLOB_HEIGHT_M,
-                                    width_range=PERSON_BLOB_WIDTH_M, max_top=PERSON_BLOB_MAX_TOP_M)
+                                    width_range=PERSON_BLOB_WIDTH_M, max_top=PERSON_BLOB_MAX_TOP_M,
+                                    cut_floating=PERSON_BLOB_CUT_M)
         except ValueError:
             return []
 

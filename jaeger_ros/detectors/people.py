@@ -247,18 +247,26 @@ def lift_to_3d(person: PersonBox2D, depth: np.ndarray, intrinsics: Intrinsics) -
 
 
 class CropPoseCheck:
-    """Is a depth blob a (seated) person? mediapipe pose on the blob's crop, widened to a square
-    1.6x its larger side and scaled to CROP_PX: a seated person 2-4 m away is only 60-100 px tall
-    at 640x480, too small for pose on the whole frame, but found on the crop. The score is the
-    mean visibility of the head and shoulder landmarks, 0 when no pose or when the pose's torso
+    """Is a depth blob a person? mediapipe pose on the blob's crop, a square 1.6x its larger
+    side scaled to CROP_PX: a seated person 2-4 m away is only 60-100 px tall at 640x480, too
+    small for pose on the whole frame, but found on the crop. With the depth image, the crop
+    shows the blob alone: pixels off its image box or off its depth range (padded by
+    TORSO_PAD_M) are grey, as is the part of the square beyond the image's edges (padded, not
+    stretched). Pose finds the most prominent person of a crop, and without this a nearer
+    person beside or in front of the blob was the one found, whose torso is not on the blob
+    (most misses of people in live mesh scenes). The score is the mean
+    visibility of the head and shoulder landmarks, 0 when no pose or when the pose's torso
     (the mean of its visible shoulders and hips) is not on the blob: outside its image box or,
-    with the depth image, its 3D point outside the box (padded by TORSO_PAD_M). The widened crop
-    also shows the blob's neighbours, and a person beside or behind a loudspeaker would
-    otherwise make the loudspeaker a person too."""
+    with the depth image, its 3D point outside the box (padded by TORSO_PAD_M), so a person
+    beside or behind a loudspeaker does not make the loudspeaker a person, or when its nose is
+    not above its shoulders by MIN_NOSE_ABOVE_SHOULDERS_M (pose hallucinated on a lone basket
+    on grey)."""
 
     TORSO_PAD_M = 0.15
-
     CROP_PX = 256
+    GREY = 128
+    SIDE_PAD = 0.1     # of the blob's image width: arms held out reach past its depth footprint
+    MIN_NOSE_ABOVE_SHOULDERS_M = 0.08
 
     def __init__(self) -> None:
         os.environ.setdefault("GLOG_minloglevel", "2")
@@ -272,24 +280,54 @@ class CropPoseCheck:
         u, v, front = project(box.corners(), intrinsics)
         if not front.all():
             return 0.0
-        sx, sy = img.shape[1] / intrinsics.width, img.shape[0] / intrinsics.height
-        cx, cy = (u.min() + u.max()) / 2 * sx, (v.min() + v.max()) / 2 * sy
-        half = 0.8 * max((u.max() - u.min()) * sx, (v.max() - v.min()) * sy)
-        x0, y0 = int(np.clip(cx - half, 0, img.shape[1] - 1)), int(np.clip(cy - half, 0, img.shape[0] - 1))
-        x1, y1 = int(np.clip(cx + half, x0 + 1, img.shape[1])), int(np.clip(cy + half, y0 + 1, img.shape[0]))
-        crop = self._cv2.resize(np.ascontiguousarray(img[y0:y1, x0:x1]), (self.CROP_PX, self.CROP_PX))
-        result = self._pose.process(crop)
+        h, w = img.shape[:2]
+        sx, sy = w / intrinsics.width, h / intrinsics.height
+        bx0, bx1, by0, by1 = u.min() * sx, u.max() * sx, v.min() * sy, v.max() * sy
+        cx, cy = (bx0 + bx1) / 2, (by0 + by1) / 2
+        side = max(int(round(1.6 * max(bx1 - bx0, by1 - by0))), 2)
+        ox, oy = int(round(cx - side / 2)), int(round(cy - side / 2))   # the square's corner in the image
+        x0, y0, x1, y1 = max(ox, 0), max(oy, 0), min(ox + side, w), min(oy + side, h)
+        if x1 <= x0 or y1 <= y0:
+            return 0.0
+        patch = img[y0:y1, x0:x1].copy()
+        if depth is not None:
+            patch[~self._blob_mask(depth, box, intrinsics, (x0, y0, x1, y1), (bx0, bx1), (sx, sy))] = self.GREY
+        square = np.full((side, side, 3), self.GREY, np.uint8)
+        square[y0 - oy:y1 - oy, x0 - ox:x1 - ox] = patch
+        result = self._pose.process(self._cv2.resize(square, (self.CROP_PX, self.CROP_PX)))
         if result.pose_landmarks is None:
             return 0.0
         lm = result.pose_landmarks.landmark
         torso = [lm[i] for i in TORSO_LANDMARKS if lm[i].visibility >= MIN_VISIBILITY] or [lm[i] for i in (11, 12)]
-        tx = x0 + np.mean([p.x for p in torso]) * (x1 - x0)
-        ty = y0 + np.mean([p.y for p in torso]) * (y1 - y0)
-        if not (u.min() * sx <= tx <= u.max() * sx and v.min() * sy <= ty <= v.max() * sy):
+        tx = ox + np.mean([p.x for p in torso]) * side
+        ty = oy + np.mean([p.y for p in torso]) * side
+        if not (bx0 <= tx <= bx1 and by0 <= ty <= by1):
             return 0.0
         if depth is not None and not self._on_box(depth, tx / sx, ty / sy, box, intrinsics):
             return 0.0
+        # upright: the nose stands above the shoulders' line (a person's by 0.09-0.22 m in live
+        # mesh scenes; poses found on baskets had it 0.06 m above or below)
+        nose_m = ((lm[11].y + lm[12].y) / 2 - lm[0].y) * side / sy * -box.center[2] / intrinsics.fy
+        if nose_m < self.MIN_NOSE_ABOVE_SHOULDERS_M:
+            return 0.0
         return float(np.mean([p.visibility for p in lm][:13]))
+
+    def _blob_mask(self, depth: np.ndarray, box: Box3D, intrinsics: Intrinsics, window: tuple[int, int, int, int],
+                   columns: tuple[float, float], scale: tuple[float, float]) -> np.ndarray:
+        """Pixels of the image window (x0, y0, x1, y1) that may show the blob: within its image
+        columns (padded by SIDE_PAD) and its depth range (padded by TORSO_PAD_M); depth holes
+        count as the blob's (a real sensor loses dark cloth)."""
+        x0, y0, x1, y1 = window
+        sx, sy = scale
+        dh, dw = depth.shape
+        rows = np.clip((np.arange(y0, y1) / sy).astype(int), 0, dh - 1)
+        cols = np.clip((np.arange(x0, x1) / sx).astype(int), 0, dw - 1)
+        d = np.asarray(depth, dtype=np.float32)[np.ix_(rows, cols)]
+        near, far = -box.max[2] - self.TORSO_PAD_M, -box.min[2] + self.TORSO_PAD_M
+        on = ~(np.isfinite(d) & (d > 0)) | ((d >= near) & (d <= far))
+        pad = self.SIDE_PAD * (columns[1] - columns[0])
+        x = np.arange(x0, x1)
+        return on & ((x >= columns[0] - pad) & (x <= columns[1] + pad))[None, :]
 
     def _on_box(self, depth: np.ndarray, u: float, v: float, box: Box3D, intrinsics: Intrinsics) -> bool:
         """Whether the depth around pixel (u, v) (median of a 7x7 window) is a point inside `box`."""
