@@ -10,8 +10,9 @@ Run: .venv/bin/python benchmarks/bench_robust.py --out /tmp/jaeger_robust [--num
      [--preset-num 100] [--presets clean,realistic,hard] [--snrs 20,10,5,0]
      [--checkpoint DIR|default] [--audio-only] [--workers 1] [--world procedural|mesh]
 (--audio-only adds the classical baseline without depth, A and B from the sound alone, with the
-sound-only DoAs: classical-audio (doa.py onset votes), classical-audio-robust (doa_robust.py) and
-classical-audio-dpd (doa_dpd.py, the pooled direct-path covariance).)
+sound-only DoAs: classical-audio (doa.py onset votes), classical-audio-robust (doa_robust.py),
+classical-audio-dpd (doa_dpd.py, the pooled direct-path covariance) and classical-audio-dpd-flat
+(the same, seeded by flattened vote weights).)
 """
 from __future__ import annotations
 
@@ -72,7 +73,8 @@ def _methods(checkpoint: str | None, audio_only: bool) -> list:
     from jaeger_ros.cli import _method
 
     return ([_method("classical")]
-            + ([ClassicalMethod(use_depth=False, doa=d) for d in ("onset", "robust", "dpd")] if audio_only else [])
+            + ([ClassicalMethod(use_depth=False, doa=d) for d in ("onset", "robust", "dpd", "dpd-flat")]
+               if audio_only else [])
             + ([_method(checkpoint)] if checkpoint else []))
 
 

@@ -1,7 +1,8 @@
 """The pooled direct-path covariance DoA (classical/doa_dpd.py, "classical-audio-dpd"): on a
-direct sound plus its floor reflection built from the geometry, on real acoustics (image-source
-room, espeak-ng speech, diffuse noise), and its method names. Expected directions come from the
-geometry, never from the estimators."""
+direct sound plus its floor reflection built from the geometry, on one loud burst and a diffuse
+burst among many onsets (the flat seed), on pitch-labelled votes of two voices (the voice-contrast
+seed), on real acoustics (image-source room, espeak-ng speech, diffuse noise), and its method
+names. Expected directions come from the geometry, never from the estimators."""
 import numpy as np
 import pytest
 
@@ -67,10 +68,79 @@ def test_noise_is_averaged_before_the_direction_is_taken():
     assert great_circle_deg(est.azimuth_deg, est.elevation_deg, -50.0, 15.0) < 2.0
 
 
-def test_speech_in_a_reverberant_room_with_10_db_diffuse_noise():
+def _bursts_in_diffuse_noise(rng: np.random.Generator, snr_db: float = 10.0) -> np.ndarray:
+    """4 s of 50 ms noise bursts (speech-like on/off) from azimuth 30, elevation -10 deg, in an
+    ideal diffuse field `snr_db` under the bursts' active power."""
+    n = 4 * FS
+    s = np.repeat(rng.random(n // 800) < 0.5, 800) * rng.standard_normal(n)
+    x = foa.encode_gains(direction_from_azel(30.0, -10.0))[:, None] * s[None]
+    noise = _diffuse(rng, n)
+    return x + noise * np.sqrt(sensing.active_power(x[0]) / np.mean(noise[0] ** 2) * 10.0 ** (-snr_db / 10.0))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_one_loud_burst_does_not_outvote_many_onsets_in_the_flat_seed(seed):
+    """~40 onsets from the source and ONE 50 ms burst 20 dB louder from elsewhere (a door, a
+    reflection's flare): energy-weighted seeding (doa_robust's) follows the burst; the flat seed
+    stays within 2 degrees of the source."""
+    rng = np.random.default_rng(seed)
+    x = _bursts_in_diffuse_noise(rng)
+    burst = np.zeros(x.shape[1])
+    burst[2 * FS + 123:2 * FS + 923] = 10.0 * rng.standard_normal(800)
+    x = x + foa.encode_gains(direction_from_azel(-60.0, 5.0))[:, None] * burst[None]
+    energy = doa_dpd.estimate_doa(x, seeding="robust")
+    flat = doa_dpd.estimate_doa(x, seeding="flat")
+    assert great_circle_deg(energy.azimuth_deg, energy.elevation_deg, -60.0, 5.0) < 2.0
+    assert great_circle_deg(flat.azimuth_deg, flat.elevation_deg, 30.0, -10.0) < 2.0
+
+
+def test_diffuse_field_bins_weigh_little_in_the_flat_seed():
+    """A 200 ms diffuse burst 10 dB over the bursts' active power: its bins cast a few votes that
+    carry under 1 % of the flat seed's weight, each below the source's median vote."""
+    rng = np.random.default_rng(0)
+    x = _bursts_in_diffuse_noise(rng)
+    lo, hi = 2 * FS, 2 * FS + FS // 5
+    burst = _diffuse(rng, x.shape[1]) * np.sqrt(10.0 * sensing.active_power(x[0]) / np.mean(_diffuse(rng, FS)[0] ** 2))
+    burst[:, :lo] = 0.0
+    burst[:, hi:] = 0.0
+    votes = doa_dpd.flat_votes(x + burst)
+    during = (votes.times >= lo / FS) & (votes.times <= hi / FS + 0.01)
+    source = ~during & (votes.directions @ direction_from_azel(30.0, -10.0) >= np.cos(np.radians(10.0)))
+    assert votes.weights[during].sum() < 0.01 * votes.weights.sum()
+    assert np.all(votes.weights[during] < np.median(votes.weights[source]))
+    est = doa_dpd.estimate_doa(x + burst, seeding="flat")
+    assert great_circle_deg(est.azimuth_deg, est.elevation_deg, 30.0, -10.0) < 2.0
+
+
+def test_the_voice_contrast_seed_cancels_a_male_voice_s_octave_errors(monkeypatch):
+    """Votes labelled by pitch: 60 male and 30 mislabelled "female" votes (octave errors) at the
+    male talker, 20 true female votes at the female talker 25 degrees away. The female votes'
+    own density peaks at the male talker; the contrast seed answers the female talker."""
+    rng = np.random.default_rng(3)
+    male_dir, female_dir = direction_from_azel(-10.0, -15.0), direction_from_azel(15.0, -15.0)
+
+    def around(d: np.ndarray, k: int) -> np.ndarray:
+        v = d + 0.02 * rng.standard_normal((k, 3))
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    dirs = np.concatenate([around(male_dir, 60), around(male_dir, 30), around(female_dir, 20)])
+    f0 = np.concatenate([np.full(60, 100.0), np.full(30, 200.0), np.full(20, 220.0)])
+    times = np.arange(len(f0)) * 0.05
+    pitch = (times, f0, np.ones_like(f0))             # one pitch window per vote, all voiced
+    votes = doa.Votes(dirs, np.ones(len(f0)), times)
+    seed = doa_dpd.contrast_seed(votes, pitch, male=False)
+    assert great_circle_deg(seed.azimuth_deg, seed.elevation_deg, 15.0, -15.0) < 2.0
+    monkeypatch.setattr(doa_dpd, "GENDER_CONTRAST", 0.0)      # the female votes' own density peak
+    peak = doa_dpd.contrast_seed(votes, pitch, male=False)
+    assert great_circle_deg(peak.azimuth_deg, peak.elevation_deg, -10.0, -15.0) < 2.0
+    assert doa_dpd.contrast_seed(votes, (times, np.full(len(f0), 220.0), np.ones_like(f0)), male=True) is None
+
+
+@pytest.mark.parametrize("seeding", doa_dpd.SEEDINGS)
+def test_speech_in_a_reverberant_room_with_10_db_diffuse_noise(seeding):
     """espeak-ng speech in an image-source room (RT60 ~0.5 s), diffuse pink noise at 10 dB: the
     whole clip's answer within 3.5 degrees of the geometry's direction (the room's floor
-    reflection and walls still pull 1-3 degrees)."""
+    reflection and walls still pull 1-3 degrees), with either seeding."""
     rng = np.random.default_rng(11)
     room = Room((6.0, 2.8, 5.0), (0.2, 0.2, 0.2, 0.35, 0.2, 0.2))
     receiver, source = np.array([3.0, 1.4, 4.2]), np.array([1.6, 1.1, 1.6])
@@ -81,13 +151,14 @@ def test_speech_in_a_reverberant_room_with_10_db_diffuse_noise():
     noise = sensing.diffuse_noise("pink", wet.shape[1], rng)
     x = wet + np.sqrt(sensing.active_power(wet[0]) / np.mean(noise[0] ** 2) * 0.1) * noise
     az, el = azel_from_direction(rot.T @ (source - receiver))
-    est = doa_dpd.estimate_doa(x)
+    est = doa_dpd.estimate_doa(x, seeding=seeding)
     assert great_circle_deg(est.azimuth_deg, est.elevation_deg, az, el) < 3.5
 
 
 def test_method_names_and_bad_input():
     assert ClassicalMethod(use_depth=False, doa="dpd").name == "classical-audio-dpd"
     assert ClassicalMethod(use_depth=False, doa="dpd-floor").name == "classical-audio-dpd-floor"
+    assert ClassicalMethod(use_depth=False, doa="dpd-flat").name == "classical-audio-dpd-flat"
     assert ClassicalMethod(use_depth=False, robust=True).name == "classical-audio-robust"
     with pytest.raises(ValueError):
         ClassicalMethod(doa="music")
@@ -97,6 +168,8 @@ def test_method_names_and_bad_input():
         doa_dpd.estimate_doa(np.full((4, FS), np.nan))
     with pytest.raises(ValueError):
         doa_dpd.estimate_doa(np.zeros((4, FS)))       # silence: no onset region
+    with pytest.raises(ValueError):
+        doa_dpd.estimate_doa(_direct_and_floor(0.0, -20.0, 0.5, 24, 20.0), seeding="loudest")
     with pytest.raises(ValueError):
         doa_dpd.pooled_direction(doa_dpd.regions(_direct_and_floor(0.0, -20.0, 0.5, 24, 20.0)),
                                  np.array([0.0, 0.0, -1.0]), model="three")

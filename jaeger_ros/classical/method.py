@@ -42,11 +42,12 @@ class ClassicalMethod:
     doa picks the A/B estimator: "onset" (doa's onset votes), "robust" ("classical-audio-robust",
     "classical-robust": doa_robust's noise-aware direct-path-dominance votes; also robust=True),
     "dpd" / "dpd-floor" ("classical-audio-dpd", "-dpd-floor": doa_dpd's pooled direct-path
-    covariance, one wave / direct + floor reflection).
+    covariance, one wave / direct + floor reflection), "dpd-flat" ("classical-audio-dpd-flat": the
+    same pooling started from flattened vote weights, B by a voice-contrast density; doa_dpd doc).
     """
 
     tasks = frozenset("ABCDE")
-    DOA = ("onset", "robust", "dpd", "dpd-floor")
+    DOA = ("onset", "robust", "dpd", "dpd-floor", "dpd-flat")
 
     def __init__(self, use_depth: bool = True, robust: bool = False, doa: str | None = None) -> None:
         doa = doa or ("robust" if robust else "onset")
@@ -62,8 +63,9 @@ class ClassicalMethod:
 
             from jaeger_ros.classical import doa_dpd
             model = "floor" if doa == "dpd-floor" else "one"
-            self._doa = partial(doa_dpd.estimate_doa, model=model)
-            self._by_gender = partial(doa_dpd.estimate_by_gender, model=model)
+            seeding = "flat" if doa == "dpd-flat" else "robust"
+            self._doa = partial(doa_dpd.estimate_doa, model=model, seeding=seeding)
+            self._by_gender = partial(doa_dpd.estimate_by_gender, model=model, seeding=seeding)
         else:
             self._doa, self._by_gender = estimate_doa, estimate_by_gender
 
