@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from jaeger_ros.classical.matching import angle_to_box, match_speaker
+from jaeger_ros.core import answers
 from jaeger_ros.core.geometry import Box3D, direction_from_azel
 
 
@@ -99,3 +100,9 @@ def test_weak_directions_keep_the_box_of_the_last_confident_one():
     assert est._match(right, 0.4, moved, 11.0, "voice_0").label == "Right"
     assert est._match(right, 0.9, boxes, 12.0, "voice_0").label == "Right"     # confident: moves at once
     assert est._match(left, 0.4, boxes, 12.5, "voice_0").label == "Right"      # ... and is held from there
+    # a confident DoA half way between two boxes, or 40 deg left of every box, is not a sure match either
+    halfway = boxes[0].center / np.linalg.norm(boxes[0].center) + boxes[2].center / np.linalg.norm(boxes[2].center)
+    assert est._match(halfway, 0.99, boxes, 13.0, "voice_0").label == "Right"
+    far_left = direction_from_azel(answers.box_azimuth_deg(boxes[2]) + 40.0, -18.0)
+    assert est._match(far_left, 0.99, boxes, 13.0, "voice_0").label == "Right"
+    assert est._match(left, 0.99, boxes, 13.0, "voice_0").label == "Left"

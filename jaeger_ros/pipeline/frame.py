@@ -36,12 +36,16 @@ VOTE_LEAD_S = 0.15
 """DoA votes this long before a speech span still count: silero enters a span a chunk or two
 (32 ms each) after the first syllable, and that syllable's onset is the cleanest vote."""
 HOLD_CONFIDENCE = 0.7
-"""A DoA below this confidence does not move the match off the box the last confident DoA chose
-(within HOLD_S, same view, same voice): in reverberant rooms the pooled direction wanders to
-reflections between onsets, with low confidence (live mesh world, seed 5, 16 scenes: median
-0.35 on mismatched talker frames, 0.97 on matched ones), while the talker stays where it was."""
+"""A match less sure than this (DoA confidence x matching probability) does not move the match off
+the box the last sure one chose (within HOLD_S, same view, same voice): in reverberant rooms the
+pooled direction wanders to reflections between onsets, with low confidence (live mesh world,
+seed 5, 16 scenes: DoA confidence median 0.35 on mismatched talker frames, 0.97 on matched
+ones) or half way between two candidates, while the talker stays where it was."""
+HOLD_FIT_DEG = 30.0
+"""Nor does a DoA further than this from every candidate: it points at none of them (a strong
+reflection, seen up to 80 deg off and confident, or a talker out of view)."""
 HOLD_S = 8.0
-"""How long a confident match is held for weaker DoAs of the same voice."""
+"""How long a sure match is held for the DoAs of the same voice that do not qualify."""
 HOLD_BOX_M = 0.3
 """The held box is found again among re-detected candidates within this distance."""
 _log = logging.getLogger(__name__)
@@ -200,20 +204,20 @@ class ClassicalEstimator:
 
     def _match(self, direction: np.ndarray, confidence: float, boxes: list[Box3D], stamp: float,
                voice_id: str) -> MatchResult:
-        """The box the DoA points at; a DoA weaker than HOLD_CONFIDENCE keeps the box of the last
-        confident one (same view, same voice, within HOLD_S), scored by how well it fits it."""
-        if confidence >= HOLD_CONFIDENCE:
-            match = self._matching.match_speaker(direction, boxes)
+        """The box the DoA points at; a match less sure than HOLD_CONFIDENCE, or a DoA more than
+        HOLD_FIT_DEG from every box, keeps the box of the last sure match (same view, same voice,
+        within HOLD_S), scored by how well the DoA fits it."""
+        match = self._matching.match_speaker(direction, boxes)
+        if confidence * match.confidence >= HOLD_CONFIDENCE and match.angles_deg[match.index] <= HOLD_FIT_DEG:
             self._held = (boxes[match.index].center, stamp, voice_id)
             return match
-        held = None
-        if self._held is not None:
-            centre, since, held_voice = self._held
-            gaps = [float(np.linalg.norm(b.center - centre)) for b in boxes]
-            same_voice = not (voice_id and held_voice and voice_id != held_voice)
-            if stamp - since <= HOLD_S and same_voice and min(gaps) <= HOLD_BOX_M:
-                held = int(np.argmin(gaps))
-        return self._matching.match_speaker(direction, boxes, held)
+        if self._held is None:
+            return match
+        centre, since, held_voice = self._held
+        gaps = [float(np.linalg.norm(b.center - centre)) for b in boxes]
+        if stamp - since > HOLD_S or (voice_id and held_voice and voice_id != held_voice) or min(gaps) > HOLD_BOX_M:
+            return match
+        return self._matching.match_speaker(direction, boxes, int(np.argmin(gaps)))
 
     def _hear(self, stamp: float, foa: np.ndarray | None, sample_rate: int) -> tuple[str, str]:
         """Run the VAD (and voice identity) over the window's unheard audio; returns the
