@@ -188,20 +188,22 @@ def strict_onset_votes(foa: np.ndarray, sample_rate: int = foa_core.SAMPLE_RATE,
     return _votes(foa, sample_rate, min_votes=0, valid=valid)
 
 
-def estimate_from_votes(votes: Votes) -> DoaEstimate:
-    """The dominant direction of a set of votes (the robust mean around the density peak)."""
-    return _estimate(votes, _density_peaks(votes, 1)[0], votes.weights.sum())
+def estimate_from_votes(votes: Votes, kappa: float = KAPPA) -> DoaEstimate:
+    """The dominant direction of a set of votes (the robust mean around the density peak of
+    kernel concentration `kappa`)."""
+    return _estimate(votes, _density_peaks(votes, 1, kappa)[0], votes.weights.sum())
 
 
-def _density_peaks(votes: Votes, count: int) -> list[np.ndarray]:
-    """Up to `count` maxima of the vote density, at least MIN_PEAK_SEPARATION_DEG apart.
+def _density_peaks(votes: Votes, count: int, kappa: float = KAPPA) -> list[np.ndarray]:
+    """Up to `count` maxima of the vote density (von Mises kernel of concentration `kappa`), at
+    least MIN_PEAK_SEPARATION_DEG apart.
 
     The density is evaluated at the strongest votes themselves (a data-adaptive grid, finer
     than any fixed sphere grid where it matters).
     """
     top = np.argsort(votes.weights)[::-1][:_CANDIDATES]
     cand = votes.directions[top]
-    density = np.exp(KAPPA * (cand @ votes.directions.T - 1.0)) @ votes.weights
+    density = np.exp(kappa * (cand @ votes.directions.T - 1.0)) @ votes.weights
     cos_sep = np.cos(np.radians(MIN_PEAK_SEPARATION_DEG))
     cos_local = np.cos(np.radians(LOCAL_MAX_RADIUS_DEG))
     peaks: list[np.ndarray] = []

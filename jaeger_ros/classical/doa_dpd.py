@@ -31,10 +31,11 @@ held 82-100 % of its weight in ONE 20 ms stretch (one loud burst of noise or of 
 while the true direction's votes came from 9-23 separate stretches. Here each seed vote weighs
 its doa_robust weight to the SEED_WEIGHT_POWER, 1/4: speech energy to the 1/4 (its spread
 flattened), directness squared and the speech-presence gain to the 1/4 (a diffuse bin still
-weighs little), so many consistent onsets outvote one burst. B, by voice: each seed vote is
-labelled by the pitch of the syllable it starts (doa.voiced_as, both voices), and the seed is
-the direction where the requested voice's vote density most exceeds GENDER_CONTRAST times the
-other voice's (both normalised). Why: on the seed-2031 10 dB split 20 of the 23 answers that
+weighs little), so many consistent onsets outvote one burst; the density kernel is SEED_KAPPA
+(~6 degrees, twice doa's: the few votes of a 0 dB clip then form one peak). B, by voice: each
+seed vote is labelled by the pitch of the syllable it starts (doa.voiced_as, both voices), and
+the seed is the direction where the requested voice's vote density most exceeds GENDER_CONTRAST
+times the other voice's (both normalised). Why: on the seed-2031 10 dB split 20 of the 23 answers that
 landed on the wrong talker were requests for the female voice -- votes at the male talker pass
 for female (a window where both voices sound has the higher one's pitch, or an octave error),
 and there the male votes' density cancels them.
@@ -71,6 +72,7 @@ AGG_RADIUS_DEG = 15.0
 AGG_ITER = 3
 FLOOR_GRID_DEG = 0.5
 SEED_WEIGHT_POWER = 0.25   # seeding="flat": a seed vote weighs its doa_robust weight to this power
+SEED_KAPPA = 150.0         # seeding="flat": density kernel ~6 deg wide (doa.KAPPA's ~3 deg splits sparse 0 dB votes)
 GENDER_CONTRAST = 0.5      # seeding="flat", B: the other voice's normalised density counts against this much
 MODELS = ("one", "floor")
 SEEDINGS = ("robust", "flat")
@@ -234,7 +236,7 @@ def contrast_seed(votes: doa.Votes, pitch: tuple[np.ndarray, np.ndarray, np.ndar
 
     def density(which: np.ndarray) -> np.ndarray:
         w = votes.weights[which]
-        return np.exp(doa.KAPPA * (cand @ votes.directions[which].T - 1.0)) @ w / max(w.sum(), 1e-30)
+        return np.exp(SEED_KAPPA * (cand @ votes.directions[which].T - 1.0)) @ w / max(w.sum(), 1e-30)
 
     score = density(mine) - (GENDER_CONTRAST * density(theirs) if np.any(theirs) else 0.0)
     own = doa.Votes(cand, votes.weights[mine], votes.times[mine])
@@ -257,7 +259,7 @@ def estimate_doa(foa: np.ndarray, sample_rate: int = foa_core.SAMPLE_RATE, model
     if seed is None:
         try:
             seed = (doa_robust.estimate_doa(a, sample_rate) if seeding == "robust"
-                    else doa.estimate_from_votes(flat_votes(a, sample_rate))).direction
+                    else doa.estimate_from_votes(flat_votes(a, sample_rate), SEED_KAPPA)).direction
         except ValueError:  # no robust votes: this estimator's own density peak
             seed = first.direction
     return _answer(pooled_direction(reg, seed, model=model), first.confidence)
