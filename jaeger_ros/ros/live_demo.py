@@ -400,8 +400,9 @@ def write_pictures(last, info_k: np.ndarray | None, tf: TfTree, out: Path) -> li
             uv = _project(_box_corners(box), info_k)
             for a, b in _EDGES:
                 ax.plot(uv[[a, b], 0], uv[[a, b], 1], **look)
-            ax.text(uv[:, 0].min(), uv[:, 1].min() - 5, f"bbox_{box.id} {box.category or 'unknown'}"
-                    + (f": {match.label}" if matched else ""), color=look["color"], fontsize=9, fontweight="bold",
+            text = f"bbox_{box.id} {box.category or 'unknown'}" + (f": {match.label}" if matched else "")
+            ax.text(max(0.0, min(uv[:, 0].min(), rgb.shape[1] - 7.5 * len(text))), uv[:, 1].min() - 5, text,
+                    color=look["color"], fontsize=9, fontweight="bold",  # kept inside the image on the right
                     bbox={"facecolor": "black", "alpha": 0.55, "pad": 1, "edgecolor": "none"})
         if has_doa and direction[2] > 0:
             u, v = _project(direction, info_k)
