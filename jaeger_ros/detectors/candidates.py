@@ -6,8 +6,10 @@ scored by the crop classifier of loudspeaker.py (trained on both worlds' renders
 blobs it scores below its threshold are dropped). Without its checkpoint the blobs, which
 cannot tell a loudspeaker from a plant of the same size, carry BLOB_SCORE, a prior, not a
 measurement. A blob that overlaps a person (a seated person is loudspeaker-sized) is the person,
-and a blob the classifier rejects is checked for a person by pose on its crop (seated people
-are too small in the frame for the person detectors). So is every person-sized depth blob
+and every blob is checked for a person by pose on its crop (seated people are too small in the
+frame for the person detectors, and the classifier calls some of them loudspeakers; a blob it
+keeps is checked on its crop as the image shows it, for on a grey background pose also finds
+"people" on some loudspeakers). So is every person-sized depth blob
 (PERSON_BLOB_*) that no detector explained: a person 3.5-4 m away is 110-140 px tall at
 640x480, below HOG's 128 px window at the live 320 px width and too small for pose on the whole
 frame, yet found by pose on her crop (mesh-world misses of the frame detectors: 7 of 30), and
@@ -34,7 +36,7 @@ LOUDSPEAKER = "loudspeaker"
 CATEGORIES = (LOUDSPEAKER, PERSON)
 BLOB_SCORE = 0.5
 PERSON_OVERLAP_IOU = 0.1
-SEATED_MIN_SCORE = 0.8     # pose visibility on a rejected blob's crop that makes it a person
+SEATED_MIN_SCORE = 0.8     # pose visibility on a blob's crop that makes it a person
 PERSON_BLOB_HEIGHT_M = (0.6, 2.1)   # top of a person on the floor: sitting on it .. a tall adult
 PERSON_BLOB_WIDTH_M = (0.2, 1.4)    # across the view: one cut by the frame's side .. legs stretched out
 PERSON_BLOB_MAX_TOP_M = 2.2
@@ -149,15 +151,16 @@ class CandidateDetector:
             return combine(persons, blobs)
         keep = [k for k, p in enumerate(probs) if p >= LOUDSPEAKER_THRESHOLD]
         if self.seated is not None:
-            # blobs no detector explained: rejected loudspeaker-sized ones (seated people) and
-            # person-sized ones (people too small in the frame, or cut by its edges)
+            # blobs no detector explained: loudspeaker-sized ones (seated people, whether the
+            # classifier keeps them or not) and person-sized ones (people too small in the
+            # frame, or cut by its edges)
             kept = [blobs[k] for k in keep]
-            unexplained = [b for k, b in enumerate(blobs) if k not in keep] + self._person_blobs(depth, intrinsics)
-            for blob in unexplained:
-                if any(_overlaps(blob, p) for p in persons + kept) or any(
+            others = [b for k, b in enumerate(blobs) if k not in keep] + self._person_blobs(depth, intrinsics)
+            for blob, is_kept in [(b, True) for b in kept] + [(b, False) for b in others]:
+                if any(_overlaps(blob, p) for p in persons + [k for k in kept if k is not blob]) or any(
                         np.hypot(*(blob.center - p.center)[[0, 2]]) < SAME_PERSON_M for p in persons):
                     continue
-                score = self.seated(rgb, blob, intrinsics, depth)
+                score = self.seated(rgb, blob, intrinsics, depth, isolate=not is_kept)
                 if score >= SEATED_MIN_SCORE:
                     persons.append(Box3D(blob.center, blob.size, label=PERSON, score=score,
                                          extra={"source": "blob+pose"}))

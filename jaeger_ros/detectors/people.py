@@ -249,8 +249,8 @@ def lift_to_3d(person: PersonBox2D, depth: np.ndarray, intrinsics: Intrinsics) -
 class CropPoseCheck:
     """Is a depth blob a person? mediapipe pose on the blob's crop, a square 1.6x its larger
     side scaled to CROP_PX: a seated person 2-4 m away is only 60-100 px tall at 640x480, too
-    small for pose on the whole frame, but found on the crop. With the depth image, the crop
-    shows the blob alone: pixels off its image box or off its depth range (padded by
+    small for pose on the whole frame, but found on the crop. With the depth image and
+    `isolate`, the crop shows the blob alone: pixels off its image box or off its depth range (padded by
     TORSO_PAD_M) are grey, as is the part of the square beyond the image's edges (padded, not
     stretched). Pose finds the most prominent person of a crop, and without this a nearer
     person beside or in front of the blob was the one found, whose torso is not on the blob
@@ -275,7 +275,8 @@ class CropPoseCheck:
         self._cv2 = cv2
         self._pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1, min_detection_confidence=0.5)
 
-    def __call__(self, rgb: np.ndarray, box: Box3D, intrinsics: Intrinsics, depth: np.ndarray | None = None) -> float:
+    def __call__(self, rgb: np.ndarray, box: Box3D, intrinsics: Intrinsics, depth: np.ndarray | None = None,
+                 isolate: bool = True) -> float:
         img = _as_rgb8(rgb)
         u, v, front = project(box.corners(), intrinsics)
         if not front.all():
@@ -290,7 +291,7 @@ class CropPoseCheck:
         if x1 <= x0 or y1 <= y0:
             return 0.0
         patch = img[y0:y1, x0:x1].copy()
-        if depth is not None:
+        if depth is not None and isolate:
             patch[~self._blob_mask(depth, box, intrinsics, (x0, y0, x1, y1), (bx0, bx1), (sx, sy))] = self.GREY
         square = np.full((side, side, 3), self.GREY, np.uint8)
         square[y0 - oy:y1 - oy, x0 - ox:x1 - ox] = patch
