@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -145,12 +145,16 @@ class CandidateDetector:
         return blobs, self.loudspeakers(rgb, depth, intrinsics, blobs)
 
     def _with_people(self, rgb: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics, blobs: list[Box3D],
-                     probs: np.ndarray | None) -> list[Candidate]:
+                     probs: np.ndarray | None, early: Callable[[list[Box3D]], None] | None = None) -> list[Candidate]:
+        """The frame's candidates; `early` gets the frame detectors' people before the (as
+        costly) pose checks on the blobs' crops."""
         persons = self.people.detect(rgb, depth, intrinsics)
         if probs is None:
             return combine(persons, blobs)
         keep = [k for k, p in enumerate(probs) if p >= LOUDSPEAKER_THRESHOLD]
         if self.seated is not None:
+            if early is not None:
+                early(list(persons))
             # blobs no detector explained: loudspeaker-sized ones (seated people, whether the
             # classifier keeps them or not) and person-sized ones (people too small in the
             # frame, or cut by its edges)
@@ -170,8 +174,10 @@ class CandidateDetector:
         """The live split: this frame's loudspeakers now (depth blobs + classifier, tens of ms)
         with the people of the last result that the depth still shows (still_there), and the
         people (0.2-0.7 s of 2 CPU cores, too much for a 10 Hz frame path) in a background
-        thread; `poll` hands over the full result. A frame submitted while another waits
-        replaces it."""
+        thread; `poll` hands over the result: first with the people of the frame's detectors
+        (and the earlier people the depth still shows), then the full one, about half the
+        time later (the pose checks on the blobs' crops). A frame submitted while another
+        waits replaces it."""
         blobs, probs = self._loudspeaker_blobs(rgb, depth, intrinsics)
         with self._cond:
             self._job = (rgb, depth, intrinsics, blobs, probs, self._submitted + 1)
@@ -184,7 +190,8 @@ class CandidateDetector:
         return _classified([p for p in people if still_there(p, depth, intrinsics)], blobs, probs)
 
     def poll(self) -> list[Candidate] | None:
-        """The candidates of the latest submitted frame once found (each result once), else None."""
+        """The candidates of the latest submitted frame found since the last poll (each result
+        once: the early one, then the full one), else None."""
         with self._cond:
             done, self._done = self._done, None
         return done
@@ -199,14 +206,27 @@ class CandidateDetector:
                 while self._job is None:
                     self._cond.wait()
                 (rgb, depth, intrinsics, blobs, probs, number), self._job = self._job, None
+            with self._cond:
+                carried = [c.box for c in self._last if c.category == PERSON]
             try:
-                found = self._with_people(rgb, depth, intrinsics, blobs, probs)
+                found = self._with_people(rgb, depth, intrinsics, blobs, probs, lambda persons: self._early(
+                    number, persons, carried, depth, intrinsics, blobs, probs))
             except ValueError as err:   # a malformed frame: its loudspeakers without people
                 _log.warning("person detection failed on a frame: %s", err)
                 found = _classified([], blobs, probs)
             with self._cond:
                 if number == self._submitted:   # a newer frame supersedes this result
                     self._done = self._last = found
+
+    def _early(self, number: int, persons: list[Box3D], carried: list[Box3D], depth: np.ndarray,
+               intrinsics: Intrinsics, blobs: list[Box3D], probs: np.ndarray | None) -> None:
+        """Hand over job `number`'s frame-detector people (with the earlier people its depth
+        still shows that they do not explain) unless a newer frame was submitted: at a scene
+        cut the pose checks on the crops would otherwise hold back the people already found."""
+        shown = [p for p in carried if still_there(p, depth, intrinsics) and not any(_overlaps(p, q) for q in persons)]
+        with self._cond:
+            if number == self._submitted:
+                self._done = _classified(persons + shown, blobs, probs)
 
     @staticmethod
     def _person_blobs(depth: np.ndarray, intrinsics: Intrinsics) -> list[Box3D]:
