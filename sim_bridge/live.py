@@ -400,11 +400,11 @@ class LiveWorld:
                 if s <= sample and (e is None or sample < e):
                     active_for = (sample - s) / self.sample_rate
             rank = live.order.index(v.loudspeaker) if v.loudspeaker in live.order else -1  # -1: out of view
-            if rank < 0 or getattr(live.scene.loudspeakers[v.loudspeaker], "category", "loudspeaker") == "person":
-                # the mouth, or an out-of-view source's acoustic centre (no box to label)
-                direction = np.asarray(live.scene.source_direction_camera(v.loudspeaker), dtype=float)
-            else:
-                direction = np.asarray(live.boxes[rank].center, dtype=float)  # labels point at the box centre
+            if getattr(live.scene.loudspeakers[v.loudspeaker], "category", "loudspeaker") == "person":
+                direction = np.asarray(live.scene.source_direction_camera(v.loudspeaker), dtype=float)  # the mouth
+            else:  # labels point at the box centre, in view or not
+                box = live.boxes[rank] if rank >= 0 else live.scene.loudspeaker_boxes_camera()[v.loudspeaker]
+                direction = np.asarray(box.center, dtype=float)
                 direction = direction / np.linalg.norm(direction)
             az, el = azel_from_direction(direction)
             sources.append(SourceTruth(v.gender, rank, match_label(rank, len(live.boxes)) if rank >= 0 else "",

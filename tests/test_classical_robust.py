@@ -44,7 +44,10 @@ def test_streamed_in_tenth_second_steps_the_pool_finds_a_talker_in_reverb_and_10
     From 2 s of stream until the talk ends (the last window that still holds speech) every answer
     is within 5 degrees of the geometry's direction and their median within 3.5 (the floor
     reflection, 1-2 ms after the direct sound inside every 8 ms frame, pulls 1-3 degrees down),
-    and at the end of the talk within 3 degrees."""
+    and at the end of the talk within 3 degrees. The measured limit behind the 3.5: over 24 other
+    streams of this room (seeds 1-12) the median answer is 2.8 degrees without noise (elevation
+    -2.2 on average: that reflection) and 4.6 at 10 dB, so 3 degrees at 10 dB holds for this
+    seed's streams, not in general."""
     x, (az, el) = _room_speech_in_noise(11, position, 10.0)
     pool = tracking.RobustPool()
     window, step = FS // 2, FS // 10
