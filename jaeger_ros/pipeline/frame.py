@@ -92,8 +92,9 @@ def _detected(found: list) -> list[Box3D]:
 
 class ClassicalEstimator:
     """Candidates (CANDIDATES) + intensity-vector DoA pooled over the stream + nearest-box
-    matching over every candidate, people and loudspeakers alike. The match confidence is the DoA's confidence times the matching
-    probability, so a guess from a reverberant window is not reported as certain.
+    matching over every candidate, people and loudspeakers alike, held on the last sure match's
+    box while the DoA is unsure (HOLD_*). The match confidence is the DoA's confidence times the
+    matching probability, so a guess from a reverberant window is not reported as certain.
 
     Candidates are recomputed only when the depth image changes (DEPTH_CHANGE_* below): a
     static scene keeps stable boxes and saves 20-50 ms a frame. Such a change also resets the
@@ -144,7 +145,7 @@ class ClassicalEstimator:
         self._last_stamp: float | None = None
         self._depth_key: np.ndarray | None = None
         self._boxes: list[Box3D] = []
-        self._held: tuple[np.ndarray, float, str] | None = None  # (box centre, stamp, voice id) of the last confident match
+        self._held: tuple[np.ndarray, float, str] | None = None  # (box centre, stamp, voice id) of the last sure match
         self.vad = vad
         self._gate, self._voices = None, None
         if vad or voices:
