@@ -217,8 +217,11 @@ class Scorer:
             if target is not None:
                 self.last_talker = self.last
                 self.talker_frames += 1
-                self.box_correct += int(match.index >= 0 and _distance(match.matched_box,
-                                                                        gt.boxes[target.loudspeaker]) < BOX_MATCH_M)
+                if target.loudspeaker < 0:   # out of view: right when no visible box is claimed
+                    self.box_correct += int(match.index < 0)
+                else:
+                    self.box_correct += int(match.index >= 0 and _distance(match.matched_box,
+                                                                            gt.boxes[target.loudspeaker]) < BOX_MATCH_M)
             if target is None or len(gt.boxes) != len(match.candidates):
                 self.unscored += 1
                 continue
@@ -467,8 +470,8 @@ def write_pictures(last, info_k: np.ndarray | None, tf: TfTree, out: Path) -> li
         ray = rot @ direction
         ray = ray[:2] / max(np.linalg.norm(ray[:2]), 1e-9)
         ax.plot([cam[0], cam[0] + reach * ray[0]], [cam[1], cam[1] + reach * ray[1]], color=DOA_COLOUR, lw=2)
-    for s in gt.sources:
-        c = rot @ _box_corners(gt.boxes[s.loudspeaker]).mean(axis=0) + cam
+    for s in gt.sources:   # at the acoustic centre, in view or not (map frame)
+        c = np.array([s.position.x, s.position.y, s.position.z])
         ax.plot(c[0], c[1], marker="*", color="orange" if s.active else PAUSED_COLOUR, ms=15, ls="none")
     pad = 0.5
     ax.set_xlim(min(0.0, cam[0]) - pad, max(gt.room_size.x, cam[0]) + pad)
