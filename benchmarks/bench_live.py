@@ -328,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     out_err = np.array([f[0] for f in frames if f[0] is not None and not f[1]])
     correct = np.array([100.0 * f[2] for f in frames])
     by_category = {c: np.array([100.0 * f[2] for f in frames if f[3] == c]) for c in ("loudspeaker", "person")}
+    err_by_category = {c: np.array([f[0] for f in frames if f[0] is not None and f[3] == c])
+                       for c in ("loudspeaker", "person")}
     lat = np.array([(r - s) * 1000.0 for r, s in scorer.received])
     scenes = np.array([d[0] for d in scorer.detections], dtype=int)
     stamps = np.array([d[1] for d in scorer.detections], dtype=float)
@@ -354,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
         "doa_error_median_deg": _row(err, np.median, rng),
         "doa_error_median_in_view_deg": _row(in_err, np.median, rng),
         "doa_error_median_out_of_view_deg": _row(out_err, np.median, rng),
+        "doa_error_median_loudspeaker_deg": _row(err_by_category["loudspeaker"], np.median, rng),
+        "doa_error_median_person_deg": _row(err_by_category["person"], np.median, rng),
         "match_accuracy": _row(correct, np.mean, rng),
         "match_accuracy_in_view": _row(np.array([100.0 * f[2] for f in frames if f[1]]), np.mean, rng),
         "match_accuracy_loudspeaker": _row(by_category["loudspeaker"], np.mean, rng),
