@@ -25,24 +25,25 @@ wide spread. Here the noise is averaged BEFORE the direction is taken:
    is the most reliable choice of WHICH source; this step refines WHERE).
 
 `seeding="flat"` (the "classical-audio-dpd-flat" option) changes only WHICH source step 4 starts
-from. doa_robust weights each vote by its speech energy, whose spread over a 5 s clip is
+from. doa_robust weights each vote by its speech energy, whose spread over a clip is
 heavy-tailed: on the wrong-source answers of the seed-2026 10 dB split the winning density peak
 held 82-100 % of its weight in ONE 20 ms stretch (one loud burst of noise or of a reflection),
 while the true direction's votes came from 9-23 separate stretches. Here each seed vote weighs
 its doa_robust weight to the SEED_WEIGHT_POWER, 1/4: speech energy to the 1/4 (its spread
 flattened), directness squared and the speech-presence gain to the 1/4 (a diffuse bin still
 weighs little), so many consistent onsets outvote one burst; the density kernel is SEED_KAPPA
-(~6 degrees, twice doa's: the few votes of a 0 dB clip then form one peak). B, by voice: each
-seed vote is labelled by the pitch of the syllable it starts (doa.voiced_as, both voices), and
-the seed is the direction where the requested voice's vote density most exceeds GENDER_CONTRAST
-times the other voice's (both normalised). Why: on the seed-2031 10 dB split 20 of the 23 answers that
-landed on the wrong talker were requests for the female voice -- votes at the male talker pass
-for female (a window where both voices sound has the higher one's pitch, or an octave error),
-and there the male votes' density cancels them. Before that, two_talker_seed: the two talkers
-are found from the sound (the density peak and the peak of the votes more than
-SECOND_TALKER_DEG from it) and told apart by their male shares as task E does with boxes --
-measured at the true talker directions of the same split, the male talker's share is the
-larger in 95 of 100 items although under half of its windows are labelled male.
+(~6 degrees, twice doa's: the few votes of a 0 dB clip then form one peak).
+
+B, by voice, with seeding="flat": on the seed-2031 10 dB dev split 20 of the 23 answers on the
+wrong talker were requests for the female voice -- votes at the male talker pass for female (a
+window where both voices sound has the higher one's pitch, or an octave error) -- yet at the
+two talkers' TRUE directions the male talker's share of male-labelled windows was the larger in
+95 of 100 items: what failed was finding the weaker talker. So two_talker_seed finds two
+talkers from the sound (the density peak of flat_votes and the peak of the votes more than
+SECOND_TALKER_DEG from it) and tells them apart by their male shares, as task E does with boxes.
+On a tie, contrast_seed: each vote labelled by the pitch of the syllable it starts
+(doa.voiced_as, both voices), the seed is where the requested voice's normalised vote density
+most exceeds GENDER_CONTRAST times the other voice's (the male votes cancel mislabelled ones).
 
 `model="floor"` (the "classical-audio-dpd-floor" option) fits the pooled covariance with TWO
 waves at the one-wave azimuth -- the direct sound and its floor reflection, whose image source
