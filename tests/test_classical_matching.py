@@ -96,6 +96,7 @@ def test_weak_directions_keep_the_box_of_the_last_confident_one():
     assert est._match(right, 0.4, boxes, 11.0, "").label == "Left"            # an unknown voice is no other voice
     assert est._match(right, 0.4, boxes, 11.0, "voice_1").label == "Right"    # another voice: no hold
     assert est._match(right, 0.4, boxes, 10.0 + frame.HOLD_S + 0.1, "voice_0").label == "Right"  # expired
+    assert est._match(right, 0.4, boxes, 9.0, "voice_0").label == "Right"     # before the sure match: a restart
     moved = [boxes[0], boxes[1], Box3D(boxes[2].center + [0.0, 0.0, -0.5], boxes[2].size)]  # the left box 0.5 m back
     assert est._match(right, 0.4, moved, 11.0, "voice_0").label == "Right"
     assert est._match(right, 0.9, boxes, 12.0, "voice_0").label == "Right"     # confident: moves at once

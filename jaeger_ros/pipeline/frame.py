@@ -172,7 +172,7 @@ class ClassicalEstimator:
     def __call__(self, rgb: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics, foa: np.ndarray | None,
                  sample_rate: int, target: str, stamp: float, valid: np.ndarray | None = None) -> Estimate:
         if self._last_stamp is not None and stamp < self._last_stamp:  # the stream restarted
-            self._pool = self._new_pool()
+            self._pool, self._held = self._new_pool(), None
         self._last_stamp = stamp
         if self._background and (found := self._detector.poll()) is not None:
             self._boxes = _detected(found)
@@ -216,7 +216,7 @@ class ClassicalEstimator:
             return match
         centre, since, held_voice = self._held
         gaps = [float(np.linalg.norm(b.center - centre)) for b in boxes]
-        if stamp - since > HOLD_S or (voice_id and held_voice and voice_id != held_voice) or min(gaps) > HOLD_BOX_M:
+        if not 0 <= stamp - since <= HOLD_S or (voice_id and held_voice and voice_id != held_voice) or min(gaps) > HOLD_BOX_M:
             return match
         return self._matching.match_speaker(direction, boxes, int(np.argmin(gaps)))
 
