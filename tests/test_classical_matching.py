@@ -107,3 +107,17 @@ def test_weak_directions_keep_the_box_of_the_last_confident_one():
     far_left = direction_from_azel(answers.box_azimuth_deg(boxes[2]) + 40.0, -18.0)
     assert est._match(far_left, 0.99, boxes, 13.0, "voice_0").label == "Right"
     assert est._match(left, 0.99, boxes, 13.0, "voice_0").label == "Left"
+
+
+def test_a_hold_taken_before_the_voice_was_known_takes_the_first_voice_named():
+    """A sure match stored while the voice id was still unknown ("") holds for the first voice
+    named within the hold, not for any voice."""
+    from jaeger_ros.pipeline import frame
+    est = frame.ClassicalEstimator(candidates="depth", vad=False)
+    boxes = _boxes_given_unsorted()
+    left, right = boxes[2].center, boxes[1].center
+    assert est._match(left, 0.95, boxes, 10.0, "").label == "Left"
+    assert est._match(right, 0.4, boxes, 11.0, "voice_0").label == "Left"    # named now: held for voice_0
+    assert est._match(right, 0.4, boxes, 11.5, "voice_1").label == "Right"   # another voice: no hold
+    assert est._match(right, 0.4, boxes, 12.0, "").label == "Left"           # an unknown voice is no other voice
+    assert est._match(right, 0.4, boxes, 12.5, "voice_0").label == "Left"

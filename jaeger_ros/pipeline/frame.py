@@ -215,8 +215,12 @@ class ClassicalEstimator:
         if self._held is None:
             return match
         centre, since, held_voice = self._held
+        if not 0 <= stamp - since <= HOLD_S:
+            return match
+        if voice_id and not held_voice:  # the voice was named after the sure match: hold for it alone
+            self._held, held_voice = (centre, since, voice_id), voice_id
         gaps = [float(np.linalg.norm(b.center - centre)) for b in boxes]
-        if not 0 <= stamp - since <= HOLD_S or (voice_id and held_voice and voice_id != held_voice) or min(gaps) > HOLD_BOX_M:
+        if (voice_id and voice_id != held_voice) or min(gaps) > HOLD_BOX_M:
             return match
         return self._matching.match_speaker(direction, boxes, int(np.argmin(gaps)))
 
