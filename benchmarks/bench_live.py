@@ -22,7 +22,6 @@ sound-only DoA is then reported in view and out of view.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 import tempfile
@@ -102,7 +101,6 @@ class FrameScorer(live_demo.Scorer):
         self.frames: list[tuple[float | None, bool, bool, str]] = []
         self.detections: list[tuple[int, float, dict[str, int]]] = []   # (scene, stamp s, counts)
         self.truth_log: list[tuple[int, int, list[tuple[int, np.ndarray, bool]]]] = []  # (stamp, scene, talkers)
-        self._pictured: tuple | None = None
         FrameScorer.made.append(self)
 
     def on_truth(self, msg) -> None:
@@ -110,30 +108,12 @@ class FrameScorer(live_demo.Scorer):
                    for s in msg.sources]
         self.truth_log.append((self.key(msg.header.stamp), int(msg.scene_id), talkers))
         super().on_truth(msg)
-        self._keep_pictured()
-
-    def on_match(self, msg) -> None:
-        super().on_match(msg)
-        self._keep_pictured()
-
-    def _keep_pictured(self) -> None:
-        """live_demo draws its pictures of `last` with each talker at its box; a talker out of view
-        has none, so `last` stays the latest frame whose talkers are all in view."""
-        if self.last is not None and all(s.in_view for s in self.last[1].sources):
-            self._pictured = self.last
-        self.last = self._pictured
 
     def _drain(self) -> None:
         queued = list(self.pending)
         self.pending.clear()
         for i, match in enumerate(queued):
             scored, correct, errors = self.scored, self.correct, len(self.doa_errors)
-            seen = self.truth.get(self.key(match.header.stamp))
-            if seen is not None and not seen.boxes and match.index >= 0:
-                # nothing in view to match (the talker's box index is -1 there): live_demo.Scorer would
-                # look it up among no boxes; as a miss the frame is counted as it would be (unscored)
-                match = copy.copy(match)
-                match.index = -1
             self.pending.append(match)
             super()._drain()
             if self.pending:  # its ground truth has not arrived yet: keep it and the rest, in order
