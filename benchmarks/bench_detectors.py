@@ -27,6 +27,7 @@ import numpy as np
 from skimage import data
 from tqdm import tqdm
 
+from bench_live import finds_person  # benchmarks/ is on the path: these files run as scripts
 from jaeger_ros.classical.candidates import boxes_from_depth
 from jaeger_ros.core.geometry import Intrinsics, project, rotation_y
 from jaeger_ros.data.robustness import bootstrap_ci
@@ -221,18 +222,13 @@ def candidates_mesh(scenes: int, seed: int = 7, conditions: str = "realistic") -
             "false_positives_on": fp_kinds, "loudspeakers_with_a_depth_blob": int(blob_found)}
 
 
-LIVE_PERSON_MATCH_M = 0.5
-"""benchmarks/bench_live.py's PERSON_MATCH_M: a person candidate finds a true person within this
-distance horizontally of her box's centre, or on her box's footprint widened by it."""
-
-
 def person_recall_live(seeds: list[int], scenes: int) -> dict:
     """Person recall on the live benchmark's scenes, offline: sim_bridge.live's mesh world
     (`--talkers mixed`, `realistic` sensing, test split) builds `scenes` scenes per seed exactly
     as the live run sees them, and the live CandidateDetector (fresh pose tracking per scene,
     called twice as a stream repeats a view) finds their candidates. Each true person (a talker
     the scene places, mostly 1.1-4 m ahead, often cut by the frame's edges) is found by one
-    person candidate at most, by bench_live's rule (LIVE_PERSON_MATCH_M); person candidates on
+    person candidate at most, by bench_live's rule (finds_person); person candidates on
     no person (the talkers and the scenes' other people; the object under the candidate's
     central image region) are false alarms, named by category. 95 % bootstrap intervals over
     scenes. Seeds 5 and 11-15 were looked at while tuning; others are held out."""
@@ -255,7 +251,7 @@ def person_recall_live(seeds: list[int], scenes: int) -> dict:
                 true = [b for b in live.boxes if b.label == "person"]
                 pairs = sorted((float(np.linalg.norm(p.center - t.center)), i, j)
                                for i, p in enumerate(people) for j, t in enumerate(true)
-                               if _finds(p, t))
+                               if finds_person(p.center, t.center, t.size))
                 used_p, used_t = set(), set()
                 for _, i, j in pairs:
                     if i not in used_p and j not in used_t:
@@ -294,12 +290,6 @@ def person_recall_live(seeds: list[int], scenes: int) -> dict:
             "ci95_recall": ci(found[draws].sum(1) / np.maximum(truth[draws].sum(1), 1)),
             "found_by": sources, "false_alarms_per_scene": float(alarms.mean()), "ci95_false_alarms": ci(alarms[draws].mean(1)),
             "false_alarms_on": kinds}
-
-
-def _finds(candidate, person) -> bool:
-    """bench_live's person rule on camera-frame boxes (x, z horizontal)."""
-    gap = np.abs(candidate.center - person.center)[[0, 2]]
-    return float(np.hypot(*gap)) < LIVE_PERSON_MATCH_M or bool(np.all(gap <= person.size[[0, 2]] / 2 + LIVE_PERSON_MATCH_M))
 
 
 def voice_accuracy(turns_per_voice: int = 3) -> dict:

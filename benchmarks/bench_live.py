@@ -72,6 +72,15 @@ def _centre_gap(a, b) -> float:
     return float(np.linalg.norm(_xyz(a) - _xyz(b)))
 
 
+def finds_person(centre: np.ndarray, person_centre: np.ndarray, person_size: np.ndarray) -> bool:
+    """The person rule on camera-frame xyz (x, z horizontal): a candidate centred at `centre` finds
+    the true person within PERSON_MATCH_M horizontally of her box's centre, or on her box's
+    footprint widened by PERSON_MATCH_M (a seen front sits nearer than the true box's centre)."""
+    gap = np.abs(np.asarray(centre, float) - np.asarray(person_centre, float))[[0, 2]]
+    half = np.asarray(person_size, float)[[0, 2]] / 2 + PERSON_MATCH_M
+    return float(np.hypot(*gap)) < PERSON_MATCH_M or bool(np.all(gap <= half))
+
+
 def candidate_counts(match, gt) -> dict[str, int]:
     """One frame's candidates against the truth: loudspeaker claims that are a true loudspeaker
     (centres within live_demo.BOX_MATCH_M), claims, true loudspeakers; people found (PERSON_MATCH_M
@@ -81,9 +90,7 @@ def candidate_counts(match, gt) -> dict[str, int]:
     true_ls = [b for b in gt.boxes if _category(b) == "loudspeaker"]
     true_people = [b for b in gt.boxes if _category(b) == "person"]
     def horizontal(a, b) -> bool:
-        gap = np.abs(_xyz(a) - _xyz(b))[[0, 2]]
-        half = np.array([b.size.x, b.size.z]) / 2 + PERSON_MATCH_M
-        return float(np.hypot(*gap)) < PERSON_MATCH_M or bool(np.all(gap <= half))
+        return finds_person(_xyz(a), _xyz(b), np.array([b.size.x, b.size.y, b.size.z]))
     return {"ls_tp": _greedy(claims, true_ls, lambda a, b: _centre_gap(a, b) < live_demo.BOX_MATCH_M),
             "ls_claims": len(claims), "ls_truth": len(true_ls),
             "person_tp": _greedy(people, true_people, horizontal), "person_truth": len(true_people)}
