@@ -121,7 +121,9 @@ class CandidateDetector:
         if isinstance(loudspeakers, str):
             loudspeakers = LoudspeakerClassifier() if CHECKPOINT.is_file() else None
         self.loudspeakers = loudspeakers
-        # blobs the classifier rejects get a pose check on their crop (needs the classifier)
+        # every loudspeaker-sized blob (kept by the classifier or not) and person-sized blob that no
+        # detector explained gets a pose check on its crop; only with the classifier, whose verdict
+        # says how the crop is cut (isolated on grey for a rejected blob)
         self.seated = CropPoseCheck() if seated and loudspeakers is not None else None
         self._cond = threading.Condition()
         self._job: tuple | None = None
