@@ -328,8 +328,8 @@ class TalkerTracker:
                            depth: np.ndarray) -> list[int]:
         """Delete the silent tracks this depth image (optical frame, metres, 0 or NaN: no
         reading) has shown free space at for seen_through_s: the nearest surfaces (10th
-        percentile) in a 0.3 m patch around the track's pixel lie more than seen_through_m plus
-        twice its range uncertainty beyond it. A surface at or before the track (the talker, or
+        percentile) in a 0.6 m square patch (0.3 m either side) around the track's pixel lie
+        more than seen_through_m plus twice its range uncertainty beyond it. A surface at or before the track (the talker, or
         something hiding it), too few readings, or the track outside the view is no such
         evidence; a heard-only track with an unsure range is never seen through. Returns the ids."""
         cfg = self.config
@@ -342,8 +342,8 @@ class TalkerTracker:
             x, y, z = transform_points(optical_from_map, track.position)
             through = False
             if z > MIN_RANGE_M:
-                u, v = intrinsics.cx + intrinsics.fx * x / z, intrinsics.cy + intrinsics.fy * y / z
-                r = int(np.clip(intrinsics.fx * 0.3 / z, 2, 40))
+                u, v, _ = project(optical_to_camera(np.array([x, y, z])), intrinsics)
+                r = int(np.clip(intrinsics.fx * 0.3 / z, 2, 40))  # half-width: 0.3 m either side
                 if 0 <= u < intrinsics.width and 0 <= v < intrinsics.height:
                     patch = depth[max(0, int(v) - r):int(v) + r + 1, max(0, int(u) - r):int(u) + r + 1]
                     valid = patch[np.isfinite(patch) & (patch > 0)]
