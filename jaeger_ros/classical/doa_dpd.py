@@ -32,7 +32,8 @@ while the true direction's votes came from 9-23 separate stretches. Here each se
 its doa_robust weight to the SEED_WEIGHT_POWER, 1/4: speech energy to the 1/4 (its spread
 flattened), directness squared and the speech-presence gain to the 1/4 (a diffuse bin still
 weighs little), so many consistent onsets outvote one burst; the density kernel is SEED_KAPPA
-(~6 degrees, twice doa's: the few votes of a 0 dB clip then form one peak).
+(~5 degrees, ~1.6x doa's KAPPA kernel, width ~ 1/sqrt(kappa): the few votes of a 0 dB clip
+then form one peak).
 
 B, by voice, with seeding="flat": on the seed-2031 10 dB dev split 20 of the 23 answers on the
 wrong talker were requests for the female voice -- votes at the male talker pass for female (a
@@ -77,9 +78,10 @@ AGG_RADIUS_DEG = 15.0
 AGG_ITER = 3
 FLOOR_GRID_DEG = 0.5
 SEED_WEIGHT_POWER = 0.25   # seeding="flat": a seed vote weighs its doa_robust weight to this power
-SEED_KAPPA = 150.0         # seeding="flat": density kernel ~6 deg wide (doa.KAPPA's ~3 deg splits sparse 0 dB votes)
+SEED_KAPPA = 150.0         # seeding="flat": density kernel ~5 deg wide (doa.KAPPA's ~3 deg splits sparse 0 dB votes)
 GENDER_CONTRAST = 0.5      # seeding="flat", B: the other voice's normalised density counts against this much
 SECOND_TALKER_DEG = 12.0   # seeding="flat", B: the second talker's peak among the votes this far from the first
+SECOND_TALKER_VOTES = 5    # ... when at least this many votes lie there (as many as a voice needs: doa.MIN_GENDER_VOTES)
 MODELS = ("one", "floor")
 SEEDINGS = ("robust", "flat")
 _DIFFUSE = np.array([1.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0])  # isotropic field in SN3D: W vs each dipole
@@ -254,10 +256,10 @@ def two_talker_seed(foa: np.ndarray, votes: doa.Votes, gender: str,
     """The requested voice as one of two talkers found from the sound: the density peak of
     `votes` and the peak of the votes more than SECOND_TALKER_DEG from it, told apart by their
     male shares (doa.talker_male_shares, as task E does with boxes); None when there is no
-    second peak or the shares tie."""
+    second peak (fewer than SECOND_TALKER_VOTES votes that far) or the shares tie."""
     first = doa.estimate_from_votes(votes, SEED_KAPPA)
     far = votes.directions @ first.direction < np.cos(np.radians(SECOND_TALKER_DEG))
-    if np.count_nonzero(far) < doa.MIN_GENDER_VOTES:
+    if np.count_nonzero(far) < SECOND_TALKER_VOTES:
         return None
     rest = doa.Votes(votes.directions[far], votes.weights[far], votes.times[far])
     second = doa.estimate_from_votes(rest, SEED_KAPPA)
@@ -267,6 +269,7 @@ def two_talker_seed(foa: np.ndarray, votes: doa.Votes, gender: str,
 
 
 def _check_seeding(seeding: str) -> None:
+    """Reject an unknown seeding before any work: a typo must not fall back to one silently."""
     if seeding not in SEEDINGS:
         raise ValueError(f"seeding must be one of {SEEDINGS}, got {seeding!r}")
 
