@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from jaeger_ros.classical.matching import MatchResult
 from jaeger_ros.core import answers
 from jaeger_ros.core.geometry import Box3D, Intrinsics, box_category, direction_from_azel
+
+if TYPE_CHECKING:  # classical.matching is imported when an estimator is built
+    from jaeger_ros.classical.matching import MatchResult
 
 METHODS = ("classical", "jaeger")
 DOA_METHODS = ("robust", "onset")

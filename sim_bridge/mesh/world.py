@@ -8,13 +8,16 @@ all directions on everything later, as the procedural world does for its diffuse
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from jaeger_ros.core import foa
 from jaeger_ros.core.geometry import Intrinsics
 from sim_bridge.mesh.acoustics_rlr import DEFAULT_RAYS, SOURCE_OFFSET_M, MeshAcoustics
+
+if TYPE_CHECKING:  # for the hint only: import_scene is loaded where a scene file is given
+    from sim_bridge.mesh.import_scene import ImportedScene
 
 DIRECT_WINDOW_S = 0.001
 SPEED_OF_SOUND = 343.0
@@ -68,7 +71,7 @@ class MeshWorld:
     name = "mesh"
 
     def __init__(self, intrinsics: Intrinsics, acoustics: str = "rlr", ray_count: int = DEFAULT_RAYS,
-                 scene_file: str | None = None, home: Any = None) -> None:
+                 scene_file: str | None = None, home: ImportedScene | None = None) -> None:
         """`home`: the ImportedScene a caller already loaded from `scene_file` (loading one is
         slow), else scene_file is loaded here."""
         self.intrinsics = intrinsics
