@@ -2,7 +2,8 @@
 
 The nodes' log lines (lifecycle transitions included) reach the demo's terminal; Ctrl-C,
 SIGTERM and SIGHUP end a run in order (exit 0, summary written, no traceback, nodes gone);
-the nodes die with the demo even when it is killed outright.
+the nodes die with the demo even when it is killed outright. Its scorer is also checked on
+hand-made messages.
 """
 from __future__ import annotations
 
@@ -146,3 +147,27 @@ def test_live_demo_options_set_who_talks_and_the_candidates_else_the_params_file
     assert not any(a.startswith(("talker_kind:=", "candidates:=")) for cmd in plain.values() for a in cmd)
     assert set(plain) == {"sim_bridge", "jaeger_node"}
     assert set(node_commands(parse_args(["--tracker"]))) == {"sim_bridge", "jaeger_node", "jaeger_tracker"}
+
+
+def test_a_talker_out_of_view_is_box_correct_only_when_no_box_is_claimed():
+    """live_demo.Scorer on hand-made messages (no ROS transport): the male talker talks out of view
+    (no box, loudspeaker -1) while a silent loudspeaker is in view; claiming that box is wrong,
+    claiming none is right."""
+    from jaeger_ros.msg import BoundingBox3D, SimGroundTruth, SimSource, SpeakerMatch
+    from jaeger_ros.ros.live_demo import Scorer
+
+    seen = BoundingBox3D(id=0, category="loudspeaker")
+    seen.center.position.x, seen.center.position.z = 0.5, 2.0
+    scorer = Scorer(window_s=1.0)
+    for sec, index in [(5, 0), (6, -1)]:
+        truth = SimGroundTruth(boxes=[seen], sources=[
+            SimSource(gender="male", loudspeaker=-1, category="person", active=True, active_for_s=2.0, in_view=False),
+            SimSource(gender="female", loudspeaker=0, category="loudspeaker", active=False, in_view=True)])
+        truth.header.stamp.sec = sec
+        match = SpeakerMatch(target="male", index=index, candidates=[seen])
+        match.header.stamp.sec = sec
+        if index >= 0:
+            match.matched_box = seen
+        scorer.on_truth(truth)
+        scorer.on_match(match)
+        assert (scorer.talker_frames, scorer.box_correct) == ((1, 0) if index >= 0 else (2, 1))
