@@ -17,7 +17,9 @@ capsules, depth and RGB noise; `drawn_conditions` says what scene k drew). Scena
 `talker_kind` people / mixed makes some or all sources people who talk from the mouth with
 their own voice gender and a human voice directivity (sim_bridge.people).
 
-Frames: the simulator's world is y up; `map` is REP-103 (z up): map = (z, x, y) of world.
+Frames: the simulator's world is y up; `map` is REP-103 (z up): map = (z, x, y) of world, with
+scene k's room moved to its own place in map (room_origin: rooms in a row along map +x), so a
+robot that goes to the next room moves in map and nothing kept in map from one room lies in the next.
 TF (tf_links): map -> odom -> base_link -> camera_link -> camera_color_optical_frame (REP-105).
 """
 from __future__ import annotations
@@ -43,8 +45,24 @@ from sim_bridge.speech import SpeechBank
 
 SCENARIOS = ("single", "dual", "party")
 MAP_FROM_WORLD = pose_matrix(np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), np.zeros(3))
-"""map (REP-103, z up) <- simulator world (y up): map = (z, x, y) of world, so the room spans
-[0, sz] x [0, sx] x [0, sy] in map."""
+"""map (REP-103, z up) <- the world of scene 0 (y up): map = (z, x, y) of world, so its room spans
+[0, sz] x [0, sx] x [0, sy] in map (scene k: see map_from_world)."""
+ROOM_SPACING_M = 20.0
+"""Scene k's room has its min corner ROOM_SPACING_M * k along map +x: sampled rooms are at most 9 m
+across, so neighbouring rooms stay more than 10 m apart, far beyond any tracker's gate."""
+
+
+def room_origin(k: int) -> np.ndarray:
+    """The min corner of scene k's room in map (scene 0's is the map origin)."""
+    return np.array([k * ROOM_SPACING_M, 0.0, 0.0])
+
+
+def map_from_world(k: int) -> np.ndarray:
+    """map <- the simulator world of scene k: MAP_FROM_WORLD, then the room moved to room_origin(k)."""
+    out = MAP_FROM_WORLD.copy()
+    out[:3, 3] = room_origin(k)
+    return out
+
 LINK_FROM_OPTICAL = pose_matrix(BODY_FROM_CAMERA @ OPTICAL_FROM_CAMERA.T, np.zeros(3))
 """camera_link (REP-103 body axes) <- camera optical frame: the standard fixed rotation."""
 CAMERA_FROM_OPTICAL = pose_matrix(OPTICAL_FROM_CAMERA.T, np.zeros(3))
@@ -143,6 +161,7 @@ class GroundTruth:
     sources: list[SourceTruth]
     map_from_optical: np.ndarray
     room_size_map: np.ndarray
+    room_origin_map: np.ndarray  # min corner of the room, map
     positions_map: list[np.ndarray]  # acoustic centre of each source, map
     in_view: list[bool]  # each source's acoustic centre inside the image
     categories: list[str] = field(default_factory=list)  # each source's "loudspeaker" or "person"
@@ -267,7 +286,7 @@ class LiveWorld:
         return LiveScene(k, scene, sensing.degrade_rgb(rendered.rgb, cond, crng),
                          depth if cond.depth_noise_k is not None else rendered.depth,
                          [boxes[i] for i in order], order, voices,
-                         MAP_FROM_WORLD @ wfc @ CAMERA_FROM_OPTICAL, ambient, cond)
+                         map_from_world(k) @ wfc @ CAMERA_FROM_OPTICAL, ambient, cond)
 
     def _prefetch(self, k: int) -> None:
         """Build scene k in the background so a scene cut does not stall the stream."""
@@ -410,10 +429,11 @@ class LiveWorld:
             sources.append(SourceTruth(v.gender, rank, match_label(rank, len(live.boxes)) if rank >= 0 else "",
                                        active_for > 0, active_for, direction, float(az), float(el)))
         room = MAP_FROM_WORLD[:3, :3] @ np.asarray(live.scene.room.size, dtype=float)
-        positions = [transform_points(MAP_FROM_WORLD, live.scene.loudspeakers[v.loudspeaker].acoustic_center)
+        to_map = map_from_world(live.index)
+        positions = [transform_points(to_map, live.scene.loudspeakers[v.loudspeaker].acoustic_center)
                      for v in live.voices]
         return GroundTruth(t, live.index, self.config.scenario, live.boxes, sources, live.map_from_optical, room,
-                           positions, [v.loudspeaker in live.order for v in live.voices],
+                           room_origin(live.index), positions, [v.loudspeaker in live.order for v in live.voices],
                            [getattr(live.scene.loudspeakers[v.loudspeaker], "category", "loudspeaker")
                             for v in live.voices])
 
@@ -687,7 +707,7 @@ class PartyWorld(LiveWorld):
             positions.append(transform_points(MAP_FROM_WORLD, posed.loudspeakers[v.loudspeaker].acoustic_center))
         room = MAP_FROM_WORLD[:3, :3] @ np.asarray(posed.room.size, dtype=float)
         return GroundTruth(t, 0, self.config.scenario, [boxes_all[i] for i in order], sources,
-                           self._map_from_optical(posed), room, positions,
+                           self._map_from_optical(posed), room, room_origin(0), positions,
                            [seen[v.loudspeaker] for v in live.voices], ["loudspeaker"] * len(live.voices))
 
     def transforms(self, t: float, optical_frame: str = OPTICAL_FRAME) -> list[FrameLink]:

@@ -41,7 +41,7 @@ import math
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
-from geometry_msgs.msg import Point, Twist, TwistStamped, Vector3
+from geometry_msgs.msg import Point, Twist, TwistStamped
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
@@ -64,6 +64,10 @@ def tf_message(links: list[FrameLink], stamp: float) -> TFMessage:
                                  for link in links])
 
 
+def _point(p: np.ndarray) -> Point:
+    return Point(x=float(p[0]), y=float(p[1]), z=float(p[2]))
+
+
 def ground_truth_to_msg(gt: GroundTruth, frame_id: str) -> SimGroundTruth:
     header = rc.make_header(gt.time, frame_id)
     categories = gt.categories or ["loudspeaker"] * len(gt.sources)
@@ -71,13 +75,12 @@ def ground_truth_to_msg(gt: GroundTruth, frame_id: str) -> SimGroundTruth:
                          active_for_s=float(s.active_for_s), azimuth_deg=s.azimuth_deg,
                          elevation_deg=s.elevation_deg,
                          direction=rc.vector_to_msg(camera_to_optical(s.direction)),
-                         position=Point(x=float(p[0]), y=float(p[1]), z=float(p[2])), in_view=bool(seen))
+                         position=_point(p), in_view=bool(seen))
                for s, p, seen, c in zip(gt.sources, gt.positions_map, gt.in_view, categories)]
     return SimGroundTruth(header=header, scene_id=gt.scene_id, scenario=gt.scenario,
                           boxes=[rc.box_to_msg(b, i) for i, b in enumerate(gt.boxes)], sources=sources,
                           camera_pose=rc.pose_to_msg(gt.map_from_optical),
-                          room_size=Vector3(x=float(gt.room_size_map[0]), y=float(gt.room_size_map[1]),
-                                            z=float(gt.room_size_map[2])))
+                          room_size=rc.vector_to_msg(gt.room_size_map), room_origin=_point(gt.room_origin_map))
 
 
 MIC_FRAME = "mic_link"

@@ -122,6 +122,25 @@ def test_bag_tf_is_the_live_tree_and_composes_to_the_camera_pose(bag):
         np.testing.assert_allclose(fixed["odom"] @ odom_base @ base_link @ fixed[optical], expected, atol=1e-9)
 
 
+def test_bag_keeps_each_scenes_room_origin_and_places_the_camera_and_talkers_in_that_room(tmp_path):
+    """Across a scene cut (the live world's 8 s period) the room moves to its own place in map:
+    the recorded room_origin, room_size, camera pose and source positions agree with each other."""
+    out = tmp_path / "two_rooms"
+    record(out, 9.0, width=96, height=72, rate_hz=2.0, seed=3, conditions="clean", progress=False)
+    rooms = {}
+    for _, gt in read_topic(out, "/sim/ground_truth"):
+        lo = np.array([gt.room_origin.x, gt.room_origin.y, gt.room_origin.z])
+        hi = lo + [gt.room_size.x, gt.room_size.y, gt.room_size.z]
+        rooms.setdefault(gt.scene_id, (lo, hi))
+        camera = gt.camera_pose.position
+        inside = [np.array([camera.x, camera.y, camera.z])] + [np.array([s.position.x, s.position.y, s.position.z])
+                                                               for s in gt.sources]
+        assert all(np.all(lo < p) and np.all(p < hi) for p in inside)
+    assert sorted(rooms) == [0, 1]
+    np.testing.assert_allclose(rooms[0][0], 0.0, atol=1e-12)
+    assert rooms[1][0][0] > rooms[0][1][0] + 5.0  # the second room lies beyond the first along map x
+
+
 def test_ground_truth_activity_agrees_with_the_recorded_audio(bag):
     """Activity flags are computed on stream time; recorded in stream time they must match the
     sound: windows just before a frame where a voice has talked for a while are loud, windows

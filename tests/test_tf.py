@@ -69,7 +69,7 @@ def recorded():
     def on_truth(msg) -> None:
         got["truth"][key(msg.header.stamp)] = msg
         # the simulator's own answer, while the scene is still in the world's cache
-        got["scenes"].setdefault(msg.scene_id, sim.world.scene(msg.scene_id).scene)
+        got["scenes"].setdefault(msg.scene_id, sim.world.scene(msg.scene_id))
 
     listener.create_subscription(TFMessage, "/tf", got["tf"].append, 100)
     listener.create_subscription(TFMessage, "/tf_static", got["static"].append, LATCHED)
@@ -124,32 +124,67 @@ def test_tf_static_is_latched_for_late_subscribers(recorded):
     assert late.transforms == recorded["static"][0].transforms
 
 
+def _map_from_optical(recorded, stamp: int) -> np.ndarray:
+    """The received chain map -> odom -> base_link -> camera_link -> optical at one frame's stamp."""
+    fixed = {t.child_frame_id: matrix(t.transform) for t in recorded["static"][0].transforms}
+    moving = next(m for m in recorded["tf"] if key(m.transforms[0].header.stamp) == stamp)
+    odom_base, base_link = (matrix(t.transform) for t in moving.transforms)
+    assert abs(odom_base[2, 3]) < 1e-9 and odom_base[2, 2] == pytest.approx(1.0)  # on the floor, yaw only
+    return fixed["odom"] @ odom_base @ base_link @ fixed[OPTICAL]
+
+
+CAMERA_FROM_OPTICAL = np.diag([1.0, -1.0, -1.0])
+"""JAEGER camera (y up, z back) <- ROS optical (y down, z forward)."""
+
+
 def test_boxes_from_ground_truth_reach_their_place_in_map_through_tf(recorded):
     got = recorded
     fixed = {t.child_frame_id: matrix(t.transform) for t in got["static"][0].transforms}
     np.testing.assert_allclose(fixed["odom"], np.eye(4), atol=1e-12)
-    moving = {key(m.transforms[0].header.stamp): [matrix(t.transform) for t in m.transforms] for m in got["tf"]}
     checked = set()
     for stamp, gt in got["truth"].items():
-        odom_base, base_link = moving[stamp]
-        assert abs(odom_base[2, 3]) < 1e-9 and odom_base[2, 2] == pytest.approx(1.0)  # on the floor, yaw only
-        map_from_optical = fixed["odom"] @ odom_base @ base_link @ fixed[OPTICAL]
-        scene = got["scenes"][gt.scene_id]
+        map_from_optical = _map_from_optical(got, stamp)
+        scene = got["scenes"][gt.scene_id].scene
         world_from_camera = np.asarray(scene.world_from_camera(), dtype=float)
-        camera_from_optical = np.diag([1.0, -1.0, -1.0])  # JAEGER camera (y up, z back) <- ROS optical
         room = np.array([gt.room_size.x, gt.room_size.y, gt.room_size.z])
+        origin = np.array([gt.room_origin.x, gt.room_origin.y, gt.room_origin.z])
         for box, spk in zip(gt.boxes, [scene.loudspeakers[i] for i in _left_to_right(scene)]):
             p = box.center.position
             centre_optical = np.array([p.x, p.y, p.z, 1.0])
-            through_tf = map_from_optical @ centre_optical
-            truth = MAP_FROM_WORLD @ world_from_camera @ np.r_[camera_from_optical @ centre_optical[:3], 1.0]
-            assert np.linalg.norm(through_tf[:3] - truth[:3]) < 1e-3  # within 1 mm
+            in_room = map_from_optical @ centre_optical - np.r_[origin, 0.0]  # relative to the room's corner
+            truth = MAP_FROM_WORLD @ world_from_camera @ np.r_[CAMERA_FROM_OPTICAL @ centre_optical[:3], 1.0]
+            assert np.linalg.norm(in_room[:3] - truth[:3]) < 1e-3  # within 1 mm
             # and near the loudspeaker itself (its acoustic centre lies inside its box)
             acoustic = MAP_FROM_WORLD[:3, :3] @ np.asarray(spk.acoustic_center, dtype=float)
-            assert np.linalg.norm(through_tf[:3] - acoustic) <= np.linalg.norm([box.size.x, box.size.y, box.size.z]) / 2
-            assert np.all(through_tf[:3] > 0) and np.all(through_tf[:3] < room)  # inside the room
+            assert np.linalg.norm(in_room[:3] - acoustic) <= np.linalg.norm([box.size.x, box.size.y, box.size.z]) / 2
+            assert np.all(in_room[:3] > 0) and np.all(in_room[:3] < room)  # inside the room
         checked.add(gt.scene_id)
     assert len(checked) >= 2  # across a scene change, when the moving links jump
+
+
+def test_each_scenes_room_has_its_own_place_in_map_and_its_sources_are_where_tf_puts_them(recorded):
+    """A tracker keeps talkers in map: the next scene's room must not lie where the last one was,
+    and a source's published map position is where the TF chain puts its camera-frame position."""
+    rooms = {}
+    for stamp, gt in recorded["truth"].items():
+        origin = np.array([gt.room_origin.x, gt.room_origin.y, gt.room_origin.z])
+        rooms.setdefault(gt.scene_id, (origin, origin + [gt.room_size.x, gt.room_size.y, gt.room_size.z]))
+        map_from_optical = _map_from_optical(recorded, stamp)
+        live = recorded["scenes"][gt.scene_id]
+        camera_from_world = np.linalg.inv(np.asarray(live.scene.world_from_camera(), dtype=float))
+        assert np.all(map_from_optical[:3, 3] > rooms[gt.scene_id][0])  # the camera is inside its room
+        assert np.all(map_from_optical[:3, 3] < rooms[gt.scene_id][1])
+        assert len(gt.sources) == len(live.voices) > 0
+        for source, voice in zip(gt.sources, live.voices):
+            centre = np.append(live.scene.loudspeakers[voice.loudspeaker].acoustic_center, 1.0)
+            optical = np.r_[CAMERA_FROM_OPTICAL @ (camera_from_world @ centre)[:3], 1.0]
+            published = np.array([source.position.x, source.position.y, source.position.z])
+            assert np.linalg.norm((map_from_optical @ optical)[:3] - published) < 1e-3
+            assert np.all(published > rooms[gt.scene_id][0]) and np.all(published < rooms[gt.scene_id][1])
+    (lo0, hi0), (lo1, hi1) = rooms[0], rooms[1]
+    np.testing.assert_allclose(lo0, 0.0, atol=1e-12)  # the first room where it always was
+    assert lo1[2] == lo0[2] == 0.0  # floors at one height: the base drives on z = 0
+    assert lo1[0] - hi0[0] > 5.0 or lo0[0] - hi1[0] > 5.0  # apart along map x, far beyond a track gate
 
 
 def _left_to_right(scene) -> list[int]:

@@ -148,6 +148,9 @@ class _Messages:
     def vector(self, v: Any) -> Any:
         return self.t["geometry_msgs/msg/Vector3"](x=float(v[0]), y=float(v[1]), z=float(v[2]))
 
+    def point(self, p: Any) -> Any:
+        return self.t["geometry_msgs/msg/Point"](x=float(p[0]), y=float(p[1]), z=float(p[2]))
+
     def pose(self, transform: np.ndarray) -> Any:
         q = Rotation.from_matrix(transform[:3, :3]).as_quat(canonical=True)  # x, y, z, w >= 0 as ros.convert
         return self.t["geometry_msgs/msg/Pose"](
@@ -170,12 +173,13 @@ class _Messages:
             gender=s.gender, loudspeaker=s.loudspeaker, category=c, label=s.label, active=bool(s.active),
             active_for_s=float(s.active_for_s), azimuth_deg=float(s.azimuth_deg), elevation_deg=float(s.elevation_deg),
             direction=self.vector(camera_to_optical(s.direction)),
-            position=self.t["geometry_msgs/msg/Point"](x=float(p[0]), y=float(p[1]), z=float(p[2])), in_view=bool(seen))
+            position=self.point(p), in_view=bool(seen))
             for s, p, seen, c in zip(gt.sources, gt.positions_map, gt.in_view, categories)]
         return self.t["jaeger_ros/msg/SimGroundTruth"](
             header=self.header(stamp_ns), scene_id=gt.scene_id, scenario=gt.scenario,
             boxes=[self.box(b, i) for i, b in enumerate(gt.boxes)], sources=sources,
-            camera_pose=self.pose(gt.map_from_optical), room_size=self.vector(gt.room_size_map))
+            camera_pose=self.pose(gt.map_from_optical), room_size=self.vector(gt.room_size_map),
+            room_origin=self.point(gt.room_origin_map))
 
     def tf(self, stamp_ns: int, links: list[FrameLink]) -> Any:
         transforms = []

@@ -445,7 +445,9 @@ def write_pictures(last, info_k: np.ndarray | None, tf: TfTree, out: Path) -> li
     rot, cam = map_from_optical[:3, :3], map_from_optical[:3, 3]
     fig = plt.figure(figsize=(14, 6.5))
     ax = fig.add_subplot(1, 2, 1)
-    ax.add_patch(plt.Rectangle((0, 0), gt.room_size.x, gt.room_size.y, fill=False, color="black", lw=2))
+    corner = np.array([gt.room_origin.x, gt.room_origin.y])  # each scene's room has its own place in map
+    far = corner + [gt.room_size.x, gt.room_size.y]
+    ax.add_patch(plt.Rectangle(tuple(corner), gt.room_size.x, gt.room_size.y, fill=False, color="black", lw=2))
     reach = float(np.hypot(gt.room_size.x, gt.room_size.y))
     fwd = rot[:, 2]
     yaw = np.arctan2(fwd[1], fwd[0])
@@ -474,8 +476,8 @@ def write_pictures(last, info_k: np.ndarray | None, tf: TfTree, out: Path) -> li
         c = np.array([s.position.x, s.position.y, s.position.z])
         ax.plot(c[0], c[1], marker="*", color="orange" if s.active else PAUSED_COLOUR, ms=15, ls="none")
     pad = 0.5
-    ax.set_xlim(min(0.0, cam[0]) - pad, max(gt.room_size.x, cam[0]) + pad)
-    ax.set_ylim(min(0.0, cam[1]) - pad, max(gt.room_size.y, cam[1]) + pad)
+    ax.set_xlim(min(corner[0], cam[0]) - pad, max(far[0], cam[0]) + pad)
+    ax.set_ylim(min(corner[1], cam[1]) - pad, max(far[1], cam[1]) + pad)
     ax.set_aspect("equal")
     ax.set_xlabel("map x (m)")
     ax.set_ylabel("map y (m)")
