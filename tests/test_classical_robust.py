@@ -153,3 +153,21 @@ def test_a_level_step_is_not_a_speech_onset_for_the_robust_pool():
             if end > step_at and est is not None:
                 errors.append(great_circle_deg(est.azimuth_deg, est.elevation_deg, *truth))
         assert np.median(errors) < 10.0, (step_s, np.round(errors, 1))
+
+
+def test_flattened_weights_let_many_onsets_outvote_one_loud_reflection() -> None:
+    """RobustPool's estimates weigh votes by weight ** WEIGHT_POWER: 100 quiet onset votes
+    scattered 2 deg around the talker outvote one reflection bin 10x louder than all of them."""
+    from jaeger_ros.classical import doa
+    from jaeger_ros.classical.tracking import RobustPool
+
+    rng = np.random.default_rng(4)
+    talker = np.array([0.0, 0.0, 1.0])
+    onsets = talker + rng.normal(0.0, np.radians(2.0), (100, 3))
+    onsets /= np.linalg.norm(onsets, axis=1, keepdims=True)
+    reflection = np.array([[0.0, np.sin(np.radians(60.0)), np.cos(np.radians(60.0))]])  # 60 deg off
+    votes = doa.Votes(np.vstack([onsets, reflection]), np.r_[np.full(100, 1e-3), 1.0], np.zeros(101))
+    raw = doa.estimate_from_votes(votes)
+    flat = doa.estimate_from_votes(doa.flattened(votes, RobustPool.WEIGHT_POWER))
+    assert np.degrees(np.arccos(np.clip(raw.direction @ reflection[0], -1, 1))) < 1.0
+    assert np.degrees(np.arccos(np.clip(flat.direction @ talker, -1, 1))) < 1.5

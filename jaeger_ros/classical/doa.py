@@ -194,6 +194,13 @@ def estimate_from_votes(votes: Votes, kappa: float = KAPPA) -> DoaEstimate:
     return _estimate(votes, _density_peaks(votes, 1, kappa)[0], votes.weights.sum())
 
 
+def flattened(votes: Votes, power: float) -> Votes:
+    """The votes with each weight raised to `power` (< 1): weights grow with speech energy, and
+    one loud time-frequency burst (often a strong reflection) would otherwise outvote the many
+    weaker onsets that agree on the direct path."""
+    return Votes(votes.directions, votes.weights ** power, votes.times)
+
+
 def _density_peaks(votes: Votes, count: int, kappa: float = KAPPA) -> list[np.ndarray]:
     """Up to `count` maxima of the vote density (von Mises kernel of concentration `kappa`), at
     least MIN_PEAK_SEPARATION_DEG apart.

@@ -227,8 +227,7 @@ def _answer(direction: np.ndarray, confidence: float) -> doa.DoaEstimate:
 def flat_votes(foa: np.ndarray, sample_rate: int = foa_core.SAMPLE_RATE) -> doa.Votes:
     """doa_robust's votes of (4, N) FOA with each weight raised to SEED_WEIGHT_POWER (module doc:
     many consistent onsets outvote one loud burst)."""
-    v = doa_robust.votes(foa, sample_rate)
-    return doa.Votes(v.directions, v.weights ** SEED_WEIGHT_POWER, v.times)
+    return doa.flattened(doa_robust.votes(foa, sample_rate), SEED_WEIGHT_POWER)
 
 
 def contrast_seed(votes: doa.Votes, pitch: tuple[np.ndarray, np.ndarray, np.ndarray],
