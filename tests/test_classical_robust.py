@@ -171,3 +171,5 @@ def test_flattened_weights_let_many_onsets_outvote_one_loud_reflection() -> None
     flat = doa.estimate_from_votes(doa.flattened(votes, RobustPool.WEIGHT_POWER))
     assert np.degrees(np.arccos(np.clip(raw.direction @ reflection[0], -1, 1))) < 1.0
     assert np.degrees(np.arccos(np.clip(flat.direction @ talker, -1, 1))) < 1.5
+    # the confidence stays on the raw weights' scale: the talker's votes carry 0.1 of 1.1
+    assert doa.confidence_at(votes, flat.direction) == pytest.approx(0.1 / 1.1, abs=0.01)

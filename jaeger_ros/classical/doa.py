@@ -167,11 +167,23 @@ def _estimate(votes: Votes, seed: np.ndarray, total_weight: float,
         if np.linalg.norm(mean) == 0:
             break
         direction = mean / np.linalg.norm(mean)
+    az, el = azel_from_direction(direction)
+    return DoaEstimate(float(az), float(el), direction, _sureness(votes, near, total_weight))
+
+
+def _sureness(votes: Votes, near: np.ndarray, total_weight: float) -> float:
+    """DoaEstimate.confidence of the votes `near` a direction."""
     w = votes.weights[near]
     resultant = np.linalg.norm((w[:, None] * votes.directions[near]).sum(axis=0)) / max(w.sum(), 1e-30)
     share = w.sum() / max(total_weight, 1e-30)
-    az, el = azel_from_direction(direction)
-    return DoaEstimate(float(az), float(el), direction, float(np.clip(resultant * share, 0.0, 1.0)))
+    return float(np.clip(resultant * share, 0.0, 1.0))
+
+
+def confidence_at(votes: Votes, direction: np.ndarray, radius_deg: float = 25.0) -> float:
+    """DoaEstimate.confidence of `direction` among `votes` (those within `radius_deg` count as
+    near), for a direction found from other weights (tracking.RobustPool's flattened votes)."""
+    near = votes.directions @ direction >= np.cos(np.radians(radius_deg))
+    return _sureness(votes, near, votes.weights.sum())
 
 
 def estimate_doa(foa: np.ndarray, sample_rate: int = foa_core.SAMPLE_RATE,
