@@ -71,23 +71,29 @@ def test_rendered_rooms_without_people(detector):
     assert found_true / n_true >= 0.8
 
 
-def test_a_seated_person_too_small_for_the_frame_is_found_from_her_blob():
-    """A seated catalogue person (test split) 2.4 m ahead in a mesh-world room: about 90 px
-    tall, which the frame's pose, face and HOG detectors miss (the seated rows of the README's
-    recall table), but her depth blob, rejected by the loudspeaker classifier, passes the pose
-    check on its crop: a person candidate where she sits, and no loudspeaker candidate there."""
+def _need_mesh_world_and_classifier() -> None:
+    """Skip where the mesh world (pyrender, the furniture models) or the shipped loudspeaker
+    classifier is missing: these tests render mesh rooms and classify their blobs."""
     import importlib.util
     if importlib.util.find_spec("pyrender") is None:
         pytest.skip("pyrender is not installed")
     from sim_bridge.mesh import catalogue
     if not catalogue.load_catalogue():
         pytest.skip("the sweethome3d-furniture models are not installed")
-    from jaeger_ros.core.geometry import transform_points
     from jaeger_ros.detectors.loudspeaker import CHECKPOINT
-    from sim_bridge.mesh.render_gl import render
-    from sim_bridge.mesh.scene import MeshObject, sample_mesh_scene
     if not CHECKPOINT.is_file():
         pytest.skip("no loudspeaker checkpoint shipped")
+
+
+def test_a_seated_person_too_small_for_the_frame_is_found_from_her_blob():
+    """A seated catalogue person (test split) 2.4 m ahead in a mesh-world room: about 90 px
+    tall, which the frame's pose, face and HOG detectors miss (the seated rows of the README's
+    recall table), but her depth blob, rejected by the loudspeaker classifier, passes the pose
+    check on its crop: a person candidate where she sits, and no loudspeaker candidate there."""
+    _need_mesh_world_and_classifier()
+    from jaeger_ros.core.geometry import transform_points
+    from sim_bridge.mesh.render_gl import render
+    from sim_bridge.mesh.scene import MeshObject, sample_mesh_scene
 
     intr = Intrinsics.from_hfov(640, 480)
     rng = np.random.default_rng(1)
@@ -201,15 +207,7 @@ def test_a_carried_box_stays_only_while_the_depth_still_shows_it():
 def _live_mesh_scene(seed: int, k: int):
     """Scene k of the live benchmark's mesh world (`--talkers mixed`, `realistic` sensing) as
     sim_bridge streams it, or a skip reason."""
-    import importlib.util
-    if importlib.util.find_spec("pyrender") is None:
-        pytest.skip("pyrender is not installed")
-    from sim_bridge.mesh import catalogue
-    if not catalogue.load_catalogue():
-        pytest.skip("the sweethome3d-furniture models are not installed")
-    from jaeger_ros.detectors.loudspeaker import CHECKPOINT
-    if not CHECKPOINT.is_file():
-        pytest.skip("no loudspeaker checkpoint shipped")
+    _need_mesh_world_and_classifier()
     from sim_bridge.live import LiveConfig, make_world
     world = make_world(LiveConfig(world="mesh", talker_kind="mixed", seed=seed, conditions="realistic"))
     try:
