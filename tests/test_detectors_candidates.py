@@ -93,6 +93,7 @@ def test_a_seated_person_too_small_for_the_frame_is_found_from_her_blob():
     _need_mesh_world_and_classifier()
     from jaeger_ros.core.geometry import transform_points
     from sim_bridge.mesh.render_gl import render
+    from sim_bridge.mesh import catalogue
     from sim_bridge.mesh.scene import MeshObject, sample_mesh_scene
 
     intr = Intrinsics.from_hfov(640, 480)
