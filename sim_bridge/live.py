@@ -34,7 +34,7 @@ from jaeger_ros.core import foa
 from jaeger_ros.core.answers import azimuth_order, match_label
 from jaeger_ros.core.geometry import (BASE_FRAME, BODY_FROM_CAMERA, CAMERA_LINK_FRAME, MAP_FRAME, ODOM_FRAME,
                                      OPTICAL_FRAME, OPTICAL_FROM_CAMERA, Box3D, Intrinsics, SourceTruth,
-                                     azel_from_direction, pose_matrix, project, transform_points)
+                                     azel_from_direction, inside_image, pose_matrix, transform_points)
 from sim_bridge import conditions as sensing
 from sim_bridge.acoustics import foa_rir
 from sim_bridge.people import TALKER_KINDS, source_directivity, talker_voices
@@ -188,11 +188,7 @@ def look_away_deg(config: LiveConfig, k: int) -> float:
 def in_image(scene, intrinsics: Intrinsics) -> list[bool]:
     """Per source of `scene`: whether its acoustic centre projects inside the image."""
     cam_from_world = scene.camera_from_world()
-    seen = []
-    for spk in scene.loudspeakers:
-        u, v, front = project(transform_points(cam_from_world, spk.acoustic_center), intrinsics)
-        seen.append(bool(front and 0 <= u < intrinsics.width and 0 <= v < intrinsics.height))
-    return seen
+    return [inside_image(transform_points(cam_from_world, spk.acoustic_center), intrinsics) for spk in scene.loudspeakers]
 
 
 def _conditions_rng(config: LiveConfig, k: int) -> np.random.Generator:

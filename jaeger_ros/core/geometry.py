@@ -183,6 +183,12 @@ def project(points: np.ndarray, intrinsics: Intrinsics) -> tuple[np.ndarray, np.
     return u, v, in_front
 
 
+def inside_image(point: np.ndarray, intrinsics: Intrinsics) -> bool:
+    """Whether a camera-frame point is in front of the camera and projects inside the image."""
+    u, v, front = project(point, intrinsics)
+    return bool(front and 0 <= u < intrinsics.width and 0 <= v < intrinsics.height)
+
+
 @dataclass(frozen=True)
 class Box3D:
     """Axis-aligned 3D box: centre and full size (metres) in the frame named by its user."""

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from jaeger_ros.core.geometry import Intrinsics, optical_to_camera, project, transform_points
+from jaeger_ros.core.geometry import Intrinsics, inside_image, optical_to_camera, project, transform_points
 
 MIN_RANGE_M = 0.5
 """Bearing weights use at least this range: no talker stands inside the robot."""
@@ -182,8 +182,7 @@ def in_view(point_map: np.ndarray, map_from_optical: np.ndarray, intrinsics: Int
     p_cam = optical_to_camera(transform_points(np.linalg.inv(map_from_optical), point_map))
     if np.linalg.norm(p_cam) > max_range_m:
         return False
-    u, v, front = project(p_cam, intrinsics)
-    return bool(front and 0 <= u < intrinsics.width and 0 <= v < intrinsics.height)
+    return inside_image(p_cam, intrinsics)
 
 
 class TalkerTracker:
