@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from jaeger_ros.classical.matching import angle_to_box, match_speaker
+from jaeger_ros.classical.matching import angle_to_box, match_speaker, rescored
 from jaeger_ros.core import answers
 from jaeger_ros.core.geometry import Box3D, direction_from_azel
 
@@ -61,6 +61,15 @@ def test_labels_follow_azimuth_where_centre_x_disagrees():
         assert (got[id(far)].rank, got[id(far)].label) == (1, "Right")
 
 
+def test_of_two_boxes_the_ray_passes_through_the_one_it_passes_nearest_the_centre_wins():
+    # a person 1.2 m away spans ~30 deg; the ray through a far loudspeaker's centre also crosses her
+    near = Box3D([-0.3, -0.5, -1.2], [0.7, 1.7, 0.7])
+    far = Box3D([0.0, -0.3, -3.0], [0.3, 0.5, 0.3])
+    for boxes in ([near, far], [far, near]):
+        m = match_speaker(far.center, boxes)
+        assert m.angles_deg == (0.0, 0.0) and boxes[m.index] is far
+
+
 def test_bad_input_is_rejected():
     boxes = _boxes_given_unsorted()
     with pytest.raises(ValueError):
@@ -78,8 +87,11 @@ def test_a_given_index_is_scored_by_how_well_the_direction_fits_it():
     held = match_speaker(at_right, boxes, index=2)   # the left box, held while the DoA points right
     assert (held.index, held.label) == (2, "Left") and held.angles_deg == free.angles_deg
     assert held.confidence < 1e-3 < free.confidence   # the direction does not support it, and says so
+    assert rescored(free, boxes, 2) == held            # the same, from the angles the free match measured
     with pytest.raises(ValueError):
         match_speaker(at_right, boxes, index=3)
+    with pytest.raises(ValueError):
+        rescored(free, boxes, 3)
 
 
 def test_weak_directions_keep_the_box_of_the_last_confident_one():
@@ -107,6 +119,22 @@ def test_weak_directions_keep_the_box_of_the_last_confident_one():
     far_left = direction_from_azel(answers.box_azimuth_deg(boxes[2]) + 40.0, -18.0)
     assert est._match(far_left, 0.99, boxes, 13.0, "voice_0").label == "Right"
     assert est._match(left, 0.99, boxes, 13.0, "voice_0").label == "Left"
+
+
+def test_a_fairly_sure_doa_on_another_box_and_away_from_the_held_one_ends_the_hold():
+    """A new talker whose first DoAs fall short of HOLD_CONFIDENCE (the voice still named as the
+    previous turn's) is matched to its own box once the DoA fits it (HOLD_RELEASE_*) and lies more
+    than HOLD_FIT_DEG from the held box; a weaker DoA, or one near the held box, keeps the hold."""
+    from jaeger_ros.pipeline import frame
+    est = frame.ClassicalEstimator(candidates="depth", vad=False)
+    boxes = _boxes_given_unsorted()          # left and right boxes 42 deg apart, the centre between
+    left, right = boxes[2].center, boxes[1].center
+    assert est._match(left, 0.95, boxes, 10.0, "voice_0").label == "Left"
+    near_centre = direction_from_azel(answers.box_azimuth_deg(boxes[0]) + 5.0, -18.0)   # 17 deg from the left box
+    assert est._match(near_centre, 0.6, boxes, 10.5, "voice_0").label == "Left"
+    assert est._match(right, 0.45, boxes, 11.0, "voice_0").label == "Left"
+    released = est._match(right, 0.6, boxes, 11.5, "voice_0")
+    assert released.label == "Right" and released.confidence > 0.99
 
 
 def test_a_hold_taken_before_the_voice_was_known_takes_the_first_voice_named():

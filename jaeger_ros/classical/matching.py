@@ -36,29 +36,48 @@ def _ray_hits_box(direction: np.ndarray, box: Box3D) -> bool:
     return bool(lo.max() <= hi.min() and hi.min() > 0)
 
 
+def _centre_angle(direction: np.ndarray, box: Box3D) -> float:
+    """Degrees between the unit ray and the box centre."""
+    c = box.center / np.linalg.norm(box.center)
+    return float(np.degrees(np.arccos(np.clip(direction @ c, -1.0, 1.0))))
+
+
 def angle_to_box(direction: np.ndarray, box: Box3D) -> float:
     """Degrees between the ray and the box: 0 if the ray passes through it, else to its centre."""
     d = np.asarray(direction, float) / np.linalg.norm(direction)
-    if _ray_hits_box(d, box):
-        return 0.0
-    c = box.center / np.linalg.norm(box.center)
-    return float(np.degrees(np.arccos(np.clip(d @ c, -1.0, 1.0))))
+    return 0.0 if _ray_hits_box(d, box) else _centre_angle(d, box)
 
 
 def match_speaker(direction_cam: np.ndarray, boxes: list[Box3D], index: int | None = None) -> MatchResult:
-    """The candidate nearest in angle to `direction_cam` (camera frame); with `index`, that
-    candidate instead, scored by the same softmax (how much this direction supports it)."""
+    """The candidate nearest in angle to `direction_cam` (camera frame); among several the ray
+    passes through (a near person's box can span 30 deg), the one whose centre is nearest, not
+    the first listed. With `index`, that candidate instead, scored by the same softmax (how much
+    this direction supports it)."""
     if not boxes:
         raise ValueError("no candidate boxes to match")
     d = np.asarray(direction_cam, dtype=float).reshape(3)
     if not np.all(np.isfinite(d)) or np.linalg.norm(d) == 0:
         raise ValueError(f"invalid direction {d}")
-    if index is not None and not 0 <= index < len(boxes):
+    angles = tuple(angle_to_box(d, b) for b in boxes)
+    if index is None:
+        unit = d / np.linalg.norm(d)
+        index = min(range(len(boxes)),
+                    key=lambda i: (angles[i], _centre_angle(unit, boxes[i]) if angles[i] == 0.0 else 0.0))
+    return _scored(angles, boxes, index)
+
+
+def rescored(match: MatchResult, boxes: list[Box3D], index: int) -> MatchResult:
+    """`match`'s direction as a match of candidate `index` of the same `boxes`, from the angles
+    `match` holds (not measured again): the box a held match keeps."""
+    return _scored(match.angles_deg, boxes, index)
+
+
+def _scored(angles: tuple[float, ...], boxes: list[Box3D], index: int) -> MatchResult:
+    """Candidate `index` scored by the softmax over the angles to every candidate."""
+    if not 0 <= index < len(boxes):
         raise ValueError(f"index {index} is not one of {len(boxes)} boxes")
-    angles = np.array([angle_to_box(d, b) for b in boxes])
-    best = int(np.argmin(angles)) if index is None else index
-    logits = -angles / TEMPERATURE_DEG
+    logits = -np.asarray(angles) / TEMPERATURE_DEG
     probs = np.exp(logits - logits.max())
     probs /= probs.sum()
-    rank = answers.azimuth_order(boxes).index(best)
-    return MatchResult(best, rank, answers.match_label(rank, len(boxes)), float(probs[best]), tuple(float(a) for a in angles))
+    rank = answers.azimuth_order(boxes).index(index)
+    return MatchResult(index, rank, answers.match_label(rank, len(boxes)), float(probs[index]), angles)
