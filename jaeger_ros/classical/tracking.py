@@ -87,6 +87,11 @@ class RobustPool:
     `recent_s` point (by their own density peak) more than `change_deg` away from the older
     ones, in `confirm_frames` successive updates and to one place (a burst of reflections or
     noise does not last), the older ones are dropped (smoothing that resets when the talker changes).
+    Only updates that bring new votes count (a pause repeats the last burst's verdict without new
+    evidence: counting it let a reflection burst at the end of an utterance confirm a change in
+    the pause and hold the answer 100 deg off; live mesh world streamed offline at 10 Hz, true
+    boxes, 16 scenes each: DoA median seed 6 3.53 -> 3.44 deg, seed 7 4.50 -> 4.08 deg,
+    loudspeaker-talker match seed 6 87.8 -> 92.9 %, the other seeds within a frame).
     """
 
     memory_s: float = 5.0
@@ -131,6 +136,7 @@ class RobustPool:
             self._noise = doa_robust.NoiseTracker(self.NOISE_MEMORY_S)
         half_frame = doa_robust.N_FFT / 2 / sample_rate
         sp = floor = None
+        added = False  # whether this update brought new votes
         if foa is not None:
             sp = doa_robust.spectra(foa, sample_rate)
             floor = self._noise.update(stamp, sp.energy)
@@ -140,6 +146,7 @@ class RobustPool:
                 new = (at > self._covered) & (at <= stamp - half_frame)
                 if np.any(new):
                     self._votes.append((at[new], v.directions[new], v.weights[new]))
+                    added = True
             except ValueError:
                 pass  # no direct-path-dominant bin in this window
             self._covered = max(self._covered, stamp - half_frame)
@@ -149,7 +156,7 @@ class RobustPool:
         pooled = doa.Votes(pooled.directions[keep], pooled.weights[keep], pooled.times[keep])
         if len(pooled.weights) >= self.min_votes:
             recent = pooled.times > stamp - self.recent_s
-            if np.count_nonzero(recent) >= self.min_votes and np.count_nonzero(~recent) >= self.min_votes:
+            if added and np.count_nonzero(recent) >= self.min_votes and np.count_nonzero(~recent) >= self.min_votes:
                 new_est = self._estimate(_strongest(pooled, recent, self.CHANGE_VOTES))
                 old_est = self._estimate(_strongest(pooled, ~recent, self.CHANGE_VOTES))
                 cos_change = np.cos(np.radians(self.change_deg))
