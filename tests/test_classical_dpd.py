@@ -55,6 +55,49 @@ def test_the_floor_reflection_pulls_intensity_down_and_the_two_wave_fit_removes_
         great_circle_deg(onset.azimuth_deg, onset.elevation_deg, 30.0, el_direct))
 
 
+@pytest.mark.parametrize("snr_db", [30.0, 10.0])
+def test_the_leading_edge_halves_the_floor_reflection_s_pull(snr_db):
+    """The same direct sound and floor reflection (0.7 as strong, 1.5 ms late, 25 degrees lower):
+    pooling the frame 1 ms before each detected onset, which holds less of the reflection, lands
+    at most 0.6 times as far from the source as pooling the onset frames, and within 1.5 degrees."""
+    x = _direct_and_floor(-10.0, -35.0, 0.7, 24, snr_db)
+    onset = doa_dpd.estimate_doa(x, seeding="flat")
+    edge = doa_dpd.estimate_doa(x, seeding="flat", lead="edge")
+    err_onset = great_circle_deg(onset.azimuth_deg, onset.elevation_deg, 30.0, -10.0)
+    err_edge = great_circle_deg(edge.azimuth_deg, edge.elevation_deg, 30.0, -10.0)
+    assert err_onset > 1.2
+    assert err_edge < min(0.6 * err_onset, 1.5)
+
+
+def _scatter(rng: np.random.Generator, centre: np.ndarray, spread_deg: float, count: int) -> np.ndarray:
+    """`count` unit vectors scattered about `centre` by ~spread_deg (Gaussian tangent offsets)."""
+    v = centre + np.radians(spread_deg) * rng.standard_normal((count, 3))
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("tight", ["votes", "regions", "neither"])
+def test_fusion_weighs_each_estimate_by_its_own_spread(tight):
+    """Two estimates 6 degrees apart, the bin votes' mean and the pooled covariance's: the fused
+    direction stays within 0.5 degree of the one whose 200 votes scatter 1 degree when the other's
+    40 scatter 10 degrees, and lands between them (1.5-4.5 degrees from each) when both have 200
+    votes scattering 3 degrees."""
+    rng = np.random.default_rng(2)
+    d_votes, d_pooled = direction_from_azel(0.0, 0.0), direction_from_azel(6.0, 0.0)
+    spread = {"votes": (1.0, 10.0), "regions": (10.0, 1.0), "neither": (3.0, 3.0)}[tight]
+    m, k = 40 if tight == "regions" else 200, 40 if tight == "votes" else 200
+    votes = doa.Votes(_scatter(rng, d_votes, spread[0], m), np.ones(m), np.zeros(m))
+    region_votes = doa.Votes(_scatter(rng, d_pooled, spread[1], k), np.ones(k), np.zeros(k))
+    reg = doa_dpd.Regions(np.zeros((k, 4, 4)), np.ones(k), np.full(k, 4.0), region_votes)
+    fused = doa_dpd._fused(votes, d_votes, doa_dpd.VOTE_RADIUS_DEG, reg, d_pooled, None)
+    to_votes, to_pooled = (np.degrees(np.arccos(np.clip(fused @ d, -1.0, 1.0))) for d in (d_votes, d_pooled))
+    if tight == "votes":
+        assert to_votes < 0.5
+    elif tight == "regions":
+        assert to_pooled < 0.5
+    else:
+        assert 1.5 < to_votes < 4.5 and 1.5 < to_pooled < 4.5
+
+
 def test_noise_is_averaged_before_the_direction_is_taken():
     """One plane wave in diffuse noise at 0 dB (speech-active power): the pooled covariance's
     direction is within 2 degrees of the source."""
@@ -156,11 +199,13 @@ def test_two_voices_by_pitch_the_flat_seed_finds_the_female_talker_too(seed):
     assert great_circle_deg(old.azimuth_deg, old.elevation_deg, *dirs["male"]) < 5.0
 
 
-@pytest.mark.parametrize("seeding", doa_dpd.SEEDINGS)
-def test_speech_in_a_reverberant_room_with_10_db_diffuse_noise(seeding):
+@pytest.mark.parametrize("options,limit_deg", [({"seeding": "robust"}, 3.5), ({"seeding": "flat"}, 3.5),
+                                               ({"seeding": "flat", "lead": "edge", "fuse": True}, 2.0)])
+def test_speech_in_a_reverberant_room_with_10_db_diffuse_noise(options, limit_deg):
     """espeak-ng speech in an image-source room (RT60 ~0.5 s), diffuse pink noise at 10 dB: the
-    whole clip's answer within 3.5 degrees of the geometry's direction (the room's floor
-    reflection and walls still pull 1-3 degrees), with either seeding."""
+    whole clip's answer within 3.5 degrees of the geometry's direction with either seeding (the
+    room's floor reflection and walls still pull 1-3 degrees), within 2 degrees with the leading
+    edges fused ("classical-audio-dpd-fuse")."""
     rng = np.random.default_rng(11)
     room = Room((6.0, 2.8, 5.0), (0.2, 0.2, 0.2, 0.35, 0.2, 0.2))
     receiver, source = np.array([3.0, 1.4, 4.2]), np.array([1.6, 1.1, 1.6])
@@ -171,14 +216,15 @@ def test_speech_in_a_reverberant_room_with_10_db_diffuse_noise(seeding):
     noise = sensing.diffuse_noise("pink", wet.shape[1], rng)
     x = wet + np.sqrt(sensing.active_power(wet[0]) / np.mean(noise[0] ** 2) * 0.1) * noise
     az, el = azel_from_direction(rot.T @ (source - receiver))
-    est = doa_dpd.estimate_doa(x, seeding=seeding)
-    assert great_circle_deg(est.azimuth_deg, est.elevation_deg, az, el) < 3.5
+    est = doa_dpd.estimate_doa(x, **options)
+    assert great_circle_deg(est.azimuth_deg, est.elevation_deg, az, el) < limit_deg
 
 
 def test_method_names_and_bad_input():
     assert ClassicalMethod(use_depth=False, doa="dpd").name == "classical-audio-dpd"
     assert ClassicalMethod(use_depth=False, doa="dpd-floor").name == "classical-audio-dpd-floor"
     assert ClassicalMethod(use_depth=False, doa="dpd-flat").name == "classical-audio-dpd-flat"
+    assert ClassicalMethod(use_depth=False, doa="dpd-fuse").name == "classical-audio-dpd-fuse"
     assert ClassicalMethod(use_depth=False, robust=True).name == "classical-audio-robust"
     with pytest.raises(ValueError):
         ClassicalMethod(doa="music")
@@ -190,6 +236,13 @@ def test_method_names_and_bad_input():
         doa_dpd.estimate_doa(np.zeros((4, FS)))       # silence: no onset region
     with pytest.raises(ValueError):
         doa_dpd.estimate_doa(_direct_and_floor(0.0, -20.0, 0.5, 24, 20.0), seeding="loudest")
+    x = _direct_and_floor(0.0, -20.0, 0.5, 24, 20.0)
+    with pytest.raises(ValueError):
+        doa_dpd.estimate_doa(x, seeding="flat", lead="late")
+    with pytest.raises(ValueError):
+        doa_dpd.estimate_doa(x, seeding="robust", fuse=True)     # fusing needs the flat votes
+    with pytest.raises(ValueError):
+        doa_dpd.estimate_by_gender(x, "male", seeding="robust", fuse=True)
     with pytest.raises(ValueError):
         doa_dpd.pooled_direction(doa_dpd.regions(_direct_and_floor(0.0, -20.0, 0.5, 24, 20.0)),
                                  np.array([0.0, 0.0, -1.0]), model="three")

@@ -43,11 +43,13 @@ class ClassicalMethod:
     "classical-robust": doa_robust's noise-aware direct-path-dominance votes; also robust=True),
     "dpd" / "dpd-floor" ("classical-audio-dpd", "-dpd-floor": doa_dpd's pooled direct-path
     covariance, one wave / direct + floor reflection), "dpd-flat" ("classical-audio-dpd-flat": the
-    same pooling started from flattened vote weights, B by a voice-contrast density; doa_dpd doc).
+    same pooling started from flattened vote weights, B by a voice-contrast density; doa_dpd doc),
+    "dpd-fuse" ("classical-audio-dpd-fuse": dpd-flat pooled over the onsets' leading edges and
+    combined with the flat votes' mean by inverse variance; doa_dpd doc).
     """
 
     tasks = frozenset("ABCDE")
-    DOA = ("onset", "robust", "dpd", "dpd-floor", "dpd-flat")
+    DOA = ("onset", "robust", "dpd", "dpd-floor", "dpd-flat", "dpd-fuse")
 
     def __init__(self, use_depth: bool = True, robust: bool = False, doa: str | None = None) -> None:
         doa = doa or ("robust" if robust else "onset")
@@ -63,9 +65,11 @@ class ClassicalMethod:
 
             from jaeger_ros.classical import doa_dpd
             model = "floor" if doa == "dpd-floor" else "one"
-            seeding = "flat" if doa == "dpd-flat" else "robust"
-            self._doa = partial(doa_dpd.estimate_doa, model=model, seeding=seeding)
-            self._by_gender = partial(doa_dpd.estimate_by_gender, model=model, seeding=seeding)
+            fuse = doa == "dpd-fuse"
+            options = dict(model=model, seeding="flat" if doa in ("dpd-flat", "dpd-fuse") else "robust",
+                           lead="edge" if fuse else "onset", fuse=fuse)
+            self._doa = partial(doa_dpd.estimate_doa, **options)
+            self._by_gender = partial(doa_dpd.estimate_by_gender, **options)
         else:
             self._doa, self._by_gender = estimate_doa, estimate_by_gender
 
