@@ -38,6 +38,15 @@ speaking, no direction."""
 VOTE_LEAD_S = 0.15
 """DoA votes this long before a speech span still count: silero enters a span a chunk or two
 (32 ms each) after the first syllable, and that syllable's onset is the cleanest vote."""
+VAD_ON, VAD_OFF = 0.35, 0.25
+"""Whether somebody spoke within VAD_HOLD_S is judged on speech entered at this silero
+probability and left under VAD_OFF, lower than silero's own 0.5 / 0.35 (detectors.vad), which
+still decide the votes: a talker in a reverberant room scores 0.15-0.6 for whole utterances even
+with every noise removed (live mesh world, seed 5, scene 8: pink noise at 27 dB, no direction for
+2.8 s of speech), while ambient sound alone stays lower (live mesh world, seeds 5-7, 44 scenes:
+noise, fan and babble at 8-34 dB SNR 0.27 at most, a TV talks and passes either way; procedural
+babble 0.43 in single chunks, which open this gate on no new vote). Votes from the weaker chunks were tried too: in babble
+they let the crowd's directions in (seed 6, scene 3: 51 of 51 frames matched -> 32)."""
 HOLD_CONFIDENCE = 0.7
 """A match less sure than this (DoA confidence x matching probability) does not move the match off
 the box the last sure one chose (within HOLD_S, same view, same voice): in reverberant rooms the
@@ -160,6 +169,7 @@ class ClassicalEstimator:
         self._gate, self._voices = None, None
         if vad or voices:
             from jaeger_ros.detectors import vad as speech
+            self._speech = speech
             self._gate = speech.SpeechGate(memory_s=doa_memory_s + 2.0)
         if voices:
             from jaeger_ros.detectors.voice_id import VoiceStream
@@ -259,8 +269,10 @@ class ClassicalEstimator:
         return speech if valid is None else speech & np.asarray(valid, bool)
 
     def _spoke_recently(self, stamp: float) -> bool:
-        end = self._gate.last_speech()
-        return end is not None and stamp - end <= VAD_HOLD_S
+        """Speech (at VAD_ON, VAD_OFF) ended within VAD_HOLD_S or goes on."""
+        heard = self._gate.activity()
+        spans = self._speech.speech_spans(heard.probs, heard.start_s, on=VAD_ON, off=VAD_OFF, min_speech_s=0.0)
+        return bool(spans) and stamp - spans[-1][1] <= VAD_HOLD_S
 
     def _find(self, rgb: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics) -> list[Box3D]:
         """This frame's candidates, left to right, each with its category and score."""
