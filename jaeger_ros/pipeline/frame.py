@@ -39,14 +39,15 @@ VOTE_LEAD_S = 0.15
 """DoA votes this long before a speech span still count: silero enters a span a chunk or two
 (32 ms each) after the first syllable, and that syllable's onset is the cleanest vote."""
 VAD_ON, VAD_OFF = 0.35, 0.25
-"""Whether somebody spoke within VAD_HOLD_S is judged on speech entered at this silero
-probability and left under VAD_OFF, lower than silero's own 0.5 / 0.35 (detectors.vad), which
-still decide the votes: a talker in a reverberant room scores 0.15-0.6 for whole utterances even
-with every noise removed (live mesh world, seed 5, scene 8: pink noise at 27 dB, no direction for
-2.8 s of speech), while ambient sound alone stays lower (live mesh world, seeds 5-7, 44 scenes:
-noise, fan and babble at 8-34 dB SNR 0.27 at most, a TV talks and passes either way; procedural
-babble 0.43 in single chunks, which open this gate on no new vote). Votes from the weaker chunks were tried too: in babble
-they let the crowd's directions in (seed 6, scene 3: 51 of 51 frames matched -> 32)."""
+"""Whether somebody spoke within VAD_HOLD_S is judged on speech entered at this silero probability
+and left under VAD_OFF, lower than silero's own 0.5 / 0.35 (detectors.vad), which still decide
+the votes: a talker in a reverberant room scores 0.15-0.6 for whole utterances even with every
+noise removed (live mesh world, seed 5, scene 8: pink noise at 27 dB, no direction for 2.8 s of
+speech), while ambient sound alone stays lower (live mesh world, seeds 5-7, 44 scenes: noise,
+fan and babble at 8-34 dB SNR 0.27 at most, a TV talks and passes either way; procedural babble
+0.43 in single chunks, which open this gate on no new vote). Votes from the weaker chunks were
+tried too: in babble they let the crowd's directions in (seed 6, scene 3: 51 of 51 frames
+matched -> 32)."""
 HOLD_CONFIDENCE = 0.7
 """A match less sure than this (DoA confidence x matching probability) does not move the match off
 the box the last sure one chose (within HOLD_S, same view, same voice): in reverberant rooms the
