@@ -180,9 +180,10 @@ class SpeechGate:
         spans = speech_spans(self._probs, self._start, min_speech_s=0.0)
         return bool(spans) and spans[-1][1] >= self._start + len(self._probs) * CHUNK_S - 1e-9
 
-    def last_speech(self) -> float | None:
-        """End (stream time) of the latest speech span, None when none is remembered."""
-        spans = speech_spans(self._probs, self._start, min_speech_s=0.0)
+    def last_speech(self, on: float = ON_THRESHOLD, off: float = OFF_THRESHOLD) -> float | None:
+        """End (stream time) of the latest speech span entered at `on` and left under `off`, None
+        when none is remembered (pipeline.frame asks at a lower bar than the votes use)."""
+        spans = speech_spans(self._probs, self._start, on=on, off=off, min_speech_s=0.0)
         return spans[-1][1] if spans else None
 
     def mask(self, times: np.ndarray, min_speech_s: float = MIN_SPEECH_S, pad_before_s: float = PAD_S) -> np.ndarray:

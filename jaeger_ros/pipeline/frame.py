@@ -170,7 +170,6 @@ class ClassicalEstimator:
         self._gate, self._voices = None, None
         if vad or voices:
             from jaeger_ros.detectors import vad as speech
-            self._speech = speech
             self._gate = speech.SpeechGate(memory_s=doa_memory_s + 2.0)
         if voices:
             from jaeger_ros.detectors.voice_id import VoiceStream
@@ -271,9 +270,8 @@ class ClassicalEstimator:
 
     def _spoke_recently(self, stamp: float) -> bool:
         """Speech (at VAD_ON, VAD_OFF) ended within VAD_HOLD_S or goes on."""
-        heard = self._gate.activity()
-        spans = self._speech.speech_spans(heard.probs, heard.start_s, on=VAD_ON, off=VAD_OFF, min_speech_s=0.0)
-        return bool(spans) and stamp - spans[-1][1] <= VAD_HOLD_S
+        end = self._gate.last_speech(on=VAD_ON, off=VAD_OFF)
+        return end is not None and stamp - end <= VAD_HOLD_S
 
     def _find(self, rgb: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics) -> list[Box3D]:
         """This frame's candidates, left to right, each with its category and score."""
