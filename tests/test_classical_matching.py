@@ -123,8 +123,8 @@ def test_weak_directions_keep_the_box_of_the_last_confident_one():
 
 def test_a_fairly_sure_doa_on_another_box_and_away_from_the_held_one_ends_the_hold():
     """A new talker whose first DoAs fall short of HOLD_CONFIDENCE (the voice still named as the
-    previous turn's) is matched to its own box once the DoA fits it (HOLD_RELEASE_*) and lies more
-    than HOLD_FIT_DEG from the held box; a weaker DoA, or one near the held box, keeps the hold."""
+    previous turn's) is matched to its own box once the DoA fits it (HOLD_RELEASE_*) clearly better
+    than the held box; a weaker DoA, or one near the held box, keeps the hold."""
     from jaeger_ros.pipeline import frame
     est = frame.ClassicalEstimator(candidates="depth", vad=False)
     boxes = _boxes_given_unsorted()          # left and right boxes 42 deg apart, the centre between
@@ -135,6 +135,10 @@ def test_a_fairly_sure_doa_on_another_box_and_away_from_the_held_one_ends_the_ho
     assert est._match(right, 0.45, boxes, 11.0, "voice_0").label == "Left"
     released = est._match(right, 0.6, boxes, 11.5, "voice_0")
     assert released.label == "Right" and released.confidence > 0.99
+    # a DoA 15 deg beyond the left box (a talker heard off its driver), 57 deg from the held right box
+    beyond_left = direction_from_azel(answers.box_azimuth_deg(boxes[2]) + 15.0, -18.0)
+    assert est._match(right, 0.95, boxes, 12.0, "voice_0").label == "Right"
+    assert est._match(beyond_left, 0.6, boxes, 12.5, "voice_0").label == "Left"
 
 
 def test_a_hold_taken_before_the_voice_was_known_takes_the_first_voice_named():
