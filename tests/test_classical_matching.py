@@ -80,18 +80,22 @@ def test_bad_input_is_rejected():
         match_speaker(np.array([np.nan, 0.0, -1.0]), boxes)
 
 
-def test_a_given_index_is_scored_by_how_well_the_direction_fits_it():
+def test_a_held_box_is_scored_by_how_well_the_direction_fits_it():
     boxes = _boxes_given_unsorted()
     at_right = boxes[1].center
     free = match_speaker(at_right, boxes)
-    held = match_speaker(at_right, boxes, index=2)   # the left box, held while the DoA points right
+    held = rescored(free, boxes, 2)   # the left box, held while the DoA points right
     assert (held.index, held.label) == (2, "Left") and held.angles_deg == free.angles_deg
     assert held.confidence < 1e-3 < free.confidence   # the direction does not support it, and says so
-    assert rescored(free, boxes, 2) == held            # the same, from the angles the free match measured
-    with pytest.raises(ValueError):
-        match_speaker(at_right, boxes, index=3)
+    # the softmax over angles with a 3 deg temperature, written out from the box centres
+    unit = [b.center / np.linalg.norm(b.center) for b in boxes]
+    deg = [np.degrees(np.arccos(np.clip(u @ unit[1], -1.0, 1.0))) for u in unit]   # the right box: 0
+    expected = np.exp(-deg[2] / 3.0) / sum(np.exp(-a / 3.0) for a in deg)
+    assert held.confidence == pytest.approx(expected, rel=1e-6)
     with pytest.raises(ValueError):
         rescored(free, boxes, 3)
+    with pytest.raises(ValueError):
+        rescored(free, boxes[:2], 1)   # angles measured for three boxes
 
 
 def test_weak_directions_keep_the_box_of_the_last_confident_one():
@@ -135,6 +139,7 @@ def test_a_fairly_sure_doa_on_another_box_and_away_from_the_held_one_ends_the_ho
     assert est._match(right, 0.45, boxes, 11.0, "voice_0").label == "Left"
     released = est._match(right, 0.6, boxes, 11.5, "voice_0")
     assert released.label == "Right" and released.confidence > 0.99
+    assert est._match(left, 0.4, boxes, 11.8, "voice_0").label == "Right"   # the hold moved with it
     # a DoA 15 deg beyond the left box (a talker heard off its driver), 57 deg from the held right box
     beyond_left = direction_from_azel(answers.box_azimuth_deg(boxes[2]) + 15.0, -18.0)
     assert est._match(right, 0.95, boxes, 12.0, "voice_0").label == "Right"

@@ -48,27 +48,28 @@ def angle_to_box(direction: np.ndarray, box: Box3D) -> float:
     return 0.0 if _ray_hits_box(d, box) else _centre_angle(d, box)
 
 
-def match_speaker(direction_cam: np.ndarray, boxes: list[Box3D], index: int | None = None) -> MatchResult:
+def match_speaker(direction_cam: np.ndarray, boxes: list[Box3D]) -> MatchResult:
     """The candidate nearest in angle to `direction_cam` (camera frame); among several the ray
     passes through (a near person's box can span 30 deg), the one whose centre is nearest, not
-    the first listed. With `index`, that candidate instead, scored by the same softmax (how much
-    this direction supports it)."""
+    the first listed (its probability stays at most 1/2 then: both fit the ray, so such a pick
+    is never a sure one for pipeline.frame's hold)."""
     if not boxes:
         raise ValueError("no candidate boxes to match")
     d = np.asarray(direction_cam, dtype=float).reshape(3)
     if not np.all(np.isfinite(d)) or np.linalg.norm(d) == 0:
         raise ValueError(f"invalid direction {d}")
     angles = tuple(angle_to_box(d, b) for b in boxes)
-    if index is None:
-        unit = d / np.linalg.norm(d)
-        index = min(range(len(boxes)),
-                    key=lambda i: (angles[i], _centre_angle(unit, boxes[i]) if angles[i] == 0.0 else 0.0))
+    unit = d / np.linalg.norm(d)
+    index = min(range(len(boxes)),
+                key=lambda i: (angles[i], _centre_angle(unit, boxes[i]) if angles[i] == 0.0 else 0.0))
     return _scored(angles, boxes, index)
 
 
 def rescored(match: MatchResult, boxes: list[Box3D], index: int) -> MatchResult:
     """`match`'s direction as a match of candidate `index` of the same `boxes`, from the angles
     `match` holds (not measured again): the box a held match keeps."""
+    if len(match.angles_deg) != len(boxes):
+        raise ValueError(f"the match measured {len(match.angles_deg)} boxes, not these {len(boxes)}")
     return _scored(match.angles_deg, boxes, index)
 
 
