@@ -76,7 +76,7 @@ sure DoA 4 deg off the wrong box, then DoAs at 0.6 confidence 19 deg from the ta
 38 deg from the held one for 4 s: 38 of 179 talker frames wrong -> 4; seeds 5/6/7 mixed,
 loudspeakers seed 5, procedural seed 0: 197 wrong frames -> 192 (seed 7 person talkers); holding
 the released box from then on (first it was only overridden for that frame, and the next weaker
-DoA went back to the old box): 192 -> 164, seed 7 person talkers 91.9 -> 97.1 %."""
+DoA went back to the old box): 192 -> 165, seed 7 person talkers 91.9 -> 97.1 %."""
 _log = logging.getLogger(__name__)
 
 
