@@ -313,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="evaluate a method on a dataset split")
     ev.add_argument("--method", choices=list(CLASSICAL_METHODS),
                     default=None, help="classical: A/B answers snapped to depth-detected loudspeakers; classical-audio: "
-                    "sound only; -robust: the noise-aware DoA (classical/doa_robust.py); -dpd / -dpd-floor / -dpd-flat / -dpd-fuse: "
+                    "sound only; -robust: the noise-aware DoA (classical/doa_robust.py); "
+                    "-dpd / -dpd-floor / -dpd-flat / -dpd-fuse: "
                     "the pooled direct-path covariance DoA (classical/doa_dpd.py)")
     ev.add_argument("--checkpoint", default=None, help="checkpoint dir or 'default'")
     ev.add_argument("--compare", default=None, help="a second method/checkpoint for a side-by-side table")

@@ -56,7 +56,7 @@ def test_the_floor_reflection_pulls_intensity_down_and_the_two_wave_fit_removes_
 
 
 @pytest.mark.parametrize("snr_db", [30.0, 10.0])
-def test_the_leading_edge_halves_the_floor_reflection_s_pull(snr_db):
+def test_the_leading_edge_cuts_the_floor_reflection_s_pull(snr_db):
     """The same direct sound and floor reflection (0.7 as strong, 1.5 ms late, 25 degrees lower):
     pooling the frame 1 ms before each detected onset, which holds less of the reflection, lands
     at most 0.6 times as far from the source as pooling the onset frames, and within 1.5 degrees."""
@@ -243,6 +243,8 @@ def test_method_names_and_bad_input():
         doa_dpd.estimate_doa(x, seeding="robust", fuse=True)     # fusing needs the flat votes
     with pytest.raises(ValueError):
         doa_dpd.estimate_by_gender(x, "male", seeding="robust", fuse=True)
+    with pytest.raises(ValueError):
+        doa_dpd.estimate_doa(x, seeding="flat", fuse=True, seed=np.array([0.0, 0.0, -1.0]))  # fuses its own seed
     with pytest.raises(ValueError):
         doa_dpd.pooled_direction(doa_dpd.regions(_direct_and_floor(0.0, -20.0, 0.5, 24, 20.0)),
                                  np.array([0.0, 0.0, -1.0]), model="three")

@@ -292,15 +292,18 @@ def two_talker_seed(foa: np.ndarray, votes: doa.Votes, gender: str,
     return None if k is None else talkers[k]
 
 
-def _check_seeding(seeding: str, lead: str = "onset", fuse: bool = False) -> int:
-    """Reject an unknown seeding or lead, or fusing without the flat votes, before any work (a
-    typo must not fall back to one silently); the lead's frame count for covariance_regions."""
+def _check_seeding(seeding: str, lead: str = "onset", fuse: bool = False, seeded: bool = False) -> int:
+    """Reject an unknown seeding or lead, or fusing without the flat votes (another seeding, or a
+    seed given by the caller), before any work (a typo must not fall back to one silently); the
+    lead's frame count for covariance_regions."""
     if seeding not in SEEDINGS:
         raise ValueError(f"seeding must be one of {SEEDINGS}, got {seeding!r}")
     if lead not in LEADS:
         raise ValueError(f"lead must be one of {LEADS}, got {lead!r}")
     if fuse and seeding != "flat":
         raise ValueError("fuse=True combines the flat votes' mean: it needs seeding='flat'")
+    if fuse and seeded:
+        raise ValueError("fuse=True combines the flat votes' mean: it computes its own seed, give none")
     return LEAD_FRAMES if lead == "edge" else 0
 
 
@@ -311,6 +314,8 @@ def _mean_variance(directions: np.ndarray, weights: np.ndarray, mean: np.ndarray
     if np.count_nonzero(near) < 2:
         return np.inf
     w, v = weights[near], directions[near]
+    if w.sum() <= 0.0:  # leading-edge regions can carry no speech-to-noise weight
+        return np.inf
     return max(float(np.sum(w ** 2 * np.sum((v - mean) ** 2, axis=1)) / w.sum() ** 2), 1e-12)
 
 
@@ -336,7 +341,7 @@ def estimate_doa(foa: np.ndarray, sample_rate: int = foa_core.SAMPLE_RATE, model
     peak of flat_votes ("flat"), or `seed` (a camera-frame direction), refined by pooled_direction
     over the regions' onset frames ("onset") or leading edges ("edge"); `fuse` (seeding "flat"):
     combined with the flat votes' robust mean by inverse variance (module doc)."""
-    frames = _check_seeding(seeding, lead, fuse)
+    frames = _check_seeding(seeding, lead, fuse, seed is not None)
     a = doa.checked_foa(foa)
     reg = regions(a, sample_rate, lead=frames)
     first = doa.estimate_from_votes(reg.votes)
@@ -367,7 +372,7 @@ def estimate_by_gender(foa: np.ndarray, gender: str, sample_rate: int = foa_core
     doa.MIN_GENDER_VOTES carry it. `seed`: that answer when already computed; `lead`: as in
     estimate_doa; `fuse`: combined by inverse variance with the robust mean (within
     VOICE_RADIUS_DEG of the seed) of the flat votes of that pitch (all of them when fewer than 2)."""
-    frames = _check_seeding(seeding, lead, fuse)
+    frames = _check_seeding(seeding, lead, fuse, seed is not None)
     male = doa.is_male(gender)
     a = doa.checked_foa(foa)
     pitch = doa.pitch_track(a[0], sample_rate, new_only=True)

@@ -90,8 +90,11 @@ class RobustPool:
     Only updates that bring new votes count (a pause repeats the last burst's verdict without new
     evidence: counting it let a reflection burst at the end of an utterance confirm a change in
     the pause and hold the answer 100 deg off; live mesh world streamed offline at 10 Hz, true
-    boxes, 16 scenes each: DoA median seed 6 3.53 -> 3.44 deg, seed 7 4.50 -> 4.08 deg,
-    loudspeaker-talker match seed 6 87.8 -> 92.9 %, the other seeds within a frame).
+    boxes, 16 scenes each, before pipeline.frame's lower speech bar: DoA median seed 6 3.53 -> 3.44
+    deg, seed 7 4.50 -> 4.08 deg, loudspeaker-talker match seed 6 87.8 -> 92.9 %, the other seeds
+    within a frame; with that bar, as the README states it: seed 7 4.56 -> 4.08 deg). The
+    disagreeing directions are kept across such pauses, so "successive" means successive
+    updates that bring votes.
     """
 
     memory_s: float = 5.0
