@@ -75,6 +75,10 @@ class Votes:
     weights: np.ndarray      # (K,)
     times: np.ndarray        # (K,) s, centre of the bin's STFT frame
 
+    def subset(self, which: np.ndarray) -> Votes:
+        """The votes picked by a boolean mask or an index array."""
+        return Votes(self.directions[which], self.weights[which], self.times[which])
+
 
 def checked_foa(foa: np.ndarray) -> np.ndarray:
     """(4, N) float64 FOA, or a ValueError saying what is wrong (every DoA method's input check)."""

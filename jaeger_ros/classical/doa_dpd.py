@@ -285,7 +285,7 @@ def two_talker_seed(foa: np.ndarray, votes: doa.Votes, gender: str,
     far = votes.directions @ first.direction < np.cos(np.radians(SECOND_TALKER_DEG))
     if np.count_nonzero(far) < SECOND_TALKER_VOTES:
         return None
-    rest = doa.Votes(votes.directions[far], votes.weights[far], votes.times[far])
+    rest = votes.subset(far)
     second = doa.estimate_from_votes(rest, SEED_KAPPA)
     talkers = [first, second]
     k = doa.pick_by_male_share(doa.talker_male_shares(foa, [t.direction for t in talkers], 2, sample_rate), gender)
@@ -391,8 +391,7 @@ def estimate_by_gender(foa: np.ndarray, gender: str, sample_rate: int = foa_core
     direction = pooled_direction(reg, seed.direction, mask, model)
     if fuse and votes is not None:
         voiced = doa.voiced_as(votes.times, pitch, male)
-        own = votes if np.count_nonzero(voiced) < 2 else doa.Votes(votes.directions[voiced], votes.weights[voiced],
-                                                                   votes.times[voiced])
+        own = votes if np.count_nonzero(voiced) < 2 else votes.subset(voiced)
         mean = doa._estimate(own, seed.direction, own.weights.sum(), radius_deg=VOICE_RADIUS_DEG).direction
         direction = _fused(own, mean, VOICE_RADIUS_DEG, reg, direction, mask)
     return _answer(direction, seed.confidence)

@@ -70,7 +70,7 @@ def _strongest(votes: doa.Votes, mask: np.ndarray, count: int) -> doa.Votes:
     idx = np.flatnonzero(mask)
     if idx.size > count:
         idx = idx[np.argpartition(votes.weights[idx], -count)[-count:]]
-    return doa.Votes(votes.directions[idx], votes.weights[idx], votes.times[idx])
+    return votes.subset(idx)
 
 
 @dataclass
@@ -124,6 +124,10 @@ class RobustPool:
         flat = doa.estimate_from_votes(doa.flattened(votes, self.WEIGHT_POWER))
         return replace(flat, confidence=doa.confidence_at(votes, flat.direction))
 
+    def _direction(self, votes: doa.Votes) -> np.ndarray:
+        """_estimate's direction alone (the talker-change test reads no confidence)."""
+        return doa.estimate_from_votes(doa.flattened(votes, self.WEIGHT_POWER)).direction
+
     def _all(self) -> doa.Votes:
         if not self._votes:
             return doa.Votes(np.zeros((0, 3)), np.zeros(0), np.zeros(0))
@@ -156,22 +160,22 @@ class RobustPool:
         self._votes = [x for x in self._votes if x[0].size and x[0].max() > stamp - self.memory_s]
         pooled = self._all()
         keep = pooled.times > stamp - self.memory_s
-        pooled = doa.Votes(pooled.directions[keep], pooled.weights[keep], pooled.times[keep])
+        pooled = pooled.subset(keep)
         if len(pooled.weights) >= self.min_votes:
             recent = pooled.times > stamp - self.recent_s
             if added and np.count_nonzero(recent) >= self.min_votes and np.count_nonzero(~recent) >= self.min_votes:
-                new_est = self._estimate(_strongest(pooled, recent, self.CHANGE_VOTES))
-                old_est = self._estimate(_strongest(pooled, ~recent, self.CHANGE_VOTES))
+                now = self._direction(_strongest(pooled, recent, self.CHANGE_VOTES))
+                before = self._direction(_strongest(pooled, ~recent, self.CHANGE_VOTES))
                 cos_change = np.cos(np.radians(self.change_deg))
-                if new_est.direction @ old_est.direction < cos_change:
-                    self._pending = [p for p in self._pending if p @ new_est.direction >= cos_change]
-                    self._pending.append(new_est.direction)
+                if now @ before < cos_change:
+                    self._pending = [p for p in self._pending if p @ now >= cos_change]
+                    self._pending.append(now)
                 else:
                     self._pending = []
                 if len(self._pending) >= self.confirm_frames:
                     cut = stamp - self.recent_s  # the talker changed: the old votes no longer vote
                     self._votes = [(t[t > cut], d[t > cut], w[t > cut]) for t, d, w in self._votes]
-                    pooled = doa.Votes(pooled.directions[recent], pooled.weights[recent], pooled.times[recent])
+                    pooled = pooled.subset(recent)
                     self._pending = []
             return self._estimate(_strongest(pooled, np.ones(pooled.weights.size, bool), self.MAX_VOTES))
         if sp is None:
