@@ -46,6 +46,10 @@ TRACK_GATE_M = 1.0
 """A talker's track is the nearest track within this distance of her true position (map frame)."""
 LOUDSPEAKER_CLAIMS = ("loudspeaker", "unknown", "")
 """Candidate categories that claim a loudspeaker: a depth blob (unknown) on a plant is a false positive."""
+DRR_BINS_DB = (-6.0, -9.0)
+"""by_drr: scored frames by their talker's direct-to-reverberant ratio (SimSource.drr_db): >= -6 dB,
+-9 to -6 dB, < -9 dB (mesh rooms: talkers 1.5-2 m away sit near -2 to -5 dB, 3 m away or facing
+away -8 to -12 dB)."""
 
 
 def _category(box) -> str:
@@ -98,14 +102,14 @@ def candidate_counts(match, gt) -> dict[str, int]:
 
 class FrameScorer(live_demo.Scorer):
     """live_demo.Scorer that keeps, per scored frame, (doa error or None, in view, correct, the
-    talker's category), and per frame with ground truth its scene and candidate_counts: it hands
+    talker's category, scene, the talker's direct-to-reverberant ratio in dB), and per frame with ground truth its scene and candidate_counts: it hands
     the pending matches to the base class one at a time and reads what each one added."""
 
     made: list["FrameScorer"] = []  # the demo builds its own scorer; this is how we find it
 
     def __init__(self, window_s: float) -> None:
         super().__init__(window_s)
-        self.frames: list[tuple[float | None, bool, bool, str]] = []
+        self.frames: list[tuple[float | None, bool, bool, str, int, float]] = []  # + scene, talker DRR
         self.detections: list[tuple[int, float, dict[str, int]]] = []   # (scene, stamp s, counts)
         self.truth_log: list[tuple[int, int, list[tuple[int, np.ndarray, bool]]]] = []  # (stamp, scene, talkers)
         FrameScorer.made.append(self)
@@ -142,7 +146,8 @@ class FrameScorer(live_demo.Scorer):
                 else:
                     category = _category(gt.boxes[target.loudspeaker])
                 self.frames.append((error, bool(target.in_view) if target is not None else True,
-                                    self.correct > correct, category))
+                                    self.correct > correct, category, int(gt.scene_id),
+                                    float(target.drr_db) if target is not None else float("nan")))
 
 
 def _row(values: np.ndarray, stat, rng: np.random.Generator) -> dict:
@@ -167,6 +172,49 @@ def _ratio_by_scene(scenes: np.ndarray, num: np.ndarray, den: np.ndarray, rng: n
     return {"value": float(per_num.sum() / per_den.sum()),
             "ci95": [float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))],
             "n": int(per_den.sum()), "scenes": int((per_den > 0).sum())}
+
+
+def _by_scene(scenes: np.ndarray, values: np.ndarray, stat, rng: np.random.Generator, draws: int = 2000) -> dict:
+    """stat(values) with a 95 % bootstrap interval that resamples whole scenes (a scene's frames
+    share its room and talker, so they are not independent)."""
+    if values.size == 0:
+        return {"value": None, "ci95": None, "n": 0, "scenes": 0}
+    ids = np.unique(scenes)
+    parts = [values[scenes == s] for s in ids]
+    draws_ = [stat(np.concatenate([parts[i] for i in rng.integers(0, len(ids), len(ids))])) for _ in range(draws)]
+    return {"value": float(stat(values)), "ci95": [float(np.percentile(draws_, 2.5)), float(np.percentile(draws_, 97.5))],
+            "n": int(values.size), "scenes": int(len(ids))}
+
+
+def by_drr(frames: list, rng: np.random.Generator) -> dict:
+    """Sound-only DoA median and match accuracy of the scored frames in each DRR_BINS_DB band."""
+    hi, lo = DRR_BINS_DB
+    bands = {f">= {hi:g} dB": lambda d: d >= hi, f"{lo:g} to {hi:g} dB": lambda d: lo <= d < hi,
+             f"< {lo:g} dB": lambda d: d < lo}
+    out = {}
+    for name, inside in bands.items():
+        sel = [f for f in frames if np.isfinite(f[5]) and inside(f[5])]
+        with_doa = [f for f in sel if f[0] is not None]
+        out[name] = {"doa_error_median_deg": _by_scene(np.array([f[4] for f in with_doa], int),
+                                                       np.array([f[0] for f in with_doa]), np.median, rng),
+                     "match_accuracy": _by_scene(np.array([f[4] for f in sel], int),
+                                                 np.array([100.0 * f[2] for f in sel]), np.mean, rng)}
+    return out
+
+
+def scene_detail(frames: list, scene_snr: dict) -> list[dict]:
+    """Per scene: its talkers' DRR (median over scored frames), SNR, sound-only DoA median, match."""
+    rows = []
+    for scene in sorted({f[4] for f in frames}):
+        sel = [f for f in frames if f[4] == scene]
+        errs = [f[0] for f in sel if f[0] is not None]
+        drr = [f[5] for f in sel if np.isfinite(f[5])]
+        rows.append({"scene": scene, "drr_db": float(np.median(drr)) if drr else None,
+                     "snr_db": scene_snr.get(str(scene), scene_snr.get(scene)),
+                     "categories": sorted({f[3] for f in sel}),
+                     "doa_error_median_deg": float(np.median(errs)) if errs else None,
+                     "match_accuracy": float(100.0 * np.mean([f[2] for f in sel])), "frames": len(sel)})
+    return rows
 
 
 def id_switches(truth_log: list, talkers: list, rng: np.random.Generator) -> dict:
@@ -353,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         "latency_p95_ms": _row(lat, lambda v: np.percentile(v, 95), rng),
         "rate_hz": summary["rate_hz"], "scored_frames": len(frames), "frames_with_truth": len(scenes),
         "scenes": int(np.unique(scenes).size), "scene_snr_db": summary.get("scene_snr_db", {}),
+        "by_drr": by_drr(frames, rng), "scene_detail": scene_detail(frames, summary.get("scene_snr_db", {})),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))

@@ -36,7 +36,7 @@ from jaeger_ros.core.geometry import (BASE_FRAME, BODY_FROM_CAMERA, CAMERA_LINK_
                                      OPTICAL_FRAME, OPTICAL_FROM_CAMERA, Box3D, Intrinsics, SourceTruth,
                                      azel_from_direction, inside_image, pose_matrix, transform_points)
 from sim_bridge import conditions as sensing
-from sim_bridge.acoustics import foa_rir
+from sim_bridge.acoustics import direct_to_reverberant_db, foa_rir
 from sim_bridge.people import TALKER_KINDS, source_directivity, talker_voices
 from sim_bridge.render import render
 from sim_bridge.robot import Base, BaseLimits, planar_pose
@@ -136,6 +136,7 @@ class _Voice:
     wait: int = 0  # samples of pause left before the next utterance
     active_since: int | None = None  # absolute sample where the current utterance began
     intervals: list[tuple[int, int]] = field(default_factory=list)  # [start, end) of utterances
+    drr_db: float = float("nan")  # direct-to-reverberant ratio of its W impulse response at the microphone
 
 
 @dataclass
@@ -165,6 +166,7 @@ class GroundTruth:
     positions_map: list[np.ndarray]  # acoustic centre of each source, map
     in_view: list[bool]  # each source's acoustic centre inside the image
     categories: list[str] = field(default_factory=list)  # each source's "loudspeaker" or "person"
+    drr_db: list[float] = field(default_factory=list)  # each source's direct-to-reverberant ratio (dB)
 
 
 LOOK_AWAY_DEG = (90.0, 180.0)
@@ -271,7 +273,7 @@ class LiveWorld:
             nfft = 1 << int(np.ceil(np.log2(self.chunk + rir.shape[1] - 1)))
             voices.append(_Voice(gender, i, np.fft.rfft(rir.astype(float), nfft, axis=1), rir.shape[1],
                                  np.random.default_rng([cfg.seed, k, len(voices) + 1]),
-                                 np.zeros((4, rir.shape[1] - 1))))
+                                 np.zeros((4, rir.shape[1] - 1)), drr_db=direct_to_reverberant_db(rir[0], self.sample_rate)))
         for v in voices:  # a short random lead-in so voices do not all start at the scene cut
             v.wait = int(v.rng.uniform(0.0, cfg.pause_s[1]) * self.sample_rate)
         noisy, cond = sensing.apply_audio(reference, cond, scene, crng, self.speech.utterance, lambda pos: foa_rir(
@@ -431,7 +433,7 @@ class LiveWorld:
         return GroundTruth(t, live.index, self.config.scenario, live.boxes, sources, live.map_from_optical, room,
                            room_origin(live.index), positions, [v.loudspeaker in live.order for v in live.voices],
                            [getattr(live.scene.loudspeakers[v.loudspeaker], "category", "loudspeaker")
-                            for v in live.voices])
+                            for v in live.voices], [v.drr_db for v in live.voices])
 
     def transforms(self, t: float, optical_frame: str = OPTICAL_FRAME) -> list[FrameLink]:
         """The TF tree at capture time t (see :func:`tf_links`)."""
@@ -602,6 +604,7 @@ class PartyWorld(LiveWorld):
             keep = min(tail.shape[1], v.tail.shape[1])
             tail[:, :keep] = v.tail[:, :keep]  # what still rings from before goes on ringing
             v.rir_fft, v.rir_len, v.tail = np.fft.rfft(rir.astype(float), nfft, axis=1), rir.shape[1], tail
+            v.drr_db = direct_to_reverberant_db(rir[0], self.sample_rate)
         self._rir_at = receiver
 
     # --- turns ----------------------------------------------------------------------------
@@ -704,7 +707,8 @@ class PartyWorld(LiveWorld):
         room = MAP_FROM_WORLD[:3, :3] @ np.asarray(posed.room.size, dtype=float)
         return GroundTruth(t, 0, self.config.scenario, [boxes_all[i] for i in order], sources,
                            self._map_from_optical(posed), room, room_origin(0), positions,
-                           [seen[v.loudspeaker] for v in live.voices], ["loudspeaker"] * len(live.voices))
+                           [seen[v.loudspeaker] for v in live.voices], ["loudspeaker"] * len(live.voices),
+                           [v.drr_db for v in live.voices])
 
     def transforms(self, t: float, optical_frame: str = OPTICAL_FRAME) -> list[FrameLink]:
         """map -> odom (the localiser's correction, moving), odom -> base_link (wheel odometry),

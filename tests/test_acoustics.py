@@ -183,3 +183,25 @@ def test_convolve_and_mix_follow_the_reference() -> None:
         ac.convolve_foa(dry_a, rir_a[:3])
     with pytest.raises(ValueError, match="at least one"):
         ac.mix_sources([])
+
+
+def test_direct_to_reverberant_ratio_of_a_known_response():
+    """A direct arrival smeared over three samples (energy 0.25 + 1 + 0.25 = 1.5) and a decaying
+    tail from 5 ms on scaled to energy 15: DRR = 10 log10(1.5 / 15) = -10 dB."""
+    h = np.zeros(8000)
+    h[199:202] = [0.5, 1.0, 0.5]
+    tail = np.random.default_rng(0).standard_normal(4000) * np.exp(-np.arange(4000) / 1500.0)
+    h[280:4280] = tail * np.sqrt(15.0 / np.sum(tail ** 2))
+    assert ac.direct_to_reverberant_db(h, FS) == pytest.approx(-10.0, abs=0.05)
+    with pytest.raises(ValueError, match="silent"):
+        ac.direct_to_reverberant_db(np.zeros(100), FS)
+
+
+def test_direct_to_reverberant_ratio_falls_with_distance_as_the_inverse_square_law():
+    """In one reverberant room the reverberant energy hardly depends on where the source is, the
+    direct energy falls as 1/r^2: from 1 m to 3 m the DRR drops by about 20 log10(3) = 9.5 dB."""
+    room = Room((6.0, 3.0, 5.0), (0.25,) * 6)
+    receiver = np.array([3.0, 1.5, 1.0])
+    drr = [ac.direct_to_reverberant_db(ac.foa_rir(room, receiver + np.array([0.0, 0.0, r]), receiver, np.eye(3),
+                                                  FS, np.random.default_rng(1))[0], FS) for r in (1.0, 3.0)]
+    assert 6.0 < drr[0] - drr[1] < 13.0

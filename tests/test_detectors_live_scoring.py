@@ -60,3 +60,23 @@ def test_id_switches_count_track_changes_per_talker_minute():
     talkers = [(int(t * 1e9), [(7 if t < 30 else 9, at + 0.2), (3, at + 5.0)]) for t in range(60)]
     out = bench_live.id_switches(truth_log, talkers, np.random.default_rng(0))
     assert out["talkers"] == 1 and out["value"] == pytest.approx(60.0 / 59.0)
+
+
+def test_frames_are_banded_by_their_talkers_drr():
+    """Hand-counted frames (error, in view, correct, category, scene, DRR): scene 0 at -3 dB errs
+    2 and 4 deg, both right; scene 2 at -7 dB errs 6, right; scene 1 at -10 dB errs 50 then has no
+    DoA, both wrong."""
+    frames = [(2.0, True, True, "loudspeaker", 0, -3.0), (4.0, True, True, "loudspeaker", 0, -3.0),
+              (6.0, True, True, "person", 2, -7.0),
+              (50.0, True, False, "loudspeaker", 1, -10.0), (None, True, False, "loudspeaker", 1, -10.0)]
+    bands = bench_live.by_drr(frames, np.random.default_rng(0))
+    assert list(bands) == [">= -6 dB", "-9 to -6 dB", "< -9 dB"]
+    assert bands[">= -6 dB"]["doa_error_median_deg"]["value"] == pytest.approx(3.0)
+    assert bands[">= -6 dB"]["match_accuracy"]["value"] == pytest.approx(100.0)
+    assert bands["-9 to -6 dB"]["doa_error_median_deg"]["value"] == pytest.approx(6.0)
+    assert bands["< -9 dB"]["doa_error_median_deg"]["n"] == 1
+    assert bands["< -9 dB"]["match_accuracy"] == {"value": 0.0, "ci95": [0.0, 0.0], "n": 2, "scenes": 1}
+    rows = bench_live.scene_detail(frames, {"1": 8.0})
+    assert [r["scene"] for r in rows] == [0, 1, 2]
+    assert rows[1] == {"scene": 1, "drr_db": -10.0, "snr_db": 8.0, "categories": ["loudspeaker"],
+                       "doa_error_median_deg": 50.0, "match_accuracy": 0.0, "frames": 2}

@@ -62,3 +62,21 @@ def test_live_demo_names_each_scenes_snr_and_refuses_an_unknown_preset(capsys):
     with pytest.raises(SystemExit) as exited:
         main(["--conditions", "noisy", "--duration", "1"])
     assert exited.value.code != 0 and "unknown conditions" in capsys.readouterr().err
+
+
+def test_ground_truth_states_each_talkers_direct_to_reverberant_ratio():
+    """Each source's DRR is that of its own impulse response (acoustics' function is checked on
+    known responses in test_acoustics) and reaches the ground-truth message."""
+    from sim_bridge.acoustics import direct_to_reverberant_db
+
+    world = _world("clean")
+    live, gt = world.scene(0), world.ground_truth(0.5)
+    assert len(gt.drr_db) == len(gt.sources) == len(live.voices)
+    for v, drr in zip(live.voices, gt.drr_db):
+        rir_w = np.fft.irfft(v.rir_fft[0], (v.rir_fft.shape[1] - 1) * 2)[:v.rir_len]
+        assert drr == pytest.approx(direct_to_reverberant_db(rir_w, world.sample_rate), abs=1e-6)
+        assert -25.0 < drr < 20.0
+    from sim_bridge.node import ground_truth_to_msg
+
+    msg = ground_truth_to_msg(gt, "camera_color_optical_frame")
+    assert [s.drr_db for s in msg.sources] == pytest.approx(gt.drr_db, abs=1e-4)
