@@ -7,7 +7,9 @@ live_demo.SCORING_RULE) with a Scorer that also keeps each scored frame: its DoA
 the talker's acoustic centre is in the image (SimSource.in_view), and whether the match is right;
 per frame the candidates against the true boxes (loudspeaker precision and recall: a plant, lamp
 or box claimed as a loudspeaker is a false positive; person recall), match accuracy per talker
-category, and, from jaeger_tracker's tracks, identity switches per talker per minute.
+category, and, from jaeger_tracker's tracks, identity switches per talker per minute; by_drr bands
+the frames by their talker's direct-to-reverberant ratio (SimSource.drr_db) and scene_detail lists
+every scene (benchmarks/plot_live_drr.py draws and pools it).
 
 Run (from a source checkout with the workspace sourced):
     python benchmarks/bench_live.py --conditions realistic --duration 120 --seed 3 --json OUT.json
@@ -26,11 +28,12 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import yaml
 
-from jaeger_ros.data.robustness import bootstrap_ci
+from jaeger_ros.data.robustness import bootstrap_ci, cluster_bootstrap, drr_band, drr_bands
 from jaeger_ros.ros import live_demo
 
 
@@ -46,10 +49,17 @@ TRACK_GATE_M = 1.0
 """A talker's track is the nearest track within this distance of her true position (map frame)."""
 LOUDSPEAKER_CLAIMS = ("loudspeaker", "unknown", "")
 """Candidate categories that claim a loudspeaker: a depth blob (unknown) on a plant is a false positive."""
-DRR_BINS_DB = (-6.0, -9.0)
-"""by_drr: scored frames by their talker's direct-to-reverberant ratio (SimSource.drr_db): >= -6 dB,
--9 to -6 dB, < -9 dB (mesh rooms: talkers 1.5-2 m away sit near -2 to -5 dB, 3 m away or facing
-away -8 to -12 dB)."""
+
+
+class ScoredFrame(NamedTuple):
+    """One scored talker frame."""
+
+    error_deg: float | None  # the published sound-only DoA against the talker (None: no DoA)
+    in_view: bool
+    correct: bool
+    category: str            # the talker's: "loudspeaker" or "person"
+    scene: int
+    drr_db: float            # the talker's direct-to-reverberant ratio (SimSource.drr_db; NaN unknown)
 
 
 def _category(box) -> str:
@@ -101,15 +111,15 @@ def candidate_counts(match, gt) -> dict[str, int]:
 
 
 class FrameScorer(live_demo.Scorer):
-    """live_demo.Scorer that keeps, per scored frame, (doa error or None, in view, correct, the
-    talker's category, scene, the talker's direct-to-reverberant ratio in dB), and per frame with ground truth its scene and candidate_counts: it hands
-    the pending matches to the base class one at a time and reads what each one added."""
+    """live_demo.Scorer that keeps each scored frame (ScoredFrame), and per frame with ground truth
+    its scene and candidate_counts: it hands the pending matches to the base class one at a time
+    and reads what each one added."""
 
     made: list["FrameScorer"] = []  # the demo builds its own scorer; this is how we find it
 
     def __init__(self, window_s: float) -> None:
         super().__init__(window_s)
-        self.frames: list[tuple[float | None, bool, bool, str, int, float]] = []  # + scene, talker DRR
+        self.frames: list[ScoredFrame] = []
         self.detections: list[tuple[int, float, dict[str, int]]] = []   # (scene, stamp s, counts)
         self.truth_log: list[tuple[int, int, list[tuple[int, np.ndarray, bool]]]] = []  # (stamp, scene, talkers)
         FrameScorer.made.append(self)
@@ -145,9 +155,9 @@ class FrameScorer(live_demo.Scorer):
                     category = target.category or "loudspeaker"
                 else:
                     category = _category(gt.boxes[target.loudspeaker])
-                self.frames.append((error, bool(target.in_view) if target is not None else True,
-                                    self.correct > correct, category, int(gt.scene_id),
-                                    float(target.drr_db) if target is not None else float("nan")))
+                self.frames.append(ScoredFrame(
+                    error, bool(target.in_view) if target is not None else True, self.correct > correct,
+                    category, int(gt.scene_id), float(target.drr_db) if target is not None else float("nan")))
 
 
 def _row(values: np.ndarray, stat, rng: np.random.Generator) -> dict:
@@ -157,63 +167,47 @@ def _row(values: np.ndarray, stat, rng: np.random.Generator) -> dict:
     return {"value": float(stat(values)), "ci95": [lo, hi], "n": int(values.size)}
 
 
-def _ratio_by_scene(scenes: np.ndarray, num: np.ndarray, den: np.ndarray, rng: np.random.Generator,
-                    draws: int = 2000) -> dict:
+def _ratio_by_scene(scenes: np.ndarray, num: np.ndarray, den: np.ndarray, rng: np.random.Generator) -> dict:
     """sum(num) / sum(den) with a 95 % bootstrap interval over scenes (a scene's frames share
     its candidates, so frames are not independent); n = the denominator, scenes = its scenes."""
-    ids = np.unique(scenes)
-    per_num = np.array([num[scenes == s].sum() for s in ids], dtype=float)
-    per_den = np.array([den[scenes == s].sum() for s in ids], dtype=float)
-    if per_den.sum() == 0:
+    if den.sum() == 0:
         return {"value": None, "ci95": None, "n": 0, "scenes": 0}
-    pick = rng.integers(0, len(ids), (draws, len(ids)))
-    ratios = per_num[pick].sum(1) / np.maximum(per_den[pick].sum(1), 1e-9)
-    ratios = ratios[per_den[pick].sum(1) > 0]
-    return {"value": float(per_num.sum() / per_den.sum()),
-            "ci95": [float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))],
-            "n": int(per_den.sum()), "scenes": int((per_den > 0).sum())}
+
+    def ratio(rows: np.ndarray) -> float:
+        return float(rows[:, 0].sum() / rows[:, 1].sum()) if rows[:, 1].sum() > 0 else float("nan")
+
+    row = cluster_bootstrap(scenes, np.column_stack([num, den]).astype(float), ratio, rng, n=2000)
+    return {**row, "n": int(den.sum()), "scenes": int(len({s for s, d in zip(scenes, den) if d > 0}))}
 
 
-def _by_scene(scenes: np.ndarray, values: np.ndarray, stat, rng: np.random.Generator, draws: int = 2000) -> dict:
-    """stat(values) with a 95 % bootstrap interval that resamples whole scenes (a scene's frames
-    share its room and talker, so they are not independent)."""
-    if values.size == 0:
-        return {"value": None, "ci95": None, "n": 0, "scenes": 0}
-    ids = np.unique(scenes)
-    parts = [values[scenes == s] for s in ids]
-    draws_ = [stat(np.concatenate([parts[i] for i in rng.integers(0, len(ids), len(ids))])) for _ in range(draws)]
-    return {"value": float(stat(values)), "ci95": [float(np.percentile(draws_, 2.5)), float(np.percentile(draws_, 97.5))],
-            "n": int(values.size), "scenes": int(len(ids))}
-
-
-def by_drr(frames: list, rng: np.random.Generator) -> dict:
-    """Sound-only DoA median and match accuracy of the scored frames in each DRR_BINS_DB band."""
-    hi, lo = DRR_BINS_DB
-    bands = {f">= {hi:g} dB": lambda d: d >= hi, f"{lo:g} to {hi:g} dB": lambda d: lo <= d < hi,
-             f"< {lo:g} dB": lambda d: d < lo}
-    out = {}
-    for name, inside in bands.items():
-        sel = [f for f in frames if np.isfinite(f[5]) and inside(f[5])]
-        with_doa = [f for f in sel if f[0] is not None]
-        out[name] = {"doa_error_median_deg": _by_scene(np.array([f[4] for f in with_doa], int),
-                                                       np.array([f[0] for f in with_doa]), np.median, rng),
-                     "match_accuracy": _by_scene(np.array([f[4] for f in sel], int),
-                                                 np.array([100.0 * f[2] for f in sel]), np.mean, rng)}
+def by_drr(frames: list[ScoredFrame], rng: np.random.Generator) -> dict:
+    """Sound-only DoA median and match accuracy of the scored frames in each band of their
+    talker's DRR (robustness.drr_band), intervals over scenes; frames of unknown DRR are counted."""
+    out: dict = {"unknown_drr_frames": sum(drr_band(f.drr_db) is None for f in frames)}
+    for band in drr_bands():
+        sel = [f for f in frames if drr_band(f.drr_db) == band]
+        with_doa = [f for f in sel if f.error_deg is not None]
+        out[band] = {"doa_error_median_deg": cluster_bootstrap(np.array([f.scene for f in with_doa], int),
+                                                               np.array([f.error_deg for f in with_doa]),
+                                                               np.median, rng),
+                     "match_accuracy": cluster_bootstrap(np.array([f.scene for f in sel], int),
+                                                         np.array([100.0 * f.correct for f in sel]), np.mean, rng)}
     return out
 
 
-def scene_detail(frames: list, scene_snr: dict) -> list[dict]:
-    """Per scene: its talkers' DRR (median over scored frames), SNR, sound-only DoA median, match."""
+def scene_detail(frames: list[ScoredFrame], scene_snr: dict[str, float | None]) -> list[dict]:
+    """Per scene: its talkers' DRR (median over scored frames; None unknown), SNR, sound-only DoA
+    median, match accuracy and frames: what plot_live_drr.py draws and pools."""
     rows = []
-    for scene in sorted({f[4] for f in frames}):
-        sel = [f for f in frames if f[4] == scene]
-        errs = [f[0] for f in sel if f[0] is not None]
-        drr = [f[5] for f in sel if np.isfinite(f[5])]
+    for scene in sorted({f.scene for f in frames}):
+        sel = [f for f in frames if f.scene == scene]
+        errs = [f.error_deg for f in sel if f.error_deg is not None]
+        drr = [f.drr_db for f in sel if drr_band(f.drr_db) is not None]
         rows.append({"scene": scene, "drr_db": float(np.median(drr)) if drr else None,
                      "snr_db": scene_snr.get(str(scene), scene_snr.get(scene)),
-                     "categories": sorted({f[3] for f in sel}),
+                     "categories": sorted({f.category for f in sel}),
                      "doa_error_median_deg": float(np.median(errs)) if errs else None,
-                     "match_accuracy": float(100.0 * np.mean([f[2] for f in sel])), "frames": len(sel)})
+                     "match_accuracy": float(100.0 * np.mean([f.correct for f in sel])), "frames": len(sel)})
     return rows
 
 
@@ -358,12 +352,13 @@ def main(argv: list[str] | None = None) -> int:
     scorer = FrameScorer.made[-1]
     frames = scorer.frames
     rng = np.random.default_rng(0)
-    err = np.array([f[0] for f in frames if f[0] is not None])
-    in_err = np.array([f[0] for f in frames if f[0] is not None and f[1]])
-    out_err = np.array([f[0] for f in frames if f[0] is not None and not f[1]])
-    correct = np.array([100.0 * f[2] for f in frames])
-    by_category = {c: np.array([100.0 * f[2] for f in frames if f[3] == c]) for c in ("loudspeaker", "person")}
-    err_by_category = {c: np.array([f[0] for f in frames if f[0] is not None and f[3] == c])
+    err = np.array([f.error_deg for f in frames if f.error_deg is not None])
+    in_err = np.array([f.error_deg for f in frames if f.error_deg is not None and f.in_view])
+    out_err = np.array([f.error_deg for f in frames if f.error_deg is not None and not f.in_view])
+    correct = np.array([100.0 * f.correct for f in frames])
+    by_category = {c: np.array([100.0 * f.correct for f in frames if f.category == c])
+                   for c in ("loudspeaker", "person")}
+    err_by_category = {c: np.array([f.error_deg for f in frames if f.error_deg is not None and f.category == c])
                        for c in ("loudspeaker", "person")}
     lat = np.array([(r - s) * 1000.0 for r, s in scorer.received])
     scenes = np.array([d[0] for d in scorer.detections], dtype=int)
@@ -394,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         "doa_error_median_loudspeaker_deg": _row(err_by_category["loudspeaker"], np.median, rng),
         "doa_error_median_person_deg": _row(err_by_category["person"], np.median, rng),
         "match_accuracy": _row(correct, np.mean, rng),
-        "match_accuracy_in_view": _row(np.array([100.0 * f[2] for f in frames if f[1]]), np.mean, rng),
+        "match_accuracy_in_view": _row(np.array([100.0 * f.correct for f in frames if f.in_view]), np.mean, rng),
         "match_accuracy_loudspeaker": _row(by_category["loudspeaker"], np.mean, rng),
         "match_accuracy_person": _row(by_category["person"], np.mean, rng),
         "id_switches_per_talker_min": id_switches(scorer.truth_log, scorer.talkers, rng),

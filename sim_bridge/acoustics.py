@@ -318,27 +318,36 @@ def estimate_rt60(rir_w: np.ndarray, fs: int = foa.SAMPLE_RATE, decay_db: float 
     return float(-60.0 / slope)
 
 
-DIRECT_WINDOW_S = (0.001, 0.0025)
-"""The direct sound of an impulse response: from 1 ms before its first arrival (the fractional-delay
-sinc spreads it over SINC_TAPS samples) to 2.5 ms after, the usual few-millisecond window."""
+DRR_DIRECT_WINDOW_S = (0.001, 0.0025)
+"""The direct sound of an impulse response for its DRR: from 1 ms before the direct arrival (the
+fractional-delay sinc spreads it over SINC_TAPS samples) to 2.5 ms after, the usual few-millisecond
+window; wider than the mesh world's directivity split (mesh/world.py DIRECT_WINDOW_S, 1 ms after),
+which only decides which part of a response gets the direct sound's gain."""
 
 
-def direct_to_reverberant_db(rir_w: np.ndarray, fs: int = foa.SAMPLE_RATE,
-                             window_s: tuple[float, float] = DIRECT_WINDOW_S) -> float:
+def direct_to_reverberant_db(rir_w: np.ndarray, fs: int = foa.SAMPLE_RATE, first_arrival_s: float | None = None,
+                             window_s: tuple[float, float] = DRR_DIRECT_WINDOW_S) -> float:
     """Direct-to-reverberant ratio (dB) of an omnidirectional (W) impulse response: the energy
-    in `window_s` around the first arrival (the first sample within 10 % of the largest) over
-    all the rest. Why the simulator states it: below about -8 dB the reflections of a talker
-    outweigh its direct sound even at speech onsets, and a sound-only DoA fails there."""
+    in `window_s` around the direct arrival over all the rest. The arrival is `first_arrival_s`
+    where the geometry gives it (a talker facing away, or hidden, can have a reflection louder
+    than its direct sound), else the first sample within 10 % of the largest. Why the simulator
+    states it: below about -9 dB the reflections of a talker outweigh its direct sound even at
+    speech onsets, and a sound-only DoA fails there (README, "Where hearing fails")."""
     h = np.asarray(rir_w, dtype=float).ravel()
+    if not np.all(np.isfinite(h)):
+        raise ValueError("impulse response is not finite")
     peak = np.abs(h).max() if h.size else 0.0
     if not peak > 0:
         raise ValueError("impulse response is silent")
-    first = int(np.argmax(np.abs(h) >= 0.1 * peak))
-    lo, hi = max(first - int(round(window_s[0] * fs)), 0), first + int(round(window_s[1] * fs))
+    first = (int(round(first_arrival_s * fs)) if first_arrival_s is not None
+             else int(np.argmax(np.abs(h) >= 0.1 * peak)))
+    lo, hi = max(first - int(round(window_s[0] * fs)), 0), max(first + int(round(window_s[1] * fs)), 0)
     direct = float(np.sum(h[lo:hi] ** 2))
     rest = float(np.sum(h ** 2)) - direct
     if rest <= 0:
         return float("inf")
+    if direct <= 0:
+        return float("-inf")
     return float(10.0 * np.log10(direct / rest))
 
 

@@ -36,7 +36,7 @@ from jaeger_ros.core.geometry import (BASE_FRAME, BODY_FROM_CAMERA, CAMERA_LINK_
                                      OPTICAL_FRAME, OPTICAL_FROM_CAMERA, Box3D, Intrinsics, SourceTruth,
                                      azel_from_direction, inside_image, pose_matrix, transform_points)
 from sim_bridge import conditions as sensing
-from sim_bridge.acoustics import direct_to_reverberant_db, foa_rir
+from sim_bridge.acoustics import SPEED_OF_SOUND, direct_to_reverberant_db, foa_rir
 from sim_bridge.people import TALKER_KINDS, source_directivity, talker_voices
 from sim_bridge.render import render
 from sim_bridge.robot import Base, BaseLimits, planar_pose
@@ -175,6 +175,17 @@ where the scene placed it: the talkers (within scene.AZIMUTH_LIMIT_DEG of its ol
 then beside or behind the robot, where only the microphone finds them."""
 
 
+def _drr_db(rir: np.ndarray, source: np.ndarray, receiver: np.ndarray, sample_rate: int) -> float:
+    """The talker's direct-to-reverberant ratio (dB) from its (4, N) impulse response, the direct
+    sound where the distance puts it; NaN for a response it cannot be read from (ground truth
+    says "unknown" rather than stopping the scene)."""
+    arrival = float(np.linalg.norm(np.asarray(source, float) - np.asarray(receiver, float))) / SPEED_OF_SOUND
+    try:
+        return direct_to_reverberant_db(rir[0], sample_rate, first_arrival_s=arrival)
+    except ValueError:
+        return float("nan")
+
+
 def look_away_deg(config: LiveConfig, k: int) -> float:
     """How far scene k's camera turns away from its talkers (0: it looks at them). Its own
     generator, drawn only when out_of_view > 0: the other scenes and a world without the option
@@ -273,7 +284,9 @@ class LiveWorld:
             nfft = 1 << int(np.ceil(np.log2(self.chunk + rir.shape[1] - 1)))
             voices.append(_Voice(gender, i, np.fft.rfft(rir.astype(float), nfft, axis=1), rir.shape[1],
                                  np.random.default_rng([cfg.seed, k, len(voices) + 1]),
-                                 np.zeros((4, rir.shape[1] - 1)), drr_db=direct_to_reverberant_db(rir[0], self.sample_rate)))
+                                 np.zeros((4, rir.shape[1] - 1)),
+                                 drr_db=_drr_db(rir, scene.loudspeakers[i].acoustic_center, receiver,
+                                                self.sample_rate)))
         for v in voices:  # a short random lead-in so voices do not all start at the scene cut
             v.wait = int(v.rng.uniform(0.0, cfg.pause_s[1]) * self.sample_rate)
         noisy, cond = sensing.apply_audio(reference, cond, scene, crng, self.speech.utterance, lambda pos: foa_rir(
@@ -604,7 +617,7 @@ class PartyWorld(LiveWorld):
             keep = min(tail.shape[1], v.tail.shape[1])
             tail[:, :keep] = v.tail[:, :keep]  # what still rings from before goes on ringing
             v.rir_fft, v.rir_len, v.tail = np.fft.rfft(rir.astype(float), nfft, axis=1), rir.shape[1], tail
-            v.drr_db = direct_to_reverberant_db(rir[0], self.sample_rate)
+            v.drr_db = _drr_db(rir, posed.loudspeakers[v.loudspeaker].acoustic_center, receiver, self.sample_rate)
         self._rir_at = receiver
 
     # --- turns ----------------------------------------------------------------------------

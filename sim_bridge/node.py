@@ -71,7 +71,7 @@ def _point(p: np.ndarray) -> Point:
 def ground_truth_to_msg(gt: GroundTruth, frame_id: str) -> SimGroundTruth:
     header = rc.make_header(gt.time, frame_id)
     categories = gt.categories or ["loudspeaker"] * len(gt.sources)
-    drrs = gt.drr_db or [float("nan")] * len(gt.sources)
+    drrs = gt.drr_db if len(gt.drr_db) == len(gt.sources) else [float("nan")] * len(gt.sources)
     sources = [SimSource(gender=s.gender, loudspeaker=s.loudspeaker, category=c, label=s.label, active=s.active,
                          active_for_s=float(s.active_for_s), azimuth_deg=s.azimuth_deg,
                          elevation_deg=s.elevation_deg,

@@ -193,8 +193,13 @@ def test_direct_to_reverberant_ratio_of_a_known_response():
     tail = np.random.default_rng(0).standard_normal(4000) * np.exp(-np.arange(4000) / 1500.0)
     h[280:4280] = tail * np.sqrt(15.0 / np.sum(tail ** 2))
     assert ac.direct_to_reverberant_db(h, FS) == pytest.approx(-10.0, abs=0.05)
+    # a reflection 10x the direct sound (a talker facing away): the geometry names the arrival
+    h[1000] = np.sqrt(10.0 * 1.5)   # energy 15 at 1000; the rest: 15 + 15 -> 10 log10(1.5 / 30)
+    assert ac.direct_to_reverberant_db(h, FS, first_arrival_s=200 / FS) == pytest.approx(-13.01, abs=0.05)
     with pytest.raises(ValueError, match="silent"):
         ac.direct_to_reverberant_db(np.zeros(100), FS)
+    with pytest.raises(ValueError, match="not finite"):
+        ac.direct_to_reverberant_db(np.full(100, np.nan), FS)
 
 
 def test_direct_to_reverberant_ratio_falls_with_distance_as_the_inverse_square_law():

@@ -28,6 +28,7 @@ from jaeger_ros.data.bag_dataset import convert_bags
 from jaeger_ros.data.bag_record import record
 from jaeger_ros.data.dataset import find_manifests, generate, read_manifest
 from jaeger_ros.core.geometry import wrapped_azimuth_error
+from sim_bridge.live import LiveConfig, LiveWorld
 
 REPO = Path(__file__).resolve().parents[1]
 JAEGER = [sys.executable, "-m", "jaeger_ros.cli"]
@@ -138,6 +139,12 @@ def test_bag_keeps_each_scenes_room_origin_and_places_the_camera_and_talkers_in_
         assert all(np.all(lo < p) and np.all(p < hi) for p in inside)
     assert sorted(rooms) == [0, 1]
     np.testing.assert_allclose(rooms[0][0], 0.0, atol=1e-12)
+    # each talker's direct-to-reverberant ratio is recorded as the live world states it
+    world = LiveWorld(LiveConfig(seed=3, conditions="clean", width=96, height=72))
+    world.start(0.0)
+    for _, gt in read_topic(out, "/sim/ground_truth"):
+        assert [s.drr_db for s in gt.sources] == pytest.approx([v.drr_db for v in world.scene(gt.scene_id).voices],
+                                                               abs=1e-4)
     assert rooms[1][0][0] > rooms[0][1][0] + 5.0  # the second room lies beyond the first along map x
 
 

@@ -4,6 +4,7 @@ found within 0.5 m horizontally (or on her widened footprint) counts, a track id
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -63,20 +64,58 @@ def test_id_switches_count_track_changes_per_talker_minute():
 
 
 def test_frames_are_banded_by_their_talkers_drr():
-    """Hand-counted frames (error, in view, correct, category, scene, DRR): scene 0 at -3 dB errs
-    2 and 4 deg, both right; scene 2 at -7 dB errs 6, right; scene 1 at -10 dB errs 50 then has no
-    DoA, both wrong."""
-    frames = [(2.0, True, True, "loudspeaker", 0, -3.0), (4.0, True, True, "loudspeaker", 0, -3.0),
-              (6.0, True, True, "person", 2, -7.0),
-              (50.0, True, False, "loudspeaker", 1, -10.0), (None, True, False, "loudspeaker", 1, -10.0)]
+    """Hand-counted frames: scene 0 at -3 dB errs 2 and 4 deg, both right; scene 2 at -7 dB errs
+    6, right; scene 1 at -10 dB errs 50 then has no DoA, both wrong; scene 3 has no reverberation
+    (+inf dB), errs 1, right; scene 4's DRR is unknown (NaN)."""
+    F = bench_live.ScoredFrame
+    frames = [F(2.0, True, True, "loudspeaker", 0, -3.0), F(4.0, True, True, "loudspeaker", 0, -3.0),
+              F(6.0, True, True, "person", 2, -7.0),
+              F(50.0, True, False, "loudspeaker", 1, -10.0), F(None, True, False, "loudspeaker", 1, -10.0),
+              F(1.0, True, True, "loudspeaker", 3, float("inf")), F(9.0, True, False, "person", 4, float("nan"))]
     bands = bench_live.by_drr(frames, np.random.default_rng(0))
-    assert list(bands) == [">= -6 dB", "-9 to -6 dB", "< -9 dB"]
-    assert bands[">= -6 dB"]["doa_error_median_deg"]["value"] == pytest.approx(3.0)
-    assert bands[">= -6 dB"]["match_accuracy"]["value"] == pytest.approx(100.0)
+    assert list(bands) == ["unknown_drr_frames", ">= -6 dB", "-9 to -6 dB", "< -9 dB"]
+    assert bands["unknown_drr_frames"] == 1
+    top = bands[">= -6 dB"]
+    assert top["doa_error_median_deg"]["value"] == pytest.approx(2.0)   # 1, 2, 4
+    assert top["match_accuracy"]["value"] == pytest.approx(100.0) and top["match_accuracy"]["scenes"] == 2
     assert bands["-9 to -6 dB"]["doa_error_median_deg"]["value"] == pytest.approx(6.0)
     assert bands["< -9 dB"]["doa_error_median_deg"]["n"] == 1
-    assert bands["< -9 dB"]["match_accuracy"] == {"value": 0.0, "ci95": [0.0, 0.0], "n": 2, "scenes": 1}
+    # one scene: nothing to resample, no interval
+    assert bands["< -9 dB"]["match_accuracy"] == {"value": 0.0, "ci95": None, "n": 2, "scenes": 1}
     rows = bench_live.scene_detail(frames, {"1": 8.0})
-    assert [r["scene"] for r in rows] == [0, 1, 2]
+    assert [r["scene"] for r in rows] == [0, 1, 2, 3, 4]
     assert rows[1] == {"scene": 1, "drr_db": -10.0, "snr_db": 8.0, "categories": ["loudspeaker"],
                        "doa_error_median_deg": 50.0, "match_accuracy": 0.0, "frames": 2}
+    assert rows[4]["drr_db"] is None
+
+
+def test_plot_live_drr_pools_runs_by_band_and_refuses_a_bad_file(tmp_path, capsys):
+    """Two runs' scenes by hand: >= -6 dB, scene (100 %, 10 frames, 2 deg) and (50 %, 30 frames,
+    30 deg): match (10 + 15) / 40 = 62.5 %, median of the DoA medians 16 deg, one lost; < -9 dB,
+    one scene (0 %, 5 frames, 90 deg); -9 to -6 dB none."""
+    spec = importlib.util.spec_from_file_location("plot_live_drr",
+                                                  Path(__file__).parents[1] / "benchmarks" / "plot_live_drr.py")
+    plot_live_drr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plot_live_drr)
+
+    def scene(k, drr, match, frames, doa):
+        return {"scene": k, "drr_db": drr, "snr_db": 20.0, "categories": ["loudspeaker"],
+                "doa_error_median_deg": doa, "match_accuracy": match, "frames": frames}
+    runs = [{"world": "mesh", "talkers": "mixed", "seed": 1, "scene_detail": [scene(0, -3.0, 100.0, 10, 2.0),
+                                                                               scene(1, -12.0, 0.0, 5, 90.0)]},
+            {"world": "mesh", "talkers": "mixed", "seed": 2, "scene_detail": [scene(0, -5.0, 50.0, 30, 30.0),
+                                                                               scene(1, None, 100.0, 8, 1.0)]}]
+    paths = []
+    for k, run in enumerate(runs):
+        paths.append(tmp_path / f"run{k}.json")
+        paths[-1].write_text(json.dumps(run))
+    assert plot_live_drr.main([str(p) for p in paths] + ["--out", str(tmp_path / "drr.png")]) == 0
+    assert (tmp_path / "drr.png").stat().st_size > 10_000
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].startswith("| >= -6 dB | 2 | 40 | 62.5 % [") and lines[2].endswith("| 16.0 deg [2.0, 30.0] | 1 of 2 |")
+    assert lines[3] == "| -9 to -6 dB | 0 | 0 | — | — | 0 of 0 |"
+    assert lines[4] == "| < -9 dB | 1 | 5 | 0.0 % | 90.0 deg | 1 of 1 |"
+    paths[0].write_text(json.dumps({"scene_detail": [{"scene": 0}]}))
+    assert plot_live_drr.main([str(paths[0]), "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("plot_live_drr: ")

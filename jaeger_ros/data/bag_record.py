@@ -169,7 +169,7 @@ class _Messages:
 
     def ground_truth(self, stamp_ns: int, gt: Any) -> Any:
         categories = list(getattr(gt, "categories", None) or ["loudspeaker"] * len(gt.sources))
-        drrs = list(getattr(gt, "drr_db", None) or [float("nan")] * len(gt.sources))
+        drrs = gt.drr_db if len(gt.drr_db) == len(gt.sources) else [float("nan")] * len(gt.sources)
         sources = [self.t["jaeger_ros/msg/SimSource"](
             gender=s.gender, loudspeaker=s.loudspeaker, category=c, label=s.label, active=bool(s.active),
             active_for_s=float(s.active_for_s), azimuth_deg=float(s.azimuth_deg), elevation_deg=float(s.elevation_deg),

@@ -115,6 +115,46 @@ def bootstrap_ci(values: np.ndarray, stat: Callable[[np.ndarray], float], rng: n
     return float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))
 
 
+def cluster_bootstrap(clusters: np.ndarray, values: np.ndarray, stat: Callable[[np.ndarray], float],
+                      rng: np.random.Generator, n: int = BOOTSTRAP) -> dict[str, Any]:
+    """{"value", "ci95", "n", "scenes"}: stat(values) with a percentile-bootstrap 95 % interval that
+    resamples whole clusters (a live run's scenes: a scene's frames share its room and talker, so
+    they are not independent). `values` may be (N, k) rows; a draw whose stat is NaN is skipped.
+    With fewer than two clusters there is nothing to resample: ci95 is None."""
+    clusters = np.asarray(clusters)
+    if values.shape[0] == 0:
+        return {"value": None, "ci95": None, "n": 0, "scenes": 0}
+    ids = np.unique(clusters)
+    parts = [values[clusters == c] for c in ids]
+    ci = None
+    if len(ids) >= 2:
+        draws = np.array([stat(np.concatenate([parts[i] for i in rng.integers(0, len(ids), len(ids))]))
+                          for _ in range(n)], dtype=float)
+        draws = draws[np.isfinite(draws)]
+        ci = [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))] if draws.size else None
+    return {"value": float(stat(values)), "ci95": ci, "n": int(values.shape[0]), "scenes": int(len(ids))}
+
+
+DRR_BANDS_DB = (-6.0, -9.0)
+"""Talker direct-to-reverberant ratios that split live frames and scenes (drr_band): >= -6 dB,
+-9 to -6 dB, < -9 dB (mesh rooms: talkers 1.5-2 m away sit near -2 to -5 dB, 3 m away or facing
+away -8 to -12 dB)."""
+
+
+def drr_bands() -> tuple[str, ...]:
+    hi, lo = DRR_BANDS_DB
+    return f">= {hi:g} dB", f"{lo:g} to {hi:g} dB", f"< {lo:g} dB"
+
+
+def drr_band(drr_db: float) -> str | None:
+    """The DRR_BANDS_DB band of a DRR (dB; +inf: no reverberation at all), None when unknown (NaN)."""
+    if np.isnan(drr_db):
+        return None
+    hi, lo = DRR_BANDS_DB
+    names = drr_bands()
+    return names[0] if drr_db >= hi else names[1] if drr_db >= lo else names[2]
+
+
 def breakdown(items: list[Item], seed: int = 0) -> dict[str, Any]:
     """{task: {"all": row, factor: {level: row}}}, row = {"n", "value", "ci95"}; value is the
     median great-circle error (A/B, degrees) or the accuracy (D/E, percent)."""
