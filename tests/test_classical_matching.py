@@ -70,6 +70,25 @@ def test_of_two_boxes_the_ray_passes_through_the_one_it_passes_nearest_the_centr
         assert m.angles_deg == (0.0, 0.0) and boxes[m.index] is far
 
 
+def test_a_person_talks_from_her_head_not_from_the_body_a_loudspeaker_is_seen_through():
+    """A standing person 2 m ahead (box y -1.45 .. 0.25, camera frame y up) and a loudspeaker 3.5 m
+    ahead on the floor behind her: the ray to the loudspeaker crosses her box at y = -1.0 * 2/3.5
+    = -0.57 m, the torso. Her voice comes from her head, the top 0.3 m (y -0.05 .. 0.25, centre
+    y 0.1 at z -2: elevation +2.9 deg against the loudspeaker's -15.9 deg), so that ray is the
+    loudspeaker's, surely; a ray to her mouth (y 0.12) is hers."""
+    person = Box3D([0.0, -0.6, -2.0], [0.6, 1.7, 0.5], label="person", extra={"category": "person"})
+    speaker = Box3D([0.0, -1.0, -3.5], [0.4, 0.5, 0.4])
+    for boxes in ([person, speaker], [speaker, person]):
+        m = match_speaker(speaker.center, boxes)
+        assert boxes[m.index] is speaker and m.confidence > 0.99
+        assert angle_to_box(speaker.center, person) == pytest.approx(
+            np.degrees(np.arctan2(0.1, 2.0) - np.arctan2(-1.0, 3.5)), abs=0.01)
+        m = match_speaker(np.array([0.0, 0.12, -2.0]), boxes)
+        assert boxes[m.index] is person and m.angles_deg[m.index] == 0.0
+    # the same box as a loudspeaker-sized blob of unknown category keeps its whole extent
+    assert angle_to_box(speaker.center, Box3D(person.center, person.size)) == 0.0
+
+
 def test_bad_input_is_rejected():
     boxes = _boxes_given_unsorted()
     with pytest.raises(ValueError):

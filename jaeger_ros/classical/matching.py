@@ -6,10 +6,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from jaeger_ros.core import answers
-from jaeger_ros.core.geometry import Box3D
+from jaeger_ros.core.geometry import Box3D, box_category
 
 TEMPERATURE_DEG = 3.0
 """Softmax temperature over angular distances: boxes 3 deg further away are e times less likely."""
+PERSON_HEAD_M = 0.3
+"""A person talks from her mouth: a DoA is measured against the top PERSON_HEAD_M of her box (the
+head; the JAEGER camera frame's y is up), not her whole body, through whose legs or torso the
+camera sees a loudspeaker behind her. Live mesh world streamed offline at 10 Hz, 16 scenes per
+run: loudspeaker-talker match 85.1 -> 91.0 % (true boxes, mixed seeds 5-9 and loudspeaker seeds
+5-6, 3897 frames), 85.8 -> 94.5 % (detector boxes, mixed seeds 5-9, 1581); person talkers 91.8 ->
+90.3 % and 92.3 -> 89.3 %: every frame it won had a DoA within 8 deg of the talker, every frame
+it lost one 8 deg or more off (a guess either way)."""
 
 
 @dataclass(frozen=True)
@@ -42,17 +50,28 @@ def _centre_angle(direction: np.ndarray, box: Box3D) -> float:
     return float(np.degrees(np.arccos(np.clip(direction @ c, -1.0, 1.0))))
 
 
+def voice_region(box: Box3D) -> Box3D:
+    """The part of a candidate its voice comes from: a person's head (PERSON_HEAD_M), else the box."""
+    if box_category(box) != "person":
+        return box
+    lo, hi = box.min.copy(), box.max.copy()
+    lo[1] = max(lo[1], hi[1] - PERSON_HEAD_M)
+    return Box3D((lo + hi) / 2.0, hi - lo, box.label, box.score, box.extra)
+
+
 def angle_to_box(direction: np.ndarray, box: Box3D) -> float:
-    """Degrees between the ray and the box: 0 if the ray passes through it, else to its centre."""
+    """Degrees between the ray and the box's voice_region: 0 if the ray passes through it, else to
+    its centre."""
     d = np.asarray(direction, float) / np.linalg.norm(direction)
-    return 0.0 if _ray_hits_box(d, box) else _centre_angle(d, box)
+    region = voice_region(box)
+    return 0.0 if _ray_hits_box(d, region) else _centre_angle(d, region)
 
 
 def match_speaker(direction_cam: np.ndarray, boxes: list[Box3D]) -> MatchResult:
-    """The candidate nearest in angle to `direction_cam` (camera frame); among several the ray
-    passes through (a near person's box can span 30 deg), the one whose centre is nearest, not
-    the first listed (its probability stays at most 1/2 then: both fit the ray, so such a pick
-    is never a sure one for pipeline.frame's hold)."""
+    """The candidate nearest in angle to `direction_cam` (camera frame; angle_to_box); among several
+    the ray passes through (a near person's head can cover a far loudspeaker), the one whose
+    centre is nearest, not the first listed (its probability stays at most 1/2 then: both fit the
+    ray, so such a pick is never a sure one for pipeline.frame's hold)."""
     if not boxes:
         raise ValueError("no candidate boxes to match")
     d = np.asarray(direction_cam, dtype=float).reshape(3)
@@ -61,7 +80,7 @@ def match_speaker(direction_cam: np.ndarray, boxes: list[Box3D]) -> MatchResult:
     angles = tuple(angle_to_box(d, b) for b in boxes)
     unit = d / np.linalg.norm(d)
     index = min(range(len(boxes)),
-                key=lambda i: (angles[i], _centre_angle(unit, boxes[i]) if angles[i] == 0.0 else 0.0))
+                key=lambda i: (angles[i], _centre_angle(unit, voice_region(boxes[i])) if angles[i] == 0.0 else 0.0))
     return _scored(angles, boxes, index)
 
 
