@@ -59,12 +59,14 @@ def voice_region(box: Box3D) -> Box3D:
     return Box3D((lo + hi) / 2.0, hi - lo, box.label, box.score, box.extra)
 
 
+def _angle_to_region(unit: np.ndarray, region: Box3D) -> float:
+    return 0.0 if _ray_hits_box(unit, region) else _centre_angle(unit, region)
+
+
 def angle_to_box(direction: np.ndarray, box: Box3D) -> float:
     """Degrees between the ray and the box's voice_region: 0 if the ray passes through it, else to
     its centre."""
-    d = np.asarray(direction, float) / np.linalg.norm(direction)
-    region = voice_region(box)
-    return 0.0 if _ray_hits_box(d, region) else _centre_angle(d, region)
+    return _angle_to_region(np.asarray(direction, float) / np.linalg.norm(direction), voice_region(box))
 
 
 def match_speaker(direction_cam: np.ndarray, boxes: list[Box3D]) -> MatchResult:
@@ -77,10 +79,11 @@ def match_speaker(direction_cam: np.ndarray, boxes: list[Box3D]) -> MatchResult:
     d = np.asarray(direction_cam, dtype=float).reshape(3)
     if not np.all(np.isfinite(d)) or np.linalg.norm(d) == 0:
         raise ValueError(f"invalid direction {d}")
-    angles = tuple(angle_to_box(d, b) for b in boxes)
     unit = d / np.linalg.norm(d)
+    regions = [voice_region(b) for b in boxes]
+    angles = tuple(_angle_to_region(unit, r) for r in regions)
     index = min(range(len(boxes)),
-                key=lambda i: (angles[i], _centre_angle(unit, voice_region(boxes[i])) if angles[i] == 0.0 else 0.0))
+                key=lambda i: (angles[i], _centre_angle(unit, regions[i]) if angles[i] == 0.0 else 0.0))
     return _scored(angles, boxes, index)
 
 
