@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from jaeger_ros.classical.matching import angle_to_box, match_speaker, rescored
+from jaeger_ros.classical.matching import KERNEL_DEG, TalkerFilter, angle_to_box, match_speaker, rescored
 from jaeger_ros.core import answers
 from jaeger_ros.core.geometry import Box3D, direction_from_azel
 
@@ -117,63 +117,97 @@ def test_a_held_box_is_scored_by_how_well_the_direction_fits_it():
         rescored(free, boxes[:2], 1)   # angles measured for three boxes
 
 
-def test_weak_directions_keep_the_box_of_the_last_confident_one():
-    """The streaming estimator's match (pipeline.frame): a DoA below HOLD_CONFIDENCE does not move
-    the match off the box a confident DoA chose, unless the hold expired, the voice changed or the
-    box is gone; a confident DoA moves it at once."""
-    from jaeger_ros.pipeline import frame
-    est = frame.ClassicalEstimator(candidates="depth", vad=False)
+def _picks(f: TalkerFilter, boxes: list[Box3D], doas: list, t0: float = 10.0, voice: str = "voice_0") -> list[str]:
+    """The labels the filter picks for DoAs (direction, confidence) heard 0.1 s apart."""
+    return [f.update(match_speaker(d, boxes), c, boxes, t0 + 0.1 * k, voice).label for k, (d, c) in enumerate(doas)]
+
+
+def _sure_left(boxes: list[Box3D]) -> TalkerFilter:
+    """A filter that heard 1 s of sure DoAs from the left box (t 10.0 .. 10.9, voice_0)."""
+    f = TalkerFilter()
+    assert _picks(f, boxes, [(boxes[2].center, 0.95)] * 10) == ["Left"] * 10
+    return f
+
+
+def test_a_lone_doa_is_scored_by_the_documented_likelihood():
+    """With nothing heard before, the posterior is (1 - c) + c exp(-theta / KERNEL_DEG), normalised
+    over the boxes, theta the angle to each box's centre (this ray misses all three)."""
+    boxes = _boxes_given_unsorted()
+    d = direction_from_azel(answers.box_azimuth_deg(boxes[2]) - 8.0, -19.0)
+    unit = d / np.linalg.norm(d)
+    theta = np.array([np.degrees(np.arccos(unit @ b.center / np.linalg.norm(b.center))) for b in boxes])
+    for c in (0.3, 0.9):
+        like = (1 - c) + c * np.exp(-theta / KERNEL_DEG)
+        m = TalkerFilter().update(match_speaker(d, boxes), c, boxes, 1.0)
+        assert m.index == 2 and m.confidence == pytest.approx(like[2] / like.sum(), rel=1e-6)
+
+
+def test_one_stray_doa_does_not_move_the_match_a_run_of_them_does():
+    """A reflection heard once, even surely, leaves the talker's box; two sure DoAs in a row, or a
+    run of unsure ones, move it -- the unsure ones later."""
     boxes = _boxes_given_unsorted()
     left, right = boxes[2].center, boxes[1].center
-    assert est._match(left, 0.95, boxes, 10.0, "voice_0").label == "Left"
-    weak = est._match(right, 0.4, boxes, 11.0, "voice_0")
-    assert weak.label == "Left" and weak.confidence < 1e-3
-    assert est._match(right, 0.4, boxes, 11.0, "").label == "Left"            # an unknown voice is no other voice
-    assert est._match(right, 0.4, boxes, 11.0, "voice_1").label == "Right"    # another voice: no hold
-    assert est._match(right, 0.4, boxes, 10.0 + frame.HOLD_S + 0.1, "voice_0").label == "Right"  # expired
-    assert est._match(right, 0.4, boxes, 9.0, "voice_0").label == "Right"     # before the sure match: a restart
-    moved = [boxes[0], boxes[1], Box3D(boxes[2].center + [0.0, 0.0, -0.5], boxes[2].size)]  # the left box 0.5 m back
-    assert est._match(right, 0.4, moved, 11.0, "voice_0").label == "Right"
-    assert est._match(right, 0.9, boxes, 12.0, "voice_0").label == "Right"     # confident: moves at once
-    assert est._match(left, 0.4, boxes, 12.5, "voice_0").label == "Right"      # ... and is held from there
-    # a confident DoA half way between two boxes, or 40 deg left of every box, is not a sure match either
-    halfway = boxes[0].center / np.linalg.norm(boxes[0].center) + boxes[2].center / np.linalg.norm(boxes[2].center)
-    assert est._match(halfway, 0.99, boxes, 13.0, "voice_0").label == "Right"
+    assert _picks(_sure_left(boxes), boxes, [(right, 0.9), (left, 0.9), (right, 0.9)], t0=11.0) == ["Left"] * 3
+    sure = _picks(_sure_left(boxes), boxes, [(right, 0.9)] * 10, t0=11.0)
+    unsure = _picks(_sure_left(boxes), boxes, [(right, 0.6)] * 10, t0=11.0)
+    assert sure == ["Left"] + ["Right"] * 9
+    assert 2 < unsure.index("Right") < 10 and unsure[unsure.index("Right"):] == ["Right"] * (10 - unsure.index("Right"))
+
+
+def test_a_pause_or_another_voice_lets_the_next_doa_decide():
+    """Belief leaks with time (SWITCH_S) and at a change of voice (NEW_VOICE_SWITCH): after 3 s of
+    silence an unsure DoA decides alone; a sure one of another voice moves the match at once where
+    the same voice, or a voice not yet named, does not."""
+    boxes = _boxes_given_unsorted()
+    right = boxes[1].center
+    assert _picks(_sure_left(boxes), boxes, [(right, 0.6)], t0=11.0) == ["Left"]
+    assert _picks(_sure_left(boxes), boxes, [(right, 0.6)], t0=13.9) == ["Right"]
+    for voice, label in (("voice_0", "Left"), ("", "Left"), ("voice_1", "Right")):
+        assert _picks(_sure_left(boxes), boxes, [(right, 0.8)], t0=11.0, voice=voice) == [label], voice
+
+
+def test_doas_far_from_every_box_or_between_two_do_not_move_the_match():
+    """A DoA 40 deg beyond the leftmost box fits none (a strong reflection, a talker out of view);
+    one half way between the centre and right boxes fits neither well: neither moves the match."""
+    boxes = _boxes_given_unsorted()
     far_left = direction_from_azel(answers.box_azimuth_deg(boxes[2]) + 40.0, -18.0)
-    assert est._match(far_left, 0.99, boxes, 13.0, "voice_0").label == "Right"
-    assert est._match(left, 0.99, boxes, 13.0, "voice_0").label == "Left"
+    assert _picks(_sure_left(boxes), boxes, [(far_left, 0.99)] * 20, t0=11.0) == ["Left"] * 20
+    halfway = boxes[0].center / np.linalg.norm(boxes[0].center) + boxes[1].center / np.linalg.norm(boxes[1].center)
+    assert _picks(_sure_left(boxes), boxes, [(halfway, 0.99)], t0=11.0) == ["Left"]
 
 
-def test_a_fairly_sure_doa_on_another_box_and_away_from_the_held_one_ends_the_hold():
-    """A new talker whose first DoAs fall short of HOLD_CONFIDENCE (the voice still named as the
-    previous turn's) is matched to its own box once the DoA fits it (HOLD_RELEASE_*) clearly better
-    than the held box; a weaker DoA, or one near the held box, keeps the hold."""
-    from jaeger_ros.pipeline import frame
-    est = frame.ClassicalEstimator(candidates="depth", vad=False)
-    boxes = _boxes_given_unsorted()          # left and right boxes 42 deg apart, the centre between
-    left, right = boxes[2].center, boxes[1].center
-    assert est._match(left, 0.95, boxes, 10.0, "voice_0").label == "Left"
-    near_centre = direction_from_azel(answers.box_azimuth_deg(boxes[0]) + 5.0, -18.0)   # 17 deg from the left box
-    assert est._match(near_centre, 0.6, boxes, 10.5, "voice_0").label == "Left"
-    assert est._match(right, 0.45, boxes, 11.0, "voice_0").label == "Left"
-    released = est._match(right, 0.6, boxes, 11.5, "voice_0")
-    assert released.label == "Right" and released.confidence > 0.99
-    assert est._match(left, 0.4, boxes, 11.8, "voice_0").label == "Right"   # the hold moved with it
-    # a DoA 15 deg beyond the left box (a talker heard off its driver), 57 deg from the held right box
-    beyond_left = direction_from_azel(answers.box_azimuth_deg(boxes[2]) + 15.0, -18.0)
-    assert est._match(right, 0.95, boxes, 12.0, "voice_0").label == "Right"
-    assert est._match(beyond_left, 0.6, boxes, 12.5, "voice_0").label == "Left"
+def test_the_belief_follows_re_detected_boxes_and_a_reset_or_restart_forgets_it():
+    """Boxes found again within SAME_BOX_M keep their belief (in any order); reset() (a new view)
+    and a stamp before the last one (the stream restarted) start afresh."""
+    boxes = _boxes_given_unsorted()
+    right = boxes[1].center
+    jittered = [Box3D(b.center + [0.05, -0.03, 0.08], b.size) for b in reversed(boxes)]
+    assert _picks(_sure_left(boxes), jittered, [(right, 0.6)], t0=11.0) == ["Left"]
+    f = _sure_left(boxes)
+    f.reset()
+    assert _picks(f, boxes, [(right, 0.6)], t0=11.0) == ["Right"]
+    assert _picks(_sure_left(boxes), boxes, [(right, 0.6)], t0=5.0) == ["Right"]
 
 
-def test_a_hold_taken_before_the_voice_was_known_takes_the_first_voice_named():
-    """A sure match stored while the voice id was still unknown ("") holds for the first voice
-    named within the hold, not for any voice."""
+def test_where_the_ray_fits_two_boxes_the_filter_keeps_match_speakers_pick():
+    near = Box3D([-0.3, -0.5, -1.2], [0.7, 1.7, 0.7])
+    far = Box3D([0.0, -0.3, -3.0], [0.3, 0.5, 0.3])
+    for boxes in ([near, far], [far, near]):
+        m = TalkerFilter().update(match_speaker(far.center, boxes), 0.9, boxes, 1.0)
+        assert boxes[m.index] is far and m.confidence == pytest.approx(0.5)
+
+
+def test_the_streaming_estimator_filters_its_matches_and_rejects_bad_confidence():
+    """pipeline.frame's ClassicalEstimator matches through the filter."""
     from jaeger_ros.pipeline import frame
     est = frame.ClassicalEstimator(candidates="depth", vad=False)
     boxes = _boxes_given_unsorted()
     left, right = boxes[2].center, boxes[1].center
-    assert est._match(left, 0.95, boxes, 10.0, "").label == "Left"
-    assert est._match(right, 0.4, boxes, 11.0, "voice_0").label == "Left"    # named now: held for voice_0
-    assert est._match(right, 0.4, boxes, 11.5, "voice_1").label == "Right"   # another voice: no hold
-    assert est._match(right, 0.4, boxes, 12.0, "").label == "Left"           # an unknown voice is no other voice
-    assert est._match(right, 0.4, boxes, 12.5, "voice_0").label == "Left"
+    labels = [est._match(d, 0.9, boxes, 10.0 + 0.1 * k, "voice_0").label
+              for k, d in enumerate([left] * 5 + [right, left])]
+    assert labels == ["Left"] * 7
+    m = match_speaker(left, boxes)
+    with pytest.raises(ValueError):
+        TalkerFilter().update(m, 1.5, boxes, 1.0)
+    with pytest.raises(ValueError):
+        TalkerFilter().update(m, 0.9, boxes[:2], 1.0)   # angles measured for three boxes

@@ -73,7 +73,7 @@ def match_speaker(direction_cam: np.ndarray, boxes: list[Box3D]) -> MatchResult:
     """The candidate nearest in angle to `direction_cam` (camera frame; angle_to_box); among several
     the ray passes through (a near person's head can cover a far loudspeaker), the one whose
     centre is nearest, not the first listed (its probability stays at most 1/2 then: both fit the
-    ray, so such a pick is never a sure one for pipeline.frame's hold)."""
+    ray, so such a pick is never a sure one: TalkerFilter's evidence cannot tell them apart)."""
     if not boxes:
         raise ValueError("no candidate boxes to match")
     d = np.asarray(direction_cam, dtype=float).reshape(3)
@@ -89,7 +89,7 @@ def match_speaker(direction_cam: np.ndarray, boxes: list[Box3D]) -> MatchResult:
 
 def rescored(match: MatchResult, boxes: list[Box3D], index: int) -> MatchResult:
     """`match`'s direction as a match of candidate `index` of the same `boxes`, from the angles
-    `match` holds (not measured again): the box a held match keeps."""
+    `match` holds (not measured again): the box TalkerFilter picks."""
     if len(match.angles_deg) != len(boxes):
         raise ValueError(f"the match measured {len(match.angles_deg)} boxes, not these {len(boxes)}")
     return _scored(match.angles_deg, boxes, index)
@@ -104,3 +104,82 @@ def _scored(angles: tuple[float, ...], boxes: list[Box3D], index: int) -> MatchR
     probs /= probs.sum()
     rank = answers.azimuth_order(boxes).index(index)
     return MatchResult(index, rank, answers.match_label(rank, len(boxes)), float(probs[index]), angles)
+
+
+SWITCH_S = 1.0
+"""TalkerFilter's memory: between two DoAs dt apart the talker may have changed with probability
+1 - exp(-dt / SWITCH_S) (spread over all candidates), so a pause of a second or more starts
+almost afresh and 0.1 s frames keep ~90 % of what was heard. 0.5 / 2 s: see TalkerFilter."""
+KERNEL_DEG = 4.0
+"""A sure DoA (confidence 1) theta deg from a candidate's voice region is exp(-theta / KERNEL_DEG)
+as likely under that candidate as one through it; a DoA of confidence c mixes this with 1 - c of
+'says nothing', so unsure DoAs from reverberant windows barely move the belief."""
+NEW_VOICE_SWITCH = 0.5
+"""A voice other than the last one named: the talker changed with at least this probability."""
+SAME_BOX_M = 0.3
+"""A re-detected candidate within this distance of an earlier one keeps that one's belief."""
+
+
+class TalkerFilter:
+    """Which candidate talks, as a forward (hidden-Markov) filter over the candidates: each DoA
+    is evidence weighted by its confidence (KERNEL_DEG), belief leaks to all candidates with time
+    (SWITCH_S) and at a change of voice (NEW_VOICE_SWITCH). Why: in reverberant rooms the pooled
+    DoA wanders to reflections between onsets, often with high confidence, and the previous rule
+    (hold the box of the last match surer than 0.7) kept whichever came first, right or wrong.
+    Live mesh world streamed offline at 10 Hz (recorded DoAs of the live runs, 16 scenes each,
+    scored per frame): detector boxes, mixed seeds 5-9, loudspeaker talkers 94.5 -> 95.5 % (1581
+    frames), person talkers 89.3 -> 93.0 % (1856); true boxes, mixed 5-9 + loudspeakers 5-6:
+    91.0 -> 92.1 % (3897), 90.3 -> 92.4 % (2421). SWITCH_S 0.5 / 2 s: person talkers 92.6 / 92.2 %
+    (detectors), 91.4 / 91.7 % (true boxes); loudspeakers 95.4 / 92.5 % and 93.1 / 91.7 %. A linear
+    pool (summing each frame's match probabilities, decaying over 1-100 s) lost to the hold: 90.6-
+    91.7 % and 87.3-88.8 % with detectors."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything (a new view, or the stream restarted)."""
+        self._centres: np.ndarray | None = None
+        self._belief: np.ndarray | None = None
+        self._stamp = 0.0
+        self._voice = ""
+
+    def _prior(self, boxes: list[Box3D], stamp: float, voice_id: str) -> np.ndarray:
+        """Belief carried to these boxes (new ones get an even share) and leaked by time and voice."""
+        n = len(boxes)
+        if self._belief is None or stamp < self._stamp:
+            return np.full(n, 1.0 / n)
+        carried = np.full(n, np.nan)
+        for i, box in enumerate(boxes):
+            gaps = np.linalg.norm(self._centres - box.center, axis=1)
+            if gaps.min() <= SAME_BOX_M:
+                carried[i] = self._belief[int(np.argmin(gaps))]
+        if np.isnan(carried).all():
+            return np.full(n, 1.0 / n)
+        carried[np.isnan(carried)] = 1.0 / n
+        carried /= carried.sum()
+        switch = 1.0 - np.exp(-(stamp - self._stamp) / SWITCH_S)
+        if voice_id and self._voice and voice_id != self._voice:
+            switch = max(switch, NEW_VOICE_SWITCH)
+        return (1.0 - switch) * carried + switch / n
+
+    def update(self, match: MatchResult, confidence: float, boxes: list[Box3D], stamp: float,
+               voice_id: str = "") -> MatchResult:
+        """`match` (match_speaker of this DoA over `boxes`) as the filter's pick: the most likely
+        candidate given every DoA so far (match's own box where they tie), its confidence the
+        posterior probability."""
+        if len(match.angles_deg) != len(boxes):
+            raise ValueError(f"the match measured {len(match.angles_deg)} boxes, not these {len(boxes)}")
+        if not 0.0 <= confidence <= 1.0:
+            raise ValueError(f"confidence must be in [0, 1], got {confidence}")
+        likelihood = (1.0 - confidence) + confidence * np.exp(-np.asarray(match.angles_deg) / KERNEL_DEG)
+        posterior = self._prior(boxes, stamp, voice_id) * likelihood
+        posterior /= posterior.sum()
+        self._centres = np.array([b.center for b in boxes], dtype=float)
+        self._belief, self._stamp = posterior, stamp
+        if voice_id:
+            self._voice = voice_id
+        best = int(np.argmax(posterior))
+        index = match.index if posterior[match.index] >= posterior[best] * (1.0 - 1e-9) else best
+        r = rescored(match, boxes, index)
+        return MatchResult(r.index, r.rank, r.label, float(posterior[index]), r.angles_deg)

@@ -48,35 +48,6 @@ fan and babble at 8-34 dB SNR 0.27 at most, a TV talks and passes either way; pr
 0.43 in single chunks, which open this gate on no new vote). Votes from the weaker chunks were
 tried too: in babble they let the crowd's directions in (seed 6, scene 3: 51 of 51 frames
 matched -> 32)."""
-HOLD_CONFIDENCE = 0.7
-"""A match less sure than this (DoA confidence x matching probability) does not move the match off
-the box the last sure one chose (within HOLD_S, same view, same voice): in reverberant rooms the
-pooled direction wanders to reflections between onsets, with low confidence (live mesh world,
-seed 5, 16 scenes: DoA confidence median 0.35 on mismatched talker frames, 0.97 on matched
-ones) or half way between two candidates, while the talker stays where it was."""
-HOLD_FIT_DEG = 30.0
-"""Nor does a DoA further than this from every candidate: it points at none of them (a strong
-reflection, seen up to 80 deg off and confident, or a talker out of view)."""
-HOLD_S = 8.0
-"""How long a sure match is held for the DoAs of the same voice that do not qualify."""
-HOLD_BOX_M = 0.3
-"""The held box is found again among re-detected candidates within this distance."""
-HOLD_RELEASE_DEG = 20.0
-HOLD_RELEASE_GAP_DEG = 15.0
-HOLD_RELEASE_CONFIDENCE = 0.5
-HOLD_RELEASE_PROBABILITY = 0.9
-"""A DoA at least HOLD_RELEASE_CONFIDENCE sure, within HOLD_RELEASE_DEG of one box (matching
-probability >= HOLD_RELEASE_PROBABILITY: not half way between two) and HOLD_RELEASE_GAP_DEG nearer
-it than the held one is a new talker, or the old one found again, not a reflection: the hold
-moves to that box. The voice cannot tell: it is named on a third of the talker frames, and in the first
-~1.5 s of a turn it is the previous turn's. Live mesh world streamed offline at 10 Hz, true boxes:
-seed 7 scene 5, a new talker heard at 0.67-0.70 confidence, 7 deg from its box, stayed on the
-previous talker's box 65 deg away; the demo's first room (seed 0, detectors' candidates), one
-sure DoA 4 deg off the wrong box, then DoAs at 0.6 confidence 19 deg from the talker's box and
-38 deg from the held one for 4 s: 38 of 179 talker frames wrong -> 4; seeds 5/6/7 mixed,
-loudspeakers seed 5, procedural seed 0: 197 wrong frames -> 192 (seed 7 person talkers); holding
-the released box from then on (first it was only overridden for that frame, and the next weaker
-DoA went back to the old box): 192 -> 165, seed 7 person talkers 91.9 -> 97.1 %."""
 _log = logging.getLogger(__name__)
 
 
@@ -120,10 +91,11 @@ def _detected(found: list) -> list[Box3D]:
 
 
 class ClassicalEstimator:
-    """Candidates (CANDIDATES) + intensity-vector DoA pooled over the stream + nearest-box
-    matching over every candidate, people and loudspeakers alike, held on the last sure match's
-    box while the DoA is unsure (HOLD_*). The match confidence is the DoA's confidence times the
-    matching probability, so a guess from a reverberant window is not reported as certain.
+    """Candidates (CANDIDATES) + intensity-vector DoA pooled over the stream + matching over every
+    candidate, people and loudspeakers alike, filtered over time (matching.TalkerFilter: one
+    wandering DoA does not move the match, a run of them does). The match confidence is the
+    DoA's confidence times the filter's probability, so a guess from a reverberant window is
+    not reported as certain.
 
     Candidates are recomputed only when the depth image changes (DEPTH_CHANGE_* below): a
     static scene keeps stable boxes and saves 20-50 ms a frame. Such a change also resets the
@@ -174,7 +146,7 @@ class ClassicalEstimator:
         self._last_stamp: float | None = None
         self._depth_key: np.ndarray | None = None
         self._boxes: list[Box3D] = []
-        self._held: tuple[np.ndarray, float, str] | None = None  # (box centre, stamp, voice id) of the last sure match
+        self._talker = matching.TalkerFilter()
         self.vad = vad
         self._gate, self._voices = None, None
         if vad or voices:
@@ -201,13 +173,14 @@ class ClassicalEstimator:
     def __call__(self, rgb: np.ndarray, depth: np.ndarray, intrinsics: Intrinsics, foa: np.ndarray | None,
                  sample_rate: int, target: str, stamp: float, valid: np.ndarray | None = None) -> Estimate:
         if self._last_stamp is not None and stamp < self._last_stamp:  # the stream restarted
-            self._pool, self._held = self._new_pool(), None
+            self._pool = self._new_pool()
+            self._talker.reset()
         self._last_stamp = stamp
         if self._background and (found := self._detector.poll()) is not None:
             self._boxes = _detected(found)
         if self._scene_changed(depth):
             self._pool.reset(stamp)
-            self._held = None
+            self._talker.reset()
             try:
                 if self._background:   # loudspeakers now, people when the background run ends
                     self._boxes = _detected(self._detector.submit(rgb, depth, intrinsics))
@@ -234,32 +207,9 @@ class ClassicalEstimator:
 
     def _match(self, direction: np.ndarray, confidence: float, boxes: list[Box3D], stamp: float,
                voice_id: str) -> MatchResult:
-        """The box the DoA points at; a match less sure than HOLD_CONFIDENCE, or a DoA more than
-        HOLD_FIT_DEG from every box, keeps the box of the last sure match (same view, same voice,
-        within HOLD_S), scored by how well the DoA fits it, unless the DoA points at another box
-        and away from that one (HOLD_RELEASE_*)."""
-        match = self._matching.match_speaker(direction, boxes)
-        fit = match.angles_deg[match.index]
-        if confidence * match.confidence >= HOLD_CONFIDENCE and fit <= HOLD_FIT_DEG:
-            self._held = (boxes[match.index].center, stamp, voice_id)
-            return match
-        if self._held is None:
-            return match
-        centre, since, held_voice = self._held
-        if not 0 <= stamp - since <= HOLD_S:
-            return match
-        if voice_id and not held_voice:  # the voice was named after the sure match: hold for it alone
-            self._held, held_voice = (centre, since, voice_id), voice_id
-        gaps = [float(np.linalg.norm(b.center - centre)) for b in boxes]
-        held = int(np.argmin(gaps))
-        if (voice_id and voice_id != held_voice) or gaps[held] > HOLD_BOX_M:
-            return match
-        if (confidence >= HOLD_RELEASE_CONFIDENCE and fit <= HOLD_RELEASE_DEG
-                and match.confidence >= HOLD_RELEASE_PROBABILITY
-                and match.angles_deg[held] - fit >= HOLD_RELEASE_GAP_DEG):
-            self._held = (boxes[match.index].center, stamp, voice_id)  # the hold moves to the new box
-            return match
-        return self._matching.rescored(match, boxes, held)
+        """The candidate the DoAs heard so far point at (matching.TalkerFilter over this DoA's
+        match_speaker)."""
+        return self._talker.update(self._matching.match_speaker(direction, boxes), confidence, boxes, stamp, voice_id)
 
     def _hear(self, stamp: float, foa: np.ndarray | None, sample_rate: int) -> tuple[str, str]:
         """Run the VAD (and voice identity) over the window's unheard audio; returns the
