@@ -132,7 +132,7 @@ class TalkerFilter:
     91.0 -> 92.1 % (3897), 90.3 -> 92.4 % (2421). SWITCH_S 0.5 / 2 s: person talkers 92.6 / 92.2 %
     (detectors), 91.4 / 91.7 % (true boxes); loudspeakers 95.4 / 92.5 % and 93.1 / 91.7 %. A linear
     pool (summing each frame's match probabilities, decaying over 1-100 s) lost to the hold: 90.6-
-    91.7 % and 87.3-88.8 % with detectors."""
+    91.8 % and 87.3-88.8 % with detectors."""
 
     def __init__(self) -> None:
         self.reset()

@@ -118,9 +118,10 @@ class RobustPool:
     def _estimate(self, votes: doa.Votes) -> doa.DoaEstimate:
         """The direction of the flattened votes; its confidence from the votes' own weights, the
         scale the matching was tuned on (then a hold, now matching.TalkerFilter): flattened
-        confidences are lower, and the match then held stale boxes (live mesh world streamed offline, true boxes,
-        8 scenes of seed 6, power 0.25: loudspeaker-talker match 100 % -> 77 % with flattened
-        confidences, 91.5 % with these; at 0.5 with these, 16 scenes: 96.9 % as unflattened)."""
+        confidences are lower, and the match then held stale boxes (live mesh world streamed
+        offline, true boxes, 8 scenes of seed 6, power 0.25: loudspeaker-talker match 100 % -> 77 %
+        with flattened confidences, 91.5 % with these; at 0.5 with these, 16 scenes: 96.9 % as
+        unflattened)."""
         flat = doa.estimate_from_votes(doa.flattened(votes, self.WEIGHT_POWER))
         return replace(flat, confidence=doa.confidence_at(votes, flat.direction))
 
