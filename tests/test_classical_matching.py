@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from jaeger_ros.classical.matching import KERNEL_DEG, TalkerFilter, angle_to_box, match_speaker, rescored
+from jaeger_ros.classical.matching import FAR_DEG, KERNEL_DEG, TalkerFilter, angle_to_box, match_speaker, rescored
 from jaeger_ros.core import answers
 from jaeger_ros.core.geometry import Box3D, direction_from_azel
 
@@ -130,16 +130,33 @@ def _sure_left(boxes: list[Box3D]) -> TalkerFilter:
 
 
 def test_a_lone_doa_is_scored_by_the_documented_likelihood():
-    """With nothing heard before, the posterior is (1 - c) + c exp(-theta / KERNEL_DEG), normalised
-    over the boxes, theta the angle to each box's centre (this ray misses all three)."""
+    """With nothing heard before, the posterior is (1 - c) + c exp(-(a - a_min) / KERNEL_DEG),
+    normalised over the boxes, a the angle to each box's centre capped at FAR_DEG (this ray misses
+    all three boxes; the right one lies beyond FAR_DEG)."""
     boxes = _boxes_given_unsorted()
     d = direction_from_azel(answers.box_azimuth_deg(boxes[2]) - 8.0, -19.0)
     unit = d / np.linalg.norm(d)
     theta = np.array([np.degrees(np.arccos(unit @ b.center / np.linalg.norm(b.center))) for b in boxes])
+    assert theta[2] < theta[0] < FAR_DEG < theta[1]
+    a = np.minimum(theta, FAR_DEG)
     for c in (0.3, 0.9):
-        like = (1 - c) + c * np.exp(-theta / KERNEL_DEG)
+        like = (1 - c) + c * np.exp(-(a - a.min()) / KERNEL_DEG)
         m = TalkerFilter().update(match_speaker(d, boxes), c, boxes, 1.0)
         assert m.index == 2 and m.confidence == pytest.approx(like[2] / like.sum(), rel=1e-6)
+
+
+def test_a_doa_nearer_one_box_than_another_is_evidence_even_when_near_neither():
+    """Unsure DoAs 19 deg from the left box and 38 deg from the right (a reverberant room's) move
+    the match to the left box within a few frames after one sure DoA chose the right one."""
+    boxes = [Box3D([-1.0, -0.5, -3.0], [0.3, 0.6, 0.3]), Box3D([1.0, -0.5, -3.0], [0.3, 0.6, 0.3])]
+    az = [answers.box_azimuth_deg(b) for b in boxes]
+    d = direction_from_azel(az[0] + 19.0 * np.sign(az[0] - az[1]), 0.0)
+    m = match_speaker(d, boxes)
+    assert 15.0 < m.angles_deg[0] < 25.0 < FAR_DEG < m.angles_deg[1]
+    f = TalkerFilter()
+    assert _picks(f, boxes, [(boxes[1].center, 0.9)], t0=10.0) == ["Right"]
+    picks = _picks(f, boxes, [(d, 0.6)] * 10, t0=10.1)
+    assert picks.index("Left") <= 3 and picks[picks.index("Left"):] == ["Left"] * (10 - picks.index("Left"))
 
 
 def test_one_stray_doa_does_not_move_the_match_a_run_of_them_does():
@@ -168,12 +185,13 @@ def test_a_pause_or_another_voice_lets_the_next_doa_decide():
 
 def test_doas_far_from_every_box_or_between_two_do_not_move_the_match():
     """A DoA 40 deg beyond the leftmost box fits none (a strong reflection, a talker out of view);
-    one half way between the centre and right boxes fits neither well: neither moves the match."""
+    one half way between the centre and right boxes, unless nearly sure, speaks against the left
+    box less than 1 s of sure DoAs spoke for it: neither moves the match."""
     boxes = _boxes_given_unsorted()
     far_left = direction_from_azel(answers.box_azimuth_deg(boxes[2]) + 40.0, -18.0)
     assert _picks(_sure_left(boxes), boxes, [(far_left, 0.99)] * 20, t0=11.0) == ["Left"] * 20
     halfway = boxes[0].center / np.linalg.norm(boxes[0].center) + boxes[1].center / np.linalg.norm(boxes[1].center)
-    assert _picks(_sure_left(boxes), boxes, [(halfway, 0.99)], t0=11.0) == ["Left"]
+    assert _picks(_sure_left(boxes), boxes, [(halfway, 0.9)], t0=11.0) == ["Left"]
 
 
 def test_the_belief_follows_re_detected_boxes_and_a_reset_or_restart_forgets_it():
