@@ -87,23 +87,15 @@ def match_speaker(direction_cam: np.ndarray, boxes: list[Box3D]) -> MatchResult:
     return _scored(angles, boxes, index)
 
 
-def rescored(match: MatchResult, boxes: list[Box3D], index: int) -> MatchResult:
-    """`match`'s direction as a match of candidate `index` of the same `boxes`, from the angles
-    `match` holds (not measured again): the box TalkerFilter picks."""
-    if len(match.angles_deg) != len(boxes):
-        raise ValueError(f"the match measured {len(match.angles_deg)} boxes, not these {len(boxes)}")
-    return _scored(match.angles_deg, boxes, index)
-
-
-def _scored(angles: tuple[float, ...], boxes: list[Box3D], index: int) -> MatchResult:
-    """Candidate `index` scored by the softmax over the angles to every candidate."""
-    if not 0 <= index < len(boxes):
-        raise ValueError(f"index {index} is not one of {len(boxes)} boxes")
-    logits = -np.asarray(angles) / TEMPERATURE_DEG
-    probs = np.exp(logits - logits.max())
-    probs /= probs.sum()
+def _scored(angles: tuple[float, ...], boxes: list[Box3D], index: int, probability: float | None = None) -> MatchResult:
+    """Candidate `index` with its rank and label, scored by `probability` (TalkerFilter's
+    posterior), by default the softmax over the angles to every candidate."""
+    if probability is None:
+        logits = -np.asarray(angles) / TEMPERATURE_DEG
+        probs = np.exp(logits - logits.max())
+        probability = float(probs[index] / probs.sum())
     rank = answers.azimuth_order(boxes).index(index)
-    return MatchResult(index, rank, answers.match_label(rank, len(boxes)), float(probs[index]), angles)
+    return MatchResult(index, rank, answers.match_label(rank, len(boxes)), probability, angles)
 
 
 SWITCH_S = 1.0
@@ -191,5 +183,4 @@ class TalkerFilter:
             self._voice = voice_id
         best = int(np.argmax(posterior))
         index = match.index if posterior[match.index] >= posterior[best] * (1.0 - 1e-9) else best
-        r = rescored(match, boxes, index)
-        return MatchResult(r.index, r.rank, r.label, float(posterior[index]), r.angles_deg)
+        return _scored(match.angles_deg, boxes, index, float(posterior[index]))
