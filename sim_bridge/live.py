@@ -168,6 +168,10 @@ class GroundTruth:
     categories: list[str] = field(default_factory=list)  # each source's "loudspeaker" or "person"
     drr_db: list[float] = field(default_factory=list)  # each source's direct-to-reverberant ratio (dB)
 
+    def source_drr_db(self) -> list[float]:
+        """drr_db per source, NaN for every source where the world stated none (the messages' field)."""
+        return list(self.drr_db) if len(self.drr_db) == len(self.sources) else [float("nan")] * len(self.sources)
+
 
 LOOK_AWAY_DEG = (90.0, 180.0)
 """In an out-of-view scene the camera, and the microphone on it, turns this far left or right from

@@ -169,13 +169,12 @@ class _Messages:
 
     def ground_truth(self, stamp_ns: int, gt: Any) -> Any:
         categories = list(getattr(gt, "categories", None) or ["loudspeaker"] * len(gt.sources))
-        drrs = gt.drr_db if len(gt.drr_db) == len(gt.sources) else [float("nan")] * len(gt.sources)
         sources = [self.t["jaeger_ros/msg/SimSource"](
             gender=s.gender, loudspeaker=s.loudspeaker, category=c, label=s.label, active=bool(s.active),
             active_for_s=float(s.active_for_s), azimuth_deg=float(s.azimuth_deg), elevation_deg=float(s.elevation_deg),
             direction=self.vector(camera_to_optical(s.direction)),
             position=self.point(p), in_view=bool(seen), drr_db=float(drr))
-            for s, p, seen, c, drr in zip(gt.sources, gt.positions_map, gt.in_view, categories, drrs)]
+            for s, p, seen, c, drr in zip(gt.sources, gt.positions_map, gt.in_view, categories, gt.source_drr_db())]
         return self.t["jaeger_ros/msg/SimGroundTruth"](
             header=self.header(stamp_ns), scene_id=gt.scene_id, scenario=gt.scenario,
             boxes=[self.box(b, i) for i, b in enumerate(gt.boxes)], sources=sources,
