@@ -196,3 +196,22 @@ def test_flattened_weights_let_many_onsets_outvote_one_loud_reflection() -> None
     assert np.degrees(np.arccos(np.clip(flat.direction @ talker, -1, 1))) < 1.5
     # the confidence stays on the raw weights' scale: the talker's votes carry 0.1 of 1.1
     assert doa.confidence_at(votes, flat.direction) == pytest.approx(0.1 / 1.1, abs=0.01)
+
+
+@pytest.mark.parametrize("freq_hz", [500.0, 2000.0])
+def test_tilt_weighs_each_vote_by_its_frequency_and_keeps_the_same_votes(freq_hz):
+    """RobustPool's tilt: the same bins vote, each weighing (f / 1 kHz)^tilt times more. A tone
+    burst at f (on an STFT bin) from one direction votes in f's bin and its leakage neighbours,
+    symmetric around f, so its total weight grows by about f / 1 kHz at tilt 1 and (f / 1 kHz)^2
+    at tilt 2 (within 10 %: the leakage is not quite symmetric in f^2)."""
+    rng = np.random.default_rng(5)
+    t = np.arange(FS // 2) / FS
+    ramp = np.clip((t - 0.2) / 0.004, 0.0, 1.0)  # a 4 ms fade-in: an abrupt start would click in every bin
+    burst = np.sin(0.5 * np.pi * ramp) ** 2 * np.sin(2 * np.pi * freq_hz * t)
+    x = foa.encode_gains(np.array([0.6, 0.1, -0.8]))[:, None] * burst[None] + 1e-4 * rng.standard_normal((4, t.size))
+    sp = doa_robust.spectra(x, FS)
+    flat = doa_robust.spectra_votes(sp, min_votes=0)
+    for tilt in (1.0, 2.0):
+        tilted = doa_robust.spectra_votes(sp, min_votes=0, tilt=tilt)
+        np.testing.assert_array_equal(tilted.directions, flat.directions)
+        assert tilted.weights.sum() / flat.weights.sum() == pytest.approx((freq_hz / 1000.0) ** tilt, rel=0.1)

@@ -58,6 +58,7 @@ class Spectra:
     intensity: np.ndarray  # (3, F, T)
     energy: np.ndarray     # (F, T)
     times: np.ndarray      # (T,) s, frame centres
+    freqs: np.ndarray      # (F,) Hz, bin centres
 
 
 def spectra(foa: np.ndarray, sample_rate: int) -> Spectra:
@@ -66,7 +67,7 @@ def spectra(foa: np.ndarray, sample_rate: int) -> Spectra:
     freqs = np.fft.rfftfreq(N_FFT, 1.0 / sample_rate)
     band = (freqs >= BAND_HZ[0]) & (freqs <= BAND_HZ[1])
     times = np.arange(f.energy.shape[1]) * HOP / sample_rate
-    return Spectra(f.intensity[:, band], f.energy[band], times)
+    return Spectra(f.intensity[:, band], f.energy[band], times, freqs[band])
 
 
 def _smoothed(energy: np.ndarray) -> np.ndarray:
@@ -121,9 +122,11 @@ def votes(foa: np.ndarray, sample_rate: int = foa_core.SAMPLE_RATE, noise: np.nd
 
 
 def spectra_votes(sp: Spectra, noise: np.ndarray | None = None, valid: np.ndarray | None = None,
-                  min_votes: int = MIN_VOTES, ratio: float = DPD_RATIO, min_snr_db: float | None = None) -> doa.Votes:
+                  min_votes: int = MIN_VOTES, ratio: float = DPD_RATIO, min_snr_db: float | None = None,
+                  tilt: float = 0.0) -> doa.Votes:
     """votes() of precomputed spectra (a stream computes them once for noise tracking and votes);
-    `min_snr_db`: the local SNR threshold (None: MIN_SNR_DB)."""
+    `min_snr_db`: the local SNR threshold (None: MIN_SNR_DB); `tilt`: each vote's weight times
+    (f / 1 kHz)^tilt (which bins vote does not change; see tracking.RobustPool.TILT)."""
     e = sp.energy
     n = noise_floor(e) if noise is None else np.asarray(noise, float)
     s = np.maximum(e - n[:, None], 0.0)
@@ -159,7 +162,8 @@ def spectra_votes(sp: Spectra, noise: np.ndarray | None = None, valid: np.ndarra
     keep &= (rise > ratio) & (xi > 10.0 ** (max(snr_db, 0.0) / 10.0))
     if not np.any(keep):
         raise ValueError("FOA has no direct-path-dominant speech bins in the band (silence or noise only?)")
-    weights = (s * direct ** COHERENCE_POWER * xi / (1.0 + xi))[keep]
+    weights = (s * direct ** COHERENCE_POWER * xi / (1.0 + xi)
+               * (np.asarray(sp.freqs, float)[:, None] / 1000.0) ** tilt)[keep]
     direction = np.transpose(sp.intensity, (1, 2, 0))[keep]      # single-bin intensity: smoothing it measured worse
     length = np.linalg.norm(direction, axis=1)
     ok = length > 0
