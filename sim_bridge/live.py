@@ -168,6 +168,10 @@ class GroundTruth:
     categories: list[str] = field(default_factory=list)  # each source's "loudspeaker" or "person"
     drr_db: list[float] = field(default_factory=list)  # each source's direct-to-reverberant ratio (dB)
 
+    def source_categories(self) -> list[str]:
+        """categories per source, "loudspeaker" for all where the world named none (the messages' field)."""
+        return list(self.categories) or ["loudspeaker"] * len(self.sources)
+
     def source_drr_db(self) -> list[float]:
         """drr_db per source, NaN for every source where the world stated none (the messages' field)."""
         return list(self.drr_db) if len(self.drr_db) == len(self.sources) else [float("nan")] * len(self.sources)

@@ -70,13 +70,13 @@ def _point(p: np.ndarray) -> Point:
 
 def ground_truth_to_msg(gt: GroundTruth, frame_id: str) -> SimGroundTruth:
     header = rc.make_header(gt.time, frame_id)
-    categories = gt.categories or ["loudspeaker"] * len(gt.sources)
     sources = [SimSource(gender=s.gender, loudspeaker=s.loudspeaker, category=c, label=s.label, active=s.active,
                          active_for_s=float(s.active_for_s), azimuth_deg=s.azimuth_deg,
                          elevation_deg=s.elevation_deg,
                          direction=rc.vector_to_msg(camera_to_optical(s.direction)),
                          position=_point(p), in_view=bool(seen), drr_db=float(drr))
-               for s, p, seen, c, drr in zip(gt.sources, gt.positions_map, gt.in_view, categories, gt.source_drr_db())]
+               for s, p, seen, c, drr in zip(gt.sources, gt.positions_map, gt.in_view, gt.source_categories(),
+                                              gt.source_drr_db())]
     return SimGroundTruth(header=header, scene_id=gt.scene_id, scenario=gt.scenario,
                           boxes=[rc.box_to_msg(b, i) for i, b in enumerate(gt.boxes)], sources=sources,
                           camera_pose=rc.pose_to_msg(gt.map_from_optical),

@@ -168,13 +168,13 @@ class _Messages:
                                                       size=self.vector(box.size), score=float(box.score))
 
     def ground_truth(self, stamp_ns: int, gt: Any) -> Any:
-        categories = list(getattr(gt, "categories", None) or ["loudspeaker"] * len(gt.sources))
         sources = [self.t["jaeger_ros/msg/SimSource"](
             gender=s.gender, loudspeaker=s.loudspeaker, category=c, label=s.label, active=bool(s.active),
             active_for_s=float(s.active_for_s), azimuth_deg=float(s.azimuth_deg), elevation_deg=float(s.elevation_deg),
             direction=self.vector(camera_to_optical(s.direction)),
             position=self.point(p), in_view=bool(seen), drr_db=float(drr))
-            for s, p, seen, c, drr in zip(gt.sources, gt.positions_map, gt.in_view, categories, gt.source_drr_db())]
+            for s, p, seen, c, drr in zip(gt.sources, gt.positions_map, gt.in_view, gt.source_categories(),
+                                           gt.source_drr_db())]
         return self.t["jaeger_ros/msg/SimGroundTruth"](
             header=self.header(stamp_ns), scene_id=gt.scene_id, scenario=gt.scenario,
             boxes=[self.box(b, i) for i, b in enumerate(gt.boxes)], sources=sources,
