@@ -145,8 +145,8 @@ class LiveScene:
     scene: object  # sim_bridge.scene.Scene
     rgb: np.ndarray
     depth: np.ndarray
-    boxes: list[Box3D]  # camera frame, left to right
-    order: list[int]  # order[rank] = loudspeaker index
+    boxes: list[Box3D]  # camera frame, left to right: the sources' and the silent people's in view
+    order: list[int]  # order[rank] = loudspeaker index (>= len(scene.loudspeakers): a silent person)
     voices: list[_Voice]
     map_from_optical: np.ndarray
     ambient: np.ndarray | None = None  # (4, scene samples) noise + interferer + self-noise
@@ -158,7 +158,7 @@ class GroundTruth:
     time: float
     scene_id: int
     scenario: str
-    boxes: list[Box3D]  # in view, left to right
+    boxes: list[Box3D]  # in view, left to right: the sources' and the silent people's (every candidate)
     sources: list[SourceTruth]
     map_from_optical: np.ndarray
     room_size_map: np.ndarray
@@ -262,10 +262,12 @@ class LiveWorld:
             scene = replace(scene, camera_yaw_deg=float(scene.camera_yaw_deg) + turn)
         rendered = render(scene, self.intrinsics) if self.mesh is None else self.mesh.render(scene)
         boxes = scene.loudspeaker_boxes_camera()
-        order = azimuth_order(boxes)  # bbox ids left to right by azimuth
+        # every person the camera sees may talk: the silent ones are candidates too (after the sources)
+        candidates = boxes + (scene.silent_people_boxes_camera(rendered.objects) if self.mesh is not None else [])
+        order = azimuth_order(candidates)  # bbox ids left to right by azimuth
         if turn:  # only what the image shows has a box (and a rank)
             seen = in_image(scene, self.intrinsics)
-            order = [i for i in order if seen[i]]
+            order = [i for i in order if i >= len(boxes) or seen[i]]
         wfc = np.asarray(scene.world_from_camera(), dtype=float)
         receiver = wfc[:3, 3]
         if cfg.scenario == "single":
@@ -304,7 +306,7 @@ class LiveWorld:
         depth = sensing.degrade_depth(np.nan_to_num(rendered.depth, nan=0.0, posinf=0.0), rendered.rgb, cond, crng)
         return LiveScene(k, scene, sensing.degrade_rgb(rendered.rgb, cond, crng),
                          depth if cond.depth_noise_k is not None else rendered.depth,
-                         [boxes[i] for i in order], order, voices,
+                         [candidates[i] for i in order], order, voices,
                          map_from_world(k) @ wfc @ CAMERA_FROM_OPTICAL, ambient, cond)
 
     def _prefetch(self, k: int) -> None:

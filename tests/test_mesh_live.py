@@ -48,3 +48,37 @@ def test_live_demo_names_the_world_and_its_engines(tmp_path):
         assert line.startswith("world: mesh (render pyrender/") and line.endswith(f"acoustics {sound})")
     params.write_text("sim_bridge:\n  ros__parameters:\n    seed: 1\n")
     assert world_line(None, params).startswith("world: procedural")
+
+
+def test_silent_people_the_camera_sees_are_candidates_in_the_ground_truth():
+    """A catalogue person standing 2.5 m ahead who is not a source is a candidate box of the
+    live ground truth (category person, where she stands); the same person 2.5 m behind the
+    camera is not (no pixel of her in the image), nor is one hidden behind a wall of boxes."""
+    from jaeger_ros.core.geometry import Intrinsics, transform_points
+    from sim_bridge.mesh.render_gl import render
+    from sim_bridge.mesh.scene import MeshObject, sample_mesh_scene
+
+    intr = Intrinsics.from_hfov(640, 480)
+    scene = sample_mesh_scene(np.random.default_rng(1), "test", 1, intr, "silent")
+    model = next(m for m in catalogue.load_catalogue()
+                 if m.category == "person" and m.split == "test" and "sit" not in m.model_id.lower())
+    size = np.array(model.size_m)
+
+    def floor_point(z: float) -> np.ndarray:
+        spot = transform_points(scene.world_from_camera(), np.array([0.0, 0.0, z]))
+        return np.array([spot[0], 0.0, spot[2]])
+
+    ahead, behind = floor_point(-2.5), floor_point(2.5)
+    scene.objects = [o for o in scene.objects if o.category != "person"
+                     and min(np.linalg.norm(o.position[[0, 2]] - p[[0, 2]]) for p in (ahead, behind)) > 0.9]
+    scene.objects += [MeshObject(900, "person", "human", model.model_id, ahead, scene.camera_yaw_deg, size),
+                      MeshObject(901, "person", "human", model.model_id, behind, scene.camera_yaw_deg, size)]
+    boxes = scene.silent_people_boxes_camera(render(scene, intr).objects)
+    where = transform_points(scene.camera_from_world(), ahead + np.array([0.0, size[1] / 2, 0.0]))
+    assert len(boxes) == 1 and boxes[0].label == "person", boxes
+    assert np.linalg.norm(boxes[0].center - where) < 0.15, (boxes[0].center, where)
+
+    # a wall of boxes (2 m wide, 2 m high) 1.5 m ahead hides the one in front: no candidate
+    scene.objects.append(MeshObject(902, "box", "wood", "box", floor_point(-1.5), scene.camera_yaw_deg,
+                                    np.array([2.0, 2.0, 0.1])))
+    assert scene.silent_people_boxes_camera(render(scene, intr).objects) == []

@@ -211,6 +211,13 @@ class MeshObject:
                    float(d["yaw_deg"]), d["size"], tuple(d.get("color", (0.8, 0.8, 0.8))))
 
 
+SILENT_PERSON_MIN_SHARE = 0.002
+"""Share of the image a silent person must cover to count as seen (600 pixels at 640x480: a
+third of a person 4.5 m away)."""
+SILENT_PERSON_RANGE_M = 4.5
+"""Farthest silent person counted: the depth candidates' working range (jaeger_ros.classical.candidates)."""
+
+
 TALKING_PEOPLE = r"^(sitting |holding )?(male|female|boy|girl)$"
 """Catalogue people who may talk: standing, holding or seated; not lying down, not mannequins."""
 ADULT_HEIGHT_M, CHILD_HEIGHT_M = 1.72, 1.30
@@ -414,6 +421,28 @@ class MeshScene:
             verts = np.concatenate([m.vertices for m in loudspeaker_local_meshes(spk.source)])
             p = transform_points(cam_from_world @ spk.world_from_local(), verts)
             boxes.append(Box3D.from_points(p, "person" if spk.category == "person" else "speaker"))
+        return boxes
+
+    def silent_people_boxes_camera(self, objects: np.ndarray, min_share: float = SILENT_PERSON_MIN_SHARE,
+                                   max_distance_m: float = SILENT_PERSON_RANGE_M) -> list[Box3D]:
+        """Camera-frame boxes of the people standing or sitting in the room as furniture or
+        distractors (not sources) that the camera sees: at least `min_share` of the image's
+        pixels (`objects`: the render's instance id per pixel) and the box centre within
+        max_distance_m. They do not talk, but they are people a robot must tell from the one
+        who does: the live ground truth counts them among the candidates."""
+        cam_from_world = self.camera_from_world()
+        ids, counts = np.unique(np.asarray(objects), return_counts=True)
+        shown = dict(zip(ids.tolist(), counts.tolist()))
+        boxes = []
+        for obj in self.objects:
+            if obj.category != "person" or shown.get(obj.instance_id, 0) < min_share * objects.size:
+                continue
+            half = obj.size / 2.0
+            corners = np.array([[x, y, z] for x in (-half[0], half[0]) for y in (0.0, obj.size[1])
+                                for z in (-half[2], half[2])])
+            box = Box3D.from_points(transform_points(cam_from_world @ obj.world_from_local(), corners), "person")
+            if float(np.linalg.norm(box.center)) <= max_distance_m:
+                boxes.append(box)
         return boxes
 
     def source_direction_camera(self, i: int) -> np.ndarray:
