@@ -263,7 +263,8 @@ class LiveWorld:
         rendered = render(scene, self.intrinsics) if self.mesh is None else self.mesh.render(scene)
         boxes = scene.loudspeaker_boxes_camera()
         # every person the camera sees may talk: the silent ones are candidates too (after the sources)
-        candidates = boxes + (scene.silent_people_boxes_camera(rendered.objects) if self.mesh is not None else [])
+        silent = scene.silent_people_boxes_camera(rendered.objects, self.intrinsics) if self.mesh is not None else []
+        candidates = boxes + silent
         order = azimuth_order(candidates)  # bbox ids left to right by azimuth
         if turn:  # only what the image shows has a box (and a rank)
             seen = in_image(scene, self.intrinsics)

@@ -53,7 +53,10 @@ def test_live_demo_names_the_world_and_its_engines(tmp_path):
 def test_silent_people_the_camera_sees_are_candidates_in_the_ground_truth():
     """A catalogue person standing 2.5 m ahead who is not a source is a candidate box of the
     live ground truth (category person, where she stands); the same person 2.5 m behind the
-    camera is not (no pixel of her in the image), nor is one hidden behind a wall of boxes."""
+    camera is not (no pixel of her in the image); turned away or behind a low wall she is, with
+    only her head hidden she is not."""
+    from dataclasses import replace
+
     from jaeger_ros.core.geometry import Intrinsics, transform_points
     from sim_bridge.mesh.render_gl import render
     from sim_bridge.mesh.scene import MeshObject, sample_mesh_scene
@@ -73,12 +76,19 @@ def test_silent_people_the_camera_sees_are_candidates_in_the_ground_truth():
                      and min(np.linalg.norm(o.position[[0, 2]] - p[[0, 2]]) for p in (ahead, behind)) > 0.9]
     scene.objects += [MeshObject(900, "person", "human", model.model_id, ahead, scene.camera_yaw_deg, size),
                       MeshObject(901, "person", "human", model.model_id, behind, scene.camera_yaw_deg, size)]
-    boxes = scene.silent_people_boxes_camera(render(scene, intr).objects)
+    boxes = scene.silent_people_boxes_camera(render(scene, intr).objects, intr)
     where = transform_points(scene.camera_from_world(), ahead + np.array([0.0, size[1] / 2, 0.0]))
     assert len(boxes) == 1 and boxes[0].label == "person", boxes
     assert np.linalg.norm(boxes[0].center - where) < 0.15, (boxes[0].center, where)
 
-    # a wall of boxes (2 m wide, 2 m high) 1.5 m ahead hides the one in front: no candidate
-    scene.objects.append(MeshObject(902, "box", "wood", "box", floor_point(-1.5), scene.camera_yaw_deg,
-                                    np.array([2.0, 2.0, 0.1])))
-    assert scene.silent_people_boxes_camera(render(scene, intr).objects) == []
+    # turned away she is still seen (the middle of her head, not her mouth, must show), over a
+    # 1 m high wall of boxes 1.5 m ahead too; a board from 1.2 to 2.2 m up there hides her head
+    # but not her legs: no candidate
+    scene.objects[-2].yaw_deg += 180.0
+    assert len(scene.silent_people_boxes_camera(render(scene, intr).objects, intr)) == 1
+    for bottom, height, seen in ((0.0, 1.0, 1), (1.2, 1.0, 0)):
+        wall = MeshObject(902, "box", "wood", "box", floor_point(-1.5) + [0.0, bottom, 0.0], scene.camera_yaw_deg,
+                          np.array([2.0, height, 0.1]))
+        objects = render(replace(scene, objects=scene.objects + [wall]), intr).objects
+        assert len(scene.silent_people_boxes_camera(objects, intr)) == seen, bottom
+        assert np.sum(objects == 900) > 600    # she still covers 0.2 % of the image

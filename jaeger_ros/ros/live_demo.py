@@ -47,7 +47,8 @@ SCORING_RULE = (
     "scoring: a frame is a talker frame when exactly one talker (loudspeaker or person) talks and has talked for "
     "at least window_s (so the audio window holds that voice only; pauses, scene cuts and utterance starts are "
     "not scored). match = the position label (Left/Center/Right ...), scored on talker frames where the node "
-    "found as many candidates as there are talkers' boxes; box match = the matched candidate lies within "
+    "found as many candidates as the truth holds (every loudspeaker and every person in view, silent people "
+    "included: in the mesh world they are among the candidates); box match = the matched candidate lies within "
     f"{BOX_MATCH_M} m of the talker's box, scored on every talker frame (candidate misses and extras count "
     "as errors).")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

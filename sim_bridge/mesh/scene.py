@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from jaeger_ros.core.geometry import (Box3D, Intrinsics, pose_matrix, rotation_x,
+from jaeger_ros.core.geometry import (Box3D, Intrinsics, pose_matrix, project, rotation_x,
                                       rotation_y, transform_points)
 from sim_bridge import scene as procedural
 from sim_bridge.scene import _floats, _vec
@@ -213,7 +213,7 @@ class MeshObject:
 
 SILENT_PERSON_MIN_SHARE = 0.002
 """Share of the image a silent person must cover to count as seen (600 pixels at 640x480: a
-third of a person 4.5 m away)."""
+quarter of a person 4.5 m away), her head in sight."""
 SILENT_PERSON_RANGE_M = 4.5
 """Farthest silent person counted: the depth candidates' working range (jaeger_ros.classical.candidates)."""
 
@@ -244,10 +244,10 @@ def _model_vertices(model: catalogue.CatalogueModel) -> np.ndarray:
 
 
 @lru_cache(maxsize=None)
-def _mouth_local(model_id: str) -> tuple[float, float, float]:
-    """A catalogue person's mouth in its local frame: MOUTH_FRACTION of the standing height
-    (a seated model: its top less the mouth's drop below the crown of a standing adult/child),
-    on the front (+z) surface of the head at the head's centre line."""
+def _head_local(model_id: str) -> tuple[float, float, float]:
+    """The middle of a catalogue person's head at mouth height, local frame: MOUTH_FRACTION of
+    the standing height (a seated model: its top less the mouth's drop below the crown of a
+    standing adult/child), on the head's centre line."""
     model = _model_by_id(model_id)
     verts = _model_vertices(model)
     top = float(verts[:, 1].max())
@@ -256,9 +256,18 @@ def _mouth_local(model_id: str) -> tuple[float, float, float]:
                                                           else ADULT_HEIGHT_M)
     y = top - (1.0 - MOUTH_FRACTION) * standing if low.startswith("sitting") else MOUTH_FRACTION * top
     head = verts[verts[:, 1] > top - 0.3]
-    cx = float(np.median(head[:, 0]))
+    return float(np.median(head[:, 0])), y, float(np.median(head[:, 2]))
+
+
+@lru_cache(maxsize=None)
+def _mouth_local(model_id: str) -> tuple[float, float, float]:
+    """A catalogue person's mouth in its local frame: the head's middle at mouth height
+    (_head_local) moved to the front (+z) surface of the head."""
+    cx, y, mid = _head_local(model_id)
+    verts = _model_vertices(_model_by_id(model_id))
+    top = float(verts[:, 1].max())
     band = verts[(np.abs(verts[:, 1] - y) < 0.04) & (np.abs(verts[:, 0] - cx) < 0.05) & (verts[:, 1] > top - 0.35)]
-    z = float(band[:, 2].max()) if len(band) else float(np.median(head[:, 2]) + 0.09)
+    z = float(band[:, 2].max()) if len(band) else mid + 0.09
     return cx, y, z
 
 
@@ -423,19 +432,26 @@ class MeshScene:
             boxes.append(Box3D.from_points(p, "person" if spk.category == "person" else "speaker"))
         return boxes
 
-    def silent_people_boxes_camera(self, objects: np.ndarray, min_share: float = SILENT_PERSON_MIN_SHARE,
+    def silent_people_boxes_camera(self, objects: np.ndarray, intrinsics: Intrinsics,
+                                   min_share: float = SILENT_PERSON_MIN_SHARE,
                                    max_distance_m: float = SILENT_PERSON_RANGE_M) -> list[Box3D]:
         """Camera-frame boxes of the people standing or sitting in the room as furniture or
         distractors (not sources) that the camera sees: at least `min_share` of the image's
-        pixels (`objects`: the render's instance id per pixel) and the box centre within
-        max_distance_m. They do not talk, but they are people a robot must tell from the one
-        who does: the live ground truth counts them among the candidates."""
+        pixels (`objects`: the render's instance id per pixel), her head seen (the pixel of its
+        middle at mouth height shows her, as a talker's mouth must be seen) and the box centre
+        within max_distance_m. They do not talk, but they are people a robot must tell from the
+        one who does: the live ground truth counts them among the candidates."""
         cam_from_world = self.camera_from_world()
         ids, counts = np.unique(np.asarray(objects), return_counts=True)
         shown = dict(zip(ids.tolist(), counts.tolist()))
         boxes = []
         for obj in self.objects:
             if obj.category != "person" or shown.get(obj.instance_id, 0) < min_share * objects.size:
+                continue
+            head = transform_points(cam_from_world @ obj.world_from_local(), np.array([_head_local(obj.source)]))[0]
+            u, v, front = project(head, intrinsics)
+            if not (front and 0 <= u < objects.shape[1] and 0 <= v < objects.shape[0]
+                    and objects[int(v), int(u)] == obj.instance_id):
                 continue
             half = obj.size / 2.0
             corners = np.array([[x, y, z] for x in (-half[0], half[0]) for y in (0.0, obj.size[1])
