@@ -89,6 +89,22 @@ def test_a_person_talks_from_her_head_not_from_the_body_a_loudspeaker_is_seen_th
     assert angle_to_box(speaker.center, Box3D(person.center, person.size)) == 0.0
 
 
+def test_a_ray_through_the_top_corner_of_a_near_persons_box_is_not_her_voice():
+    """A person 1.0-1.5 m ahead, her box 0.6 m wide and 1.25 m high (y -1.5 .. -0.25, seated on a
+    chair), and a small loudspeaker 3.6 m ahead at azimuth 9.5 deg. A DoA 2 deg left of the
+    loudspeaker (azimuth 11.5, elevation -21.7 deg) misses its box and enters hers 1 m ahead at
+    x = -tan(11.5 deg) = -0.20 m, y = -0.40 m: inside the top 0.3 m of her box but 0.2 m from her
+    centre line, beside her head (0.3 m wide). It is the loudspeaker's; the same DoA 2 deg right of
+    the loudspeaker, towards her head, is hers."""
+    person = Box3D([0.0, -0.875, -1.25], [0.6, 1.25, 0.5], label="person", extra={"category": "person"})
+    speaker = Box3D([-0.6, -1.45, -3.6], [0.2, 0.6, 0.2])
+    az, el = 9.4623, -21.6678                      # the loudspeaker's centre, by hand
+    assert np.allclose(direction_from_azel(az, el) * np.linalg.norm(speaker.center), speaker.center, atol=1e-3)
+    m = match_speaker(direction_from_azel(az + 2.0, el), [person, speaker])
+    assert m.index == 1 and m.angles_deg[0] > 5.0, m
+    assert match_speaker(direction_from_azel(az - 2.0, el), [person, speaker]).index == 0
+
+
 def test_bad_input_is_rejected():
     boxes = _boxes_given_unsorted()
     with pytest.raises(ValueError):
