@@ -218,7 +218,7 @@ def _live_mesh_scene(seed: int, k: int):
 
 
 def _people_found(live, intr) -> tuple[list[Box3D], list[Candidate]]:
-    """The scene's true people and the live CandidateDetector's person candidates (the frame
+    """The scene's talking people and the live CandidateDetector's person candidates (the frame
     given twice, as a stream repeats a view)."""
     detector = CandidateDetector()
     try:
@@ -226,7 +226,13 @@ def _people_found(live, intr) -> tuple[list[Box3D], list[Candidate]]:
             found = detector(live.rgb, live.depth, intr)
     finally:
         detector.people.close()
-    return [b for b in live.boxes if b.label == PERSON], [c for c in found if c.category == PERSON]
+    return _talking_people(live), [c for c in found if c.category == PERSON]
+
+
+def _talking_people(live) -> list[Box3D]:
+    """The scene's talking people: its truth boxes also hold the silent people in view."""
+    sources = len(live.scene.loudspeakers)
+    return [b for b, i in zip(live.boxes, live.order) if i < sources and b.label == PERSON]
 
 
 def _finds(candidate: Box3D, person: Box3D) -> bool:
@@ -277,7 +283,7 @@ def test_a_seated_person_the_classifier_keeps_is_a_person():
     the loudspeaker classifier keeps (she is loudspeaker-sized); pose on the blob's crop makes
     her a person, and the talking loudspeaker 3.7 m away stays a loudspeaker."""
     live, intr = _live_mesh_scene(5, 4)
-    seated = next(b for b in live.boxes if b.label == PERSON and b.size[1] < 1.2)
+    seated = next(b for b in _talking_people(live) if b.size[1] < 1.2)
     detector = CandidateDetector()
     try:
         blobs, probs = detector._loudspeaker_blobs(live.rgb, live.depth, intr)
@@ -298,7 +304,7 @@ def test_the_frame_detectors_people_are_handed_over_before_the_crop_checks():
     equals the synchronous one and holds both."""
     import time
     live, intr = _live_mesh_scene(5, 3)
-    people = [b for b in live.boxes if b.label == PERSON]
+    people = _talking_people(live)
     detector = CandidateDetector()
     early: list[list[Box3D]] = []
     try:
