@@ -4,10 +4,10 @@ The floor is found first (the largest roughly horizontal plane below the camera 
 under it), so that every point gets a height above it. Points on the floor, high up, or on
 large vertical planes (walls: only their stretches at least WALL_MIN_RUN_M long, for a near
 loudspeaker's flat face can hold as many points as a wall) are removed; the rest are projected
-onto the floor and grouped into connected blobs. Blobs of loudspeaker size (0.55-1.05 m high, 0.17-0.75 m wide) standing
-on the floor within 4.5 m become boxes. Only the front of
-an object is seen, so its depth extent is taken as at least 0.9 x its width (floor-standing
-loudspeakers have near-square footprints).
+onto the floor and grouped into connected blobs. Blobs of loudspeaker size (0.55-1.05 m high,
+0.17-0.75 m wide) standing on the floor within 4.5 m become boxes. Only the front of an object
+is seen, so its depth extent is taken as at least 0.9 x its width (floor-standing loudspeakers
+have near-square footprints).
 """
 from __future__ import annotations
 

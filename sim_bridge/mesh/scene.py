@@ -448,15 +448,14 @@ class MeshScene:
         for obj in self.objects:
             if obj.category != "person" or shown.get(obj.instance_id, 0) < min_share * objects.size:
                 continue
-            head = transform_points(cam_from_world @ obj.world_from_local(), np.array([_head_local(obj.source)]))[0]
+            cam_from_local = cam_from_world @ obj.world_from_local()
+            head = transform_points(cam_from_local, np.array([_head_local(obj.source)]))[0]
             u, v, front = project(head, intrinsics)
             if not (front and 0 <= u < objects.shape[1] and 0 <= v < objects.shape[0]
                     and objects[int(v), int(u)] == obj.instance_id):
                 continue
-            half = obj.size / 2.0
-            corners = np.array([[x, y, z] for x in (-half[0], half[0]) for y in (0.0, obj.size[1])
-                                for z in (-half[2], half[2])])
-            box = Box3D.from_points(transform_points(cam_from_world @ obj.world_from_local(), corners), "person")
+            local = Box3D([0.0, obj.size[1] / 2.0, 0.0], obj.size)   # the model's bounds: floor centre at the origin
+            box = Box3D.from_points(transform_points(cam_from_local, local.corners()), "person")
             if float(np.linalg.norm(box.center)) <= max_distance_m:
                 boxes.append(box)
         return boxes
