@@ -43,6 +43,7 @@ PERSON_BLOB_MAX_TOP_M = 2.2
 PERSON_BLOB_STRIDE = 4
 PERSON_BLOB_CUT_M = 1.1    # a person whose feet are below the frame shows nothing lower than this
 SAME_PERSON_M = 0.5        # a blob this close (horizontally) to a found person is that person
+SAME_BLOB_IOU = 0.5        # a person-sized blob this like a loudspeaker-sized one already checked is that blob
 
 
 _log = logging.getLogger(__name__)
@@ -162,11 +163,16 @@ class CandidateDetector:
             # frame, or cut by its edges)
             kept = [blobs[k] for k in keep]
             others = [b for k, b in enumerate(blobs) if k not in keep] + self._person_blobs(depth, intrinsics)
+            checked: list[Box3D] = []
             for blob, is_kept in [(b, True) for b in kept] + [(b, False) for b in others]:
                 if any(_overlaps(blob, p) for p in persons + [k for k in kept if k is not blob]) or any(
-                        np.hypot(*(blob.center - p.center)[[0, 2]]) < SAME_PERSON_M for p in persons):
+                        np.hypot(*(blob.center - p.center)[[0, 2]]) < SAME_PERSON_M for p in persons) or any(
+                        box_iou_3d(blob, c) > SAME_BLOB_IOU for c in checked):
                     continue
+                checked.append(blob)
                 score = self.seated(rgb, blob, intrinsics, depth, isolate=not is_kept)
+                if score == 0.0 and not is_kept:   # on grey a person cut by the frame can lose her pose
+                    score = self.seated(rgb, blob, intrinsics, depth, isolate=False)
                 if score >= SEATED_MIN_SCORE:
                     persons.append(Box3D(blob.center, blob.size, label=PERSON, score=score,
                                          extra={"source": "blob+pose"}))
