@@ -306,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="do not run jaeger_tracker (no id_switches_per_talker_min)")
     parser.add_argument("--out-of-view", type=float, default=None, metavar="SHARE",
                         help="sim_bridge parameter out_of_view: share of scenes where the robot looks away (0-1)")
+    parser.add_argument("--jaeger-param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="set a jaeger_node parameter of the params file (repeatable), e.g. dereverb:=true")
     parser.add_argument("--json", type=Path, help="where to write the figures (required for a live run)")
     parser.add_argument("--pool-cost", action="store_true", help="only time the two DoA pools (no ROS) and exit")
     args = parser.parse_args(argv)
@@ -316,11 +318,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--json is required for a live run")
     if args.out_of_view is not None and not 0.0 <= args.out_of_view <= 1.0:
         parser.error(f"--out-of-view must be a share in [0, 1], got {args.out_of_view}")
+    node_params = {}
+    for item in args.jaeger_param:
+        name, sep, value = item.partition(":=")
+        if not sep or not name:
+            parser.error(f"--jaeger-param takes NAME:=VALUE, got {item!r}")
+        node_params[name] = yaml.safe_load(value)
 
     with tempfile.TemporaryDirectory() as out:
         params = yaml.safe_load(live_demo.DEFAULT_PARAMS.read_text())
         if args.candidates is not None:
             params["jaeger_node"]["ros__parameters"]["candidates"] = args.candidates
+        params["jaeger_node"]["ros__parameters"].update(node_params)
         if args.world is not None:
             params["sim_bridge"]["ros__parameters"]["world"] = args.world
         if args.out_of_view is not None:
@@ -372,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         "conditions": args.conditions, "duration_s": summary["duration_s"], "seed": args.seed,
         "scenario": args.scenario, "method": args.method, "candidates": candidates, "talkers": args.talkers,
         "world": params["sim_bridge"]["ros__parameters"].get("world", "procedural"), "scoring_rule": live_demo.SCORING_RULE,
-        "out_of_view": params["sim_bridge"]["ros__parameters"].get("out_of_view", 0.0),
+        "out_of_view": params["sim_bridge"]["ros__parameters"].get("out_of_view", 0.0), "jaeger_params": node_params,
         "candidate_rule": f"per frame with ground truth; a loudspeaker claim (category {LOUDSPEAKER_CLAIMS}) is right "
                           f"within {live_demo.BOX_MATCH_M} m of a true loudspeaker's centre, a person within "
                           f"{PERSON_MATCH_M} m horizontally; one-to-one; intervals over scenes",

@@ -119,3 +119,10 @@ def test_plot_live_drr_pools_runs_by_band_and_refuses_a_bad_file(tmp_path, capsy
     assert plot_live_drr.main([str(paths[0]), "--out", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("plot_live_drr: ")
+
+
+def test_a_node_parameter_without_its_value_is_refused_before_anything_runs(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        bench_live.main(["--jaeger-param", "dereverb", "--json", str(tmp_path / "out.json")])
+    assert stop.value.code == 2 and "NAME:=VALUE" in capsys.readouterr().err
+    assert not (tmp_path / "out.json").exists()

@@ -109,7 +109,7 @@ class ClassicalEstimator:
     DEPTH_CHANGE_SHARE = 0.02  # ... in more than this share of the (subsampled) image: new scene
 
     def __init__(self, doa_memory_s: float = 5.0, doa: str = "robust", candidates: str = "classified",
-                 vad: bool = True, voices: bool = False, background: bool = False) -> None:
+                 vad: bool = True, voices: bool = False, background: bool = False, dereverb: bool = False) -> None:
         """`vad`: only votes inside speech (silero, detectors.vad) count, and no direction is
         reported when nobody spoke within VAD_HOLD_S; `voices`: each voice heard gets an identity
         (detectors.voice_id: Resemblyzer embeddings clustered online, gender from pitch);
@@ -117,7 +117,10 @@ class ClassicalEstimator:
         stream: a changed view gets its loudspeakers at once and its people a few frames later
         (meanwhile the earlier people the depth still shows, candidates.still_there); so do
         the voice embeddings (their identities arrive a frame or a few later instead of stalling
-        the stream 120-300 ms per turn)."""
+        the stream 120-300 ms per turn); `dereverb`: the DoA votes are taken from the audio with its
+        late reverberation removed (classical.dereverb.StreamDereverb, multichannel WPE; its filter
+        is fitted in a background thread when `background`); the VAD and the voices hear the audio
+        as it came."""
         from jaeger_ros.classical import candidates as blobs
         from jaeger_ros.classical import matching, tracking
         if doa not in DOA_METHODS:
@@ -143,6 +146,10 @@ class ClassicalEstimator:
         self._new_pool = lambda: (tracking.RobustPool(memory_s=doa_memory_s) if doa == "robust"
                                   else tracking.OnsetPool(memory_s=doa_memory_s))
         self._pool = self._new_pool()
+        self._dereverb = None
+        if dereverb:
+            from jaeger_ros.classical.dereverb import StreamDereverb
+            self._dereverb = StreamDereverb(background=background)
         self._last_stamp: float | None = None
         self._depth_key: np.ndarray | None = None
         self._boxes: list[Box3D] = []
@@ -175,12 +182,14 @@ class ClassicalEstimator:
         if self._last_stamp is not None and stamp < self._last_stamp:  # the stream restarted
             self._pool = self._new_pool()
             self._talker.reset()
+            self._forget_room()
         self._last_stamp = stamp
         if self._background and (found := self._detector.poll()) is not None:
             self._boxes = _detected(found)
         if self._scene_changed(depth):
             self._pool.reset(stamp)
             self._talker.reset()
+            self._forget_room()
             try:
                 if self._background:   # loudspeakers now, people when the background run ends
                     self._boxes = _detected(self._detector.submit(rgb, depth, intrinsics))
@@ -193,7 +202,8 @@ class ClassicalEstimator:
         voice = self._hear(stamp, foa, sample_rate)
         if self.vad and foa is not None:
             valid = self._speech_only(stamp, foa.shape[1], sample_rate, valid)
-        est = self._pool.update(stamp, foa, sample_rate, valid)
+        heard = foa if foa is None or self._dereverb is None else self._dereverb(stamp, foa, sample_rate)
+        est = self._pool.update(stamp, heard, sample_rate, valid)
         if self.vad and not self._spoke_recently(stamp):
             est = None  # the pool still remembers votes of speech that ended: nobody speaks now
         if est is None:
@@ -204,6 +214,11 @@ class ClassicalEstimator:
         match = self._match(direction, float(est.confidence), boxes, stamp, voice[0])
         return Estimate(boxes, direction, float(est.confidence), int(match.index), match.label,
                         float(est.confidence * match.confidence), *voice)
+
+    def _forget_room(self) -> None:
+        """A new view may be a new room: the dereverberation filter starts afresh."""
+        if self._dereverb is not None:
+            self._dereverb.reset()
 
     def _match(self, direction: np.ndarray, confidence: float, boxes: list[Box3D], stamp: float,
                voice_id: str) -> MatchResult:
@@ -290,13 +305,14 @@ def labelled(est: Estimate) -> Estimate:
 
 
 def make_estimator(method: str, checkpoint: str, doa_memory_s: float = 5.0, doa: str = "robust",
-                   candidates: str = "classified", vad: bool = True,
-                   voices: bool = False, background: bool = False) -> ClassicalEstimator | JaegerEstimator:
+                   candidates: str = "classified", vad: bool = True, voices: bool = False,
+                   background: bool = False, dereverb: bool = False) -> ClassicalEstimator | JaegerEstimator:
     """`doa` chooses the classical estimator's sound-only DoA (DOA_METHODS), `candidates` its
     candidates (CANDIDATES), `vad` and `voices` its speech gate and voice identity, `background`
-    whether its detectors run beside the stream."""
+    whether its detectors run beside the stream, `dereverb` whether its DoA hears the audio
+    dereverberated."""
     if method == "classical":
-        return ClassicalEstimator(doa_memory_s, doa, candidates, vad, voices, background)
+        return ClassicalEstimator(doa_memory_s, doa, candidates, vad, voices, background, dereverb)
     if method == "jaeger":
         return JaegerEstimator(checkpoint)
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")

@@ -180,6 +180,9 @@ PARAMETERS: tuple[Param, ...] = (
           "the boxes follow a few frames later)", False),
     Param("vad", True, "method classical: only DoA votes inside speech (silero VAD) count; no direction while "
           "nobody speaks (~4 ms more per 0.1 s step: 7.5 -> 11.6 ms mean, benchmarks/bench_voice.py)", False),
+    Param("dereverb", False, "method classical: the DoA votes hear the audio with its late reverberation removed "
+          "(multichannel WPE, classical/dereverb.py, filter refitted each second in a background thread; ~8 ms more "
+          "a frame; mixed results, see the README)", False),
     Param("voice_id", True, "method classical: give each voice heard an identity (Resemblyzer embeddings, gender "
           "from pitch), published as SpeakerMatch.voice_id/voice_gender (one embedding per turn of speech)", False),
     Param("queue_size", 10, "approximate-time sync queue per image input, 1..1000", False),
@@ -507,7 +510,7 @@ class JaegerNode(LifecycleNode):
         try:
             # background: the person detectors run beside the 10 Hz frame path (their boxes a few frames later)
             estimator = make_estimator(p["method"], p["checkpoint"], p["doa_memory_s"], p["doa"], p["candidates"],
-                                       p["vad"], p["voice_id"], background=True)
+                                       p["vad"], p["voice_id"], background=True, dereverb=p["dereverb"])
         except Exception as err:  # whatever loading raises (missing file, bad weights, no torch): stay up
             where = f"checkpoint {p['checkpoint'] or 'default'!r}" if p["method"] == "jaeger" else f"method {p['method']}"
             return self._configure_failed(f"{where}: {type(err).__name__}: {err}")
