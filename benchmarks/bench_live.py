@@ -257,11 +257,13 @@ def talkers_parameter() -> str | None:
 
 
 def pool_cost(seconds: float = 8.0, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Per-frame cost (ms) of the node's two sound-only DoA pools, without ROS: espeak-ng speech in
+    """Per-frame cost (ms) of the node's sound-only DoA pools (and of the robust one hearing the audio
+    dereverberated, the node's `dereverb`), without ROS: espeak-ng speech in
     an image-source room (RT60 ~0.5 s) plus diffuse pink noise at 10 dB, as 0.5 s windows every 0.1 s."""
     import time
 
     from jaeger_ros.classical import tracking
+    from jaeger_ros.classical.dereverb import StreamDereverb
     from jaeger_ros.core import foa
     from jaeger_ros.core.geometry import rotation_y
     from sim_bridge import conditions as sensing
@@ -278,11 +280,15 @@ def pool_cost(seconds: float = 8.0, seed: int = 0) -> dict[str, dict[str, float]
     x = wet + noise * np.sqrt(sensing.active_power(wet[0]) / np.mean(noise[0] ** 2) / 10.0)
     window, step, rate = foa.SAMPLE_RATE // 2, foa.SAMPLE_RATE // 10, foa.SAMPLE_RATE
     out = {}
-    for name, pool in (("onset (OnsetPool)", tracking.OnsetPool()), ("robust (RobustPool)", tracking.RobustPool())):
+    for name, pool, heard in (("onset (OnsetPool)", tracking.OnsetPool(), None),
+                              ("robust (RobustPool)", tracking.RobustPool(), None),
+                              ("robust, dereverberated (StreamDereverb, fit in a thread)", tracking.RobustPool(),
+                               StreamDereverb(background=True))):
         times = []
         for end in range(window, x.shape[1] + 1, step):
             t0 = time.perf_counter()
-            pool.update(end / rate, x[:, end - window:end], rate)
+            w = x[:, end - window:end]
+            pool.update(end / rate, w if heard is None else heard(end / rate, w, rate), rate)
             times.append((time.perf_counter() - t0) * 1000.0)
         t = np.array(times[5:])  # the first frames fill the pool
         out[name] = {"frames": int(t.size), "median_ms": float(np.median(t)), "p95_ms": float(np.percentile(t, 95))}

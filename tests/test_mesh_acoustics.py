@@ -170,3 +170,32 @@ def test_directivity_on_the_direct_sound_and_power_averaged_later():
     assert np.median(direct[top]) == pytest.approx(0.1, abs=0.01)
     assert np.median(late[low]) == pytest.approx(1.0, abs=0.03)
     assert np.median(late[top]) == pytest.approx(rms_top, rel=0.05)
+
+
+@needs_rlr
+def test_rlr_in_a_worker_process_gives_the_same_sound_and_says_why_it_failed(tmp_path):
+    """worker_nice runs rlr in a process of its own (it holds the GIL while it simulates): the
+    same direct sound as in this process, at the source's geometric direction, from a process
+    whose niceness is the one asked for; a job that fails there raises here with the reason,
+    and the worker goes on."""
+    import subprocess
+    room = _empty_room()
+    src = transform_points(room.world_from_camera(), np.array([1.0, 0.3, -2.5]))
+    here = MeshAcoustics("rlr").rirs(room, [src])[0]
+    away = MeshAcoustics("rlr", worker_nice=7)
+    try:
+        there = away.rirs(room, [src])[0]
+        worker = acoustics_rlr._WORKERS[7]._proc.pid
+        nice = int(subprocess.run(["ps", "-o", "ni=", "-p", str(worker)], capture_output=True, text=True).stdout)
+        distance = float(np.linalg.norm(np.array([1.0, 0.3, -2.5])))
+        a, b = _direct(here, distance), _direct(there, distance)
+        assert np.allclose(a, b, rtol=1e-3, atol=1e-6)
+        assert nice == min(int(subprocess.run(["ps", "-o", "ni=", "-p", str(__import__("os").getpid())],
+                                              capture_output=True, text=True).stdout) + 7, 19)
+        bad = MeshAcoustics("rlr", worker_nice=7, materials=tmp_path / "missing.json")
+        with pytest.raises(RuntimeError, match="rlr worker"):
+            bad.rirs(room, [src])
+        assert np.allclose(_direct(away.rirs(room, [src])[0], distance), a, rtol=1e-3, atol=1e-6)
+    finally:
+        away.close()
+    assert 7 not in acoustics_rlr._WORKERS

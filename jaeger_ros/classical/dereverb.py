@@ -12,7 +12,17 @@ ambisonic format, with less of the diffuse tail.
 
 In a stream (StreamDereverb) the filter is fitted on the last FIT_S seconds every REFIT_S seconds
 and applied to each window; the fit can run in a background thread (numpy's matrix products
-release the GIL), so the frame path only applies it (a few ms a window).
+release the GIL), so the frame path only applies it (~8 ms a 0.5 s window, the fit ~25 ms).
+
+Measured on the live mesh world's audio (realistic sensing, offline): one whole utterance at a
+time (batch, TAPS 10, DELAY 3, 3 iterations), mixed seeds 10 and 12, 37 utterances: DoA within 10
+deg 81 -> 89 % (median 4.4 -> 3.0 deg); mixed seed 11's 9 scenes, 10 utterances: 60 -> 80 %. In the
+stream (ClassicalEstimator at 10 Hz, true boxes, these constants, chosen on mixed 11 and 12 among
+TAPS 4-10, DELAY 1-3, 1-2 iterations, FIT_S 2-5 s, MIN_FIT_S 0.5-2 s) it is mixed: DoA within 15
+deg mixed 11 70.4 -> 80.3 %, mixed 12 83.4 -> 84.7 %, but mixed 10 91.8 -> 90.7 %, mixed 6 90.4 ->
+90.2 %, loudspeakers 5 77.4 -> 68.8 % (its rooms with babble and a distant talker lost, others
+gained); so ClassicalEstimator runs it only when asked (`dereverb`). A causal filter fitted on 3 s
+is not the whole utterance's.
 """
 from __future__ import annotations
 

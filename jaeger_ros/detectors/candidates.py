@@ -19,7 +19,6 @@ the frame's detectors and the standing-on-the-floor blob rule both miss her).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import Callable, NamedTuple
 
@@ -28,6 +27,7 @@ import numpy as np
 from jaeger_ros.classical.candidates import boxes_from_depth
 from jaeger_ros.core.answers import azimuth_order
 from jaeger_ros.core.geometry import Box3D, Intrinsics, box_iou_3d, project
+from jaeger_ros.core.threads import lower_this_thread
 from jaeger_ros.detectors.loudspeaker import CHECKPOINT, LoudspeakerClassifier
 from jaeger_ros.detectors.loudspeaker import THRESHOLD as LOUDSPEAKER_THRESHOLD
 from jaeger_ros.detectors.people import PERSON, CropPoseCheck, PersonDetector
@@ -205,10 +205,7 @@ class CandidateDetector:
         return done
 
     def _work(self) -> None:
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICE)
-        except (AttributeError, OSError):
-            pass   # not Linux, or not allowed: the same priority as the frame path
+        lower_this_thread(WORKER_NICE)
         while True:
             with self._cond:
                 while self._job is None:

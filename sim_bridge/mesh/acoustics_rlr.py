@@ -161,12 +161,17 @@ class MeshAcoustics:
     """FOA RIRs from world points to a scene's camera, in the project's AmbiX.
 
     ray_count: rlr's indirect rays (the quality/speed setting: see DEFAULT_RAYS).
-    preferred: "rlr" or "pyroomacoustics"."""
+    preferred: "rlr" or "pyroomacoustics".
+    worker_nice: None, rlr runs in the calling thread; a number, in a worker process at that much
+    lower priority. rlr holds the GIL while it simulates (36 ms to build a room's mesh, 170-270 ms
+    to simulate it), which stalled a live simulator's stream while it built the next scene in a
+    thread (chunks published up to 274 ms late)."""
 
     def __init__(self, preferred: str = "rlr", ray_count: int = DEFAULT_RAYS,
                  sample_rate: int = foa.SAMPLE_RATE, diffraction: bool = True, threads: int = 1,
-                 materials: str | Path | None = None) -> None:
+                 materials: str | Path | None = None, worker_nice: int | None = None) -> None:
         self.engine = engine(preferred)
+        self.worker_nice = worker_nice
         self.ray_count, self.sample_rate = int(ray_count), int(sample_rate)
         self.diffraction, self.threads = diffraction, int(threads)
         self.materials = Path(materials) if materials else materials_path()
@@ -193,44 +198,18 @@ class MeshAcoustics:
         return [to_ambix(r, wfc, self.engine).astype(np.float32) for r in raw]
 
     def _rlr(self, scene: Any, sources_world: list[np.ndarray]) -> list[np.ndarray]:
-        with _quiet_stdout():  # the closed library prints a line per context on the C stdout
-            return self._rlr_run(scene, sources_world)
+        settings = dict(sample_rate=self.sample_rate, rays=self.ray_count, threads=self.threads,
+                        diffraction=self.diffraction, materials=str(self.materials))
+        job = (settings, scene_triangles(scene), np.asarray(scene.camera_position, dtype=float),
+               [np.asarray(s, dtype=float) for s in sources_world])
+        if self.worker_nice is None:
+            return _rlr_simulate(*job)
+        return _worker(self.worker_nice).run(*job)
 
-    def _rlr_run(self, scene: Any, sources_world: list[np.ndarray]) -> list[np.ndarray]:
-        import rlr_audio_propagation as rlr
-
-        cfg = rlr.Config()
-        cfg.sample_rate = self.sample_rate
-        cfg.indirect_ray_count = self.ray_count
-        cfg.thread_count = self.threads
-        cfg.max_diffraction_order = 10 if self.diffraction else 0
-        cfg.diffraction = bool(self.diffraction)
-        cfg.max_ir_length = MAX_IR_S
-        ctx = rlr.Context(cfg)
-        ctx.set_material_database_json(str(self.materials))
-        ctx.add_object()
-        offset = 0
-        parts = scene_triangles(scene)
-        vertices = np.concatenate([v for v, _, _ in parts]).astype(np.float32)
-        ctx.add_mesh_vertices(vertices.ravel().tolist())
-        for v, f, material in parts:
-            ctx.add_mesh_indices((np.asarray(f, dtype=np.int64) + offset).ravel().tolist(), 3, material)
-            offset += len(v)
-        ctx.finalize_object_mesh(0)
-        ctx.add_listener(rlr.ChannelLayout(rlr.ChannelLayoutType.Ambisonics, 4))
-        ctx.set_listener_position(0, np.asarray(scene.camera_position, dtype=float).tolist())
-        ctx.set_listener_radius(0, 0.0)
-        for k, s in enumerate(sources_world):
-            ctx.add_source()
-            ctx.set_source_position(k, np.asarray(s, dtype=float).tolist())
-        ctx.simulate()
-        out = []
-        for k in range(len(sources_world)):
-            ir = np.asarray(ctx.get_listener_source_audio(0, k), dtype=float)
-            if ir.ndim != 2 or ir.shape[0] != 4 or ir.shape[1] == 0:
-                raise RuntimeError(f"rlr returned an impulse response of shape {ir.shape} for source {k}")
-            out.append(ir)
-        return out
+    def close(self) -> None:
+        """End the worker process, if this engine started one (`worker_nice`)."""
+        if self.worker_nice is not None:
+            _close_worker(self.worker_nice)
 
     def _pra(self, scene: Any, sources_world: list[np.ndarray]) -> list[np.ndarray]:
         """A virtual B-format microphone (omni + figure-eights along world +y, +z, +x, i.e. ACN
@@ -273,3 +252,96 @@ class MeshAcoustics:
             n = max(len(r) for r in rirs)
             out.append(np.stack([np.pad(r, (0, n - len(r))) for r in rirs]))
         return out
+
+
+_WORKERS: dict[int, "_Worker"] = {}
+
+
+class _Worker:
+    """rlr in a process of its own (python -m sim_bridge.mesh.rlr_worker), at `nice` above this
+    one: jobs are pickled to its stdin, results come back on a pipe of their own (the closed
+    library prints on the C stdout). One job at a time."""
+
+    def __init__(self, nice: int) -> None:
+        import subprocess
+        import threading
+        read, write = os.pipe()
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[2])   # where sim_bridge and jaeger_ros are importable
+        env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        self._proc = subprocess.Popen([sys.executable, "-m", "sim_bridge.mesh.rlr_worker", str(write), str(nice)],
+                                      stdin=subprocess.PIPE, pass_fds=(write,), env=env)
+        os.close(write)
+        self._results = os.fdopen(read, "rb")
+        self._lock = threading.Lock()
+
+    def run(self, *job: Any) -> list[np.ndarray]:
+        import pickle
+        with self._lock:
+            pickle.dump(job, self._proc.stdin)
+            self._proc.stdin.flush()
+            try:
+                status, value = pickle.load(self._results)
+            except EOFError:
+                raise RuntimeError(f"the rlr worker process ended (exit code {self._proc.wait()})") from None
+        if status != "ok":
+            raise RuntimeError(f"rlr worker: {value}")
+        return value
+
+    def close(self) -> None:
+        with self._lock:
+            self._proc.stdin.close()
+            self._proc.wait()
+            self._results.close()
+
+
+def _worker(nice: int) -> _Worker:
+    if nice not in _WORKERS:
+        _WORKERS[nice] = _Worker(nice)
+    return _WORKERS[nice]
+
+
+def _close_worker(nice: int) -> None:
+    worker = _WORKERS.pop(nice, None)
+    if worker is not None:
+        worker.close()
+
+
+def _rlr_simulate(settings: dict[str, Any], parts: list, listener: np.ndarray,
+                  sources_world: list[np.ndarray]) -> list[np.ndarray]:
+    """rlr's raw impulse responses of `sources_world` at `listener` in the triangle soup `parts`
+    (scene_triangles). A module-level function: the worker process (rlr_worker) runs it too."""
+    import rlr_audio_propagation as rlr
+
+    with _quiet_stdout():  # the closed library prints a line per context on the C stdout
+        cfg = rlr.Config()
+        cfg.sample_rate = settings["sample_rate"]
+        cfg.indirect_ray_count = settings["rays"]
+        cfg.thread_count = settings["threads"]
+        cfg.max_diffraction_order = 10 if settings["diffraction"] else 0
+        cfg.diffraction = bool(settings["diffraction"])
+        cfg.max_ir_length = MAX_IR_S
+        ctx = rlr.Context(cfg)
+        ctx.set_material_database_json(settings["materials"])
+        ctx.add_object()
+        offset = 0
+        vertices = np.concatenate([v for v, _, _ in parts]).astype(np.float32)
+        ctx.add_mesh_vertices(vertices.ravel().tolist())
+        for v, f, material in parts:
+            ctx.add_mesh_indices((np.asarray(f, dtype=np.int64) + offset).ravel().tolist(), 3, material)
+            offset += len(v)
+        ctx.finalize_object_mesh(0)
+        ctx.add_listener(rlr.ChannelLayout(rlr.ChannelLayoutType.Ambisonics, 4))
+        ctx.set_listener_position(0, listener.tolist())
+        ctx.set_listener_radius(0, 0.0)
+        for k, s in enumerate(sources_world):
+            ctx.add_source()
+            ctx.set_source_position(k, s.tolist())
+        ctx.simulate()
+        out = []
+        for k in range(len(sources_world)):
+            ir = np.asarray(ctx.get_listener_source_audio(0, k), dtype=float)
+            if ir.ndim != 2 or ir.shape[0] != 4 or ir.shape[1] == 0:
+                raise RuntimeError(f"rlr returned an impulse response of shape {ir.shape} for source {k}")
+            out.append(ir)
+    return out

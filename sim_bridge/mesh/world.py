@@ -71,11 +71,13 @@ class MeshWorld:
     name = "mesh"
 
     def __init__(self, intrinsics: Intrinsics, acoustics: str = "rlr", ray_count: int = DEFAULT_RAYS,
-                 scene_file: str | None = None, home: ImportedScene | None = None) -> None:
+                 scene_file: str | None = None, home: ImportedScene | None = None,
+                 acoustics_worker_nice: int | None = None) -> None:
         """`home`: the ImportedScene a caller already loaded from `scene_file` (loading one is
-        slow), else scene_file is loaded here."""
+        slow), else scene_file is loaded here; `acoustics_worker_nice`: MeshAcoustics' worker_nice
+        (a live stream's: rlr in its own process)."""
         self.intrinsics = intrinsics
-        self.acoustics = MeshAcoustics(acoustics, ray_count)
+        self.acoustics = MeshAcoustics(acoustics, ray_count, worker_nice=acoustics_worker_nice)
         self.imported = home
         if home is None and scene_file:
             from sim_bridge.mesh.import_scene import load_scene, sidecar_of
