@@ -12,7 +12,8 @@ ambisonic format, with less of the diffuse tail.
 
 In a stream (StreamDereverb) the filter is fitted on the last FIT_S seconds every REFIT_S seconds
 and applied to each window; the fit can run in a background thread (numpy's matrix products
-release the GIL), so the frame path only applies it (~8 ms a 0.5 s window, the fit ~25 ms).
+release the GIL), so the frame path only applies it (the robust pool's 0.5 s window at 10 Hz:
+5.9 -> 14.6 ms median, p95 8.5 -> 29.5 ms with the fits beside it; bench_live.py --pool-cost).
 
 Measured on the live mesh world's audio (realistic sensing, offline): one whole utterance at a
 time (batch, TAPS 10, DELAY 3, 3 iterations), mixed seeds 10 and 12, 37 utterances: DoA within 10
@@ -21,8 +22,8 @@ stream (ClassicalEstimator at 10 Hz, true boxes, these constants, chosen on mixe
 TAPS 4-10, DELAY 1-3, 1-2 iterations, FIT_S 2-5 s, MIN_FIT_S 0.5-2 s) it is mixed: DoA within 15
 deg mixed 11 70.4 -> 80.3 %, mixed 12 83.4 -> 84.7 %, but mixed 10 91.8 -> 90.7 %, mixed 6 90.4 ->
 90.2 %, loudspeakers 5 77.4 -> 68.8 % (its rooms with babble and a distant talker lost, others
-gained); so ClassicalEstimator runs it only when asked (`dereverb`). A causal filter fitted on 3 s
-is not the whole utterance's.
+gained); live, three runs, it did better (the README); its cost takes the node past its latency
+budget on 2 cores, so ClassicalEstimator runs it only when asked (`dereverb`).
 """
 from __future__ import annotations
 
