@@ -43,7 +43,7 @@ PERSON_BLOB_MAX_TOP_M = 2.2
 PERSON_BLOB_STRIDE = 4
 PERSON_BLOB_CUT_M = 1.1    # a person whose feet are below the frame shows nothing lower than this
 SAME_PERSON_M = 0.5        # a blob this close (horizontally) to a found person is that person
-SAME_BLOB_IOU = 0.5        # a person-sized blob this like a loudspeaker-sized one already checked is that blob
+SAME_BLOB_IOU = 0.5        # a person-sized blob this like a loudspeaker-sized one already retried is that blob
 
 
 _log = logging.getLogger(__name__)
@@ -163,15 +163,17 @@ class CandidateDetector:
             # frame, or cut by its edges)
             kept = [blobs[k] for k in keep]
             others = [b for k, b in enumerate(blobs) if k not in keep] + self._person_blobs(depth, intrinsics)
-            checked: list[Box3D] = []
+            retried: list[Box3D] = []
             for blob, is_kept in [(b, True) for b in kept] + [(b, False) for b in others]:
                 if any(_overlaps(blob, p) for p in persons + [k for k in kept if k is not blob]) or any(
-                        np.hypot(*(blob.center - p.center)[[0, 2]]) < SAME_PERSON_M for p in persons) or any(
-                        box_iou_3d(blob, c) > SAME_BLOB_IOU for c in checked):
+                        np.hypot(*(blob.center - p.center)[[0, 2]]) < SAME_PERSON_M for p in persons):
                     continue
-                checked.append(blob)
                 score = self.seated(rgb, blob, intrinsics, depth, isolate=not is_kept)
-                if score == 0.0 and not is_kept:   # on grey a person cut by the frame can lose her pose
+                # on grey a person cut by the frame can lose her pose: her crop as the image shows it,
+                # once per object (a blob found at both strides is one object; its two grey crops,
+                # a few pixels apart, are both tried: pose finds her on one and not the other)
+                if score == 0.0 and not is_kept and not any(box_iou_3d(blob, r) > SAME_BLOB_IOU for r in retried):
+                    retried.append(blob)
                     score = self.seated(rgb, blob, intrinsics, depth, isolate=False)
                 if score >= SEATED_MIN_SCORE:
                     persons.append(Box3D(blob.center, blob.size, label=PERSON, score=score,
