@@ -114,6 +114,7 @@ class StreamDereverb:
     def __init__(self, background: bool = False) -> None:
         self.background = background
         self._lock = threading.Lock()
+        self._worker: threading.Thread | None = None
         self._generation = 0
         self.reset()
 
@@ -138,7 +139,7 @@ class StreamDereverb:
         self._audio = self._audio[:, -(int(FIT_S * sample_rate) + n + self.MARGIN):]
         self._end = stamp
 
-    def _fit(self, audio: np.ndarray, sample_rate: int, stamp: float, generation: int) -> None:
+    def _fit(self, audio: np.ndarray, sample_rate: int, generation: int) -> None:
         filt = fit_filter(audio, sample_rate)
         with self._lock:
             if generation == self._generation:
@@ -151,10 +152,10 @@ class StreamDereverb:
             self._append(stamp, window, sample_rate)
             due = self._audio.shape[1] >= MIN_FIT_S * sample_rate and (
                 self._fitted_at is None or stamp - self._fitted_at >= REFIT_S)
-            busy = self._worker_alive()
+            busy = self._worker is not None and self._worker.is_alive()
             if due and not busy:
                 self._fitted_at = stamp
-                job = (self._audio[:, -int(FIT_S * sample_rate):], sample_rate, stamp, self._generation)
+                job = (self._audio[:, -int(FIT_S * sample_rate):], sample_rate, self._generation)
         if due and not busy:
             if self.background:
                 self._worker = threading.Thread(target=self._fit, args=job, name="wpe-fit", daemon=True)
@@ -167,7 +168,3 @@ class StreamDereverb:
         if filt is None:
             return window
         return apply_filter(context, sample_rate, filt)[:, -window.shape[1]:]
-
-    def _worker_alive(self) -> bool:
-        worker = getattr(self, "_worker", None)
-        return worker is not None and worker.is_alive()
