@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from jaeger_ros.classical import dereverb
+from jaeger_ros.classical.dereverb import StreamDereverb
 
 RATE = 16000
 
@@ -110,6 +111,28 @@ def test_the_stream_passes_windows_until_it_has_heard_enough_and_forgets_on_rese
     assert np.array_equal(stream(window / RATE, w, RATE), w)
     with pytest.raises(ValueError, match=r"\(4, N\)"):
         stream(1.0, heard[:3, :window], RATE)
+
+
+@pytest.mark.parametrize("step", [RATE // 10, RATE // 50])
+def test_the_stream_dereverberates_each_sample_once_as_the_batch_filter_does(monkeypatch, step):
+    """With one filter (no refit), every window the stream returns is what the filter gives the
+    whole recording at once (apply_filter on all of it), though the stream only works on each
+    window's new samples: at 10 Hz and at 50 Hz (steps shorter than an STFT frame)."""
+    monkeypatch.setattr(dereverb, "REFIT_S", 1e9)
+    rng = np.random.default_rng(13)
+    source = np.array([0.3, -0.6, -0.74])
+    heard = _convolve(_speech_like(4.0, rng), _room(rng, source / np.linalg.norm(source), drr_db=-6.0))
+    stream = dereverb.StreamDereverb()
+    window = RATE // 2
+    outs = {end: stream(end / RATE, heard[:, end - window:end], RATE)
+            for end in range(window, heard.shape[1] + 1, step)}
+    whole = dereverb.apply_filter(heard, RATE, stream._filter)
+    filtered = [end for end, out in outs.items() if not np.array_equal(out, heard[:, end - window:end])]
+    assert len(filtered) > 0.6 * len(outs)
+    for end in filtered:
+        ref = whole[:, end - window:end - StreamDereverb.TAIL]   # the window's last TAIL: no future yet
+        err = outs[end][:, :-StreamDereverb.TAIL] - ref
+        assert np.sqrt(np.mean(err ** 2)) < 1e-3 * np.sqrt(np.mean(ref ** 2)), end
 
 
 def test_the_classical_estimator_hears_the_stream_dereverberated_when_asked():

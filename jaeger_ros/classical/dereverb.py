@@ -11,9 +11,10 @@ intensity vector of the direct sound, stay as they were: the same 4 channels in 
 ambisonic format, with less of the diffuse tail.
 
 In a stream (StreamDereverb) the filter is fitted on the last FIT_S seconds every REFIT_S seconds
-and applied to each window; the fit can run in a background thread (numpy's matrix products
-release the GIL), so the frame path only applies it (the robust pool's 0.5 s window at 10 Hz:
-5.9 -> 14.6 ms median, p95 8.5 -> 29.5 ms with the fits beside it; bench_live.py --pool-cost).
+and applied to the audio as it arrives: each window's new samples (and the last N_FFT, which the
+previous call saw without their future) are dereverberated once and kept, so a 0.5 s window at
+10 Hz costs the STFT of ~0.23 s, not of 0.6 s. The fit can run in a background thread (numpy's
+matrix products release the GIL), so the frame path only applies the filter.
 
 Measured on the live mesh world's audio (realistic sensing, offline): one whole utterance at a
 time (batch, TAPS 10, DELAY 3, 3 iterations), mixed seeds 10 and 12, 37 utterances: DoA within 10
@@ -107,9 +108,12 @@ class StreamDereverb:
     """WPE over a stream of overlapping windows: `__call__(stamp, window, sample_rate)` returns the
     window dereverberated with the filter fitted on the audio heard so far (the window passes as
     it is until MIN_FIT_S seconds were heard). The filter is refitted every REFIT_S seconds on the
-    last FIT_S, in a background thread when `background`. `reset` forgets the room."""
+    last FIT_S, in a background thread when `background`. Samples are dereverberated once, with
+    the filter of their arrival (the last TAIL again on the next call, when their future is
+    known). `reset` forgets the room."""
 
-    MARGIN = (DELAY + TAPS) * HOP + N_FFT   # samples before a window that its first frames predict from
+    MARGIN = (DELAY + TAPS) * HOP + N_FFT   # samples before a stretch that its first frames predict from
+    TAIL = N_FFT                            # last samples of a stretch whose frames reach past its end
 
     def __init__(self, background: bool = False) -> None:
         self.background = background
@@ -121,23 +125,28 @@ class StreamDereverb:
     def reset(self) -> None:
         with self._lock:
             self._audio = np.zeros((4, 0), dtype=np.float32)
+            self._out = np.zeros((4, 0), dtype=np.float32)   # the last samples of _audio, dereverberated
+            self._total = 0                        # samples heard since the stream (re)started
             self._end: float | None = None         # stream time just after the last sample kept
             self._rate = 0
             self._filter: np.ndarray | None = None
             self._fitted_at: float | None = None
             self._generation += 1                  # a fit still running for the old room is not used
 
-    def _append(self, stamp: float, window: np.ndarray, sample_rate: int) -> None:
-        """Keep the window's samples after the last kept one (windows overlap), FIT_S + margin at most."""
+    def _append(self, stamp: float, window: np.ndarray, sample_rate: int) -> int:
+        """Keep the window's samples after the last kept one (windows overlap), FIT_S + margin at
+        most; returns how many were new."""
         n = window.shape[1]
         new = n if self._end is None else int(round((stamp - self._end) * sample_rate))
         if sample_rate != self._rate or not 0 <= new <= n:   # another rate, the stream jumped back or a gap
-            self._audio, self._filter, self._fitted_at, self._rate, new = \
-                np.zeros((4, 0), dtype=np.float32), None, None, sample_rate, n
+            self._audio, self._out, self._filter, self._fitted_at, self._rate, self._total, new = \
+                np.zeros((4, 0), dtype=np.float32), np.zeros((4, 0), dtype=np.float32), None, None, sample_rate, 0, n
         if new:
             self._audio = np.concatenate([self._audio, np.asarray(window[:, n - new:], dtype=np.float32)], axis=1)
+            self._total += new
         self._audio = self._audio[:, -(int(FIT_S * sample_rate) + n + self.MARGIN):]
         self._end = stamp
+        return new
 
     def _fit(self, audio: np.ndarray, sample_rate: int, generation: int) -> None:
         filt = fit_filter(audio, sample_rate)
@@ -145,11 +154,25 @@ class StreamDereverb:
             if generation == self._generation:
                 self._filter = filt
 
+    def _dereverberated(self, new: int, n: int, sample_rate: int, filt: np.ndarray) -> np.ndarray:
+        """The last n samples dereverberated: the new ones and the unsettled TAIL before them
+        computed now, the rest as computed before (all of them when too few were kept)."""
+        settled = self._out.shape[1] - self.TAIL
+        fresh = n if settled + new < n else new + self.TAIL
+        # on the stream's STFT grid (frames every HOP from its first sample): a sample gets the
+        # same frames whichever call dereverberates it
+        start = self._total - fresh - self.MARGIN
+        start = max(start - start % HOP, self._total - self._audio.shape[1])
+        done = apply_filter(self._audio[:, start - self._total:], sample_rate, filt)[:, -fresh:]
+        kept = self._out[:, :max(settled, 0)] if fresh < n else self._out[:, :0]
+        self._out = np.concatenate([kept, done], axis=1)[:, -(n + self.TAIL):]
+        return self._out[:, -n:]
+
     def __call__(self, stamp: float, window: np.ndarray, sample_rate: int) -> np.ndarray:
         if window.ndim != 2 or window.shape[0] != 4:
             raise ValueError(f"FOA window must be (4, N), got {window.shape}")
         with self._lock:
-            self._append(stamp, window, sample_rate)
+            new = self._append(stamp, window, sample_rate)
             due = self._audio.shape[1] >= MIN_FIT_S * sample_rate and (
                 self._fitted_at is None or stamp - self._fitted_at >= REFIT_S)
             busy = self._worker is not None and self._worker.is_alive()
@@ -164,7 +187,7 @@ class StreamDereverb:
                 self._fit(*job)
         with self._lock:
             filt = self._filter
-            context = self._audio[:, -(window.shape[1] + self.MARGIN):]
-        if filt is None:
-            return window
-        return apply_filter(context, sample_rate, filt)[:, -window.shape[1]:]
+            if filt is None:
+                self._out = self._out[:, :0]
+                return window
+            return self._dereverberated(new, window.shape[1], sample_rate, filt).copy()
