@@ -7,7 +7,9 @@ live_demo.SCORING_RULE) with a Scorer that also keeps each scored frame: its DoA
 the talker's acoustic centre is in the image (SimSource.in_view), and whether the match is right;
 per frame the candidates against the true boxes (loudspeaker precision and recall: a plant, lamp
 or box claimed as a loudspeaker is a false positive; person recall), match accuracy per talker
-category, and, from jaeger_tracker's tracks, identity switches per talker per minute; by_drr bands
+category (match_accuracy_*: the matched candidate's label, the paper's answer, on frames whose
+candidates are as many as the true boxes; box_match_*: every in-view talker frame, whether the
+matched box is the talker's, by place; box_detail per scene), and, from jaeger_tracker's tracks, identity switches per talker per minute; by_drr bands
 the frames by their talker's direct-to-reverberant ratio (SimSource.drr_db) and scene_detail lists
 every scene (benchmarks/plot_live_drr.py draws and pools it).
 
@@ -95,6 +97,18 @@ def finds_person(centre: np.ndarray, person_centre: np.ndarray, person_size: np.
     return float(np.hypot(*gap)) < PERSON_MATCH_M or bool(np.all(gap <= half))
 
 
+def talker_box_matched(match, true_box) -> bool:
+    """The matched candidate is the talker's own box, by where it is (not by its label, which the
+    paper's answers use and which swaps when a neighbour's detected centre crosses the talker's):
+    a loudspeaker within live_demo.BOX_MATCH_M of its true centre, a person by finds_person."""
+    if match.index < 0:
+        return False
+    if _category(true_box) == "person":
+        return finds_person(_xyz(match.matched_box), _xyz(true_box),
+                            np.array([true_box.size.x, true_box.size.y, true_box.size.z]))
+    return _centre_gap(match.matched_box, true_box) < live_demo.BOX_MATCH_M
+
+
 def candidate_counts(match, gt) -> dict[str, int]:
     """One frame's candidates against the truth: loudspeaker claims that are a true loudspeaker
     (centres within live_demo.BOX_MATCH_M), claims, true loudspeakers; people found (PERSON_MATCH_M
@@ -122,6 +136,7 @@ class FrameScorer(live_demo.Scorer):
         self.frames: list[ScoredFrame] = []
         self.detections: list[tuple[int, float, dict[str, int]]] = []   # (scene, stamp s, counts)
         self.truth_log: list[tuple[int, int, list[tuple[int, np.ndarray, bool]]]] = []  # (stamp, scene, talkers)
+        self.box_frames: list[tuple[int, str, bool]] = []   # in-view talker frames: (scene, category, box matched)
         FrameScorer.made.append(self)
 
     def on_truth(self, msg) -> None:
@@ -134,7 +149,7 @@ class FrameScorer(live_demo.Scorer):
         queued = list(self.pending)
         self.pending.clear()
         for i, match in enumerate(queued):
-            scored, correct, errors = self.scored, self.correct, len(self.doa_errors)
+            scored, correct, errors, talker_frames = self.scored, self.correct, len(self.doa_errors), self.talker_frames
             self.pending.append(match)
             super()._drain()
             if self.pending:  # its ground truth has not arrived yet: keep it and the rest, in order
@@ -145,19 +160,18 @@ class FrameScorer(live_demo.Scorer):
             gt = self.last[1]
             stamp = gt.header.stamp.sec + gt.header.stamp.nanosec * 1e-9
             self.detections.append((int(gt.scene_id), stamp, candidate_counts(match, gt)))
-            if self.scored > scored:
-                talking = [s for s in gt.sources if s.active_for_s >= self.window_s]
-                target = next((s for s in talking if s.gender == match.target), talking[0] if talking else None)
+            target = self.target_of(match, gt)
+            if self.talker_frames > talker_frames and target.loudspeaker >= 0:
+                true_box = gt.boxes[target.loudspeaker]
+                self.box_frames.append((int(gt.scene_id), _category(true_box), talker_box_matched(match, true_box)))
+            if self.scored > scored:   # a scored frame has its target
                 error = self.doa_errors[-1] if len(self.doa_errors) > errors else None
-                if target is None:
-                    category = "loudspeaker"
-                elif target.loudspeaker < 0:  # out of view: no box, the truth names it
+                if target.loudspeaker < 0:  # out of view: no box, the truth names it
                     category = target.category or "loudspeaker"
                 else:
                     category = _category(gt.boxes[target.loudspeaker])
-                self.frames.append(ScoredFrame(
-                    error, bool(target.in_view) if target is not None else True, self.correct > correct,
-                    category, int(gt.scene_id), float(target.drr_db) if target is not None else float("nan")))
+                self.frames.append(ScoredFrame(error, bool(target.in_view), self.correct > correct, category,
+                                               int(gt.scene_id), float(target.drr_db)))
 
 
 def _row(values: np.ndarray, stat, rng: np.random.Generator) -> dict:
@@ -209,6 +223,15 @@ def scene_detail(frames: list[ScoredFrame], scene_snr: dict[str, float | None]) 
                      "doa_error_median_deg": float(np.median(errs)) if errs else None,
                      "match_accuracy": float(100.0 * np.mean([f.correct for f in sel])), "frames": len(sel)})
     return rows
+
+
+def box_detail(box_frames: list[tuple[int, str, bool]]) -> list[dict]:
+    """Per scene and talker category: in-view talker frames and how many matched the talker's box
+    (what pooling runs by scene needs)."""
+    keys = sorted({(scene, category) for scene, category, _ in box_frames})
+    return [{"scene": scene, "category": category,
+             "matched": sum(ok for s, c, ok in box_frames if (s, c) == (scene, category)),
+             "frames": sum((s, c) == (scene, category) for s, c, _ in box_frames)} for scene, category in keys]
 
 
 def id_switches(truth_log: list, talkers: list, rng: np.random.Generator) -> dict:
@@ -407,11 +430,16 @@ def main(argv: list[str] | None = None) -> int:
         "match_accuracy_in_view": _row(np.array([100.0 * f.correct for f in frames if f.in_view]), np.mean, rng),
         "match_accuracy_loudspeaker": _row(by_category["loudspeaker"], np.mean, rng),
         "match_accuracy_person": _row(by_category["person"], np.mean, rng),
+        **{f"box_match_{c}": _ratio_by_scene(np.array([b[0] for b in scorer.box_frames if b[1] == c], dtype=int),
+                                             np.array([float(b[2]) for b in scorer.box_frames if b[1] == c]),
+                                             np.ones(sum(b[1] == c for b in scorer.box_frames)), rng)
+           for c in ("loudspeaker", "person")},
         "id_switches_per_talker_min": id_switches(scorer.truth_log, scorer.talkers, rng),
         "latency_p95_ms": _row(lat, lambda v: np.percentile(v, 95), rng),
         "rate_hz": summary["rate_hz"], "scored_frames": len(frames), "frames_with_truth": len(scenes),
         "scenes": int(np.unique(scenes).size), "scene_snr_db": summary.get("scene_snr_db", {}),
         "by_drr": by_drr(frames, rng), "scene_detail": scene_detail(frames, summary.get("scene_snr_db", {})),
+        "box_detail": box_detail(scorer.box_frames),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))

@@ -126,3 +126,23 @@ def test_a_node_parameter_without_its_value_is_refused_before_anything_runs(tmp_
         bench_live.main(["--jaeger-param", "dereverb", "--json", str(tmp_path / "out.json")])
     assert stop.value.code == 2 and "NAME:=VALUE" in capsys.readouterr().err
     assert not (tmp_path / "out.json").exists()
+
+
+def test_the_talkers_box_is_scored_by_where_it_is_not_by_its_label():
+    """Mixed seed 10 scene 8's geometry: the talking loudspeaker at x = 0, a seated person whose
+    true box (legs stretched out) is centred right of it at x = 0.3 but whose detected box is
+    centred left of it at x = -0.25. Ordered left to right the labels swap; by place, matching the
+    detected loudspeaker is right, matching her is wrong, matching nothing is wrong."""
+    talker = box(0.0, 3.0, "loudspeaker")
+    her = box(0.3, 2.9, "person", (0.5, 1.0, 1.2))
+    detected = [box(-0.25, 2.8, "person"), box(0.05, 3.05, "loudspeaker")]
+
+    def match(index: int) -> SimpleNamespace:
+        return SimpleNamespace(index=index, matched_box=detected[index] if index >= 0 else BoundingBox3D())
+    assert bench_live.talker_box_matched(match(1), talker)
+    assert not bench_live.talker_box_matched(match(0), talker)     # 0.32 m from the talker's centre
+    assert not bench_live.talker_box_matched(match(-1), talker)
+    # she talks: her detected box is 0.56 m left of her centre, inside her footprint widened by
+    # 0.5 m (half-width 0.25 + 0.5): hers; a box 1.3 m behind her centre (half-depth 0.6 + 0.5) is not
+    assert bench_live.talker_box_matched(match(0), her)
+    assert not bench_live.talker_box_matched(SimpleNamespace(index=0, matched_box=box(0.05, 4.2, "loudspeaker")), her)

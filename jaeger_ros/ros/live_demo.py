@@ -197,6 +197,15 @@ class Scorer:
         self.pending.append(msg)
         self._drain()
 
+    def target_of(self, match, gt):
+        """The talker a frame is scored against (a SimSource), or None: the one whose voice was
+        asked for, else the only one heard (for the pooling window) while nobody else speaks."""
+        talking = [s for s in gt.sources if s.active_for_s >= self.window_s]
+        if match.target:
+            return next((s for s in talking if s.gender == match.target), None)
+        voices = [s for s in gt.sources if s.active]
+        return talking[0] if len(talking) == 1 and len(voices) == 1 else None
+
     def _drain(self) -> None:
         from jaeger_ros.core.geometry import great_circle_deg
         newest = max(self.truth, default=0)
@@ -211,10 +220,7 @@ class Scorer:
             match = self.pending.popleft()
             gt = self.truth[key]
             self.last = (match, gt, self.images.get(self.key(match.header.stamp)))
-            talking = [s for s in gt.sources if s.active_for_s >= self.window_s]
-            voices = [s for s in gt.sources if s.active]
-            target = next((s for s in talking if s.gender == match.target), None) if match.target else \
-                (talking[0] if len(talking) == 1 and len(voices) == 1 else None)
+            target = self.target_of(match, gt)
             if target is not None:
                 self.last_talker = self.last
                 self.talker_frames += 1
