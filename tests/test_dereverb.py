@@ -161,3 +161,26 @@ def test_the_classical_estimator_hears_the_stream_dereverberated_when_asked():
     assert _deg(out.direction, ambisonic_to_camera(source[None])[0]) < 10.0
     est(rgb, room(2.5), intr, heard[:, -RATE // 2:], RATE, "", heard.shape[1] / RATE + 0.1)
     assert est._dereverb._filter is None
+
+
+def test_a_background_fit_runs_below_the_frame_paths_priority(monkeypatch):
+    """The fit thread's niceness (read from the kernel while it fits) is the caller's + FIT_NICE;
+    the caller's own is untouched. fit_filter is wrapped only to read it, and still fits."""
+    import os
+    import threading
+    seen = []
+    real = dereverb.fit_filter
+
+    def observed(x, rate):
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return real(x, rate)
+    monkeypatch.setattr(dereverb, "fit_filter", observed)
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    rng = np.random.default_rng(17)
+    heard = _convolve(_speech_like(1.5, rng), _room(rng, np.array([0.0, 1.0, 0.0]), drr_db=-6.0))
+    stream = StreamDereverb(background=True)
+    for end in range(RATE // 2, heard.shape[1] + 1, RATE // 10):
+        stream(end / RATE, heard[:, end - RATE // 2:end], RATE)
+    stream._worker.join(timeout=10.0)
+    assert seen == [min(mine + dereverb.FIT_NICE, 19)] and stream._filter is not None
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
