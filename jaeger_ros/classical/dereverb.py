@@ -23,8 +23,9 @@ stream (ClassicalEstimator at 10 Hz, true boxes, these constants, chosen on mixe
 TAPS 4-10, DELAY 1-3, 1-2 iterations, FIT_S 2-5 s, MIN_FIT_S 0.5-2 s) it is mixed: DoA within 15
 deg mixed 11 70.4 -> 80.3 %, mixed 12 83.4 -> 84.7 %, but mixed 10 91.8 -> 90.7 %, mixed 6 90.4 ->
 90.2 %, loudspeakers 5 77.4 -> 68.8 % (its rooms with babble and a distant talker lost, others
-gained); live, three runs, it did better (the README); its cost takes the node past its latency
-budget on 2 cores, so ClassicalEstimator runs it only when asked (`dereverb`).
+gained). Live, thirteen mesh runs, it raised the loudspeaker-talker match by about a point pooled
+(90.8 -> 91.8 %) for 10-30 ms of p95 latency (the README): jaeger_node runs it by default
+(`dereverb`); ClassicalEstimator only when asked.
 """
 from __future__ import annotations
 
