@@ -67,15 +67,21 @@ class Rig:
     def graph_view(self) -> dict[str, object]:
         """What the ROS graph shows of jaeger_node: its publishers and subscriptions by name, and
         how many endpoints any participant has on its outputs and inputs."""
-        return {"pubs": {name for name, _ in self.client.get_publisher_names_and_types_by_node("jaeger_node", "/")},
+        return {"listed": ("jaeger_node", "/") in self.client.get_node_names_and_namespaces(),
+                "pubs": {name for name, _ in self.client.get_publisher_names_and_types_by_node("jaeger_node", "/")},
                 "subs": {name for name, _ in self.client.get_subscriber_names_and_types_by_node("jaeger_node", "/")},
                 "output publishers": {t: self.client.count_publishers(t) for t in OUTPUTS},
                 "input subscribers": {t: self.client.count_subscribers(t) for t in INPUTS}}
 
     def holds_only_its_unconfigured_entities(self) -> bool:
-        """None of the node's inputs or outputs in the graph, only what an unconfigured node has."""
+        """None of the node's inputs or outputs in the graph (by node: nothing beyond what an
+        unconfigured node has; by topic: no endpoint on its inputs or outputs). Not that the node's
+        own publishers are listed: two CI runs of the whole suite saw the graph list none of them,
+        /rosout included, 5 and 20 s after this test's failed activate (rmw's association of
+        endpoints with a node that is created, fails and releases within milliseconds), while the
+        node held only its unconfigured publishers (assert_released checks those directly)."""
         view = self.graph_view()
-        return ("/diagnostics" in view["pubs"] and view["pubs"] <= UNCONFIGURED_PUBLISHERS and not view["subs"]
+        return (view["pubs"] <= UNCONFIGURED_PUBLISHERS and not view["subs"]
                 and not any(view["output publishers"].values()) and not any(view["input subscribers"].values()))
 
     def assert_released(self) -> None:
