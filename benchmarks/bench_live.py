@@ -228,10 +228,22 @@ def scene_detail(frames: list[ScoredFrame], scene_snr: dict[str, float | None]) 
 def box_detail(box_frames: list[tuple[int, str, bool]]) -> list[dict]:
     """Per scene and talker category: in-view talker frames and how many matched the talker's box
     (what pooling runs by scene needs)."""
-    keys = sorted({(scene, category) for scene, category, _ in box_frames})
-    return [{"scene": scene, "category": category,
-             "matched": sum(ok for s, c, ok in box_frames if (s, c) == (scene, category)),
-             "frames": sum((s, c) == (scene, category) for s, c, _ in box_frames)} for scene, category in keys]
+    counts: dict[tuple[int, str], list[int]] = {}
+    for scene, category, ok in box_frames:
+        row = counts.setdefault((scene, category), [0, 0])
+        row[0] += int(ok)
+        row[1] += 1
+    return [{"scene": scene, "category": category, "matched": matched, "frames": frames}
+            for (scene, category), (matched, frames) in sorted(counts.items())]
+
+
+def box_match(detail: list[dict], category: str, rng: np.random.Generator) -> dict:
+    """Share of a talker category's in-view frames whose matched box is the talker's, pooled over
+    box_detail's scenes with an interval over scenes (fraction, like the candidate ratios)."""
+    rows = [r for r in detail if r["category"] == category]
+    return _ratio_by_scene(np.array([r["scene"] for r in rows], dtype=int),
+                           np.array([r["matched"] for r in rows], dtype=float),
+                           np.array([r["frames"] for r in rows], dtype=float), rng)
 
 
 def id_switches(truth_log: list, talkers: list, rng: np.random.Generator) -> dict:
@@ -406,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     # frames SETTLED_S or more after their scene's first answered frame: the background detectors have had time
     first = {s: stamps[scenes == s].min() for s in np.unique(scenes)}
     settled = np.array([t - first[s] >= SETTLED_S for s, t in zip(scenes, stamps)], dtype=bool)
+    boxes = box_detail(scorer.box_frames)
     result = {
         "conditions": args.conditions, "duration_s": summary["duration_s"], "seed": args.seed,
         "scenario": args.scenario, "method": args.method, "candidates": candidates, "talkers": args.talkers,
@@ -430,16 +443,13 @@ def main(argv: list[str] | None = None) -> int:
         "match_accuracy_in_view": _row(np.array([100.0 * f.correct for f in frames if f.in_view]), np.mean, rng),
         "match_accuracy_loudspeaker": _row(by_category["loudspeaker"], np.mean, rng),
         "match_accuracy_person": _row(by_category["person"], np.mean, rng),
-        **{f"box_match_{c}": _ratio_by_scene(np.array([b[0] for b in scorer.box_frames if b[1] == c], dtype=int),
-                                             np.array([float(b[2]) for b in scorer.box_frames if b[1] == c]),
-                                             np.ones(sum(b[1] == c for b in scorer.box_frames)), rng)
-           for c in ("loudspeaker", "person")},
+        **{f"box_match_{c}": box_match(boxes, c, rng) for c in ("loudspeaker", "person")},
         "id_switches_per_talker_min": id_switches(scorer.truth_log, scorer.talkers, rng),
         "latency_p95_ms": _row(lat, lambda v: np.percentile(v, 95), rng),
         "rate_hz": summary["rate_hz"], "scored_frames": len(frames), "frames_with_truth": len(scenes),
         "scenes": int(np.unique(scenes).size), "scene_snr_db": summary.get("scene_snr_db", {}),
         "by_drr": by_drr(frames, rng), "scene_detail": scene_detail(frames, summary.get("scene_snr_db", {})),
-        "box_detail": box_detail(scorer.box_frames),
+        "box_detail": boxes,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))

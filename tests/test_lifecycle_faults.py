@@ -32,8 +32,8 @@ OPTICAL = "camera_color_optical_frame"
 UNCONFIGURED_PUBLISHERS = {"/rosout", "/parameter_events", "/jaeger_node/transition_event", "/diagnostics"}
 OUTPUTS = ("/jaeger/doa", "/jaeger/detections", "/jaeger/speaker_match", "/jaeger/markers")
 INPUTS = ("/camera/color/image_raw", "/camera/depth/image_raw", "/camera/color/camera_info", "/audio/foa")
-# discovery of removed endpoints on a 2-core machine running the whole suite: a CI run once saw
-# more than 5 s
+# time for the graph to learn of removed endpoints (discovery) on a 2-core machine running the
+# whole suite
 GRAPH_WAIT_S = 20.0
 
 

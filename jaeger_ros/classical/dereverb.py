@@ -164,13 +164,15 @@ class StreamDereverb:
         """The last n samples dereverberated: the new ones and the unsettled TAIL before them
         computed now, the rest as computed before (all of them when too few were kept)."""
         settled = self._out.shape[1] - self.TAIL
-        fresh = n if settled + new < n else new + self.TAIL
+        if settled + new >= n:      # the kept samples and the fresh ones cover the window
+            fresh, kept = new + self.TAIL, self._out[:, :settled]
+        else:
+            fresh, kept = n, self._out[:, :0]
         # on the stream's STFT grid (frames every HOP from its first sample): a sample gets the
         # same frames whichever call dereverberates it
         start = self._total - fresh - self.MARGIN
         start = max(start - start % HOP, self._total - self._audio.shape[1])
         done = apply_filter(self._audio[:, start - self._total:], sample_rate, filt)[:, -fresh:]
-        kept = self._out[:, :max(settled, 0)] if fresh < n else self._out[:, :0]
         self._out = np.concatenate([kept, done], axis=1)[:, -(n + self.TAIL):]
         return self._out[:, -n:]
 

@@ -182,7 +182,8 @@ PARAMETERS: tuple[Param, ...] = (
           "nobody speaks (~4 ms more per 0.1 s step: 7.5 -> 11.6 ms mean, benchmarks/bench_voice.py)", False),
     Param("dereverb", True, "method classical: the DoA votes hear the audio with its late reverberation removed "
           "(multichannel WPE, classical/dereverb.py, filter refitted each second in a background thread; ~3 ms more "
-          "a frame, p95 latency +10-30 ms live, match +1-2 points; false for the lowest latency; see the README)", False),
+          "a frame, p95 latency +10-30 ms live, match about +1 point pooled; false for the lowest latency; see the README)",
+          False),
     Param("voice_id", True, "method classical: give each voice heard an identity (Resemblyzer embeddings, gender "
           "from pitch), published as SpeakerMatch.voice_id/voice_gender (one embedding per turn of speech)", False),
     Param("queue_size", 10, "approximate-time sync queue per image input, 1..1000", False),
