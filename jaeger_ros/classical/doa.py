@@ -222,11 +222,21 @@ def _density_peaks(votes: Votes, count: int, kappa: float = KAPPA) -> list[np.nd
     least MIN_PEAK_SEPARATION_DEG apart.
 
     The density is evaluated at the strongest votes themselves (a data-adaptive grid, finer
-    than any fixed sphere grid where it matters).
+    than any fixed sphere grid where it matters), in float32 and in place: a full stream pool
+    (1500 candidates x 3000 votes) costs 13 ms so against 85-110 ms in float64 (this machine, one
+    core), and it was the tail of the live node's latency: mesh world, loudspeakers seed 11, the
+    pool's p95 49 -> 25 ms a frame, the node's p95 94-115 -> 72-77 ms (two runs each). Float32
+    keeps kappa * (cos - 1) to about 1e-5 near a peak, far finer than the kernel; recorded live
+    audio of 16 scenes (mixed seed 11, 1157 frames) gives the same directions to 0.001 deg.
     """
     top = np.argsort(votes.weights)[::-1][:_CANDIDATES]
     cand = votes.directions[top]
-    density = np.exp(kappa * (cand @ votes.directions.T - 1.0)) @ votes.weights
+    directions = votes.directions.astype(np.float32)
+    kernel = directions[top] @ directions.T      # (candidates, votes) cosines ...
+    kernel -= 1.0
+    kernel *= kappa
+    np.exp(kernel, out=kernel)                   # ... turned into von Mises kernel values
+    density = (kernel @ votes.weights.astype(np.float32)).astype(np.float64)
     cos_sep = np.cos(np.radians(MIN_PEAK_SEPARATION_DEG))
     cos_local = np.cos(np.radians(LOCAL_MAX_RADIUS_DEG))
     peaks: list[np.ndarray] = []
