@@ -140,3 +140,77 @@ def test_gate_hears_a_talker_after_long_babble():
     spans = [s for s in speech_spans(gate.activity().probs, gate.activity().start_s) if s[0] >= period]
     heard = sum(max(0.0, min(b, tb) - max(a, ta)) for a, b in spans for ta, tb in talks)
     assert heard >= 0.5, (spans, talks)
+
+
+def test_a_new_view_hears_its_talker_with_a_fresh_vad_state():
+    """Live mesh world, loudspeakers seed 10: 0.6 s after the cut from scene 13 a loudspeaker
+    talks in another room (scene 14). Streamed in the node's windows (0.5 s every
+    0.1 s), silero's state carried over the cut keeps that talker out of speech for more than a
+    second; ClassicalEstimator refreshes the state at the view change (its depth image changes)
+    and reports a direction within half a second of the utterance's start."""
+    import importlib.util
+    if importlib.util.find_spec("pyrender") is None:
+        pytest.skip("pyrender is not installed")
+    from sim_bridge.mesh import catalogue
+    if not catalogue.load_catalogue():
+        pytest.skip("the sweethome3d-furniture models are not installed")
+    from jaeger_ros.pipeline.frame import ClassicalEstimator
+    from sim_bridge.live import LiveConfig, make_world
+
+    world = make_world(LiveConfig(world="mesh", talker_kind="loudspeakers", seed=10, conditions="realistic"))
+    try:
+        world.start(0.0, first_scene=13)
+        sr, period = world.sample_rate, world.scene_samples / world.sample_rate
+        first = world.next_chunk_time
+        chunks = []
+        while world.next_chunk_time < 15 * period - 1e-9:
+            chunks.append(world.next_chunk()[1])
+        starts = sorted(a / sr for v in world.scene(14).voices for a, _ in v.intervals)
+        views = {k: world.frame((k + 0.5) * period)[:2] for k in (13, 14)}   # (rgb, depth) of each scene
+        intrinsics = world.intrinsics
+    finally:
+        world.close()
+    audio = np.concatenate(chunks, axis=1)
+    cut = 14 * period
+    assert cut < starts[0] < cut + 1.0, starts
+    window = sr // 2
+    stamps = [first + k / 10 for k in range(5, int(round((audio.shape[1] / sr) * 10)) + 1)]
+
+    def foa_at(t: float) -> np.ndarray:
+        end = int(round((t - first) * sr))
+        return audio[:, end - window:end]
+
+    gate = SpeechGate()
+    for t in stamps:
+        gate.update(t, foa_at(t), sr)
+    spans = [s for s in speech_spans(gate.activity().probs, gate.activity().start_s) if s[1] > starts[0]]
+    assert spans and spans[0][0] > starts[0] + 1.0, spans   # the carried state: late
+
+    est = ClassicalEstimator(candidates="depth", vad=True)
+    heard = None
+    for t in stamps:
+        rgb, depth = views[13 if t <= cut + 1e-6 else 14]
+        e = est(rgb, depth, intrinsics, foa_at(t), sr, "", t)
+        if t > starts[0] and e.direction is not None:
+            heard = t
+            break
+    assert heard is not None and heard <= starts[0] + 0.5, (heard, starts[0])
+
+
+def test_refresh_starts_the_state_afresh_and_keeps_what_was_heard(sentence):
+    """After refresh, the gate hears new audio as a fresh VAD would (probabilities equal a new
+    VoiceActivity's over the same samples) and still remembers the speech before it."""
+    clip = np.zeros(160 * 512, np.float32)   # whole silero chunks: the second pass starts on one
+    clip[RATE: RATE + sentence.size] = sentence
+    foa = np.stack([clip, 0.5 * clip, 0.0 * clip, 0.2 * clip])
+    seconds = clip.size / RATE
+    gate = SpeechGate(memory_s=30.0)
+    gate.update(seconds, foa, RATE)
+    before = gate.last_speech()
+    assert before is not None and before > 1.0
+    gate.refresh()
+    assert gate.last_speech() == before
+    _, _, probs = gate.update(2 * seconds, foa, RATE)    # the same audio again, right after
+    fresh = VoiceActivity().push(clip)
+    np.testing.assert_allclose(probs, fresh[:len(probs)], atol=1e-4)
+    assert len(probs) >= len(fresh) - 1
