@@ -368,11 +368,10 @@ class LiveWorld:
         return int(max(0, self._sample_at(t)) // self.scene_samples)
 
     # --- clock ----------------------------------------------------------------------------
-    def start(self, t0: float, first_scene: int = 0) -> None:
-        """Anchor stream sample 0 at capture time t0 (seconds) and build the first scene; the
-        stream begins at scene `first_scene` (a test hears one cut without the scenes before it)."""
-        self.t0, self._next = float(t0), first_scene * self.scene_samples
-        self.scene(first_scene)
+    def start(self, t0: float) -> None:
+        """Anchor stream sample 0 at capture time t0 (seconds) and build the first scene."""
+        self.t0, self._next = float(t0), 0
+        self.scene(0)
 
     def _sample_at(self, t: float) -> int:
         if self.t0 is None:

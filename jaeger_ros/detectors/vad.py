@@ -172,18 +172,6 @@ class SpeechGate:
         self._probs, self._start = self._probs[drop:], self._start + drop * CHUNK_S
         return t0, chunks, probs
 
-    def refresh(self) -> None:
-        """Start silero's recurrent state afresh, keeping the probabilities heard so far (the
-        spans, the masks and last_speech do not change). Why, at a new view (pipeline.frame): a
-        state carried over from one room into another kept the new room's talker under 0.25
-        for 1.3-2 s (live mesh world, loudspeakers seed 10, scenes 13 -> 14: a fresh state says
-        0.93 in the utterance's second chunk), and the DoA pool, which only counts votes inside
-        speech, gave no direction meanwhile. Live mesh world streamed offline (one estimator
-        over each run's 16 scenes, true boxes, 10 Hz; mixed seeds 5-7, 10-13, loudspeakers 5, 6,
-        10, 11): talker frames without a direction 215 -> 135 of 6456, matched 83.1 -> 85.5 %
-        (better in 8 runs, worse in 3: mixed 5 -2.6, mixed 7 -1.0, mixed 11 -2.9 points)."""
-        self._vad.reset()
-
     def activity(self) -> SpeechActivity:
         return SpeechActivity(self._start, self._probs.copy())
 

@@ -216,12 +216,9 @@ class ClassicalEstimator:
                         float(est.confidence * match.confidence), *voice)
 
     def _forget_room(self) -> None:
-        """A new view may be a new room: the dereverberation filter and the VAD's recurrent state
-        start afresh (detectors.vad.SpeechGate.refresh: the speech heard before is remembered)."""
+        """A new view may be a new room: the dereverberation filter starts afresh."""
         if self._dereverb is not None:
             self._dereverb.reset()
-        if self._gate is not None:
-            self._gate.refresh()
 
     def _match(self, direction: np.ndarray, confidence: float, boxes: list[Box3D], stamp: float,
                voice_id: str) -> MatchResult:
