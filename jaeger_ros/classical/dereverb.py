@@ -34,7 +34,7 @@ import threading
 import numpy as np
 from scipy.signal import istft, stft
 
-from jaeger_ros.core.threads import lower_this_thread
+from jaeger_ros.core.threads import BACKGROUND_NICE, lower_this_thread
 
 N_FFT = 512          # 32 ms frames at 16 kHz ...
 HOP = 128            # ... 8 ms apart
@@ -47,7 +47,7 @@ LOADING = 1e-6       # diagonal loading of the correlation matrix, relative to i
 FIT_S = 3.0
 REFIT_S = 1.0
 MIN_FIT_S = 1.0
-FIT_NICE = 5         # a background fit yields the cores to the frame path (live p95 latency)
+FIT_NICE = BACKGROUND_NICE  # a background fit yields the cores to the frame path (live p95 latency)
 
 
 def _spectra(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:

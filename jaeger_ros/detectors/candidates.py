@@ -27,7 +27,7 @@ import numpy as np
 from jaeger_ros.classical.candidates import boxes_from_depth
 from jaeger_ros.core.answers import azimuth_order
 from jaeger_ros.core.geometry import Box3D, Intrinsics, box_iou_3d, project
-from jaeger_ros.core.threads import lower_this_thread
+from jaeger_ros.core.threads import BACKGROUND_NICE, built_lowered, lower_this_thread
 from jaeger_ros.detectors.loudspeaker import CHECKPOINT, LoudspeakerClassifier
 from jaeger_ros.detectors.loudspeaker import THRESHOLD as LOUDSPEAKER_THRESHOLD
 from jaeger_ros.detectors.people import PERSON, CropPoseCheck, PersonDetector
@@ -47,9 +47,6 @@ SAME_BLOB_IOU = 0.5        # a person-sized blob this like a loudspeaker-sized o
 
 
 _log = logging.getLogger(__name__)
-WORKER_NICE = 5
-"""The background run's niceness above the caller's (Linux threads take their own): the frame
-path keeps its 10 Hz, the candidates arrive a few frames later."""
 
 
 class Candidate(NamedTuple):
@@ -117,7 +114,9 @@ class CandidateDetector:
 
     def __init__(self, people: PersonDetector | None = None, blob_stride: int = 3,
                  loudspeakers: LoudspeakerClassifier | None | str = "default", seated: bool = True) -> None:
-        self.people = people or PersonDetector(video=True, hog_width=320)
+        # mediapipe's graph threads take the niceness of the thread that builds the models: built
+        # lowered, they run below the frame path whoever calls them (the background run does)
+        self.people = people or built_lowered(lambda: PersonDetector(video=True, hog_width=320))
         self.blob_stride = blob_stride
         if isinstance(loudspeakers, str):
             loudspeakers = LoudspeakerClassifier() if CHECKPOINT.is_file() else None
@@ -125,7 +124,7 @@ class CandidateDetector:
         # every loudspeaker-sized blob (kept by the classifier or not) and person-sized blob that no
         # detector explained gets a pose check on its crop; only with the classifier, whose verdict
         # says how the crop is cut (isolated on grey for a rejected blob)
-        self.seated = CropPoseCheck() if seated and loudspeakers is not None else None
+        self.seated = built_lowered(CropPoseCheck) if seated and loudspeakers is not None else None
         self._cond = threading.Condition()
         self._job: tuple | None = None
         self._done: list[Candidate] | None = None
@@ -207,7 +206,7 @@ class CandidateDetector:
         return done
 
     def _work(self) -> None:
-        lower_this_thread(WORKER_NICE)
+        lower_this_thread(BACKGROUND_NICE)
         while True:
             with self._cond:
                 while self._job is None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from jaeger_ros.core.threads import BACKGROUND_NICE, lower_this_thread
 from jaeger_ros.detectors.vad import CHUNK_S, OFF_THRESHOLD, ON_THRESHOLD, VAD_RATE, SpeechGate, to_vad_rate
 
 SAME_VOICE = 0.72
@@ -184,12 +185,13 @@ class VoiceStream:
     matched against the known voices once EARLY_S of it is heard (`current` names that voice
     while the turn goes on), so a known voice is named ~1.5 s into a turn instead of at its end.
     The VAD pass is `gate`'s (a SpeechGate), so a pipeline that also gates DoA votes runs silero
-    once. `background`: embeddings (120-300 ms each on 2 shared cores) run in a worker thread and
-    their results are applied on a later `update`, so a live stream is not stalled by them."""
+    once. `background`: embeddings (120-300 ms each on 2 shared cores) run in a worker thread
+    (core.threads.BACKGROUND_NICE below the caller) and their results are applied on a later `update`, so a live stream is not stalled by them."""
 
     def __init__(self, encoder: SpeakerEncoder | None = None, threshold: float = SAME_VOICE,
                  gate: SpeechGate | None = None, background: bool = False) -> None:
-        self._worker = ThreadPoolExecutor(1, thread_name_prefix="voice_id") if background else None
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="voice_id", initializer=lower_this_thread,
+                                          initargs=(BACKGROUND_NICE,)) if background else None
         self._jobs: deque[tuple[str, Future, tuple]] = deque()  # ("turn" | "peek", result, context) in order
         self._serial = 0                 # number of the turn in progress (a late early match must be for it)
         self.gate = gate or SpeechGate()
