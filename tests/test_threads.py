@@ -1,6 +1,7 @@
 """Background work runs below the frame path, wherever its threads come from: threads a library
-starts while its models are built (mediapipe), the voice-embedding worker, and BLAS's own pool
-(one thread per node process unless the user chose). Niceness is read from the kernel."""
+starts while its models are built (mediapipe), the voice-embedding worker; and BLAS and OpenMP
+keep one thread per node process and its children unless the user chose. Niceness is read from
+the kernel, thread counts from threadpoolctl."""
 from __future__ import annotations
 
 import os
@@ -78,16 +79,18 @@ import json, sys
 import numpy
 from threadpoolctl import threadpool_info, threadpool_limits
 threadpool_limits(limits=2, user_api="blas")   # a known start, whatever the machine's core count
-from jaeger_ros.core.threads import one_blas_thread
-did = one_blas_thread()
+from jaeger_ros.core.threads import one_thread_per_library
+did = one_thread_per_library()
 import scipy.linalg   # scipy's own OpenBLAS loads after the call
 blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
-print(json.dumps([did, len(blas), sorted({p["num_threads"] for p in blas})]))
+import os, subprocess
+child = subprocess.run([sys.executable, "-c", "import os; print(os.environ.get('OMP_NUM_THREADS'))"], capture_output=True, text=True).stdout.strip()
+print(json.dumps([did, len(blas), sorted({p["num_threads"] for p in blas}), child]))
 """
 
 
 @pytest.mark.parametrize("variable", [None, "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"])
-def test_a_node_process_uses_one_blas_thread_unless_the_user_chose(variable):
+def test_a_node_process_and_its_children_use_one_thread_per_library_unless_the_user_chose(variable):
     env = {k: v for k, v in os.environ.items() if k not in
            ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")}
     if variable:
@@ -96,10 +99,11 @@ def test_a_node_process_uses_one_blas_thread_unless_the_user_chose(variable):
     out = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     import json
-    did, libraries, threads = json.loads(out.stdout.strip().splitlines()[-1])
+    did, libraries, threads, child = json.loads(out.stdout.strip().splitlines()[-1])
     assert libraries >= 1
     assert did is (variable is None)
     if variable is None:
-        assert threads == [1]        # numpy's BLAS and any loaded after (scipy's)
+        assert threads == [1] and child == "1"   # numpy's BLAS, any loaded after (scipy's), a child process
     else:
-        assert 2 in threads          # numpy's keeps the count it had
+        assert 2 in threads                      # numpy's keeps the count it had
+        assert child == ("2" if variable == "OMP_NUM_THREADS" else "None")

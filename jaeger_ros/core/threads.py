@@ -10,7 +10,7 @@ T = TypeVar("T")
 BACKGROUND_NICE = 5
 """Niceness above the caller's of a node's background work (detectors, voice embeddings, the
 dereverberation fit): the frame path keeps its 10 Hz, the results arrive a few frames later."""
-BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 
 
 def lower_this_thread(by: int) -> None:
@@ -45,18 +45,23 @@ def built_lowered(factory: Callable[[], T], by: int = BACKGROUND_NICE) -> T:
     return out["value"]  # type: ignore[return-value]
 
 
-def one_blas_thread() -> bool:
-    """Limit this process's BLAS (OpenBLAS, MKL, BLIS) to one thread, loaded or still to load, unless
-    the user set any of BLAS_THREAD_VARIABLES; returns whether it did. Why: a node's arrays are small (a 0.5 s FOA
-    window, votes x candidates), a second BLAS thread gains little, and on a robot's 2 shared
-    cores it is one more runnable thread at normal priority, doing the background fits' work at
-    the frame path's priority (live mesh world, mixed seed 13, 60 s runs, the other processes alike:
-    latency p95 105-128 ms -> 85-95 ms, 4 runs each)."""
-    if any(name in os.environ for name in BLAS_THREAD_VARIABLES):
+def one_thread_per_library() -> bool:
+    """One thread for BLAS (OpenBLAS, MKL, BLIS) and OpenMP (torch's intra-op pool) in this process
+    and the processes it starts, unless the user set any of THREAD_VARIABLES; returns whether it
+    did. Why: a node's arrays are small (a 0.5 s FOA window, votes x candidates, 32x32 crops), a
+    second thread per library gains little, and on a robot's 2 shared cores each such pool is one
+    more runnable thread at normal priority (OpenMP's spin after each parallel region included),
+    doing even the lowered background work at the frame path's priority. live_demo sets it before
+    it starts the nodes (so they start with it) and every node process at start (run_node).
+    Live mesh world, mixed seed 13, 60 s runs alternated on the same machine: latency p95 78.9 /
+    79.4 / 87.7 ms with the variables set for every process from its start (and the lowered builds
+    above), 83.9 / 103.8 / 105.3 ms with neither; with only BLAS limited by each node process once
+    numpy had loaded (threadpoolctl), 93.4 / 98.3 / 115.7 ms."""
+    if any(name in os.environ for name in THREAD_VARIABLES):
         return False
     from threadpoolctl import threadpool_limits
 
-    for name in BLAS_THREAD_VARIABLES:   # read by a BLAS when it loads (scipy's own, loaded later)
+    for name in THREAD_VARIABLES:   # read when a library loads (scipy's own BLAS, torch) and by children
         os.environ[name] = "1"
-    threadpool_limits(limits=1, user_api="blas")   # the ones loaded already
+    threadpool_limits(limits=1)     # the libraries loaded already
     return True

@@ -639,8 +639,10 @@ def main(argv: list[str] | None = None) -> int:
     # One private DDS domain on this host, inherited by the node processes.
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    from jaeger_ros.core.threads import one_thread_per_library
     from jaeger_ros.ros.runner import large_data_profile
     large_data_profile()  # as each node process does: the package's profile unless the user has one
+    one_thread_per_library()  # the nodes start with it (set later in a process, it does less)
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data

@@ -12,8 +12,8 @@ signal during that clean-up is ignored.
 
 Transport: unless the user set their own Fast DDS profile, the process loads the package's
 config/fastdds.xml (large_data_profile), so the RGB-D rate holds with a plain `ros2 run`.
-Threads: unless the user set a BLAS thread count, the process uses one BLAS thread
-(core.threads.one_blas_thread: on 2 shared cores a second one only lengthens the latency tail).
+Threads: unless the user set a thread count, the process uses one BLAS and one OpenMP thread
+(core.threads.one_thread_per_library: on 2 shared cores more only lengthen the latency tail).
 
 A node that cannot start (missing dependency, bad parameter) raises `NodeStartError`,
 ValueError or a parameter exception from its constructor: one line on stderr, exit status 1.
@@ -35,7 +35,7 @@ from rclpy.lifecycle import LifecycleNode
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
-from jaeger_ros.core.threads import one_blas_thread
+from jaeger_ros.core.threads import one_thread_per_library
 
 POLL_S = 0.1
 """Longest time the executor waits before a pending signal is acted on."""
@@ -104,7 +104,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None
     """Create the node from `factory` and spin it until SIGINT/SIGTERM (then return, exit 0)
     or until it cannot start (then SystemExit(1) after one line on stderr)."""
     large_data_profile()
-    one_blas_thread()
+    one_thread_per_library()
     flag = _StopFlag()
     previous = {sig: signal.signal(sig, flag) for sig in STOP_SIGNALS}
     node: Node | None = None
