@@ -186,7 +186,8 @@ class VoiceStream:
     while the turn goes on), so a known voice is named ~1.5 s into a turn instead of at its end.
     The VAD pass is `gate`'s (a SpeechGate), so a pipeline that also gates DoA votes runs silero
     once. `background`: embeddings (120-300 ms each on 2 shared cores) run in a worker thread
-    (core.threads.BACKGROUND_NICE below the caller) and their results are applied on a later `update`, so a live stream is not stalled by them."""
+    (core.threads.BACKGROUND_NICE below the caller) and their results are applied on a later
+    `update`, so a live stream is not stalled by them."""
 
     def __init__(self, encoder: SpeakerEncoder | None = None, threshold: float = SAME_VOICE,
                  gate: SpeechGate | None = None, background: bool = False) -> None:
