@@ -164,10 +164,12 @@ def test_the_classical_estimator_hears_the_stream_dereverberated_when_asked():
 
 
 def test_a_background_fit_runs_below_the_frame_paths_priority(monkeypatch):
-    """The fit thread's niceness (read from the kernel while it fits) is the caller's + FIT_NICE;
+    """The fit thread's niceness (read from the kernel while it fits) is the caller's + BACKGROUND_NICE;
     the caller's own is untouched. fit_filter is wrapped only to read it, and still fits."""
     import os
     import threading
+
+    from jaeger_ros.core.threads import BACKGROUND_NICE
     seen = []
     real = dereverb.fit_filter
 
@@ -182,5 +184,5 @@ def test_a_background_fit_runs_below_the_frame_paths_priority(monkeypatch):
     for end in range(RATE // 2, heard.shape[1] + 1, RATE // 10):
         stream(end / RATE, heard[:, end - RATE // 2:end], RATE)
     stream._worker.join(timeout=10.0)
-    assert seen == [min(mine + dereverb.FIT_NICE, 19)] and stream._filter is not None
+    assert seen == [min(mine + BACKGROUND_NICE, 19)] and stream._filter is not None
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine

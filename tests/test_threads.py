@@ -4,6 +4,7 @@ keep one thread per node process and its children unless the user chose. Nicenes
 the kernel, thread counts from threadpoolctl."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from jaeger_ros.core.threads import BACKGROUND_NICE, built_lowered
+from jaeger_ros.core.threads import BACKGROUND_NICE, THREAD_VARIABLES, built_lowered
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,21 +88,20 @@ did = one_thread_per_library()
 import scipy.linalg   # scipy's own OpenBLAS loads after the call
 blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
 import os, subprocess
-child = subprocess.run([sys.executable, "-c", "import os; print(os.environ.get('OMP_NUM_THREADS'))"], capture_output=True, text=True).stdout.strip()
+child = subprocess.run([sys.executable, "-c", "import os; print(os.environ.get('OMP_NUM_THREADS'))"],
+                       capture_output=True, text=True).stdout.strip()
 print(json.dumps([did, len(blas), sorted({p["num_threads"] for p in blas}), child]))
 """
 
 
 @pytest.mark.parametrize("variable", [None, "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"])
 def test_a_node_process_and_its_children_use_one_thread_per_library_unless_the_user_chose(variable):
-    env = {k: v for k, v in os.environ.items() if k not in
-           ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")}
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
     if variable:
         env[variable] = "2"
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     out = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    import json
     did, libraries, threads, child = json.loads(out.stdout.strip().splitlines()[-1])
     assert libraries >= 1
     assert did is (variable is None)

@@ -47,7 +47,6 @@ LOADING = 1e-6       # diagonal loading of the correlation matrix, relative to i
 FIT_S = 3.0
 REFIT_S = 1.0
 MIN_FIT_S = 1.0
-FIT_NICE = BACKGROUND_NICE  # a background fit yields the cores to the frame path (live p95 latency)
 
 
 def _spectra(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
@@ -154,7 +153,7 @@ class StreamDereverb:
 
     def _fit(self, audio: np.ndarray, sample_rate: int, generation: int) -> None:
         if threading.current_thread() is self._worker:
-            lower_this_thread(FIT_NICE)
+            lower_this_thread(BACKGROUND_NICE)  # a background fit yields the cores to the frame path
         filt = fit_filter(audio, sample_rate)
         with self._lock:
             if generation == self._generation:
